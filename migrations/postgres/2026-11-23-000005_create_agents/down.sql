@@ -1,0 +1,5 @@
+DROP TABLE messages;
+DROP TABLE conversations;
+DROP TABLE knowledge_chunks;
+DROP TABLE knowledge_documents;
+DROP TABLE agents;

@@ -1,0 +1,73 @@
+//! CSRF protection: a per-session token that every state-changing form carries
+//! (`csrf_token`) and every cookie-authenticated API call sends (`X-CSRF-Token`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_session::{Session, SessionExt as _};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use serde::de::DeserializeOwned;
+
+use super::tokens;
+use crate::error::AppError;
+
+const SESSION_KEY: &str = "csrf";
+pub const HEADER: &str = "x-csrf-token";
+
+/// The session's token, created on first use.
+pub fn token(session: &Session) -> Result<String, AppError> {
+    if let Ok(Some(existing)) = session.get::<String>(SESSION_KEY) {
+        return Ok(existing);
+    }
+    let fresh = tokens::generate();
+    session
+        .insert(SESSION_KEY, &fresh)
+        .map_err(AppError::internal)?;
+    Ok(fresh)
+}
+
+pub fn verify(session: &Session, presented: Option<&str>) -> Result<(), AppError> {
+    let expected = session.get::<String>(SESSION_KEY).ok().flatten();
+    match (expected, presented) {
+        (Some(expected), Some(presented)) if tokens::equal(&expected, presented) => Ok(()),
+        _ => Err(AppError::Forbidden(
+            "The form expired or did not come from this site. Reload the page and try again."
+                .into(),
+        )),
+    }
+}
+
+/// A form body that names its CSRF token field.
+pub trait CsrfProtected {
+    fn csrf_token(&self) -> &str;
+}
+
+/// A urlencoded form whose CSRF token was checked before the handler runs.
+pub struct CsrfForm<T>(pub T);
+
+impl<T: DeserializeOwned + CsrfProtected + 'static> FromRequest for CsrfForm<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = req.get_session();
+        let form = web::Form::<T>::from_request(req, payload);
+        Box::pin(async move {
+            let form = form.await?.into_inner();
+            verify(&session, Some(form.csrf_token()))?;
+            Ok(CsrfForm(form))
+        })
+    }
+}
+
+/// Implements [`CsrfProtected`] for form structs with a `csrf_token` field.
+#[macro_export]
+macro_rules! csrf_protected {
+    ($($form:ty),+ $(,)?) => {
+        $(impl $crate::auth::csrf::CsrfProtected for $form {
+            fn csrf_token(&self) -> &str {
+                &self.csrf_token
+            }
+        })+
+    };
+}

@@ -1,0 +1,259 @@
+//! Extractors that establish who is calling. Handlers get a [`TenantScope`] only
+//! from here.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_session::{Session, SessionExt as _};
+use actix_web::http::Method;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+
+use super::session_store::USER_KEY;
+use super::{csrf, tokens};
+use crate::db::models::{ApiKey, Membership, Organization, User};
+use crate::domain::{OrganizationId, Role, TenantScope, UserId};
+use crate::error::AppError;
+use crate::startup::AppState;
+
+/// Session keys besides the user.
+pub const ORG_KEY: &str = "org";
+pub const AUTH_AT_KEY: &str = "auth_at";
+pub const SEEN_KEY: &str = "seen";
+
+/// A session lives at most this long after sign-in, however active.
+pub const ABSOLUTE_LIFETIME_SECS: i64 = 30 * 24 * 3600;
+/// Idle sessions end after this (the store's TTL), renewed as the user is active.
+pub const IDLE_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+const SEEN_REFRESH_SECS: i64 = 600;
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::internal("application state missing"))
+}
+
+/// The address of the TCP peer (not a forwarded header a client could forge).
+pub fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A signed-in, enabled user.
+pub struct SignedIn {
+    pub user: User,
+    pub session: Session,
+}
+
+impl SignedIn {
+    async fn extract(req: HttpRequest) -> Result<Self, AppError> {
+        let session = req.get_session();
+        let Some(user_id) = session.get::<i64>(USER_KEY).ok().flatten() else {
+            return Err(AppError::Unauthorized);
+        };
+        let now = chrono::Utc::now().timestamp();
+        let auth_at = session.get::<i64>(AUTH_AT_KEY).ok().flatten().unwrap_or(0);
+        if now - auth_at > ABSOLUTE_LIFETIME_SECS {
+            session.purge();
+            return Err(AppError::Unauthorized);
+        }
+        let state = state(&req)?;
+        let user = state
+            .db(move |conn| User::find(conn, UserId(user_id)).map_err(AppError::internal))
+            .await?;
+        let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+            session.purge();
+            return Err(AppError::Unauthorized);
+        };
+        // Renewing the idle timeout costs a write, so do it only now and then.
+        let seen = session.get::<i64>(SEEN_KEY).ok().flatten().unwrap_or(0);
+        if now - seen > SEEN_REFRESH_SECS {
+            let _ = session.insert(SEEN_KEY, now);
+        }
+        Ok(Self { user, session })
+    }
+}
+
+impl FromRequest for SignedIn {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Ok(Self::extract(req).await?) })
+    }
+}
+
+/// A signed-in member acting in their current organization.
+pub struct Member {
+    pub user: User,
+    pub organization: Organization,
+    pub memberships: Vec<(Organization, Membership)>,
+    pub scope: TenantScope,
+    pub session: Session,
+}
+
+impl Member {
+    pub fn role(&self) -> Role {
+        self.scope.role()
+    }
+
+    async fn extract(req: HttpRequest) -> Result<Self, AppError> {
+        let SignedIn { user, session } = SignedIn::extract(req.clone()).await?;
+        let state = state(&req)?;
+        let user_id = user.id;
+        let memberships = state
+            .db(move |conn| Membership::organizations_of(conn, user_id).map_err(AppError::internal))
+            .await?;
+        let wanted = session
+            .get::<i64>(ORG_KEY)
+            .ok()
+            .flatten()
+            .map(OrganizationId);
+        let current = wanted
+            .and_then(|id| memberships.iter().find(|(o, _)| o.id == id))
+            .or_else(|| memberships.iter().find(|(o, _)| !o.is_disabled()))
+            .cloned();
+        let Some((organization, membership)) = current else {
+            return Err(AppError::Forbidden(
+                "Your account does not belong to any active organization.".into(),
+            ));
+        };
+        if organization.is_disabled() {
+            return Err(AppError::Forbidden(
+                "This organization has been disabled. Contact support.".into(),
+            ));
+        }
+        let scope = TenantScope::verified(organization.id, Some(user.id), membership.role());
+        Ok(Self {
+            user,
+            organization,
+            memberships,
+            scope,
+            session,
+        })
+    }
+}
+
+impl FromRequest for Member {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Ok(Self::extract(req).await?) })
+    }
+}
+
+/// A platform administrator (`frontdesk admin create`).
+pub struct PlatformAdmin {
+    pub user: User,
+    pub session: Session,
+}
+
+impl FromRequest for PlatformAdmin {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let SignedIn { user, session } = SignedIn::extract(req).await?;
+            if !user.is_platform_admin {
+                return Err(AppError::NotFound.into());
+            }
+            Ok(Self { user, session })
+        })
+    }
+}
+
+/// Who calls the JSON API: an organization API key (`Authorization: Bearer fd_…`)
+/// or a browser session (which must send `X-CSRF-Token` on writes).
+pub struct ApiCaller {
+    pub scope: TenantScope,
+    pub can_write: bool,
+    /// How the audit log names the caller.
+    pub label: String,
+}
+
+impl ApiCaller {
+    pub fn require_write(&self) -> Result<(), AppError> {
+        if self.can_write {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("This API key is read-only.".into()))
+        }
+    }
+
+    async fn extract(req: HttpRequest) -> Result<Self, AppError> {
+        let bearer = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(key) = bearer {
+            if !key.starts_with("fd_") {
+                return Err(AppError::Unauthorized);
+            }
+            let hash = tokens::hash(key);
+            let state = state(&req)?;
+            let found = state
+                .db(move |conn| {
+                    let Some(key) =
+                        ApiKey::authenticate(conn, &hash).map_err(AppError::internal)?
+                    else {
+                        return Ok(None);
+                    };
+                    let org = Organization::find(conn, key.organization_id)
+                        .map_err(AppError::internal)?;
+                    Ok(Some((key, org)))
+                })
+                .await?;
+            let Some((key, Some(org))) = found else {
+                return Err(AppError::Unauthorized);
+            };
+            if org.is_disabled() {
+                return Err(AppError::Forbidden(
+                    "This organization has been disabled.".into(),
+                ));
+            }
+            let role = if key.can_write() {
+                Role::Admin
+            } else {
+                Role::Viewer
+            };
+            return Ok(Self {
+                scope: TenantScope::verified(org.id, None, role),
+                can_write: key.can_write(),
+                label: format!("API key {}…", key.prefix),
+            });
+        }
+
+        let member = Member::extract(req.clone()).await?;
+        if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+            let presented = req
+                .headers()
+                .get(csrf::HEADER)
+                .and_then(|v| v.to_str().ok());
+            csrf::verify(&member.session, presented)?;
+        }
+        Ok(Self {
+            can_write: true,
+            label: member.user.email.clone(),
+            scope: member.scope,
+        })
+    }
+}
+
+impl FromRequest for ApiCaller {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Ok(Self::extract(req).await?) })
+    }
+}

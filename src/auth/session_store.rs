@@ -1,0 +1,120 @@
+//! actix-session's store over the database: sessions are valid on every instance
+//! and survive restarts. The cookie holds a random key; the row is found by its hash.
+
+use std::collections::HashMap;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration;
+
+use super::tokens;
+use crate::db::models::SessionRow;
+use crate::db::{DbConnection, DbPool};
+use crate::domain::UserId;
+
+/// The session entry that names the signed-in user (indexed, for "sign out everywhere").
+pub const USER_KEY: &str = "uid";
+
+#[derive(Clone)]
+pub struct DbSessionStore {
+    pool: DbPool,
+}
+
+impl DbSessionStore {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await?
+    }
+}
+
+fn expires(ttl: &Duration) -> chrono::NaiveDateTime {
+    crate::domain::now() + chrono::TimeDelta::seconds(ttl.whole_seconds())
+}
+
+fn user_of(state: &HashMap<String, String>) -> Option<UserId> {
+    state.get(USER_KEY).and_then(|v| v.parse().ok()).map(UserId)
+}
+
+impl SessionStore for DbSessionStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
+        let hash = tokens::hash(key.as_ref());
+        let state = self
+            .run(move |conn| Ok(SessionRow::load(conn, &hash)?))
+            .await
+            .map_err(LoadError::Other)?;
+        state
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| LoadError::Deserialization(e.into()))
+    }
+
+    async fn save(
+        &self,
+        state: HashMap<String, String>,
+        ttl: &Duration,
+    ) -> Result<SessionKey, SaveError> {
+        let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
+        let key = tokens::generate();
+        let session_key =
+            SessionKey::try_from(key.clone()).map_err(|e| SaveError::Other(e.into()))?;
+        let hash = tokens::hash(&key);
+        let until = expires(ttl);
+        let user = user_of(&state);
+        self.run(move |conn| Ok(SessionRow::insert(conn, &hash, user, &json, until)?))
+            .await
+            .map_err(SaveError::Other)?;
+        Ok(session_key)
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: HashMap<String, String>,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let json =
+            serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let hash = tokens::hash(key.as_ref());
+        let until = expires(ttl);
+        let user = user_of(&state);
+        let updated = self
+            .run(move |conn| Ok(SessionRow::update(conn, &hash, user, &json, until)?))
+            .await
+            .map_err(UpdateError::Other)?;
+        if updated {
+            Ok(key)
+        } else {
+            // Deleted meanwhile (signed out everywhere): start over signed out.
+            let mut state = state;
+            state.remove(USER_KEY);
+            self.save(state, ttl)
+                .await
+                .map_err(|e| UpdateError::Other(e.into()))
+        }
+    }
+
+    async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+        let hash = tokens::hash(key.as_ref());
+        let until = expires(ttl);
+        self.run(move |conn| Ok(SessionRow::touch(conn, &hash, until)?))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+        let hash = tokens::hash(key.as_ref());
+        self.run(move |conn| Ok(SessionRow::delete(conn, &hash)?))
+            .await?;
+        Ok(())
+    }
+}

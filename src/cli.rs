@@ -1,0 +1,118 @@
+//! The command line: `frontdesk [serve|migrate|check]`.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "frontdesk",
+    version,
+    about = "AI customer-conversation agents for your business, in one binary.",
+    long_about = "AI customer-conversation agents for your business, in one binary.\n\n\
+        Configuration comes from the environment (and a .env file in development); \
+        see the README for every variable. Without DATABASE_URL the data lives in \
+        ./data/frontdesk.db (SQLite)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the web server (the default command).
+    ///
+    /// In development pending migrations are applied on start. In production the
+    /// server answers /ready with 503 while migrations are pending, unless --migrate.
+    Serve(ServeArgs),
+    /// Apply pending database migrations, printing each one's name.
+    Migrate {
+        /// Only list the pending migrations; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate configuration and connectivity (database, SMTP, Stripe key shape),
+    /// print every problem at once, and exit non-zero if there is any.
+    Check,
+    /// Run background job workers without the web server (scale them separately).
+    Worker,
+    /// Inspect the job queue: counts by state and the dead jobs with their errors.
+    Jobs {
+        #[command(subcommand)]
+        action: Option<JobsAction>,
+    },
+    /// Platform administrators.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Email tools.
+    Mail {
+        #[command(subcommand)]
+        action: MailAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// Counts by state and the most recent dead jobs (the default).
+    Status {
+        /// How many dead jobs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Give a dead job a fresh set of attempts.
+    Retry {
+        /// The job id shown by `frontdesk jobs`.
+        id: i64,
+    },
+    /// Enqueue diagnostic jobs to check that workers are running.
+    Ping {
+        /// How many jobs to enqueue.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Each job sleeps this long before finishing.
+        #[arg(long, default_value_t = 0)]
+        sleep_ms: u64,
+        /// Each job fails (to exercise retries and the dead state).
+        #[arg(long)]
+        fail: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create a platform admin, or promote an existing account.
+    ///
+    /// Without --password-stdin a one-time link to set the password is printed.
+    Create {
+        /// The admin's email address.
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailAction {
+    /// Send a test email now (not queued), to check SMTP_URL and MAIL_FROM.
+    Test {
+        /// Recipient address.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Apply pending migrations before serving, also in production.
+    #[arg(long)]
+    pub migrate: bool,
+}
+
+impl Cli {
+    pub fn command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(ServeArgs::default()))
+    }
+}

@@ -1,0 +1,477 @@
+//! What each command does, once the command line and configuration are read.
+
+use std::net::{TcpStream, ToSocketAddrs as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{AdminAction, JobsAction, MailAction};
+use crate::config::{Config, ConfigErrors};
+use crate::db::models::Job as JobRow;
+use crate::db::models::{NewUser, User, UserToken};
+use crate::db::{self, migrations};
+use crate::domain::{Email, JobId, UserId};
+use crate::services::jobs::{self, Diagnostic, EnqueueOptions, JobContext, WorkerPool};
+use crate::services::mail::{MailTemplate, Mailer, OutgoingEmail};
+use crate::startup::{Application, ServeOptions};
+use crate::telemetry;
+
+/// Prints one clear sentence per problem on stderr.
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("frontdesk: {message}");
+    ExitCode::FAILURE
+}
+
+fn load_config() -> Result<Config, ExitCode> {
+    Config::from_env().map_err(|errors: ConfigErrors| {
+        eprintln!("{errors}");
+        eprintln!(
+            "frontdesk: configuration is invalid ({} problem{}); nothing was started.",
+            errors.0.len(),
+            if errors.0.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    })
+}
+
+pub fn serve(migrate: bool) -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.log_level, config.log_format);
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let options = ServeOptions {
+            migrate,
+            http_workers: None,
+            run_jobs: true,
+        };
+        let app = match Application::build(config, options).await {
+            Ok(app) => app,
+            Err(e) => return fail(e),
+        };
+        match app.run_until_stopped(true).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!("the server stopped with an error: {e}")),
+        }
+    })
+}
+
+pub fn migrate(dry_run: bool) -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let pool = match db::connect(&config.database_url, Some(1)) {
+        Ok(pool) => pool,
+        Err(e) => return fail(e),
+    };
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => return fail(db::DbError::Pool(e)),
+    };
+    let target = config.database_url.redacted();
+    if dry_run {
+        return match migrations::pending(&mut conn) {
+            Ok(pending) if pending.is_empty() => {
+                println!("{target}: no pending migrations");
+                ExitCode::SUCCESS
+            }
+            Ok(pending) => {
+                println!("{target}: {} pending migration(s):", pending.len());
+                for name in pending {
+                    println!("  {name}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    match migrations::run_pending(&mut conn, |name| println!("applied {name}")) {
+        Ok(applied) if applied.is_empty() => {
+            println!("{target}: already up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            println!("{target}: applied {} migration(s)", applied.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+pub fn check() -> ExitCode {
+    let mut problems: Vec<String> = Vec::new();
+    let config = match Config::from_env() {
+        Ok(config) => {
+            println!("ok    configuration ({})", config.environment.as_str());
+            Some(config)
+        }
+        Err(errors) => {
+            problems.extend(errors.0);
+            None
+        }
+    };
+
+    if let Some(config) = &config {
+        let target = config.database_url.redacted();
+        match db::connect(&config.database_url, Some(1)) {
+            Ok(pool) => {
+                println!("ok    database {target}");
+                match pool
+                    .get()
+                    .map_err(db::DbError::Pool)
+                    .and_then(|mut c| migrations::pending(&mut c))
+                {
+                    Ok(p) if p.is_empty() => println!("ok    migrations up to date"),
+                    Ok(p) => println!(
+                        "note  {} pending migration(s): {} (run `frontdesk migrate`)",
+                        p.len(),
+                        p.join(", ")
+                    ),
+                    Err(e) => problems.push(format!("database: {e}")),
+                }
+            }
+            Err(e) => problems.push(format!("database: {e}")),
+        }
+
+        match &config.smtp_url {
+            None => println!(
+                "note  SMTP_URL not set: emails are written to {}/mail",
+                config.data_dir.display()
+            ),
+            Some(url) => match smtp_reachable(url.expose()) {
+                Ok(addr) => println!("ok    SMTP server reachable at {addr}"),
+                Err(e) => problems.push(format!("SMTP: {e}")),
+            },
+        }
+        match &config.stripe.secret_key {
+            None => {
+                println!("note  STRIPE_SECRET_KEY not set: billing is off, plans are unlimited")
+            }
+            Some(_) => println!("ok    Stripe key shape"),
+        }
+    }
+
+    if problems.is_empty() {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            if p.starts_with("[config]") {
+                eprintln!("{p}");
+            } else {
+                eprintln!("FAIL  {p}");
+            }
+        }
+        eprintln!("frontdesk: {} problem(s) found", problems.len());
+        ExitCode::FAILURE
+    }
+}
+
+/// Opens a TCP connection to the SMTP server: proves the address, not the credentials.
+fn smtp_reachable(url: &url::Url) -> Result<String, String> {
+    let host = url.host_str().ok_or("SMTP_URL has no host")?;
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "smtps" { 465 } else { 587 });
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// `frontdesk worker`: job workers and the periodic scheduler, no HTTP.
+pub fn worker() -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.log_level, config.log_format);
+    let pool = match ready_pool(&config) {
+        Ok(pool) => pool,
+        Err(code) => return code,
+    };
+    let mailer = match Mailer::from_config(&config) {
+        Ok(m) => std::sync::Arc::new(m),
+        Err(e) => return fail(e),
+    };
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let workers = WorkerPool::start(std::sync::Arc::new(JobContext {
+            pool,
+            config: std::sync::Arc::new(config),
+            mailer,
+            metrics: Default::default(),
+        }));
+        let signal = crate::startup::wait_for_signal().await;
+        tracing::info!(signal, "shutting down: finishing running jobs");
+        workers.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// A pool on a database whose migrations are applied (applied here in development).
+fn ready_pool(config: &Config) -> Result<db::DbPool, ExitCode> {
+    let pool = db::connect(&config.database_url, config.database_pool_size).map_err(fail)?;
+    let mut conn = pool.get().map_err(|e| fail(db::DbError::Pool(e)))?;
+    if config.environment.is_production() {
+        let pending = migrations::pending(&mut conn).map_err(fail)?;
+        if !pending.is_empty() {
+            return Err(fail(format!(
+                "{} migration(s) pending ({}); run `frontdesk migrate` first",
+                pending.len(),
+                pending.join(", ")
+            )));
+        }
+    } else {
+        migrations::run_pending(&mut conn, |name| {
+            tracing::info!(migration = name, "applied migration")
+        })
+        .map_err(fail)?;
+    }
+    drop(conn);
+    Ok(pool)
+}
+
+/// `frontdesk jobs [status|retry|ping]`.
+pub fn jobs(action: Option<JobsAction>) -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let pool = match ready_pool(&config) {
+        Ok(pool) => pool,
+        Err(code) => return code,
+    };
+    let mut conn = match pool.get() {
+        Ok(c) => c,
+        Err(e) => return fail(db::DbError::Pool(e)),
+    };
+    match action.unwrap_or(JobsAction::Status { limit: 20 }) {
+        JobsAction::Status { limit } => {
+            let counts = match JobRow::counts_by_state(&mut conn) {
+                Ok(c) => c,
+                Err(e) => return fail(db::DbError::Query(e)),
+            };
+            let stats = match JobRow::stats(&mut conn) {
+                Ok(s) => s,
+                Err(e) => return fail(db::DbError::Query(e)),
+            };
+            println!("jobs by state:");
+            for state in ["queued", "running", "done", "dead"] {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                println!("  {state:<8} {n}");
+            }
+            let age = stats
+                .oldest_due
+                .map(|t| (crate::domain::now() - t).num_seconds().max(0));
+            println!(
+                "due now: {} (oldest waiting {})",
+                stats.due,
+                age.map(|s| format!("{s} s")).unwrap_or_else(|| "-".into())
+            );
+            let dead = match JobRow::dead(&mut conn, limit) {
+                Ok(d) => d,
+                Err(e) => return fail(db::DbError::Query(e)),
+            };
+            if !dead.is_empty() {
+                println!("dead jobs (newest first; retry with `frontdesk jobs retry ID`):");
+                for job in dead {
+                    println!(
+                        "  #{} {} after {} attempt(s), finished {}: {}",
+                        job.id,
+                        job.kind,
+                        job.attempts,
+                        job.finished_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                            .unwrap_or_default(),
+                        job.last_error.unwrap_or_default()
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        JobsAction::Retry { id } => match JobRow::revive(&mut conn, JobId(id)) {
+            Ok(true) => {
+                println!("job #{id} is queued again with a fresh set of attempts");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => fail(format!("there is no dead job #{id}")),
+            Err(e) => fail(db::DbError::Query(e)),
+        },
+        JobsAction::Ping {
+            count,
+            sleep_ms,
+            fail: should_fail,
+        } => {
+            let job = Diagnostic {
+                sleep_ms,
+                fail: should_fail,
+            };
+            let result = db::write_transaction(&mut conn, |conn| {
+                (0..count)
+                    .map(|_| jobs::enqueue(conn, &job, EnqueueOptions::default()))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            match result {
+                Ok(ids) => {
+                    let ids: Vec<String> = ids
+                        .into_iter()
+                        .flatten()
+                        .map(|id| format!("#{id}"))
+                        .collect();
+                    println!(
+                        "enqueued {} diagnostic job(s): {}",
+                        ids.len(),
+                        ids.join(" ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(db::DbError::Query(e)),
+            }
+        }
+    }
+}
+
+/// `frontdesk mail test --to ADDRESS`: sends at once and reports the outcome.
+pub fn mail(action: MailAction) -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.log_level, config.log_format);
+    let MailAction::Test { to } = action;
+    let to = match Email::parse(&to) {
+        Ok(to) => to,
+        Err(e) => return fail(format!("--to {e}")),
+    };
+    let mailer = match Mailer::from_config(&config) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let email = OutgoingEmail::new(&to, MailTemplate::Test, &config.base_url);
+    let system = actix_web::rt::System::new();
+    match system.block_on(mailer.send(&email)) {
+        Ok(()) => {
+            match &config.smtp_url {
+                Some(_) => println!("test email sent to {} ({})", to.as_str(), email.message_id),
+                None => println!(
+                    "SMTP_URL is not set: the test email was written to {}",
+                    config.data_dir.join("mail").display()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `frontdesk admin create --email E [--password-stdin]`.
+pub fn admin(action: AdminAction) -> ExitCode {
+    let AdminAction::Create {
+        email,
+        password_stdin,
+    } = action;
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let email = match Email::parse(&email) {
+        Ok(e) => e,
+        Err(e) => return fail(format!("--email {e}")),
+    };
+    let password_hash = if password_stdin {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            return fail(format!("cannot read the password from stdin: {e}"));
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        let password = match crate::auth::password::Password::parse(line, Some(email.as_str())) {
+            Ok(p) => p,
+            Err(e) => return fail(e.0),
+        };
+        match password.hash() {
+            Ok(h) => Some(h),
+            Err(e) => return fail(format!("cannot hash the password: {e}")),
+        }
+    } else {
+        None
+    };
+    let pool = match ready_pool(&config) {
+        Ok(pool) => pool,
+        Err(code) => return code,
+    };
+    let mut conn = match pool.get() {
+        Ok(c) => c,
+        Err(e) => return fail(db::DbError::Pool(e)),
+    };
+    let result = db::write_transaction(
+        &mut conn,
+        |conn| -> Result<(UserId, bool, Option<String>), diesel::result::Error> {
+            let (user_id, created) = match User::find_by_email(conn, &email)? {
+                Some(user) => (user.id, false),
+                None => {
+                    let name = email
+                        .as_str()
+                        .split('@')
+                        .next()
+                        .unwrap_or("admin")
+                        .to_string();
+                    (
+                        User::create(conn, &NewUser::new(&email, &name, None))?.id,
+                        true,
+                    )
+                }
+            };
+            User::set_platform_admin(conn, user_id)?;
+            User::mark_verified(conn, user_id)?;
+            let link = match &password_hash {
+                Some(hash) => {
+                    User::set_password(conn, user_id, hash)?;
+                    None
+                }
+                None => {
+                    let token = crate::auth::tokens::generate();
+                    UserToken::create(
+                        conn,
+                        user_id,
+                        crate::db::models::user_token::RESET_PASSWORD,
+                        &crate::auth::tokens::hash(&token),
+                        crate::domain::now() + chrono::TimeDelta::hours(1),
+                    )?;
+                    let mut url = config
+                        .base_url
+                        .join("/reset-password")
+                        .unwrap_or_else(|_| config.base_url.clone());
+                    url.query_pairs_mut().append_pair("token", &token);
+                    Some(url.to_string())
+                }
+            };
+            Ok((user_id, created, link))
+        },
+    );
+    match result {
+        Ok((id, created, link)) => {
+            println!(
+                "{} {} (user #{id}) is a platform admin",
+                if created { "created" } else { "promoted" },
+                email.as_str()
+            );
+            if let Some(link) = link {
+                println!("set the password within one hour (the link works once):\n  {link}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(db::DbError::Query(e)),
+    }
+}

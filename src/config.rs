@@ -1,0 +1,688 @@
+//! Typed settings, read once at start-up from the environment.
+//!
+//! Every problem is collected before anything is reported, so an operator fixes a
+//! broken deploy in one round instead of one variable per restart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use url::Url;
+
+use crate::db::DatabaseUrl;
+
+const MIN_SESSION_SECRET_LEN: usize = 32;
+const SECRETS_FILE: &str = "secrets.env";
+
+/// A value that must never reach a log line or an error page.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmProvider {
+    Builtin,
+    OpenAi,
+    Anthropic,
+}
+
+/// The 32-byte key that encrypts provider credentials at rest.
+#[derive(Clone)]
+pub struct EncryptionKey(Secret<[u8; 32]>);
+
+impl EncryptionKey {
+    /// Accepts 64 hex characters or standard/url-safe base64 of exactly 32 bytes.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let bytes = if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(raw).map_err(|e| e.to_string())?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(raw))
+                .map_err(|_| {
+                    "must be 32 bytes written as 64 hex characters or base64".to_string()
+                })?
+        };
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            format!(
+                "must decode to exactly 32 bytes (it decodes to {})",
+                b.len()
+            )
+        })?;
+        if key.iter().all(|b| *b == key[0]) {
+            return Err("is a repeated byte, not a random key".into());
+        }
+        Ok(Self(Secret::new(key)))
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        self.0.expose()
+    }
+}
+
+impl fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EncryptionKey([redacted])")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub secret_key: Option<Secret<String>>,
+    pub webhook_secret: Option<Secret<String>>,
+    pub api_base: Url,
+    /// `STRIPE_PRICE_<PLAN>` keyed by the lower-cased plan name.
+    pub prices: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    pub provider: LlmProvider,
+    pub base_url: Option<Url>,
+    pub api_key: Option<Secret<String>>,
+    pub model: Option<String>,
+}
+
+/// How background workers poll, lease and retry.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSettings {
+    /// Jobs run at once per process (`WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// How often an idle worker looks for due jobs (`JOB_POLL_MS`).
+    pub poll: std::time::Duration,
+    /// A claimed job belongs to its worker this long unless renewed (`JOB_LEASE_SECS`).
+    pub lease: std::time::Duration,
+    /// First retry delay; doubles per attempt, with jitter (`JOB_RETRY_BASE_MS`).
+    pub retry_base: std::time::Duration,
+    /// Finished jobs are deleted after this many days (`JOB_RETENTION_DAYS`).
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub host: String,
+    pub port: u16,
+    pub base_url: Url,
+    pub data_dir: PathBuf,
+    pub database_url: DatabaseUrl,
+    pub database_pool_size: Option<u32>,
+    pub session_secret: Secret<String>,
+    pub encryption_key: EncryptionKey,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub cors_origins: Vec<String>,
+    pub smtp_url: Option<Secret<Url>>,
+    pub mail_from: String,
+    pub stripe: StripeConfig,
+    pub llm: LlmConfig,
+    pub slow_request_ms: u64,
+    pub slow_query_ms: u64,
+    pub rate_limit_per_minute: u32,
+    pub max_upload_bytes: u64,
+    pub jobs: JobSettings,
+}
+
+/// Every configuration problem found, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "[config] FATAL {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads variables through a lookup function so tests can pass a map instead of
+/// mutating the process environment.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.lookup)(key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, key: &str, default: T) -> T {
+        match self.get(key) {
+            None => default,
+            Some(raw) => raw.parse().unwrap_or_else(|_| {
+                self.problems
+                    .push(format!("{key} must be a whole number, got {raw:?}"));
+                default
+            }),
+        }
+    }
+
+    fn url(&mut self, key: &str) -> Option<Url> {
+        let raw = self.get(key)?;
+        match Url::parse(&raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+            _ => {
+                self.problems
+                    .push(format!("{key} must be an http(s) URL, got {raw:?}"));
+                None
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads the real process environment (and `.env` in development).
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        let is_production = std::env::var("APP_ENV").is_ok_and(|v| v.trim() == "production");
+        if !is_production {
+            // A missing .env is the normal case; a broken one is reported by the values it leaves out.
+            let _ = dotenvy::dotenv();
+        }
+        Self::from_lookup(&|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+
+        let environment = match r.get("APP_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                r.problems.push(format!(
+                    "APP_ENV must be development or production, got {other:?}"
+                ));
+                Environment::Development
+            }
+        };
+        let prod = environment.is_production();
+
+        let default_host = if prod { "0.0.0.0" } else { "127.0.0.1" };
+        let host = r.get("HOST").unwrap_or_else(|| default_host.to_string());
+        let port = r.parsed("PORT", 5000u16);
+        let data_dir = PathBuf::from(r.get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+
+        let base_url = match r.url("BASE_URL") {
+            Some(url) => url,
+            None => {
+                if prod && r.get("BASE_URL").is_none() {
+                    r.problems.push(
+                        "BASE_URL is required in production (the public https:// address, used in emails and redirects)"
+                            .into(),
+                    );
+                }
+                let shown_host = if host == "0.0.0.0" {
+                    "127.0.0.1"
+                } else {
+                    &host
+                };
+                Url::parse(&format!("http://{shown_host}:{port}")).unwrap_or_else(|_| {
+                    r.problems
+                        .push(format!("HOST {host:?} is not a valid host name"));
+                    fallback_url("http://127.0.0.1:5000")
+                })
+            }
+        };
+        if prod && base_url.scheme() != "https" && r.get("BASE_URL").is_some() {
+            r.problems.push(format!(
+                "BASE_URL must use https in production, got {base_url}"
+            ));
+        }
+
+        let database_url = match DatabaseUrl::parse(r.get("DATABASE_URL").as_deref(), &data_dir) {
+            Ok(url) => url,
+            Err(problem) => {
+                r.problems.push(problem);
+                DatabaseUrl::Sqlite(data_dir.join("frontdesk.db"))
+            }
+        };
+        let database_pool_size =
+            r.get("DATABASE_POOL_SIZE")
+                .and_then(|raw| match raw.parse::<u32>() {
+                    Ok(n) if (1..=200).contains(&n) => Some(n),
+                    _ => {
+                        r.problems.push(format!(
+                            "DATABASE_POOL_SIZE must be a number from 1 to 200, got {raw:?}"
+                        ));
+                        None
+                    }
+                });
+
+        let session_secret = r.get("SESSION_SECRET");
+        if let Some(secret) = &session_secret {
+            if let Err(why) = check_session_secret(secret) {
+                r.problems.push(format!("SESSION_SECRET {why}"));
+            }
+        } else if prod {
+            r.problems.push(format!(
+                "SESSION_SECRET is required in production (at least {MIN_SESSION_SECRET_LEN} random characters, e.g. `openssl rand -hex 32`)"
+            ));
+        }
+        let encryption_key = match r
+            .get("ENCRYPTION_KEY")
+            .map(|raw| EncryptionKey::parse(&raw))
+        {
+            Some(Ok(key)) => Some(key),
+            Some(Err(why)) => {
+                r.problems.push(format!("ENCRYPTION_KEY {why}"));
+                None
+            }
+            None => {
+                if prod {
+                    r.problems.push(
+                        "ENCRYPTION_KEY is required in production (32 bytes as hex or base64, e.g. `openssl rand -hex 32`)"
+                            .into(),
+                    );
+                }
+                None
+            }
+        };
+
+        let log_level = r.get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            r.problems.push(format!(
+                "LOG_LEVEL must be a level (error, warn, info, debug, trace) or a filter directive, got {log_level:?}"
+            ));
+        }
+        let log_format = match r.get("LOG_FORMAT").as_deref() {
+            None => {
+                if prod {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Pretty
+                }
+            }
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                r.problems
+                    .push(format!("LOG_FORMAT must be json or pretty, got {other:?}"));
+                LogFormat::Pretty
+            }
+        };
+
+        let cors_origins = r
+            .get("CORS_ORIGINS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for origin in &cors_origins {
+            if origin != "*" && Url::parse(origin).is_err() {
+                r.problems.push(format!(
+                    "CORS_ORIGINS entry {origin:?} is not an origin like https://example.com"
+                ));
+            }
+        }
+
+        let smtp_url = r.get("SMTP_URL").and_then(|raw| match Url::parse(&raw) {
+            Ok(url) if matches!(url.scheme(), "smtp" | "smtps") && url.host().is_some() => {
+                let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+                match tls.as_deref() {
+                    None | Some("required" | "opportunistic" | "none") => Some(Secret::new(url)),
+                    Some(other) => {
+                        r.problems.push(format!(
+                            "SMTP_URL tls= must be required, opportunistic or none, got {other:?}"
+                        ));
+                        None
+                    }
+                }
+            }
+            _ => {
+                r.problems.push(
+                    "SMTP_URL must look like smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465 (TLS) or smtp://host:25?tls=none".into(),
+                );
+                None
+            }
+        });
+        let default_from = format!(
+            "Frontdesk <no-reply@{}>",
+            base_url.host_str().unwrap_or("localhost")
+        );
+        let mail_from = r.get("MAIL_FROM").unwrap_or(default_from);
+        if !mail_from.contains('@') {
+            r.problems.push(format!(
+                "MAIL_FROM must be an address like \"Frontdesk <no-reply@example.com>\", got {mail_from:?}"
+            ));
+        }
+
+        let stripe_secret = r.get("STRIPE_SECRET_KEY");
+        if let Some(key) = &stripe_secret
+            && !(key.starts_with("sk_") || key.starts_with("rk_"))
+        {
+            r.problems.push(
+                "STRIPE_SECRET_KEY must be a Stripe secret or restricted key (sk_… or rk_…)".into(),
+            );
+        }
+        let stripe_webhook = r.get("STRIPE_WEBHOOK_SECRET");
+        if let Some(secret) = &stripe_webhook
+            && !secret.starts_with("whsec_")
+        {
+            r.problems
+                .push("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)".into());
+        }
+        if prod && stripe_secret.is_some() && stripe_webhook.is_none() {
+            r.problems.push(
+                "STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set in production"
+                    .into(),
+            );
+        }
+        let stripe_api_base = r
+            .url("STRIPE_API_BASE")
+            .unwrap_or_else(|| fallback_url("https://api.stripe.com"));
+        let mut prices = BTreeMap::new();
+        for plan in ["free", "pro", "business"] {
+            if let Some(price) = r.get(&format!("STRIPE_PRICE_{}", plan.to_uppercase())) {
+                prices.insert(plan.to_string(), price);
+            }
+        }
+
+        let provider = match r.get("LLM_PROVIDER").as_deref() {
+            None | Some("builtin") => LlmProvider::Builtin,
+            Some("openai") => LlmProvider::OpenAi,
+            Some("anthropic") => LlmProvider::Anthropic,
+            Some(other) => {
+                r.problems.push(format!(
+                    "LLM_PROVIDER must be builtin, openai or anthropic, got {other:?}"
+                ));
+                LlmProvider::Builtin
+            }
+        };
+        let llm = LlmConfig {
+            provider,
+            base_url: r.url("LLM_BASE_URL"),
+            api_key: r.get("LLM_API_KEY").map(Secret::new),
+            model: r.get("LLM_MODEL"),
+        };
+
+        let slow_request_ms = r.parsed("SLOW_REQUEST_MS", 1000u64);
+        let slow_query_ms = r.parsed("SLOW_QUERY_MS", 500u64);
+        let rate_limit_per_minute = r.parsed("RATE_LIMIT_PER_MINUTE", 120u32);
+        let max_upload_bytes = r.parsed("MAX_UPLOAD_BYTES", 10 * 1024 * 1024u64);
+        let jobs = JobSettings {
+            concurrency: r.parsed("WORKER_CONCURRENCY", 2usize).clamp(1, 64),
+            poll: std::time::Duration::from_millis(r.parsed("JOB_POLL_MS", 1000u64).max(10)),
+            lease: std::time::Duration::from_secs(r.parsed("JOB_LEASE_SECS", 300u64).max(1)),
+            retry_base: std::time::Duration::from_millis(r.parsed("JOB_RETRY_BASE_MS", 5000u64)),
+            retention_days: r.parsed("JOB_RETENTION_DAYS", 14u32).max(1),
+        };
+
+        if !r.problems.is_empty() {
+            return Err(ConfigErrors(r.problems));
+        }
+
+        // Development only: missing secrets come from (or are written to) the data directory.
+        let (session_secret, encryption_key) = match (session_secret, encryption_key) {
+            (Some(s), Some(k)) => (s, k),
+            (s, k) => {
+                let stored =
+                    DevSecrets::load_or_create(&data_dir).map_err(|e| ConfigErrors(vec![e]))?;
+                (
+                    s.unwrap_or(stored.session_secret),
+                    k.unwrap_or(stored.encryption_key),
+                )
+            }
+        };
+
+        Ok(Config {
+            environment,
+            host,
+            port,
+            base_url,
+            data_dir,
+            database_url,
+            database_pool_size,
+            session_secret: Secret::new(session_secret),
+            encryption_key,
+            log_level,
+            log_format,
+            cors_origins,
+            smtp_url,
+            mail_from,
+            stripe: StripeConfig {
+                secret_key: stripe_secret.map(Secret::new),
+                webhook_secret: stripe_webhook.map(Secret::new),
+                api_base: stripe_api_base,
+                prices,
+            },
+            llm,
+            slow_request_ms,
+            slow_query_ms,
+            rate_limit_per_minute,
+            max_upload_bytes,
+            jobs,
+        })
+    }
+
+    pub fn bind_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Parses a URL literal written in this file.
+#[allow(clippy::expect_used)] // only ever called with constants that parse
+fn fallback_url(literal: &str) -> Url {
+    Url::parse(literal).expect("URL literal in config.rs parses")
+}
+
+fn check_session_secret(secret: &str) -> Result<(), String> {
+    if secret.chars().count() < MIN_SESSION_SECRET_LEN {
+        return Err(format!(
+            "must be at least {MIN_SESSION_SECRET_LEN} characters (it has {})",
+            secret.chars().count()
+        ));
+    }
+    let mut distinct: Vec<char> = secret.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 8 {
+        return Err(
+            "is too predictable (fewer than 8 distinct characters); use a random value".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Secrets generated on first start in development, kept so sessions survive restarts.
+struct DevSecrets {
+    session_secret: String,
+    encryption_key: EncryptionKey,
+}
+
+impl DevSecrets {
+    fn load_or_create(data_dir: &Path) -> Result<Self, String> {
+        let path = data_dir.join(SECRETS_FILE);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let value = |key: &str| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                    .map(str::to_string)
+            };
+            if let (Some(session_secret), Some(Ok(encryption_key))) = (
+                value("SESSION_SECRET"),
+                value("ENCRYPTION_KEY").map(|k| EncryptionKey::parse(&k)),
+            ) {
+                return Ok(Self {
+                    session_secret,
+                    encryption_key,
+                });
+            }
+        }
+
+        let session_secret = hex::encode(rand::random::<[u8; 32]>());
+        let key_hex = hex::encode(rand::random::<[u8; 32]>());
+        let encryption_key = EncryptionKey::parse(&key_hex)?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            format!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        let contents = format!(
+            "# Generated by frontdesk for development. Do not use in production.\nSESSION_SECRET={session_secret}\nENCRYPTION_KEY={key_hex}\n"
+        );
+        write_private(&path, &contents)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(Self {
+            session_secret,
+            encryption_key,
+        })
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let map: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn production_lists_every_missing_secret_at_once() {
+        let errors = config(&[("APP_ENV", "production")]).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.contains("BASE_URL"), "{text}");
+        assert!(text.contains("SESSION_SECRET"), "{text}");
+        assert!(text.contains("ENCRYPTION_KEY"), "{text}");
+        assert!(text.lines().all(|l| l.starts_with("[config] FATAL ")));
+    }
+
+    #[test]
+    fn weak_values_are_rejected() {
+        let errors = config(&[
+            ("APP_ENV", "production"),
+            ("BASE_URL", "https://example.com"),
+            ("SESSION_SECRET", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            (
+                "ENCRYPTION_KEY",
+                "00000000000000000000000000000000000000000000000000000000000000",
+            ),
+            ("PORT", "http"),
+        ])
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 3, "{errors}");
+    }
+
+    #[test]
+    fn development_generates_secrets_once_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = config(&[("DATA_DIR", data.to_str().unwrap())]).unwrap();
+        let second = config(&[("DATA_DIR", data.to_str().unwrap())]).unwrap();
+        assert_eq!(first.session_secret, second.session_secret);
+        assert_eq!(first.encryption_key.bytes(), second.encryption_key.bytes());
+        assert!(first.session_secret.expose().len() >= 32);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("SESSION_SECRET", "correct-horse-battery-staple-0123456789"),
+        ])
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("correct-horse"), "{shown}");
+    }
+
+    #[test]
+    fn encryption_key_accepts_hex_and_base64() {
+        let hex_key = "8f".repeat(16) + &"a1".repeat(16);
+        assert!(EncryptionKey::parse(&hex_key).is_ok());
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8, 1, 2, 3].repeat(8));
+        assert!(EncryptionKey::parse(&b64).is_ok());
+        assert!(EncryptionKey::parse("short").is_err());
+    }
+
+    #[test]
+    fn malformed_smtp_url_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let errors = config(&[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("SMTP_URL", "mail.example.com:25"),
+        ])
+        .unwrap_err();
+        assert!(errors.to_string().contains("SMTP_URL"));
+    }
+}

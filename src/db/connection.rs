@@ -1,0 +1,119 @@
+//! The two-backend connection and the r2d2 manager that opens it by URL scheme.
+
+use diesel::connection::SimpleConnection as _;
+use diesel::r2d2::{ManageConnection, R2D2Connection as _};
+use diesel::{Connection as _, PgConnection, SqliteConnection};
+
+use super::{Backend, DatabaseUrl, DbError, SQLITE_BUSY_TIMEOUT_MS};
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl DbConnection {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Postgres(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// Picks the backend by scheme; diesel's own `establish` on the enum tries each
+/// variant in turn and hides the real error behind "invalid connection url".
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ConnectionManager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+
+    fn open(&self) -> Result<DbConnection, DbError> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let shown = path.display().to_string();
+                let mut conn =
+                    SqliteConnection::establish(&shown).map_err(|e| DbError::SqliteOpen {
+                        path: shown.clone(),
+                        reason: e.to_string(),
+                    })?;
+                // busy_timeout first: the other pragmas may already need the lock.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                ))
+                .map_err(|e| DbError::SqliteOpen {
+                    path: shown,
+                    reason: e.to_string(),
+                })?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(raw) => {
+                init_tls();
+                PgConnection::establish(raw)
+                    .map(DbConnection::Postgres)
+                    .map_err(|e| DbError::PostgresConnect {
+                        target: self.url.redacted(),
+                        reason: first_sentence(&e.to_string()),
+                    })
+            }
+        }
+    }
+
+    /// Opens the first connection and, for SQLite, turns on WAL once.
+    pub(super) fn open_first(&self) -> Result<(), DbError> {
+        let mut conn = self.open()?;
+        if let (DbConnection::Sqlite(c), DatabaseUrl::Sqlite(path)) = (&mut conn, &self.url) {
+            c.batch_execute("PRAGMA journal_mode = WAL;")
+                .map_err(|e| DbError::SqliteOpen {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// libpq writes multi-line messages with hints; keep the first line for stderr.
+fn first_sentence(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .trim_end_matches('.')
+        .to_string()
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConnection, DbError> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking()
+            || match conn {
+                DbConnection::Postgres(c) => c.is_broken(),
+                DbConnection::Sqlite(c) => c.is_broken(),
+            }
+    }
+}
+
+/// Initialises OpenSSL (libpq's TLS) without its `atexit` clean-up. By default
+/// OpenSSL frees its global state when the process exits, while pool threads may
+/// still be closing TLS connections: that race aborts with "double free". The
+/// first initialisation decides, so this runs before any PostgreSQL connection.
+pub fn init_tls() {
+    openssl_sys::init();
+}

@@ -1,0 +1,144 @@
+//! AI agents of an organization.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::agents;
+use crate::domain::{OrganizationId, Slug, TenantScope};
+
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = agents)]
+pub struct Agent {
+    pub id: i64,
+    pub organization_id: OrganizationId,
+    pub name: String,
+    pub slug: String,
+    pub greeting: String,
+    pub instructions: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub temperature: f64,
+    pub handoff_threshold: f64,
+    pub allowed_origins: String,
+    pub enabled: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// The settings an owner or admin edits.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = agents)]
+pub struct AgentSettings {
+    pub name: String,
+    pub greeting: String,
+    pub instructions: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub temperature: f64,
+    pub handoff_threshold: f64,
+    pub allowed_origins: String,
+    pub enabled: bool,
+}
+
+impl Agent {
+    pub fn create(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        slug: &Slug,
+        settings: &AgentSettings,
+    ) -> QueryResult<Agent> {
+        let now = crate::domain::now();
+        diesel::insert_into(agents::table)
+            .values((
+                agents::organization_id.eq(scope.organization_id()),
+                agents::slug.eq(slug.as_str()),
+                agents::name.eq(&settings.name),
+                agents::greeting.eq(&settings.greeting),
+                agents::instructions.eq(&settings.instructions),
+                agents::provider.eq(&settings.provider),
+                agents::model.eq(&settings.model),
+                agents::temperature.eq(settings.temperature),
+                agents::handoff_threshold.eq(settings.handoff_threshold),
+                agents::allowed_origins.eq(&settings.allowed_origins),
+                agents::enabled.eq(settings.enabled),
+                agents::created_at.eq(now),
+                agents::updated_at.eq(now),
+            ))
+            .get_result(conn)
+    }
+
+    pub fn list(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<Agent>> {
+        agents::table
+            .filter(agents::organization_id.eq(scope.organization_id()))
+            .order(agents::name.asc())
+            .select(Agent::as_select())
+            .load(conn)
+    }
+
+    pub fn find(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        id: i64,
+    ) -> QueryResult<Option<Agent>> {
+        agents::table
+            .filter(agents::organization_id.eq(scope.organization_id()))
+            .filter(agents::id.eq(id))
+            .select(Agent::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn update(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        id: i64,
+        settings: &AgentSettings,
+    ) -> QueryResult<bool> {
+        diesel::update(
+            agents::table
+                .filter(agents::organization_id.eq(scope.organization_id()))
+                .filter(agents::id.eq(id)),
+        )
+        .set((settings, agents::updated_at.eq(crate::domain::now())))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    pub fn delete(conn: &mut DbConnection, scope: &TenantScope, id: i64) -> QueryResult<bool> {
+        diesel::delete(
+            agents::table
+                .filter(agents::organization_id.eq(scope.organization_id()))
+                .filter(agents::id.eq(id)),
+        )
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    /// The public chat page: found by the organization's and the agent's slugs.
+    pub fn public(
+        conn: &mut DbConnection,
+        organization: OrganizationId,
+        slug: &str,
+    ) -> QueryResult<Option<Agent>> {
+        agents::table
+            .filter(agents::organization_id.eq(organization))
+            .filter(agents::slug.eq(slug))
+            .select(Agent::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn slug_taken(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        slug: &Slug,
+    ) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            agents::table
+                .filter(agents::organization_id.eq(scope.organization_id()))
+                .filter(agents::slug.eq(slug.as_str())),
+        ))
+        .get_result(conn)
+    }
+}

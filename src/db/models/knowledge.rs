@@ -1,0 +1,223 @@
+//! Knowledge documents, their chunks, and full-text search over them: FTS5 with
+//! bm25 on SQLite, a weighted tsvector with ts_rank_cd on PostgreSQL.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Nullable, Text};
+
+use crate::db::schema::{knowledge_chunks, knowledge_documents};
+use crate::db::{Backend, DbConnection};
+use crate::domain::{OrganizationId, TenantScope};
+
+pub const PENDING: &str = "pending";
+pub const INDEXING: &str = "indexing";
+pub const READY: &str = "ready";
+pub const FAILED: &str = "failed";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = knowledge_documents)]
+pub struct Document {
+    pub id: i64,
+    pub organization_id: OrganizationId,
+    pub agent_id: i64,
+    pub title: String,
+    pub format: String,
+    pub size_bytes: i32,
+    pub content: String,
+    pub status: String,
+    pub chunk_count: i32,
+    pub error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A passage found by search, with its rank (higher is better, backend-specific scale).
+#[derive(Debug, Clone, QueryableByName, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Passage {
+    #[diesel(sql_type = BigInt)]
+    pub chunk_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub document_id: i64,
+    #[diesel(sql_type = Text)]
+    pub title: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub heading: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub content: String,
+    #[diesel(sql_type = Double)]
+    pub rank: f64,
+}
+
+impl Document {
+    pub fn create(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        agent_id: i64,
+        title: &str,
+        format: &str,
+        size_bytes: i32,
+        content: &str,
+    ) -> QueryResult<Document> {
+        let now = crate::domain::now();
+        diesel::insert_into(knowledge_documents::table)
+            .values((
+                knowledge_documents::organization_id.eq(scope.organization_id()),
+                knowledge_documents::agent_id.eq(agent_id),
+                knowledge_documents::title.eq(title),
+                knowledge_documents::format.eq(format),
+                knowledge_documents::size_bytes.eq(size_bytes),
+                knowledge_documents::content.eq(content),
+                knowledge_documents::status.eq(PENDING),
+                knowledge_documents::created_at.eq(now),
+                knowledge_documents::updated_at.eq(now),
+            ))
+            .get_result(conn)
+    }
+
+    pub fn list(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        agent_id: i64,
+    ) -> QueryResult<Vec<Document>> {
+        knowledge_documents::table
+            .filter(knowledge_documents::organization_id.eq(scope.organization_id()))
+            .filter(knowledge_documents::agent_id.eq(agent_id))
+            .order(knowledge_documents::created_at.desc())
+            .select(Document::as_select())
+            .load(conn)
+    }
+
+    pub fn find(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        id: i64,
+    ) -> QueryResult<Option<Document>> {
+        knowledge_documents::table
+            .filter(knowledge_documents::organization_id.eq(scope.organization_id()))
+            .filter(knowledge_documents::id.eq(id))
+            .select(Document::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// For the ingestion job, which holds only the id it was given.
+    pub fn find_for_indexing(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Document>> {
+        knowledge_documents::table
+            .find(id)
+            .select(Document::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn delete(conn: &mut DbConnection, scope: &TenantScope, id: i64) -> QueryResult<bool> {
+        // Chunks first: the FTS5 delete trigger needs their content.
+        diesel::delete(
+            knowledge_chunks::table
+                .filter(knowledge_chunks::organization_id.eq(scope.organization_id()))
+                .filter(knowledge_chunks::document_id.eq(id)),
+        )
+        .execute(conn)?;
+        diesel::delete(
+            knowledge_documents::table
+                .filter(knowledge_documents::organization_id.eq(scope.organization_id()))
+                .filter(knowledge_documents::id.eq(id)),
+        )
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    pub fn set_status(
+        conn: &mut DbConnection,
+        id: i64,
+        status: &str,
+        chunks: i32,
+        error: Option<&str>,
+    ) -> QueryResult<usize> {
+        diesel::update(knowledge_documents::table.find(id))
+            .set((
+                knowledge_documents::status.eq(status),
+                knowledge_documents::chunk_count.eq(chunks),
+                knowledge_documents::error.eq(error),
+                knowledge_documents::updated_at.eq(crate::domain::now()),
+            ))
+            .execute(conn)
+    }
+
+    /// Replaces the document's chunks (re-indexing is idempotent).
+    pub fn replace_chunks(
+        conn: &mut DbConnection,
+        doc: &Document,
+        chunks: &[(Option<String>, String)],
+    ) -> QueryResult<usize> {
+        diesel::delete(knowledge_chunks::table.filter(knowledge_chunks::document_id.eq(doc.id)))
+            .execute(conn)?;
+        for (ordinal, (heading, content)) in chunks.iter().enumerate() {
+            diesel::insert_into(knowledge_chunks::table)
+                .values((
+                    knowledge_chunks::organization_id.eq(doc.organization_id),
+                    knowledge_chunks::agent_id.eq(doc.agent_id),
+                    knowledge_chunks::document_id.eq(doc.id),
+                    knowledge_chunks::ordinal.eq(i32::try_from(ordinal).unwrap_or(i32::MAX)),
+                    knowledge_chunks::heading.eq(heading),
+                    knowledge_chunks::content.eq(content),
+                ))
+                .execute(conn)?;
+        }
+        Ok(chunks.len())
+    }
+}
+
+/// Full-text search in one agent's knowledge base. `terms` are plain words (the
+/// caller strips punctuation), so nothing a visitor types reaches the query syntax.
+pub fn search(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    agent_id: i64,
+    terms: &[String],
+    limit: i64,
+) -> QueryResult<Vec<Passage>> {
+    if terms.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn.backend() {
+        Backend::Sqlite => {
+            let query = terms
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            diesel::sql_query(
+                "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
+                 -bm25(knowledge_fts, 2.0, 1.0) AS rank \
+                 FROM knowledge_fts \
+                 JOIN knowledge_chunks c ON c.id = knowledge_fts.rowid \
+                 JOIN knowledge_documents d ON d.id = c.document_id \
+                 WHERE knowledge_fts MATCH $1 AND c.organization_id = $2 AND c.agent_id = $3 \
+                 ORDER BY rank DESC LIMIT $4",
+            )
+            .bind::<Text, _>(query)
+            .bind::<BigInt, _>(scope.organization_id().0)
+            .bind::<BigInt, _>(agent_id)
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+        }
+        Backend::Postgres => {
+            let query = terms.join(" | ");
+            diesel::sql_query(
+                "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
+                 ts_rank_cd(c.search, q)::float8 AS rank \
+                 FROM knowledge_chunks c \
+                 JOIN knowledge_documents d ON d.id = c.document_id, \
+                 to_tsquery('english', $1) q \
+                 WHERE c.search @@ q AND c.organization_id = $2 AND c.agent_id = $3 \
+                 ORDER BY rank DESC LIMIT $4",
+            )
+            .bind::<Text, _>(query)
+            .bind::<BigInt, _>(scope.organization_id().0)
+            .bind::<BigInt, _>(agent_id)
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+        }
+    }
+}

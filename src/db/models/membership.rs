@@ -1,0 +1,165 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::{memberships, organizations};
+use crate::domain::{self, MembershipId, OrganizationId, Role, UserId};
+
+use super::Organization;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = memberships)]
+pub struct Membership {
+    pub id: MembershipId,
+    pub organization_id: OrganizationId,
+    pub user_id: UserId,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = memberships)]
+pub struct NewMembership {
+    pub organization_id: OrganizationId,
+    pub user_id: UserId,
+    pub role: &'static str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl NewMembership {
+    pub fn new(organization_id: OrganizationId, user_id: UserId, role: Role) -> Self {
+        let now = domain::now();
+        Self {
+            organization_id,
+            user_id,
+            role: role.as_str(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+impl Membership {
+    pub fn create(conn: &mut DbConnection, new: &NewMembership) -> QueryResult<Self> {
+        diesel::insert_into(memberships::table)
+            .values(new)
+            .get_result(conn)
+    }
+
+    /// The role column is constrained by the schema, so an unknown value is a bug.
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role).unwrap_or(Role::Viewer)
+    }
+
+    /// Every organization the user belongs to, with the role held there.
+    pub fn organizations_of(
+        conn: &mut DbConnection,
+        user_id: UserId,
+    ) -> QueryResult<Vec<(Organization, Membership)>> {
+        memberships::table
+            .inner_join(organizations::table)
+            .filter(memberships::user_id.eq(user_id))
+            .order(organizations::name.asc())
+            .select((Organization::as_select(), Membership::as_select()))
+            .load(conn)
+    }
+}
+
+/// A member of the scope's organization, with their account.
+#[derive(Debug, Clone)]
+pub struct MemberWithUser {
+    pub membership: Membership,
+    pub user: super::User,
+}
+
+impl Membership {
+    /// The user's membership in one organization, if any (used to build a scope).
+    pub fn of_user_in(
+        conn: &mut DbConnection,
+        user_id: UserId,
+        organization_id: OrganizationId,
+    ) -> QueryResult<Option<Membership>> {
+        memberships::table
+            .filter(memberships::user_id.eq(user_id))
+            .filter(memberships::organization_id.eq(organization_id))
+            .select(Membership::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn list(
+        conn: &mut DbConnection,
+        scope: &crate::domain::TenantScope,
+    ) -> QueryResult<Vec<MemberWithUser>> {
+        use crate::db::schema::users;
+        let rows: Vec<(Membership, super::User)> = memberships::table
+            .inner_join(users::table)
+            .filter(memberships::organization_id.eq(scope.organization_id()))
+            .order(users::email.asc())
+            .select((Membership::as_select(), super::User::as_select()))
+            .load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|(membership, user)| MemberWithUser { membership, user })
+            .collect())
+    }
+
+    pub fn find(
+        conn: &mut DbConnection,
+        scope: &crate::domain::TenantScope,
+        id: MembershipId,
+    ) -> QueryResult<Option<Membership>> {
+        memberships::table
+            .filter(memberships::organization_id.eq(scope.organization_id()))
+            .filter(memberships::id.eq(id))
+            .select(Membership::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn count_owners(
+        conn: &mut DbConnection,
+        scope: &crate::domain::TenantScope,
+    ) -> QueryResult<i64> {
+        memberships::table
+            .filter(memberships::organization_id.eq(scope.organization_id()))
+            .filter(memberships::role.eq(Role::Owner.as_str()))
+            .count()
+            .get_result(conn)
+    }
+
+    pub fn set_role(
+        conn: &mut DbConnection,
+        scope: &crate::domain::TenantScope,
+        id: MembershipId,
+        role: Role,
+    ) -> QueryResult<bool> {
+        diesel::update(
+            memberships::table
+                .filter(memberships::organization_id.eq(scope.organization_id()))
+                .filter(memberships::id.eq(id)),
+        )
+        .set((
+            memberships::role.eq(role.as_str()),
+            memberships::updated_at.eq(domain::now()),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    pub fn remove(
+        conn: &mut DbConnection,
+        scope: &crate::domain::TenantScope,
+        id: MembershipId,
+    ) -> QueryResult<bool> {
+        diesel::delete(
+            memberships::table
+                .filter(memberships::organization_id.eq(scope.organization_id()))
+                .filter(memberships::id.eq(id)),
+        )
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+}

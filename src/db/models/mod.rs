@@ -1,0 +1,27 @@
+//! One file per table: row struct, `New…` insertable, queries taking the connection.
+
+pub mod agent;
+pub mod api_key;
+pub mod audit;
+pub mod conversation;
+pub mod invitation;
+pub mod job;
+pub mod knowledge;
+pub mod membership;
+pub mod organization;
+pub mod session;
+pub mod user;
+pub mod user_token;
+
+pub use agent::{Agent, AgentSettings};
+pub use api_key::ApiKey;
+pub use audit::{AuditEntry, NewAuditEntry};
+pub use conversation::{Conversation, Message, NewMessage};
+pub use invitation::Invitation;
+pub use job::{Job, NewJob};
+pub use knowledge::{Document, Passage};
+pub use membership::{Membership, NewMembership};
+pub use organization::{NewOrganization, Organization};
+pub use session::SessionRow;
+pub use user::{NewUser, User};
+pub use user_token::{TokenProblem, UserToken};

@@ -1,0 +1,425 @@
+//! The application error and the one place where any error becomes a response:
+//! the JSON error shape under `/api`, a friendly HTML page everywhere else.
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage as _, HttpResponse, ResponseError};
+use askama::Template as _;
+use serde::Serialize;
+
+use crate::telemetry::CorrelationId;
+use crate::views::ErrorPage;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Whether 5xx pages may show the internal cause (development only). Absent
+/// means no: the safe default.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorDetail {
+    pub show_internal: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// Wraps a cause that must be logged but never shown.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Self::Validation(_) => "VALIDATION_FAILED",
+            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// What the user may read. Internal causes stay in the log.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => default_message(StatusCode::INTERNAL_SERVER_ERROR).into(),
+            Self::NotFound | Self::MethodNotAllowed | Self::Unauthorized => {
+                default_message(self.status_code()).into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for AppError {
+    fn from(err: crate::db::DbError) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl From<crate::services::accounts::AccountError> for AppError {
+    fn from(err: crate::services::accounts::AccountError) -> Self {
+        use crate::services::accounts::AccountError as E;
+        match err {
+            E::NotFound => Self::NotFound,
+            E::Forbidden(why) => Self::Forbidden(why.into()),
+            E::Db(e) => Self::internal(e),
+            other => Self::Validation(other.to_string()),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(err: actix_web::error::BlockingError) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body is filled in by [`render_errors`], which knows the path and the
+    /// correlation id; this only carries the status.
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::new(self.status_code())
+    }
+}
+
+fn default_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "The request could not be understood.",
+        401 => "Please sign in to continue.",
+        403 => "You do not have access to this.",
+        404 => "We could not find what you were looking for.",
+        405 => "This address does not accept that kind of request.",
+        408 => "The request took too long to arrive.",
+        413 => "The request is larger than this server accepts.",
+        415 => "This content type is not accepted here.",
+        422 => "Some of the information is not valid.",
+        429 => "Too many requests; please slow down and try again shortly.",
+        503 => "The service is temporarily unavailable; please try again shortly.",
+        s if s >= 500 => {
+            "Something went wrong on our side. We have logged it and will look into it."
+        }
+        _ => "The request could not be completed.",
+    }
+}
+
+fn page_title(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        404 => "Page not found",
+        405 => "Method not allowed",
+        413 => "Too large",
+        415 => "Unsupported content type",
+        422 => "Check your input",
+        429 => "Slow down",
+        s if s >= 500 => "Something went wrong",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    error: &'a str,
+    code: &'a str,
+    message: &'a str,
+    correlation_id: &'a str,
+    timestamp: String,
+}
+
+/// Middleware: gives every error response its final form. Responses that a handler
+/// rendered on purpose (a JSON probe answering 503, say) carry a body and no error,
+/// and pass through untouched.
+pub async fn render_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    // Read before routing: cloning the request itself would stop the router from
+    // writing path parameters into it.
+    let correlation_id = req
+        .extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    let production = req
+        .app_data::<ErrorDetail>()
+        .is_none_or(|d| !d.show_internal);
+
+    // Handlers' and extractors' errors arrive as responses carrying the error;
+    // an `Err` here could only come from a middleware inside this one (none is).
+    let res = next.call(req).await?;
+
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return Ok(res.map_into_left_body());
+    }
+    let from_error = res.response().error().is_some();
+    let empty = matches!(
+        res.response().body().size(),
+        actix_web::body::BodySize::Sized(0) | actix_web::body::BodySize::None
+    );
+    if !from_error && !empty {
+        return Ok(res.map_into_left_body());
+    }
+
+    let (app_error, detail) = match res.response().error() {
+        Some(e) => (e.as_error::<AppError>(), e.to_string()),
+        None => (None, String::new()),
+    };
+    let mut rendered = render(
+        res.request().path(),
+        status,
+        app_error,
+        &detail,
+        &correlation_id,
+        production,
+    );
+    // Keep headers a handler set on purpose (Allow, Retry-After, …).
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rendered.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    let (req, _) = res.into_parts();
+    Ok(ServiceResponse::new(req, rendered).map_into_right_body())
+}
+
+fn render(
+    path: &str,
+    status: StatusCode,
+    app_error: Option<&AppError>,
+    detail: &str,
+    correlation_id: &str,
+    production: bool,
+) -> HttpResponse {
+    let message = match app_error {
+        Some(e) => e.public_message(),
+        // Errors from actix extractors are about the request itself; their text is
+        // safe and useful (e.g. "Json deserialize error: missing field `x`").
+        None if status.is_client_error() && !detail.is_empty() => detail.to_string(),
+        None => default_message(status).to_string(),
+    };
+    if status.is_server_error() {
+        let cause = match app_error {
+            Some(AppError::Internal(cause)) => cause.as_str(),
+            _ => detail,
+        };
+        tracing::error!(status = status.as_u16(), %correlation_id, cause, "request failed");
+    }
+    let message = if status.is_server_error() && !production {
+        match app_error {
+            Some(AppError::Internal(cause)) => format!("{message} (development detail: {cause})"),
+            _ => message,
+        }
+    } else {
+        message
+    };
+    let code = app_error
+        .map(AppError::code)
+        .unwrap_or_else(|| code_for(status));
+
+    let mut builder = HttpResponse::build(status);
+    builder.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    let api = path.starts_with("/api/") || path == "/api";
+    if status == StatusCode::UNAUTHORIZED && !api {
+        // A page that needs a session sends the browser to sign in.
+        return HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/login"))
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .finish();
+    }
+    if api {
+        builder.json(ErrorBody {
+            error: status.canonical_reason().unwrap_or("Error"),
+            code,
+            message: &message,
+            correlation_id,
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+    } else {
+        let page = ErrorPage {
+            status: status.as_u16(),
+            title: page_title(status).to_string(),
+            message,
+            correlation_id: correlation_id.to_string(),
+        };
+        match page.render() {
+            Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),
+            Err(e) => {
+                tracing::error!(error = %e, "error page template failed");
+                builder
+                    .content_type("text/plain; charset=utf-8")
+                    .body(default_message(status))
+            }
+        }
+    }
+}
+
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        408 => "REQUEST_TIMEOUT",
+        413 => "PAYLOAD_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        422 => "VALIDATION_FAILED",
+        429 => "RATE_LIMITED",
+        503 => "SERVICE_UNAVAILABLE",
+        s if s >= 500 => "INTERNAL_ERROR",
+        _ => "REQUEST_FAILED",
+    }
+}
+
+/// Maps actix's body extractor errors onto our error type (wired in `startup`).
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let app = match &err {
+        E::OverflowKnownLength { length, limit } => AppError::PayloadTooLarge(format!(
+            "The JSON body is {length} bytes; the limit is {limit} bytes."
+        )),
+        E::Overflow { limit } => {
+            AppError::PayloadTooLarge(format!("The JSON body exceeds the limit of {limit} bytes."))
+        }
+        E::ContentType => AppError::UnsupportedMediaType(
+            "Send the body as JSON with Content-Type: application/json.".into(),
+        ),
+        E::Deserialize(e) if e.is_data() => {
+            AppError::Validation(format!("The JSON body is not valid: {e}"))
+        }
+        E::Deserialize(e) => AppError::BadRequest(format!("The body is not valid JSON: {e}")),
+        other => AppError::BadRequest(format!("The body could not be read: {other}")),
+    };
+    app.into()
+}
+
+pub fn form_error(
+    err: actix_web::error::UrlencodedError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::UrlencodedError as E;
+    let app = match &err {
+        E::Overflow { size, limit } => AppError::PayloadTooLarge(format!(
+            "The form is {size} bytes; the limit is {limit} bytes."
+        )),
+        E::ContentType => AppError::UnsupportedMediaType(
+            "Send the form as application/x-www-form-urlencoded.".into(),
+        ),
+        other => AppError::BadRequest(format!("The form could not be read: {other}")),
+    };
+    app.into()
+}
+
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    AppError::BadRequest(format!("The query string is not valid: {err}")).into()
+}
+
+pub fn path_error(_: actix_web::error::PathError, _: &actix_web::HttpRequest) -> actix_web::Error {
+    AppError::NotFound.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, HttpResponse, test, web};
+
+    use super::{AppError, ErrorDetail, render_errors};
+
+    async fn boom() -> Result<HttpResponse, AppError> {
+        Err(AppError::internal(
+            "SELECT password_hash FROM users: connection reset",
+        ))
+    }
+
+    async fn call(path: &str, show_internal: bool) -> (u16, String) {
+        let app = test::init_service(
+            App::new()
+                .app_data(ErrorDetail { show_internal })
+                .route("/api/v1/boom", web::get().to(boom))
+                .route("/boom", web::get().to(boom))
+                .wrap(from_fn(render_errors)),
+        )
+        .await;
+        let res = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+        let status = res.status().as_u16();
+        let body = test::read_body(res).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[actix_web::test]
+    async fn production_500_hides_the_cause_in_json_and_html() {
+        for path in ["/api/v1/boom", "/boom"] {
+            let (status, body) = call(path, false).await;
+            assert_eq!(status, 500);
+            assert!(!body.contains("password_hash"), "{body}");
+            assert!(body.contains("Something went wrong"), "{body}");
+        }
+        let (_, json) = call("/api/v1/boom", false).await;
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["code"], "INTERNAL_ERROR");
+        assert_eq!(json["error"], "Internal Server Error");
+    }
+
+    #[actix_web::test]
+    async fn development_500_shows_the_cause_to_the_developer() {
+        let (status, body) = call("/api/v1/boom", true).await;
+        assert_eq!(status, 500);
+        assert!(body.contains("connection reset"), "{body}");
+    }
+}

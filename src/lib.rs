@@ -1,0 +1,16 @@
+//! Frontdesk: AI customer-conversation agents, multi-tenant, in one binary.
+
+pub mod assets;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod security;
+pub mod services;
+pub mod startup;
+pub mod telemetry;
+pub mod views;

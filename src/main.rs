@@ -1,0 +1,17 @@
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use frontdesk::cli::{Cli, Command};
+use frontdesk::commands;
+
+fn main() -> ExitCode {
+    match Cli::parse().command() {
+        Command::Serve(args) => commands::serve(args.migrate),
+        Command::Migrate { dry_run } => commands::migrate(dry_run),
+        Command::Check => commands::check(),
+        Command::Worker => commands::worker(),
+        Command::Jobs { action } => commands::jobs(action),
+        Command::Mail { action } => commands::mail(action),
+        Command::Admin { action } => commands::admin(action),
+    }
+}

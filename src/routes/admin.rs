@@ -1,0 +1,143 @@
+//! Platform administration: every organization and user; disable and enable.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::auth::csrf::{self, CsrfForm};
+use crate::auth::extractors::{PlatformAdmin, client_ip};
+use crate::db::models::{Organization, SessionRow, User};
+use crate::domain::{OrganizationId, UserId};
+use crate::error::{AppError, AppResult};
+use crate::routes::app::PlainForm;
+use crate::routes::auth::see_other;
+use crate::routes::flash;
+use crate::services::accounts::{self, Actor};
+use crate::startup::AppState;
+use crate::views::account::{AdminOrgRow, AdminPage, AdminUserRow};
+
+const LIST_LIMIT: i64 = 500;
+
+pub async fn index(state: web::Data<AppState>, admin: PlatformAdmin) -> AppResult<AdminPage> {
+    let pool = state.pool.clone();
+    let (orgs, users) = web::block(move || {
+        let mut conn = pool.get().map_err(AppError::internal)?;
+        Ok::<_, AppError>((
+            Organization::all_with_member_counts(&mut conn, LIST_LIMIT)?,
+            User::all(&mut conn, LIST_LIMIT)?,
+        ))
+    })
+    .await??;
+    let date = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d").to_string();
+    Ok(AdminPage {
+        csrf: csrf::token(&admin.session)?,
+        user_email: admin.user.email.clone(),
+        organizations: orgs
+            .into_iter()
+            .map(|(o, members)| AdminOrgRow {
+                id: o.id.0,
+                disabled: o.is_disabled(),
+                name: o.name,
+                slug: o.slug,
+                members,
+                created: date(o.created_at),
+            })
+            .collect(),
+        users: users
+            .into_iter()
+            .map(|u| AdminUserRow {
+                id: u.id.0,
+                disabled: u.disabled_at.is_some(),
+                email: u.email,
+                name: u.name,
+                platform_admin: u.is_platform_admin,
+                created: date(u.created_at),
+            })
+            .collect(),
+        flash: flash::take(&admin.session),
+    })
+}
+
+pub async fn toggle_organization(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    admin: PlatformAdmin,
+    path: web::Path<i64>,
+    CsrfForm(_): CsrfForm<PlainForm>,
+) -> AppResult<HttpResponse> {
+    let id = OrganizationId(path.into_inner());
+    let (pool, ip, label, admin_id) = (
+        state.pool.clone(),
+        client_ip(&req),
+        admin.user.email.clone(),
+        admin.user.id,
+    );
+    let message = web::block(move || {
+        let mut conn = pool.get().map_err(AppError::internal)?;
+        let org = Organization::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
+        let disable = !org.is_disabled();
+        Organization::set_disabled(&mut conn, id, disable)?;
+        let action = if disable {
+            "organization.disabled"
+        } else {
+            "organization.enabled"
+        };
+        let actor = Actor {
+            user_id: Some(admin_id),
+            label: &label,
+            ip: &ip,
+        };
+        accounts::audit(
+            &mut conn,
+            Some(id),
+            &actor,
+            action,
+            Some(&org.name),
+            Some("platform admin"),
+        )?;
+        Ok::<_, AppError>(format!(
+            "{} is now {}.",
+            org.name,
+            if disable { "disabled" } else { "enabled" }
+        ))
+    })
+    .await??;
+    flash::set(&admin.session, "success", &message);
+    Ok(see_other("/admin"))
+}
+
+pub async fn toggle_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    admin: PlatformAdmin,
+    path: web::Path<i64>,
+    CsrfForm(_): CsrfForm<PlainForm>,
+) -> AppResult<HttpResponse> {
+    let id = UserId(path.into_inner());
+    if id == admin.user.id {
+        flash::set(
+            &admin.session,
+            "error",
+            "You cannot disable your own account.",
+        );
+        return Ok(see_other("/admin"));
+    }
+    let pool = state.pool.clone();
+    let _ = client_ip(&req);
+    let message = web::block(move || {
+        let mut conn = pool.get().map_err(AppError::internal)?;
+        let user = User::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
+        let disable = user.disabled_at.is_none();
+        User::set_disabled(&mut conn, id, disable)?;
+        if disable {
+            // A disabled account is signed out at once, everywhere.
+            SessionRow::delete_for_user(&mut conn, id)?;
+        }
+        Ok::<_, AppError>(format!(
+            "{} is now {}.",
+            user.email,
+            if disable { "disabled" } else { "enabled" }
+        ))
+    })
+    .await??;
+    flash::set(&admin.session, "success", &message);
+    Ok(see_other("/admin"))
+}

@@ -1,0 +1,324 @@
+//! JSON API (`/api/v1`): the organization's members, invitations and API keys.
+//! Callers authenticate with an API key or a browser session (see `ApiCaller`).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::extractors::{ApiCaller, client_ip};
+use crate::db::DbConnection;
+use crate::db::models::{ApiKey, Invitation, Membership};
+use crate::domain::{Email, TenantScope};
+use crate::error::{AppError, AppResult};
+use crate::services::accounts::{self, AccountError, Actor};
+use crate::startup::AppState;
+
+fn iso(t: chrono::NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberJson {
+    id: i64,
+    user_id: i64,
+    name: String,
+    email: String,
+    role: String,
+    joined_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationJson {
+    id: i64,
+    email: String,
+    role: String,
+    expires_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyJson {
+    id: i64,
+    name: String,
+    prefix: String,
+    scopes: Vec<String>,
+    last_used_at: Option<String>,
+    revoked_at: Option<String>,
+    created_at: String,
+    /// Only in the response that created the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct List<T> {
+    data: Vec<T>,
+}
+
+fn invitation_json(i: Invitation) -> InvitationJson {
+    InvitationJson {
+        id: i.id,
+        role: i.role,
+        email: i.email,
+        expires_at: iso(i.expires_at),
+    }
+}
+
+fn key_json(k: ApiKey, secret: Option<String>) -> ApiKeyJson {
+    ApiKeyJson {
+        id: k.id,
+        scopes: k.scopes.split(',').map(str::to_string).collect(),
+        name: k.name,
+        prefix: k.prefix,
+        last_used_at: k.last_used_at.map(iso),
+        revoked_at: k.revoked_at.map(iso),
+        created_at: iso(k.created_at),
+        key: secret,
+    }
+}
+
+/// Runs an account operation for an API caller.
+async fn act<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    caller: &ApiCaller,
+    req: &HttpRequest,
+    op: impl FnOnce(&mut DbConnection, &TenantScope, &Actor<'_>) -> Result<T, AccountError>
+    + Send
+    + 'static,
+) -> AppResult<T> {
+    let (scope, label, ip, pool) = (
+        caller.scope.clone(),
+        caller.label.clone(),
+        client_ip(req),
+        state.pool.clone(),
+    );
+    web::block(move || {
+        let mut conn = pool.get().map_err(AppError::internal)?;
+        let actor = Actor {
+            user_id: scope.user_id(),
+            label: &label,
+            ip: &ip,
+        };
+        op(&mut conn, &scope, &actor).map_err(AppError::from)
+    })
+    .await?
+}
+
+#[utoipa::path(get, path = "/api/v1/members", tag = "members", security(("api_key" = [])), responses((status = 200, body = List<MemberJson>), (status = 401, body = ErrorJson)))]
+pub async fn list_members(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+) -> AppResult<HttpResponse> {
+    let members = act(&state, &caller, &req, |conn, scope, _| {
+        Ok(Membership::list(conn, scope)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: members
+            .into_iter()
+            .map(|m| MemberJson {
+                id: m.membership.id.0,
+                user_id: m.user.id.0,
+                role: m.membership.role().as_str().into(),
+                name: m.user.name,
+                email: m.user.email,
+                joined_at: iso(m.membership.created_at),
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), responses((status = 200, body = List<InvitationJson>), (status = 403, body = ErrorJson)))]
+pub async fn list_invitations(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+) -> AppResult<HttpResponse> {
+    if !caller
+        .scope
+        .role()
+        .can(crate::domain::Permission::ManageMembers)
+    {
+        return Err(AppError::Forbidden(
+            "Listing invitations needs a write key or an admin.".into(),
+        ));
+    }
+    let list = act(&state, &caller, &req, |conn, scope, _| {
+        Ok(Invitation::pending(conn, scope)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: list.into_iter().map(invitation_json).collect(),
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    email: String,
+    role: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), request_body = NewInvitation, responses((status = 201, body = InvitationJson), (status = 403, body = ErrorJson), (status = 422, body = ErrorJson)))]
+pub async fn create_invitation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    body: web::Json<NewInvitation>,
+) -> AppResult<HttpResponse> {
+    caller.require_write()?;
+    let body = body.into_inner();
+    let email =
+        Email::parse(&body.email).map_err(|e| AppError::Validation(format!("email {e}")))?;
+    let role = crate::domain::Role::parse(&body.role)
+        .map_err(|e| AppError::Validation(format!("role {e}")))?;
+    let base_url = state.config.base_url.clone();
+    let invitation = act(&state, &caller, &req, move |conn, scope, actor| {
+        accounts::invite(conn, scope, actor, actor.label, &email, role, &base_url)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(invitation_json(invitation)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/invitations/{id}", tag = "invitations", security(("api_key" = [])), params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorJson)))]
+pub async fn revoke_invitation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    caller.require_write()?;
+    let id = path.into_inner();
+    act(&state, &caller, &req, move |conn, scope, actor| {
+        accounts::revoke_invitation(conn, scope, actor, id)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("api_key" = [])), responses((status = 200, body = List<ApiKeyJson>), (status = 403, body = ErrorJson)))]
+pub async fn list_api_keys(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+) -> AppResult<HttpResponse> {
+    if !caller
+        .scope
+        .role()
+        .can(crate::domain::Permission::ManageApiKeys)
+    {
+        return Err(AppError::Forbidden(
+            "Listing API keys needs a write key or an admin.".into(),
+        ));
+    }
+    let keys = act(&state, &caller, &req, |conn, scope, _| {
+        Ok(ApiKey::list(conn, scope)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: keys.into_iter().map(|k| key_json(k, None)).collect(),
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    name: String,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", security(("api_key" = [])), request_body = NewApiKey, responses((status = 201, body = ApiKeyJson, description = "The key is in `key`, shown only here"), (status = 422, body = ErrorJson)))]
+pub async fn create_api_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    body: web::Json<NewApiKey>,
+) -> AppResult<HttpResponse> {
+    caller.require_write()?;
+    let body = body.into_inner();
+    let name = body.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(AppError::Validation(
+            "name must be 1 to 80 characters".into(),
+        ));
+    }
+    let write = match body.scope.as_deref() {
+        None | Some("read") => false,
+        Some("write") => true,
+        Some(_) => return Err(AppError::Validation("scope must be read or write".into())),
+    };
+    let (secret, key) = act(&state, &caller, &req, move |conn, scope, actor| {
+        accounts::create_api_key(conn, scope, actor, &name, write)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(key_json(key, Some(secret))))
+}
+
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", security(("api_key" = [])), params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorJson)))]
+pub async fn revoke_api_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    caller.require_write()?;
+    let id = path.into_inner();
+    act(&state, &caller, &req, move |conn, scope, actor| {
+        accounts::revoke_api_key(conn, scope, actor, id)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The error shape every `/api` failure uses.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorJson {
+    /// The HTTP status text, e.g. "Not Found".
+    error: String,
+    /// Machine-readable, e.g. "NOT_FOUND".
+    code: String,
+    message: String,
+    correlation_id: String,
+    timestamp: String,
+}
+
+struct ApiKeyAuth;
+
+impl utoipa::Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An organization API key (`fd_…`). Browser sessions work too and must send `X-CSRF-Token` on writes.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Frontdesk API", description = "The organization's members, invitations and API keys."),
+    paths(list_members, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key),
+    components(schemas(MemberJson, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson)),
+    modifiers(&ApiKeyAuth),
+    tags((name = "members"), (name = "invitations"), (name = "api-keys"))
+)]
+pub struct ApiDoc;
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi() -> HttpResponse {
+    use utoipa::OpenApi as _;
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,701 @@
+//! The organization app under /app: dashboard, members, API keys, audit log, account.
+
+use actix_web::{HttpRequest, HttpResponse, Responder as _, web};
+use serde::Deserialize;
+
+use crate::auth::csrf::{self, CsrfForm};
+use crate::auth::extractors::{Member, ORG_KEY, client_ip};
+use crate::auth::password::{self, Password};
+use crate::csrf_protected;
+use crate::db::DbConnection;
+use crate::db::models::{ApiKey, AuditEntry, Invitation, Membership, SessionRow, User};
+use crate::domain::{Email, MembershipId, OrganizationId, Permission, Role, TenantScope};
+use crate::error::{AppError, AppResult};
+use crate::routes::auth::{see_other, text_field};
+use crate::routes::{flash, unprocessable};
+use crate::services::accounts::{self, AccountError, Actor};
+use crate::startup::AppState;
+use crate::views::account::{
+    AccountPage, ApiKeyRow, ApiKeysPage, AppChrome, AuditPage, AuditRow, DashboardPage,
+    FieldErrors, Flash, InvitationRow, MemberRow, MembersPage, OrgChoice,
+};
+
+fn when(t: chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn chrome(member: &Member, active: &'static str, flash: Option<Flash>) -> AppResult<AppChrome> {
+    let role = member.role();
+    Ok(AppChrome {
+        csrf: csrf::token(&member.session)?,
+        user_name: member.user.name.clone(),
+        user_email: member.user.email.clone(),
+        email_verified: member.user.email_verified_at.is_some(),
+        org_name: member.organization.name.clone(),
+        role: role.as_str().into(),
+        orgs: member
+            .memberships
+            .iter()
+            .filter(|(o, _)| !o.is_disabled())
+            .map(|(o, _)| OrgChoice {
+                id: o.id.0,
+                name: o.name.clone(),
+                current: o.id == member.organization.id,
+            })
+            .collect(),
+        can_manage: role.can(Permission::ManageMembers),
+        is_platform_admin: member.user.is_platform_admin,
+        active,
+        flash,
+    })
+}
+
+fn require(member: &Member, permission: Permission) -> AppResult<()> {
+    if member.role().can(permission) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("Your role does not allow this.".into()))
+    }
+}
+
+pub async fn dashboard(state: web::Data<AppState>, member: Member) -> AppResult<DashboardPage> {
+    let scope = member.scope.clone();
+    let (members, keys) = state
+        .db(move |conn| {
+            Ok((
+                Membership::list(conn, &scope)?.len(),
+                ApiKey::list(conn, &scope)?.len(),
+            ))
+        })
+        .await?;
+    let flash = flash::take(&member.session);
+    Ok(DashboardPage {
+        chrome: chrome(&member, "dashboard", flash)?,
+        member_count: members,
+        api_key_count: keys,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    #[serde(default)]
+    csrf_token: String,
+    organization_id: i64,
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    role: String,
+}
+
+#[derive(Deserialize)]
+pub struct PlainForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    scope: String,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+#[derive(Deserialize)]
+pub struct ChangeEmailForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    current_password: String,
+}
+
+csrf_protected!(
+    SwitchForm,
+    InviteForm,
+    RoleForm,
+    PlainForm,
+    KeyForm,
+    PasswordForm,
+    ChangeEmailForm
+);
+
+/// `POST /app/switch`: only to an organization the user belongs to.
+pub async fn switch(
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<SwitchForm>,
+) -> AppResult<HttpResponse> {
+    let user_id = member.user.id;
+    let target = OrganizationId(form.organization_id);
+    let found = state
+        .db(move |conn| Ok(Membership::of_user_in(conn, user_id, target)?))
+        .await?;
+    if found.is_none() {
+        return Err(AppError::NotFound);
+    }
+    member
+        .session
+        .insert(ORG_KEY, target.0)
+        .map_err(AppError::internal)?;
+    Ok(see_other("/app"))
+}
+
+async fn members_page(
+    state: &web::Data<AppState>,
+    member: &Member,
+    invite_email: String,
+    invite_role: String,
+    errors: FieldErrors,
+) -> AppResult<MembersPage> {
+    let scope = member.scope.clone();
+    let (members, invitations) = state
+        .db(move |conn| {
+            let members = Membership::list(conn, &scope)?;
+            let invitations = if scope.role().can(Permission::ManageMembers) {
+                Invitation::pending(conn, &scope)?
+            } else {
+                Vec::new()
+            };
+            Ok((members, invitations))
+        })
+        .await?;
+    let role = member.role();
+    let roles = role.grantable();
+    let flash = flash::take(&member.session);
+    Ok(MembersPage {
+        chrome: chrome(member, "members", flash)?,
+        members: members
+            .into_iter()
+            .map(|m| {
+                let their_role = m.membership.role();
+                MemberRow {
+                    membership_id: m.membership.id.0,
+                    name: m.user.name,
+                    email: m.user.email,
+                    role: their_role.as_str().into(),
+                    is_you: m.user.id == member.user.id,
+                    editable: role.can(Permission::ManageMembers)
+                        && (their_role != Role::Owner || role.can(Permission::ManageOwners)),
+                }
+            })
+            .collect(),
+        invitations: invitations
+            .into_iter()
+            .map(|i| InvitationRow {
+                id: i.id,
+                email: i.email,
+                role: i.role,
+                expires: when(i.expires_at),
+            })
+            .collect(),
+        roles,
+        invite_email,
+        invite_role: if invite_role.is_empty() {
+            "agent".into()
+        } else {
+            invite_role
+        },
+        errors,
+    })
+}
+
+pub async fn members(state: web::Data<AppState>, member: Member) -> AppResult<MembersPage> {
+    members_page(
+        &state,
+        &member,
+        String::new(),
+        String::new(),
+        FieldErrors::default(),
+    )
+    .await
+}
+
+/// Runs an account operation for a member, with the actor filled in.
+async fn act<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    member: &Member,
+    req: &HttpRequest,
+    op: impl FnOnce(&mut DbConnection, &TenantScope, &Actor<'_>) -> Result<T, AccountError>
+    + Send
+    + 'static,
+) -> AppResult<Result<T, AccountError>> {
+    let scope = member.scope.clone();
+    let (user_id, label, ip) = (member.user.id, member.user.email.clone(), client_ip(req));
+    state
+        .db(move |conn| {
+            let actor = Actor {
+                user_id: Some(user_id),
+                label: &label,
+                ip: &ip,
+            };
+            Ok(op(conn, &scope, &actor))
+        })
+        .await
+}
+
+pub async fn invite(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<InviteForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageMembers)?;
+    let mut errors = FieldErrors::default();
+    let email = Email::parse(&form.email)
+        .map_err(|e| errors.add("email", format!("Email {e}.")))
+        .ok();
+    let role = Role::parse(&form.role)
+        .ok()
+        .filter(|r| member.role().grantable().contains(&r.as_str()));
+    if role.is_none() {
+        errors.add("role", "Choose a role you are allowed to grant.");
+    }
+    let (Some(email), Some(role)) = (email, role) else {
+        let page = members_page(
+            &state,
+            &member,
+            form.email.trim().into(),
+            form.role.clone(),
+            errors,
+        )
+        .await?;
+        return Ok(unprocessable(page, &req));
+    };
+    let base_url = state.config.base_url.clone();
+    let invited = email.clone();
+    let inviter = member.user.name.clone();
+    match act(&state, &member, &req, move |conn, scope, actor| {
+        accounts::invite(conn, scope, actor, &inviter, &invited, role, &base_url)
+    })
+    .await?
+    {
+        Ok(_) => {
+            flash::set(
+                &member.session,
+                "success",
+                &format!("Invitation sent to {}.", email.as_str()),
+            );
+            Ok(see_other("/app/members"))
+        }
+        Err(e @ AccountError::AlreadyMember) => {
+            let mut errors = FieldErrors::default();
+            errors.add("email", e.to_string());
+            let page = members_page(
+                &state,
+                &member,
+                form.email.trim().into(),
+                form.role.clone(),
+                errors,
+            )
+            .await?;
+            Ok(unprocessable(page, &req))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs a member-management action and reports its outcome on the members page.
+async fn member_action(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    done: &str,
+    op: impl FnOnce(&mut DbConnection, &TenantScope, &Actor<'_>) -> Result<(), AccountError>
+    + Send
+    + 'static,
+) -> AppResult<HttpResponse> {
+    match act(&state, &member, &req, op).await? {
+        Ok(()) => flash::set(&member.session, "success", done),
+        Err(e @ (AccountError::LastOwner | AccountError::Forbidden(_))) => {
+            flash::set(&member.session, "error", &e.to_string())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(see_other("/app/members"))
+}
+
+pub async fn change_role(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(form): CsrfForm<RoleForm>,
+) -> AppResult<HttpResponse> {
+    let id = MembershipId(path.into_inner());
+    let role = Role::parse(&form.role).map_err(|e| AppError::Validation(format!("Role {e}.")))?;
+    member_action(
+        req,
+        state,
+        member,
+        "Role updated.",
+        move |conn, scope, actor| accounts::change_role(conn, scope, actor, id, role),
+    )
+    .await
+}
+
+pub async fn remove_member(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(_): CsrfForm<PlainForm>,
+) -> AppResult<HttpResponse> {
+    let id = MembershipId(path.into_inner());
+    member_action(
+        req,
+        state,
+        member,
+        "Member removed.",
+        move |conn, scope, actor| accounts::remove_member(conn, scope, actor, id),
+    )
+    .await
+}
+
+pub async fn revoke_invitation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(_): CsrfForm<PlainForm>,
+) -> AppResult<HttpResponse> {
+    let id = path.into_inner();
+    member_action(
+        req,
+        state,
+        member,
+        "Invitation revoked.",
+        move |conn, scope, actor| accounts::revoke_invitation(conn, scope, actor, id),
+    )
+    .await
+}
+
+async fn api_keys_page(
+    state: &web::Data<AppState>,
+    member: &Member,
+    new_key: Option<String>,
+    name: String,
+    errors: FieldErrors,
+) -> AppResult<ApiKeysPage> {
+    let scope = member.scope.clone();
+    let keys = state
+        .db(move |conn| Ok(ApiKey::list(conn, &scope)?))
+        .await?;
+    let flash = flash::take(&member.session);
+    Ok(ApiKeysPage {
+        chrome: chrome(member, "api-keys", flash)?,
+        keys: keys
+            .into_iter()
+            .map(|k| ApiKeyRow {
+                id: k.id,
+                name: k.name,
+                prefix: k.prefix,
+                scopes: k.scopes,
+                last_used: k.last_used_at.map(when).unwrap_or_else(|| "never".into()),
+                created: when(k.created_at),
+                revoked: k.revoked_at.is_some(),
+            })
+            .collect(),
+        new_key,
+        name,
+        errors,
+    })
+}
+
+pub async fn api_keys(state: web::Data<AppState>, member: Member) -> AppResult<ApiKeysPage> {
+    require(&member, Permission::ManageApiKeys)?;
+    api_keys_page(&state, &member, None, String::new(), FieldErrors::default()).await
+}
+
+pub async fn create_api_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<KeyForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageApiKeys)?;
+    let mut errors = FieldErrors::default();
+    let name = text_field(&mut errors, "name", "Name", &form.name, 80);
+    let write = match form.scope.as_str() {
+        "write" => true,
+        "read" | "" => false,
+        _ => {
+            errors.add("scope", "Choose read or write.");
+            false
+        }
+    };
+    if !errors.is_empty() {
+        return Ok(unprocessable(
+            api_keys_page(&state, &member, None, name, errors).await?,
+            &req,
+        ));
+    }
+    let key_name = name.clone();
+    let (secret, _) = act(&state, &member, &req, move |conn, scope, actor| {
+        accounts::create_api_key(conn, scope, actor, &key_name, write)
+    })
+    .await??;
+    // Shown once, right here; only its hash is stored.
+    let page = api_keys_page(
+        &state,
+        &member,
+        Some(secret),
+        String::new(),
+        FieldErrors::default(),
+    )
+    .await?;
+    Ok(page.respond_to(&req).map_into_boxed_body())
+}
+
+pub async fn revoke_api_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(_): CsrfForm<PlainForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageApiKeys)?;
+    let id = path.into_inner();
+    act(&state, &member, &req, move |conn, scope, actor| {
+        accounts::revoke_api_key(conn, scope, actor, id)
+    })
+    .await??;
+    flash::set(&member.session, "success", "API key revoked.");
+    Ok(see_other("/app/api-keys"))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    action: String,
+}
+
+pub async fn audit(
+    state: web::Data<AppState>,
+    member: Member,
+    query: web::Query<AuditQuery>,
+) -> AppResult<AuditPage> {
+    require(&member, Permission::ViewAudit)?;
+    let action = accounts::AUDIT_ACTIONS
+        .iter()
+        .find(|a| **a == query.action)
+        .copied();
+    let scope = member.scope.clone();
+    let entries = state
+        .db(move |conn| {
+            Ok(AuditEntry::for_organization(
+                conn,
+                scope.organization_id(),
+                action,
+                200,
+            )?)
+        })
+        .await?;
+    Ok(AuditPage {
+        chrome: chrome(&member, "audit", None)?,
+        entries: entries
+            .into_iter()
+            .map(|e| AuditRow {
+                when: e.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                actor: e.actor_label,
+                action: e.action,
+                target: e.target.unwrap_or_default(),
+                ip: e.ip.unwrap_or_default(),
+                detail: e.detail.unwrap_or_default(),
+            })
+            .collect(),
+        action: action.unwrap_or("").into(),
+        actions: accounts::AUDIT_ACTIONS.to_vec(),
+    })
+}
+
+pub async fn account(member: Member) -> AppResult<AccountPage> {
+    let flash = flash::take(&member.session);
+    Ok(AccountPage {
+        chrome: chrome(&member, "account", flash)?,
+        email: String::new(),
+        errors: FieldErrors::default(),
+    })
+}
+
+async fn account_unprocessable(
+    req: &HttpRequest,
+    member: &Member,
+    email: String,
+    errors: FieldErrors,
+) -> AppResult<HttpResponse> {
+    let page = AccountPage {
+        chrome: chrome(member, "account", None)?,
+        email,
+        errors,
+    };
+    Ok(unprocessable(page, req))
+}
+
+/// Checks the current password off the async workers.
+async fn password_matches(member: &Member, candidate: &str) -> AppResult<bool> {
+    let stored = member.user.password_hash.clone();
+    let candidate = candidate.to_string();
+    Ok(web::block(move || password::verify(&candidate, stored.as_deref())).await?)
+}
+
+/// Records an account-level event in every organization the user belongs to.
+fn audit_everywhere(
+    conn: &mut DbConnection,
+    member_user: &User,
+    ip: &str,
+    action: &str,
+    detail: Option<&str>,
+) -> AppResult<()> {
+    let actor = Actor {
+        user_id: Some(member_user.id),
+        label: &member_user.email,
+        ip,
+    };
+    for (org, _) in Membership::organizations_of(conn, member_user.id)? {
+        accounts::audit(
+            conn,
+            Some(org.id),
+            &actor,
+            action,
+            Some(&member_user.email),
+            detail,
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn change_password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<PasswordForm>,
+) -> AppResult<HttpResponse> {
+    let mut errors = FieldErrors::default();
+    if !password_matches(&member, &form.current_password).await? {
+        errors.add("current_password", "This is not your current password.");
+    }
+    let password = Password::parse(&form.new_password, Some(&member.user.email))
+        .map_err(|e| errors.add("new_password", e.0))
+        .ok();
+    let (Some(password), true) = (password, errors.is_empty()) else {
+        return account_unprocessable(&req, &member, String::new(), errors).await;
+    };
+    let hash = web::block(move || password.hash())
+        .await?
+        .map_err(AppError::internal)?;
+    let user = member.user.clone();
+    let ip = client_ip(&req);
+    state
+        .db(move |conn| {
+            User::set_password(conn, user.id, &hash)?;
+            // Other browsers signed in with the old password are signed out.
+            SessionRow::delete_for_user(conn, user.id)?;
+            audit_everywhere(conn, &user, &ip, "account.password_changed", None)
+        })
+        .await?;
+    // This browser stays signed in, under a fresh session id.
+    member.session.renew();
+    flash::set(
+        &member.session,
+        "success",
+        "Password changed. Other devices were signed out.",
+    );
+    Ok(see_other("/app/account"))
+}
+
+pub async fn change_email(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<ChangeEmailForm>,
+) -> AppResult<HttpResponse> {
+    let mut errors = FieldErrors::default();
+    let email = Email::parse(&form.email)
+        .map_err(|e| errors.add("email", format!("Email {e}.")))
+        .ok();
+    if !password_matches(&member, &form.current_password).await? {
+        errors.add("email_password", "This is not your current password.");
+    }
+    let (Some(email), true) = (email, errors.is_empty()) else {
+        return account_unprocessable(&req, &member, form.email.trim().into(), errors).await;
+    };
+    let user = member.user.clone();
+    let ip = client_ip(&req);
+    let base_url = state.config.base_url.clone();
+    let new_email = email.clone();
+    let taken = state
+        .db(move |conn| {
+            crate::db::write_transaction(conn, |conn| {
+                if User::find_by_email(conn, &new_email)?.is_some() {
+                    return Ok(true);
+                }
+                let detail = format!("{} → {}", user.email, new_email.as_str());
+                audit_everywhere(conn, &user, &ip, "account.email_changed", Some(&detail))?;
+                User::set_email(conn, user.id, &new_email)?;
+                let updated = User::find(conn, user.id)?.ok_or(AppError::NotFound)?;
+                accounts::send_verification(conn, &updated, &base_url)?;
+                Ok::<_, AppError>(false)
+            })
+        })
+        .await?;
+    if taken {
+        let mut errors = FieldErrors::default();
+        errors.add("email", "Another account uses this address.");
+        return account_unprocessable(&req, &member, form.email.trim().into(), errors).await;
+    }
+    flash::set(
+        &member.session,
+        "success",
+        &format!(
+            "Email changed. We sent a confirmation link to {}.",
+            email.as_str()
+        ),
+    );
+    Ok(see_other("/app/account"))
+}
+
+pub async fn sign_out_everywhere(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(_): CsrfForm<PlainForm>,
+) -> AppResult<HttpResponse> {
+    let user = member.user.clone();
+    let ip = client_ip(&req);
+    state
+        .db(move |conn| {
+            SessionRow::delete_for_user(conn, user.id)?;
+            audit_everywhere(conn, &user, &ip, "account.signed_out_everywhere", None)
+        })
+        .await?;
+    member.session.purge();
+    Ok(see_other("/login"))
+}

@@ -1,0 +1,6 @@
+use crate::views::IndexPage;
+
+/// `GET /`: the product's front page.
+pub async fn index() -> IndexPage {
+    IndexPage
+}

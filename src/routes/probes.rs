@@ -1,0 +1,277 @@
+//! Liveness, readiness and health: JSON, never cached, never rate limited.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::db;
+use crate::db::models::Job as JobRow;
+use crate::db::models::job::QueueStats;
+use crate::services::jobs::JobCounters;
+use crate::startup::AppState;
+
+const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `GET /live`: the process is up; says nothing about its dependencies.
+pub async fn live(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "pid": std::process::id(),
+        "uptimeSeconds": state.started.elapsed().as_secs(),
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DbCheck {
+    status: &'static str,
+    backend: &'static str,
+    latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MigrationCheck {
+    status: &'static str,
+    pending: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+struct Checks {
+    database: DbCheck,
+    migrations: MigrationCheck,
+    queue: Option<QueueStats>,
+}
+
+impl Checks {
+    fn healthy(&self) -> bool {
+        self.database.status == "ok" && self.migrations.status == "ok"
+    }
+
+    /// One sentence for the 503 body.
+    fn reason(&self) -> Option<String> {
+        if let Some(e) = &self.database.error {
+            return Some(format!("database unreachable: {e}"));
+        }
+        if let Some(e) = &self.migrations.error {
+            return Some(format!("cannot read migration state: {e}"));
+        }
+        if !self.migrations.pending.is_empty() {
+            return Some(format!(
+                "pending migrations: {} (run `frontdesk migrate` or start with `serve --migrate`)",
+                self.migrations.pending.join(", ")
+            ));
+        }
+        None
+    }
+}
+
+/// Runs the database and migration checks on the blocking pool.
+async fn run_checks(
+    state: &web::Data<AppState>,
+    with_migrations: bool,
+    with_queue: bool,
+) -> Checks {
+    let state = state.clone();
+    let backend = state.config.database_url.backend().as_str();
+    let outcome = web::block(move || {
+        let started = Instant::now();
+        let ping = db::ping(&state.pool, DB_CHECK_TIMEOUT);
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let migrations = match (&ping, with_migrations) {
+            (Ok(()), true) => Some(state.migrations.current(&state.pool)),
+            _ => None,
+        };
+        let up_to_date = matches!(&migrations, Some(Ok(p)) if p.is_empty());
+        let queue = (with_queue && up_to_date)
+            .then(|| {
+                state
+                    .pool
+                    .get()
+                    .ok()
+                    .and_then(|mut c| JobRow::stats(&mut c).ok())
+            })
+            .flatten();
+        (ping, latency_ms, migrations, queue)
+    })
+    .await;
+
+    let (ping, latency_ms, migrations, queue) = match outcome {
+        Ok(parts) => parts,
+        Err(e) => (Err(db::DbError::Migration(e.to_string())), 0.0, None, None),
+    };
+    let database = DbCheck {
+        status: if ping.is_ok() { "ok" } else { "error" },
+        backend,
+        latency_ms: (latency_ms * 1000.0).round() / 1000.0,
+        error: ping.err().map(|e| e.to_string()),
+    };
+    let migrations = match migrations {
+        Some(Ok(pending)) => MigrationCheck {
+            status: if pending.is_empty() { "ok" } else { "pending" },
+            pending,
+            error: None,
+        },
+        Some(Err(e)) => MigrationCheck {
+            status: "error",
+            pending: Vec::new(),
+            error: Some(e.to_string()),
+        },
+        None => MigrationCheck {
+            status: if with_migrations {
+                "unknown"
+            } else {
+                "skipped"
+            },
+            pending: Vec::new(),
+            error: None,
+        },
+    };
+    Checks {
+        database,
+        migrations,
+        queue,
+    }
+}
+
+/// `GET /ready` and `/readiness`: 200 only when the database answers and every
+/// migration is applied, so a load balancer sends no traffic before that.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let checks = run_checks(&state, true, false).await;
+    match checks.reason() {
+        None => HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "timestamp": timestamp(),
+        })),
+        Some(reason) => HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "reason": reason,
+            "timestamp": timestamp(),
+        })),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Health<'a> {
+    status: &'static str,
+    timestamp: String,
+    uptime_seconds: u64,
+    environment: &'static str,
+    version: &'static str,
+    reason: Option<String>,
+    checks: HealthChecks<'a>,
+}
+
+#[derive(Serialize)]
+struct HealthChecks<'a> {
+    database: &'a DbCheck,
+    migrations: &'a MigrationCheck,
+    pool: PoolCheck,
+    memory: MemoryCheck,
+    jobs: JobsCheck,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobsCheck {
+    status: &'static str,
+    /// Queued jobs whose time has come.
+    queue_depth: Option<i64>,
+    /// How long the oldest due job has waited.
+    oldest_due_age_seconds: Option<i64>,
+    running: Option<i64>,
+    dead: Option<i64>,
+    /// Since this process started.
+    counters: JobCounters,
+}
+
+#[derive(Serialize)]
+struct PoolCheck {
+    status: &'static str,
+    connections: u32,
+    idle: u32,
+    max: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemoryCheck {
+    status: &'static str,
+    rss_bytes: Option<u64>,
+}
+
+/// `GET /health`: everything an operator looks at first.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let checks = run_checks(&state, true, true).await;
+    let healthy = checks.healthy();
+    let pool = state.pool.state();
+    let body = Health {
+        status: if healthy { "ok" } else { "unhealthy" },
+        timestamp: timestamp(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        environment: state.config.environment.as_str(),
+        version: env!("CARGO_PKG_VERSION"),
+        reason: checks.reason(),
+        checks: HealthChecks {
+            database: &checks.database,
+            migrations: &checks.migrations,
+            pool: PoolCheck {
+                status: "ok",
+                connections: pool.connections,
+                idle: pool.idle_connections,
+                max: state.pool.max_size(),
+            },
+            memory: MemoryCheck {
+                status: "ok",
+                rss_bytes: resident_memory_bytes(),
+            },
+            jobs: JobsCheck {
+                status: if checks.queue.is_some() {
+                    "ok"
+                } else {
+                    "unknown"
+                },
+                queue_depth: checks.queue.as_ref().map(|q| q.due),
+                oldest_due_age_seconds: checks.queue.as_ref().and_then(|q| {
+                    q.oldest_due
+                        .map(|t| (crate::domain::now() - t).num_seconds().max(0))
+                }),
+                running: checks.queue.as_ref().map(|q| q.running),
+                dead: checks.queue.as_ref().map(|q| q.dead),
+                counters: state.job_metrics.snapshot(),
+            },
+        },
+    };
+    if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// `GET /health/db`: the database alone.
+pub async fn health_db(state: web::Data<AppState>) -> HttpResponse {
+    let checks = run_checks(&state, false, false).await;
+    if checks.database.status == "ok" {
+        HttpResponse::Ok().json(checks.database)
+    } else {
+        HttpResponse::ServiceUnavailable().json(checks.database)
+    }
+}
+
+/// Resident set size from /proc (Linux); `None` elsewhere.
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

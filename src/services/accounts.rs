@@ -1,0 +1,702 @@
+//! Accounts, organizations, invitations and API keys: every change in one
+//! transaction with its audit entry and the email job it causes.
+
+use chrono::TimeDelta;
+use url::Url;
+
+use crate::auth::tokens;
+use crate::db::DbConnection;
+use crate::db::models::user_token::{RESET_PASSWORD, VERIFY_EMAIL};
+use crate::db::models::{
+    ApiKey, AuditEntry, Invitation, Membership, NewAuditEntry, NewMembership, NewOrganization,
+    NewUser, Organization, SessionRow, TokenProblem, User, UserToken,
+};
+use crate::domain::{
+    Email, MembershipId, OrganizationId, Permission, Role, Slug, TenantScope, UserId,
+};
+use crate::services::jobs::{self, EnqueueOptions, SendEmail};
+use crate::services::mail::{MailTemplate, OutgoingEmail};
+
+const VERIFY_TTL: TimeDelta = TimeDelta::hours(24);
+const RESET_TTL: TimeDelta = TimeDelta::hours(1);
+const INVITATION_TTL: TimeDelta = TimeDelta::days(7);
+/// Sign-in throttling window and limits (shared by every instance: it is in the database).
+pub const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
+const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+const MAX_FAILURES_PER_IP: i64 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("An account with this email address already exists.")]
+    EmailTaken,
+    #[error("{}", token_message(*.0))]
+    Token(TokenProblem),
+    #[error("An organization needs at least one owner: make someone else owner first.")]
+    LastOwner,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("This person is already a member of the organization.")]
+    AlreadyMember,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+fn token_message(problem: TokenProblem) -> &'static str {
+    match problem {
+        TokenProblem::Unknown => "This link is not valid. Request a new one.",
+        TokenProblem::Used => "This link was already used. Request a new one if you still need it.",
+        TokenProblem::Expired => "This link has expired. Request a new one.",
+    }
+}
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor<'a> {
+    pub user_id: Option<UserId>,
+    pub label: &'a str,
+    pub ip: &'a str,
+}
+
+pub fn audit(
+    conn: &mut DbConnection,
+    organization_id: Option<OrganizationId>,
+    actor: &Actor<'_>,
+    action: &str,
+    target: Option<&str>,
+    detail: Option<&str>,
+) -> diesel::QueryResult<()> {
+    AuditEntry::record(
+        conn,
+        &NewAuditEntry {
+            organization_id,
+            actor_user_id: actor.user_id,
+            actor_label: actor.label,
+            action,
+            target,
+            detail,
+            ip: Some(actor.ip),
+        },
+    )
+    .map(|_| ())
+}
+
+fn send(
+    conn: &mut DbConnection,
+    to: &Email,
+    template: MailTemplate,
+    base_url: &Url,
+) -> diesel::QueryResult<()> {
+    jobs::enqueue(
+        conn,
+        &SendEmail(OutgoingEmail::new(to, template, base_url)),
+        EnqueueOptions::default(),
+    )
+    .map(|_| ())
+}
+
+/// A slug from the organization's name, made unique with a number if needed.
+fn unique_slug(conn: &mut DbConnection, name: &str) -> diesel::QueryResult<Slug> {
+    let base: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let base: String = base
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string();
+    let base = if base.len() < 2 {
+        "org".to_string()
+    } else {
+        base
+    };
+    for n in 0..1000 {
+        let candidate = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        if let Ok(slug) = Slug::parse(&candidate)
+            && Organization::find_by_slug(conn, &slug)?.is_none()
+        {
+            return Ok(slug);
+        }
+    }
+    Slug::parse(&format!(
+        "{base}-{}",
+        hex::encode(rand::random::<[u8; 4]>())
+    ))
+    .map_err(|e| diesel::result::Error::QueryBuilderError(e.0.into()))
+}
+
+pub struct Signup<'a> {
+    pub organization: &'a str,
+    pub name: &'a str,
+    pub email: &'a Email,
+    pub password_hash: &'a str,
+}
+
+/// Creates the organization, its owner and the verification email, or nothing.
+pub fn signup(
+    conn: &mut DbConnection,
+    input: &Signup<'_>,
+    base_url: &Url,
+    ip: &str,
+) -> Result<(User, Organization), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        if User::find_by_email(conn, input.email)?.is_some() {
+            return Err(AccountError::EmailTaken);
+        }
+        let slug = unique_slug(conn, input.organization)?;
+        let org = Organization::create(conn, &NewOrganization::new(&slug, input.organization))?;
+        let user = match User::create(
+            conn,
+            &NewUser::new(input.email, input.name, Some(input.password_hash)),
+        ) {
+            Ok(user) => user,
+            // Lost a race with a concurrent sign-up for the same address.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {
+                return Err(AccountError::EmailTaken);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Membership::create(conn, &NewMembership::new(org.id, user.id, Role::Owner))?;
+        send_verification(conn, &user, base_url)?;
+        let actor = Actor {
+            user_id: Some(user.id),
+            label: &user.email,
+            ip,
+        };
+        audit(
+            conn,
+            Some(org.id),
+            &actor,
+            "account.signup",
+            Some(&user.email),
+            Some(&org.name),
+        )?;
+        Ok((user, org))
+    })
+}
+
+pub fn send_verification(
+    conn: &mut DbConnection,
+    user: &User,
+    base_url: &Url,
+) -> diesel::QueryResult<()> {
+    let token = tokens::generate();
+    UserToken::create(
+        conn,
+        user.id,
+        VERIFY_EMAIL,
+        &tokens::hash(&token),
+        crate::domain::now() + VERIFY_TTL,
+    )?;
+    let email = Email::parse(&user.email)
+        .map_err(|e| diesel::result::Error::QueryBuilderError(e.0.into()))?;
+    send(
+        conn,
+        &email,
+        MailTemplate::VerifyEmail {
+            name: user.name.clone(),
+            token,
+        },
+        base_url,
+    )
+}
+
+pub fn verify_email(conn: &mut DbConnection, token: &str) -> Result<UserId, AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        let user_id = UserToken::consume(conn, VERIFY_EMAIL, &tokens::hash(token))?
+            .map_err(AccountError::Token)?;
+        User::mark_verified(conn, user_id)?;
+        Ok(user_id)
+    })
+}
+
+/// Sends a reset link if the address belongs to an enabled account; the caller
+/// answers the same either way, so the form does not reveal who has an account.
+pub fn request_password_reset(
+    conn: &mut DbConnection,
+    email: &Email,
+    base_url: &Url,
+) -> Result<(), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        let Some(user) = User::find_by_email(conn, email)?.filter(|u| u.disabled_at.is_none())
+        else {
+            return Ok(());
+        };
+        let token = tokens::generate();
+        UserToken::create(
+            conn,
+            user.id,
+            RESET_PASSWORD,
+            &tokens::hash(&token),
+            crate::domain::now() + RESET_TTL,
+        )?;
+        send(
+            conn,
+            email,
+            MailTemplate::PasswordReset {
+                name: user.name.clone(),
+                token,
+            },
+            base_url,
+        )?;
+        Ok(())
+    })
+}
+
+pub fn check_reset_token(conn: &mut DbConnection, token: &str) -> Result<UserId, AccountError> {
+    UserToken::check(conn, RESET_PASSWORD, &tokens::hash(token))?.map_err(AccountError::Token)
+}
+
+/// Uses the link, sets the password, and signs the account out everywhere.
+pub fn reset_password(
+    conn: &mut DbConnection,
+    token: &str,
+    password_hash: &str,
+    ip: &str,
+) -> Result<UserId, AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        let user_id = UserToken::consume(conn, RESET_PASSWORD, &tokens::hash(token))?
+            .map_err(AccountError::Token)?;
+        User::set_password(conn, user_id, password_hash)?;
+        // Whoever can read the inbox proved it: the address is verified too.
+        User::mark_verified(conn, user_id)?;
+        SessionRow::delete_for_user(conn, user_id)?;
+        let user = User::find(conn, user_id)?.ok_or(AccountError::NotFound)?;
+        let actor = Actor {
+            user_id: Some(user_id),
+            label: &user.email,
+            ip,
+        };
+        for (org, _) in Membership::organizations_of(conn, user_id)? {
+            audit(
+                conn,
+                Some(org.id),
+                &actor,
+                "account.password_reset",
+                Some(&user.email),
+                None,
+            )?;
+        }
+        Ok(user_id)
+    })
+}
+
+/// `Some(seconds)` to wait when sign-in is throttled for this account or address.
+pub fn throttled(
+    conn: &mut DbConnection,
+    email: &str,
+    ip: &str,
+) -> diesel::QueryResult<Option<i64>> {
+    use crate::db::schema::login_failures as lf;
+    use diesel::prelude::*;
+    let since = crate::domain::now() - TimeDelta::seconds(THROTTLE_WINDOW_SECS);
+    let by_account: (i64, Option<chrono::NaiveDateTime>) = lf::table
+        .filter(lf::email.eq(email).and(lf::created_at.gt(since)))
+        .select((diesel::dsl::count_star(), diesel::dsl::min(lf::created_at)))
+        .first(conn)?;
+    let by_ip: (i64, Option<chrono::NaiveDateTime>) = lf::table
+        .filter(lf::ip.eq(ip).and(lf::created_at.gt(since)))
+        .select((diesel::dsl::count_star(), diesel::dsl::min(lf::created_at)))
+        .first(conn)?;
+    let wait = |(count, oldest): (i64, Option<chrono::NaiveDateTime>), max: i64| {
+        (count >= max).then(|| {
+            let oldest = oldest.unwrap_or_else(crate::domain::now);
+            (THROTTLE_WINDOW_SECS - (crate::domain::now() - oldest).num_seconds()).max(1)
+        })
+    };
+    Ok(wait(by_account, MAX_FAILURES_PER_ACCOUNT).max(wait(by_ip, MAX_FAILURES_PER_IP)))
+}
+
+pub fn record_login_failure(
+    conn: &mut DbConnection,
+    email: &str,
+    ip: &str,
+    user: Option<&User>,
+) -> diesel::QueryResult<()> {
+    use crate::db::schema::login_failures as lf;
+    use diesel::prelude::*;
+    diesel::insert_into(lf::table)
+        .values((
+            lf::email.eq(email),
+            lf::ip.eq(ip),
+            lf::created_at.eq(crate::domain::now()),
+        ))
+        .execute(conn)?;
+    if let Some(user) = user {
+        let actor = Actor {
+            user_id: Some(user.id),
+            label: &user.email,
+            ip,
+        };
+        for (org, _) in Membership::organizations_of(conn, user.id)? {
+            audit(
+                conn,
+                Some(org.id),
+                &actor,
+                "auth.sign_in_failed",
+                Some(&user.email),
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Failures older than the throttling window no longer count.
+pub fn forget_old_login_failures(conn: &mut DbConnection) -> diesel::QueryResult<usize> {
+    use crate::db::schema::login_failures as lf;
+    use diesel::prelude::*;
+    let before = crate::domain::now() - TimeDelta::seconds(THROTTLE_WINDOW_SECS);
+    diesel::delete(lf::table.filter(lf::created_at.lt(before))).execute(conn)
+}
+
+pub fn record_login_success(
+    conn: &mut DbConnection,
+    user: &User,
+    ip: &str,
+) -> diesel::QueryResult<()> {
+    use crate::db::schema::login_failures as lf;
+    use diesel::prelude::*;
+    diesel::delete(lf::table.filter(lf::email.eq(&user.email))).execute(conn)?;
+    let actor = Actor {
+        user_id: Some(user.id),
+        label: &user.email,
+        ip,
+    };
+    for (org, _) in Membership::organizations_of(conn, user.id)? {
+        audit(
+            conn,
+            Some(org.id),
+            &actor,
+            "auth.sign_in",
+            Some(&user.email),
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+fn require(scope: &TenantScope, permission: Permission) -> Result<(), AccountError> {
+    if scope.role().can(permission) {
+        Ok(())
+    } else {
+        Err(AccountError::Forbidden("Your role does not allow this."))
+    }
+}
+
+/// Invites `email` into the scope's organization and emails the link.
+pub fn invite(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    inviter: &str,
+    email: &Email,
+    role: Role,
+    base_url: &Url,
+) -> Result<Invitation, AccountError> {
+    require(scope, Permission::ManageMembers)?;
+    if role == Role::Owner {
+        require(scope, Permission::ManageOwners)?;
+    }
+    crate::db::write_transaction(conn, |conn| {
+        if let Some(user) = User::find_by_email(conn, email)?
+            && Membership::of_user_in(conn, user.id, scope.organization_id())?.is_some()
+        {
+            return Err(AccountError::AlreadyMember);
+        }
+        let org =
+            Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)?;
+        let token = tokens::generate();
+        let invitation = Invitation::create(
+            conn,
+            scope,
+            email,
+            role,
+            &tokens::hash(&token),
+            crate::domain::now() + INVITATION_TTL,
+        )?;
+        send(
+            conn,
+            email,
+            MailTemplate::Invitation {
+                organization: org.name.clone(),
+                inviter: inviter.to_string(),
+                role: role.as_str().to_string(),
+                token,
+            },
+            base_url,
+        )?;
+        audit(
+            conn,
+            Some(org.id),
+            actor,
+            "member.invited",
+            Some(email.as_str()),
+            Some(role.as_str()),
+        )?;
+        Ok(invitation)
+    })
+}
+
+pub fn revoke_invitation(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: i64,
+) -> Result<(), AccountError> {
+    require(scope, Permission::ManageMembers)?;
+    crate::db::write_transaction(conn, |conn| {
+        let invitation = Invitation::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
+        if !Invitation::revoke(conn, scope, id)? {
+            return Err(AccountError::NotFound);
+        }
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "member.invitation_revoked",
+            Some(&invitation.email),
+            None,
+        )?;
+        Ok(())
+    })
+}
+
+/// A usable invitation, by the raw token from the link.
+pub fn find_invitation(
+    conn: &mut DbConnection,
+    token: &str,
+) -> Result<(Invitation, Organization), AccountError> {
+    let invitation = Invitation::by_token(conn, &tokens::hash(token))?
+        .ok_or(AccountError::Token(TokenProblem::Unknown))?;
+    if invitation.accepted_at.is_some() {
+        return Err(AccountError::Token(TokenProblem::Used));
+    }
+    if invitation.revoked_at.is_some() {
+        return Err(AccountError::Token(TokenProblem::Unknown));
+    }
+    if invitation.expires_at <= crate::domain::now() {
+        return Err(AccountError::Token(TokenProblem::Expired));
+    }
+    let org =
+        Organization::find(conn, invitation.organization_id)?.ok_or(AccountError::NotFound)?;
+    Ok((invitation, org))
+}
+
+pub enum Joiner<'a> {
+    Existing(&'a User),
+    New {
+        name: &'a str,
+        password_hash: &'a str,
+    },
+}
+
+/// Accepts an invitation as an existing or a new user; returns the user and organization.
+pub fn accept_invitation(
+    conn: &mut DbConnection,
+    token: &str,
+    joiner: Joiner<'_>,
+    ip: &str,
+) -> Result<(UserId, OrganizationId), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        let (invitation, org) = find_invitation(conn, token)?;
+        let email = Email::parse(&invitation.email).map_err(|_| AccountError::NotFound)?;
+        let user = match joiner {
+            Joiner::Existing(user) => user.clone(),
+            Joiner::New {
+                name,
+                password_hash,
+            } => {
+                if User::find_by_email(conn, &email)?.is_some() {
+                    return Err(AccountError::EmailTaken);
+                }
+                let user = User::create(conn, &NewUser::new(&email, name, Some(password_hash)))?;
+                // The link arrived at this address: it is verified.
+                User::mark_verified(conn, user.id)?;
+                user
+            }
+        };
+        if Membership::of_user_in(conn, user.id, org.id)?.is_some() {
+            return Err(AccountError::AlreadyMember);
+        }
+        if !Invitation::mark_accepted(conn, invitation.id)? {
+            return Err(AccountError::Token(TokenProblem::Used));
+        }
+        Membership::create(
+            conn,
+            &NewMembership::new(org.id, user.id, invitation.role()),
+        )?;
+        let actor = Actor {
+            user_id: Some(user.id),
+            label: &user.email,
+            ip,
+        };
+        audit(
+            conn,
+            Some(org.id),
+            &actor,
+            "member.joined",
+            Some(&user.email),
+            Some(invitation.role().as_str()),
+        )?;
+        Ok((user.id, org.id))
+    })
+}
+
+pub fn change_role(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: MembershipId,
+    role: Role,
+) -> Result<(), AccountError> {
+    require(scope, Permission::ManageMembers)?;
+    crate::db::write_transaction(conn, |conn| {
+        let membership = Membership::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
+        let touches_owner = membership.role() == Role::Owner || role == Role::Owner;
+        if touches_owner {
+            require(scope, Permission::ManageOwners)?;
+        }
+        if membership.role() == Role::Owner
+            && role != Role::Owner
+            && Membership::count_owners(conn, scope)? <= 1
+        {
+            return Err(AccountError::LastOwner);
+        }
+        Membership::set_role(conn, scope, id, role)?;
+        let user = User::find(conn, membership.user_id)?.ok_or(AccountError::NotFound)?;
+        let detail = format!("{} → {}", membership.role().as_str(), role.as_str());
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "member.role_changed",
+            Some(&user.email),
+            Some(&detail),
+        )?;
+        Ok(())
+    })
+}
+
+pub fn remove_member(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: MembershipId,
+) -> Result<(), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        let membership = Membership::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
+        let leaving_self = Some(membership.user_id) == scope.user_id();
+        if !leaving_self {
+            require(scope, Permission::ManageMembers)?;
+            if membership.role() == Role::Owner {
+                require(scope, Permission::ManageOwners)?;
+            }
+        }
+        if membership.role() == Role::Owner && Membership::count_owners(conn, scope)? <= 1 {
+            return Err(AccountError::LastOwner);
+        }
+        Membership::remove(conn, scope, id)?;
+        let user = User::find(conn, membership.user_id)?.ok_or(AccountError::NotFound)?;
+        let action = if leaving_self {
+            "member.left"
+        } else {
+            "member.removed"
+        };
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            action,
+            Some(&user.email),
+            None,
+        )?;
+        Ok(())
+    })
+}
+
+/// Creates a key and returns it whole, the only time it is ever shown.
+pub fn create_api_key(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    name: &str,
+    write: bool,
+) -> Result<(String, ApiKey), AccountError> {
+    require(scope, Permission::ManageApiKeys)?;
+    let secret = format!("fd_{}", tokens::generate());
+    let prefix: String = secret.chars().take(10).collect();
+    let scopes = if write { "read,write" } else { "read" };
+    crate::db::write_transaction(conn, |conn| {
+        let key = ApiKey::create(conn, scope, name, &prefix, &tokens::hash(&secret), scopes)?;
+        let target = format!("{name} ({prefix}…)");
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "api_key.created",
+            Some(&target),
+            Some(scopes),
+        )?;
+        Ok((secret, key))
+    })
+}
+
+pub fn revoke_api_key(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: i64,
+) -> Result<(), AccountError> {
+    require(scope, Permission::ManageApiKeys)?;
+    crate::db::write_transaction(conn, |conn| {
+        let key = ApiKey::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
+        if !ApiKey::revoke(conn, scope, id)? {
+            return Err(AccountError::NotFound);
+        }
+        let target = format!("{} ({}…)", key.name, key.prefix);
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "api_key.revoked",
+            Some(&target),
+            None,
+        )?;
+        Ok(())
+    })
+}
+
+/// Every action the audit log records, for the filter.
+pub const AUDIT_ACTIONS: &[&str] = &[
+    "account.signup",
+    "account.password_changed",
+    "account.password_reset",
+    "account.email_changed",
+    "account.signed_out_everywhere",
+    "auth.sign_in",
+    "auth.sign_in_failed",
+    "member.invited",
+    "member.invitation_revoked",
+    "member.joined",
+    "member.role_changed",
+    "member.removed",
+    "member.left",
+    "api_key.created",
+    "api_key.revoked",
+];

@@ -1,0 +1,257 @@
+//! The in-process worker pool: claims due jobs, runs them, records the outcome,
+//! and on shutdown lets the running job finish (or returns it to the queue).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::rt::task::JoinHandle;
+use tokio::sync::watch;
+
+use super::{JobContext, JobFailure, backoff, dispatch, periodic};
+use crate::db::models::Job as JobRow;
+use crate::db::models::job::ClaimedJob;
+use crate::domain::JobId;
+
+/// `host:pid:random`, unique per process, recorded on every job it runs.
+pub fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 3]>())
+    )
+}
+
+/// Workers run on a thread of their own with its own runtime, so jobs never
+/// compete with request handling and a blocked caller never stalls them.
+pub struct WorkerPool {
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    /// Starts `concurrency` workers and the periodic scheduler.
+    pub fn start(ctx: Arc<JobContext>) -> Self {
+        let (shutdown, receiver) = watch::channel(false);
+        let id = worker_id();
+        let count = ctx.settings().concurrency;
+        tracing::info!(workers = count, worker = %id, "job workers started");
+        let thread = std::thread::Builder::new()
+            .name("frontdesk-jobs".into())
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let mut tasks = Vec::with_capacity(count + 1);
+                    for n in 0..count {
+                        let worker = Worker {
+                            id: format!("{id}/{n}"),
+                            ctx: ctx.clone(),
+                            shutdown: receiver.clone(),
+                        };
+                        tasks.push(actix_web::rt::spawn(worker.run()));
+                    }
+                    tasks.push(actix_web::rt::spawn(periodic::run(ctx.clone(), receiver)));
+                    futures_util::future::join_all(tasks).await;
+                    // Dropped here, inside the runtime: the SMTP pool closes cleanly.
+                    drop(ctx);
+                });
+            })
+            .map_err(|e| tracing::error!(error = %e, "could not start the job thread"))
+            .ok();
+        Self { shutdown, thread }
+    }
+
+    /// Asks every worker to stop after its current job and waits for them. A job
+    /// still running after [`SHUTDOWN_GRACE`] is handed back to the queue.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(thread) = self.thread.take() {
+            let joined = actix_web::rt::task::spawn_blocking(move || thread.join());
+            // The workers honour the grace period themselves; the margin covers the release.
+            if actix_web::rt::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(2), joined)
+                .await
+                .is_err()
+            {
+                tracing::warn!("job workers did not stop in time");
+            }
+        }
+    }
+}
+
+impl Drop for WorkerPool {
+    /// A pool dropped without `shutdown` (a test ending) still stops its thread.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// How long a running job may continue after shutdown was asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+struct Worker {
+    id: String,
+    ctx: Arc<JobContext>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let settings = self.ctx.settings();
+        loop {
+            if *self.shutdown.borrow() {
+                return;
+            }
+            let id = self.id.clone();
+            let lease = lease_until(settings.lease);
+            match self
+                .ctx
+                .db(move |conn| JobRow::claim(conn, &id, lease))
+                .await
+            {
+                Ok(Some(job)) => self.execute(job).await,
+                Ok(None) => self.idle(settings.poll).await,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "cannot claim jobs; retrying");
+                    self.idle(settings.poll.max(Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
+
+    async fn idle(&mut self, poll: Duration) {
+        tokio::select! {
+            _ = actix_web::rt::time::sleep(poll) => {}
+            _ = self.shutdown.changed() => {}
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = job.id, kind = %job.kind, attempt = job.attempts))]
+    async fn execute(&mut self, job: ClaimedJob) {
+        let id = JobId(job.id);
+        if job.attempts > job.max_attempts {
+            // Claimed again after a worker died holding it, with no attempt left.
+            let error = format!(
+                "gave up after {} attempts: the worker running it stopped before finishing (lease expired)",
+                job.max_attempts
+            );
+            self.finish(
+                id,
+                Err(JobFailure::permanent(error)),
+                job.attempts,
+                job.max_attempts,
+            )
+            .await;
+            return;
+        }
+
+        let heartbeat = self.heartbeat(id);
+        let outcome = {
+            let run = dispatch(&self.ctx, &job.kind, &job.payload);
+            let mut shutdown = self.shutdown.clone();
+            let deadline = async move {
+                while !*shutdown.borrow() {
+                    if shutdown.changed().await.is_err() {
+                        break;
+                    }
+                }
+                actix_web::rt::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                result = run => Some(result),
+                _ = deadline => None,
+            }
+        };
+        heartbeat.abort();
+
+        match outcome {
+            Some(result) => {
+                self.finish(id, result, job.attempts, job.max_attempts)
+                    .await
+            }
+            None => {
+                let worker = self.id.clone();
+                match self
+                    .ctx
+                    .db(move |conn| JobRow::release(conn, id, &worker))
+                    .await
+                {
+                    Ok(_) => {
+                        self.ctx.metrics.released.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("shutdown grace expired: job returned to the queue");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e.message, "could not return job to the queue; its lease will expire")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews the lease while a long job runs, so no other worker takes it over.
+    fn heartbeat(&self, id: JobId) -> JoinHandle<()> {
+        let ctx = self.ctx.clone();
+        let worker = self.id.clone();
+        let lease = ctx.settings().lease;
+        actix_web::rt::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(200));
+            loop {
+                actix_web::rt::time::sleep(every).await;
+                let worker = worker.clone();
+                let until = lease_until(lease);
+                if let Err(e) = ctx
+                    .db(move |conn| JobRow::heartbeat(conn, id, &worker, until))
+                    .await
+                {
+                    tracing::warn!(error = %e.message, "could not renew job lease");
+                }
+            }
+        })
+    }
+
+    async fn finish(&self, id: JobId, result: Result<(), JobFailure>, attempts: i32, max: i32) {
+        let worker = self.id.clone();
+        let metrics = &self.ctx.metrics;
+        let stored = match result {
+            Ok(()) => {
+                metrics.succeeded.fetch_add(1, Ordering::Relaxed);
+                self.ctx
+                    .db(move |conn| JobRow::complete(conn, id, &worker))
+                    .await
+            }
+            Err(failure) if failure.permanent || attempts >= max => {
+                metrics.dead.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %failure.message, attempts, "job is dead");
+                let message = failure.message;
+                self.ctx
+                    .db(move |conn| JobRow::bury(conn, id, &worker, &message))
+                    .await
+            }
+            Err(failure) => {
+                metrics.retried.fetch_add(1, Ordering::Relaxed);
+                let delay = backoff(self.ctx.settings().retry_base, attempts);
+                tracing::warn!(error = %failure.message, attempts, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                let run_at = lease_until(delay);
+                let message = failure.message;
+                self.ctx
+                    .db(move |conn| JobRow::retry_at(conn, id, &worker, run_at, &message))
+                    .await
+            }
+        };
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("job outcome not recorded: the lease was lost to another worker")
+            }
+            Err(e) => {
+                tracing::error!(error = %e.message, "job outcome not recorded; it will run again after its lease")
+            }
+        }
+    }
+}
+
+fn lease_until(after: Duration) -> chrono::NaiveDateTime {
+    let delta = chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::hours(1));
+    crate::domain::now() + delta
+}

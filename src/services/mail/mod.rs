@@ -1,0 +1,213 @@
+//! Transactional email: rendered from askama templates, sent over SMTP (STARTTLS
+//! or implicit TLS) or, without `SMTP_URL`, written as `.eml` files so nothing is
+//! silently dropped in development.
+
+mod templates;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{
+    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::config::Config;
+
+pub use templates::{MailTemplate, Rendered};
+
+const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("SMTP_URL is not usable: {0}")]
+    Config(String),
+    #[error("invalid address {address:?}: {reason}")]
+    Address { address: String, reason: String },
+    #[error("the email could not be rendered: {0}")]
+    Render(#[from] askama::Error),
+    #[error("the email could not be built: {0}")]
+    Build(String),
+    #[error("SMTP delivery failed: {0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("writing the email file failed: {0}")]
+    File(#[from] lettre::transport::file::Error),
+}
+
+impl MailError {
+    /// A bad address or template will fail the same way every time.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Address { .. } | Self::Render(_) | Self::Build(_) | Self::Config(_) => true,
+            Self::Smtp(e) => e.is_permanent(),
+            Self::File(_) => false,
+        }
+    }
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
+/// One email waiting to go out: the payload of the `email.send` job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutgoingEmail {
+    pub to: String,
+    /// Fixed when the email is enqueued, so a retried delivery carries the same id
+    /// and mail clients can drop a duplicate.
+    pub message_id: String,
+    pub template: MailTemplate,
+}
+
+impl OutgoingEmail {
+    pub fn new(to: &crate::domain::Email, template: MailTemplate, base_url: &Url) -> Self {
+        let host = base_url.host_str().unwrap_or("localhost");
+        Self {
+            to: to.as_str().to_string(),
+            message_id: format!("<{}@{}>", hex::encode(rand::random::<[u8; 16]>()), host),
+            template,
+        }
+    }
+}
+
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    base_url: Url,
+}
+
+impl Mailer {
+    pub fn from_config(config: &Config) -> Result<Self, MailError> {
+        let from: Mailbox =
+            config
+                .mail_from
+                .parse()
+                .map_err(|e: lettre::address::AddressError| MailError::Address {
+                    address: config.mail_from.clone(),
+                    reason: e.to_string(),
+                })?;
+        let transport = match &config.smtp_url {
+            Some(url) => Transport::Smtp(smtp_transport(url.expose())?),
+            None => {
+                let dir = config.data_dir.join("mail");
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    MailError::Config(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                Transport::Files(AsyncFileTransport::new(&dir), dir)
+            }
+        };
+        Ok(Self {
+            transport,
+            from,
+            base_url: config.base_url.clone(),
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// Renders and delivers one email.
+    pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
+        let to: Mailbox = email
+            .to
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MailError::Address {
+                address: email.to.clone(),
+                reason: e.to_string(),
+            })?;
+        let rendered = email.template.render(&self.base_url)?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .message_id(Some(email.message_id.clone()))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        match &self.transport {
+            Transport::Smtp(smtp) => {
+                smtp.send(message).await?;
+                tracing::info!(message_id = %email.message_id, kind = email.template.kind(), "email sent");
+            }
+            Transport::Files(files, dir) => {
+                let id = files.send(message).await?;
+                tracing::info!(
+                    message_id = %email.message_id,
+                    path = %dir.join(format!("{id}.eml")).display(),
+                    "SMTP_URL is not set: email written to a file"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `smtps://` is implicit TLS (465); `smtp://` is STARTTLS (587), required unless
+/// `?tls=opportunistic` or `?tls=none` (a local relay or a test server).
+fn smtp_transport(url: &Url) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| MailError::Config("it has no host".into()))?;
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let tls_params =
+        || TlsParameters::new(host.to_string()).map_err(|e| MailError::Config(e.to_string()));
+    let mut builder = match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
+        ("smtp", None | Some("required")) => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?
+        }
+        ("smtp", Some("opportunistic")) => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                .port(587)
+                .tls(Tls::Opportunistic(tls_params()?))
+        }
+        ("smtp", Some("none")) => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(25)
+        }
+        (scheme, tls) => {
+            return Err(MailError::Config(format!(
+                "unsupported scheme {scheme:?} with tls={tls:?}"
+            )));
+        }
+    };
+    if let Some(port) = url.port() {
+        builder = builder.port(port);
+    }
+    if !url.username().is_empty() {
+        builder = builder.credentials(Credentials::new(
+            percent_decode(url.username()),
+            percent_decode(url.password().unwrap_or("")),
+        ));
+    }
+    Ok(builder.timeout(Some(SMTP_TIMEOUT)).build())
+}
+
+/// Userinfo in a URL is percent-encoded (`p%40ss` for `p@ss`).
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_userinfo() {
+        assert_eq!(percent_decode("p%40ss%2Bw0rd"), "p@ss+w0rd");
+        assert_eq!(percent_decode("a+b"), "a+b");
+    }
+}

@@ -1,0 +1,311 @@
+//! Builds the application: connects, migrates as the environment allows, binds,
+//! and runs until stopped. `main` and the tests start the server the same way.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{Compress, from_fn};
+use actix_web::{App, HttpServer, web};
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+
+use crate::auth::extractors::IDLE_LIFETIME_SECS;
+use crate::auth::session_store::DbSessionStore;
+use crate::config::Config;
+use crate::db::migrations::{self, MigrationStatus};
+use crate::db::{self, DbError, DbPool};
+use crate::error::{self, AppError};
+use crate::routes;
+use crate::security;
+use crate::services::jobs::{JobContext, JobMetrics, WorkerPool};
+use crate::services::mail::{MailError, Mailer};
+use crate::telemetry::{self, SlowRequestMs};
+
+/// JSON bodies of the API; uploads have their own limit (`MAX_UPLOAD_BYTES`).
+pub const JSON_LIMIT_BYTES: usize = 256 * 1024;
+pub const FORM_LIMIT_BYTES: usize = 64 * 1024;
+/// How long in-flight requests may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error("cannot listen on {address}: {reason}")]
+    Bind { address: String, reason: String },
+}
+
+/// Shared by every worker.
+pub struct AppState {
+    pub config: Config,
+    pub pool: DbPool,
+    pub migrations: MigrationStatus,
+    pub started: Instant,
+    pub job_metrics: Arc<JobMetrics>,
+}
+
+impl AppState {
+    /// Runs blocking database work off the async workers.
+    pub async fn db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut crate::db::DbConnection) -> crate::error::AppResult<T> + Send + 'static,
+    ) -> crate::error::AppResult<T> {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get().map_err(AppError::internal)?;
+            work(&mut conn)
+        })
+        .await?
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Apply pending migrations before serving, even in production.
+    pub migrate: bool,
+    /// HTTP worker threads; `None` uses one per core.
+    pub http_workers: Option<usize>,
+    /// Run background job workers in this process (`serve` does).
+    pub run_jobs: bool,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    workers: Option<WorkerPool>,
+}
+
+impl Application {
+    pub async fn build(config: Config, options: ServeOptions) -> Result<Self, StartupError> {
+        let url = config.database_url.clone();
+        let pool_size = config.database_pool_size;
+        let apply = options.migrate || !config.environment.is_production();
+        let (pool, pending) = web::block(move || prepare_database(&url, pool_size, apply))
+            .await
+            .map_err(|e| DbError::Migration(e.to_string()))??;
+        if !pending.is_empty() {
+            tracing::warn!(
+                pending = pending.join(", "),
+                "migrations are pending: /ready answers 503 until `frontdesk migrate` runs"
+            );
+        }
+
+        let address = config.bind_address();
+        let listener = TcpListener::bind(&address).map_err(|e| StartupError::Bind {
+            address: address.clone(),
+            reason: bind_reason(&e),
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind {
+                address: address.clone(),
+                reason: e.to_string(),
+            })?
+            .port();
+
+        let mailer = Arc::new(Mailer::from_config(&config)?);
+        let job_metrics = Arc::new(JobMetrics::default());
+        let workers = options.run_jobs.then(|| {
+            WorkerPool::start(Arc::new(JobContext {
+                pool: pool.clone(),
+                config: Arc::new(config.clone()),
+                mailer,
+                metrics: job_metrics.clone(),
+            }))
+        });
+        let state = web::Data::new(AppState {
+            config,
+            pool,
+            migrations: MigrationStatus::new(pending),
+            started: Instant::now(),
+            job_metrics,
+        });
+        let server = build_server(listener, state.clone(), options)?;
+        tracing::info!(
+            address = %address,
+            port,
+            environment = state.config.environment.as_str(),
+            database = %state.config.database_url.redacted(),
+            "frontdesk is listening on {}",
+            state.config.base_url
+        );
+        Ok(Self {
+            port,
+            server,
+            state,
+            workers,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until [`ServerHandle::stop`] or, when `signals` is set, until SIGTERM
+    /// or SIGINT: then stops accepting and lets in-flight requests finish.
+    pub async fn run_until_stopped(self, signals: bool) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        if signals {
+            actix_web::rt::spawn(async move {
+                let signal = wait_for_signal().await;
+                tracing::info!(
+                    signal,
+                    "shutting down: finishing in-flight requests and jobs"
+                );
+                handle.stop(true).await;
+            });
+        }
+        let served = self.server.await;
+        if let Some(workers) = self.workers {
+            workers.shutdown().await;
+        }
+        served?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Connects, then applies migrations (when allowed) or reports what is pending.
+fn prepare_database(
+    url: &db::DatabaseUrl,
+    pool_size: Option<u32>,
+    apply: bool,
+) -> Result<(DbPool, Vec<String>), DbError> {
+    let pool = db::connect(url, pool_size)?;
+    let mut conn = pool.get()?;
+    let pending = if apply {
+        migrations::run_pending(&mut conn, |name| {
+            tracing::info!(migration = name, "applied migration");
+        })?;
+        Vec::new()
+    } else {
+        migrations::pending(&mut conn)?
+    };
+    drop(conn);
+    Ok((pool, pending))
+}
+
+fn bind_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "the address is already in use (is another frontdesk running? set PORT to choose another)".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need privileges)".into(),
+        std::io::ErrorKind::AddrNotAvailable => "that address does not belong to this machine (check HOST)".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn build_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    options: ServeOptions,
+) -> Result<Server, StartupError> {
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let headers = Arc::new(security::Headers::new(state.config.environment));
+    // Derived from SESSION_SECRET so every instance signs cookies alike.
+    let session_key =
+        actix_web::cookie::Key::derive_from(state.config.session_secret.expose().as_bytes());
+    let secure_cookies = state.config.environment.is_production();
+    let session_store = DbSessionStore::new(state.pool.clone());
+    let slow = web::Data::new(SlowRequestMs(state.config.slow_request_ms));
+    let detail = error::ErrorDetail {
+        show_internal: !state.config.environment.is_production(),
+    };
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(slow.clone())
+            .app_data(detail)
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(JSON_LIMIT_BYTES)
+                    .content_type(security::is_json_content_type)
+                    .content_type_required(true)
+                    .error_handler(error::json_error),
+            )
+            .app_data(
+                web::FormConfig::default()
+                    .limit(FORM_LIMIT_BYTES)
+                    .error_handler(error::form_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .configure(routes::configure)
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(AppError::NotFound)
+            }))
+            .wrap(
+                SessionMiddleware::builder(session_store.clone(), session_key.clone())
+                    .cookie_name("fd_session".into())
+                    .cookie_secure(secure_cookies)
+                    .cookie_http_only(true)
+                    .cookie_same_site(actix_web::cookie::SameSite::Lax)
+                    .session_lifecycle(
+                        PersistentSession::default()
+                            .session_ttl(actix_web::cookie::time::Duration::seconds(
+                                IDLE_LIFETIME_SECS,
+                            ))
+                            .session_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
+                    )
+                    .build(),
+            )
+            .wrap(from_fn(error::render_errors))
+            .wrap(Compress::default())
+            .wrap(headers.middleware())
+            .wrap(from_fn(telemetry::request_log))
+    })
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    if let Some(workers) = options.http_workers {
+        server = server.workers(workers);
+    }
+    let server = server
+        .listen(listener)
+        .map_err(|e| StartupError::Bind {
+            address,
+            reason: e.to_string(),
+        })?
+        .run();
+    Ok(server)
+}
+
+pub async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}

@@ -1,0 +1,115 @@
+//! Logging setup and the request middleware: correlation ids and one line per request.
+
+use std::time::Instant;
+
+use actix_web::HttpMessage as _;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Instrument as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// The id that ties a request's log lines, error body and response header together.
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+impl CorrelationId {
+    /// Keeps an incoming id only if it is short and plain, so a client cannot
+    /// inject log lines or oversized headers through it.
+    fn from_request(req: &ServiceRequest) -> Self {
+        req.headers()
+            .get(&CORRELATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| is_valid_id(v))
+            .map(|v| Self(v.to_string()))
+            .unwrap_or_else(Self::generate)
+    }
+
+    pub fn generate() -> Self {
+        Self(hex::encode(rand::random::<[u8; 16]>()))
+    }
+}
+
+fn is_valid_id(value: &str) -> bool {
+    (8..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Installs the global subscriber: JSON lines for machines, readable lines for people.
+pub fn init(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    // A second init (tests start many apps in one process) is harmless.
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.compact().with_target(false).try_init(),
+    };
+}
+
+/// Threshold for the slow-request warning, shared through app data.
+#[derive(Debug, Clone, Copy)]
+pub struct SlowRequestMs(pub u64);
+
+/// Middleware: assigns the correlation id, runs the request inside a span carrying
+/// it, echoes it in `X-Correlation-Id`, and writes the request line.
+pub async fn request_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = CorrelationId::from_request(&req);
+    let slow_ms = req
+        .app_data::<actix_web::web::Data<SlowRequestMs>>()
+        .map(|s| s.0)
+        .unwrap_or(1000);
+    let method = req.method().clone();
+    let path = req.path().to_string();
+    req.extensions_mut().insert(id.clone());
+
+    let span = tracing::info_span!("request", correlation_id = %id.0);
+    let result = next.call(req).instrument(span).await;
+
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = (latency_ms * 100.0).round() / 100.0;
+    let mut res = result?;
+    let status = res.status().as_u16();
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        res.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    if latency_ms > slow_ms as f64 {
+        tracing::warn!(
+            %method, path, status, latency_ms, correlation_id = %id.0, slow_request_ms = slow_ms,
+            "slow request"
+        );
+    } else {
+        tracing::info!(%method, path, status, latency_ms, correlation_id = %id.0, "request");
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_id;
+
+    #[test]
+    fn accepts_plain_ids_and_refuses_injection() {
+        assert!(is_valid_id("3f2a9c1e-77aa-4c2b-9d1e-0d9f6c1b2a3e"));
+        assert!(!is_valid_id("short"));
+        assert!(!is_valid_id("abc\ndef-injected-line"));
+        assert!(!is_valid_id(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,240 @@
+//! Pages of sign-up, sign-in, the organization app and the platform admin.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+
+/// Messages shown beside form fields, keyed by the field's name.
+#[derive(Debug, Default, Clone)]
+pub struct FieldErrors(pub BTreeMap<&'static str, String>);
+
+impl FieldErrors {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        self.0.entry(field).or_insert_with(|| message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A one-line notice at the top of a page.
+#[derive(Debug, Clone)]
+pub struct Flash {
+    /// `success`, `error` or `info`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/signup.html")]
+pub struct SignupPage {
+    pub csrf: String,
+    pub organization: String,
+    pub name: String,
+    pub email: String,
+    pub errors: FieldErrors,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/login.html")]
+pub struct LoginPage {
+    pub csrf: String,
+    pub email: String,
+    pub errors: FieldErrors,
+    pub flash: Option<Flash>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/forgot_password.html")]
+pub struct ForgotPasswordPage {
+    pub csrf: String,
+    pub email: String,
+    pub errors: FieldErrors,
+    pub flash: Option<Flash>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/reset_password.html")]
+pub struct ResetPasswordPage {
+    pub csrf: String,
+    pub token: String,
+    pub errors: FieldErrors,
+}
+
+/// A short outcome page: "check your inbox", "link expired", …
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/message.html")]
+pub struct MessagePage {
+    pub title: String,
+    pub message: String,
+    pub link_href: String,
+    pub link_label: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/accept_invitation.html")]
+pub struct AcceptInvitationPage {
+    pub csrf: String,
+    pub token: String,
+    pub organization: String,
+    pub role: String,
+    pub email: String,
+    /// Someone is signed in: accepting adds the organization to that account.
+    pub signed_in_as: Option<String>,
+    /// The invited address already has an account (sign in to accept).
+    pub existing_user: bool,
+    pub name: String,
+    pub errors: FieldErrors,
+}
+
+/// One entry of the organization switcher.
+#[derive(Debug, Clone)]
+pub struct OrgChoice {
+    pub id: i64,
+    pub name: String,
+    pub current: bool,
+}
+
+/// What every page under /app shows around its content.
+#[derive(Debug, Clone)]
+pub struct AppChrome {
+    pub csrf: String,
+    pub user_name: String,
+    pub user_email: String,
+    pub email_verified: bool,
+    pub org_name: String,
+    pub role: String,
+    pub orgs: Vec<OrgChoice>,
+    /// Owners and admins see the management links.
+    pub can_manage: bool,
+    pub is_platform_admin: bool,
+    /// `dashboard`, `members`, `api-keys`, `audit` or `account`.
+    pub active: &'static str,
+    pub flash: Option<Flash>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/dashboard.html")]
+pub struct DashboardPage {
+    pub chrome: AppChrome,
+    pub member_count: usize,
+    pub api_key_count: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    pub membership_id: i64,
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub is_you: bool,
+    /// The viewer may change this member's role or remove them.
+    pub editable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct InvitationRow {
+    pub id: i64,
+    pub email: String,
+    pub role: String,
+    pub expires: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/members.html")]
+pub struct MembersPage {
+    pub chrome: AppChrome,
+    pub members: Vec<MemberRow>,
+    pub invitations: Vec<InvitationRow>,
+    /// Roles the viewer may grant.
+    pub roles: Vec<&'static str>,
+    pub invite_email: String,
+    pub invite_role: String,
+    pub errors: FieldErrors,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: String,
+    pub last_used: String,
+    pub created: String,
+    pub revoked: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/api_keys.html")]
+pub struct ApiKeysPage {
+    pub chrome: AppChrome,
+    pub keys: Vec<ApiKeyRow>,
+    /// The full key, shown once right after creation.
+    pub new_key: Option<String>,
+    pub name: String,
+    pub errors: FieldErrors,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub when: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub ip: String,
+    pub detail: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/audit.html")]
+pub struct AuditPage {
+    pub chrome: AppChrome,
+    pub entries: Vec<AuditRow>,
+    /// The action filter in effect ("" for all).
+    pub action: String,
+    pub actions: Vec<&'static str>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/account.html")]
+pub struct AccountPage {
+    pub chrome: AppChrome,
+    pub email: String,
+    pub errors: FieldErrors,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminOrgRow {
+    pub id: i64,
+    pub name: String,
+    pub slug: String,
+    pub members: i64,
+    pub disabled: bool,
+    pub created: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminUserRow {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub disabled: bool,
+    pub platform_admin: bool,
+    pub created: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/index.html")]
+pub struct AdminPage {
+    pub csrf: String,
+    pub user_email: String,
+    pub organizations: Vec<AdminOrgRow>,
+    pub users: Vec<AdminUserRow>,
+    pub flash: Option<Flash>,
+}

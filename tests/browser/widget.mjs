@@ -1,0 +1,502 @@
+// Headless-Chromium end-to-end check of Frontdesk's embeddable chat widget: a plain
+// "customer website" served by this script embeds widget.js; a visitor opens the
+// bubble, asks a question, watches the answer stream in with citations, tries to
+// inject HTML, and asks for a person. The same page on an origin the agent does not
+// allow must show the widget as unavailable. Finally the public chat page
+// /c/{org}/{agent} (page mode) must render under the server's CSP.
+//
+//   BASE_URL=http://127.0.0.1:5098 ORG=harbor-bikes AGENT=support HOST_PORT=5099 \
+//     [QUESTION='Can I return a bike?'] [EXPECT_TEXT='30 days'] [EXPECT_CITATION='Returns policy'] \
+//     [SCREENSHOT_DIR=/tmp/shots] [CHROMIUM_PATH=/usr/bin/chromium] node tests/browser/widget.mjs
+//
+// ORG and AGENT must already exist, with a knowledge base that answers QUESTION, and
+// the agent's allowed origins must contain http://127.0.0.1:HOST_PORT but not
+// http://localhost:HOST_PORT (this script serves the same page on both). HOST_PORT
+// must be free. EXPECT_TEXT must occur in the answer and EXPECT_CITATION in one of
+// its citations; when either is empty, only a non-empty answer / at least one
+// citation is required.
+//
+// Uses the system Chromium (Debian's `chromium` package); playwright-core never
+// downloads a browser. Prints `ok: ...` per passed check, `FAIL: ...` per failed
+// one, and exits 1 if anything failed. A failed step stops its part of the flow
+// (later steps depend on it); the other parts and the error checks still run.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const BASE_URL = process.env.BASE_URL;
+const ORG = process.env.ORG;
+const AGENT = process.env.AGENT;
+const HOST_PORT = Number(process.env.HOST_PORT);
+if (!BASE_URL || !ORG || !AGENT || !HOST_PORT) {
+  console.error(
+    'FAIL: BASE_URL, ORG, AGENT and HOST_PORT are required, e.g. BASE_URL=http://127.0.0.1:5098 ORG=harbor-bikes AGENT=support HOST_PORT=5099',
+  );
+  process.exit(1);
+}
+const QUESTION = process.env.QUESTION || 'Can I return a bike?';
+const EXPECT_TEXT = process.env.EXPECT_TEXT || '';
+const EXPECT_CITATION = process.env.EXPECT_CITATION || '';
+const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || tmpdir();
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const ORIGIN = new URL(BASE_URL).origin;
+const url = (path) => new URL(path, BASE_URL).href;
+
+const ALLOWED_PAGE = `http://127.0.0.1:${HOST_PORT}/`;
+const REFUSED_PAGE = `http://localhost:${HOST_PORT}/`;
+const WIDGET_SRC = url('/widget.js');
+
+const NAV_TIMEOUT = 30000;
+const REPLY_TIMEOUT = 30000;
+
+const XSS = '<img src=x onerror=alert(1)>';
+const UNAVAILABLE = 'This chat is not available on this site.';
+const NOTE = 'A person from the team will follow up here.';
+
+const failures = [];
+const screenshots = [];
+function ok(msg) {
+  console.log(`ok: ${msg}`);
+}
+function check(cond, msg, detail = '') {
+  if (cond) ok(msg);
+  else {
+    failures.push(detail ? `${msg} (${detail})` : msg);
+    console.log(`FAIL: ${msg}${detail ? ` (${detail})` : ''}`);
+  }
+  return cond;
+}
+// A check the rest of the flow depends on: stop the flow when it fails.
+class StepFailed extends Error {}
+function must(cond, msg, detail = '') {
+  if (!check(cond, msg, detail)) throw new StepFailed(msg);
+}
+
+// ---------------------------------------------------------------------------
+// The customer website: one page, served on 127.0.0.1 (allowed origin) and, through
+// the name localhost, on a second origin the agent does not allow.
+
+const esc = (s) =>
+  String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+
+function hostPage() {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Harbor Bikes</title>
+<link rel="icon" href="data:,">
+<style>
+  body { margin: 0; font: 16px/1.6 Georgia, serif; color: #222; background: #fbf8f3; }
+  header { background: #0f3d3e; color: #fff; padding: 18px 32px; display: flex; justify-content: space-between; align-items: center; }
+  header b { font-size: 22px; letter-spacing: .02em; }
+  nav a { color: #cfe8e4; margin-left: 18px; text-decoration: none; }
+  .hero { padding: 64px 32px; background: linear-gradient(120deg, #e7f2ef, #f7efe2); }
+  .hero h1 { font-size: 44px; margin: 0 0 12px; }
+  main { max-width: 880px; margin: 0 auto; padding: 32px; }
+  .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 20px; }
+  .card { background: #fff; border: 1px solid #e6dfd3; border-radius: 10px; padding: 18px; }
+  footer { padding: 32px; color: #777; text-align: center; }
+</style>
+</head>
+<body>
+<header><b>Harbor Bikes</b><nav><a href="#">Bikes</a><a href="#">Repairs</a><a href="#">Rentals</a><a href="#">Contact</a></nav></header>
+<section class="hero">
+  <h1>Ride the harbor.</h1>
+  <p>City bikes, cargo bikes and e-bikes, serviced by people who ride every day.</p>
+</section>
+<main>
+  <div class="grid">
+    <div class="card"><h3>City bikes</h3><p>Light, upright and built for cobblestones. From $549.</p></div>
+    <div class="card"><h3>Cargo bikes</h3><p>Carry two kids or a week of groceries. Test rides every Saturday.</p></div>
+    <div class="card"><h3>Repairs</h3><p>Same-day tune-ups for most bikes dropped off before 10am.</p></div>
+  </div>
+  <p>Questions about orders, returns or repairs? Our assistant answers around the clock.</p>
+</main>
+<footer>&copy; Harbor Bikes &middot; 12 Quay Street</footer>
+<script src="${esc(WIDGET_SRC)}" data-org="${esc(ORG)}" data-agent="${esc(AGENT)}" async></script>
+</body>
+</html>
+`;
+}
+
+const hostServers = [];
+async function startHostSite() {
+  const handler = (req, res) => {
+    const path = new URL(req.url, 'http://host').pathname;
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(hostPage());
+    } else if (path === '/favicon.ico') {
+      res.writeHead(204);
+      res.end();
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+    }
+  };
+  // localhost may resolve to ::1 first; serve there too when the machine has it.
+  for (const host of ['127.0.0.1', '::1']) {
+    const server = createServer(handler);
+    try {
+      await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(HOST_PORT, host, resolve);
+      });
+      hostServers.push(server);
+    } catch (e) {
+      if (host === '127.0.0.1') throw new Error(`cannot listen on 127.0.0.1:${HOST_PORT}: ${e.message}`);
+    }
+  }
+  ok(`customer website on ${ALLOWED_PAGE} and ${REFUSED_PAGE} embeds ${WIDGET_SRC}`);
+}
+
+// ---------------------------------------------------------------------------
+// Error collection: console errors, page errors, CSP violations, 5xx from Frontdesk.
+
+const watchers = [];
+async function newWatchedContext(browser, label, options, { expectConsoleErrors = false } = {}) {
+  const ctx = await browser.newContext(options);
+  const w = { label, expectConsoleErrors, consoleErrors: [], pageErrors: [], csp: [], serverErrors: [], clientErrors: [], dialogs: [] };
+  watchers.push(w);
+  await ctx.exposeFunction('__reportCspViolation', (v) => w.csp.push(v));
+  await ctx.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__reportCspViolation(
+        `${e.violatedDirective} blocked ${e.blockedURI || '(inline)'} @ ${e.sourceFile || e.documentURI}:${e.lineNumber}`,
+      );
+    });
+  });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(NAV_TIMEOUT);
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const loc = m.location()?.url || '';
+    w.consoleErrors.push(`${m.text()}${loc ? ` @ ${loc}` : ''}`);
+  });
+  page.on('pageerror', (e) => w.pageErrors.push(String(e)));
+  page.on('dialog', (d) => {
+    w.dialogs.push(`${d.type()}: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  page.on('response', (r) => {
+    const u = r.url();
+    if (!u.startsWith(ORIGIN)) return;
+    const line = `${r.request().method()} ${new URL(u).pathname} -> ${r.status()}`;
+    if (r.status() >= 500) w.serverErrors.push(line);
+    else if (r.status() >= 400) w.clientErrors.push(line);
+  });
+  return { ctx, page, w };
+}
+
+function checkWatchers() {
+  for (const w of watchers) {
+    if (w.expectConsoleErrors) {
+      if (w.consoleErrors.length) console.log(`note: ${w.label}: console errors (expected here): ${w.consoleErrors.join('; ')}`);
+    } else {
+      check(w.consoleErrors.length === 0, `${w.label}: no console errors`, w.consoleErrors.join('; '));
+    }
+    check(w.pageErrors.length === 0, `${w.label}: no page errors`, w.pageErrors.join('; '));
+    check(w.csp.length === 0, `${w.label}: no securitypolicyviolation events`, w.csp.join('; '));
+    check(w.dialogs.length === 0, `${w.label}: no alert/confirm dialogs`, w.dialogs.join('; '));
+    check(w.serverErrors.length === 0, `${w.label}: no 5xx responses from Frontdesk`, w.serverErrors.join('; '));
+    if (w.clientErrors.length) console.log(`note: ${w.label}: 4xx responses from Frontdesk: ${w.clientErrors.join('; ')}`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Widget helpers. Playwright's CSS locators pierce the widget's open shadow root.
+
+const widget = (page) => page.locator('#frontdesk-widget');
+const inWidget = (page, css, options) => widget(page).locator(`css=${css}`, options);
+
+async function visible(locator, timeout = 10000) {
+  return locator
+    .first()
+    .waitFor({ state: 'visible', timeout })
+    .then(() => true)
+    .catch(() => false);
+}
+
+async function gotoOk(page, target, label) {
+  const res = await page.goto(target, { waitUntil: 'load' });
+  must(res?.status() === 200, `${label}: GET ${target} -> 200`, `got ${res?.status()}`);
+}
+
+async function shot(page, name, fullPage = true) {
+  const path = join(SCREENSHOT_DIR, name);
+  await page.screenshot({ path, fullPage });
+  screenshots.push(path);
+  ok(`screenshot ${path}`);
+}
+
+// Counts in the shadow root, to tell a new reply (or a new error line) apart.
+function counts(page) {
+  return page.evaluate(() => {
+    const r = document.getElementById('frontdesk-widget')?.shadowRoot;
+    return {
+      agents: r ? r.querySelectorAll('.fd-message.fd-agent').length : 0,
+      errors: r ? r.querySelectorAll('.fd-error').length : 0,
+    };
+  });
+}
+
+// The newest agent message and the error lines, as plain data.
+function lastReply(page) {
+  return page.evaluate(() => {
+    const r = document.getElementById('frontdesk-widget').shadowRoot;
+    const agents = r.querySelectorAll('.fd-message.fd-agent');
+    const m = agents[agents.length - 1];
+    return {
+      text: m ? (m.querySelector('.fd-body') || m).textContent : '',
+      done: m?.getAttribute('data-done') || null,
+      error: m?.getAttribute('data-error') || null,
+      deltas: Number(m?.getAttribute('data-deltas') || 0),
+      citations: m ? [...m.querySelectorAll('.fd-citation')].map((c) => c.textContent) : [],
+      chips: m ? m.querySelectorAll('.fd-cite-btn').length : 0,
+      errors: [...r.querySelectorAll('.fd-error')].map((e) => e.textContent),
+    };
+  });
+}
+
+// Types `text` into the widget, presses Enter and waits until the reply stream has
+// finished (the new agent message has data-done="true") or an error line appeared.
+async function ask(page, text, label) {
+  const before = await counts(page);
+  const input = inWidget(page, '.fd-input');
+  must(await input.isEnabled(), `${label}: the message box is enabled`);
+  await input.fill(text);
+  await input.press('Enter');
+  const finished = await page
+    .waitForFunction(
+      (n) => {
+        const r = document.getElementById('frontdesk-widget').shadowRoot;
+        const agents = r.querySelectorAll('.fd-message.fd-agent');
+        const last = agents[agents.length - 1];
+        if (agents.length > n.agents && last.getAttribute('data-done') === 'true') return true;
+        return r.querySelectorAll('.fd-error').length > n.errors;
+      },
+      before,
+      { timeout: REPLY_TIMEOUT, polling: 100 },
+    )
+    .then(() => true)
+    .catch(() => false);
+  const reply = await lastReply(page);
+  must(finished, `${label}: the reply finished streaming within ${REPLY_TIMEOUT / 1000} s`, `last reply ${JSON.stringify(reply)}`);
+  const newErrors = reply.errors.slice(before.errors);
+  must(newErrors.length === 0 && reply.error === null, `${label}: the reply arrived without an error`, newErrors.join(' | '));
+  return reply;
+}
+
+// ---------------------------------------------------------------------------
+// The flows.
+
+async function allowedSite(browser) {
+  const { page } = await newWatchedContext(browser, 'allowed origin', { viewport: { width: 1280, height: 900 } });
+
+  // 1. Open the bubble, see the greeting, ask, watch the answer stream in.
+  await gotoOk(page, ALLOWED_PAGE, 'widget');
+  const bubble = inWidget(page, '.fd-bubble');
+  must(await visible(bubble), 'widget: the chat bubble appears on the customer website');
+  check((await bubble.getAttribute('aria-label')) === 'Chat with us', 'widget: the bubble is labelled "Chat with us"');
+  check((await bubble.getAttribute('aria-expanded')) === 'false', 'widget: the bubble starts collapsed');
+  await bubble.click();
+  const panel = inWidget(page, '.fd-panel');
+  must(await visible(panel), 'widget: clicking the bubble opens the panel');
+  check((await panel.getAttribute('role')) === 'dialog', 'widget: the panel is a dialog');
+  check((await bubble.getAttribute('aria-expanded')) === 'true', 'widget: the bubble is marked expanded');
+  const greeting = inWidget(page, '.fd-messages .fd-message.fd-agent');
+  must(await visible(greeting, 15000), 'widget: the greeting appears as the first agent message');
+  const greetingText = ((await greeting.first().textContent()) || '').trim();
+  must(greetingText.length > 0, 'widget: the greeting is not empty', JSON.stringify(greetingText));
+  ok(`widget: greeting ${JSON.stringify(greetingText.slice(0, 80))}`);
+  const title = ((await inWidget(page, '.fd-title').textContent()) || '').trim();
+  check(title.length > 0 && title !== 'Chat', 'widget: the panel title is the agent name', JSON.stringify(title));
+  check((await inWidget(page, '.fd-bubble[data-state=unavailable]').count()) === 0, 'widget: the bubble is not marked unavailable');
+  const messages = inWidget(page, '.fd-messages');
+  check((await messages.getAttribute('aria-live')) === 'polite', 'widget: the message list is an aria-live="polite" region');
+  check(
+    await page.evaluate(() => document.getElementById('frontdesk-widget').shadowRoot.activeElement?.classList.contains('fd-input')),
+    'widget: opening the panel focuses the message box',
+  );
+
+  const answer = await ask(page, QUESTION, 'question');
+  check(
+    (await inWidget(page, '.fd-message.fd-visitor').allTextContents()).some((t) => t.trim() === QUESTION),
+    'question: shown as a visitor message',
+  );
+  ok(`question: answer ${JSON.stringify(answer.text.slice(0, 160))}${answer.text.length > 160 ? '…' : ''}`);
+  check(answer.deltas > 1, 'question: the answer arrived in more than one delta', `data-deltas=${answer.deltas}`);
+  if (EXPECT_TEXT) {
+    check(answer.text.includes(EXPECT_TEXT), `question: the answer contains ${JSON.stringify(EXPECT_TEXT)}`, JSON.stringify(answer.text));
+  } else {
+    check(answer.text.trim().length > 0, 'question: the answer is not empty');
+  }
+  check(answer.citations.length > 0, 'question: the answer lists its sources (.fd-citation)');
+  check(
+    answer.citations.every((c) => /^\[\d+\] \S/.test(c)),
+    'question: citations read "[n] title — heading"',
+    JSON.stringify(answer.citations),
+  );
+  if (EXPECT_CITATION) {
+    check(
+      answer.citations.some((c) => c.includes(EXPECT_CITATION)),
+      `question: a citation mentions ${JSON.stringify(EXPECT_CITATION)}`,
+      JSON.stringify(answer.citations),
+    );
+  }
+  if (answer.chips) ok(`question: ${answer.chips} citation marker(s) rendered as chips`);
+  const input = inWidget(page, '.fd-input');
+  check((await input.isEnabled()) && (await input.inputValue()) === '', 'question: the message box is empty and enabled again');
+  check((await inWidget(page, '.fd-count').count()) > 0, 'question: the panel shows a character counter');
+  await shot(page, 'widget.png');
+
+  // The same conversation on a phone-sized viewport: the panel fills the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const box = await panel.boundingBox();
+  check(
+    box && box.x <= 1 && box.y <= 1 && box.width >= 389 && box.height >= 843,
+    'phone: the panel fills the 390x844 viewport',
+    JSON.stringify(box),
+  );
+  check(!(await bubble.isVisible()), 'phone: the bubble steps aside while the panel is open');
+  await shot(page, 'widget-phone.png', false);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.waitForTimeout(200);
+
+  // 2. HTML in a message is shown as text, never parsed.
+  const xssText = `Is this safe? ${XSS}`;
+  await ask(page, xssText, 'html injection');
+  const visitorTexts = await inWidget(page, '.fd-message.fd-visitor').allTextContents();
+  check(visitorTexts.some((t) => t.includes(XSS)), 'html injection: the visitor message shows the markup literally', JSON.stringify(visitorTexts));
+  const imgs = await page.evaluate(
+    () => document.getElementById('frontdesk-widget').shadowRoot.querySelectorAll('img').length + document.querySelectorAll('img').length,
+  );
+  check(imgs === 0, 'html injection: no <img> element was created', `${imgs} found`);
+
+  // 4. Talk to a person.
+  const handoff = inWidget(page, '.fd-footer .fd-handoff');
+  must(await visible(handoff), 'handoff: "Talk to a person" is in the panel footer');
+  check(((await handoff.textContent()) || '').includes('Talk to a person'), 'handoff: the button reads "Talk to a person"');
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith('/escalate'), {
+      timeout: NAV_TIMEOUT,
+    }),
+    handoff.click(),
+  ]);
+  must(res.status() === 200, 'handoff: POST …/escalate -> 200', `got ${res.status()}`);
+  must(await visible(inWidget(page, '.fd-note', { hasText: NOTE })), `handoff: the panel says "${NOTE}"`);
+  check(await handoff.isDisabled(), 'handoff: the button is disabled afterwards');
+
+  // Escape closes the panel and gives focus back to the bubble.
+  await input.focus();
+  await page.keyboard.press('Escape');
+  check(await panel.isHidden(), 'widget: Escape closes the panel');
+  check(
+    await page.evaluate(() => document.getElementById('frontdesk-widget').shadowRoot.activeElement?.classList.contains('fd-bubble')),
+    'widget: focus returns to the bubble',
+  );
+
+  // A reload continues the conversation.
+  await bubble.click();
+  must(await visible(panel), 'reload: the panel opens again');
+  await page.reload({ waitUntil: 'load' });
+  if (!(await visible(panel, 3000))) await inWidget(page, '.fd-bubble').click();
+  const resumed = await inWidget(page, '.fd-message.fd-visitor', { hasText: QUESTION })
+    .first()
+    .waitFor({ state: 'visible', timeout: 10000 })
+    .then(() => true)
+    .catch(() => false);
+  check(resumed, 'reload: the conversation is redrawn after a reload');
+}
+
+async function refusedSite(browser) {
+  // 3. The same page on an origin the agent does not allow. The refused request
+  // shows up as console errors (CORS / 403): expected here.
+  const { page } = await newWatchedContext(
+    browser,
+    'refused origin',
+    { viewport: { width: 1280, height: 900 } },
+    { expectConsoleErrors: true },
+  );
+  await gotoOk(page, REFUSED_PAGE, 'refused');
+  const bubble = inWidget(page, '.fd-bubble');
+  must(await visible(bubble), 'refused: the bubble still appears');
+  await bubble.click();
+  must(await visible(inWidget(page, '.fd-panel')), 'refused: the bubble opens the panel');
+  must(
+    await visible(inWidget(page, '.fd-error', { hasText: UNAVAILABLE }), 15000),
+    `refused: the panel says "${UNAVAILABLE}"`,
+  );
+  check(
+    await visible(inWidget(page, '.fd-bubble[data-state=unavailable]'), 5000),
+    'refused: the bubble is marked data-state="unavailable"',
+  );
+  check(await inWidget(page, '.fd-input').isDisabled(), 'refused: the message box is disabled');
+  await shot(page, 'widget-unavailable.png');
+}
+
+async function chatPage(browser) {
+  // 5. Page mode: Frontdesk's own public chat page, under its CSP.
+  const { page } = await newWatchedContext(browser, 'chat page', { viewport: { width: 1280, height: 900 } });
+  const path = `/c/${encodeURIComponent(ORG)}/${encodeURIComponent(AGENT)}`;
+  await gotoOk(page, url(path), 'chat page');
+  must(await visible(inWidget(page, '.fd-panel')), 'chat page: the chat panel is mounted');
+  check((await inWidget(page, '.fd-bubble').count()) === 0, 'chat page: no bubble in page mode');
+  must(await visible(inWidget(page, '.fd-message.fd-agent'), 15000), 'chat page: the greeting appears');
+  check(await inWidget(page, '.fd-input').isEnabled(), 'chat page: the message box is enabled');
+  await shot(page, 'chat-page.png');
+}
+
+async function part(name, fn, browser) {
+  try {
+    await fn(browser);
+  } catch (e) {
+    // A failed `must` was already reported; anything else is unexpected.
+    if (!(e instanceof StepFailed)) {
+      failures.push(`${name}: ${e.message}`);
+      console.log(`FAIL: ${name}: ${e.message}`);
+    }
+  }
+}
+
+let browser;
+try {
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  await startHostSite();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  await part('allowed origin', allowedSite, browser);
+  await part('refused origin', refusedSite, browser);
+  await part('chat page', chatPage, browser);
+  checkWatchers();
+} catch (e) {
+  failures.push(`setup: ${e.message}`);
+  console.log(`FAIL: setup: ${e.message}`);
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  for (const s of hostServers) s.close();
+}
+
+if (screenshots.length) console.log(`screenshots:\n${screenshots.map((p) => `  ${p}`).join('\n')}`);
+if (failures.length) {
+  console.error(`\n${failures.length} check(s) failed:\n${failures.map((f) => `  - ${f}`).join('\n')}`);
+  process.exit(1);
+}
+console.log('all widget checks passed');

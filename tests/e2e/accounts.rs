@@ -1,0 +1,1266 @@
+//! Accounts, sessions, CSRF, invitations, API keys and tenant isolation, over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use frontdesk::db::schema::{invitations, memberships, organizations, user_tokens, users};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+backend_tests!(
+    signup_sends_a_single_use_verification_link,
+    signup_rejects_bad_input_and_creates_nothing,
+    csrf_is_required_on_forms_and_cookie_authenticated_api_calls,
+    signing_in_rotates_the_session_id_and_signing_out_ends_it,
+    sign_in_is_throttled_per_account,
+    password_reset_answers_the_same_and_links_work_once,
+    invitations_are_accepted_once_and_expire,
+    another_organizations_ids_answer_404,
+    api_keys_authenticate_are_scoped_and_revocable,
+    the_last_owner_cannot_be_demoted_or_removed,
+    platform_admin_disables_accounts_and_organizations,
+    the_openapi_document_describes_the_api,
+    account_changes_and_session_lifetimes,
+);
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A browser: its own cookie jar, following no redirects.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.address.clone(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.text().await.unwrap())
+    }
+
+    /// The CSRF token of the first form on a page.
+    async fn csrf(&self, path: &str) -> String {
+        let (_, html) = self.get(path).await;
+        csrf_in(&html).unwrap_or_else(|| panic!("no csrf_token on {path}: {html}"))
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Fetches a token from `page`, then posts the form with it.
+    async fn submit(&self, page: &str, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let token = self.csrf(page).await;
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post(path, &all).await
+    }
+
+    async fn signup(&self, org: &str, email: &str) -> reqwest::Response {
+        self.submit(
+            "/signup",
+            "/signup",
+            &[
+                ("organization", org),
+                ("name", "Test Person"),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await
+    }
+
+    async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.submit(
+            "/login",
+            "/login",
+            &[("email", email), ("password", password)],
+        )
+        .await
+    }
+}
+
+fn csrf_in(html: &str) -> Option<String> {
+    let start = html.find("name=\"csrf_token\" value=\"")? + "name=\"csrf_token\" value=\"".len();
+    Some(html[start..start + html[start..].find('"')?].to_string())
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn mail_dir(app: &TestApp) -> PathBuf {
+    app.data_dir().join("mail")
+}
+
+/// Text parts of every email to `to` whose subject contains `subject`.
+fn all_mail(dir: &Path, to: &str, subject: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .filter(|raw| {
+            let header = |name: &str| {
+                raw.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            header("To").contains(to) && header("Subject").contains(subject)
+        })
+        .map(|raw| {
+            crate::smtp::parts(&raw.replace("\r\n", "\n").replace('\n', "\r\n"))[0]
+                .1
+                .clone()
+        })
+        .collect()
+}
+
+/// Waits for an email to `to` whose subject contains `subject`; returns its text part.
+async fn wait_for_mail(dir: &Path, to: &str, subject: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(text) = all_mail(dir, to, subject).into_iter().next() {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no email to {to} about {subject:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The path and query of the first link to `path` in a text.
+fn link(text: &str, path: &str) -> String {
+    let start = text
+        .find(path)
+        .unwrap_or_else(|| panic!("no {path} link in {text}"));
+    text[start..].split_whitespace().next().unwrap().to_string()
+}
+
+fn count(app: &TestApp, what: &str) -> i64 {
+    let mut conn = app.pool().get().unwrap();
+    match what {
+        "organizations" => organizations::table.count().get_result(&mut conn).unwrap(),
+        "users" => users::table.count().get_result(&mut conn).unwrap(),
+        "memberships" => memberships::table.count().get_result(&mut conn).unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+async fn signup_sends_a_single_use_verification_link(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    let res = owner.signup("Acme Support", "Olive@Acme.test").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/app");
+    let (status, dashboard) = owner.get("/app").await;
+    assert_eq!(status, 200);
+    assert!(dashboard.contains("Acme Support"), "{dashboard}");
+    assert!(
+        dashboard.contains("Confirm your email address"),
+        "unverified banner"
+    );
+
+    let mail = wait_for_mail(
+        &mail_dir(&app),
+        "olive@acme.test",
+        "Confirm your email address",
+    )
+    .await;
+    let verify = link(&mail, "/verify-email?token=");
+    let (status, page) = Browser::new(&app).get(&verify).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Email confirmed"));
+    let (_, dashboard) = owner.get("/app").await;
+    assert!(
+        !dashboard.contains("we sent you a link"),
+        "banner gone once verified"
+    );
+
+    let (status, page) = Browser::new(&app).get(&verify).await;
+    assert_eq!(status, 422, "a used link is refused");
+    assert!(page.contains("already used"), "{page}");
+    let (status, _) = Browser::new(&app).get("/verify-email?token=made-up").await;
+    assert_eq!(status, 422);
+}
+
+async fn signup_rejects_bad_input_and_creates_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    assert_eq!(
+        Browser::new(&app)
+            .signup("First", "taken@acme.test")
+            .await
+            .status(),
+        303
+    );
+    let before = (count(&app, "organizations"), count(&app, "users"));
+
+    let b = Browser::new(&app);
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![("email", "taken@acme.test".into())], "already exists"),
+        (vec![("email", "TAKEN@acme.test".into())], "already exists"),
+        (vec![("email", "not-an-email".into())], "name@example.com"),
+        (vec![("password", "short".into())], "10 to 128 characters"),
+        (vec![("password", "password123".into())], "too common"),
+        (vec![("organization", "x".repeat(121))], "at most 120"),
+        (vec![("organization", "   ".into())], "is required"),
+    ];
+    for (overrides, expected) in cases {
+        let mut fields: Vec<(&str, String)> = vec![
+            ("organization", "Second".into()),
+            ("name", "Sam".into()),
+            ("email", "sam@acme.test".into()),
+            ("password", PASSWORD.into()),
+        ];
+        for (k, v) in overrides {
+            fields.iter_mut().find(|(f, _)| *f == k).unwrap().1 = v;
+        }
+        let token = b.csrf("/signup").await;
+        let mut form: Vec<(&str, &str)> = vec![("csrf_token", &token)];
+        form.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+        let res = b.post("/signup", &form).await;
+        assert_eq!(res.status(), 422, "{expected}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains(expected), "expected {expected:?} in the page");
+        assert!(html.contains("value=\"Sam\""), "what was typed is kept");
+    }
+    assert_eq!(
+        (count(&app, "organizations"), count(&app, "users")),
+        before,
+        "nothing half-created"
+    );
+}
+
+async fn csrf_is_required_on_forms_and_cookie_authenticated_api_calls(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let b = Browser::new(&app);
+    assert_eq!(b.signup("Acme", "csrf@acme.test").await.status(), 303);
+
+    let no_token = b
+        .post("/app/api-keys", &[("name", "ci"), ("scope", "read")])
+        .await;
+    assert_eq!(no_token.status(), 403);
+    let wrong = b
+        .post("/app/api-keys", &[("csrf_token", "forged"), ("name", "ci")])
+        .await;
+    assert_eq!(wrong.status(), 403);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("did not come from this site")
+    );
+    for path in [
+        "/logout",
+        "/app/switch",
+        "/app/members/invite",
+        "/app/account/password",
+        "/app/account/sessions/revoke",
+    ] {
+        assert_eq!(
+            b.post(path, &[("organization_id", "1")]).await.status(),
+            403,
+            "{path}"
+        );
+    }
+
+    // Cookie-authenticated API writes need the header; reads do not.
+    let api = format!("{}/api/v1/api-keys", app.address);
+    assert_eq!(b.client.get(&api).send().await.unwrap().status(), 200);
+    let res = b
+        .client
+        .post(&api)
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "FORBIDDEN");
+    let token = b.csrf("/app/api-keys").await;
+    let res = b
+        .client
+        .post(&api)
+        .header("x-csrf-token", token)
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
+fn session_id(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("fd_session="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+}
+
+async fn signing_in_rotates_the_session_id_and_signing_out_ends_it(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    assert_eq!(
+        Browser::new(&app)
+            .signup("Acme", "fix@acme.test")
+            .await
+            .status(),
+        303
+    );
+
+    let b = Browser::new(&app);
+    let page = b
+        .client
+        .get(format!("{}/login", app.address))
+        .send()
+        .await
+        .unwrap();
+    let before = session_id(&page).expect("the login page starts a session for its CSRF token");
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let token = csrf_in(&page.text().await.unwrap()).unwrap();
+    let res = b
+        .post(
+            "/login",
+            &[
+                ("csrf_token", &token),
+                ("email", "fix@acme.test"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let after = session_id(&res).expect("a new session cookie at sign-in");
+    assert_ne!(before, after, "session id changes at sign-in");
+
+    // The old id is worthless now.
+    let stale = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = stale
+        .get(format!("{}/app", app.address))
+        .header("cookie", &before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "a fixated id does not become signed in");
+
+    let res = b.submit("/app", "/logout", &[]).await;
+    assert_eq!(location(&res), "/login");
+    let (status, _) = b.get("/app").await;
+    assert_eq!(status, 303, "signed out");
+    let res = stale
+        .get(format!("{}/app", app.address))
+        .header("cookie", &after)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        303,
+        "the signed-out session is gone server-side too"
+    );
+}
+
+async fn sign_in_is_throttled_per_account(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    assert_eq!(
+        Browser::new(&app)
+            .signup("Acme", "slow@acme.test")
+            .await
+            .status(),
+        303
+    );
+    let b = Browser::new(&app);
+    for _ in 0..5 {
+        let res = b.login("slow@acme.test", "wrong password here").await;
+        assert_eq!(res.status(), 422);
+        assert!(res.text().await.unwrap().contains("not correct"));
+    }
+    let res = b.login("slow@acme.test", PASSWORD).await;
+    assert_eq!(res.status(), 429, "even the right password waits");
+    let retry: i64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 900);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Too many failed sign-ins")
+    );
+}
+
+async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Acme", "reset@acme.test").await.status(), 303);
+
+    let b = Browser::new(&app);
+    let known = b
+        .submit(
+            "/forgot-password",
+            "/forgot-password",
+            &[("email", "reset@acme.test")],
+        )
+        .await;
+    let unknown = b
+        .submit(
+            "/forgot-password",
+            "/forgot-password",
+            &[("email", "nobody@acme.test")],
+        )
+        .await;
+    assert_eq!(known.status(), 200);
+    assert_eq!(unknown.status(), 200);
+    let strip = |html: String, email: &str| {
+        let html = html.replace(email, "EMAIL");
+        let start = html.find("name=\"csrf_token\"").unwrap();
+        html[..start].to_string()
+    };
+    assert_eq!(
+        strip(known.text().await.unwrap(), "reset@acme.test"),
+        strip(unknown.text().await.unwrap(), "nobody@acme.test"),
+        "the answer does not reveal who has an account"
+    );
+
+    let mail = wait_for_mail(
+        &mail_dir(&app),
+        "reset@acme.test",
+        "Reset your Frontdesk password",
+    )
+    .await;
+    let reset = link(&mail, "/reset-password?token=");
+    let token = reset.split("token=").nth(1).unwrap().to_string();
+    let (status, _) = b.get(&reset).await;
+    assert_eq!(status, 200);
+    let new_password = "a brand new passphrase";
+    let res = b
+        .submit(
+            &reset,
+            "/reset-password",
+            &[
+                ("token", &token),
+                ("password", new_password),
+                ("password_confirmation", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/login");
+
+    let (status, _) = owner.get("/app").await;
+    assert_eq!(status, 303, "a reset signs the account out everywhere");
+    assert_eq!(
+        Browser::new(&app)
+            .login("reset@acme.test", PASSWORD)
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        Browser::new(&app)
+            .login("reset@acme.test", new_password)
+            .await
+            .status(),
+        303
+    );
+
+    let again = b
+        .submit(
+            "/forgot-password",
+            "/reset-password",
+            &[
+                ("token", &token),
+                ("password", "yet another passphrase"),
+                ("password_confirmation", "yet another passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status(), 422, "a reset link works once");
+    assert!(again.text().await.unwrap().contains("already used"));
+
+    // An expired link is refused.
+    b.submit(
+        "/forgot-password",
+        "/forgot-password",
+        &[("email", "reset@acme.test")],
+    )
+    .await;
+    let mut conn = app.pool().get().unwrap();
+    diesel::update(user_tokens::table.filter(user_tokens::used_at.is_null()))
+        .set(user_tokens::expires_at.eq(frontdesk::domain::now() - chrono::TimeDelta::minutes(1)))
+        .execute(&mut conn)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mail = loop {
+        let fresh = all_mail(
+            &mail_dir(&app),
+            "reset@acme.test",
+            "Reset your Frontdesk password",
+        )
+        .into_iter()
+        .find(|text| link(text, "/reset-password?token=") != reset);
+        if let Some(text) = fresh {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no second reset email");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    };
+    let (status, page) = b.get(&link(&mail, "/reset-password?token=")).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("expired"), "{page}");
+}
+
+async fn invitations_are_accepted_once_and_expire(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(
+        owner
+            .signup("Acme Support", "owner@acme.test")
+            .await
+            .status(),
+        303
+    );
+    let res = owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "colin@acme.test"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let mail = wait_for_mail(
+        &mail_dir(&app),
+        "colin@acme.test",
+        "invited you to Acme Support",
+    )
+    .await;
+    let accept = link(&mail, "/invitations/accept?token=");
+    let token = accept.split("token=").nth(1).unwrap().to_string();
+
+    let colin = Browser::new(&app);
+    let (status, page) = colin.get(&accept).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Acme Support") && page.contains("agent"));
+    let res = colin
+        .submit(
+            &accept,
+            "/invitations/accept",
+            &[("token", &token), ("name", "Colin"), ("password", "short")],
+        )
+        .await;
+    assert_eq!(res.status(), 422, "weak password refused, nothing created");
+    let res = colin
+        .submit(
+            &accept,
+            "/invitations/accept",
+            &[
+                ("token", &token),
+                ("name", "Colin"),
+                ("password", "another long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, members) = owner.get("/app/members").await;
+    assert!(members.contains("colin@acme.test"));
+    let (status, page) = Browser::new(&app).get(&accept).await;
+    assert_eq!(status, 422, "an invitation is accepted once");
+    assert!(page.contains("already used"));
+
+    // An existing user in another organization accepts while signed in.
+    let dana = Browser::new(&app);
+    assert_eq!(dana.signup("Dana Co", "dana@dana.test").await.status(), 303);
+    owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "dana@dana.test"), ("role", "viewer")],
+        )
+        .await;
+    let mail = wait_for_mail(&mail_dir(&app), "dana@dana.test", "invited you").await;
+    let accept = link(&mail, "/invitations/accept?token=");
+    let token = accept.split("token=").nth(1).unwrap().to_string();
+    assert_eq!(
+        dana.submit(&accept, "/invitations/accept", &[("token", &token)])
+            .await
+            .status(),
+        303
+    );
+    let (_, dashboard) = dana.get("/app").await;
+    assert!(
+        dashboard.contains("Dana Co"),
+        "the organization switcher lists both"
+    );
+
+    // Revoked and expired invitations are refused.
+    owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "eve@acme.test"), ("role", "agent")],
+        )
+        .await;
+    let mail = wait_for_mail(&mail_dir(&app), "eve@acme.test", "invited you").await;
+    let eve_link = link(&mail, "/invitations/accept?token=");
+    let id: i64 = invitations::table
+        .filter(invitations::email.eq("eve@acme.test"))
+        .select(invitations::id)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(
+        owner
+            .submit(
+                "/app/members",
+                &format!("/app/invitations/{id}/revoke"),
+                &[]
+            )
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(Browser::new(&app).get(&eve_link).await.0, 422);
+
+    owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "fay@acme.test"), ("role", "agent")],
+        )
+        .await;
+    let mail = wait_for_mail(&mail_dir(&app), "fay@acme.test", "invited you").await;
+    diesel::update(invitations::table.filter(invitations::email.eq("fay@acme.test")))
+        .set(invitations::expires_at.eq(frontdesk::domain::now() - chrono::TimeDelta::minutes(1)))
+        .execute(&mut app.pool().get().unwrap())
+        .unwrap();
+    let (status, page) = Browser::new(&app)
+        .get(&link(&mail, "/invitations/accept?token="))
+        .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("expired"));
+}
+
+/// Ids of rows that belong to an organization, for the cross-tenant walk.
+struct OrgRows {
+    membership: i64,
+    invitation: i64,
+    api_key: i64,
+    organization: i64,
+}
+
+async fn org_with_rows(
+    app: &TestApp,
+    b: &Browser,
+    org: &str,
+    owner: &str,
+    invitee: &str,
+) -> OrgRows {
+    assert_eq!(b.signup(org, owner).await.status(), 303);
+    b.submit(
+        "/app/members",
+        "/app/members/invite",
+        &[("email", invitee), ("role", "agent")],
+    )
+    .await;
+    let res = b
+        .submit(
+            "/app/api-keys",
+            "/app/api-keys",
+            &[("name", "ci"), ("scope", "write")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let mut conn = app.pool().get().unwrap();
+    use frontdesk::db::schema::api_keys;
+    let organization: i64 = organizations::table
+        .filter(organizations::name.eq(org))
+        .select(organizations::id)
+        .first(&mut conn)
+        .unwrap();
+    OrgRows {
+        organization,
+        membership: memberships::table
+            .filter(memberships::organization_id.eq(organization))
+            .select(memberships::id)
+            .first(&mut conn)
+            .unwrap(),
+        invitation: invitations::table
+            .filter(invitations::organization_id.eq(organization))
+            .select(invitations::id)
+            .first(&mut conn)
+            .unwrap(),
+        api_key: api_keys::table
+            .filter(api_keys::organization_id.eq(organization))
+            .select(api_keys::id)
+            .first(&mut conn)
+            .unwrap(),
+    }
+}
+
+async fn another_organizations_ids_answer_404(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let alice = Browser::new(&app);
+    let bob = Browser::new(&app);
+    let _a = org_with_rows(&app, &alice, "Alpha", "alice@alpha.test", "a2@alpha.test").await;
+    let b = org_with_rows(&app, &bob, "Beta", "bob@beta.test", "b2@beta.test").await;
+
+    // Every organization-scoped route, with Beta's ids, from Alpha's owner.
+    let forms: Vec<(String, Vec<(&str, String)>)> = vec![
+        (
+            format!("/app/members/{}/role", b.membership),
+            vec![("role", "viewer".into())],
+        ),
+        (format!("/app/members/{}/remove", b.membership), vec![]),
+        (format!("/app/invitations/{}/revoke", b.invitation), vec![]),
+        (format!("/app/api-keys/{}/revoke", b.api_key), vec![]),
+        (
+            "/app/switch".into(),
+            vec![("organization_id", b.organization.to_string())],
+        ),
+    ];
+    for (path, fields) in forms {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let res = alice.submit("/app/members", &path, &fields).await;
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    let token = alice.csrf("/app/members").await;
+    for path in [
+        format!("/api/v1/invitations/{}", b.invitation),
+        format!("/api/v1/api-keys/{}", b.api_key),
+    ] {
+        let res = alice
+            .client
+            .delete(format!("{}{path}", app.address))
+            .header("x-csrf-token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "NOT_FOUND");
+    }
+    // Lists show only Alpha's rows.
+    let members: Value = alice
+        .client
+        .get(format!("{}/api/v1/members", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = members.to_string();
+    assert!(
+        text.contains("alice@alpha.test") && !text.contains("beta.test"),
+        "{text}"
+    );
+
+    // Beta's rows are untouched.
+    let (_, page) = bob.get("/app/members").await;
+    assert!(
+        page.contains("b2@beta.test"),
+        "Beta's invitation still pending"
+    );
+    let (_, keys) = bob.get("/app/api-keys").await;
+    assert!(!keys.contains("Revoked"), "Beta's key still live");
+    let (_, dashboard) = alice.get("/app").await;
+    assert!(dashboard.contains("Alpha") && !dashboard.contains("Beta"));
+}
+
+async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Acme", "keys@acme.test").await.status(), 303);
+    let create = |scope: &'static str| {
+        let owner = &owner;
+        async move {
+            let res = owner
+                .submit(
+                    "/app/api-keys",
+                    "/app/api-keys",
+                    &[("name", scope), ("scope", scope)],
+                )
+                .await;
+            let html = res.text().await.unwrap();
+            let start = html.find("fd_").expect("the new key is shown once");
+            html[start..start + 3 + 43].to_string()
+        }
+    };
+    let read_key = create("read").await;
+    let write_key = create("write").await;
+    let (_, list) = owner.get("/app/api-keys").await;
+    assert!(!list.contains(&read_key), "a key is never shown again");
+
+    let api = |key: &str, method: reqwest::Method, path: &str| {
+        app.client
+            .request(method, format!("{}{path}", app.address))
+            .bearer_auth(key)
+    };
+    let res = api(&read_key, reqwest::Method::GET, "/api/v1/members")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"][0]["email"], "keys@acme.test");
+    assert_eq!(body["data"][0]["role"], "owner");
+
+    let invite = serde_json::json!({"email": "new@acme.test", "role": "agent"});
+    let res = api(&read_key, reqwest::Method::POST, "/api/v1/invitations")
+        .json(&invite)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "read-only key");
+    let res = api(&write_key, reqwest::Method::POST, "/api/v1/invitations")
+        .json(&invite)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = api(&write_key, reqwest::Method::POST, "/api/v1/invitations")
+        .json(&serde_json::json!({"email": "nope", "role": "agent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+
+    let keys: Value = api(&write_key, reqwest::Method::GET, "/api/v1/api-keys")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let read_id = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "read")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert!(keys.to_string().contains("lastUsedAt"));
+    assert!(
+        !keys.to_string().contains(&read_key[10..]),
+        "only the prefix is listed"
+    );
+    let res = api(
+        &write_key,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/api-keys/{read_id}"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = api(&read_key, reqwest::Method::GET, "/api/v1/members")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "a revoked key no longer works");
+    let res = api("fd_not-a-real-key", reqwest::Method::GET, "/api/v1/members")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "UNAUTHORIZED");
+
+    let (_, audit) = owner.get("/app/audit?action=api_key.revoked").await;
+    // Each action appears twice in its filter option (value and label); rows add to that.
+    assert!(
+        audit.matches("api_key.revoked").count() > 2,
+        "the revocation is listed"
+    );
+    assert_eq!(
+        audit.matches("api_key.created").count(),
+        2,
+        "the filter applies"
+    );
+}
+
+async fn the_last_owner_cannot_be_demoted_or_removed(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Solo", "solo@acme.test").await.status(), 303);
+    let id: i64 = memberships::table
+        .select(memberships::id)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    let res = owner
+        .submit(
+            "/app/members",
+            &format!("/app/members/{id}/role"),
+            &[("role", "admin")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = owner.get("/app/members").await;
+    assert!(page.contains("at least one owner"), "{page}");
+    owner
+        .submit("/app/members", &format!("/app/members/{id}/remove"), &[])
+        .await;
+    let (_, page) = owner.get("/app/members").await;
+    assert!(page.contains("at least one owner"));
+    assert_eq!(count(&app, "memberships"), 1);
+}
+
+async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let user = Browser::new(&app);
+    assert_eq!(
+        user.signup("Victim Co", "user@victim.test").await.status(),
+        303
+    );
+    let key = {
+        let res = user
+            .submit(
+                "/app/api-keys",
+                "/app/api-keys",
+                &[("name", "k"), ("scope", "read")],
+            )
+            .await;
+        let html = res.text().await.unwrap();
+        let start = html.find("fd_").unwrap();
+        html[start..start + 46].to_string()
+    };
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "root@platform.test",
+            "--password-stdin",
+        ])
+        .env_clear()
+        .env("DATABASE_URL", &app.db.url)
+        .env("DATA_DIR", app.data_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"platform admin passphrase\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let admin = Browser::new(&app);
+    assert_eq!(
+        admin
+            .login("root@platform.test", "platform admin passphrase")
+            .await
+            .status(),
+        303
+    );
+    let (status, page) = admin.get("/admin").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Victim Co") && page.contains("user@victim.test"));
+    let (status, _) = user.get("/admin").await;
+    assert_eq!(
+        status, 404,
+        "not an admin: the page does not exist for them"
+    );
+
+    let mut conn = app.pool().get().unwrap();
+    let org_id: i64 = organizations::table
+        .filter(organizations::name.eq("Victim Co"))
+        .select(organizations::id)
+        .first(&mut conn)
+        .unwrap();
+    let user_id: i64 = users::table
+        .filter(users::email.eq("user@victim.test"))
+        .select(users::id)
+        .first(&mut conn)
+        .unwrap();
+
+    assert_eq!(
+        admin
+            .submit(
+                "/admin",
+                &format!("/admin/organizations/{org_id}/toggle"),
+                &[]
+            )
+            .await
+            .status(),
+        303
+    );
+    let res = app
+        .client
+        .get(format!("{}/api/v1/members", app.address))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "a disabled organization's keys stop working"
+    );
+    let (status, _) = user.get("/app").await;
+    assert_eq!(status, 403);
+
+    assert_eq!(
+        admin
+            .submit("/admin", &format!("/admin/users/{user_id}/toggle"), &[])
+            .await
+            .status(),
+        303
+    );
+    let (status, _) = user.get("/app").await;
+    assert_eq!(status, 303, "a disabled account is signed out");
+    let res = Browser::new(&app).login("user@victim.test", PASSWORD).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("disabled"));
+}
+
+async fn the_openapi_document_describes_the_api(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let res = app.get("/api/v1/openapi.json").await;
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/members",
+        "/api/v1/invitations",
+        "/api/v1/invitations/{id}",
+        "/api/v1/api-keys",
+        "/api/v1/api-keys/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    assert!(doc["paths"]["/api/v1/invitations"]["post"]["requestBody"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["ErrorJson"]["properties"]["correlationId"].is_object());
+}
+
+async fn account_changes_and_session_lifetimes(backend: Backend) {
+    use frontdesk::db::schema::sessions;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let me = Browser::new(&app);
+    assert_eq!(me.signup("Acme", "me@acme.test").await.status(), 303);
+    let other_device = Browser::new(&app);
+    assert_eq!(
+        other_device.login("me@acme.test", PASSWORD).await.status(),
+        303
+    );
+
+    // Wrong current password: refused beside the field, nothing changes.
+    let res = me
+        .submit(
+            "/app/account",
+            "/app/account/password",
+            &[
+                ("current_password", "nope nope nope"),
+                ("new_password", "a new long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("not your current password")
+    );
+
+    let res = me
+        .submit(
+            "/app/account",
+            "/app/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "a new long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(me.get("/app").await.0, 200, "this browser stays signed in");
+    assert_eq!(
+        other_device.get("/app").await.0,
+        303,
+        "other devices are signed out"
+    );
+
+    // Email change: taken address refused; a new one needs confirming again.
+    assert_eq!(
+        Browser::new(&app)
+            .signup("Other", "taken@acme.test")
+            .await
+            .status(),
+        303
+    );
+    let res = me
+        .submit(
+            "/app/account",
+            "/app/account/email",
+            &[
+                ("email", "taken@acme.test"),
+                ("current_password", "a new long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let res = me
+        .submit(
+            "/app/account",
+            "/app/account/email",
+            &[
+                ("email", "me2@acme.test"),
+                ("current_password", "a new long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    wait_for_mail(
+        &mail_dir(&app),
+        "me2@acme.test",
+        "Confirm your email address",
+    )
+    .await;
+    let (_, audit) = me.get("/app/audit").await;
+    assert!(
+        audit.contains("me@acme.test → me2@acme.test"),
+        "the change is audited"
+    );
+
+    // Absolute lifetime: a session signed in long ago is over, however active.
+    let mut conn = app.pool().get().unwrap();
+    let rows: Vec<(String, String)> = sessions::table
+        .select((sessions::key_hash, sessions::state))
+        .load(&mut conn)
+        .unwrap();
+    for (key, state) in rows {
+        let mut map: std::collections::HashMap<String, String> =
+            serde_json::from_str(&state).unwrap();
+        if map.contains_key("auth_at") {
+            map.insert("auth_at".into(), "1".into());
+            diesel::update(sessions::table.filter(sessions::key_hash.eq(key)))
+                .set(sessions::state.eq(serde_json::to_string(&map).unwrap()))
+                .execute(&mut conn)
+                .unwrap();
+        }
+    }
+    assert_eq!(me.get("/app").await.0, 303, "past the absolute lifetime");
+
+    // Idle expiry: an expired row is not a session.
+    assert_eq!(
+        me.login("me2@acme.test", "a new long passphrase")
+            .await
+            .status(),
+        303
+    );
+    diesel::update(sessions::table)
+        .set(sessions::expires_at.eq(frontdesk::domain::now() - chrono::TimeDelta::seconds(1)))
+        .execute(&mut conn)
+        .unwrap();
+    assert_eq!(me.get("/app").await.0, 303, "idle too long");
+
+    // Sign out everywhere.
+    assert_eq!(
+        me.login("me2@acme.test", "a new long passphrase")
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(
+        other_device
+            .login("me2@acme.test", "a new long passphrase")
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(
+        me.submit("/app/account", "/app/account/sessions/revoke", &[])
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(other_device.get("/app").await.0, 303);
+    assert_eq!(me.get("/app").await.0, 303);
+}

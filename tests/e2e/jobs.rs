@@ -1,0 +1,581 @@
+//! The durable job queue and email delivery, on both backends, with real worker
+//! processes and a real SMTP server over TCP.
+
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use frontdesk::db::models::Job as JobRow;
+use frontdesk::db::schema::jobs;
+use frontdesk::db::{DbConnection, DbPool};
+use frontdesk::domain::{Email, JobId};
+use frontdesk::services::jobs::{self as queue, Diagnostic, EnqueueOptions, SendEmail};
+use frontdesk::services::mail::{MailTemplate, OutgoingEmail};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestDb, spawn_app};
+use crate::smtp::SmtpSink;
+
+backend_tests!(
+    a_rolled_back_change_enqueues_nothing,
+    an_idempotency_key_makes_the_second_enqueue_a_no_op,
+    delayed_jobs_wait_for_their_time,
+    unknown_kinds_and_bad_payloads_end_dead_without_blocking_the_queue,
+    health_reports_queue_depth_and_oldest_due_age,
+    email_goes_out_over_smtp_with_both_parts_and_links,
+    smtp_down_then_back_delivers_exactly_once,
+    two_worker_processes_run_1000_jobs_exactly_once,
+    a_worker_killed_mid_job_is_replaced_after_its_lease,
+    a_poisoned_job_ends_dead_and_the_cli_shows_and_retries_it,
+    sigterm_lets_the_running_job_finish,
+);
+
+fn job(pool: &DbPool, id: JobId) -> JobRow {
+    JobRow::find(&mut pool.get().unwrap(), id)
+        .unwrap()
+        .expect("job exists")
+}
+
+fn enqueue<J: queue::Job>(pool: &DbPool, job: &J) -> JobId {
+    queue::enqueue(&mut pool.get().unwrap(), job, EnqueueOptions::default())
+        .unwrap()
+        .expect("no idempotency key, always inserted")
+}
+
+/// Polls (blocking the test thread, not the server's) until `done` holds.
+async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn count_jobs(conn: &mut DbConnection) -> i64 {
+    jobs::table
+        .filter(jobs::kind.ne("jobs.cleanup"))
+        .count()
+        .get_result(conn)
+        .unwrap()
+}
+
+async fn a_rolled_back_change_enqueues_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    let mut conn = pool.get().unwrap();
+
+    let rolled_back = conn.transaction::<(), diesel::result::Error, _>(|conn| {
+        queue::enqueue(conn, &Diagnostic::default(), EnqueueOptions::default())?;
+        Err(diesel::result::Error::RollbackTransaction)
+    });
+    assert!(rolled_back.is_err());
+    assert_eq!(
+        count_jobs(&mut conn),
+        0,
+        "the rollback took the job with it"
+    );
+
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        queue::enqueue(conn, &Diagnostic::default(), EnqueueOptions::default())
+    })
+    .unwrap();
+    assert_eq!(count_jobs(&mut conn), 1);
+}
+
+async fn an_idempotency_key_makes_the_second_enqueue_a_no_op(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    let mut conn = pool.get().unwrap();
+    let options = || EnqueueOptions {
+        run_at: None,
+        idempotency_key: Some("welcome-email:user:42"),
+    };
+    let first = queue::enqueue(&mut conn, &Diagnostic::default(), options()).unwrap();
+    let second = queue::enqueue(&mut conn, &Diagnostic::default(), options()).unwrap();
+    assert!(first.is_some());
+    assert_eq!(second, None);
+    assert_eq!(count_jobs(&mut conn), 1);
+}
+
+async fn delayed_jobs_wait_for_their_time(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let pool = app.pool();
+    let run_at = frontdesk::domain::now() + chrono::TimeDelta::milliseconds(1500);
+    let id = queue::enqueue(
+        &mut pool.get().unwrap(),
+        &Diagnostic::default(),
+        EnqueueOptions {
+            run_at: Some(run_at),
+            idempotency_key: None,
+        },
+    )
+    .unwrap()
+    .unwrap();
+    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(job(&pool, id).state, "queued", "not before its time");
+    eventually("the delayed job ran", Duration::from_secs(10), || {
+        job(&pool, id).state == "done"
+    })
+    .await;
+    assert!(job(&pool, id).finished_at.unwrap() >= run_at);
+}
+
+async fn unknown_kinds_and_bad_payloads_end_dead_without_blocking_the_queue(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    let mut conn = pool.get().unwrap();
+    let raw = |conn: &mut DbConnection, kind: &str, payload: &str| {
+        JobRow::enqueue(
+            conn,
+            &frontdesk::db::models::NewJob {
+                kind,
+                payload,
+                max_attempts: 5,
+                run_at: frontdesk::domain::now(),
+                idempotency_key: None,
+            },
+        )
+        .unwrap()
+        .unwrap()
+    };
+    let unknown = raw(&mut conn, "reports.weekly.v9", "{}");
+    let garbled = raw(&mut conn, "diagnostic", "{not json");
+    let wrong_shape = raw(&mut conn, "email.send", "{\"to\": 42}");
+    drop(conn);
+    let fine = enqueue(&pool, &Diagnostic::default());
+
+    // A worker starts only now, with the bad jobs first in line.
+    let _workers = Workers::spawn(&db.url, 1, &[]);
+    eventually("every job finished", Duration::from_secs(10), || {
+        [unknown, garbled, wrong_shape, fine]
+            .iter()
+            .all(|id| matches!(job(&pool, *id).state.as_str(), "done" | "dead"))
+    })
+    .await;
+
+    let dead = job(&pool, unknown);
+    assert_eq!(dead.state, "dead");
+    assert_eq!(
+        dead.attempts, 1,
+        "no pointless retries of a kind nobody handles"
+    );
+    assert!(
+        dead.last_error
+            .unwrap()
+            .contains("unknown job kind \"reports.weekly.v9\"")
+    );
+    let dead = job(&pool, garbled);
+    assert_eq!(dead.state, "dead");
+    assert!(dead.last_error.unwrap().contains("undecodable payload"));
+    assert_eq!(job(&pool, wrong_shape).state, "dead");
+    assert_eq!(job(&pool, fine).state, "done");
+}
+
+async fn health_reports_queue_depth_and_oldest_due_age(backend: Backend) {
+    let Some(app) = spawn_app(backend).jobs(false).start().await else {
+        return;
+    };
+    let pool = app.pool();
+    for _ in 0..3 {
+        enqueue(&pool, &Diagnostic::default());
+    }
+    let later = frontdesk::domain::now() + chrono::TimeDelta::hours(1);
+    queue::enqueue(
+        &mut pool.get().unwrap(),
+        &Diagnostic::default(),
+        EnqueueOptions {
+            run_at: Some(later),
+            idempotency_key: None,
+        },
+    )
+    .unwrap();
+    let health: serde_json::Value = app.get("/health").await.json().await.unwrap();
+    let jobs = &health["checks"]["jobs"];
+    assert_eq!(jobs["queueDepth"], 3, "{jobs}");
+    assert!(jobs["oldestDueAgeSeconds"].as_i64().unwrap() >= 0, "{jobs}");
+    assert_eq!(jobs["dead"], 0);
+}
+
+fn header<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} header in:\n{message}"))
+}
+
+fn verification_email(to: &str) -> SendEmail {
+    let base = url::Url::parse("https://support.example.com").unwrap();
+    SendEmail(OutgoingEmail::new(
+        &Email::parse(to).unwrap(),
+        MailTemplate::VerifyEmail {
+            name: "Ana".into(),
+            token: "tok_123".into(),
+        },
+        &base,
+    ))
+}
+
+async fn email_goes_out_over_smtp_with_both_parts_and_links(backend: Backend) {
+    let sink = SmtpSink::start();
+    let url = sink.url();
+    let Some(app) = spawn_app(backend)
+        .env("SMTP_URL", &url)
+        .env("MAIL_FROM", "Acme Support <support@example.com>")
+        .env("BASE_URL", "https://support.example.com")
+        .start()
+        .await
+    else {
+        return;
+    };
+    let pool = app.pool();
+    let email = verification_email("ana@customer.test");
+    let id = enqueue(&pool, &email);
+
+    eventually("the email arrived", Duration::from_secs(10), || {
+        sink.messages().len() == 1
+    })
+    .await;
+    let messages = sink.messages();
+    let m = &messages[0];
+    assert_eq!(header(m, "From"), "\"Acme Support\" <support@example.com>");
+    assert_eq!(header(m, "To"), "ana@customer.test");
+    assert_eq!(header(m, "Subject"), "Confirm your email address");
+    assert_eq!(header(m, "Message-ID"), email.0.message_id);
+    assert!(email.0.message_id.ends_with("@support.example.com>"));
+    assert!(m.contains("Content-Type: multipart/alternative"), "{m}");
+    let parts = crate::smtp::parts(m);
+    assert_eq!(parts.len(), 2, "{m}");
+    let link = "https://support.example.com/verify-email?token=tok_123";
+    let (text_type, text) = &parts[0];
+    assert_eq!(text_type, "text/plain; charset=utf-8");
+    assert!(text.contains("Hello Ana,") && text.contains(link), "{text}");
+    let (html_type, html) = &parts[1];
+    assert_eq!(html_type, "text/html; charset=utf-8");
+    assert!(html.contains(&format!("href=\"{link}\"")), "{html}");
+    eventually("the job is done", Duration::from_secs(5), || {
+        job(&pool, id).state == "done"
+    })
+    .await;
+}
+
+async fn smtp_down_then_back_delivers_exactly_once(backend: Backend) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("smtp://127.0.0.1:{port}?tls=none");
+    let Some(app) = spawn_app(backend).env("SMTP_URL", &url).start().await else {
+        return;
+    };
+    let pool = app.pool();
+    let id = enqueue(&pool, &verification_email("bo@customer.test"));
+
+    eventually("a failed attempt", Duration::from_secs(10), || {
+        let j = job(&pool, id);
+        j.attempts >= 2 && j.last_error.is_some()
+    })
+    .await;
+    let failed = job(&pool, id);
+    assert_ne!(failed.state, "done");
+    assert!(
+        failed.last_error.unwrap().contains("SMTP"),
+        "the error says what failed"
+    );
+
+    let sink = SmtpSink::start_on(port);
+    eventually(
+        "delivered once SMTP is back",
+        Duration::from_secs(20),
+        || job(&pool, id).state == "done",
+    )
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.messages().len(), 1, "exactly once");
+}
+
+/// Worker processes of the real binary on the test's database.
+struct Workers(Vec<Child>);
+
+impl Workers {
+    fn spawn(db_url: &str, count: usize, extra: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir();
+        let children = (0..count)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+                    .arg("worker")
+                    .env_clear()
+                    .current_dir(&dir)
+                    .env("DATABASE_URL", db_url)
+                    .env("DATA_DIR", dir.join("frontdesk-worker-test"))
+                    .env("SESSION_SECRET", "worker-test-secret-0123456789abcdefghijk")
+                    .env("ENCRYPTION_KEY", "5a".repeat(16) + &"6b".repeat(16))
+                    .env("LOG_LEVEL", "warn")
+                    .env("JOB_POLL_MS", "20")
+                    .env("JOB_RETRY_BASE_MS", "20")
+                    .envs(extra.iter().copied())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn worker")
+            })
+            .collect();
+        Self(children)
+    }
+
+    fn signal(&self, index: usize, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.0[index].id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, index: usize, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0[index].try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let mut err = String::new();
+                let _ = self.0[index]
+                    .stderr
+                    .take()
+                    .map(|mut e| e.read_to_string(&mut err));
+                panic!("worker did not exit within {within:?}: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `host:pid` of the process that ran a job (the worker id is `host:pid:random/n`).
+fn process_of(locked_by: &str) -> String {
+    locked_by
+        .rsplit_once(':')
+        .map_or(locked_by, |(process, _)| process)
+        .to_string()
+}
+
+async fn two_worker_processes_run_1000_jobs_exactly_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    pool.get()
+        .unwrap()
+        .transaction::<_, diesel::result::Error, _>(|conn| {
+            for _ in 0..1000 {
+                queue::enqueue(conn, &Diagnostic::default(), EnqueueOptions::default())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+
+    let _workers = Workers::spawn(&db.url, 2, &[("WORKER_CONCURRENCY", "4")]);
+    let done = || -> i64 {
+        jobs::table
+            .filter(jobs::kind.eq("diagnostic").and(jobs::state.eq("done")))
+            .count()
+            .get_result(&mut pool.get().unwrap())
+            .unwrap()
+    };
+    eventually("1000 jobs done", Duration::from_secs(120), || {
+        done() == 1000
+    })
+    .await;
+
+    let rows: Vec<(i32, Option<String>)> = jobs::table
+        .filter(jobs::kind.eq("diagnostic"))
+        .select((jobs::attempts, jobs::locked_by))
+        .load(&mut pool.get().unwrap())
+        .unwrap();
+    assert_eq!(rows.len(), 1000);
+    assert!(
+        rows.iter().all(|(attempts, _)| *attempts == 1),
+        "every job was claimed exactly once"
+    );
+    let mut processes: Vec<String> = rows
+        .iter()
+        .filter_map(|(_, by)| by.as_deref().map(process_of))
+        .collect();
+    processes.sort();
+    processes.dedup();
+    assert_eq!(
+        processes.len(),
+        2,
+        "both processes took work: {processes:?}"
+    );
+
+    let cleanups: i64 = jobs::table
+        .filter(jobs::kind.eq("jobs.cleanup"))
+        .count()
+        .get_result(&mut pool.get().unwrap())
+        .unwrap();
+    assert_eq!(
+        cleanups, 1,
+        "the periodic job is enqueued once per period across instances"
+    );
+}
+
+async fn a_worker_killed_mid_job_is_replaced_after_its_lease(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    let id = enqueue(
+        &pool,
+        &Diagnostic {
+            sleep_ms: 2000,
+            fail: false,
+        },
+    );
+
+    let lease = [("JOB_LEASE_SECS", "1")];
+    let first = Workers::spawn(&db.url, 1, &lease);
+    eventually(
+        "the first worker took the job",
+        Duration::from_secs(10),
+        || job(&pool, id).state == "running",
+    )
+    .await;
+    let taken_by = job(&pool, id).locked_by.unwrap();
+    first.signal(0, "KILL");
+    drop(first);
+
+    let _second = Workers::spawn(&db.url, 1, &lease);
+    eventually(
+        "the job completed elsewhere",
+        Duration::from_secs(20),
+        || job(&pool, id).state == "done",
+    )
+    .await;
+    let finished = job(&pool, id);
+    assert_eq!(finished.attempts, 2, "run again after the lease expired");
+    assert_ne!(
+        process_of(finished.locked_by.as_deref().unwrap()),
+        process_of(&taken_by)
+    );
+}
+
+fn cli(db_url: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+        .args(args)
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .env("DATABASE_URL", db_url)
+        .env("SESSION_SECRET", "worker-test-secret-0123456789abcdefghijk")
+        .env("ENCRYPTION_KEY", "5a".repeat(16) + &"6b".repeat(16))
+        .env("DATA_DIR", std::env::temp_dir().join("frontdesk-cli-test"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn a_poisoned_job_ends_dead_and_the_cli_shows_and_retries_it(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    let id = enqueue(
+        &pool,
+        &Diagnostic {
+            sleep_ms: 0,
+            fail: true,
+        },
+    );
+
+    let mut workers = Workers::spawn(&db.url, 1, &[]);
+    eventually("the poisoned job is dead", Duration::from_secs(20), || {
+        job(&pool, id).state == "dead"
+    })
+    .await;
+    workers.signal(0, "TERM");
+    assert!(workers.wait(0, Duration::from_secs(10)).success());
+
+    let dead = job(&pool, id);
+    assert_eq!(dead.attempts, 3, "all of Diagnostic's attempts were used");
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("diagnostic job asked to fail")
+    );
+
+    let (ok, listing) = cli(&db.url, &["jobs"]);
+    assert!(ok, "{listing}");
+    assert!(listing.contains("dead     1"), "{listing}");
+    assert!(
+        listing.contains(&format!("#{id} diagnostic after 3 attempt(s)"))
+            && listing.contains("diagnostic job asked to fail"),
+        "{listing}"
+    );
+
+    let (ok, text) = cli(&db.url, &["jobs", "retry", &id.to_string()]);
+    assert!(ok, "{text}");
+    let revived = job(&pool, id);
+    assert_eq!(revived.state, "queued");
+    assert_eq!(revived.attempts, 0);
+
+    let (ok, text) = cli(&db.url, &["jobs", "retry", "999999"]);
+    assert!(!ok);
+    assert!(text.contains("there is no dead job #999999"), "{text}");
+}
+
+async fn sigterm_lets_the_running_job_finish(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    let id = enqueue(
+        &pool,
+        &Diagnostic {
+            sleep_ms: 1500,
+            fail: false,
+        },
+    );
+
+    let mut workers = Workers::spawn(&db.url, 1, &[]);
+    eventually("the job is running", Duration::from_secs(10), || {
+        job(&pool, id).state == "running"
+    })
+    .await;
+    workers.signal(0, "TERM");
+    let status = workers.wait(0, Duration::from_secs(15));
+    assert!(status.success(), "exit status {status}");
+    let finished = job(&pool, id);
+    assert_eq!(
+        finished.state, "done",
+        "the running job finished before exit"
+    );
+    assert_eq!(finished.attempts, 1);
+}

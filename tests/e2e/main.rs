@@ -1,0 +1,16 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+//! Black-box tests of the real server over HTTP, on SQLite and PostgreSQL.
+
+mod helpers;
+
+mod accounts;
+mod assets;
+mod errors;
+mod headers;
+mod jobs;
+mod probes;
+mod schema;
+mod smtp;
+
+mod browser;
+mod cli;
