@@ -221,6 +221,7 @@ async fn bench_queue<J: Job>(
             config: config.clone(),
             mailer: Arc::new(Mailer::from_config(&config)?),
             metrics: m,
+            chat: Arc::new(frontdesk::services::chat::ChatEngine::new(&config)),
         }));
     }
 

@@ -1,7 +1,7 @@
 //! Static assets compiled by `build.rs`, embedded in the binary and served with
 //! the best pre-compressed variant the client accepts.
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use rust_embed::RustEmbed;
 
@@ -13,7 +13,7 @@ include!(concat!(env!("OUT_DIR"), "/asset_manifest.rs"));
 #[folder = "$OUT_DIR/assets"]
 struct Embedded;
 
-const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -83,6 +83,29 @@ pub async fn serve(req: HttpRequest, file: web::Path<String>) -> Result<HttpResp
     if !ALL.iter().any(|(_, hashed)| *hashed == name) {
         return Err(AppError::NotFound);
     }
+    respond(&req, &name, IMMUTABLE)
+}
+
+/// How long other sites may cache the widget under its stable address: short, so
+/// a new release reaches every embedding site within minutes.
+const STABLE: &str = "public, max-age=300";
+
+/// `GET /widget.js` and `/widget.css`: the widget's stable addresses for other
+/// sites' `<script>` tags, answering with the current hashed build.
+pub async fn serve_stable(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let logical = req.path().trim_start_matches('/');
+    let (_, hashed) = ALL
+        .iter()
+        .find(|(source, _)| *source == logical)
+        .ok_or(AppError::NotFound)?;
+    respond(&req, hashed, STABLE)
+}
+
+fn respond(
+    req: &HttpRequest,
+    name: &str,
+    cache_control: &'static str,
+) -> Result<HttpResponse, AppError> {
     let accept = req
         .headers()
         .get(header::ACCEPT_ENCODING)
@@ -94,7 +117,7 @@ pub async fn serve(req: HttpRequest, file: web::Path<String>) -> Result<HttpResp
 
     // The hash in the name already identifies the content; the variant makes the tag exact.
     let etag = format!("\"{}-{}\"", name, encoding.header());
-    let mime = mime_guess::from_path(&name).first_or_octet_stream();
+    let mime = mime_guess::from_path(name).first_or_octet_stream();
     let content_type = if mime.type_() == "text" || mime.essence_str() == "application/javascript" {
         format!("{}; charset=utf-8", mime.essence_str())
     } else {
@@ -112,7 +135,7 @@ pub async fn serve(req: HttpRequest, file: web::Path<String>) -> Result<HttpResp
         HttpResponse::Ok()
     };
     builder
-        .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+        .insert_header((header::CACHE_CONTROL, cache_control))
         .insert_header((header::VARY, "Accept-Encoding"))
         .insert_header((header::ETAG, etag))
         // Always explicit (even "identity") so the compression middleware leaves it alone.

@@ -202,11 +202,13 @@ pub fn worker() -> ExitCode {
     };
     let system = actix_web::rt::System::new();
     system.block_on(async move {
+        let chat = std::sync::Arc::new(crate::services::chat::ChatEngine::new(&config));
         let workers = WorkerPool::start(std::sync::Arc::new(JobContext {
             pool,
             config: std::sync::Arc::new(config),
             mailer,
             metrics: Default::default(),
+            chat,
         }));
         let signal = crate::startup::wait_for_signal().await;
         tracing::info!(signal, "shutting down: finishing running jobs");

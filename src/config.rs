@@ -151,6 +151,9 @@ pub struct Config {
     pub database_pool_size: Option<u32>,
     pub session_secret: Secret<String>,
     pub encryption_key: EncryptionKey,
+    /// Keys that sealed secrets before a rotation (`ENCRYPTION_KEY_PREVIOUS`,
+    /// comma-separated): opened, never used to seal.
+    pub previous_encryption_keys: Vec<EncryptionKey>,
     pub log_level: String,
     pub log_format: LogFormat,
     pub cors_origins: Vec<String>,
@@ -162,6 +165,8 @@ pub struct Config {
     pub slow_query_ms: u64,
     pub rate_limit_per_minute: u32,
     pub max_upload_bytes: u64,
+    /// A conversation quiet this long gets its summary written.
+    pub conversation_idle: std::time::Duration,
     pub jobs: JobSettings,
 }
 
@@ -456,6 +461,20 @@ impl Config {
         let slow_query_ms = r.parsed("SLOW_QUERY_MS", 500u64);
         let rate_limit_per_minute = r.parsed("RATE_LIMIT_PER_MINUTE", 120u32);
         let max_upload_bytes = r.parsed("MAX_UPLOAD_BYTES", 10 * 1024 * 1024u64);
+        let conversation_idle =
+            std::time::Duration::from_secs(r.parsed("CONVERSATION_IDLE_SECS", 600u64));
+        let mut previous_encryption_keys = Vec::new();
+        for raw in r
+            .get("ENCRYPTION_KEY_PREVIOUS")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|k| !k.trim().is_empty())
+        {
+            match EncryptionKey::parse(raw) {
+                Ok(key) => previous_encryption_keys.push(key),
+                Err(e) => r.problems.push(format!("ENCRYPTION_KEY_PREVIOUS {e}")),
+            }
+        }
         let jobs = JobSettings {
             concurrency: r.parsed("WORKER_CONCURRENCY", 2usize).clamp(1, 64),
             poll: std::time::Duration::from_millis(r.parsed("JOB_POLL_MS", 1000u64).max(10)),
@@ -491,6 +510,7 @@ impl Config {
             database_pool_size,
             session_secret: Secret::new(session_secret),
             encryption_key,
+            previous_encryption_keys,
             log_level,
             log_format,
             cors_origins,
@@ -507,8 +527,14 @@ impl Config {
             slow_query_ms,
             rate_limit_per_minute,
             max_upload_bytes,
+            conversation_idle,
             jobs,
         })
+    }
+
+    /// Seals and opens stored provider keys.
+    pub fn keyring(&self) -> crate::crypto::Keyring {
+        crate::crypto::Keyring::new(&self.encryption_key, &self.previous_encryption_keys)
     }
 
     pub fn bind_address(&self) -> String {

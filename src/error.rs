@@ -40,6 +40,11 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Validation(String),
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -62,6 +67,7 @@ impl AppError {
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Self::Validation(_) => "VALIDATION_FAILED",
+            Self::TooManyRequests { .. } => "RATE_LIMITED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
         }
@@ -97,6 +103,39 @@ impl From<crate::services::accounts::AccountError> for AppError {
     }
 }
 
+impl From<crate::services::knowledge::KnowledgeError> for AppError {
+    fn from(err: crate::services::knowledge::KnowledgeError) -> Self {
+        use crate::services::knowledge::{KnowledgeError as E, TextError};
+        match err {
+            E::Text(TextError::Unsupported { .. }) => Self::UnsupportedMediaType(format!(
+                "{err} Accepted: {}.",
+                crate::services::knowledge::ACCEPTED.join(", ")
+            )),
+            E::TooLarge { .. } => Self::PayloadTooLarge(err.to_string()),
+            E::NotFound => Self::NotFound,
+            E::Db(e) => Self::internal(e),
+            other => Self::Validation(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::services::knowledge::TextError> for AppError {
+    fn from(err: crate::services::knowledge::TextError) -> Self {
+        crate::services::knowledge::KnowledgeError::Text(err).into()
+    }
+}
+
+impl From<crate::services::agents::AgentError> for AppError {
+    fn from(err: crate::services::agents::AgentError) -> Self {
+        use crate::services::agents::AgentError as E;
+        match err {
+            E::NotFound => Self::NotFound,
+            E::Db(e) => Self::internal(e),
+            other => Self::Validation(other.to_string()),
+        }
+    }
+}
+
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
         Self::internal(err)
@@ -120,6 +159,7 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -128,7 +168,15 @@ impl ResponseError for AppError {
     /// The body is filled in by [`render_errors`], which knows the path and the
     /// correlation id; this only carries the status.
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::new(self.status_code())
+        let mut res = HttpResponse::new(self.status_code());
+        if let Self::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        res
     }
 }
 

@@ -20,6 +20,7 @@ use crate::db::{self, DbError, DbPool};
 use crate::error::{self, AppError};
 use crate::routes;
 use crate::security;
+use crate::services::chat::ChatEngine;
 use crate::services::jobs::{JobContext, JobMetrics, WorkerPool};
 use crate::services::mail::{MailError, Mailer};
 use crate::telemetry::{self, SlowRequestMs};
@@ -47,6 +48,7 @@ pub struct AppState {
     pub migrations: MigrationStatus,
     pub started: Instant,
     pub job_metrics: Arc<JobMetrics>,
+    pub chat: Arc<ChatEngine>,
 }
 
 impl AppState {
@@ -111,12 +113,14 @@ impl Application {
 
         let mailer = Arc::new(Mailer::from_config(&config)?);
         let job_metrics = Arc::new(JobMetrics::default());
+        let chat = Arc::new(ChatEngine::new(&config));
         let workers = options.run_jobs.then(|| {
             WorkerPool::start(Arc::new(JobContext {
                 pool: pool.clone(),
                 config: Arc::new(config.clone()),
                 mailer,
                 metrics: job_metrics.clone(),
+                chat: chat.clone(),
             }))
         });
         let state = web::Data::new(AppState {
@@ -125,6 +129,7 @@ impl Application {
             migrations: MigrationStatus::new(pending),
             started: Instant::now(),
             job_metrics,
+            chat,
         });
         let server = build_server(listener, state.clone(), options)?;
         tracing::info!(
@@ -227,6 +232,7 @@ fn build_server(
     let detail = error::ErrorDetail {
         show_internal: !state.config.environment.is_production(),
     };
+    let upload_limit = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -246,7 +252,7 @@ fn build_server(
             )
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure(cfg, upload_limit))
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::NotFound)
             }))

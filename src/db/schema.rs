@@ -190,6 +190,8 @@ diesel::table! {
         agent_id -> BigInt,
         channel -> Text,
         visitor_id -> Text,
+        visitor_ip -> Text,
+        token_hash -> Text,
         status -> Text,
         summary -> Nullable<Text>,
         created_at -> Timestamp,
@@ -214,7 +216,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    provider_credentials (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        provider -> Text,
+        base_url -> Nullable<Text>,
+        sealed_key -> Text,
+        key_hint -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(knowledge_documents -> agents (agent_id));
+diesel::joinable!(conversations -> agents (agent_id));
 diesel::joinable!(knowledge_chunks -> knowledge_documents (document_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(invitations -> organizations (organization_id));
@@ -236,4 +252,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     knowledge_chunks,
     conversations,
     messages,
+    provider_credentials,
 );

@@ -55,3 +55,6 @@ id_type!(OrganizationId);
 id_type!(UserId);
 id_type!(MembershipId);
 id_type!(JobId);
+id_type!(AgentId);
+id_type!(DocumentId);
+id_type!(ConversationId);

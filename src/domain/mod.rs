@@ -7,7 +7,7 @@ mod scope;
 mod slug;
 
 pub use email::Email;
-pub use ids::{JobId, MembershipId, OrganizationId, UserId};
+pub use ids::{AgentId, ConversationId, DocumentId, JobId, MembershipId, OrganizationId, UserId};
 pub use role::{Permission, Role};
 pub use scope::TenantScope;
 pub use slug::Slug;

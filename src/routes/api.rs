@@ -54,7 +54,7 @@ pub struct ApiKeyJson {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct List<T> {
-    data: Vec<T>,
+    pub data: Vec<T>,
 }
 
 fn invitation_json(i: Invitation) -> InvitationJson {
@@ -320,5 +320,7 @@ pub struct ApiDoc;
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> HttpResponse {
     use utoipa::OpenApi as _;
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::api_agents::AgentsApiDoc::openapi());
+    HttpResponse::Ok().json(doc)
 }

@@ -2,25 +2,30 @@
 
 mod admin;
 mod api;
+mod api_agents;
 mod app;
 mod auth;
+mod chat;
 mod csp_reports;
 pub mod flash;
 mod pages;
 mod probes;
 
+use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 
 use crate::assets;
 
 /// Resources (not bare routes) so a wrong method answers 405, not 404.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
     cfg.service(web::resource("/live").get(probes::live))
         .service(web::resource(["/ready", "/readiness"]).get(probes::ready))
         .service(web::resource("/health").get(probes::health))
         .service(web::resource("/health/db").get(probes::health_db))
         .service(web::resource("/static/{file}").get(assets::serve))
         .service(web::resource("/").get(pages::index))
+        .service(web::resource(["/widget.js", "/widget.css"]).get(assets::serve_stable))
+        .service(web::resource("/c/{org}/{agent}").get(chat::page))
         .service(
             web::resource("/signup")
                 .get(auth::signup_page)
@@ -80,6 +85,62 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .service(web::resource("/openapi.json").get(api::openapi))
+                .service(
+                    web::scope("/chat/{org}/{agent}")
+                        .wrap(actix_web::middleware::from_fn(chat::cors))
+                        .service(
+                            web::resource("/conversations")
+                                .route(web::route().method(Method::OPTIONS).to(chat::preflight))
+                                .post(chat::start),
+                        )
+                        .service(
+                            web::resource("/conversations/{id}/messages")
+                                .route(web::route().method(Method::OPTIONS).to(chat::preflight))
+                                .get(chat::transcript)
+                                .post(chat::send),
+                        )
+                        .service(
+                            web::resource("/conversations/{id}/escalate")
+                                .route(web::route().method(Method::OPTIONS).to(chat::preflight))
+                                .post(chat::escalate),
+                        ),
+                )
+                .service(
+                    web::resource("/agents")
+                        .get(api_agents::list_agents)
+                        .post(api_agents::create_agent),
+                )
+                .service(
+                    web::resource("/agents/{id}")
+                        .get(api_agents::get_agent)
+                        .put(api_agents::update_agent)
+                        .delete(api_agents::delete_agent),
+                )
+                .service(
+                    web::resource("/agents/{id}/documents")
+                        .app_data(web::PayloadConfig::new(upload_limit))
+                        .get(api_agents::list_documents)
+                        .post(api_agents::upload_document),
+                )
+                .service(web::resource("/agents/{id}/search").get(api_agents::search_agent))
+                .service(web::resource("/documents/{id}").delete(api_agents::delete_document))
+                .service(
+                    web::resource("/documents/{id}/reindex").post(api_agents::reindex_document),
+                )
+                .service(
+                    web::resource("/conversations")
+                        .get(api_agents::list_conversations)
+                        .post(api_agents::start_conversation),
+                )
+                .service(
+                    web::resource("/conversations/{id}/messages")
+                        .get(api_agents::list_messages)
+                        .post(api_agents::send_message),
+                )
+                .service(web::resource("/provider-keys").get(api_agents::list_provider_keys))
+                .service(
+                    web::resource("/provider-keys/{provider}").put(api_agents::put_provider_key),
+                )
                 .service(web::resource("/csp-reports").post(csp_reports::receive))
                 .service(web::resource("/members").get(api::list_members))
                 .service(

@@ -1,5 +1,9 @@
-//! Work that outlives a request: the job queue and the email it carries.
+//! The product's work behind the routes: accounts, the knowledge base and chat
+//! engine, the job queue and the email it carries.
 
 pub mod accounts;
+pub mod agents;
+pub mod chat;
 pub mod jobs;
+pub mod knowledge;
 pub mod mail;

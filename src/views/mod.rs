@@ -1,6 +1,8 @@
 //! One askama struct per page; templates never reach the database.
 
 pub mod account;
+pub mod agents;
+pub mod chat;
 
 use askama::Template;
 use askama_web::WebTemplate;

@@ -27,16 +27,16 @@ backend_tests!(
     account_changes_and_session_lifetimes,
 );
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A browser: its own cookie jar, following no redirects.
-struct Browser {
+pub(crate) struct Browser {
     client: reqwest::Client,
     base: String,
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         Self {
             client: reqwest::Client::builder()
                 .cookie_store(true)
@@ -47,7 +47,7 @@ impl Browser {
         }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let res = self
             .client
             .get(format!("{}{path}", self.base))
@@ -58,12 +58,12 @@ impl Browser {
     }
 
     /// The CSRF token of the first form on a page.
-    async fn csrf(&self, path: &str) -> String {
+    pub(crate) async fn csrf(&self, path: &str) -> String {
         let (_, html) = self.get(path).await;
         csrf_in(&html).unwrap_or_else(|| panic!("no csrf_token on {path}: {html}"))
     }
 
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.base))
             .form(fields)
@@ -73,14 +73,19 @@ impl Browser {
     }
 
     /// Fetches a token from `page`, then posts the form with it.
-    async fn submit(&self, page: &str, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn submit(
+        &self,
+        page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
         let token = self.csrf(page).await;
         let mut all = vec![("csrf_token", token.as_str())];
         all.extend_from_slice(fields);
         self.post(path, &all).await
     }
 
-    async fn signup(&self, org: &str, email: &str) -> reqwest::Response {
+    pub(crate) async fn signup(&self, org: &str, email: &str) -> reqwest::Response {
         self.submit(
             "/signup",
             "/signup",
@@ -94,7 +99,7 @@ impl Browser {
         .await
     }
 
-    async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+    pub(crate) async fn login(&self, email: &str, password: &str) -> reqwest::Response {
         self.submit(
             "/login",
             "/login",
@@ -1263,4 +1268,24 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
     );
     assert_eq!(other_device.get("/app").await.0, 303);
     assert_eq!(me.get("/app").await.0, 303);
+}
+
+/// Signs up a new organization through the pages and makes a write API key.
+pub(crate) async fn organization_with_key(
+    app: &TestApp,
+    org: &str,
+    email: &str,
+) -> (Browser, String) {
+    let owner = Browser::new(app);
+    assert_eq!(owner.signup(org, email).await.status(), 303);
+    let res = owner
+        .submit(
+            "/app/api-keys",
+            "/app/api-keys",
+            &[("name", "tests"), ("scope", "write")],
+        )
+        .await;
+    let html = res.text().await.unwrap();
+    let start = html.find("fd_").expect("the new key is shown once");
+    (owner, html[start..start + 3 + 43].to_string())
 }

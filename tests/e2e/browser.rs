@@ -103,3 +103,77 @@ async fn sign_up_verify_sign_in_invite_and_accept_in_headless_chromium() {
     )
     .await;
 }
+
+#[actix_web::test]
+async fn the_widget_answers_on_an_allowed_site_and_is_refused_elsewhere_in_headless_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app(Backend::Sqlite)
+        .start()
+        .await
+        .expect("sqlite always runs");
+    let (_, key) =
+        crate::accounts::organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    // A free port for the embedding site, served by the script itself.
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let api = |method: reqwest::Method, path: &str| {
+        app.client.request(method, app.url(path)).bearer_auth(&key)
+    };
+    let agent: serde_json::Value = api(reqwest::Method::POST, "/api/v1/agents")
+        .json(&serde_json::json!({
+            "name": "Support",
+            "greeting": "Hi! I'm the Harbor Bikes assistant.",
+            "allowedOrigins": [format!("http://127.0.0.1:{host_port}")],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = agent["id"].as_i64().unwrap();
+    let policy = "# Returns\n\nBikes can be returned within 30 days with the original receipt.\n\n# Repairs\n\nA basic tune-up costs 49 euros.\n";
+    let res = api(
+        reqwest::Method::POST,
+        &format!("/api/v1/agents/{id}/documents?title=Returns%20policy"),
+    )
+    .header("content-type", "text/markdown")
+    .body(policy)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    for _ in 0..100 {
+        let docs: serde_json::Value = api(
+            reqwest::Method::GET,
+            &format!("/api/v1/agents/{id}/documents"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        if docs["data"][0]["status"] == "ready" {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    run_script(
+        "widget.mjs",
+        &app.address,
+        &[
+            ("ORG", PathBuf::from("harbor-bikes")),
+            ("AGENT", PathBuf::from("support")),
+            ("HOST_PORT", PathBuf::from(host_port.to_string())),
+            ("QUESTION", PathBuf::from("Can I return a bike?")),
+            ("EXPECT_TEXT", PathBuf::from("30 days")),
+            ("EXPECT_CITATION", PathBuf::from("Returns policy")),
+        ],
+    )
+    .await;
+}

@@ -5,7 +5,9 @@ mod helpers;
 
 mod accounts;
 mod assets;
+mod chat;
 mod errors;
+mod fake_llm;
 mod headers;
 mod jobs;
 mod probes;

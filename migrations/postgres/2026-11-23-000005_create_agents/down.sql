@@ -1,3 +1,4 @@
+DROP TABLE provider_credentials;
 DROP TABLE messages;
 DROP TABLE conversations;
 DROP TABLE knowledge_chunks;

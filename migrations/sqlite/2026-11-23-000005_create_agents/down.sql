@@ -1,3 +1,4 @@
+DROP TABLE provider_credentials;
 DROP TABLE messages;
 DROP TABLE conversations;
 DROP TRIGGER knowledge_chunks_ad;

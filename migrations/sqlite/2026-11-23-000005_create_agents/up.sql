@@ -71,12 +71,18 @@ CREATE TABLE conversations (
     agent_id INTEGER NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
     channel TEXT NOT NULL CHECK (channel IN ('page', 'widget', 'api')),
     visitor_id TEXT NOT NULL,
+    -- Rate limits count a visitor's messages per address across conversations.
+    visitor_ip TEXT NOT NULL,
+    -- SHA-256 of the bearer token the visitor's browser holds for this conversation.
+    token_hash TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('open', 'escalated', 'resolved')),
     summary TEXT,
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL
 );
 CREATE INDEX conversations_scope ON conversations (organization_id, agent_id, created_at);
+CREATE INDEX conversations_visitor ON conversations (visitor_id);
+CREATE INDEX conversations_visitor_ip ON conversations (visitor_ip);
 
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY,
@@ -94,3 +100,18 @@ CREATE TABLE messages (
     created_at TIMESTAMP NOT NULL
 );
 CREATE INDEX messages_conversation ON messages (conversation_id, id);
+CREATE INDEX messages_recent ON messages (created_at);
+
+-- An organization's own API keys for the remote chat providers, sealed with
+-- AES-256-GCM under ENCRYPTION_KEY (`v1.<key id>.<nonce+ciphertext>`).
+CREATE TABLE provider_credentials (
+    id INTEGER PRIMARY KEY,
+    organization_id INTEGER NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    provider TEXT NOT NULL CHECK (provider IN ('openai', 'anthropic')),
+    base_url TEXT,
+    sealed_key TEXT NOT NULL,
+    key_hint TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    UNIQUE (organization_id, provider)
+);

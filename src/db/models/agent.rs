@@ -5,12 +5,12 @@ use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::db::schema::agents;
-use crate::domain::{OrganizationId, Slug, TenantScope};
+use crate::domain::{AgentId, OrganizationId, Slug, TenantScope};
 
 #[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
 #[diesel(table_name = agents)]
 pub struct Agent {
-    pub id: i64,
+    pub id: AgentId,
     pub organization_id: OrganizationId,
     pub name: String,
     pub slug: String,
@@ -79,7 +79,7 @@ impl Agent {
     pub fn find(
         conn: &mut DbConnection,
         scope: &TenantScope,
-        id: i64,
+        id: AgentId,
     ) -> QueryResult<Option<Agent>> {
         agents::table
             .filter(agents::organization_id.eq(scope.organization_id()))
@@ -92,7 +92,7 @@ impl Agent {
     pub fn update(
         conn: &mut DbConnection,
         scope: &TenantScope,
-        id: i64,
+        id: AgentId,
         settings: &AgentSettings,
     ) -> QueryResult<bool> {
         diesel::update(
@@ -105,7 +105,7 @@ impl Agent {
         .map(|n| n == 1)
     }
 
-    pub fn delete(conn: &mut DbConnection, scope: &TenantScope, id: i64) -> QueryResult<bool> {
+    pub fn delete(conn: &mut DbConnection, scope: &TenantScope, id: AgentId) -> QueryResult<bool> {
         diesel::delete(
             agents::table
                 .filter(agents::organization_id.eq(scope.organization_id()))
@@ -140,5 +140,19 @@ impl Agent {
                 .filter(agents::slug.eq(slug.as_str())),
         ))
         .get_result(conn)
+    }
+}
+
+impl Agent {
+    /// Origins allowed to embed the widget, one per line or comma-separated.
+    pub fn origins(&self) -> impl Iterator<Item = &str> {
+        self.allowed_origins
+            .split([',', '\n', ' '])
+            .map(|o| o.trim().trim_end_matches('/'))
+            .filter(|o| !o.is_empty())
+    }
+
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins().any(|o| o.eq_ignore_ascii_case(origin))
     }
 }

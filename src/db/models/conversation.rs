@@ -4,17 +4,24 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::schema::{conversations, messages};
-use crate::domain::OrganizationId;
+use crate::db::schema::{agents, conversations, messages};
+use crate::domain::{AgentId, ConversationId, OrganizationId, TenantScope};
+
+pub const OPEN: &str = "open";
+pub const ESCALATED: &str = "escalated";
+pub const RESOLVED: &str = "resolved";
+pub const STATUSES: [&str; 3] = [OPEN, ESCALATED, RESOLVED];
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = conversations)]
 pub struct Conversation {
-    pub id: i64,
+    pub id: ConversationId,
     pub organization_id: OrganizationId,
-    pub agent_id: i64,
+    pub agent_id: AgentId,
     pub channel: String,
     pub visitor_id: String,
+    pub visitor_ip: String,
+    pub token_hash: String,
     pub status: String,
     pub summary: Option<String>,
     pub created_at: NaiveDateTime,
@@ -26,7 +33,7 @@ pub struct Conversation {
 pub struct Message {
     pub id: i64,
     pub organization_id: OrganizationId,
-    pub conversation_id: i64,
+    pub conversation_id: ConversationId,
     pub role: String,
     pub content: String,
     pub provider: Option<String>,
@@ -51,22 +58,51 @@ pub struct NewMessage<'a> {
     pub handoff_offered: bool,
 }
 
+/// Who started a conversation, from where.
+#[derive(Debug, Clone)]
+pub struct NewConversation<'a> {
+    pub agent_id: AgentId,
+    pub channel: &'a str,
+    pub visitor_id: &'a str,
+    pub visitor_ip: &'a str,
+    pub token_hash: &'a str,
+}
+
+/// The list filters of the conversations page and API.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub agent_id: Option<AgentId>,
+    pub status: Option<String>,
+    pub since: Option<NaiveDateTime>,
+    pub until: Option<NaiveDateTime>,
+    /// Matches message text (case-insensitive substring).
+    pub search: Option<String>,
+    pub limit: i64,
+}
+
+/// A row of the conversations list.
+#[derive(Debug, Clone, Queryable)]
+pub struct ConversationListing {
+    pub conversation: Conversation,
+    pub agent_name: String,
+}
+
 impl Conversation {
     pub fn start(
         conn: &mut DbConnection,
         organization_id: OrganizationId,
-        agent_id: i64,
-        channel: &str,
-        visitor_id: &str,
+        new: &NewConversation<'_>,
     ) -> QueryResult<Conversation> {
         let now = crate::domain::now();
         diesel::insert_into(conversations::table)
             .values((
                 conversations::organization_id.eq(organization_id),
-                conversations::agent_id.eq(agent_id),
-                conversations::channel.eq(channel),
-                conversations::visitor_id.eq(visitor_id),
-                conversations::status.eq("open"),
+                conversations::agent_id.eq(new.agent_id),
+                conversations::channel.eq(new.channel),
+                conversations::visitor_id.eq(new.visitor_id),
+                conversations::visitor_ip.eq(new.visitor_ip),
+                conversations::token_hash.eq(new.token_hash),
+                conversations::status.eq(OPEN),
                 conversations::created_at.eq(now),
                 conversations::updated_at.eq(now),
             ))
@@ -76,8 +112,18 @@ impl Conversation {
     /// Scoped by organization: an id from another tenant finds nothing.
     pub fn find(
         conn: &mut DbConnection,
+        scope: &TenantScope,
+        id: ConversationId,
+    ) -> QueryResult<Option<Conversation>> {
+        Self::find_in(conn, scope.organization_id(), id)
+    }
+
+    /// For the public chat, whose caller proved the agent's organization by its slug
+    /// and the conversation by its token.
+    pub fn find_in(
+        conn: &mut DbConnection,
         organization_id: OrganizationId,
-        id: i64,
+        id: ConversationId,
     ) -> QueryResult<Option<Conversation>> {
         conversations::table
             .filter(conversations::organization_id.eq(organization_id))
@@ -85,6 +131,57 @@ impl Conversation {
             .select(Conversation::as_select())
             .first(conn)
             .optional()
+    }
+
+    pub fn list(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        filter: &ConversationFilter,
+    ) -> QueryResult<Vec<ConversationListing>> {
+        let mut query = conversations::table
+            .inner_join(agents::table)
+            .filter(conversations::organization_id.eq(scope.organization_id()))
+            .select((Conversation::as_select(), agents::name))
+            .order(conversations::updated_at.desc())
+            .limit(filter.limit)
+            .into_boxed();
+        if let Some(agent) = filter.agent_id {
+            query = query.filter(conversations::agent_id.eq(agent));
+        }
+        if let Some(status) = &filter.status {
+            query = query.filter(conversations::status.eq(status.clone()));
+        }
+        if let Some(since) = filter.since {
+            query = query.filter(conversations::created_at.ge(since));
+        }
+        if let Some(until) = filter.until {
+            query = query.filter(conversations::created_at.lt(until));
+        }
+        if let Some(text) = filter.search.as_deref().filter(|t| !t.is_empty()) {
+            let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
+            query = query.filter(
+                conversations::id.eq_any(
+                    messages::table
+                        .filter(messages::organization_id.eq(scope.organization_id()))
+                        .filter(
+                            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                                "lower(messages.content) LIKE ",
+                            )
+                            .bind::<diesel::sql_types::Text, _>(pattern)
+                            .sql(" ESCAPE '\\'"),
+                        )
+                        .select(messages::conversation_id),
+                ),
+            );
+        }
+        query.load::<(Conversation, String)>(conn).map(|rows| {
+            rows.into_iter()
+                .map(|(conversation, agent_name)| ConversationListing {
+                    conversation,
+                    agent_name,
+                })
+                .collect()
+        })
     }
 
     pub fn add_message(&self, conn: &mut DbConnection, m: &NewMessage<'_>) -> QueryResult<Message> {
@@ -117,13 +214,57 @@ impl Conversation {
             .load(conn)
     }
 
-    /// "Talk to a person": the team picks it up from here.
-    pub fn escalate(&self, conn: &mut DbConnection) -> QueryResult<usize> {
+    /// The id of the newest message, to tell whether a conversation moved on.
+    pub fn last_message_id(&self, conn: &mut DbConnection) -> QueryResult<Option<i64>> {
+        messages::table
+            .filter(messages::conversation_id.eq(self.id))
+            .select(diesel::dsl::max(messages::id))
+            .first(conn)
+    }
+
+    pub fn set_status(&self, conn: &mut DbConnection, status: &str) -> QueryResult<usize> {
         diesel::update(conversations::table.find(self.id))
             .set((
-                conversations::status.eq("escalated"),
+                conversations::status.eq(status),
                 conversations::updated_at.eq(crate::domain::now()),
             ))
             .execute(conn)
     }
+
+    pub fn set_summary(&self, conn: &mut DbConnection, summary: &str) -> QueryResult<usize> {
+        diesel::update(conversations::table.find(self.id))
+            .set(conversations::summary.eq(summary))
+            .execute(conn)
+    }
+
+    /// Visitor messages since `since` from this visitor id and from this address,
+    /// across every conversation: the rate limit holds across instances.
+    pub fn recent_visitor_messages(
+        conn: &mut DbConnection,
+        visitor_id: &str,
+        visitor_ip: &str,
+        since: NaiveDateTime,
+    ) -> QueryResult<(i64, i64)> {
+        let recent = || {
+            messages::table
+                .inner_join(conversations::table)
+                .filter(messages::role.eq("visitor"))
+                .filter(messages::created_at.ge(since))
+        };
+        let by_visitor = recent()
+            .filter(conversations::visitor_id.eq(visitor_id))
+            .count()
+            .get_result(conn)?;
+        let by_ip = recent()
+            .filter(conversations::visitor_ip.eq(visitor_ip))
+            .count()
+            .get_result(conn)?;
+        Ok((by_visitor, by_ip))
+    }
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Double, Nullable, Text};
 
 use crate::db::schema::{knowledge_chunks, knowledge_documents};
 use crate::db::{Backend, DbConnection};
-use crate::domain::{OrganizationId, TenantScope};
+use crate::domain::{AgentId, DocumentId, OrganizationId, TenantScope};
 
 pub const PENDING: &str = "pending";
 pub const INDEXING: &str = "indexing";
@@ -17,9 +17,9 @@ pub const FAILED: &str = "failed";
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = knowledge_documents)]
 pub struct Document {
-    pub id: i64,
+    pub id: DocumentId,
     pub organization_id: OrganizationId,
-    pub agent_id: i64,
+    pub agent_id: AgentId,
     pub title: String,
     pub format: String,
     pub size_bytes: i32,
@@ -38,7 +38,7 @@ pub struct Passage {
     #[diesel(sql_type = BigInt)]
     pub chunk_id: i64,
     #[diesel(sql_type = BigInt)]
-    pub document_id: i64,
+    pub document_id: DocumentId,
     #[diesel(sql_type = Text)]
     pub title: String,
     #[diesel(sql_type = Nullable<Text>)]
@@ -53,7 +53,7 @@ impl Document {
     pub fn create(
         conn: &mut DbConnection,
         scope: &TenantScope,
-        agent_id: i64,
+        agent_id: AgentId,
         title: &str,
         format: &str,
         size_bytes: i32,
@@ -78,7 +78,7 @@ impl Document {
     pub fn list(
         conn: &mut DbConnection,
         scope: &TenantScope,
-        agent_id: i64,
+        agent_id: AgentId,
     ) -> QueryResult<Vec<Document>> {
         knowledge_documents::table
             .filter(knowledge_documents::organization_id.eq(scope.organization_id()))
@@ -91,7 +91,7 @@ impl Document {
     pub fn find(
         conn: &mut DbConnection,
         scope: &TenantScope,
-        id: i64,
+        id: DocumentId,
     ) -> QueryResult<Option<Document>> {
         knowledge_documents::table
             .filter(knowledge_documents::organization_id.eq(scope.organization_id()))
@@ -102,7 +102,10 @@ impl Document {
     }
 
     /// For the ingestion job, which holds only the id it was given.
-    pub fn find_for_indexing(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Document>> {
+    pub fn find_for_indexing(
+        conn: &mut DbConnection,
+        id: DocumentId,
+    ) -> QueryResult<Option<Document>> {
         knowledge_documents::table
             .find(id)
             .select(Document::as_select())
@@ -110,7 +113,11 @@ impl Document {
             .optional()
     }
 
-    pub fn delete(conn: &mut DbConnection, scope: &TenantScope, id: i64) -> QueryResult<bool> {
+    pub fn delete(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        id: DocumentId,
+    ) -> QueryResult<bool> {
         // Chunks first: the FTS5 delete trigger needs their content.
         diesel::delete(
             knowledge_chunks::table
@@ -129,7 +136,7 @@ impl Document {
 
     pub fn set_status(
         conn: &mut DbConnection,
-        id: i64,
+        id: DocumentId,
         status: &str,
         chunks: i32,
         error: Option<&str>,
@@ -168,12 +175,13 @@ impl Document {
     }
 }
 
-/// Full-text search in one agent's knowledge base. `terms` are plain words (the
+/// Full-text search in one agent's knowledge base (the agent was found in its
+/// organization first, so the pair is consistent). `terms` are plain words (the
 /// caller strips punctuation), so nothing a visitor types reaches the query syntax.
 pub fn search(
     conn: &mut DbConnection,
-    scope: &TenantScope,
-    agent_id: i64,
+    organization_id: OrganizationId,
+    agent_id: AgentId,
     terms: &[String],
     limit: i64,
 ) -> QueryResult<Vec<Passage>> {
@@ -197,8 +205,8 @@ pub fn search(
                  ORDER BY rank DESC LIMIT $4",
             )
             .bind::<Text, _>(query)
-            .bind::<BigInt, _>(scope.organization_id().0)
-            .bind::<BigInt, _>(agent_id)
+            .bind::<BigInt, _>(organization_id.0)
+            .bind::<BigInt, _>(agent_id.0)
             .bind::<BigInt, _>(limit)
             .load(conn)
         }
@@ -214,10 +222,25 @@ pub fn search(
                  ORDER BY rank DESC LIMIT $4",
             )
             .bind::<Text, _>(query)
-            .bind::<BigInt, _>(scope.organization_id().0)
-            .bind::<BigInt, _>(agent_id)
+            .bind::<BigInt, _>(organization_id.0)
+            .bind::<BigInt, _>(agent_id.0)
             .bind::<BigInt, _>(limit)
             .load(conn)
         }
+    }
+}
+
+impl Document {
+    /// Documents per status for the agent's knowledge page.
+    pub fn total_chunks(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        agent_id: AgentId,
+    ) -> QueryResult<i64> {
+        knowledge_chunks::table
+            .filter(knowledge_chunks::organization_id.eq(scope.organization_id()))
+            .filter(knowledge_chunks::agent_id.eq(agent_id))
+            .count()
+            .get_result(conn)
     }
 }

@@ -9,6 +9,7 @@ pub mod job;
 pub mod knowledge;
 pub mod membership;
 pub mod organization;
+pub mod provider_credential;
 pub mod session;
 pub mod user;
 pub mod user_token;
@@ -16,12 +17,15 @@ pub mod user_token;
 pub use agent::{Agent, AgentSettings};
 pub use api_key::ApiKey;
 pub use audit::{AuditEntry, NewAuditEntry};
-pub use conversation::{Conversation, Message, NewMessage};
+pub use conversation::{
+    Conversation, ConversationFilter, ConversationListing, Message, NewConversation, NewMessage,
+};
 pub use invitation::Invitation;
 pub use job::{Job, NewJob};
 pub use knowledge::{Document, Passage};
 pub use membership::{Membership, NewMembership};
 pub use organization::{NewOrganization, Organization};
+pub use provider_credential::ProviderCredential;
 pub use session::SessionRow;
 pub use user::{NewUser, User};
 pub use user_token::{TokenProblem, UserToken};

@@ -22,6 +22,8 @@ use crate::config::{Config, JobSettings};
 use crate::db::models::{Job as JobRow, NewJob};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::JobId;
+use crate::services::chat::SummarizeConversation;
+use crate::services::knowledge::IndexDocument;
 use crate::services::mail::Mailer;
 
 pub use kinds::{CleanupFinishedJobs, Diagnostic, SendEmail};
@@ -94,6 +96,7 @@ pub struct JobContext {
     pub config: Arc<Config>,
     pub mailer: Arc<Mailer>,
     pub metrics: Arc<JobMetrics>,
+    pub chat: Arc<crate::services::chat::ChatEngine>,
 }
 
 impl JobContext {
@@ -134,6 +137,8 @@ pub async fn dispatch(ctx: &JobContext, kind: &str, payload: &str) -> Result<(),
         SendEmail::KIND => decode::<SendEmail>(payload)?.run(ctx).await,
         CleanupFinishedJobs::KIND => decode::<CleanupFinishedJobs>(payload)?.run(ctx).await,
         Diagnostic::KIND => decode::<Diagnostic>(payload)?.run(ctx).await,
+        IndexDocument::KIND => decode::<IndexDocument>(payload)?.run(ctx).await,
+        SummarizeConversation::KIND => decode::<SummarizeConversation>(payload)?.run(ctx).await,
         other => Err(JobFailure::permanent(format!(
             "unknown job kind {other:?}: no handler in this version of frontdesk"
         ))),

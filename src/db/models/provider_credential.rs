@@ -1,0 +1,85 @@
+//! An organization's API keys for remote chat providers, stored sealed.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::provider_credentials;
+use crate::domain::{OrganizationId, TenantScope};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = provider_credentials)]
+pub struct ProviderCredential {
+    pub id: i64,
+    pub organization_id: OrganizationId,
+    pub provider: String,
+    pub base_url: Option<String>,
+    /// `crate::crypto` output; never leaves the server.
+    pub sealed_key: String,
+    /// The last characters of the key, the only part ever shown again.
+    pub key_hint: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl ProviderCredential {
+    pub fn list(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<Self>> {
+        provider_credentials::table
+            .filter(provider_credentials::organization_id.eq(scope.organization_id()))
+            .order(provider_credentials::provider.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    pub fn find(
+        conn: &mut DbConnection,
+        organization_id: OrganizationId,
+        provider: &str,
+    ) -> QueryResult<Option<Self>> {
+        provider_credentials::table
+            .filter(provider_credentials::organization_id.eq(organization_id))
+            .filter(provider_credentials::provider.eq(provider))
+            .select(Self::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Replaces the organization's key for `provider` (one per provider).
+    pub fn save(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        provider: &str,
+        base_url: Option<&str>,
+        sealed_key: &str,
+        key_hint: &str,
+    ) -> QueryResult<()> {
+        let now = crate::domain::now();
+        Self::delete(conn, scope, provider)?;
+        diesel::insert_into(provider_credentials::table)
+            .values((
+                provider_credentials::organization_id.eq(scope.organization_id()),
+                provider_credentials::provider.eq(provider),
+                provider_credentials::base_url.eq(base_url),
+                provider_credentials::sealed_key.eq(sealed_key),
+                provider_credentials::key_hint.eq(key_hint),
+                provider_credentials::created_at.eq(now),
+                provider_credentials::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    pub fn delete(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        provider: &str,
+    ) -> QueryResult<bool> {
+        diesel::delete(
+            provider_credentials::table
+                .filter(provider_credentials::organization_id.eq(scope.organization_id()))
+                .filter(provider_credentials::provider.eq(provider)),
+        )
+        .execute(conn)
+        .map(|n| n > 0)
+    }
+}

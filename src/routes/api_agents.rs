@@ -1,0 +1,701 @@
+//! JSON API for agents, their knowledge base and their conversations
+//! (`/api/v1/agents`, `/documents`, `/conversations`), for API keys and sessions.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::api::{ErrorJson, List};
+use crate::auth::extractors::{ApiCaller, client_ip};
+use crate::db::models::conversation::STATUSES;
+use crate::db::models::{
+    Agent, Conversation, ConversationFilter, Document, NewConversation, ProviderCredential,
+};
+use crate::domain::{AgentId, ConversationId, DocumentId, Permission};
+use crate::error::{AppError, AppResult};
+use crate::services::accounts::Actor;
+use crate::services::agents::{self, AgentForm};
+use crate::services::chat::Citation;
+use crate::services::knowledge::{self, ScoredPassage, SourceFormat, Upload};
+use crate::startup::AppState;
+
+fn iso(t: chrono::NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn actor<'a>(scope: &crate::domain::TenantScope, label: &'a str, ip: &'a str) -> Actor<'a> {
+    Actor {
+        user_id: scope.user_id(),
+        label,
+        ip,
+    }
+}
+
+fn require(caller: &ApiCaller, permission: Permission) -> AppResult<()> {
+    caller.require_write()?;
+    if caller.scope.role().can(permission) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("Your role does not allow this.".into()))
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentJson {
+    id: i64,
+    name: String,
+    slug: String,
+    greeting: String,
+    instructions: String,
+    provider: Option<String>,
+    model: Option<String>,
+    temperature: f64,
+    handoff_threshold: f64,
+    allowed_origins: Vec<String>,
+    enabled: bool,
+    chat_url: String,
+    created_at: String,
+}
+
+fn agent_json(a: Agent, org_slug: &str, base: &url::Url) -> AgentJson {
+    AgentJson {
+        chat_url: format!(
+            "{}/c/{org_slug}/{}",
+            base.as_str().trim_end_matches('/'),
+            a.slug
+        ),
+        allowed_origins: a.origins().map(str::to_string).collect(),
+        id: a.id.0,
+        name: a.name,
+        slug: a.slug,
+        greeting: a.greeting,
+        instructions: a.instructions,
+        provider: a.provider,
+        model: a.model,
+        temperature: a.temperature,
+        handoff_threshold: a.handoff_threshold,
+        enabled: a.enabled,
+        created_at: iso(a.created_at),
+    }
+}
+
+async fn org_slug(state: &AppState, caller: &ApiCaller) -> AppResult<String> {
+    let id = caller.scope.organization_id();
+    state
+        .db(move |conn| {
+            crate::db::models::Organization::find(conn, id)?
+                .map(|o| o.slug)
+                .ok_or(AppError::NotFound)
+        })
+        .await
+}
+
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", security(("api_key" = [])), responses((status = 200, body = List<AgentJson>)))]
+pub async fn list_agents(state: web::Data<AppState>, caller: ApiCaller) -> AppResult<HttpResponse> {
+    let scope = caller.scope.clone();
+    let list = state.db(move |conn| Ok(Agent::list(conn, &scope)?)).await?;
+    let slug = org_slug(&state, &caller).await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: list
+            .into_iter()
+            .map(|a| agent_json(a, &slug, &state.config.base_url))
+            .collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", security(("api_key" = [])), request_body = AgentForm,
+    responses((status = 201, body = AgentJson), (status = 422, body = ErrorJson)))]
+pub async fn create_agent(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    body: web::Json<AgentForm>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
+    let form = body.into_inner();
+    let agent = state
+        .db(move |conn| {
+            agents::create(conn, &scope, &actor(&scope, &label, &ip), &form).map_err(AppError::from)
+        })
+        .await?;
+    let slug = org_slug(&state, &caller).await?;
+    Ok(HttpResponse::Created().json(agent_json(agent, &slug, &state.config.base_url)))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = AgentJson), (status = 404, body = ErrorJson)))]
+pub async fn get_agent(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (scope, id) = (caller.scope.clone(), AgentId(path.into_inner()));
+    let agent = state
+        .db(move |conn| Agent::find(conn, &scope, id)?.ok_or(AppError::NotFound))
+        .await?;
+    let slug = org_slug(&state, &caller).await?;
+    Ok(HttpResponse::Ok().json(agent_json(agent, &slug, &state.config.base_url)))
+}
+
+#[utoipa::path(put, path = "/api/v1/agents/{id}", tag = "agents", security(("api_key" = [])), params(("id" = i64, Path)), request_body = AgentForm,
+    responses((status = 200, body = AgentJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
+pub async fn update_agent(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+    body: web::Json<AgentForm>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
+    let (id, form) = (AgentId(path.into_inner()), body.into_inner());
+    let agent = state
+        .db(move |conn| {
+            agents::update(conn, &scope, &actor(&scope, &label, &ip), id, &form)
+                .map_err(AppError::from)
+        })
+        .await?;
+    let slug = org_slug(&state, &caller).await?;
+    Ok(HttpResponse::Ok().json(agent_json(agent, &slug, &state.config.base_url)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorJson)))]
+pub async fn delete_agent(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
+    let id = AgentId(path.into_inner());
+    state
+        .db(move |conn| {
+            agents::delete(conn, &scope, &actor(&scope, &label, &ip), id).map_err(AppError::from)
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentJson {
+    id: i64,
+    agent_id: i64,
+    title: String,
+    format: String,
+    size_bytes: i32,
+    status: String,
+    chunk_count: i32,
+    error: Option<String>,
+    created_at: String,
+}
+
+fn document_json(d: Document) -> DocumentJson {
+    DocumentJson {
+        id: d.id.0,
+        agent_id: d.agent_id.0,
+        title: d.title,
+        format: d.format,
+        size_bytes: d.size_bytes,
+        status: d.status,
+        chunk_count: d.chunk_count,
+        error: d.error,
+        created_at: iso(d.created_at),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/documents", tag = "knowledge", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = List<DocumentJson>), (status = 404, body = ErrorJson)))]
+pub async fn list_documents(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (scope, id) = (caller.scope.clone(), AgentId(path.into_inner()));
+    let docs = state
+        .db(move |conn| {
+            Agent::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            Ok(Document::list(conn, &scope, id)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: docs.into_iter().map(document_json).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    title: Option<String>,
+    filename: Option<String>,
+}
+
+/// `POST /api/v1/agents/{id}/documents`: the file itself is the body, its type
+/// from `Content-Type` (or `?filename=`), its title from `?title=`.
+#[utoipa::path(post, path = "/api/v1/agents/{id}/documents", tag = "knowledge", security(("api_key" = [])),
+    params(("id" = i64, Path), ("title" = Option<String>, Query), ("filename" = Option<String>, Query)),
+    request_body(content = String, content_type = "text/plain", description = "The document: text/plain, text/markdown, text/html or application/pdf"),
+    responses((status = 201, body = DocumentJson), (status = 413, body = ErrorJson), (status = 415, body = ErrorJson), (status = 422, body = ErrorJson)))]
+pub async fn upload_document(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+    query: web::Query<UploadQuery>,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let query = query.into_inner();
+    let format = SourceFormat::from_upload(query.filename.as_deref(), content_type.as_deref())?;
+    let title = query
+        .title
+        .or(query.filename)
+        .unwrap_or_else(|| "Untitled document".into());
+    let upload = Upload {
+        title,
+        format,
+        bytes: body.to_vec(),
+    };
+    let doc = add(&state, &caller, AgentId(path.into_inner()), upload).await?;
+    Ok(HttpResponse::Created().json(document_json(doc)))
+}
+
+pub(crate) async fn add(
+    state: &AppState,
+    caller: &ApiCaller,
+    agent: AgentId,
+    upload: Upload,
+) -> AppResult<Document> {
+    let (scope, max) = (caller.scope.clone(), state.config.max_upload_bytes);
+    state
+        .db(move |conn| {
+            knowledge::add_document(conn, &scope, agent, upload, max).map_err(AppError::from)
+        })
+        .await
+}
+
+#[utoipa::path(delete, path = "/api/v1/documents/{id}", tag = "knowledge", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorJson)))]
+pub async fn delete_document(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let (scope, id) = (caller.scope.clone(), DocumentId(path.into_inner()));
+    state
+        .db(move |conn| knowledge::delete(conn, &scope, id).map_err(AppError::from))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/documents/{id}/reindex", tag = "knowledge", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 202), (status = 404, body = ErrorJson)))]
+pub async fn reindex_document(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let (scope, id) = (caller.scope.clone(), DocumentId(path.into_inner()));
+    state
+        .db(move |conn| knowledge::reindex(conn, &scope, id).map_err(AppError::from))
+        .await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "pending" })))
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PassageJson {
+    document_id: i64,
+    title: String,
+    heading: Option<String>,
+    content: String,
+    /// Share of the question's words in the passage, 0 to 1.
+    score: f64,
+    /// The full-text engine's own rank (bm25 or ts_rank_cd).
+    rank: f64,
+}
+
+pub(crate) async fn search(
+    state: &AppState,
+    scope: crate::domain::TenantScope,
+    agent: AgentId,
+    q: String,
+) -> AppResult<Vec<ScoredPassage>> {
+    state
+        .db(move |conn| {
+            let agent = Agent::find(conn, &scope, agent)?.ok_or(AppError::NotFound)?;
+            Ok(knowledge::retrieve(
+                conn,
+                scope.organization_id(),
+                agent.id,
+                &q,
+                5,
+            )?)
+        })
+        .await
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/search", tag = "knowledge", security(("api_key" = [])),
+    params(("id" = i64, Path), ("q" = String, Query)),
+    responses((status = 200, body = List<PassageJson>), (status = 404, body = ErrorJson)))]
+pub async fn search_agent(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+    query: web::Query<SearchQuery>,
+) -> AppResult<HttpResponse> {
+    let found = search(
+        &state,
+        caller.scope.clone(),
+        AgentId(path.into_inner()),
+        query.into_inner().q,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: found
+            .into_iter()
+            .map(|p| PassageJson {
+                document_id: p.passage.document_id.0,
+                title: p.passage.title,
+                heading: p.passage.heading,
+                content: p.passage.content,
+                score: p.score,
+                rank: p.passage.rank,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationJson {
+    id: i64,
+    agent_id: i64,
+    agent_name: Option<String>,
+    channel: String,
+    visitor_id: String,
+    status: String,
+    summary: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+fn conversation_json(c: Conversation, agent_name: Option<String>) -> ConversationJson {
+    ConversationJson {
+        id: c.id.0,
+        agent_id: c.agent_id.0,
+        agent_name,
+        channel: c.channel,
+        visitor_id: c.visitor_id,
+        status: c.status,
+        summary: c.summary,
+        created_at: iso(c.created_at),
+        updated_at: iso(c.updated_at),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ConversationQuery {
+    pub agent: Option<i64>,
+    pub status: Option<String>,
+    /// `YYYY-MM-DD`, inclusive.
+    pub from: Option<String>,
+    /// `YYYY-MM-DD`, inclusive.
+    pub to: Option<String>,
+    pub q: Option<String>,
+}
+
+impl ConversationQuery {
+    pub fn filter(&self) -> AppResult<ConversationFilter> {
+        let day = |raw: &Option<String>, name: &str| -> AppResult<Option<chrono::NaiveDate>> {
+            match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map(Some)
+                    .map_err(|_| {
+                        AppError::Validation(format!("{name} must be a date like 2026-11-23"))
+                    }),
+            }
+        };
+        let status = self.status.clone().filter(|s| !s.is_empty());
+        if let Some(s) = &status
+            && !STATUSES.contains(&s.as_str())
+        {
+            return Err(AppError::Validation(
+                "status must be open, escalated or resolved".into(),
+            ));
+        }
+        Ok(ConversationFilter {
+            agent_id: self.agent.map(AgentId),
+            status,
+            since: day(&self.from, "from")?.and_then(|d| d.and_hms_opt(0, 0, 0)),
+            until: day(&self.to, "to")?
+                .and_then(|d| d.succ_opt())
+                .and_then(|d| d.and_hms_opt(0, 0, 0)),
+            search: self.q.clone().filter(|q| !q.trim().is_empty()),
+            limit: 200,
+        })
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("api_key" = [])),
+    params(("agent" = Option<i64>, Query), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("q" = Option<String>, Query)),
+    responses((status = 200, body = List<ConversationJson>), (status = 422, body = ErrorJson)))]
+pub async fn list_conversations(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    query: web::Query<ConversationQuery>,
+) -> AppResult<HttpResponse> {
+    let filter = query.filter()?;
+    let scope = caller.scope.clone();
+    let rows = state
+        .db(move |conn| Ok(Conversation::list(conn, &scope, &filter)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: rows
+            .into_iter()
+            .map(|r| conversation_json(r.conversation, Some(r.agent_name)))
+            .collect(),
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageJson {
+    id: i64,
+    role: String,
+    content: String,
+    provider: Option<String>,
+    latency_ms: Option<i32>,
+    tokens_in: Option<i32>,
+    tokens_out: Option<i32>,
+    citations: Vec<Citation>,
+    handoff_offered: bool,
+    created_at: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = List<MessageJson>), (status = 404, body = ErrorJson)))]
+pub async fn list_messages(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (scope, id) = (caller.scope.clone(), ConversationId(path.into_inner()));
+    let messages = state
+        .db(move |conn| {
+            let c = Conversation::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            Ok(c.messages(conn)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: messages
+            .into_iter()
+            .map(|m| MessageJson {
+                id: m.id,
+                citations: serde_json::from_str(&m.citations).unwrap_or_default(),
+                role: m.role,
+                content: m.content,
+                provider: m.provider,
+                latency_ms: m.latency_ms,
+                tokens_in: m.tokens_in,
+                tokens_out: m.tokens_out,
+                handoff_offered: m.handoff_offered,
+                created_at: iso(m.created_at),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartConversation {
+    agent_id: i64,
+    /// Your id for the end user (8–64 letters, digits, `-`, `_`).
+    visitor_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/conversations", tag = "conversations", security(("api_key" = [])), request_body = StartConversation,
+    responses((status = 201, body = ConversationJson), (status = 404, body = ErrorJson)))]
+pub async fn start_conversation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    body: web::Json<StartConversation>,
+) -> AppResult<HttpResponse> {
+    caller.require_write()?;
+    let body = body.into_inner();
+    let scope = caller.scope.clone();
+    let ip = client_ip(&req);
+    let visitor = body
+        .visitor_id
+        .filter(|v| super::chat::valid_visitor_id(v))
+        .unwrap_or_else(|| format!("api_{}", caller.label.replace(' ', "_")));
+    let agent_id = AgentId(body.agent_id);
+    let conversation = state
+        .db(move |conn| {
+            let agent = Agent::find(conn, &scope, agent_id)?.ok_or(AppError::NotFound)?;
+            if !agent.enabled {
+                return Err(AppError::Validation("This agent is disabled.".into()));
+            }
+            // API conversations are reached with the key, not a visitor token.
+            let unusable = format!("api:{}", hex::encode(rand::random::<[u8; 16]>()));
+            Ok(Conversation::start(
+                conn,
+                scope.organization_id(),
+                &NewConversation {
+                    agent_id,
+                    channel: "api",
+                    visitor_id: &visitor,
+                    visitor_ip: &ip,
+                    token_hash: &unusable,
+                },
+            )?)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(conversation_json(conversation, None)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiMessage {
+    content: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)), request_body = ApiMessage,
+    responses((status = 200, description = "The reply as JSON, or as Server-Sent Events with `Accept: text/event-stream`", body = crate::services::chat::ReplyOutcome),
+        (status = 404, body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
+pub async fn send_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+    body: web::Json<ApiMessage>,
+) -> AppResult<HttpResponse> {
+    caller.require_write()?;
+    let (scope, id) = (caller.scope.clone(), ConversationId(path.into_inner()));
+    let (conversation, agent) = state
+        .db(move |conn| {
+            let c = Conversation::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            let agent = Agent::find(conn, &scope, c.agent_id)?.ok_or(AppError::NotFound)?;
+            Ok((c, agent))
+        })
+        .await?;
+    if !agent.enabled {
+        return Err(AppError::Validation("This agent is disabled.".into()));
+    }
+    let content = body.into_inner().content;
+    let conversation =
+        super::chat::accept_visitor_message(&state, conversation, content.clone(), client_ip(&req))
+            .await?;
+    super::chat::respond(&req, &state, conversation, agent, content).await
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderKeyJson {
+    provider: String,
+    base_url: Option<String>,
+    /// Only the last characters; the key itself is never shown again.
+    key_hint: String,
+    updated_at: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/provider-keys", tag = "agents", security(("api_key" = [])),
+    responses((status = 200, body = List<ProviderKeyJson>)))]
+pub async fn list_provider_keys(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+) -> AppResult<HttpResponse> {
+    let scope = caller.scope.clone();
+    let keys = state
+        .db(move |conn| Ok(ProviderCredential::list(conn, &scope)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(List {
+        data: keys
+            .into_iter()
+            .map(|k| ProviderKeyJson {
+                provider: k.provider,
+                base_url: k.base_url,
+                key_hint: k.key_hint,
+                updated_at: iso(k.updated_at),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderKeyForm {
+    pub api_key: String,
+    /// For OpenAI-compatible servers other than OpenAI (Mistral, Ollama, vLLM…).
+    pub base_url: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/provider-keys/{provider}", tag = "agents", security(("api_key" = [])),
+    params(("provider" = String, Path, description = "openai or anthropic")), request_body = ProviderKeyForm,
+    responses((status = 200, body = ProviderKeyJson), (status = 422, body = ErrorJson)))]
+pub async fn put_provider_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<String>,
+    body: web::Json<ProviderKeyForm>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
+    let provider = path.into_inner();
+    let form = body.into_inner();
+    let keyring = state.chat.keyring().clone();
+    let saved = state
+        .db(move |conn| {
+            let actor = actor(&scope, &label, &ip);
+            agents::save_provider_key(
+                conn,
+                &scope,
+                &actor,
+                &keyring,
+                &provider,
+                &form.api_key,
+                form.base_url.as_deref(),
+            )
+            .map_err(AppError::from)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(ProviderKeyJson {
+        provider: saved.provider,
+        base_url: saved.base_url,
+        key_hint: saved.key_hint,
+        updated_at: iso(saved.updated_at),
+    }))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_agents, create_agent, get_agent, update_agent, delete_agent, list_documents, upload_document,
+        delete_document, reindex_document, search_agent, list_conversations, list_messages, start_conversation,
+        send_message, list_provider_keys, put_provider_key,
+        super::chat::start, super::chat::transcript, super::chat::send, super::chat::escalate),
+    components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, ConversationJson, MessageJson,
+        StartConversation, ApiMessage, ProviderKeyJson, ProviderKeyForm, Citation, crate::services::chat::ReplyOutcome,
+        super::chat::StartChat, super::chat::ChatStarted, super::chat::PublicTranscript, super::chat::PublicMessage,
+        super::chat::SendMessage)),
+    tags((name = "agents"), (name = "knowledge"), (name = "conversations"), (name = "chat", description = "Public, for the chat page and the widget: no API key, a conversation token instead."))
+)]
+pub struct AgentsApiDoc;

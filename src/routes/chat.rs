@@ -1,0 +1,448 @@
+//! End-user surfaces: the public chat page `/c/{org}/{agent}` and the public chat
+//! API the page and the widget call (`/api/v1/chat/{org}/{agent}/…`). No cookies:
+//! a conversation is reached with the bearer token handed out when it started,
+//! and embedding sites are checked against the agent's allowed origins.
+
+use std::convert::Infallible;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::mpsc;
+
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use super::api::ErrorJson;
+use crate::auth::extractors::client_ip;
+use crate::db::models::conversation::RESOLVED;
+use crate::db::models::{Agent, Conversation, NewConversation, NewMessage, Organization};
+use crate::db::write_transaction;
+use crate::domain::{ConversationId, Slug};
+use crate::error::{AppError, AppResult};
+use crate::services::chat::{
+    self, Citation, MAX_MESSAGE_CHARS, ReplyEvent, ReplyOutcome, VISITOR_MESSAGES_PER_MINUTE,
+};
+use crate::startup::AppState;
+use crate::views::chat::ChatPage;
+
+pub const TOKEN_HEADER: &str = "X-Conversation-Token";
+
+/// The organization and agent named in the path, if both exist and are enabled.
+async fn resolve(state: &AppState, org: &str, agent: &str) -> AppResult<(Organization, Agent)> {
+    let (Ok(org_slug), Ok(agent_slug)) = (Slug::parse(org), Slug::parse(agent)) else {
+        return Err(AppError::NotFound);
+    };
+    let found = state
+        .db(move |conn| {
+            let Some(org) = Organization::find_by_slug(conn, &org_slug)? else {
+                return Ok(None);
+            };
+            let agent = Agent::public(conn, org.id, agent_slug.as_str())?;
+            Ok(agent.map(|a| (org, a)))
+        })
+        .await?;
+    match found {
+        Some((org, agent)) if !org.is_disabled() && agent.enabled => Ok((org, agent)),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// Same-origin requests (our own chat page) and the agent's allowed origins pass;
+/// a request without `Origin` is not from a browser page and passes too.
+fn check_origin(req: &HttpRequest, agent: &Agent) -> AppResult<()> {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(());
+    };
+    let host = req.connection_info().host().to_string();
+    let same_origin = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(&host));
+    if same_origin || agent.allows_origin(origin) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "This chat is not available on this site.".into(),
+        ))
+    }
+}
+
+/// Answers CORS preflights only for origins the agent allows.
+pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    let org = req.match_info().get("org").unwrap_or_default().to_string();
+    let agent = req
+        .match_info()
+        .get("agent")
+        .unwrap_or_default()
+        .to_string();
+    let (_, agent) = resolve(&state, &org, &agent).await?;
+    check_origin(&req, &agent)?;
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "content-type, accept, x-conversation-token",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+        .finish())
+}
+
+/// Middleware for the public chat API: lets the calling page read responses
+/// (errors included, so the widget can show "slow down"). Which origins may
+/// actually start or continue a conversation is decided by the handlers.
+pub async fn cors(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After, X-Correlation-Id"),
+        );
+    }
+    Ok(res)
+}
+
+pub async fn page(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> AppResult<ChatPage> {
+    let (org_slug, agent_slug) = path.into_inner();
+    let (org, agent) = resolve(&state, &org_slug, &agent_slug).await?;
+    Ok(ChatPage {
+        org_name: org.name,
+        org_slug,
+        agent_name: agent.name,
+        agent_slug,
+    })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartChat {
+    /// `page` or `widget`.
+    channel: Option<String>,
+    /// The browser's own id for the visitor, kept across conversations.
+    visitor_id: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatStarted {
+    conversation_id: i64,
+    /// Send it as `X-Conversation-Token` with every later call.
+    token: String,
+    visitor_id: String,
+    greeting: String,
+    agent_name: String,
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub(crate) fn valid_visitor_id(id: &str) -> bool {
+    (8..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations", tag = "chat",
+    params(("org" = String, Path), ("agent" = String, Path)), request_body = StartChat,
+    responses((status = 201, body = ChatStarted), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson)))]
+pub async fn start(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: Option<web::Json<StartChat>>,
+) -> AppResult<HttpResponse> {
+    let (org_slug, agent_slug) = path.into_inner();
+    let (org, agent) = resolve(&state, &org_slug, &agent_slug).await?;
+    check_origin(&req, &agent)?;
+    let body = body.map(web::Json::into_inner).unwrap_or(StartChat {
+        channel: None,
+        visitor_id: None,
+    });
+    let channel = match body.channel.as_deref() {
+        None | Some("widget") => "widget",
+        Some("page") => "page",
+        Some(_) => {
+            return Err(AppError::Validation(
+                "channel must be page or widget".into(),
+            ));
+        }
+    };
+    let visitor_id = body
+        .visitor_id
+        .filter(|v| valid_visitor_id(v))
+        .unwrap_or_else(|| format!("v_{}", hex::encode(rand::random::<[u8; 12]>())));
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let ip = client_ip(&req);
+    let conversation = {
+        let (visitor_id, hash) = (visitor_id.clone(), token_hash(&token));
+        let org_id = org.id;
+        let agent_id = agent.id;
+        state
+            .db(move |conn| {
+                Ok(Conversation::start(
+                    conn,
+                    org_id,
+                    &NewConversation {
+                        agent_id,
+                        channel,
+                        visitor_id: &visitor_id,
+                        visitor_ip: &ip,
+                        token_hash: &hash,
+                    },
+                )?)
+            })
+            .await?
+    };
+    Ok(HttpResponse::Created().json(ChatStarted {
+        conversation_id: conversation.id.0,
+        token,
+        visitor_id,
+        greeting: agent.greeting,
+        agent_name: agent.name,
+    }))
+}
+
+/// The conversation named in the path, if the caller holds its token.
+async fn conversation(
+    req: &HttpRequest,
+    state: &AppState,
+    org: &str,
+    agent: &str,
+    id: i64,
+) -> AppResult<(Agent, Conversation)> {
+    let (org, agent) = resolve(state, org, agent).await?;
+    check_origin(req, &agent)?;
+    let token = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AppError::NotFound)?;
+    let expected = token_hash(token);
+    let org_id = org.id;
+    let found = state
+        .db(move |conn| Ok(Conversation::find_in(conn, org_id, ConversationId(id))?))
+        .await?
+        .filter(|c| c.agent_id == agent.id)
+        .filter(|c| bool::from(c.token_hash.as_bytes().ct_eq(expected.as_bytes())));
+    // A wrong token and a wrong id look the same: nothing to probe.
+    found.map(|c| (agent, c)).ok_or(AppError::NotFound)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicMessage {
+    role: String,
+    content: String,
+    citations: Vec<Citation>,
+    handoff_offered: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicTranscript {
+    status: String,
+    messages: Vec<PublicMessage>,
+}
+
+#[utoipa::path(get, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/messages", tag = "chat",
+    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, body = PublicTranscript), (status = 404, body = ErrorJson)))]
+pub async fn transcript(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, i64)>,
+) -> AppResult<HttpResponse> {
+    let (org, agent, id) = path.into_inner();
+    let (_, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;
+    let status = conversation.status.clone();
+    let messages = state
+        .db(move |conn| Ok(conversation.messages(conn)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(PublicTranscript {
+        status,
+        messages: messages
+            .into_iter()
+            .map(|m| PublicMessage {
+                citations: serde_json::from_str(&m.citations).unwrap_or_default(),
+                role: m.role,
+                content: m.content,
+                handoff_offered: m.handoff_offered,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    content: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/messages", tag = "chat",
+    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)), request_body = SendMessage,
+    responses((status = 200, description = "The reply: JSON, or Server-Sent Events (`delta`, `done`) with `Accept: text/event-stream`", body = ReplyOutcome),
+        (status = 404, body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
+pub async fn send(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, i64)>,
+    body: web::Json<SendMessage>,
+) -> AppResult<HttpResponse> {
+    let (org, agent, id) = path.into_inner();
+    let (agent, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;
+    let content = body.into_inner().content;
+    let ip = client_ip(&req);
+    let conversation = accept_visitor_message(&state, conversation, content.clone(), ip).await?;
+    respond(&req, &state, conversation, agent, content).await
+}
+
+/// Validates, rate-limits and stores a visitor's message.
+pub(crate) async fn accept_visitor_message(
+    state: &AppState,
+    conversation: Conversation,
+    content: String,
+    ip: String,
+) -> AppResult<Conversation> {
+    let trimmed = content.trim();
+    if trimmed.is_empty() {
+        return Err(AppError::Validation("The message is empty.".into()));
+    }
+    if trimmed.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(AppError::Validation(format!(
+            "A message can be at most {MAX_MESSAGE_CHARS} characters."
+        )));
+    }
+    if conversation.status == RESOLVED {
+        return Err(AppError::Validation(
+            "This conversation is closed; please start a new one.".into(),
+        ));
+    }
+    let per_ip = i64::from(state.config.rate_limit_per_minute);
+    let content = trimmed.to_string();
+    state
+        .db(move |conn| {
+            write_transaction(conn, |conn| {
+                let since = crate::domain::now() - chrono::TimeDelta::minutes(1);
+                let (by_visitor, by_ip) = Conversation::recent_visitor_messages(
+                    conn,
+                    &conversation.visitor_id,
+                    &ip,
+                    since,
+                )?;
+                if by_visitor >= VISITOR_MESSAGES_PER_MINUTE || by_ip >= per_ip {
+                    return Err(AppError::TooManyRequests {
+                        message: "You are sending messages too quickly. Please wait a moment and try again.".into(),
+                        retry_after_secs: 60,
+                    });
+                }
+                conversation.add_message(
+                    conn,
+                    &NewMessage {
+                        role: "visitor",
+                        content: &content,
+                        provider: None,
+                        latency_ms: None,
+                        tokens_in: None,
+                        tokens_out: None,
+                        citations: "[]",
+                        handoff_offered: false,
+                    },
+                )?;
+                Ok(conversation)
+            })
+        })
+        .await
+}
+
+/// Starts the reply and answers with its stream (SSE) or, when the caller does
+/// not accept a stream, with the finished reply as JSON.
+pub(crate) async fn respond(
+    req: &HttpRequest,
+    state: &AppState,
+    conversation: Conversation,
+    agent: Agent,
+    question: String,
+) -> AppResult<HttpResponse> {
+    let wants_stream = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let (tx, rx) = mpsc::channel::<ReplyEvent>(64);
+    // The reply runs on its own: a visitor who closes the tab still gets an
+    // answer stored for the team to read.
+    let engine = state.chat.clone();
+    let pool = state.pool.clone();
+    let task = actix_web::rt::spawn(async move {
+        engine
+            .reply(pool, conversation, agent, question, tx)
+            .await
+            .map_err(|e| tracing::error!(error = %e, "reply failed"))
+    });
+    if wants_stream {
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            // Explicit so the compression middleware does not buffer the stream.
+            .insert_header((header::CONTENT_ENCODING, "identity"))
+            .insert_header(("X-Accel-Buffering", "no"))
+            .streaming(sse(rx)));
+    }
+    drop(rx);
+    match task.await {
+        Ok(Ok(outcome)) => Ok(HttpResponse::Ok().json(outcome)),
+        _ => Err(AppError::internal("the reply could not be produced")),
+    }
+}
+
+fn sse(
+    rx: mpsc::Receiver<ReplyEvent>,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, Infallible>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let frame = match event {
+            ReplyEvent::Delta(text) => {
+                format!(
+                    "event: delta\ndata: {}\n\n",
+                    serde_json::json!({ "text": text })
+                )
+            }
+            ReplyEvent::Done(outcome) => format!(
+                "event: done\ndata: {}\n\n",
+                serde_json::to_string(&outcome).unwrap_or_default()
+            ),
+        };
+        Some((Ok(web::Bytes::from(frame)), rx))
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/escalate", tag = "chat",
+    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)),
+    responses((status = 200, description = "The conversation is escalated"), (status = 404, body = ErrorJson)))]
+pub async fn escalate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, i64)>,
+) -> AppResult<HttpResponse> {
+    let (org, agent, id) = path.into_inner();
+    let (_, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;
+    state
+        .db(move |conn| Ok(chat::escalate(conn, &conversation)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "escalated" })))
+}

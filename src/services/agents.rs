@@ -1,0 +1,366 @@
+//! Creating and configuring agents and the organization's provider keys, each
+//! change validated once here and written to the audit log.
+
+use serde::Deserialize;
+
+use crate::crypto::{Keyring, hint};
+use crate::db::models::{Agent, AgentSettings, ProviderCredential};
+use crate::db::{DbConnection, write_transaction};
+use crate::domain::{AgentId, Slug, TenantScope};
+use crate::services::accounts::{Actor, audit};
+use crate::services::chat::credential_context;
+use crate::services::chat::providers::ProviderKind;
+
+/// The agent settings as a person or a script sends them.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentForm {
+    pub name: String,
+    /// Defaults to one made from the name; fixed once created.
+    #[serde(default)]
+    pub slug: Option<String>,
+    #[serde(default)]
+    pub greeting: Option<String>,
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// `builtin`, `openai` or `anthropic`; empty means the server's default.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// 0 to 1: below this share of the question found in the best passage, offer a person.
+    #[serde(default)]
+    pub handoff_threshold: Option<f64>,
+    /// Origins (`https://shop.example`) allowed to embed the widget.
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{field} {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+impl AgentError {
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The form field the problem belongs to, for errors beside the field.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+const MAX_GREETING: usize = 500;
+const MAX_INSTRUCTIONS: usize = 4000;
+
+fn origin(raw: &str) -> Result<String, AgentError> {
+    let parsed = url::Url::parse(raw.trim()).map_err(|_| {
+        AgentError::invalid(
+            "allowedOrigins",
+            format!("{raw:?} is not a URL like https://shop.example"),
+        )
+    })?;
+    let ok = matches!(parsed.scheme(), "http" | "https")
+        && parsed.host_str().is_some()
+        && parsed.path() == "/"
+        && parsed.query().is_none();
+    if !ok {
+        return Err(AgentError::invalid(
+            "allowedOrigins",
+            format!("{raw:?} must be an origin only, like https://shop.example"),
+        ));
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
+/// Validates the form into settings; `None` fields keep `current`'s values.
+fn settings(form: &AgentForm, current: Option<&Agent>) -> Result<AgentSettings, AgentError> {
+    let name = form.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(AgentError::invalid("name", "must be 1 to 80 characters"));
+    }
+    let text = |value: &Option<String>, old: Option<&String>, field, max: usize| {
+        let v = value
+            .clone()
+            .or_else(|| old.cloned())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if v.chars().count() > max {
+            Err(AgentError::invalid(
+                field,
+                format!("can be at most {max} characters"),
+            ))
+        } else {
+            Ok(v)
+        }
+    };
+    let greeting = text(
+        &form.greeting,
+        current.map(|a| &a.greeting),
+        "greeting",
+        MAX_GREETING,
+    )?;
+    let greeting = if greeting.is_empty() {
+        format!("Hi! I'm {name}. How can I help?")
+    } else {
+        greeting
+    };
+    let instructions = text(
+        &form.instructions,
+        current.map(|a| &a.instructions),
+        "instructions",
+        MAX_INSTRUCTIONS,
+    )?;
+    let provider = match form.provider.as_deref().map(str::trim) {
+        None => current.and_then(|a| a.provider.clone()),
+        Some("") => None,
+        Some(p) => Some(
+            ProviderKind::parse(p)
+                .ok_or_else(|| {
+                    AgentError::invalid("provider", "must be builtin, openai or anthropic")
+                })?
+                .as_str()
+                .to_string(),
+        ),
+    };
+    let model = match form.model.as_deref().map(str::trim) {
+        None => current.and_then(|a| a.model.clone()),
+        Some("") => None,
+        Some(m) if m.len() > 100 => {
+            return Err(AgentError::invalid(
+                "model",
+                "can be at most 100 characters",
+            ));
+        }
+        Some(m) => Some(m.to_string()),
+    };
+    let temperature = form
+        .temperature
+        .or(current.map(|a| a.temperature))
+        .unwrap_or(0.2);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(AgentError::invalid(
+            "temperature",
+            "must be between 0 and 2",
+        ));
+    }
+    let handoff_threshold = form
+        .handoff_threshold
+        .or(current.map(|a| a.handoff_threshold))
+        .unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&handoff_threshold) {
+        return Err(AgentError::invalid(
+            "handoffThreshold",
+            "must be between 0 and 1",
+        ));
+    }
+    let allowed_origins = match &form.allowed_origins {
+        None => current
+            .map(|a| a.allowed_origins.clone())
+            .unwrap_or_default(),
+        Some(list) => {
+            if list.len() > 20 {
+                return Err(AgentError::invalid(
+                    "allowedOrigins",
+                    "can list at most 20 origins",
+                ));
+            }
+            list.iter()
+                .filter(|o| !o.trim().is_empty())
+                .map(|o| origin(o))
+                .collect::<Result<Vec<_>, _>>()?
+                .join("\n")
+        }
+    };
+    Ok(AgentSettings {
+        name,
+        greeting,
+        instructions,
+        provider,
+        model,
+        temperature,
+        handoff_threshold,
+        allowed_origins,
+        enabled: form.enabled.or(current.map(|a| a.enabled)).unwrap_or(true),
+    })
+}
+
+pub fn create(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    form: &AgentForm,
+) -> Result<Agent, AgentError> {
+    let settings = settings(form, None)?;
+    let raw_slug = form
+        .slug
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| slugify(&settings.name));
+    let slug = Slug::parse(&raw_slug).map_err(|e| AgentError::invalid("slug", e.0))?;
+    write_transaction(conn, |conn| {
+        if Agent::slug_taken(conn, scope, &slug)? {
+            return Err(AgentError::invalid(
+                "slug",
+                "is already used by another agent",
+            ));
+        }
+        let agent = Agent::create(conn, scope, &slug, &settings)?;
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "agent.created",
+            Some(&agent.slug),
+            None,
+        )?;
+        Ok(agent)
+    })
+}
+
+pub fn update(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: AgentId,
+    form: &AgentForm,
+) -> Result<Agent, AgentError> {
+    write_transaction(conn, |conn| {
+        let current = Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)?;
+        let settings = settings(form, Some(&current))?;
+        Agent::update(conn, scope, id, &settings)?;
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "agent.updated",
+            Some(&current.slug),
+            None,
+        )?;
+        Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)
+    })
+}
+
+pub fn delete(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: AgentId,
+) -> Result<(), AgentError> {
+    write_transaction(conn, |conn| {
+        let agent = Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)?;
+        Agent::delete(conn, scope, id)?;
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "agent.deleted",
+            Some(&agent.slug),
+            None,
+        )?;
+        Ok(())
+    })
+}
+
+/// Seals and stores the organization's key for a remote provider.
+#[allow(clippy::too_many_arguments)]
+pub fn save_provider_key(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    keyring: &Keyring,
+    provider: &str,
+    api_key: &str,
+    base_url: Option<&str>,
+) -> Result<ProviderCredential, AgentError> {
+    let kind = ProviderKind::parse(provider)
+        .filter(|k| *k != ProviderKind::Builtin)
+        .ok_or_else(|| AgentError::invalid("provider", "must be openai or anthropic"))?;
+    let api_key = api_key.trim();
+    if api_key.len() < 8 || api_key.len() > 400 || api_key.chars().any(char::is_whitespace) {
+        return Err(AgentError::invalid(
+            "apiKey",
+            "does not look like an API key",
+        ));
+    }
+    let base_url = match base_url.map(str::trim).filter(|b| !b.is_empty()) {
+        None => None,
+        Some(raw) => {
+            let url = url::Url::parse(raw).map_err(|_| {
+                AgentError::invalid("baseUrl", "must be a URL like https://api.mistral.ai")
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(AgentError::invalid(
+                    "baseUrl",
+                    "must start with http:// or https://",
+                ));
+            }
+            Some(url.as_str().trim_end_matches('/').to_string())
+        }
+    };
+    let sealed = keyring
+        .seal(api_key, &credential_context(scope.organization_id(), kind))
+        .map_err(|e| AgentError::invalid("apiKey", e.to_string()))?;
+    write_transaction(conn, |conn| {
+        ProviderCredential::save(
+            conn,
+            scope,
+            kind.as_str(),
+            base_url.as_deref(),
+            &sealed,
+            &hint(api_key),
+        )?;
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "provider_key.saved",
+            Some(kind.as_str()),
+            None,
+        )?;
+        ProviderCredential::find(conn, scope.organization_id(), kind.as_str())?
+            .ok_or(AgentError::NotFound)
+    })
+}
+
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug
+        .trim_end_matches('-')
+        .chars()
+        .take(40)
+        .collect::<String>();
+    if slug.len() < 2 {
+        "agent".to_string()
+    } else {
+        slug
+    }
+}

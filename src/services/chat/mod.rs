@@ -1,0 +1,518 @@
+//! The chat engine: retrieval, one provider per agent (builtin, OpenAI-compatible
+//! or Anthropic), streamed replies, persistence, hand-off and summaries. A remote
+//! provider that fails degrades to the builtin answer plus the hand-off offer.
+
+pub mod builtin;
+pub mod prompt;
+pub mod providers;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, LlmProvider};
+use crate::crypto::Keyring;
+use crate::db::models::conversation::{ESCALATED, RESOLVED};
+use crate::db::models::{Agent, Conversation, NewMessage, ProviderCredential};
+use crate::db::{DbConnection, DbPool, write_transaction};
+use crate::domain::{ConversationId, OrganizationId};
+use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
+use crate::services::knowledge::{self, ScoredPassage};
+use providers::{ChatRequest, ProviderKind, RemoteProvider, RemoteSettings, Role, Turn};
+
+/// Passages retrieved per question.
+const PASSAGES: usize = 4;
+/// Earlier messages sent to a remote model as context.
+const HISTORY: usize = 10;
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// Per visitor id, across instances (counted in the database).
+pub const VISITOR_MESSAGES_PER_MINUTE: i64 = 12;
+
+/// A source quoted in a reply: `[n]` in the text refers to `n` here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Citation {
+    pub n: usize,
+    pub document_id: i64,
+    pub title: String,
+    pub heading: Option<String>,
+    pub score: f64,
+}
+
+impl Citation {
+    fn from_passage(n: usize, p: &ScoredPassage) -> Self {
+        Self {
+            n,
+            document_id: p.passage.document_id.0,
+            title: p.passage.title.clone(),
+            heading: p.passage.heading.clone(),
+            score: (p.score * 100.0).round() / 100.0,
+        }
+    }
+}
+
+/// What a reply sends to its listener while it is produced.
+#[derive(Debug, Clone)]
+pub enum ReplyEvent {
+    Delta(String),
+    Done(ReplyOutcome),
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyOutcome {
+    pub message_id: i64,
+    pub content: String,
+    pub citations: Vec<Citation>,
+    pub handoff_offered: bool,
+    pub latency_ms: i64,
+    pub provider: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+    #[error("database: {0}")]
+    Pool(String),
+}
+
+/// Server-wide provider defaults (`LLM_*`) and the keyring that opens the
+/// organizations' own provider keys.
+pub struct ChatEngine {
+    default_kind: ProviderKind,
+    default_base_url: Option<String>,
+    default_api_key: Option<String>,
+    default_model: Option<String>,
+    keyring: Keyring,
+    idle: Duration,
+}
+
+impl ChatEngine {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            default_kind: match config.llm.provider {
+                LlmProvider::Builtin => ProviderKind::Builtin,
+                LlmProvider::OpenAi => ProviderKind::OpenAi,
+                LlmProvider::Anthropic => ProviderKind::Anthropic,
+            },
+            default_base_url: config.llm.base_url.as_ref().map(|u| u.to_string()),
+            default_api_key: config.llm.api_key.as_ref().map(|k| k.expose().clone()),
+            default_model: config.llm.model.clone(),
+            keyring: config.keyring(),
+            idle: config.conversation_idle,
+        }
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// The provider an agent uses: its own choice or the server's, with the
+    /// organization's key when it stored one. `None` means builtin.
+    fn remote_for(
+        &self,
+        conn: &mut DbConnection,
+        agent: &Agent,
+    ) -> Result<Option<RemoteProvider>, ChatError> {
+        let kind = agent
+            .provider
+            .as_deref()
+            .and_then(ProviderKind::parse)
+            .unwrap_or(self.default_kind);
+        if kind == ProviderKind::Builtin {
+            return Ok(None);
+        }
+        let stored = ProviderCredential::find(conn, agent.organization_id, kind.as_str())?;
+        let (base_url, api_key) = match stored {
+            Some(cred) => {
+                let context = credential_context(agent.organization_id, kind);
+                match self.keyring.open(&cred.sealed_key, &context) {
+                    Ok(key) => (cred.base_url, Some(key)),
+                    Err(e) => {
+                        tracing::error!(error = %e, provider = kind.as_str(), "stored provider key cannot be opened; answering with builtin");
+                        return Ok(None);
+                    }
+                }
+            }
+            None if kind == self.default_kind => {
+                (self.default_base_url.clone(), self.default_api_key.clone())
+            }
+            None => (None, None),
+        };
+        if base_url.is_none() && api_key.is_none() {
+            tracing::warn!(
+                provider = kind.as_str(),
+                "no key or base URL for this provider; answering with builtin"
+            );
+            return Ok(None);
+        }
+        let base_url = base_url.unwrap_or_else(|| default_base_url(kind).to_string());
+        let model = agent
+            .model
+            .clone()
+            .filter(|m| !m.trim().is_empty())
+            .or_else(|| self.default_model.clone())
+            .unwrap_or_else(|| default_model(kind).to_string());
+        let settings = RemoteSettings {
+            base_url,
+            api_key,
+            model,
+            ..RemoteSettings::default()
+        };
+        match RemoteProvider::new(kind, settings) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                tracing::error!(error = %e, "provider settings are unusable; answering with builtin");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Answers the conversation's newest visitor message. Deltas and the final
+    /// outcome go to `events`; the reply is stored even if the listener left.
+    pub async fn reply(
+        self: Arc<Self>,
+        pool: DbPool,
+        conversation: Conversation,
+        agent: Agent,
+        question: String,
+        events: mpsc::Sender<ReplyEvent>,
+    ) -> Result<ReplyOutcome, ChatError> {
+        let started = Instant::now();
+        let engine = self.clone();
+        let (org, agent_id) = (agent.organization_id, agent.id);
+        let (passages, history, remote, agent) = db(&pool, {
+            let question = question.clone();
+            let conversation = conversation.clone();
+            move |conn| {
+                let passages = knowledge::retrieve(conn, org, agent_id, &question, PASSAGES)?;
+                let history = conversation.messages(conn)?;
+                let remote = engine.remote_for(conn, &agent)?;
+                Ok((passages, history, remote, agent))
+            }
+        })
+        .await?;
+
+        let terms = knowledge::text::terms(&question);
+        let threshold = agent.handoff_threshold;
+        let (text, citations, handoff, provider, usage) = match remote {
+            None => {
+                let a = builtin::answer(&terms, &passages, threshold);
+                for piece in builtin::pieces(&a.text) {
+                    let _ = events.send(ReplyEvent::Delta(piece)).await;
+                }
+                (a.text, a.citations, a.handoff, "builtin".to_string(), None)
+            }
+            Some(remote) => {
+                let request = prompt::request(&agent, &passages, &history, HISTORY);
+                let (tx, mut rx) = mpsc::channel::<String>(64);
+                let forward = {
+                    let events = events.clone();
+                    async move {
+                        let mut text = String::new();
+                        while let Some(delta) = rx.recv().await {
+                            text.push_str(&delta);
+                            let _ = events.send(ReplyEvent::Delta(delta)).await;
+                        }
+                        text
+                    }
+                };
+                let (result, text) = tokio::join!(remote.stream(&request, tx), forward);
+                let best = passages.first().map_or(0.0, |p| p.score);
+                let cited = prompt::cited(&text, &passages);
+                match result {
+                    Ok(usage) if !text.trim().is_empty() => (
+                        text,
+                        cited,
+                        best < threshold,
+                        remote.kind().as_str().to_string(),
+                        Some(usage),
+                    ),
+                    outcome => {
+                        if let Err(e) = &outcome {
+                            tracing::warn!(error = %e, provider = remote.kind().as_str(), "provider failed; answering with builtin");
+                        }
+                        let fallback = builtin::answer(&terms, &passages, threshold);
+                        let mut full = text;
+                        let addition = if full.trim().is_empty() {
+                            fallback.text.clone()
+                        } else {
+                            format!("\n\n_The answer was interrupted._ {}", builtin::OFFER)
+                        };
+                        let _ = events.send(ReplyEvent::Delta(addition.clone())).await;
+                        full.push_str(&addition);
+                        let citations = if cited.is_empty() {
+                            fallback.citations
+                        } else {
+                            cited
+                        };
+                        (full, citations, true, "builtin".to_string(), None)
+                    }
+                }
+            }
+        };
+
+        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let citations_json = serde_json::to_string(&citations).unwrap_or_else(|_| "[]".into());
+        let idle = self.idle;
+        let stored = db(&pool, {
+            let text = text.clone();
+            let provider = provider.clone();
+            move |conn| {
+                write_transaction(conn, |conn| {
+                    let message = conversation.add_message(
+                        conn,
+                        &NewMessage {
+                            role: "agent",
+                            content: &text,
+                            provider: Some(&provider),
+                            latency_ms: Some(i32::try_from(latency_ms).unwrap_or(i32::MAX)),
+                            tokens_in: usage.map(|u| clamp(u.input_tokens)),
+                            tokens_out: usage.map(|u| clamp(u.output_tokens)),
+                            citations: &citations_json,
+                            handoff_offered: handoff,
+                        },
+                    )?;
+                    schedule_summary(conn, conversation.id, message.id, idle)?;
+                    Ok::<_, ChatError>(message)
+                })
+            }
+        })
+        .await?;
+
+        let outcome = ReplyOutcome {
+            message_id: stored.id,
+            content: text,
+            citations,
+            handoff_offered: handoff,
+            latency_ms,
+            provider,
+        };
+        let _ = events.send(ReplyEvent::Done(outcome.clone())).await;
+        Ok(outcome)
+    }
+
+    /// A short account of the conversation: the provider's, or an extractive one.
+    async fn summarize(
+        &self,
+        remote: Option<RemoteProvider>,
+        agent: &Agent,
+        messages: &[crate::db::models::Message],
+    ) -> String {
+        if let Some(remote) = remote {
+            let request = prompt::summary_request(agent, messages);
+            let (tx, mut rx) = mpsc::channel::<String>(64);
+            let collect = async move {
+                let mut text = String::new();
+                while let Some(d) = rx.recv().await {
+                    text.push_str(&d);
+                }
+                text
+            };
+            let (result, text) = tokio::join!(remote.stream(&request, tx), collect);
+            match result {
+                Ok(_) if !text.trim().is_empty() => return text.trim().to_string(),
+                Ok(_) => tracing::warn!("provider returned an empty summary"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "provider could not summarize; using an extractive summary")
+                }
+            }
+        }
+        extractive_summary(messages)
+    }
+}
+
+fn clamp(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+pub fn credential_context(org: OrganizationId, kind: ProviderKind) -> String {
+    format!("provider-credential:{org}:{}", kind.as_str())
+}
+
+pub fn default_base_url(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Anthropic => "https://api.anthropic.com",
+        _ => "https://api.openai.com",
+    }
+}
+
+pub fn default_model(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Anthropic => "claude-3-5-haiku-latest",
+        _ => "gpt-4o-mini",
+    }
+}
+
+async fn db<T: Send + 'static>(
+    pool: &DbPool,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, ChatError> + Send + 'static,
+) -> Result<T, ChatError> {
+    let pool = pool.clone();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut conn = pool.get().map_err(|e| ChatError::Pool(e.to_string()))?;
+        work(&mut conn)
+    })
+    .await
+    .map_err(|e| ChatError::Pool(e.to_string()))?
+}
+
+/// "Talk to a person": the team picks the conversation up from here.
+pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel::QueryResult<()> {
+    if conversation.status != ESCALATED && conversation.status != RESOLVED {
+        conversation.set_status(conn, ESCALATED)?;
+    }
+    Ok(())
+}
+
+/// Queues the summary for when the conversation has been quiet for `idle`; a
+/// later message queues a later one, and the earlier finds itself outdated.
+fn schedule_summary(
+    conn: &mut DbConnection,
+    conversation: ConversationId,
+    last_message: i64,
+    idle: Duration,
+) -> diesel::QueryResult<()> {
+    let run_at = crate::domain::now()
+        + chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::minutes(10));
+    let key = format!("summary:{conversation}:{last_message}");
+    jobs::enqueue(
+        conn,
+        &SummarizeConversation {
+            conversation_id: conversation,
+            organization_id: None,
+            last_message_id: last_message,
+        },
+        EnqueueOptions {
+            run_at: Some(run_at),
+            idempotency_key: Some(&key),
+        },
+    )
+    .map(|_| ())
+}
+
+pub fn extractive_summary(messages: &[crate::db::models::Message]) -> String {
+    let first = messages
+        .iter()
+        .find(|m| m.role == "visitor")
+        .map(|m| truncate(m.content.trim(), 160));
+    let visitor = messages.iter().filter(|m| m.role == "visitor").count();
+    let handoff = messages.iter().any(|m| m.handoff_offered);
+    let mut sources: Vec<String> = messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<Vec<Citation>>(&m.citations).ok())
+        .flatten()
+        .map(|c| c.title)
+        .collect();
+    sources.dedup();
+    sources.truncate(3);
+    let mut summary = match first {
+        Some(q) => format!("The visitor asked: \u{201c}{q}\u{201d}."),
+        None => "No question was asked.".to_string(),
+    };
+    summary.push_str(&format!(
+        " {visitor} visitor message{} in total.",
+        if visitor == 1 { "" } else { "s" }
+    ));
+    if !sources.is_empty() {
+        summary.push_str(&format!(" Answered from: {}.", sources.join(", ")));
+    }
+    if handoff {
+        summary.push_str(" A person was offered.");
+    }
+    summary
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// Writes a conversation's summary once it went quiet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SummarizeConversation {
+    pub conversation_id: ConversationId,
+    /// Unused; kept optional so the payload can grow without breaking queued jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrganizationId>,
+    pub last_message_id: i64,
+}
+
+impl Job for SummarizeConversation {
+    const KIND: &'static str = "conversation.summarize";
+    const MAX_ATTEMPTS: i32 = 4;
+}
+
+impl SummarizeConversation {
+    pub async fn run(self, ctx: &JobContext) -> Result<(), JobFailure> {
+        let id = self.conversation_id;
+        let engine = ctx.chat.clone();
+        let loaded = db(&ctx.pool, move |conn| {
+            use diesel::prelude::*;
+            let Some(conversation) = crate::db::schema::conversations::table
+                .find(id)
+                .select(Conversation::as_select())
+                .first(conn)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            if conversation.last_message_id(conn)? != Some(self.last_message_id) {
+                // The conversation went on; a later job summarizes it.
+                return Ok(None);
+            }
+            let agent = crate::db::schema::agents::table
+                .find(conversation.agent_id)
+                .select(Agent::as_select())
+                .first(conn)?;
+            let messages = conversation.messages(conn)?;
+            let remote = engine.remote_for(conn, &agent)?;
+            Ok(Some((conversation, agent, messages, remote)))
+        })
+        .await
+        .map_err(JobFailure::retry)?;
+        let Some((conversation, agent, messages, remote)) = loaded else {
+            return Ok(());
+        };
+        let summary = ctx.chat.summarize(remote, &agent, &messages).await;
+        db(&ctx.pool, move |conn| {
+            conversation.set_summary(conn, &summary)?;
+            Ok(())
+        })
+        .await
+        .map_err(JobFailure::retry)?;
+        tracing::info!(conversation = %id, "conversation summarized");
+        Ok(())
+    }
+}
+
+/// Keeps chat turns from `providers` in one vocabulary with stored messages.
+pub(crate) fn turns(history: &[crate::db::models::Message], limit: usize) -> Vec<Turn> {
+    let skip = history.len().saturating_sub(limit);
+    history
+        .iter()
+        .skip(skip)
+        .map(|m| Turn {
+            role: if m.role == "visitor" {
+                Role::User
+            } else {
+                Role::Assistant
+            },
+            content: m.content.clone(),
+        })
+        .collect()
+}
+
+pub(crate) fn new_request(system: String, turns: Vec<Turn>, temperature: f64) -> ChatRequest {
+    ChatRequest {
+        system,
+        turns,
+        temperature,
+        max_tokens: 800,
+    }
+}

@@ -1,0 +1,257 @@
+//! An agent's knowledge base: documents in, text extracted at upload, split and
+//! full-text indexed by a job, searched with scores the chat engine can trust.
+
+pub mod text;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::models::knowledge::{self, FAILED, INDEXING, READY};
+use crate::db::models::{Agent, Document, Passage};
+use crate::db::{DbConnection, write_transaction};
+use crate::domain::{AgentId, DocumentId, OrganizationId, TenantScope};
+use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
+pub use text::{ACCEPTED, SourceFormat, TextError};
+
+/// About a paragraph or two: small enough to quote, big enough to answer.
+const CHUNK_CHARS: usize = 900;
+const CHUNK_OVERLAP: usize = 150;
+pub const MAX_TITLE_CHARS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KnowledgeError {
+    #[error(transparent)]
+    Text(#[from] TextError),
+    #[error("the file is larger than the {limit} bytes this server accepts")]
+    TooLarge { limit: u64 },
+    #[error("a title is required (at most {MAX_TITLE_CHARS} characters)")]
+    Title,
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+/// What a person uploaded or pasted, before extraction.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub title: String,
+    pub format: SourceFormat,
+    pub bytes: Vec<u8>,
+}
+
+/// Extracts the text now (so a bad file is refused while the person is still
+/// there) and leaves the splitting and indexing to a job, enqueued with the row.
+pub fn add_document(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    agent_id: AgentId,
+    upload: Upload,
+    max_bytes: u64,
+) -> Result<Document, KnowledgeError> {
+    let size = upload.bytes.len() as u64;
+    if size > max_bytes {
+        return Err(KnowledgeError::TooLarge { limit: max_bytes });
+    }
+    let title = upload.title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(KnowledgeError::Title);
+    }
+    let content = text::extract(upload.format, &upload.bytes)?;
+    let size = i32::try_from(size).unwrap_or(i32::MAX);
+    write_transaction(conn, |conn| {
+        Agent::find(conn, scope, agent_id)?.ok_or(KnowledgeError::NotFound)?;
+        let doc = Document::create(
+            conn,
+            scope,
+            agent_id,
+            title,
+            upload.format.as_str(),
+            size,
+            &content,
+        )?;
+        enqueue_index(conn, doc.id)?;
+        Ok(doc)
+    })
+}
+
+/// Splits and indexes the document again (after a chunking change, say).
+pub fn reindex(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    id: DocumentId,
+) -> Result<(), KnowledgeError> {
+    write_transaction(conn, |conn| {
+        let doc = Document::find(conn, scope, id)?.ok_or(KnowledgeError::NotFound)?;
+        Document::set_status(conn, doc.id, knowledge::PENDING, doc.chunk_count, None)?;
+        enqueue_index(conn, doc.id)?;
+        Ok(())
+    })
+}
+
+pub fn delete(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    id: DocumentId,
+) -> Result<(), KnowledgeError> {
+    write_transaction(conn, |conn| {
+        if Document::delete(conn, scope, id)? {
+            Ok(())
+        } else {
+            Err(KnowledgeError::NotFound)
+        }
+    })
+}
+
+fn enqueue_index(conn: &mut DbConnection, id: DocumentId) -> diesel::QueryResult<()> {
+    jobs::enqueue(
+        conn,
+        &IndexDocument { document_id: id },
+        EnqueueOptions::default(),
+    )
+    .map(|_| ())
+}
+
+/// Splits one document into passages and (re)builds its part of the index.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexDocument {
+    pub document_id: DocumentId,
+}
+
+impl Job for IndexDocument {
+    const KIND: &'static str = "knowledge.index";
+    const MAX_ATTEMPTS: i32 = 5;
+}
+
+impl IndexDocument {
+    pub async fn run(self, ctx: &JobContext) -> Result<(), JobFailure> {
+        let id = self.document_id;
+        let Some(doc) = ctx
+            .db(move |conn| Document::find_for_indexing(conn, id))
+            .await?
+        else {
+            // Deleted since it was queued: nothing left to do.
+            return Ok(());
+        };
+        ctx.db(move |conn| Document::set_status(conn, id, INDEXING, 0, None))
+            .await?;
+        let chunks = text::chunk(&doc.content, CHUNK_CHARS, CHUNK_OVERLAP);
+        let rows: Vec<(Option<String>, String)> =
+            chunks.into_iter().map(|c| (c.heading, c.content)).collect();
+        let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+        let outcome = ctx
+            .db(move |conn| {
+                write_transaction(conn, |conn| {
+                    Document::replace_chunks(conn, &doc, &rows)?;
+                    Document::set_status(conn, id, READY, count, None)
+                })
+            })
+            .await;
+        if let Err(e) = outcome {
+            let message = format!("indexing failed: {}", e.message);
+            let stored = message.clone();
+            ctx.db(move |conn| Document::set_status(conn, id, FAILED, 0, Some(&stored)))
+                .await?;
+            return Err(JobFailure::retry(message));
+        }
+        tracing::info!(document = %id, chunks = count, "document indexed");
+        Ok(())
+    }
+}
+
+/// A passage with a score in [0, 1]: the share of the question's words it holds.
+/// Backend ranks (bm25, ts_rank_cd) order results but are not comparable across
+/// backends or corpora; this score is, so a hand-off threshold means the same
+/// thing everywhere.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoredPassage {
+    #[serde(flatten)]
+    pub passage: Passage,
+    pub score: f64,
+}
+
+/// The best passages for `question` in one agent's knowledge base, best first.
+pub fn retrieve(
+    conn: &mut DbConnection,
+    organization_id: OrganizationId,
+    agent_id: AgentId,
+    question: &str,
+    limit: usize,
+) -> diesel::QueryResult<Vec<ScoredPassage>> {
+    let terms = text::terms(question);
+    if terms.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Fetch more than asked: the coverage score may reorder the backend's ranking.
+    let fetch = i64::try_from(limit.saturating_mul(4).max(8)).unwrap_or(32);
+    let found = knowledge::search(conn, organization_id, agent_id, &terms, fetch)?;
+    let mut scored: Vec<ScoredPassage> = found
+        .into_iter()
+        .map(|passage| {
+            let score = coverage(&terms, &passage);
+            ScoredPassage { passage, score }
+        })
+        .collect();
+    // Stable: equal coverage keeps the backend's rank order.
+    scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+    scored.truncate(limit);
+    Ok(scored)
+}
+
+/// Share of the terms found in the passage, matching word stems so "returns"
+/// finds "returned" as the full-text index itself does.
+fn coverage(terms: &[String], passage: &Passage) -> f64 {
+    let haystack = format!(
+        "{} {} {}",
+        passage.title,
+        passage.heading.as_deref().unwrap_or_default(),
+        passage.content
+    )
+    .to_lowercase();
+    let hits = terms.iter().filter(|t| haystack.contains(stem(t))).count();
+    hits as f64 / terms.len() as f64
+}
+
+pub(crate) fn stem(term: &str) -> &str {
+    let chars = term.chars().count();
+    if chars <= 4 {
+        return term;
+    }
+    let keep = (chars - 2).max(4);
+    term.char_indices()
+        .nth(keep)
+        .map_or(term, |(i, _)| &term[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passage(content: &str) -> Passage {
+        Passage {
+            chunk_id: 1,
+            document_id: DocumentId(1),
+            title: "Returns".into(),
+            heading: None,
+            content: content.into(),
+            rank: 1.0,
+        }
+    }
+
+    #[test]
+    fn coverage_counts_question_words_found_with_stems() {
+        let terms = text::terms("Can I return my bike within 30 days?");
+        let p = passage("Bikes can be returned within 30 days with the original receipt.");
+        let score = coverage(&terms, &p);
+        assert!(score > 0.99, "every word is there: {score} for {terms:?}");
+        let unrelated = passage("Our shop opens at nine.");
+        assert!(coverage(&terms, &unrelated) < 0.5);
+    }
+
+    #[test]
+    fn stems_are_char_safe() {
+        assert_eq!(stem("returns"), "retur");
+        assert_eq!(stem("bike"), "bike");
+        assert_eq!(stem("größeres"), "größer");
+    }
+}

@@ -1,0 +1,1 @@
+//! Pages for agents, their knowledge base and their conversations.

@@ -1,0 +1,13 @@
+//! The public chat page.
+
+use askama::Template;
+use askama_web::WebTemplate;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "chat.html")]
+pub struct ChatPage {
+    pub org_name: String,
+    pub org_slug: String,
+    pub agent_name: String,
+    pub agent_slug: String,
+}
