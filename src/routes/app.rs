@@ -20,11 +20,15 @@ use crate::views::account::{
     FieldErrors, Flash, InvitationRow, MemberRow, MembersPage, OrgChoice,
 };
 
-fn when(t: chrono::NaiveDateTime) -> String {
+pub(crate) fn when(t: chrono::NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn chrome(member: &Member, active: &'static str, flash: Option<Flash>) -> AppResult<AppChrome> {
+pub(crate) fn chrome(
+    member: &Member,
+    active: &'static str,
+    flash: Option<Flash>,
+) -> AppResult<AppChrome> {
     let role = member.role();
     Ok(AppChrome {
         csrf: csrf::token(&member.session)?,
@@ -50,7 +54,7 @@ fn chrome(member: &Member, active: &'static str, flash: Option<Flash>) -> AppRes
     })
 }
 
-fn require(member: &Member, permission: Permission) -> AppResult<()> {
+pub(crate) fn require(member: &Member, permission: Permission) -> AppResult<()> {
     if member.role().can(permission) {
         Ok(())
     } else {

@@ -1,6 +1,7 @@
 //! Every route the server answers, registered in one place.
 
 mod admin;
+mod agents;
 mod api;
 mod api_agents;
 mod app;
@@ -57,6 +58,30 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
             web::scope("/app")
                 .service(web::resource("").get(app::dashboard))
                 .service(web::resource("/switch").post(app::switch))
+                .service(
+                    web::resource("/agents")
+                        .get(agents::list)
+                        .post(agents::create),
+                )
+                .service(
+                    web::resource("/agents/{id}")
+                        .get(agents::show)
+                        .post(agents::update),
+                )
+                .service(
+                    web::resource("/agents/{id}/documents")
+                        .app_data(
+                            web::FormConfig::default()
+                                .limit(upload_limit)
+                                .error_handler(crate::error::form_error),
+                        )
+                        .post(agents::paste),
+                )
+                .service(web::resource("/agents/{id}/upload").post(agents::upload))
+                .service(web::resource("/documents/{id}/reindex").post(agents::reindex))
+                .service(web::resource("/documents/{id}/delete").post(agents::delete_document))
+                .service(web::resource("/conversations").get(agents::conversations))
+                .service(web::resource("/conversations/{id}").get(agents::conversation))
                 .service(web::resource("/members").get(app::members))
                 .service(web::resource("/members/invite").post(app::invite))
                 .service(web::resource("/members/{id}/role").post(app::change_role))

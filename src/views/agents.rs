@@ -1,1 +1,132 @@
 //! Pages for agents, their knowledge base and their conversations.
+
+use askama::Template;
+use askama_web::WebTemplate;
+
+use super::account::{AppChrome, FieldErrors};
+
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub id: i64,
+    pub name: String,
+    pub slug: String,
+    pub provider: String,
+    pub enabled: bool,
+    pub chat_url: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/agents.html")]
+pub struct AgentsPage {
+    pub chrome: AppChrome,
+    pub agents: Vec<AgentRow>,
+    pub can_edit: bool,
+    pub name: String,
+    pub errors: FieldErrors,
+}
+
+#[derive(Debug, Clone)]
+pub struct DocumentRow {
+    pub id: i64,
+    pub title: String,
+    pub format: String,
+    pub size: String,
+    pub status: String,
+    pub chunks: i32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PassageRow {
+    pub title: String,
+    pub heading: String,
+    pub content: String,
+    pub score: String,
+    pub rank: String,
+}
+
+/// The agent's settings as shown in its form (what was typed, after an error).
+#[derive(Debug, Clone, Default)]
+pub struct AgentFields {
+    pub name: String,
+    pub greeting: String,
+    pub instructions: String,
+    pub provider: String,
+    pub model: String,
+    pub temperature: String,
+    pub handoff_threshold: String,
+    pub allowed_origins: String,
+    pub enabled: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/agent.html")]
+pub struct AgentPage {
+    pub chrome: AppChrome,
+    pub id: i64,
+    pub slug: String,
+    pub chat_url: String,
+    pub embed: String,
+    pub fields: AgentFields,
+    pub errors: FieldErrors,
+    pub documents: Vec<DocumentRow>,
+    pub indexing: bool,
+    pub accepted: String,
+    pub query: String,
+    pub passages: Option<Vec<PassageRow>>,
+    pub can_edit: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversationRow {
+    pub id: i64,
+    pub agent_name: String,
+    pub channel: String,
+    pub status: String,
+    pub visitor: String,
+    pub summary: String,
+    pub updated: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentChoice {
+    pub id: i64,
+    pub name: String,
+    pub selected: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/conversations.html")]
+pub struct ConversationsPage {
+    pub chrome: AppChrome,
+    pub rows: Vec<ConversationRow>,
+    pub agents: Vec<AgentChoice>,
+    pub status: String,
+    pub from: String,
+    pub to: String,
+    pub q: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TranscriptRow {
+    pub visitor: bool,
+    pub content: String,
+    pub meta: String,
+    pub citations: Vec<String>,
+    pub handoff: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "app/conversation.html")]
+pub struct ConversationPage {
+    pub chrome: AppChrome,
+    pub id: i64,
+    pub agent_name: String,
+    pub channel: String,
+    pub status: String,
+    pub visitor: String,
+    pub summary: String,
+    pub started: String,
+    pub messages: Vec<TranscriptRow>,
+}

@@ -31,8 +31,8 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A browser: its own cookie jar, following no redirects.
 pub(crate) struct Browser {
-    client: reqwest::Client,
-    base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl Browser {

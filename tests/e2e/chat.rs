@@ -20,6 +20,7 @@ backend_tests!(
     an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin,
     the_anthropic_provider_streams_with_the_org_key,
     idle_conversations_get_a_summary,
+    the_app_pages_manage_agents_documents_and_conversations,
 );
 
 const RETURNS: &str = "# Returns\n\nBikes can be returned within 30 days with the original receipt. \
@@ -912,4 +913,131 @@ async fn idle_conversations_get_a_summary(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no summary was written");
+}
+
+async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, _) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let res = owner
+        .submit("/app/agents", "/app/agents", &[("name", "Front Desk")])
+        .await;
+    assert_eq!(res.status(), 303);
+    let page = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(page.starts_with("/app/agents/"));
+
+    // Paste, then upload a file through the multipart form.
+    let res = owner
+        .submit(
+            &page,
+            &format!("{page}/documents"),
+            &[("title", "Returns"), ("text", RETURNS)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let csrf = owner.csrf(&page).await;
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", csrf.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(
+                b"<h1>Hours</h1><p>We open at 9 on weekdays.</p>".to_vec(),
+            )
+            .file_name("hours.html")
+            .mime_str("text/html")
+            .unwrap(),
+        );
+    let res = owner
+        .client
+        .post(format!("{}{page}/upload", owner.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+
+    // An unsupported file: the error sits beside the field, nothing is added.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", csrf)
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"PK\x03\x04".to_vec())
+                .file_name("sheet.xlsx")
+                .mime_str("application/octet-stream")
+                .unwrap(),
+        );
+    let res = owner
+        .client
+        .post(format!("{}{page}/upload", owner.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("upload-file-error") && html.contains(".pdf"),
+        "{html}"
+    );
+
+    // The list shows progress until both are ready.
+    let mut ready = false;
+    for _ in 0..100 {
+        let (_, html) = owner.get(&page).await;
+        if html.matches("· 1 passages").count() + html.matches("passages</td>").count() >= 2
+            || (html.contains("Returns")
+                && html.contains("hours")
+                && !html.contains("doc-pending")
+                && !html.contains("doc-indexing"))
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "both documents get indexed");
+
+    // Test retrieval shows the passage and its score, escaped.
+    let (status, html) = owner.get(&format!("{page}?q=return%20a%20bike")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("within 30 days") && html.contains("score 1.00"),
+        "{html}"
+    );
+
+    // A conversation shows up in the list and its transcript carries citations.
+    let chat: Value = start_chat(&app, "harbor-bikes", "front-desk", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        say(
+            &app,
+            "harbor-bikes",
+            "front-desk",
+            &chat,
+            "Can I return a <b>bike</b>?"
+        )
+        .await
+        .status(),
+        200
+    );
+    let (_, list) = owner.get("/app/conversations?status=open").await;
+    let link = format!("/app/conversations/{}", chat["conversationId"]);
+    assert!(list.contains(&link), "{list}");
+    let (_, transcript) = owner.get(&link).await;
+    assert!(
+        !transcript.contains("<b>bike</b>") && transcript.contains("bike&#60;/b&#62;"),
+        "visitor text is shown as text: {transcript}"
+    );
+    assert!(transcript.contains("[1] Returns"), "{transcript}");
+    let (status, _) = owner.get("/app/conversations?from=yesterday").await;
+    assert_eq!(status, 200, "a bad filter is a message, not an error page");
+
+    // Another organization cannot open these pages.
+    let (other, _) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
+    assert_eq!(other.get(&page).await.0, 404);
+    assert_eq!(other.get(&link).await.0, 404);
 }

@@ -1,0 +1,682 @@
+//! Pages under /app for agents, their knowledge base and their conversations.
+
+use actix_multipart::Multipart;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+
+use super::api_agents::ConversationQuery;
+use super::app::{chrome, require, when};
+use crate::auth::csrf::{self, CsrfForm};
+use crate::auth::extractors::{Member, client_ip};
+use crate::csrf_protected;
+use crate::db::models::{Agent, Conversation, Document};
+use crate::domain::{AgentId, ConversationId, DocumentId, Permission};
+use crate::error::{AppError, AppResult};
+use crate::routes::auth::see_other;
+use crate::routes::{flash, unprocessable};
+use crate::services::accounts::Actor;
+use crate::services::agents::{self, AgentError, AgentForm};
+use crate::services::chat::Citation;
+use crate::services::knowledge::{self, KnowledgeError, SourceFormat, Upload};
+use crate::startup::AppState;
+use crate::views::account::FieldErrors;
+use crate::views::agents::{
+    AgentChoice, AgentFields, AgentPage, AgentRow, AgentsPage, ConversationPage, ConversationRow,
+    ConversationsPage, DocumentRow, PassageRow, TranscriptRow,
+};
+
+fn chat_url(state: &AppState, org: &str, agent: &str) -> String {
+    format!(
+        "{}/c/{org}/{agent}",
+        state.config.base_url.as_str().trim_end_matches('/')
+    )
+}
+
+async fn run<T: Send + 'static>(
+    state: &AppState,
+    member: &Member,
+    req: &HttpRequest,
+    op: impl FnOnce(
+        &mut crate::db::DbConnection,
+        &crate::domain::TenantScope,
+        &Actor<'_>,
+    ) -> Result<T, AgentError>
+    + Send
+    + 'static,
+) -> AppResult<Result<T, AgentError>> {
+    let scope = member.scope.clone();
+    let (user_id, label, ip) = (member.user.id, member.user.email.clone(), client_ip(req));
+    state
+        .db(move |conn| {
+            let actor = Actor {
+                user_id: Some(user_id),
+                label: &label,
+                ip: &ip,
+            };
+            Ok(op(conn, &scope, &actor))
+        })
+        .await
+}
+
+pub async fn list(state: web::Data<AppState>, member: Member) -> AppResult<AgentsPage> {
+    agents_page(&state, &member, String::new(), FieldErrors::default()).await
+}
+
+async fn agents_page(
+    state: &AppState,
+    member: &Member,
+    name: String,
+    errors: FieldErrors,
+) -> AppResult<AgentsPage> {
+    let scope = member.scope.clone();
+    let list = state.db(move |conn| Ok(Agent::list(conn, &scope)?)).await?;
+    let org = member.organization.slug.clone();
+    Ok(AgentsPage {
+        chrome: chrome(member, "agents", flash::take(&member.session))?,
+        agents: list
+            .into_iter()
+            .map(|a| AgentRow {
+                id: a.id.0,
+                chat_url: chat_url(state, &org, &a.slug),
+                provider: a.provider.unwrap_or_else(|| "server default".into()),
+                name: a.name,
+                slug: a.slug,
+                enabled: a.enabled,
+            })
+            .collect(),
+        can_edit: member.role().can(Permission::ManageSettings),
+        name,
+        errors,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct NewAgentForm {
+    csrf_token: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    csrf_token: String,
+    name: String,
+    #[serde(default)]
+    greeting: String,
+    #[serde(default)]
+    instructions: String,
+    #[serde(default)]
+    provider: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    temperature: String,
+    #[serde(default)]
+    handoff_threshold: String,
+    #[serde(default)]
+    allowed_origins: String,
+    #[serde(default)]
+    enabled: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct PasteForm {
+    csrf_token: String,
+    title: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    csrf_token: String,
+}
+
+csrf_protected!(NewAgentForm, SettingsForm, PasteForm, TokenForm);
+
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<NewAgentForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let agent_form = AgentForm {
+        name: form.name.clone(),
+        ..AgentForm::default()
+    };
+    match run(&state, &member, &req, move |conn, scope, actor| {
+        agents::create(conn, scope, actor, &agent_form)
+    })
+    .await?
+    {
+        Ok(agent) => {
+            flash::set(
+                &member.session,
+                "success",
+                "Agent created. Add documents so it can answer.",
+            );
+            Ok(see_other(&format!("/app/agents/{}", agent.id)))
+        }
+        Err(e) => {
+            let mut errors = FieldErrors::default();
+            errors.add(e.field().map_or("name", form_field), sentence(&e));
+            let page = agents_page(&state, &member, form.name, errors).await?;
+            Ok(unprocessable(page, &req))
+        }
+    }
+}
+
+/// The API names fields in camelCase; the forms in snake_case.
+fn form_field(api: &'static str) -> &'static str {
+    match api {
+        "handoffThreshold" => "handoffThreshold",
+        "allowedOrigins" => "allowedOrigins",
+        other => other,
+    }
+}
+
+fn sentence(e: &AgentError) -> String {
+    match e {
+        AgentError::Invalid { message, .. } => {
+            let mut m = message.clone();
+            if let Some(first) = m.get(..1) {
+                m = first.to_uppercase() + &m[1..];
+            }
+            format!("{m}.")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct TestQuery {
+    q: Option<String>,
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    query: web::Query<TestQuery>,
+) -> AppResult<AgentPage> {
+    let id = AgentId(path.into_inner());
+    let q = query.into_inner().q.filter(|q| !q.trim().is_empty());
+    agent_page(&state, &member, id, None, FieldErrors::default(), q).await
+}
+
+async fn agent_page(
+    state: &AppState,
+    member: &Member,
+    id: AgentId,
+    typed: Option<AgentFields>,
+    errors: FieldErrors,
+    query: Option<String>,
+) -> AppResult<AgentPage> {
+    let scope = member.scope.clone();
+    let (agent, documents) = state
+        .db(move |conn| {
+            let agent = Agent::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            let docs = Document::list(conn, &scope, id)?;
+            Ok((agent, docs))
+        })
+        .await?;
+    let passages = match &query {
+        Some(q) => Some(
+            super::api_agents::search(state, member.scope.clone(), id, q.clone())
+                .await?
+                .into_iter()
+                .map(|p| PassageRow {
+                    title: p.passage.title,
+                    heading: p.passage.heading.unwrap_or_default(),
+                    content: p.passage.content,
+                    score: format!("{:.2}", p.score),
+                    rank: format!("{:.3}", p.passage.rank),
+                })
+                .collect(),
+        ),
+        None => None,
+    };
+    let org = member.organization.slug.clone();
+    let base = state
+        .config
+        .base_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    let fields = typed.unwrap_or_else(|| AgentFields {
+        name: agent.name.clone(),
+        greeting: agent.greeting.clone(),
+        instructions: agent.instructions.clone(),
+        provider: agent.provider.clone().unwrap_or_default(),
+        model: agent.model.clone().unwrap_or_default(),
+        temperature: agent.temperature.to_string(),
+        handoff_threshold: agent.handoff_threshold.to_string(),
+        allowed_origins: agent.origins().collect::<Vec<_>>().join("\n"),
+        enabled: agent.enabled,
+    });
+    Ok(AgentPage {
+        chrome: chrome(member, "agents", flash::take(&member.session))?,
+        id: agent.id.0,
+        chat_url: chat_url(state, &org, &agent.slug),
+        embed: format!(
+            "<script src=\"{base}/widget.js\" data-org=\"{org}\" data-agent=\"{}\" async></script>",
+            agent.slug
+        ),
+        slug: agent.slug,
+        fields,
+        errors,
+        indexing: documents
+            .iter()
+            .any(|d| d.status == "pending" || d.status == "indexing"),
+        documents: documents
+            .into_iter()
+            .map(|d| DocumentRow {
+                id: d.id.0,
+                title: d.title,
+                format: d.format,
+                size: human_size(d.size_bytes),
+                status: d.status,
+                chunks: d.chunk_count,
+                error: d.error,
+            })
+            .collect(),
+        accepted: knowledge::ACCEPTED.join(", "),
+        query: query.unwrap_or_default(),
+        passages,
+        can_edit: member.role().can(Permission::ManageSettings),
+    })
+}
+
+fn human_size(bytes: i32) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KB", f64::from(b) / 1024.0),
+        b => format!("{:.1} MB", f64::from(b) / (1024.0 * 1024.0)),
+    }
+}
+
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(form): CsrfForm<SettingsForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let id = AgentId(path.into_inner());
+    let mut errors = FieldErrors::default();
+    let number = |raw: &str, field: &'static str, errors: &mut FieldErrors| -> Option<f64> {
+        if raw.trim().is_empty() {
+            return None;
+        }
+        raw.trim()
+            .parse::<f64>()
+            .map_err(|_| errors.add(field, "Must be a number."))
+            .ok()
+    };
+    let temperature = number(&form.temperature, "temperature", &mut errors);
+    let threshold = number(&form.handoff_threshold, "handoffThreshold", &mut errors);
+    let typed = AgentFields {
+        name: form.name.clone(),
+        greeting: form.greeting.clone(),
+        instructions: form.instructions.clone(),
+        provider: form.provider.clone(),
+        model: form.model.clone(),
+        temperature: form.temperature.clone(),
+        handoff_threshold: form.handoff_threshold.clone(),
+        allowed_origins: form.allowed_origins.clone(),
+        enabled: form.enabled.is_some(),
+    };
+    if !errors.is_empty() {
+        let page = agent_page(&state, &member, id, Some(typed), errors, None).await?;
+        return Ok(unprocessable(page, &req));
+    }
+    let agent_form = AgentForm {
+        name: form.name,
+        slug: None,
+        greeting: Some(form.greeting),
+        instructions: Some(form.instructions),
+        provider: Some(form.provider),
+        model: Some(form.model),
+        temperature,
+        handoff_threshold: threshold,
+        allowed_origins: Some(
+            form.allowed_origins
+                .split(['\n', ',', ' '])
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        ),
+        enabled: Some(form.enabled.is_some()),
+    };
+    match run(&state, &member, &req, move |conn, scope, actor| {
+        agents::update(conn, scope, actor, id, &agent_form)
+    })
+    .await?
+    {
+        Ok(_) => {
+            flash::set(&member.session, "success", "Settings saved.");
+            Ok(see_other(&format!("/app/agents/{id}")))
+        }
+        Err(AgentError::NotFound) => Err(AppError::NotFound),
+        Err(e) => {
+            let mut errors = FieldErrors::default();
+            errors.add(e.field().unwrap_or("form"), sentence(&e));
+            let page = agent_page(&state, &member, id, Some(typed), errors, None).await?;
+            Ok(unprocessable(page, &req))
+        }
+    }
+}
+
+async fn add_document(
+    req: &HttpRequest,
+    state: &AppState,
+    member: &Member,
+    id: AgentId,
+    upload: Upload,
+    field: &'static str,
+) -> AppResult<HttpResponse> {
+    let (scope, max) = (member.scope.clone(), state.config.max_upload_bytes);
+    let title = upload.title.clone();
+    let added = state
+        .db(move |conn| Ok(knowledge::add_document(conn, &scope, id, upload, max)))
+        .await?;
+    match added {
+        Ok(_) => {
+            flash::set(
+                &member.session,
+                "success",
+                &format!("\u{201c}{title}\u{201d} was added and is being indexed."),
+            );
+            Ok(see_other(&format!("/app/agents/{id}")))
+        }
+        Err(KnowledgeError::NotFound) => Err(AppError::NotFound),
+        Err(KnowledgeError::Db(e)) => Err(AppError::internal(e)),
+        Err(e) => {
+            let mut errors = FieldErrors::default();
+            let field = if matches!(e, KnowledgeError::Title) {
+                "title"
+            } else {
+                field
+            };
+            let message = match &e {
+                KnowledgeError::Text(knowledge::TextError::Unsupported { .. }) => {
+                    format!("{e} Accepted: {}.", knowledge::ACCEPTED.join(", "))
+                }
+                _ => e.to_string(),
+            };
+            errors.add(field, message);
+            let page = agent_page(state, member, id, None, errors, None).await?;
+            Ok(unprocessable(page, req))
+        }
+    }
+}
+
+pub async fn paste(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(form): CsrfForm<PasteForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let upload = Upload {
+        title: form.title,
+        format: SourceFormat::Markdown,
+        bytes: form.text.into_bytes(),
+    };
+    add_document(
+        &req,
+        &state,
+        &member,
+        AgentId(path.into_inner()),
+        upload,
+        "text",
+    )
+    .await
+}
+
+/// `multipart/form-data` with `csrf_token` and `file`; reading stops at the
+/// upload limit, so an oversized file is refused without being held in memory.
+pub async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    mut payload: Multipart,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let id = AgentId(path.into_inner());
+    let max = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX);
+    let mut token = None;
+    let mut file: Option<(Option<String>, Option<String>, Vec<u8>)> = None;
+    let mut too_large = false;
+    while let Some(field) = payload.next().await {
+        let mut field = field
+            .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
+        let name = field.name().unwrap_or_default().to_string();
+        let filename = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .map(str::to_string);
+        let content_type = field.content_type().map(|m| m.essence_str().to_string());
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk
+                .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
+            if bytes.len() + chunk.len() > max {
+                too_large = true;
+                break;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match name.as_str() {
+            "csrf_token" => token = Some(String::from_utf8_lossy(&bytes).into_owned()),
+            "file" => file = Some((filename, content_type, bytes)),
+            _ => {}
+        }
+        if too_large {
+            break;
+        }
+    }
+    csrf::verify(&member.session, token.as_deref())?;
+    let fail = |message: String| async {
+        let mut errors = FieldErrors::default();
+        errors.add("file", message);
+        let page = agent_page(&state, &member, id, None, errors, None).await?;
+        Ok::<_, AppError>(unprocessable(page, &req))
+    };
+    if too_large {
+        return fail(format!(
+            "The file is larger than the {} bytes this server accepts.",
+            state.config.max_upload_bytes
+        ))
+        .await;
+    }
+    let Some((filename, content_type, bytes)) = file else {
+        return fail("Choose a file to upload.".into()).await;
+    };
+    let format = match SourceFormat::from_upload(filename.as_deref(), content_type.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            return fail(format!("{e} Accepted: {}.", knowledge::ACCEPTED.join(", "))).await;
+        }
+    };
+    let title = filename
+        .as_deref()
+        .map(|f| f.rsplit_once('.').map_or(f, |(stem, _)| stem))
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or("Untitled document")
+        .chars()
+        .take(knowledge::MAX_TITLE_CHARS)
+        .collect();
+    add_document(
+        &req,
+        &state,
+        &member,
+        id,
+        Upload {
+            title,
+            format,
+            bytes,
+        },
+        "file",
+    )
+    .await
+}
+
+pub async fn reindex(
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(_): CsrfForm<TokenForm>,
+) -> AppResult<HttpResponse> {
+    document_action(&state, &member, DocumentId(path.into_inner()), true).await
+}
+
+pub async fn delete_document(
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(_): CsrfForm<TokenForm>,
+) -> AppResult<HttpResponse> {
+    document_action(&state, &member, DocumentId(path.into_inner()), false).await
+}
+
+async fn document_action(
+    state: &AppState,
+    member: &Member,
+    id: DocumentId,
+    reindex: bool,
+) -> AppResult<HttpResponse> {
+    require(member, Permission::ManageSettings)?;
+    let scope = member.scope.clone();
+    let agent = state
+        .db(move |conn| {
+            let doc = Document::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            if reindex {
+                knowledge::reindex(conn, &scope, id)?;
+            } else {
+                knowledge::delete(conn, &scope, id)?;
+            }
+            Ok(doc.agent_id)
+        })
+        .await?;
+    flash::set(
+        &member.session,
+        "success",
+        if reindex {
+            "Re-indexing the document."
+        } else {
+            "Document deleted."
+        },
+    );
+    Ok(see_other(&format!("/app/agents/{agent}")))
+}
+
+pub async fn conversations(
+    state: web::Data<AppState>,
+    member: Member,
+    query: web::Query<ConversationQuery>,
+) -> AppResult<ConversationsPage> {
+    let query = query.into_inner();
+    let (filter, error) = match query.filter() {
+        Ok(f) => (f, None),
+        Err(e) => (ConversationQuery::default().filter()?, Some(e.to_string())),
+    };
+    let scope = member.scope.clone();
+    let (rows, agents) = state
+        .db(move |conn| {
+            Ok((
+                Conversation::list(conn, &scope, &filter)?,
+                Agent::list(conn, &scope)?,
+            ))
+        })
+        .await?;
+    Ok(ConversationsPage {
+        chrome: chrome(&member, "conversations", flash::take(&member.session))?,
+        rows: rows
+            .into_iter()
+            .map(|r| ConversationRow {
+                id: r.conversation.id.0,
+                agent_name: r.agent_name,
+                channel: r.conversation.channel,
+                status: r.conversation.status,
+                visitor: r.conversation.visitor_id,
+                summary: r.conversation.summary.unwrap_or_default(),
+                updated: when(r.conversation.updated_at),
+            })
+            .collect(),
+        agents: agents
+            .into_iter()
+            .map(|a| AgentChoice {
+                selected: query.agent == Some(a.id.0),
+                id: a.id.0,
+                name: a.name,
+            })
+            .collect(),
+        status: query.status.unwrap_or_default(),
+        from: query.from.unwrap_or_default(),
+        to: query.to.unwrap_or_default(),
+        q: query.q.unwrap_or_default(),
+        error,
+    })
+}
+
+pub async fn conversation(
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+) -> AppResult<ConversationPage> {
+    let (scope, id) = (member.scope.clone(), ConversationId(path.into_inner()));
+    let (c, agent, messages) = state
+        .db(move |conn| {
+            let c = Conversation::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            let agent = Agent::find(conn, &scope, c.agent_id)?.ok_or(AppError::NotFound)?;
+            let messages = c.messages(conn)?;
+            Ok((c, agent, messages))
+        })
+        .await?;
+    Ok(ConversationPage {
+        chrome: chrome(&member, "conversations", flash::take(&member.session))?,
+        id: c.id.0,
+        agent_name: agent.name,
+        channel: c.channel,
+        status: c.status,
+        visitor: c.visitor_id,
+        summary: c.summary.unwrap_or_default(),
+        started: when(c.created_at),
+        messages: messages
+            .into_iter()
+            .map(|m| {
+                let citations: Vec<Citation> =
+                    serde_json::from_str(&m.citations).unwrap_or_default();
+                let mut meta = when(m.created_at);
+                if let Some(p) = &m.provider {
+                    meta.push_str(&format!(" · {p}"));
+                }
+                if let Some(ms) = m.latency_ms {
+                    meta.push_str(&format!(" · {ms} ms"));
+                }
+                if let (Some(i), Some(o)) = (m.tokens_in, m.tokens_out) {
+                    meta.push_str(&format!(" · {i}+{o} tokens"));
+                }
+                TranscriptRow {
+                    visitor: m.role == "visitor",
+                    content: m.content,
+                    meta,
+                    citations: citations
+                        .into_iter()
+                        .map(|c| match c.heading {
+                            Some(h) => {
+                                format!("[{}] {} › {h} (score {:.2})", c.n, c.title, c.score)
+                            }
+                            None => format!("[{}] {} (score {:.2})", c.n, c.title, c.score),
+                        })
+                        .collect(),
+                    handoff: m.handoff_offered,
+                }
+            })
+            .collect(),
+    })
+}
