@@ -6,16 +6,15 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 
 use super::api_agents::ConversationQuery;
-use super::app::{chrome, require, when};
+use super::app::{act, chrome, require, when};
 use crate::auth::csrf::{self, CsrfForm};
-use crate::auth::extractors::{Member, client_ip};
+use crate::auth::extractors::Member;
 use crate::csrf_protected;
 use crate::db::models::{Agent, Conversation, Document};
 use crate::domain::{AgentId, ConversationId, DocumentId, Permission};
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::see_other;
 use crate::routes::{flash, unprocessable};
-use crate::services::accounts::Actor;
 use crate::services::agents::{self, AgentError, AgentForm};
 use crate::services::chat::Citation;
 use crate::services::knowledge::{self, KnowledgeError, SourceFormat, Upload};
@@ -31,32 +30,6 @@ fn chat_url(state: &AppState, org: &str, agent: &str) -> String {
         "{}/c/{org}/{agent}",
         state.config.base_url.as_str().trim_end_matches('/')
     )
-}
-
-async fn run<T: Send + 'static>(
-    state: &AppState,
-    member: &Member,
-    req: &HttpRequest,
-    op: impl FnOnce(
-        &mut crate::db::DbConnection,
-        &crate::domain::TenantScope,
-        &Actor<'_>,
-    ) -> Result<T, AgentError>
-    + Send
-    + 'static,
-) -> AppResult<Result<T, AgentError>> {
-    let scope = member.scope.clone();
-    let (user_id, label, ip) = (member.user.id, member.user.email.clone(), client_ip(req));
-    state
-        .db(move |conn| {
-            let actor = Actor {
-                user_id: Some(user_id),
-                label: &label,
-                ip: &ip,
-            };
-            Ok(op(conn, &scope, &actor))
-        })
-        .await
 }
 
 pub async fn list(state: web::Data<AppState>, member: Member) -> AppResult<AgentsPage> {
@@ -144,7 +117,7 @@ pub async fn create(
         name: form.name.clone(),
         ..AgentForm::default()
     };
-    match run(&state, &member, &req, move |conn, scope, actor| {
+    match act(&state, &member, &req, move |conn, scope, actor| {
         agents::create(conn, scope, actor, &agent_form)
     })
     .await?
@@ -349,7 +322,7 @@ pub async fn update(
         ),
         enabled: Some(form.enabled.is_some()),
     };
-    match run(&state, &member, &req, move |conn, scope, actor| {
+    match act(&state, &member, &req, move |conn, scope, actor| {
         agents::update(conn, scope, actor, id, &agent_form)
     })
     .await?

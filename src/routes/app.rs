@@ -242,15 +242,14 @@ pub async fn members(state: web::Data<AppState>, member: Member) -> AppResult<Me
     .await
 }
 
-/// Runs an account operation for a member, with the actor filled in.
-async fn act<T: Send + 'static>(
-    state: &web::Data<AppState>,
+/// Runs an audited operation for a member, with the actor filled in; the
+/// operation's own error comes back for the page to show beside its field.
+pub(crate) async fn act<T: Send + 'static, E: Send + 'static>(
+    state: &AppState,
     member: &Member,
     req: &HttpRequest,
-    op: impl FnOnce(&mut DbConnection, &TenantScope, &Actor<'_>) -> Result<T, AccountError>
-    + Send
-    + 'static,
-) -> AppResult<Result<T, AccountError>> {
+    op: impl FnOnce(&mut DbConnection, &TenantScope, &Actor<'_>) -> Result<T, E> + Send + 'static,
+) -> AppResult<Result<T, E>> {
     let scope = member.scope.clone();
     let (user_id, label, ip) = (member.user.id, member.user.email.clone(), client_ip(req));
     state
