@@ -222,6 +222,7 @@ async fn bench_queue<J: Job>(
             mailer: Arc::new(Mailer::from_config(&config)?),
             metrics: m,
             chat: Arc::new(frontdesk::services::chat::ChatEngine::new(&config)),
+            stripe: None,
         }));
     }
 

@@ -203,12 +203,14 @@ pub fn worker() -> ExitCode {
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let chat = std::sync::Arc::new(crate::services::chat::ChatEngine::new(&config));
+        let stripe = crate::services::billing::StripeApi::from_config(&config.stripe);
         let workers = WorkerPool::start(std::sync::Arc::new(JobContext {
             pool,
             config: std::sync::Arc::new(config),
             mailer,
             metrics: Default::default(),
             chat,
+            stripe,
         }));
         let signal = crate::startup::wait_for_signal().await;
         tracing::info!(signal, "shutting down: finishing running jobs");

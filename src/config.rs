@@ -11,6 +11,7 @@ use base64::Engine as _;
 use url::Url;
 
 use crate::db::DatabaseUrl;
+use crate::domain::{Limits, Plan};
 
 const MIN_SESSION_SECRET_LEN: usize = 32;
 const SECRETS_FILE: &str = "secrets.env";
@@ -110,11 +111,39 @@ impl fmt::Debug for EncryptionKey {
 
 #[derive(Debug, Clone)]
 pub struct StripeConfig {
+    /// `None` turns billing off: every organization is unlimited.
     pub secret_key: Option<Secret<String>>,
-    pub webhook_secret: Option<Secret<String>>,
+    /// `STRIPE_WEBHOOK_SECRET`, comma-separated: the current signing secret first,
+    /// then earlier ones still accepted while Stripe rolls a secret over.
+    pub webhook_secrets: Vec<Secret<String>>,
     pub api_base: Url,
-    /// `STRIPE_PRICE_<PLAN>` keyed by the lower-cased plan name.
-    pub prices: BTreeMap<String, String>,
+    /// `STRIPE_PRICE_<PLAN>`.
+    pub prices: BTreeMap<Plan, String>,
+    /// What each plan allows (defaults, or `PLAN_<PLAN>_LIMITS`).
+    pub limits: BTreeMap<Plan, Limits>,
+    /// How long a `past_due` subscription keeps its plan (`BILLING_GRACE_DAYS`).
+    pub grace: chrono::TimeDelta,
+}
+
+impl StripeConfig {
+    pub fn enabled(&self) -> bool {
+        self.secret_key.is_some()
+    }
+
+    pub fn limits(&self, plan: Plan) -> Limits {
+        self.limits
+            .get(&plan)
+            .copied()
+            .unwrap_or_else(|| Limits::default_for(plan))
+    }
+
+    /// The plan a Stripe price id stands for.
+    pub fn plan_for_price(&self, price: &str) -> Option<Plan> {
+        self.prices
+            .iter()
+            .find(|(_, id)| id.as_str() == price)
+            .map(|(plan, _)| *plan)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -416,14 +445,22 @@ impl Config {
                 "STRIPE_SECRET_KEY must be a Stripe secret or restricted key (sk_… or rk_…)".into(),
             );
         }
-        let stripe_webhook = r.get("STRIPE_WEBHOOK_SECRET");
-        if let Some(secret) = &stripe_webhook
-            && !secret.starts_with("whsec_")
-        {
-            r.problems
-                .push("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)".into());
+        let stripe_webhook: Vec<String> = r
+            .get("STRIPE_WEBHOOK_SECRET")
+            .map(|raw| {
+                raw.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if stripe_webhook.iter().any(|s| !s.starts_with("whsec_")) {
+            r.problems.push(
+                "STRIPE_WEBHOOK_SECRET must be webhook signing secrets (whsec_…), comma-separated during a rotation"
+                    .into(),
+            );
         }
-        if prod && stripe_secret.is_some() && stripe_webhook.is_none() {
+        if prod && stripe_secret.is_some() && stripe_webhook.is_empty() {
             r.problems.push(
                 "STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set in production"
                     .into(),
@@ -433,11 +470,39 @@ impl Config {
             .url("STRIPE_API_BASE")
             .unwrap_or_else(|| fallback_url("https://api.stripe.com"));
         let mut prices = BTreeMap::new();
-        for plan in ["free", "pro", "business"] {
-            if let Some(price) = r.get(&format!("STRIPE_PRICE_{}", plan.to_uppercase())) {
-                prices.insert(plan.to_string(), price);
+        let mut limits = BTreeMap::new();
+        for plan in Plan::ALL {
+            let name = plan.as_str().to_uppercase();
+            if let Some(price) = r.get(&format!("STRIPE_PRICE_{name}")) {
+                if !price.starts_with("price_") {
+                    r.problems.push(format!(
+                        "STRIPE_PRICE_{name} must be a Stripe price id (price_…), got {price:?}"
+                    ));
+                }
+                prices.insert(plan, price);
+            }
+            let base = Limits::default_for(plan);
+            let key = format!("PLAN_{name}_LIMITS");
+            let plan_limits = match r.get(&key) {
+                None => base,
+                Some(raw) => Limits::parse_overrides(base, &raw).unwrap_or_else(|e| {
+                    r.problems.push(format!("{key}: {e}"));
+                    base
+                }),
+            };
+            limits.insert(plan, plan_limits);
+        }
+        if prod && stripe_secret.is_some() {
+            for plan in [Plan::Pro, Plan::Business] {
+                if !prices.contains_key(&plan) {
+                    r.problems.push(format!(
+                        "STRIPE_PRICE_{} is required when STRIPE_SECRET_KEY is set in production",
+                        plan.as_str().to_uppercase()
+                    ));
+                }
             }
         }
+        let grace_days = r.parsed("BILLING_GRACE_DAYS", 7u32).min(90);
 
         let provider = match r.get("LLM_PROVIDER").as_deref() {
             None | Some("builtin") => LlmProvider::Builtin,
@@ -518,9 +583,11 @@ impl Config {
             mail_from,
             stripe: StripeConfig {
                 secret_key: stripe_secret.map(Secret::new),
-                webhook_secret: stripe_webhook.map(Secret::new),
+                webhook_secrets: stripe_webhook.into_iter().map(Secret::new).collect(),
                 api_base: stripe_api_base,
                 prices,
+                limits,
+                grace: chrono::TimeDelta::days(i64::from(grace_days)),
             },
             llm,
             slow_request_ms,

@@ -29,6 +29,8 @@ pub enum AppError {
     #[error("authentication required")]
     Unauthorized,
     #[error("{0}")]
+    PaymentRequired(String),
+    #[error("{0}")]
     Forbidden(String),
     #[error("not found")]
     NotFound,
@@ -61,6 +63,7 @@ impl AppError {
         match self {
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::Unauthorized => "UNAUTHORIZED",
+            Self::PaymentRequired(_) => "PLAN_LIMIT_REACHED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -96,6 +99,7 @@ impl From<crate::services::accounts::AccountError> for AppError {
         use crate::services::accounts::AccountError as E;
         match err {
             E::NotFound => Self::NotFound,
+            E::Limit(limit) => Self::PaymentRequired(limit.message),
             E::Forbidden(why) => Self::Forbidden(why.into()),
             E::Db(e) => Self::internal(e),
             other => Self::Validation(other.to_string()),
@@ -113,6 +117,7 @@ impl From<crate::services::knowledge::KnowledgeError> for AppError {
             )),
             E::TooLarge { .. } => Self::PayloadTooLarge(err.to_string()),
             E::NotFound => Self::NotFound,
+            E::Limit(limit) => Self::PaymentRequired(limit.message),
             E::Db(e) => Self::internal(e),
             other => Self::Validation(other.to_string()),
         }
@@ -130,8 +135,19 @@ impl From<crate::services::agents::AgentError> for AppError {
         use crate::services::agents::AgentError as E;
         match err {
             E::NotFound => Self::NotFound,
+            E::Limit(limit) => Self::PaymentRequired(limit.message),
             E::Db(e) => Self::internal(e),
             other => Self::Validation(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::services::billing::LimitError> for AppError {
+    fn from(err: crate::services::billing::LimitError) -> Self {
+        use crate::services::billing::LimitError as E;
+        match err {
+            E::Reached(limit) => Self::PaymentRequired(limit.message),
+            E::Db(e) => Self::internal(e),
         }
     }
 }
@@ -153,6 +169,7 @@ impl ResponseError for AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -184,6 +201,7 @@ fn default_message(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "The request could not be understood.",
         401 => "Please sign in to continue.",
+        402 => "Your plan does not include this. Upgrade to continue.",
         403 => "You do not have access to this.",
         404 => "We could not find what you were looking for.",
         405 => "This address does not accept that kind of request.",
@@ -202,6 +220,7 @@ fn default_message(status: StatusCode) -> &'static str {
 
 fn page_title(status: StatusCode) -> &'static str {
     match status.as_u16() {
+        402 => "Upgrade needed",
         404 => "Page not found",
         405 => "Method not allowed",
         413 => "Too large",
@@ -316,7 +335,8 @@ fn render(
 
     let mut builder = HttpResponse::build(status);
     builder.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    let api = path.starts_with("/api/") || path == "/api";
+    // Webhooks are machine-to-machine too: they get the JSON shape.
+    let api = path.starts_with("/api/") || path == "/api" || path.starts_with("/webhooks/");
     if status == StatusCode::UNAUTHORIZED && !api {
         // A page that needs a session sends the browser to sign in.
         return HttpResponse::SeeOther()

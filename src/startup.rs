@@ -20,6 +20,7 @@ use crate::db::{self, DbError, DbPool};
 use crate::error::{self, AppError};
 use crate::routes;
 use crate::security;
+use crate::services::billing::StripeApi;
 use crate::services::chat::ChatEngine;
 use crate::services::jobs::{JobContext, JobMetrics, WorkerPool};
 use crate::services::mail::{MailError, Mailer};
@@ -49,6 +50,8 @@ pub struct AppState {
     pub started: Instant,
     pub job_metrics: Arc<JobMetrics>,
     pub chat: Arc<ChatEngine>,
+    /// `None` when billing is off.
+    pub stripe: Option<Arc<StripeApi>>,
 }
 
 impl AppState {
@@ -114,6 +117,7 @@ impl Application {
         let mailer = Arc::new(Mailer::from_config(&config)?);
         let job_metrics = Arc::new(JobMetrics::default());
         let chat = Arc::new(ChatEngine::new(&config));
+        let stripe = StripeApi::from_config(&config.stripe);
         let workers = options.run_jobs.then(|| {
             WorkerPool::start(Arc::new(JobContext {
                 pool: pool.clone(),
@@ -121,6 +125,7 @@ impl Application {
                 mailer,
                 metrics: job_metrics.clone(),
                 chat: chat.clone(),
+                stripe: stripe.clone(),
             }))
         });
         let state = web::Data::new(AppState {
@@ -130,6 +135,7 @@ impl Application {
             started: Instant::now(),
             job_metrics,
             chat,
+            stripe,
         });
         let server = build_server(listener, state.clone(), options)?;
         tracing::info!(

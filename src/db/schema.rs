@@ -229,6 +229,66 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    billing_accounts (organization_id) {
+        organization_id -> BigInt,
+        stripe_customer_id -> Nullable<Text>,
+        stripe_subscription_id -> Nullable<Text>,
+        plan -> Text,
+        status -> Text,
+        price_id -> Nullable<Text>,
+        current_period_start -> Nullable<Timestamp>,
+        current_period_end -> Nullable<Timestamp>,
+        cancel_at_period_end -> Bool,
+        trial_end -> Nullable<Timestamp>,
+        past_due_since -> Nullable<Timestamp>,
+        stripe_state_at -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    stripe_events (id) {
+        id -> Text,
+        event_type -> Text,
+        api_version -> Nullable<Text>,
+        livemode -> Bool,
+        stripe_created -> BigInt,
+        payload -> Text,
+        state -> Text,
+        organization_id -> Nullable<BigInt>,
+        detail -> Nullable<Text>,
+        received_at -> Timestamp,
+        processed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    invoices (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        stripe_invoice_id -> Text,
+        number -> Nullable<Text>,
+        status -> Text,
+        currency -> Text,
+        amount_due -> BigInt,
+        amount_paid -> BigInt,
+        hosted_invoice_url -> Nullable<Text>,
+        stripe_created -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    usage_counters (organization_id, period) {
+        organization_id -> BigInt,
+        period -> Text,
+        messages -> BigInt,
+    }
+}
+
 diesel::joinable!(knowledge_documents -> agents (agent_id));
 diesel::joinable!(conversations -> agents (agent_id));
 diesel::joinable!(knowledge_chunks -> knowledge_documents (document_id));
@@ -253,4 +313,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     provider_credentials,
+    billing_accounts,
+    stripe_events,
+    invoices,
+    usage_counters,
 );

@@ -2,12 +2,14 @@
 
 mod email;
 mod ids;
+mod plan;
 mod role;
 mod scope;
 mod slug;
 
 pub use email::Email;
 pub use ids::{AgentId, ConversationId, DocumentId, JobId, MembershipId, OrganizationId, UserId};
+pub use plan::{Limits, Plan};
 pub use role::{Permission, Role};
 pub use scope::TenantScope;
 pub use slug::Slug;

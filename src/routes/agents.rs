@@ -117,8 +117,9 @@ pub async fn create(
         name: form.name.clone(),
         ..AgentForm::default()
     };
+    let billing = state.config.stripe.clone();
     match act(&state, &member, &req, move |conn, scope, actor| {
-        agents::create(conn, scope, actor, &agent_form)
+        agents::create(conn, scope, actor, &agent_form, &billing)
     })
     .await?
     {
@@ -130,6 +131,7 @@ pub async fn create(
             );
             Ok(see_other(&format!("/app/agents/{}", agent.id)))
         }
+        Err(AgentError::Limit(limit)) => Ok(flash::limit(&member.session, &limit, "/app/agents")),
         Err(e) => {
             let mut errors = FieldErrors::default();
             errors.add(e.field().map_or("name", form_field), sentence(&e));
@@ -350,11 +352,21 @@ async fn add_document(
     field: &'static str,
 ) -> AppResult<HttpResponse> {
     let (scope, max) = (member.scope.clone(), state.config.max_upload_bytes);
+    let billing = state.config.stripe.clone();
     let title = upload.title.clone();
     let added = state
-        .db(move |conn| Ok(knowledge::add_document(conn, &scope, id, upload, max)))
+        .db(move |conn| {
+            Ok(knowledge::add_document(
+                conn, &scope, id, upload, max, &billing,
+            ))
+        })
         .await?;
     match added {
+        Err(KnowledgeError::Limit(limit)) => Ok(flash::limit(
+            &member.session,
+            &limit,
+            &format!("/app/agents/{id}"),
+        )),
         Ok(_) => {
             flash::set(
                 &member.session,

@@ -176,8 +176,14 @@ pub async fn create_invitation(
     let role = crate::domain::Role::parse(&body.role)
         .map_err(|e| AppError::Validation(format!("role {e}")))?;
     let base_url = state.config.base_url.clone();
+    let billing = state.config.stripe.clone();
     let invitation = act(&state, &caller, &req, move |conn, scope, actor| {
-        accounts::invite(conn, scope, actor, actor.label, &email, role, &base_url)
+        let invite = accounts::NewInvite {
+            inviter: actor.label,
+            email: &email,
+            role,
+        };
+        accounts::invite(conn, scope, actor, &invite, &base_url, &billing)
     })
     .await?;
     Ok(HttpResponse::Created().json(invitation_json(invitation)))

@@ -116,9 +116,11 @@ pub async fn create_agent(
     require(&caller, Permission::ManageSettings)?;
     let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
     let form = body.into_inner();
+    let billing = state.config.stripe.clone();
     let agent = state
         .db(move |conn| {
-            agents::create(conn, &scope, &actor(&scope, &label, &ip), &form).map_err(AppError::from)
+            agents::create(conn, &scope, &actor(&scope, &label, &ip), &form, &billing)
+                .map_err(AppError::from)
         })
         .await?;
     let slug = org_slug(&state, &caller).await?;
@@ -276,9 +278,11 @@ pub(crate) async fn add(
     upload: Upload,
 ) -> AppResult<Document> {
     let (scope, max) = (caller.scope.clone(), state.config.max_upload_bytes);
+    let billing = state.config.stripe.clone();
     state
         .db(move |conn| {
-            knowledge::add_document(conn, &scope, agent, upload, max).map_err(AppError::from)
+            knowledge::add_document(conn, &scope, agent, upload, max, &billing)
+                .map_err(AppError::from)
         })
         .await
 }

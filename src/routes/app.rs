@@ -13,7 +13,7 @@ use crate::domain::{Email, MembershipId, OrganizationId, Permission, Role, Tenan
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::{see_other, text_field};
 use crate::routes::{flash, unprocessable};
-use crate::services::accounts::{self, AccountError, Actor};
+use crate::services::accounts::{self, AccountError, Actor, NewInvite};
 use crate::startup::AppState;
 use crate::views::account::{
     AccountPage, ApiKeyRow, ApiKeysPage, AppChrome, AuditPage, AuditRow, DashboardPage,
@@ -293,13 +293,22 @@ pub async fn invite(
         return Ok(unprocessable(page, &req));
     };
     let base_url = state.config.base_url.clone();
+    let billing = state.config.stripe.clone();
     let invited = email.clone();
     let inviter = member.user.name.clone();
     match act(&state, &member, &req, move |conn, scope, actor| {
-        accounts::invite(conn, scope, actor, &inviter, &invited, role, &base_url)
+        let invite = NewInvite {
+            inviter: &inviter,
+            email: &invited,
+            role,
+        };
+        accounts::invite(conn, scope, actor, &invite, &base_url, &billing)
     })
     .await?
     {
+        Err(AccountError::Limit(limit)) => {
+            Ok(flash::limit(&member.session, &limit, "/app/members"))
+        }
         Ok(_) => {
             flash::set(
                 &member.session,

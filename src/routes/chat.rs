@@ -20,6 +20,7 @@ use crate::db::models::{Agent, Conversation, NewConversation, NewMessage, Organi
 use crate::db::write_transaction;
 use crate::domain::{ConversationId, Slug};
 use crate::error::{AppError, AppResult};
+use crate::services::billing::limits;
 use crate::services::chat::{
     self, Citation, MAX_MESSAGE_CHARS, ReplyEvent, ReplyOutcome, VISITOR_MESSAGES_PER_MINUTE,
 };
@@ -333,6 +334,7 @@ pub(crate) async fn accept_visitor_message(
         ));
     }
     let per_ip = i64::from(state.config.rate_limit_per_minute);
+    let billing = state.config.stripe.clone();
     let content = trimmed.to_string();
     state
         .db(move |conn| {
@@ -350,6 +352,7 @@ pub(crate) async fn accept_visitor_message(
                         retry_after_secs: 60,
                     });
                 }
+                limits::count_message(conn, &billing, conversation.organization_id)?;
                 conversation.add_message(
                     conn,
                     &NewMessage {

@@ -11,11 +11,23 @@ pub fn set(session: &Session, kind: &'static str, message: &str) {
     let _ = session.insert(KEY, (kind, message));
 }
 
+/// A plan limit stopped what the person tried: back to `to`, where the
+/// notice shows with a link to the billing page.
+pub fn limit(
+    session: &Session,
+    limit: &crate::services::billing::LimitReached,
+    to: &str,
+) -> actix_web::HttpResponse {
+    set(session, "limit", &limit.message);
+    crate::routes::auth::see_other(to)
+}
+
 pub fn take(session: &Session) -> Option<Flash> {
     let (kind, message) = session.remove_as::<(String, String)>(KEY)?.ok()?;
     let kind = match kind.as_str() {
         "success" => "success",
         "error" => "error",
+        "limit" => "limit",
         _ => "info",
     };
     Some(Flash { kind, message })

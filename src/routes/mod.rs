@@ -6,11 +6,13 @@ mod api;
 mod api_agents;
 mod app;
 mod auth;
+mod billing;
 mod chat;
 mod csp_reports;
 pub mod flash;
 mod pages;
 mod probes;
+mod webhooks;
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
@@ -27,6 +29,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
         .service(web::resource("/").get(pages::index))
         .service(web::resource(["/widget.js", "/widget.css"]).get(assets::serve_stable))
         .service(web::resource("/c/{org}/{agent}").get(chat::page))
+        .service(
+            web::resource("/webhooks/stripe")
+                .app_data(web::PayloadConfig::new(
+                    crate::services::billing::webhook::MAX_BODY_BYTES,
+                ))
+                .post(webhooks::stripe),
+        )
         .service(
             web::resource("/signup")
                 .get(auth::signup_page)
@@ -94,6 +103,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
                 )
                 .service(web::resource("/api-keys/{id}/revoke").post(app::revoke_api_key))
                 .service(web::resource("/audit").get(app::audit))
+                .service(web::resource("/billing").get(billing::page))
+                .service(web::resource("/billing/checkout").post(billing::start_checkout))
+                .service(web::resource("/billing/portal").post(billing::open_portal))
                 .service(web::resource("/account").get(app::account))
                 .service(web::resource("/account/password").post(app::change_password))
                 .service(web::resource("/account/email").post(app::change_email))

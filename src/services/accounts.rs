@@ -5,6 +5,7 @@ use chrono::TimeDelta;
 use url::Url;
 
 use crate::auth::tokens;
+use crate::config::StripeConfig;
 use crate::db::DbConnection;
 use crate::db::models::user_token::{RESET_PASSWORD, VERIFY_EMAIL};
 use crate::db::models::{
@@ -14,6 +15,7 @@ use crate::db::models::{
 use crate::domain::{
     Email, MembershipId, OrganizationId, Permission, Role, Slug, TenantScope, UserId,
 };
+use crate::services::billing::limits::{self, LimitError, LimitReached, Resource};
 use crate::services::jobs::{self, EnqueueOptions, SendEmail};
 use crate::services::mail::{MailTemplate, OutgoingEmail};
 
@@ -40,7 +42,18 @@ pub enum AccountError {
     #[error("This person is already a member of the organization.")]
     AlreadyMember,
     #[error(transparent)]
+    Limit(LimitReached),
+    #[error(transparent)]
     Db(#[from] diesel::result::Error),
+}
+
+impl From<LimitError> for AccountError {
+    fn from(err: LimitError) -> Self {
+        match err {
+            LimitError::Reached(limit) => Self::Limit(limit),
+            LimitError::Db(e) => Self::Db(e),
+        }
+    }
 }
 
 fn token_message(problem: TokenProblem) -> &'static str {
@@ -399,16 +412,28 @@ fn require(scope: &TenantScope, permission: Permission) -> Result<(), AccountErr
     }
 }
 
-/// Invites `email` into the scope's organization and emails the link.
+/// Who is invited, with which role, and by whom (the name in the email).
+pub struct NewInvite<'a> {
+    pub inviter: &'a str,
+    pub email: &'a Email,
+    pub role: Role,
+}
+
+/// Invites `email` into the scope's organization and emails the link; the
+/// invitation holds a seat of the plan until it is accepted, revoked or expires.
 pub fn invite(
     conn: &mut DbConnection,
     scope: &TenantScope,
     actor: &Actor<'_>,
-    inviter: &str,
-    email: &Email,
-    role: Role,
+    invite: &NewInvite<'_>,
     base_url: &Url,
+    billing: &StripeConfig,
 ) -> Result<Invitation, AccountError> {
+    let NewInvite {
+        inviter,
+        email,
+        role,
+    } = *invite;
     require(scope, Permission::ManageMembers)?;
     if role == Role::Owner {
         require(scope, Permission::ManageOwners)?;
@@ -419,6 +444,7 @@ pub fn invite(
         {
             return Err(AccountError::AlreadyMember);
         }
+        limits::ensure_room(conn, billing, scope, Resource::Seat)?;
         let org =
             Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)?;
         let token = tokens::generate();

@@ -3,11 +3,13 @@
 
 use serde::Deserialize;
 
+use crate::config::StripeConfig;
 use crate::crypto::{Keyring, hint};
 use crate::db::models::{Agent, AgentSettings, ProviderCredential};
 use crate::db::{DbConnection, write_transaction};
 use crate::domain::{AgentId, Slug, TenantScope};
 use crate::services::accounts::{Actor, audit};
+use crate::services::billing::limits::{self, LimitError, LimitReached, Resource};
 use crate::services::chat::credential_context;
 use crate::services::chat::providers::ProviderKind;
 
@@ -50,7 +52,18 @@ pub enum AgentError {
     #[error("not found")]
     NotFound,
     #[error(transparent)]
+    Limit(LimitReached),
+    #[error(transparent)]
     Db(#[from] diesel::result::Error),
+}
+
+impl From<LimitError> for AgentError {
+    fn from(err: LimitError) -> Self {
+        match err {
+            LimitError::Reached(limit) => Self::Limit(limit),
+            LimitError::Db(e) => Self::Db(e),
+        }
+    }
 }
 
 impl AgentError {
@@ -211,6 +224,7 @@ pub fn create(
     scope: &TenantScope,
     actor: &Actor<'_>,
     form: &AgentForm,
+    billing: &StripeConfig,
 ) -> Result<Agent, AgentError> {
     let settings = settings(form, None)?;
     let raw_slug = form
@@ -220,6 +234,7 @@ pub fn create(
         .unwrap_or_else(|| slugify(&settings.name));
     let slug = Slug::parse(&raw_slug).map_err(|e| AgentError::invalid("slug", e.0))?;
     write_transaction(conn, |conn| {
+        limits::ensure_room(conn, billing, scope, Resource::Agent)?;
         if Agent::slug_taken(conn, scope, &slug)? {
             return Err(AgentError::invalid(
                 "slug",

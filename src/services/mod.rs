@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod billing;
 pub mod chat;
 pub mod jobs;
 pub mod knowledge;

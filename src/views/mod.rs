@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod agents;
+pub mod billing;
 pub mod chat;
 
 use askama::Template;

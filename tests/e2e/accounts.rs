@@ -151,7 +151,7 @@ fn all_mail(dir: &Path, to: &str, subject: &str) -> Vec<String> {
 }
 
 /// Waits for an email to `to` whose subject contains `subject`; returns its text part.
-async fn wait_for_mail(dir: &Path, to: &str, subject: &str) -> String {
+pub(crate) async fn wait_for_mail(dir: &Path, to: &str, subject: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(text) = all_mail(dir, to, subject).into_iter().next() {

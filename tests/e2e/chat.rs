@@ -27,9 +27,9 @@ const RETURNS: &str = "# Returns\n\nBikes can be returned within 30 days with th
 Refunds go back to the card you paid with.\n\n# Repairs\n\nOur workshop repairs any bike brand. \
 A basic tune-up costs 49 euros and takes two days.\n";
 
-struct Api<'a> {
-    app: &'a TestApp,
-    key: String,
+pub(crate) struct Api<'a> {
+    pub(crate) app: &'a TestApp,
+    pub(crate) key: String,
 }
 
 impl Api<'_> {
@@ -40,25 +40,30 @@ impl Api<'_> {
             .bearer_auth(&self.key)
     }
 
-    async fn json(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let res = self.request(method, path).json(&body).send().await.unwrap();
         let status = res.status();
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         let res = self.request(Method::GET, path).send().await.unwrap();
         let status = res.status();
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn agent(&self, body: Value) -> Value {
+    pub(crate) async fn agent(&self, body: Value) -> Value {
         let (status, agent) = self.json(Method::POST, "/api/v1/agents", body).await;
         assert_eq!(status, 201, "{agent}");
         agent
     }
 
-    async fn upload(
+    pub(crate) async fn upload(
         &self,
         agent: i64,
         title: &str,
@@ -120,7 +125,7 @@ async fn setup(
 }
 
 /// Starts a public conversation the way the widget does.
-async fn start_chat(
+pub(crate) async fn start_chat(
     app: &TestApp,
     org: &str,
     agent: &str,
@@ -136,7 +141,13 @@ async fn start_chat(
     req.send().await.unwrap()
 }
 
-async fn say(app: &TestApp, org: &str, agent: &str, chat: &Value, text: &str) -> reqwest::Response {
+pub(crate) async fn say(
+    app: &TestApp,
+    org: &str,
+    agent: &str,
+    chat: &Value,
+    text: &str,
+) -> reqwest::Response {
     app.client
         .post(app.url(&format!(
             "/api/v1/chat/{org}/{agent}/conversations/{}/messages",

@@ -156,6 +156,26 @@ impl TestApp {
         self.dir.path().join("data")
     }
 
+    /// Another server instance on this test's database (as a second process
+    /// behind a load balancer would be); returns its address.
+    pub async fn another_instance(&self, overrides: &[(&str, &str)]) -> String {
+        let data = self.dir.path().join(format!("data-{}", hex_id()));
+        let config = test_config(&self.db.url, &data, overrides);
+        let app = Application::build(
+            config,
+            ServeOptions {
+                migrate: false,
+                http_workers: Some(1),
+                run_jobs: true,
+            },
+        )
+        .await
+        .expect("second instance starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        actix_web::rt::spawn(app.run_until_stopped(false));
+        address
+    }
+
     /// A separate pool on the test's database, as another process would have.
     pub fn pool(&self) -> frontdesk::db::DbPool {
         self.db.pool()

@@ -5,9 +5,11 @@ mod helpers;
 
 mod accounts;
 mod assets;
+mod billing;
 mod chat;
 mod errors;
 mod fake_llm;
+mod fake_stripe;
 mod headers;
 mod jobs;
 mod probes;

@@ -76,6 +76,13 @@ impl Agent {
             .load(conn)
     }
 
+    pub fn count(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<i64> {
+        agents::table
+            .filter(agents::organization_id.eq(scope.organization_id()))
+            .count()
+            .get_result(conn)
+    }
+
     pub fn find(
         conn: &mut DbConnection,
         scope: &TenantScope,

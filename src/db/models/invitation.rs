@@ -56,6 +56,17 @@ impl Invitation {
             .load(conn)
     }
 
+    /// How many invitations are still open: each holds a seat.
+    pub fn count_pending(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<i64> {
+        invitations::table
+            .filter(invitations::organization_id.eq(scope.organization_id()))
+            .filter(invitations::accepted_at.is_null())
+            .filter(invitations::revoked_at.is_null())
+            .filter(invitations::expires_at.gt(crate::domain::now()))
+            .count()
+            .get_result(conn)
+    }
+
     pub fn find(
         conn: &mut DbConnection,
         scope: &TenantScope,

@@ -88,6 +88,15 @@ impl Document {
             .load(conn)
     }
 
+    /// Bytes uploaded into the organization's knowledge base.
+    pub fn total_bytes(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<i64> {
+        knowledge_documents::table
+            .filter(knowledge_documents::organization_id.eq(scope.organization_id()))
+            .select(diesel::dsl::sum(knowledge_documents::size_bytes))
+            .first::<Option<i64>>(conn)
+            .map(Option::unwrap_or_default)
+    }
+
     pub fn find(
         conn: &mut DbConnection,
         scope: &TenantScope,

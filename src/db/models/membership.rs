@@ -106,6 +106,13 @@ impl Membership {
             .collect())
     }
 
+    pub fn count(conn: &mut DbConnection, scope: &crate::domain::TenantScope) -> QueryResult<i64> {
+        memberships::table
+            .filter(memberships::organization_id.eq(scope.organization_id()))
+            .count()
+            .get_result(conn)
+    }
+
     pub fn find(
         conn: &mut DbConnection,
         scope: &crate::domain::TenantScope,
@@ -117,6 +124,23 @@ impl Membership {
             .select(Membership::as_select())
             .first(conn)
             .optional()
+    }
+
+    /// The owners' addresses, for billing notices sent by the system (no member
+    /// acts, so there is no scope).
+    pub fn owner_emails(
+        conn: &mut DbConnection,
+        organization_id: OrganizationId,
+    ) -> QueryResult<Vec<String>> {
+        use crate::db::schema::users;
+        memberships::table
+            .inner_join(users::table)
+            .filter(memberships::organization_id.eq(organization_id))
+            .filter(memberships::role.eq(Role::Owner.as_str()))
+            .filter(users::disabled_at.is_null())
+            .order(users::email.asc())
+            .select(users::email)
+            .load(conn)
     }
 
     pub fn count_owners(

@@ -3,29 +3,37 @@
 pub mod agent;
 pub mod api_key;
 pub mod audit;
+pub mod billing_account;
 pub mod conversation;
 pub mod invitation;
+pub mod invoice;
 pub mod job;
 pub mod knowledge;
 pub mod membership;
 pub mod organization;
 pub mod provider_credential;
 pub mod session;
+pub mod stripe_event;
+pub mod usage_counter;
 pub mod user;
 pub mod user_token;
 
 pub use agent::{Agent, AgentSettings};
 pub use api_key::ApiKey;
 pub use audit::{AuditEntry, NewAuditEntry};
+pub use billing_account::{BillingAccount, SubscriptionChange};
 pub use conversation::{
     Conversation, ConversationFilter, ConversationListing, Message, NewConversation, NewMessage,
 };
 pub use invitation::Invitation;
+pub use invoice::{Invoice, InvoiceUpdate};
 pub use job::{Job, NewJob};
 pub use knowledge::{Document, Passage};
 pub use membership::{Membership, NewMembership};
 pub use organization::{NewOrganization, Organization};
 pub use provider_credential::ProviderCredential;
 pub use session::SessionRow;
+pub use stripe_event::{NewStripeEvent, StripeEvent};
+pub use usage_counter::UsageCounter;
 pub use user::{NewUser, User};
 pub use user_token::{TokenProblem, UserToken};

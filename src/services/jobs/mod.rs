@@ -22,6 +22,7 @@ use crate::config::{Config, JobSettings};
 use crate::db::models::{Job as JobRow, NewJob};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::JobId;
+use crate::services::billing::ProcessStripeEvent;
 use crate::services::chat::SummarizeConversation;
 use crate::services::knowledge::IndexDocument;
 use crate::services::mail::Mailer;
@@ -97,6 +98,8 @@ pub struct JobContext {
     pub mailer: Arc<Mailer>,
     pub metrics: Arc<JobMetrics>,
     pub chat: Arc<crate::services::chat::ChatEngine>,
+    /// `None` when billing is off.
+    pub stripe: Option<Arc<crate::services::billing::StripeApi>>,
 }
 
 impl JobContext {
@@ -139,6 +142,7 @@ pub async fn dispatch(ctx: &JobContext, kind: &str, payload: &str) -> Result<(),
         Diagnostic::KIND => decode::<Diagnostic>(payload)?.run(ctx).await,
         IndexDocument::KIND => decode::<IndexDocument>(payload)?.run(ctx).await,
         SummarizeConversation::KIND => decode::<SummarizeConversation>(payload)?.run(ctx).await,
+        ProcessStripeEvent::KIND => decode::<ProcessStripeEvent>(payload)?.run(ctx).await,
         other => Err(JobFailure::permanent(format!(
             "unknown job kind {other:?}: no handler in this version of frontdesk"
         ))),

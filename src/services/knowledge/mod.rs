@@ -5,10 +5,12 @@ pub mod text;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::StripeConfig;
 use crate::db::models::knowledge::{self, FAILED, INDEXING, READY};
 use crate::db::models::{Agent, Document, Passage};
 use crate::db::{DbConnection, write_transaction};
 use crate::domain::{AgentId, DocumentId, OrganizationId, TenantScope};
+use crate::services::billing::limits::{self, LimitError, LimitReached, Resource};
 use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
 pub use text::{ACCEPTED, SourceFormat, TextError};
 
@@ -28,7 +30,18 @@ pub enum KnowledgeError {
     #[error("not found")]
     NotFound,
     #[error(transparent)]
+    Limit(LimitReached),
+    #[error(transparent)]
     Db(#[from] diesel::result::Error),
+}
+
+impl From<LimitError> for KnowledgeError {
+    fn from(err: LimitError) -> Self {
+        match err {
+            LimitError::Reached(limit) => Self::Limit(limit),
+            LimitError::Db(e) => Self::Db(e),
+        }
+    }
 }
 
 /// What a person uploaded or pasted, before extraction.
@@ -47,6 +60,7 @@ pub fn add_document(
     agent_id: AgentId,
     upload: Upload,
     max_bytes: u64,
+    billing: &StripeConfig,
 ) -> Result<Document, KnowledgeError> {
     let size = upload.bytes.len() as u64;
     if size > max_bytes {
@@ -60,6 +74,12 @@ pub fn add_document(
     let size = i32::try_from(size).unwrap_or(i32::MAX);
     write_transaction(conn, |conn| {
         Agent::find(conn, scope, agent_id)?.ok_or(KnowledgeError::NotFound)?;
+        limits::ensure_room(
+            conn,
+            billing,
+            scope,
+            Resource::Knowledge(u64::try_from(size).unwrap_or(0)),
+        )?;
         let doc = Document::create(
             conn,
             scope,

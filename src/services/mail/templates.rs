@@ -27,6 +27,11 @@ pub enum MailTemplate {
         amount: String,
         invoice_url: Option<String>,
     },
+    TrialEnding {
+        organization: String,
+        /// The day the trial ends, as shown.
+        ends: String,
+    },
     TicketAssigned {
         name: String,
         ticket_id: i64,
@@ -88,6 +93,7 @@ impl MailTemplate {
             Self::PasswordReset { .. } => "password_reset",
             Self::Invitation { .. } => "invitation",
             Self::PaymentFailed { .. } => "payment_failed",
+            Self::TrialEnding { .. } => "trial_ending",
             Self::TicketAssigned { .. } => "ticket_assigned",
             Self::Test => "test",
         }
@@ -168,6 +174,20 @@ impl MailTemplate {
                         .clone()
                         .unwrap_or_else(|| link(base, "/app/billing", None)),
                     footnote: "You receive this because you own or administer this organization.",
+                },
+            ),
+            Self::TrialEnding { organization, ends } => (
+                format!("{organization}'s Frontdesk trial ends on {ends}"),
+                EmailView {
+                    heading: "Your trial ends soon",
+                    greeting: "Hello,".into(),
+                    paragraphs: vec![
+                        format!("The trial of {organization}'s Frontdesk subscription ends on {ends}."),
+                        "Check your payment method so the plan continues without interruption.".into(),
+                    ],
+                    action_label: "Review billing",
+                    action_url: link(base, "/app/billing", None),
+                    footnote: "You receive this because you own this organization.",
                 },
             ),
             Self::TicketAssigned {

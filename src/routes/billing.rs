@@ -1,0 +1,263 @@
+//! The billing page, Checkout and the Customer Portal (owners and admins).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::app::{chrome, require};
+use crate::auth::csrf::CsrfForm;
+use crate::auth::extractors::{Member, client_ip};
+use crate::csrf_protected;
+use crate::db::models::{BillingAccount, Invoice};
+use crate::domain::{Permission, Plan};
+use crate::error::AppResult;
+use crate::routes::auth::see_other;
+use crate::routes::flash;
+use crate::services::billing::checkout::{self, Buyer, CheckoutError};
+use crate::services::billing::limits::{self, human_bytes};
+use crate::services::billing::objects::money;
+use crate::services::billing::{Entitlement, StripeApi};
+use crate::startup::AppState;
+use crate::views::account::Flash;
+use crate::views::billing::{BillingPage, InvoiceRow, PlanCard, UsageBar};
+
+#[derive(Deserialize)]
+pub struct BillingQuery {
+    #[serde(default)]
+    checkout: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CheckoutForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    request_id: String,
+}
+
+#[derive(Deserialize)]
+pub struct PortalForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    request_id: String,
+}
+
+csrf_protected!(CheckoutForm, PortalForm);
+
+fn day(t: chrono::NaiveDateTime) -> String {
+    t.format("%B %-d, %Y").to_string()
+}
+
+fn bar(label: &'static str, used: u64, limit: Option<u64>, show: fn(u64) -> String) -> UsageBar {
+    UsageBar {
+        label,
+        used,
+        used_label: show(used),
+        limit,
+        limit_label: limit.map_or_else(|| "unlimited".into(), show),
+        over: limit.is_some_and(|l| used >= l),
+    }
+}
+
+fn features(limits: crate::domain::Limits) -> Vec<String> {
+    let n = |v: Option<u64>, what: &str| match v {
+        Some(v) => format!("{v} {what}"),
+        None => format!("Unlimited {what}"),
+    };
+    vec![
+        n(limits.agents, "agents"),
+        n(limits.seats, "seats"),
+        n(limits.messages_per_month, "messages a month"),
+        match limits.knowledge_bytes {
+            Some(b) => format!("{} of knowledge", human_bytes(b)),
+            None => "Unlimited knowledge".into(),
+        },
+    ]
+}
+
+pub async fn page(
+    state: web::Data<AppState>,
+    member: Member,
+    query: web::Query<BillingQuery>,
+) -> AppResult<BillingPage> {
+    require(&member, Permission::ManageSettings)?;
+    let scope = member.scope.clone();
+    let (account, usage, invoices) = state
+        .db(move |conn| {
+            Ok((
+                BillingAccount::of(conn, &scope)?,
+                limits::usage(conn, &scope)?,
+                Invoice::recent(conn, &scope, 24)?,
+            ))
+        })
+        .await?;
+    let stripe = &state.config.stripe;
+    let now = crate::domain::now();
+    let e = Entitlement::of(stripe, &account, now);
+    let flash = flash::take(&member.session).or_else(|| match query.checkout.as_deref() {
+        Some("success") => Some(Flash {
+            kind: "success",
+            message: "Thank you! Your plan changes as soon as Stripe confirms the payment (usually within seconds).".into(),
+        }),
+        Some("canceled") => Some(Flash {
+            kind: "info",
+            message: "Checkout was canceled; nothing was charged.".into(),
+        }),
+        _ => None,
+    });
+    let subscribed = checkout::has_live_subscription(&account);
+    let paid_plan = Plan::parse(&account.plan).unwrap_or(Plan::Free);
+    Ok(BillingPage {
+        chrome: chrome(&member, "billing", flash)?,
+        enabled: stripe.enabled(),
+        webhook_url: format!(
+            "{}/webhooks/stripe",
+            state.config.base_url.as_str().trim_end_matches('/')
+        ),
+        plan_label: e.plan.label(),
+        status: account.status.clone(),
+        period_end: account.current_period_end.map(day),
+        cancel_at_period_end: account.cancel_at_period_end,
+        grace_until: e.grace_until.map(day),
+        lapsed: account.stripe_subscription_id.is_some()
+            && paid_plan != Plan::Free
+            && e.plan == Plan::Free,
+        has_customer: account.stripe_customer_id.is_some(),
+        subscribed,
+        usage: vec![
+            bar("Agents", usage.agents, e.limits.agents, |n| n.to_string()),
+            bar("Seats", usage.seats, e.limits.seats, |n| n.to_string()),
+            bar(
+                "Messages this month",
+                usage.messages_this_month,
+                e.limits.messages_per_month,
+                |n| n.to_string(),
+            ),
+            bar(
+                "Knowledge storage",
+                usage.knowledge_bytes,
+                e.limits.knowledge_bytes,
+                human_bytes,
+            ),
+        ],
+        plans: Plan::ALL
+            .into_iter()
+            .map(|plan| PlanCard {
+                plan: plan.as_str(),
+                label: plan.label(),
+                features: features(stripe.limits(plan)),
+                current: plan == e.plan,
+                purchasable: plan != Plan::Free && stripe.prices.contains_key(&plan),
+            })
+            .collect(),
+        invoices: invoices
+            .into_iter()
+            .map(|i| InvoiceRow {
+                number: i.number.unwrap_or(i.stripe_invoice_id),
+                date: crate::services::billing::objects::timestamp(i.stripe_created)
+                    .map(day)
+                    .unwrap_or_default(),
+                amount: money(&i.currency, i.amount_due),
+                status: i.status,
+                url: i.hosted_invoice_url,
+            })
+            .collect(),
+        request_id: hex::encode(rand::random::<[u8; 12]>()),
+    })
+}
+
+fn buyer(member: &Member, req: &HttpRequest) -> Buyer {
+    Buyer {
+        user_id: member.user.id,
+        email: member.user.email.clone(),
+        ip: client_ip(req),
+    }
+}
+
+/// Where a failed attempt goes: back to the page with the reason.
+fn refused(member: &Member, e: &CheckoutError) -> HttpResponse {
+    match e {
+        CheckoutError::Stripe(cause) => {
+            tracing::error!(error = %cause, "a Stripe call for billing failed")
+        }
+        CheckoutError::Db(cause) => tracing::error!(error = %cause, "billing: database error"),
+        _ => {}
+    }
+    flash::set(&member.session, "error", &e.to_string());
+    see_other("/app/billing")
+}
+
+fn api(state: &AppState) -> Result<&StripeApi, CheckoutError> {
+    state.stripe.as_deref().ok_or(CheckoutError::Off)
+}
+
+pub async fn start_checkout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<CheckoutForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let Ok(plan) = Plan::parse(&form.plan) else {
+        return Ok(refused(&member, &CheckoutError::NotForSale("chosen")));
+    };
+    let request_id = valid_request_id(&form.request_id);
+    let result = match api(&state) {
+        Ok(api) => {
+            checkout::start_checkout(
+                api,
+                &state.pool,
+                &state.config,
+                &member.scope,
+                &buyer(&member, &req),
+                plan,
+                &request_id,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    Ok(match result {
+        Ok(url) => see_other(&url),
+        Err(e) => refused(&member, &e),
+    })
+}
+
+pub async fn open_portal(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<PortalForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let request_id = valid_request_id(&form.request_id);
+    let result = match api(&state) {
+        Ok(api) => {
+            checkout::open_portal(
+                api,
+                &state.pool,
+                &state.config,
+                &member.scope,
+                &buyer(&member, &req),
+                &request_id,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    Ok(match result {
+        Ok(url) => see_other(&url),
+        Err(e) => refused(&member, &e),
+    })
+}
+
+/// The form's request id, or a fresh one if it is missing or not ours.
+fn valid_request_id(raw: &str) -> String {
+    if (8..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        raw.to_string()
+    } else {
+        hex::encode(rand::random::<[u8; 12]>())
+    }
+}

@@ -1,0 +1,573 @@
+//! Applies stored Stripe events, in a job. Every event is applied at most once
+//! (its row moves out of `received` in the same transaction as its effects),
+//! in any order (older state never overwrites newer), and an event that cannot
+//! be matched to an organization is kept, marked `unmatched`, and acknowledged.
+
+use serde::{Deserialize, Serialize};
+
+use super::objects::{self, CheckoutSession, Envelope, Invoice, Subscription};
+use crate::db::models::stripe_event::RECEIVED;
+use crate::db::models::{
+    BillingAccount, InvoiceUpdate, Membership, Organization, StripeEvent, SubscriptionChange,
+};
+use crate::db::{DbConnection, write_transaction};
+use crate::domain::{Email, OrganizationId, Plan};
+use crate::services::accounts::{Actor, audit};
+use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure, SendEmail};
+use crate::services::mail::{MailTemplate, OutgoingEmail};
+
+use super::limits::PAST_DUE;
+
+/// Processes one stored Stripe event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessStripeEvent {
+    pub event_id: String,
+}
+
+impl Job for ProcessStripeEvent {
+    const KIND: &'static str = "billing.stripe_event";
+    /// Re-fetching from Stripe may fail for a while; keep trying for hours.
+    const MAX_ATTEMPTS: i32 = 10;
+}
+
+const STRIPE: Actor<'static> = Actor {
+    user_id: None,
+    label: "stripe",
+    ip: "",
+};
+
+/// How an event ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Processed(OrganizationId, String),
+    Ignored(Option<OrganizationId>, String),
+    Unmatched(String),
+}
+
+impl ProcessStripeEvent {
+    pub async fn run(self, ctx: &JobContext) -> Result<(), JobFailure> {
+        let id = self.event_id.clone();
+        let Some(event) = ctx.db(move |conn| StripeEvent::find(conn, &id)).await? else {
+            return Err(JobFailure::permanent(format!(
+                "Stripe event {} is not stored",
+                self.event_id
+            )));
+        };
+        if event.state != RECEIVED {
+            return Ok(());
+        }
+        let envelope: Envelope = match serde_json::from_str(&event.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                let detail = format!("unreadable event payload: {e}");
+                self.finish(ctx, Outcome::Ignored(None, detail), |_, _| Ok(()))
+                    .await?;
+                return Ok(());
+            }
+        };
+        match envelope.event_type.as_str() {
+            "checkout.session.completed" => self.checkout_completed(ctx, &envelope).await,
+            "customer.subscription.created"
+            | "customer.subscription.updated"
+            | "customer.subscription.deleted" => {
+                let sub: Subscription = parse(&envelope)?;
+                self.subscription(ctx, sub, envelope.created, false).await
+            }
+            "invoice.paid" | "invoice.payment_failed" => self.invoice(ctx, &envelope).await,
+            "customer.subscription.trial_will_end" => self.trial_will_end(ctx, &envelope).await,
+            other => {
+                let detail = format!("{other} is not used by Frontdesk");
+                self.finish(ctx, Outcome::Ignored(None, detail), |_, _| Ok(()))
+                    .await
+            }
+        }
+    }
+
+    /// Marks the event with its outcome and applies `effects` in one
+    /// transaction; nothing happens if another run finished the event first.
+    async fn finish(
+        &self,
+        ctx: &JobContext,
+        outcome: Outcome,
+        effects: impl FnOnce(&mut DbConnection, &Outcome) -> diesel::QueryResult<()> + Send + 'static,
+    ) -> Result<(), JobFailure> {
+        let id = self.event_id.clone();
+        let recorded = outcome.clone();
+        ctx.db(move |conn| {
+            write_transaction(conn, |conn| {
+                let (state, org, detail) = match &recorded {
+                    Outcome::Processed(org, d) => ("processed", Some(*org), d.as_str()),
+                    Outcome::Ignored(org, d) => ("ignored", *org, d.as_str()),
+                    Outcome::Unmatched(d) => ("unmatched", None, d.as_str()),
+                };
+                if StripeEvent::finish(conn, &id, state, org, Some(detail))? {
+                    effects(conn, &recorded)?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        match &outcome {
+            Outcome::Unmatched(why) => {
+                tracing::warn!(event = %self.event_id, reason = %why, "Stripe event matches no organization; kept as unmatched")
+            }
+            other => {
+                tracing::info!(event = %self.event_id, outcome = ?other, "Stripe event applied")
+            }
+        }
+        Ok(())
+    }
+
+    async fn checkout_completed(
+        &self,
+        ctx: &JobContext,
+        envelope: &Envelope,
+    ) -> Result<(), JobFailure> {
+        let session: CheckoutSession = parse(envelope)?;
+        if session.mode.as_deref().is_some_and(|m| m != "subscription") {
+            let detail = format!("checkout session {} is not a subscription", session.id);
+            return self
+                .finish(ctx, Outcome::Ignored(None, detail), |_, _| Ok(()))
+                .await;
+        }
+        let claimed = session
+            .client_reference_id
+            .as_deref()
+            .or_else(|| {
+                session
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get("organization_id"))
+                    .map(String::as_str)
+            })
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .map(OrganizationId);
+        let customer = session.customer.as_ref().map(|c| c.0.clone());
+        let org = {
+            let customer = customer.clone();
+            ctx.db(move |conn| match_organization(conn, customer.as_deref(), claimed))
+                .await?
+        };
+        let Some(org) = org else {
+            let detail = format!(
+                "checkout session {} names no known organization or customer",
+                session.id
+            );
+            return self
+                .finish(ctx, Outcome::Unmatched(detail), |_, _| Ok(()))
+                .await;
+        };
+        if let Some(customer) = customer {
+            ctx.db(move |conn| link_customer(conn, org, &customer))
+                .await?;
+        }
+        let Some(sub_id) = session.subscription.map(|s| s.0) else {
+            let detail = format!("checkout session {} has no subscription yet", session.id);
+            return self
+                .finish(ctx, Outcome::Ignored(Some(org), detail), |_, _| Ok(()))
+                .await;
+        };
+        // The session only names the subscription: its state comes from Stripe.
+        let sub = fetch_subscription(ctx, &sub_id).await?;
+        self.subscription(ctx, sub, envelope.created, true).await
+    }
+
+    async fn subscription(
+        &self,
+        ctx: &JobContext,
+        sub: Subscription,
+        at: i64,
+        fresh: bool,
+    ) -> Result<(), JobFailure> {
+        let customer = sub.customer.0.clone();
+        let claimed = sub
+            .metadata("organization_id")
+            .and_then(|raw| raw.parse::<i64>().ok())
+            .map(OrganizationId);
+        let account = {
+            let customer = customer.clone();
+            ctx.db(move |conn| {
+                let Some(org) = match_organization(conn, Some(&customer), claimed)? else {
+                    return Ok(None);
+                };
+                link_customer(conn, org, &customer)?;
+                BillingAccount::ensure(conn, org).map(Some)
+            })
+            .await?
+        };
+        let Some(account) = account else {
+            let detail = format!("subscription {} of unknown customer {customer}", sub.id);
+            return self
+                .finish(ctx, Outcome::Unmatched(detail), |_, _| Ok(()))
+                .await;
+        };
+        let org = account.organization_id;
+        let sub = match decide(&account, &sub, at) {
+            Decision::Ignore(why) => {
+                let detail = format!("subscription {}: {why}", sub.id);
+                return self
+                    .finish(ctx, Outcome::Ignored(Some(org), detail), |_, _| Ok(()))
+                    .await;
+            }
+            Decision::Apply => sub,
+            // Same second, different story: Stripe's current state decides.
+            Decision::AskStripe if !fresh => fetch_subscription(ctx, &sub.id).await?,
+            Decision::AskStripe => sub,
+        };
+        let config = ctx.config.stripe.clone();
+        let plan = sub
+            .price_id()
+            .and_then(|p| config.plan_for_price(p))
+            .or_else(|| sub.metadata("plan").and_then(|p| Plan::parse(p).ok()))
+            .unwrap_or(Plan::Free);
+        let now = crate::domain::now();
+        let (start, end) = sub.period();
+        let change = SubscriptionChange {
+            stripe_subscription_id: Some(sub.id.clone()),
+            plan: plan.as_str().into(),
+            status: sub.status.clone(),
+            price_id: sub.price_id().map(str::to_string),
+            current_period_start: start,
+            current_period_end: end,
+            cancel_at_period_end: sub.cancel_at_period_end,
+            trial_end: sub.trial_end.and_then(objects::timestamp),
+            past_due_since: (sub.status == PAST_DUE).then(|| account.past_due_since.unwrap_or(now)),
+            stripe_state_at: at.max(account.stripe_state_at),
+            updated_at: now,
+        };
+        let before = format!("{} {}", account.plan, account.status);
+        let after = format!("{} {}", change.plan, change.status);
+        let detail = format!("subscription {}: {before} -> {after}", sub.id);
+        let sub_id = sub.id.clone();
+        self.finish(
+            ctx,
+            Outcome::Processed(org, detail.clone()),
+            move |conn, _| {
+                BillingAccount::apply(conn, org, &change)?;
+                audit(
+                    conn,
+                    Some(org),
+                    &STRIPE,
+                    "billing.subscription_changed",
+                    Some(&sub_id),
+                    Some(&format!("{before} -> {after}")),
+                )
+            },
+        )
+        .await
+    }
+
+    async fn invoice(&self, ctx: &JobContext, envelope: &Envelope) -> Result<(), JobFailure> {
+        let invoice: Invoice = parse(envelope)?;
+        let customer = invoice.customer.as_ref().map(|c| c.0.clone());
+        let org = ctx
+            .db(move |conn| match_organization(conn, customer.as_deref(), None))
+            .await?;
+        let Some(org) = org else {
+            let detail = format!("invoice {} of an unknown customer", invoice.id);
+            return self
+                .finish(ctx, Outcome::Unmatched(detail), |_, _| Ok(()))
+                .await;
+        };
+        let failed = envelope.event_type == "invoice.payment_failed";
+        let amount = invoice.amount_label(invoice.amount_due);
+        let detail = format!(
+            "invoice {} {} ({amount})",
+            invoice.id,
+            if failed { "payment failed" } else { "paid" }
+        );
+        let base_url = ctx.config.base_url.clone();
+        let event_id = self.event_id.clone();
+        self.finish(ctx, Outcome::Processed(org, detail), move |conn, _| {
+            let status = if failed {
+                invoice.status.as_deref().unwrap_or("open")
+            } else {
+                "paid"
+            };
+            crate::db::models::Invoice::upsert(
+                conn,
+                org,
+                &InvoiceUpdate {
+                    stripe_invoice_id: &invoice.id,
+                    number: invoice.number.as_deref(),
+                    status,
+                    currency: invoice.currency.as_deref().unwrap_or("usd"),
+                    amount_due: invoice.amount_due,
+                    amount_paid: invoice.amount_paid,
+                    hosted_invoice_url: invoice.hosted_invoice_url.as_deref(),
+                    stripe_created: invoice.created,
+                },
+            )?;
+            let action = if failed {
+                "billing.payment_failed"
+            } else {
+                "billing.invoice_paid"
+            };
+            audit(
+                conn,
+                Some(org),
+                &STRIPE,
+                action,
+                Some(&invoice.id),
+                Some(&amount),
+            )?;
+            if failed {
+                let name = organization_name(conn, org)?;
+                notify_owners(
+                    conn,
+                    org,
+                    &event_id,
+                    MailTemplate::PaymentFailed {
+                        organization: name,
+                        amount,
+                        invoice_url: invoice.hosted_invoice_url.clone(),
+                    },
+                    &base_url,
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn trial_will_end(
+        &self,
+        ctx: &JobContext,
+        envelope: &Envelope,
+    ) -> Result<(), JobFailure> {
+        let sub: Subscription = parse(envelope)?;
+        let customer = sub.customer.0.clone();
+        let org = ctx
+            .db(move |conn| match_organization(conn, Some(&customer), None))
+            .await?;
+        let Some(org) = org else {
+            let detail = format!("trial of subscription {} of an unknown customer", sub.id);
+            return self
+                .finish(ctx, Outcome::Unmatched(detail), |_, _| Ok(()))
+                .await;
+        };
+        let ends = sub.trial_end.and_then(objects::timestamp).map_or_else(
+            || "soon".to_string(),
+            |t| t.format("%B %-d, %Y").to_string(),
+        );
+        let base_url = ctx.config.base_url.clone();
+        let event_id = self.event_id.clone();
+        let detail = format!("trial of {} ends {ends}", sub.id);
+        self.finish(ctx, Outcome::Processed(org, detail), move |conn, _| {
+            audit(
+                conn,
+                Some(org),
+                &STRIPE,
+                "billing.trial_will_end",
+                Some(&sub.id),
+                Some(&ends),
+            )?;
+            let organization = organization_name(conn, org)?;
+            notify_owners(
+                conn,
+                org,
+                &event_id,
+                MailTemplate::TrialEnding { organization, ends },
+                &base_url,
+            )
+        })
+        .await
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, JobFailure> {
+    serde_json::from_value(envelope.data.object.clone()).map_err(|e| {
+        JobFailure::permanent(format!(
+            "{} event {} has an unexpected object: {e}",
+            envelope.event_type, envelope.id
+        ))
+    })
+}
+
+async fn fetch_subscription(ctx: &JobContext, id: &str) -> Result<Subscription, JobFailure> {
+    let Some(api) = ctx.stripe.as_ref() else {
+        return Err(JobFailure::permanent(
+            "billing is off (no STRIPE_SECRET_KEY): cannot ask Stripe for the subscription",
+        ));
+    };
+    api.retrieve_subscription(id).await.map_err(|e| {
+        if e.is_retryable() {
+            JobFailure::retry(e)
+        } else {
+            JobFailure::permanent(e)
+        }
+    })
+}
+
+/// The organization a customer belongs to; failing that, the organization the
+/// object claims in its metadata, if that organization exists and has no other
+/// customer yet (checkout completing before our own record of the customer).
+fn match_organization(
+    conn: &mut DbConnection,
+    customer: Option<&str>,
+    claimed: Option<OrganizationId>,
+) -> diesel::QueryResult<Option<OrganizationId>> {
+    if let Some(customer) = customer
+        && let Some(account) = BillingAccount::by_customer(conn, customer)?
+    {
+        return Ok(Some(account.organization_id));
+    }
+    let Some(org) = claimed else {
+        return Ok(None);
+    };
+    if Organization::find(conn, org)?.is_none() {
+        return Ok(None);
+    }
+    let account = BillingAccount::ensure(conn, org)?;
+    let free = match (&account.stripe_customer_id, customer) {
+        (None, _) => true,
+        (Some(mine), Some(theirs)) => mine == theirs,
+        (Some(_), None) => true,
+    };
+    Ok(free.then_some(org))
+}
+
+fn link_customer(
+    conn: &mut DbConnection,
+    org: OrganizationId,
+    customer: &str,
+) -> diesel::QueryResult<()> {
+    let account = BillingAccount::ensure(conn, org)?;
+    if account.stripe_customer_id.is_none() {
+        BillingAccount::set_customer(conn, org, customer)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Apply,
+    Ignore(&'static str),
+    /// Same timestamp as the state applied, but a different status.
+    AskStripe,
+}
+
+/// Whether a subscription state observed at `at` (the event's `created`) may
+/// replace what is stored.
+fn decide(account: &BillingAccount, sub: &Subscription, at: i64) -> Decision {
+    match account.stripe_subscription_id.as_deref() {
+        None => Decision::Apply,
+        Some(current) if current != sub.id => {
+            if sub.is_terminal() {
+                Decision::Ignore("an earlier subscription ended; the current one is unchanged")
+            } else if !objects::is_terminal(&account.status) && at < account.stripe_state_at {
+                Decision::Ignore("older than the current subscription's state")
+            } else {
+                Decision::Apply
+            }
+        }
+        Some(_) => {
+            if objects::is_terminal(&account.status) && !sub.is_terminal() {
+                Decision::Ignore("already canceled; a canceled subscription does not come back")
+            } else if at < account.stripe_state_at {
+                Decision::Ignore("older than the state already applied")
+            } else if at == account.stripe_state_at && account.status != sub.status {
+                Decision::AskStripe
+            } else {
+                Decision::Apply
+            }
+        }
+    }
+}
+
+fn organization_name(conn: &mut DbConnection, org: OrganizationId) -> diesel::QueryResult<String> {
+    Ok(Organization::find(conn, org)?.map_or_else(|| "your organization".into(), |o| o.name))
+}
+
+/// One email per owner, enqueued with the event's changes; the idempotency key
+/// keeps a re-run from emailing twice.
+fn notify_owners(
+    conn: &mut DbConnection,
+    org: OrganizationId,
+    event_id: &str,
+    template: MailTemplate,
+    base_url: &url::Url,
+) -> diesel::QueryResult<()> {
+    for address in Membership::owner_emails(conn, org)? {
+        let Ok(to) = Email::parse(&address) else {
+            continue;
+        };
+        let key = format!("stripe:{event_id}:{address}");
+        jobs::enqueue(
+            conn,
+            &SendEmail(OutgoingEmail::new(&to, template.clone(), base_url)),
+            EnqueueOptions {
+                idempotency_key: Some(&key),
+                ..EnqueueOptions::default()
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(sub: Option<&str>, status: &str, at: i64) -> BillingAccount {
+        let now = crate::domain::now();
+        BillingAccount {
+            organization_id: OrganizationId(1),
+            stripe_customer_id: Some("cus_1".into()),
+            stripe_subscription_id: sub.map(str::to_string),
+            plan: "pro".into(),
+            status: status.into(),
+            price_id: None,
+            current_period_start: None,
+            current_period_end: None,
+            cancel_at_period_end: false,
+            trial_end: None,
+            past_due_since: None,
+            stripe_state_at: at,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn sub(id: &str, status: &str) -> Subscription {
+        serde_json::from_value(serde_json::json!({"id": id, "customer": "cus_1", "status": status}))
+            .unwrap()
+    }
+
+    #[test]
+    fn older_states_never_overwrite_newer_ones() {
+        let a = account(Some("sub_1"), "canceled", 200);
+        assert!(matches!(
+            decide(&a, &sub("sub_1", "active"), 100),
+            Decision::Ignore(_)
+        ));
+        // A canceled subscription stays canceled even with a later timestamp.
+        assert!(matches!(
+            decide(&a, &sub("sub_1", "active"), 300),
+            Decision::Ignore(_)
+        ));
+        let b = account(Some("sub_1"), "active", 200);
+        assert_eq!(decide(&b, &sub("sub_1", "past_due"), 300), Decision::Apply);
+        assert!(matches!(
+            decide(&b, &sub("sub_1", "past_due"), 100),
+            Decision::Ignore(_)
+        ));
+        assert_eq!(
+            decide(&b, &sub("sub_1", "past_due"), 200),
+            Decision::AskStripe
+        );
+        assert_eq!(decide(&b, &sub("sub_1", "active"), 200), Decision::Apply);
+    }
+
+    #[test]
+    fn a_new_subscription_replaces_an_old_one_but_an_old_ending_does_not_matter() {
+        let a = account(Some("sub_2"), "active", 200);
+        assert!(matches!(
+            decide(&a, &sub("sub_1", "canceled"), 300),
+            Decision::Ignore(_)
+        ));
+        assert_eq!(decide(&a, &sub("sub_3", "active"), 300), Decision::Apply);
+        let none = account(None, "none", 0);
+        assert_eq!(decide(&none, &sub("sub_1", "active"), 1), Decision::Apply);
+    }
+}

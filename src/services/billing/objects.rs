@@ -1,0 +1,222 @@
+//! The parts of Stripe's objects that billing reads, parsed leniently: Stripe
+//! adds fields with every API version, and an event must never be lost because
+//! of a field we do not use. Unknown fields are ignored; the ids we need are
+//! accepted as a string or as an expanded object.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use serde::Deserialize;
+
+/// `"cus_123"` or `{"id": "cus_123", …}` (an expanded object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref(pub String);
+
+impl<'de> Deserialize<'de> for Ref {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Id(String),
+            Object { id: String },
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Id(id) | Raw::Object { id } => Ref(id),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Envelope {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created: i64,
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub livemode: bool,
+    pub data: EventData,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventData {
+    pub object: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub customer: Ref,
+    pub status: String,
+    #[serde(default)]
+    pub cancel_at_period_end: bool,
+    /// Before API version 2025-03-31 the period is on the subscription; since
+    /// then it is on each item.
+    #[serde(default)]
+    pub current_period_start: Option<i64>,
+    #[serde(default)]
+    pub current_period_end: Option<i64>,
+    #[serde(default)]
+    pub trial_end: Option<i64>,
+    #[serde(default)]
+    pub items: Option<List<SubscriptionItem>>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct List<T> {
+    #[serde(default = "Vec::new")]
+    pub data: Vec<T>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscriptionItem {
+    #[serde(default)]
+    pub price: Option<Ref>,
+    #[serde(default)]
+    pub current_period_start: Option<i64>,
+    #[serde(default)]
+    pub current_period_end: Option<i64>,
+}
+
+impl Subscription {
+    pub fn price_id(&self) -> Option<&str> {
+        self.first_item()
+            .and_then(|i| i.price.as_ref())
+            .map(|p| p.0.as_str())
+    }
+
+    fn first_item(&self) -> Option<&SubscriptionItem> {
+        self.items.as_ref().and_then(|l| l.data.first())
+    }
+
+    pub fn period(&self) -> (Option<NaiveDateTime>, Option<NaiveDateTime>) {
+        let item = self.first_item();
+        let start = self
+            .current_period_start
+            .or(item.and_then(|i| i.current_period_start));
+        let end = self
+            .current_period_end
+            .or(item.and_then(|i| i.current_period_end));
+        (start.and_then(timestamp), end.and_then(timestamp))
+    }
+
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .map(String::as_str)
+    }
+
+    /// Canceled subscriptions never become active again in Stripe.
+    pub fn is_terminal(&self) -> bool {
+        is_terminal(&self.status)
+    }
+}
+
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, "canceled" | "incomplete_expired")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckoutSession {
+    pub id: String,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub customer: Option<Ref>,
+    #[serde(default)]
+    pub subscription: Option<Ref>,
+    #[serde(default)]
+    pub client_reference_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Invoice {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<Ref>,
+    #[serde(default)]
+    pub number: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub amount_due: i64,
+    #[serde(default)]
+    pub amount_paid: i64,
+    #[serde(default)]
+    pub hosted_invoice_url: Option<String>,
+    #[serde(default)]
+    pub created: i64,
+}
+
+impl Invoice {
+    /// "USD 20.00" from Stripe's minor units (zero-decimal currencies aside).
+    pub fn amount_label(&self, amount: i64) -> String {
+        let currency = self.currency.as_deref().unwrap_or("usd").to_uppercase();
+        money(&currency, amount)
+    }
+}
+
+pub fn money(currency: &str, minor: i64) -> String {
+    const ZERO_DECIMAL: [&str; 16] = [
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+        "XAF", "XOF", "XPF",
+    ];
+    let currency = currency.to_uppercase();
+    if ZERO_DECIMAL.contains(&currency.as_str()) {
+        format!("{currency} {minor}")
+    } else {
+        let sign = if minor < 0 { "-" } else { "" };
+        let abs = minor.unsigned_abs();
+        format!("{currency} {sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+pub fn timestamp(secs: i64) -> Option<NaiveDateTime> {
+    chrono::DateTime::from_timestamp(secs, 0).map(|t| t.naive_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_may_be_strings_or_expanded_objects() {
+        let s: CheckoutSession = serde_json::from_str(
+            r#"{"id":"cs_1","customer":{"id":"cus_9","object":"customer"},"subscription":"sub_2"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.customer, Some(Ref("cus_9".into())));
+        assert_eq!(s.subscription, Some(Ref("sub_2".into())));
+    }
+
+    #[test]
+    fn the_period_is_read_from_the_subscription_or_its_items() {
+        let new: Subscription = serde_json::from_str(
+            r#"{"id":"sub_1","customer":"cus_1","status":"active",
+                "items":{"data":[{"price":{"id":"price_pro"},"current_period_start":1700000000,"current_period_end":1702592000}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(new.price_id(), Some("price_pro"));
+        assert_eq!(new.period().1, timestamp(1_702_592_000));
+        let old: Subscription = serde_json::from_str(
+            r#"{"id":"sub_1","customer":"cus_1","status":"active","current_period_end":1702592000}"#,
+        )
+        .unwrap();
+        assert_eq!(old.period().1, timestamp(1_702_592_000));
+    }
+
+    #[test]
+    fn money_uses_minor_units() {
+        assert_eq!(money("usd", 2000), "USD 20.00");
+        assert_eq!(money("jpy", 500), "JPY 500");
+        assert_eq!(money("eur", -5), "EUR -0.05");
+    }
+}

@@ -1,0 +1,213 @@
+//! The Stripe API calls billing makes, through async-stripe over rustls. Every
+//! call that creates something carries an idempotency key, so a retried request
+//! (a double click, a timeout) never creates two of anything.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeRequest as _};
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_billing::subscription::RetrieveSubscription;
+use stripe_checkout::CheckoutSessionMode;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+};
+use stripe_core::customer::CreateCustomer;
+
+use super::objects::{self, List, Ref, SubscriptionItem};
+use crate::config::StripeConfig;
+use crate::domain::{OrganizationId, Plan};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StripeError {
+    /// Stripe answered with an error (HTTP status, Stripe's own message).
+    #[error("Stripe answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("Stripe could not be reached: {0}")]
+    Unreachable(String),
+    #[error("Stripe's answer could not be read: {0}")]
+    Unreadable(String),
+    #[error("the Stripe client is misconfigured: {0}")]
+    Config(String),
+}
+
+impl StripeError {
+    /// Whether trying again later may succeed (rate limits, Stripe's own
+    /// failures, the network), as Stripe's retry guidance says.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => matches!(status, 409 | 429) || *status >= 500,
+            Self::Unreachable(_) | Self::Unreadable(_) => true,
+            Self::Config(_) => false,
+        }
+    }
+}
+
+impl From<stripe::StripeError> for StripeError {
+    fn from(err: stripe::StripeError) -> Self {
+        match err {
+            stripe::StripeError::Stripe(api, status) => Self::Api {
+                status,
+                message: api
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| api.type_.as_str().to_string()),
+            },
+            stripe::StripeError::JSONDeserialize(why) => Self::Unreadable(why),
+            stripe::StripeError::ClientError(why) => Self::Unreachable(why),
+            stripe::StripeError::Timeout => Self::Unreachable("timed out".into()),
+            stripe::StripeError::ConfigError(why) => Self::Config(why),
+        }
+    }
+}
+
+/// What a Checkout Session is opened with.
+pub struct CheckoutRequest<'a> {
+    pub organization: OrganizationId,
+    pub plan: Plan,
+    pub customer: &'a str,
+    pub price: &'a str,
+    pub success_url: &'a str,
+    pub cancel_url: &'a str,
+    pub idempotency_key: &'a str,
+}
+
+pub struct StripeApi {
+    client: Client,
+}
+
+fn idempotent(key: &str) -> Result<RequestStrategy, StripeError> {
+    IdempotencyKey::new(key)
+        .map(RequestStrategy::Idempotent)
+        .map_err(|e| StripeError::Config(format!("idempotency key: {e}")))
+}
+
+fn organization_metadata(org: OrganizationId, plan: Option<Plan>) -> HashMap<String, String> {
+    let mut metadata = HashMap::from([("organization_id".to_string(), org.to_string())]);
+    if let Some(plan) = plan {
+        metadata.insert("plan".into(), plan.as_str().into());
+    }
+    metadata
+}
+
+impl StripeApi {
+    /// `None` when billing is off (no secret key) or the client cannot be built
+    /// (logged; `frontdesk check` reports the configuration).
+    pub fn from_config(config: &StripeConfig) -> Option<Arc<Self>> {
+        let key = config.secret_key.as_ref()?;
+        match ClientBuilder::new(key.expose().as_str())
+            .url(config.api_base.as_str())
+            .timeout(TIMEOUT)
+            .build()
+        {
+            Ok(client) => Some(Arc::new(Self { client })),
+            Err(e) => {
+                tracing::error!(error = %StripeError::from(e), "cannot build the Stripe client: billing calls will fail");
+                None
+            }
+        }
+    }
+
+    /// The Stripe API version this build speaks (set the webhook endpoint to it).
+    pub fn api_version() -> &'static str {
+        stripe_shared::version::VERSION.as_str()
+    }
+
+    /// One customer per organization: the key makes a retry return the same one.
+    pub async fn create_customer(
+        &self,
+        org: OrganizationId,
+        name: &str,
+        email: &str,
+    ) -> Result<String, StripeError> {
+        let customer = CreateCustomer::new()
+            .name(name)
+            .email(email)
+            .metadata(organization_metadata(org, None))
+            .customize()
+            .request_strategy(idempotent(&format!("frontdesk-customer-{org}"))?)
+            .send(&self.client)
+            .await?;
+        Ok(customer.id.as_str().to_string())
+    }
+
+    /// A subscription-mode Checkout Session; returns the URL to send the buyer to.
+    pub async fn create_checkout_session(
+        &self,
+        req: &CheckoutRequest<'_>,
+    ) -> Result<String, StripeError> {
+        let mut item = CreateCheckoutSessionLineItems::new();
+        item.price = Some(req.price.to_string());
+        item.quantity = Some(1);
+        let mut subscription = CreateCheckoutSessionSubscriptionData::new();
+        subscription.metadata = Some(organization_metadata(req.organization, Some(req.plan)));
+        let session = CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Subscription)
+            .line_items(vec![item])
+            .customer(req.customer)
+            .client_reference_id(req.organization.to_string())
+            .metadata(organization_metadata(req.organization, Some(req.plan)))
+            .subscription_data(subscription)
+            .success_url(req.success_url)
+            .cancel_url(req.cancel_url)
+            .customize()
+            .request_strategy(idempotent(req.idempotency_key)?)
+            .send(&self.client)
+            .await?;
+        session
+            .url
+            .ok_or_else(|| StripeError::Unreadable("the Checkout Session has no url".into()))
+    }
+
+    /// A Customer Portal session; returns its URL.
+    pub async fn create_portal_session(
+        &self,
+        customer: &str,
+        return_url: &str,
+        idempotency_key: &str,
+    ) -> Result<String, StripeError> {
+        let session = CreateBillingPortalSession::new()
+            .customer(customer)
+            .return_url(return_url)
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send(&self.client)
+            .await?;
+        Ok(session.url)
+    }
+
+    /// The subscription as Stripe holds it now (the source of truth when
+    /// events disagree).
+    pub async fn retrieve_subscription(
+        &self,
+        id: &str,
+    ) -> Result<objects::Subscription, StripeError> {
+        let sub = RetrieveSubscription::new(id).send(&self.client).await?;
+        let metadata = sub.metadata.into_iter().collect();
+        Ok(objects::Subscription {
+            id: sub.id.as_str().to_string(),
+            customer: Ref(sub.customer.id().as_str().to_string()),
+            status: sub.status.as_str().to_string(),
+            cancel_at_period_end: sub.cancel_at_period_end,
+            current_period_start: None,
+            current_period_end: None,
+            trial_end: sub.trial_end,
+            items: Some(List {
+                data: sub
+                    .items
+                    .data
+                    .iter()
+                    .map(|item| SubscriptionItem {
+                        price: Some(Ref(item.price.id.as_str().to_string())),
+                        current_period_start: Some(item.current_period_start),
+                        current_period_end: Some(item.current_period_end),
+                    })
+                    .collect(),
+            }),
+            metadata: Some(metadata),
+        })
+    }
+}

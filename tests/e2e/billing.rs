@@ -1,0 +1,844 @@
+//! Stripe billing over HTTP on both backends: signed webhooks stored once and
+//! applied in any order, Checkout and the Customer Portal against a local fake
+//! Stripe API, and plan limits enforced and lifted.
+
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use frontdesk::db::models::BillingAccount;
+use frontdesk::db::schema::{audit_log, invoices, jobs, organizations, stripe_events};
+use frontdesk::domain::OrganizationId;
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::accounts::{Browser, organization_with_key};
+use crate::backend_tests;
+use crate::chat::{Api, say, start_chat};
+use crate::fake_stripe::{FakeStripe, fixture, subscription};
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+backend_tests!(
+    webhooks_refuse_bad_signatures_and_bodies_and_store_nothing,
+    a_replayed_event_is_applied_once_and_order_does_not_matter,
+    every_handled_event_type_is_applied,
+    the_same_event_delivered_to_two_instances_at_once_is_applied_once,
+    checkout_and_portal_send_stripe_the_exact_parameters,
+    plan_limits_are_enforced_and_lifted_by_an_upgrade,
+    without_stripe_billing_is_off_and_unlimited,
+);
+
+const SECRET: &str = "whsec_test_current_0123456789";
+const OLD_SECRET: &str = "whsec_test_previous_0123456789";
+const PRICE_PRO: &str = "price_pro_test";
+const PRICE_BUSINESS: &str = "price_business_test";
+const BASE_URL: &str = "https://desk.harbor.test";
+const ORG: &str = "Harbor Bikes";
+const OWNER: &str = "owner@harbor.test";
+
+/// A server with billing on, pointed at the fake Stripe API.
+async fn billing_app(
+    backend: Backend,
+    stripe: &FakeStripe,
+    extra: &[(&'static str, &'static str)],
+) -> Option<TestApp> {
+    let secrets = format!("{SECRET},{OLD_SECRET}");
+    let mut spawn = spawn_app(backend)
+        .env("STRIPE_SECRET_KEY", "sk_test_frontdesk")
+        .env("STRIPE_WEBHOOK_SECRET", &secrets)
+        .env("STRIPE_API_BASE", &stripe.base_url)
+        .env("STRIPE_PRICE_PRO", PRICE_PRO)
+        .env("STRIPE_PRICE_BUSINESS", PRICE_BUSINESS)
+        .env("BASE_URL", BASE_URL);
+    for (k, v) in extra {
+        spawn = spawn.env(k, v);
+    }
+    spawn.start().await
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Stripe's signature, computed here independently of the server's code.
+fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// An event envelope in Stripe's schema around `object`.
+fn event(id: &str, kind: &str, created: i64, object: Value) -> String {
+    let mut e = fixture("event");
+    e["id"] = json!(id);
+    e["type"] = json!(kind);
+    e["created"] = json!(created);
+    e["api_version"] = json!(frontdesk::services::billing::StripeApi::api_version());
+    e["data"] = json!({ "object": object });
+    e.to_string()
+}
+
+async fn post_event(address: &str, body: &str, header: Option<String>) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{address}/webhooks/stripe"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(header) = header {
+        req = req.header("stripe-signature", header);
+    }
+    req.send().await.unwrap()
+}
+
+async fn deliver(app: &TestApp, body: &str) -> reqwest::Response {
+    post_event(&app.address, body, Some(signature(SECRET, now(), body))).await
+}
+
+/// Waits until the event's job has run; returns the event's final state.
+async fn processed(app: &TestApp, id: &str) -> String {
+    let pool = app.pool();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: Option<String> = stripe_events::table
+            .find(id)
+            .select(stripe_events::state)
+            .first(&mut pool.get().unwrap())
+            .optional()
+            .unwrap();
+        match state.as_deref() {
+            Some("received") | None => {}
+            Some(done) => return done.to_string(),
+        }
+        assert!(Instant::now() < deadline, "event {id} was not processed");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn org_id(app: &TestApp, slug: &str) -> OrganizationId {
+    organizations::table
+        .filter(organizations::slug.eq(slug))
+        .select(organizations::id)
+        .first::<i64>(&mut app.pool().get().unwrap())
+        .map(OrganizationId)
+        .unwrap()
+}
+
+fn account(app: &TestApp, org: OrganizationId) -> BillingAccount {
+    BillingAccount::ensure(&mut app.pool().get().unwrap(), org).unwrap()
+}
+
+fn link_customer(app: &TestApp, org: OrganizationId, customer: &str) {
+    BillingAccount::set_customer(&mut app.pool().get().unwrap(), org, customer).unwrap();
+}
+
+fn audit_count(app: &TestApp, action: &str) -> i64 {
+    audit_log::table
+        .filter(audit_log::action.eq(action))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap()
+}
+
+fn event_count(app: &TestApp) -> i64 {
+    stripe_events::table
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap()
+}
+
+async fn webhooks_refuse_bad_signatures_and_bodies_and_store_nothing(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    let body = event("evt_sig_1", "invoice.paid", now(), fixture("invoice"));
+    let t = now();
+    let refused = |res: reqwest::Response| async move {
+        let status = res.status();
+        let json: Value = res.json().await.unwrap();
+        (
+            status,
+            json["code"].as_str().unwrap_or_default().to_string(),
+            json,
+        )
+    };
+
+    // Missing, malformed, wrong secret, stale, tampered.
+    for header in [
+        None,
+        Some("garbage".to_string()),
+        Some(format!("t={t}")),
+        Some(format!("t={t},v1=not-hex")),
+        Some(signature("whsec_someone_else", t, &body)),
+        Some(signature(SECRET, t - 301, &body)),
+        Some(signature(SECRET, t + 301, &body)),
+        Some(signature(
+            SECRET,
+            t,
+            &body.replace("invoice.paid", "invoice.voided"),
+        )),
+    ] {
+        let (status, code, json) =
+            refused(post_event(&app.address, &body, header.clone()).await).await;
+        assert_eq!(status, 400, "{header:?}: {json}");
+        assert_eq!(code, "BAD_REQUEST");
+        assert!(json["correlationId"].is_string());
+    }
+    // A truncated body no longer matches the signature of the whole one.
+    let header = signature(SECRET, t, &body);
+    let (status, _, _) =
+        refused(post_event(&app.address, &body[..body.len() / 2], Some(header)).await).await;
+    assert_eq!(status, 400);
+    // Signed but not an event: refused for good (Stripe should not retry).
+    for junk in [
+        "not json",
+        "{\"hello\": 1}",
+        "{\"id\":\"nope\",\"type\":\"x\",\"created\":1}",
+    ] {
+        let (status, _, json) =
+            refused(post_event(&app.address, junk, Some(signature(SECRET, t, junk))).await).await;
+        assert_eq!(status, 400, "{junk}: {json}");
+    }
+    // Larger than any event: 413 before anything is read into the database.
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(600 * 1024));
+    let res = post_event(&app.address, &huge, Some(signature(SECRET, t, &huge))).await;
+    assert_eq!(res.status(), 413);
+    assert_eq!(event_count(&app), 0, "nothing refused was stored");
+
+    // The current secret, the previous one (a rotation), and a header carrying
+    // several signatures are all accepted.
+    let res = deliver(&app, &body).await;
+    assert_eq!(res.status(), 200);
+    let ack: Value = res.json().await.unwrap();
+    assert_eq!(
+        ack,
+        json!({"received": true, "id": "evt_sig_1", "duplicate": false})
+    );
+    let second = event("evt_sig_2", "invoice.paid", now(), fixture("invoice"));
+    let res = post_event(
+        &app.address,
+        &second,
+        Some(signature(OLD_SECRET, now(), &second)),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let third = event("evt_sig_3", "invoice.paid", now(), fixture("invoice"));
+    let t = now();
+    let both = format!(
+        "{},v1={}",
+        signature("whsec_unknown_new", t, &third),
+        signature(SECRET, t, &third).split("v1=").nth(1).unwrap()
+    );
+    assert_eq!(
+        post_event(&app.address, &third, Some(both)).await.status(),
+        200
+    );
+    assert_eq!(event_count(&app), 3);
+    // The fixture's customer is nobody's: stored, acknowledged, kept as unmatched.
+    assert_eq!(processed(&app, "evt_sig_1").await, "unmatched");
+}
+
+async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    let (_owner, _) = organization_with_key(&app, ORG, OWNER).await;
+    let org = org_id(&app, "harbor-bikes");
+    link_customer(&app, org, "cus_harbor");
+
+    let t0 = now() - 100;
+    let active = event(
+        "evt_order_1",
+        "customer.subscription.updated",
+        t0,
+        subscription("sub_harbor", "cus_harbor", PRICE_PRO, "active"),
+    );
+    assert_eq!(deliver(&app, &active).await.status(), 200);
+    assert_eq!(processed(&app, "evt_order_1").await, "processed");
+    let a = account(&app, org);
+    assert_eq!((a.plan.as_str(), a.status.as_str()), ("pro", "active"));
+    assert_eq!(a.stripe_subscription_id.as_deref(), Some("sub_harbor"));
+    assert!(a.current_period_end.is_some());
+
+    // Replayed three times: acknowledged as duplicates, applied once.
+    for _ in 0..3 {
+        let res = deliver(&app, &active).await;
+        assert_eq!(res.status(), 200);
+        let ack: Value = res.json().await.unwrap();
+        assert_eq!(ack["duplicate"], true);
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(audit_count(&app, "billing.subscription_changed"), 1);
+    let job_count: i64 = jobs::table
+        .filter(jobs::kind.eq("billing.stripe_event"))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(job_count, 1);
+
+    // Deleted at t0+60, then an update made at t0+30 arrives late.
+    let deleted = event(
+        "evt_order_3",
+        "customer.subscription.deleted",
+        t0 + 60,
+        subscription("sub_harbor", "cus_harbor", PRICE_PRO, "canceled"),
+    );
+    assert_eq!(deliver(&app, &deleted).await.status(), 200);
+    assert_eq!(processed(&app, "evt_order_3").await, "processed");
+    let late = event(
+        "evt_order_2",
+        "customer.subscription.updated",
+        t0 + 30,
+        subscription("sub_harbor", "cus_harbor", PRICE_BUSINESS, "active"),
+    );
+    assert_eq!(deliver(&app, &late).await.status(), 200);
+    assert_eq!(processed(&app, "evt_order_2").await, "ignored");
+    let a = account(&app, org);
+    assert_eq!(a.status, "canceled", "the late update does not revive it");
+
+    // Same second, different story: Stripe decides (it says canceled).
+    stripe.set_subscription(subscription(
+        "sub_harbor",
+        "cus_harbor",
+        PRICE_PRO,
+        "canceled",
+    ));
+    let tie = event(
+        "evt_order_4",
+        "customer.subscription.updated",
+        t0 + 60,
+        subscription("sub_harbor", "cus_harbor", PRICE_PRO, "past_due"),
+    );
+    assert_eq!(deliver(&app, &tie).await.status(), 200);
+    processed(&app, "evt_order_4").await;
+    assert_eq!(account(&app, org).status, "canceled");
+
+    // A new subscription after the old one ended takes over.
+    let again = event(
+        "evt_order_5",
+        "customer.subscription.created",
+        t0 + 90,
+        subscription("sub_harbor_2", "cus_harbor", PRICE_BUSINESS, "active"),
+    );
+    assert_eq!(deliver(&app, &again).await.status(), 200);
+    assert_eq!(processed(&app, "evt_order_5").await, "processed");
+    let a = account(&app, org);
+    assert_eq!(
+        (
+            a.plan.as_str(),
+            a.status.as_str(),
+            a.stripe_subscription_id.as_deref()
+        ),
+        ("business", "active", Some("sub_harbor_2"))
+    );
+}
+
+async fn every_handled_event_type_is_applied(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    let (owner, _) = organization_with_key(&app, ORG, OWNER).await;
+    let org = org_id(&app, "harbor-bikes");
+
+    // checkout.session.completed: the session names the organization and the
+    // subscription; the subscription's state is fetched from Stripe.
+    stripe.set_subscription(subscription("sub_new", "cus_new", PRICE_PRO, "trialing"));
+    let mut session = fixture("checkout_session");
+    session["id"] = json!("cs_test_done");
+    session["mode"] = json!("subscription");
+    session["status"] = json!("complete");
+    session["customer"] = json!("cus_new");
+    session["subscription"] = json!("sub_new");
+    session["client_reference_id"] = json!(org.0.to_string());
+    let body = event("evt_all_1", "checkout.session.completed", now(), session);
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    assert_eq!(processed(&app, "evt_all_1").await, "processed");
+    let a = account(&app, org);
+    assert_eq!(a.stripe_customer_id.as_deref(), Some("cus_new"));
+    assert_eq!((a.plan.as_str(), a.status.as_str()), ("pro", "trialing"));
+    assert_eq!(
+        stripe.requests_to("GET", "/v1/subscriptions/sub_new").len(),
+        1
+    );
+
+    // invoice.paid: listed on the billing page with its hosted link.
+    let mut invoice = fixture("invoice");
+    invoice["id"] = json!("in_paid_1");
+    invoice["customer"] = json!("cus_new");
+    invoice["number"] = json!("HB-0001");
+    invoice["status"] = json!("paid");
+    invoice["currency"] = json!("usd");
+    invoice["amount_due"] = json!(4900);
+    invoice["amount_paid"] = json!(4900);
+    invoice["hosted_invoice_url"] = json!("https://invoice.stripe.test/i/in_paid_1");
+    let body = event("evt_all_2", "invoice.paid", now(), invoice.clone());
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    assert_eq!(processed(&app, "evt_all_2").await, "processed");
+    let (status, page) = owner.get("/app/billing").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("HB-0001"), "{page}");
+    assert!(page.contains("USD 49.00"));
+    assert!(page.contains("https://invoice.stripe.test/i/in_paid_1"));
+
+    // invoice.payment_failed: recorded, and every owner is emailed once.
+    let mut failed = invoice.clone();
+    failed["id"] = json!("in_failed_2");
+    failed["number"] = json!("HB-0002");
+    failed["status"] = json!("open");
+    failed["amount_paid"] = json!(0);
+    failed["hosted_invoice_url"] = json!("https://invoice.stripe.test/i/in_failed_2");
+    let body = event("evt_all_3", "invoice.payment_failed", now(), failed);
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    assert_eq!(processed(&app, "evt_all_3").await, "processed");
+    let mail =
+        crate::accounts::wait_for_mail(&app.data_dir().join("mail"), OWNER, "Payment failed").await;
+    assert!(mail.contains("USD 49.00"), "{mail}");
+    assert!(mail.contains("https://invoice.stripe.test/i/in_failed_2"));
+    let status: String = invoices::table
+        .filter(invoices::stripe_invoice_id.eq("in_failed_2"))
+        .select(invoices::status)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(status, "open");
+    // A late payment_failed for an invoice already paid does not unpay it.
+    let mut stale = invoice.clone();
+    stale["status"] = json!("open");
+    let body = event("evt_all_4", "invoice.payment_failed", now(), stale);
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    processed(&app, "evt_all_4").await;
+    let status: String = invoices::table
+        .filter(invoices::stripe_invoice_id.eq("in_paid_1"))
+        .select(invoices::status)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(status, "paid");
+
+    // trial_will_end: the owners hear about it.
+    let mut trial = subscription("sub_new", "cus_new", PRICE_PRO, "trialing");
+    trial["trial_end"] = json!(now() + 3 * 86_400);
+    let body = event(
+        "evt_all_5",
+        "customer.subscription.trial_will_end",
+        now(),
+        trial,
+    );
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    assert_eq!(processed(&app, "evt_all_5").await, "processed");
+    crate::accounts::wait_for_mail(&app.data_dir().join("mail"), OWNER, "trial ends").await;
+
+    // Unknown types are stored and acknowledged; unknown customers are kept.
+    let body = event("evt_all_6", "plan.created", now(), fixture("price"));
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    assert_eq!(processed(&app, "evt_all_6").await, "ignored");
+    let body = event(
+        "evt_all_7",
+        "customer.subscription.updated",
+        now(),
+        subscription("sub_ghost", "cus_ghost", PRICE_PRO, "active"),
+    );
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    assert_eq!(processed(&app, "evt_all_7").await, "unmatched");
+
+    // Every billing change is in the audit log.
+    for action in [
+        "billing.subscription_changed",
+        "billing.invoice_paid",
+        "billing.payment_failed",
+        "billing.trial_will_end",
+    ] {
+        assert!(audit_count(&app, action) >= 1, "{action} is audited");
+    }
+    let (_, audit) = owner.get("/app/audit").await;
+    assert!(audit.contains("billing.payment_failed"));
+}
+
+async fn the_same_event_delivered_to_two_instances_at_once_is_applied_once(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    organization_with_key(&app, ORG, OWNER).await;
+    let org = org_id(&app, "harbor-bikes");
+    link_customer(&app, org, "cus_twice");
+    let secrets = format!("{SECRET},{OLD_SECRET}");
+    let second = app
+        .another_instance(&[
+            ("STRIPE_SECRET_KEY", "sk_test_frontdesk"),
+            ("STRIPE_WEBHOOK_SECRET", &secrets),
+            ("STRIPE_API_BASE", &stripe.base_url),
+            ("STRIPE_PRICE_PRO", PRICE_PRO),
+        ])
+        .await;
+    for n in 0..10 {
+        let id = format!("evt_twice_{n}");
+        let body = event(
+            &id,
+            "customer.subscription.updated",
+            now() + n,
+            subscription("sub_twice", "cus_twice", PRICE_PRO, "active"),
+        );
+        let (a, b) = tokio::join!(
+            post_event(&app.address, &body, Some(signature(SECRET, now(), &body))),
+            post_event(&second, &body, Some(signature(SECRET, now(), &body))),
+        );
+        assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+        let a: Value = a.json().await.unwrap();
+        let b: Value = b.json().await.unwrap();
+        assert_ne!(
+            a["duplicate"], b["duplicate"],
+            "exactly one instance stored it"
+        );
+        assert_eq!(processed(&app, &id).await, "processed");
+    }
+    assert_eq!(event_count(&app), 10);
+    assert_eq!(audit_count(&app, "billing.subscription_changed"), 10);
+    let job_count: i64 = jobs::table
+        .filter(jobs::kind.eq("billing.stripe_event"))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(job_count, 10);
+}
+
+async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    let (owner, _) = organization_with_key(&app, ORG, OWNER).await;
+    let org = org_id(&app, "harbor-bikes");
+
+    let (status, page) = owner.get("/app/billing").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Upgrade to Pro") && page.contains("Upgrade to Business"));
+    assert!(!page.contains("Manage billing"), "no customer yet");
+    let request_id = page
+        .split("name=\"request_id\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let csrf = owner.csrf("/app/billing").await;
+    let checkout = |plan: &'static str| {
+        let (csrf, request_id) = (csrf.clone(), request_id.clone());
+        let owner = &owner;
+        async move {
+            owner
+                .post(
+                    "/app/billing/checkout",
+                    &[
+                        ("csrf_token", &csrf),
+                        ("plan", plan),
+                        ("request_id", &request_id),
+                    ],
+                )
+                .await
+        }
+    };
+    let res = checkout("pro").await;
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with("https://checkout.stripe.test/c/pay/cs_test_"),
+        "{to}"
+    );
+
+    let customers = stripe.requests_to("POST", "/v1/customers");
+    assert_eq!(customers.len(), 1);
+    let c = &customers[0];
+    assert_eq!(c.param("email"), Some(OWNER));
+    assert_eq!(c.param("name"), Some(ORG));
+    assert_eq!(
+        c.param("metadata[organization_id]"),
+        Some(org.0.to_string().as_str())
+    );
+    assert_eq!(
+        c.idempotency_key.as_deref(),
+        Some(format!("frontdesk-customer-{}", org.0).as_str())
+    );
+    assert_eq!(c.authorization.as_deref(), Some("Bearer sk_test_frontdesk"));
+
+    let sessions = stripe.requests_to("POST", "/v1/checkout/sessions");
+    assert_eq!(sessions.len(), 1);
+    let s = &sessions[0];
+    let base = BASE_URL;
+    let org_s = org.0.to_string();
+    for (key, value) in [
+        ("mode", "subscription"),
+        ("line_items[0][price]", PRICE_PRO),
+        ("line_items[0][quantity]", "1"),
+        ("customer", "cus_fake1"),
+        ("client_reference_id", org_s.as_str()),
+        ("metadata[organization_id]", org_s.as_str()),
+        ("metadata[plan]", "pro"),
+        (
+            "subscription_data[metadata][organization_id]",
+            org_s.as_str(),
+        ),
+        ("subscription_data[metadata][plan]", "pro"),
+        (
+            "success_url",
+            &format!("{base}/app/billing?checkout=success"),
+        ),
+        (
+            "cancel_url",
+            &format!("{base}/app/billing?checkout=canceled"),
+        ),
+    ] {
+        assert_eq!(s.param(key), Some(value), "{key} in {:?}", s.form);
+    }
+    let key = s.idempotency_key.clone().expect("an idempotency key");
+    assert!(key.starts_with("frontdesk-checkout-"));
+
+    // A double submit of the same form reuses the key: the same session.
+    let again = checkout("pro").await;
+    assert_eq!(again.headers()["location"].to_str().unwrap(), to);
+    let sessions = stripe.requests_to("POST", "/v1/checkout/sessions");
+    assert_eq!(sessions[1].idempotency_key.as_deref(), Some(key.as_str()));
+    assert_eq!(
+        stripe.requests_to("POST", "/v1/customers").len(),
+        1,
+        "the customer is reused"
+    );
+    // Free cannot be bought; an unknown plan is refused with a message.
+    for plan in ["free", "enterprise"] {
+        let res = checkout(plan).await;
+        assert_eq!(res.status(), 303);
+        assert_eq!(res.headers()["location"], "/app/billing");
+        let (_, page) = owner.get("/app/billing").await;
+        assert!(page.contains("cannot be bought"), "{page}");
+    }
+
+    // Coming back from Checkout.
+    let (_, page) = owner.get("/app/billing?checkout=success").await;
+    assert!(page.contains("as soon as Stripe confirms"));
+
+    // The Customer Portal for the organization's customer.
+    let csrf = owner.csrf("/app/billing").await;
+    let res = owner
+        .post(
+            "/app/billing/portal",
+            &[("csrf_token", &csrf), ("request_id", "abcdef0123456789")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("https://billing.stripe.test/p/session/")
+    );
+    let portal = stripe.requests_to("POST", "/v1/billing_portal/sessions");
+    assert_eq!(portal.len(), 1);
+    assert_eq!(portal[0].param("customer"), Some("cus_fake1"));
+    assert_eq!(
+        portal[0].param("return_url"),
+        Some(format!("{base}/app/billing").as_str())
+    );
+    assert!(portal[0].idempotency_key.is_some());
+    assert!(audit_count(&app, "billing.checkout_started") >= 1);
+    assert_eq!(audit_count(&app, "billing.portal_opened"), 1);
+
+    // With a live subscription, Checkout is not offered again.
+    let body = event(
+        "evt_co_1",
+        "customer.subscription.created",
+        now(),
+        subscription("sub_co", "cus_fake1", PRICE_PRO, "active"),
+    );
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    processed(&app, "evt_co_1").await;
+    let (_, page) = owner.get("/app/billing").await;
+    assert!(page.contains("Pro plan") && page.contains("Manage billing"));
+    assert!(!page.contains("Upgrade to Business"));
+    let res = checkout("business").await;
+    assert_eq!(res.headers()["location"], "/app/billing");
+    assert_eq!(stripe.requests_to("POST", "/v1/checkout/sessions").len(), 2);
+
+    // Viewers and agents cannot reach billing; forms need the CSRF token.
+    let res = owner
+        .post(
+            "/app/billing/portal",
+            &[("csrf_token", "wrong"), ("request_id", "x")],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    let stranger = Browser::new(&app);
+    assert_eq!(stranger.get("/app/billing").await.0, 303);
+}
+
+async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(
+        backend,
+        &stripe,
+        &[(
+            "PLAN_FREE_LIMITS",
+            "agents=1,seats=2,messages=3,storage_mb=1",
+        )],
+    )
+    .await
+    else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, ORG, OWNER).await;
+    let api = Api { app: &app, key };
+    let org = org_id(&app, "harbor-bikes");
+
+    // Agents: one on Free; the second is refused with 402 in the API…
+    api.agent(json!({"name": "Support"})).await;
+    let (status, body) = api
+        .json(Method::POST, "/api/v1/agents", json!({"name": "Sales"}))
+        .await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["code"], "PLAN_LIMIT_REACHED");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Free plan includes 1 agent")
+    );
+    // …and with a banner linking to billing in the pages, nothing created.
+    let res = owner
+        .submit("/app/agents", "/app/agents", &[("name", "Sales")])
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = owner.get("/app/agents").await;
+    assert!(
+        page.contains("alert-limit") && page.contains("href=\"/app/billing\""),
+        "{page}"
+    );
+    let (_, list) = api.get("/api/v1/agents").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    // Knowledge: over 1 MB in all is refused.
+    let agent = list["data"][0]["id"].as_i64().unwrap();
+    let big = "word ".repeat(220 * 1024).into_bytes();
+    let (status, body) = api.upload(agent, "Big", "text/plain", big).await;
+    assert_eq!(status, 402, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("of knowledge"));
+
+    // Seats: the owner plus one invitation fill two.
+    let invite = |email: &'static str| {
+        api.json(
+            Method::POST,
+            "/api/v1/invitations",
+            json!({"email": email, "role": "agent"}),
+        )
+    };
+    assert_eq!(invite("one@harbor.test").await.0, 201);
+    let (status, body) = invite("two@harbor.test").await;
+    assert_eq!(status, 402, "{body}");
+
+    // Messages: three visitor messages a month, then a clear refusal.
+    let chat: Value = start_chat(&app, "harbor-bikes", "support", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let res = say(
+            &app,
+            "harbor-bikes",
+            "support",
+            &chat,
+            &format!("Question {n}"),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = say(&app, "harbor-bikes", "support", &chat, "One more").await;
+    assert_eq!(res.status(), 402);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("message allowance")
+    );
+
+    // The billing page draws usage against the limits.
+    let (_, page) = owner.get("/app/billing").await;
+    assert!(page.contains("<meter"), "{page}");
+    assert!(page.contains("1 of 1") && page.contains("3 of 3"), "{page}");
+
+    // An upgrade event lifts the limits.
+    link_customer(&app, org, "cus_limits");
+    let t0 = now();
+    let body = event(
+        "evt_limits_1",
+        "customer.subscription.updated",
+        t0,
+        subscription("sub_limits", "cus_limits", PRICE_PRO, "active"),
+    );
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    assert_eq!(processed(&app, "evt_limits_1").await, "processed");
+    api.agent(json!({"name": "Sales"})).await;
+    assert_eq!(invite("two@harbor.test").await.0, 201);
+    let res = say(&app, "harbor-bikes", "support", &chat, "Now?").await;
+    assert_eq!(res.status(), 200);
+
+    // past_due keeps the plan during the grace period.
+    let body = event(
+        "evt_limits_2",
+        "customer.subscription.updated",
+        t0 + 10,
+        subscription("sub_limits", "cus_limits", PRICE_PRO, "past_due"),
+    );
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    processed(&app, "evt_limits_2").await;
+    api.agent(json!({"name": "Returns"})).await;
+    let (_, page) = owner.get("/app/billing").await;
+    assert!(page.contains("The last payment failed"), "{page}");
+
+    // Canceled: back to Free. Data over the limit stays; creating is blocked.
+    let body = event(
+        "evt_limits_3",
+        "customer.subscription.deleted",
+        t0 + 20,
+        subscription("sub_limits", "cus_limits", PRICE_PRO, "canceled"),
+    );
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    processed(&app, "evt_limits_3").await;
+    let (_, list) = api.get("/api/v1/agents").await;
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        3,
+        "nothing is deleted"
+    );
+    let (status, _) = api
+        .json(Method::POST, "/api/v1/agents", json!({"name": "Fourth"}))
+        .await;
+    assert_eq!(status, 402);
+    let (_, page) = owner.get("/app/billing").await;
+    assert!(page.contains("subscription has ended"), "{page}");
+}
+
+async fn without_stripe_billing_is_off_and_unlimited(backend: Backend) {
+    let Some(app) = spawn_app(backend)
+        .env("PLAN_FREE_LIMITS", "agents=1")
+        .start()
+        .await
+    else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, ORG, OWNER).await;
+    let api = Api { app: &app, key };
+    for name in ["One", "Two", "Three"] {
+        api.agent(json!({ "name": name })).await;
+    }
+    let (status, page) = owner.get("/app/billing").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Billing is off on this server"));
+    assert!(page.contains("STRIPE_SECRET_KEY"));
+    assert!(page.contains("/webhooks/stripe"));
+    // Webhooks cannot be verified: 503, so Stripe keeps retrying until it is set up.
+    let body = event("evt_off_1", "invoice.paid", now(), fixture("invoice"));
+    let res = post_event(&app.address, &body, Some(signature(SECRET, now(), &body))).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(event_count(&app), 0);
+}
