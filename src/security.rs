@@ -12,6 +12,15 @@ style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
 object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; \
 report-uri /api/v1/csp-reports";
 
+/// The billing page's forms answer with a redirect to Stripe's hosted
+/// Checkout and Customer Portal, which `form-action` must allow (browsers
+/// apply it to the redirect too).
+pub const BILLING_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
+object-src 'none'; base-uri 'self'; \
+form-action 'self' https://checkout.stripe.com https://billing.stripe.com; \
+frame-ancestors 'none'; report-uri /api/v1/csp-reports";
+
 const HSTS: &str = "max-age=63072000; includeSubDomains";
 
 pub struct Headers {

@@ -1,6 +1,7 @@
 //! The billing page, Checkout and the Customer Portal (owners and admins).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{CustomizeResponder, HttpRequest, HttpResponse, Responder as _, web};
 use serde::Deserialize;
 
 use super::app::{chrome, require};
@@ -12,6 +13,7 @@ use crate::domain::{Permission, Plan};
 use crate::error::AppResult;
 use crate::routes::auth::see_other;
 use crate::routes::flash;
+use crate::security;
 use crate::services::billing::checkout::{self, Buyer, CheckoutError};
 use crate::services::billing::limits::{self, human_bytes};
 use crate::services::billing::objects::money;
@@ -61,15 +63,33 @@ fn bar(label: &'static str, used: u64, limit: Option<u64>, show: fn(u64) -> Stri
     }
 }
 
+/// `12,500`: counts read at a glance.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn features(limits: crate::domain::Limits) -> Vec<String> {
-    let n = |v: Option<u64>, what: &str| match v {
-        Some(v) => format!("{v} {what}"),
-        None => format!("Unlimited {what}"),
+    let n = |v: Option<u64>, one: &str, many: &str| match v {
+        Some(1) => format!("1 {one}"),
+        Some(v) => format!("{} {many}", grouped(v)),
+        None => format!("Unlimited {many}"),
     };
     vec![
-        n(limits.agents, "agents"),
-        n(limits.seats, "seats"),
-        n(limits.messages_per_month, "messages a month"),
+        n(limits.agents, "agent", "agents"),
+        n(limits.seats, "seat", "seats"),
+        n(
+            limits.messages_per_month,
+            "message a month",
+            "messages a month",
+        ),
         match limits.knowledge_bytes {
             Some(b) => format!("{} of knowledge", human_bytes(b)),
             None => "Unlimited knowledge".into(),
@@ -81,7 +101,7 @@ pub async fn page(
     state: web::Data<AppState>,
     member: Member,
     query: web::Query<BillingQuery>,
-) -> AppResult<BillingPage> {
+) -> AppResult<CustomizeResponder<BillingPage>> {
     require(&member, Permission::ManageSettings)?;
     let scope = member.scope.clone();
     let (account, usage, invoices) = state
@@ -109,7 +129,7 @@ pub async fn page(
     });
     let subscribed = checkout::has_live_subscription(&account);
     let paid_plan = Plan::parse(&account.plan).unwrap_or(Plan::Free);
-    Ok(BillingPage {
+    let page = BillingPage {
         chrome: chrome(&member, "billing", flash)?,
         enabled: stripe.enabled(),
         webhook_url: format!(
@@ -118,6 +138,7 @@ pub async fn page(
         ),
         plan_label: e.plan.label(),
         status: account.status.clone(),
+        status_label: status_label(&account.status),
         period_end: account.current_period_end.map(day),
         cancel_at_period_end: account.cancel_at_period_end,
         grace_until: e.grace_until.map(day),
@@ -127,13 +148,13 @@ pub async fn page(
         has_customer: account.stripe_customer_id.is_some(),
         subscribed,
         usage: vec![
-            bar("Agents", usage.agents, e.limits.agents, |n| n.to_string()),
-            bar("Seats", usage.seats, e.limits.seats, |n| n.to_string()),
+            bar("Agents", usage.agents, e.limits.agents, grouped),
+            bar("Seats", usage.seats, e.limits.seats, grouped),
             bar(
                 "Messages this month",
                 usage.messages_this_month,
                 e.limits.messages_per_month,
-                |n| n.to_string(),
+                grouped,
             ),
             bar(
                 "Knowledge storage",
@@ -165,7 +186,18 @@ pub async fn page(
             })
             .collect(),
         request_id: hex::encode(rand::random::<[u8; 12]>()),
-    })
+    };
+    Ok(page.customize().insert_header((
+        header::CONTENT_SECURITY_POLICY,
+        security::BILLING_CONTENT_SECURITY_POLICY,
+    )))
+}
+
+fn status_label(status: &str) -> String {
+    match status {
+        "none" => "no subscription".into(),
+        other => other.replace('_', " "),
+    }
 }
 
 fn buyer(member: &Member, req: &HttpRequest) -> Buyer {
@@ -259,5 +291,16 @@ fn valid_request_id(raw: &str) -> String {
         raw.to_string()
     } else {
         hex::encode(rand::random::<[u8; 12]>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(super::grouped(0), "0");
+        assert_eq!(super::grouped(999), "999");
+        assert_eq!(super::grouped(10_000), "10,000");
+        assert_eq!(super::grouped(1_234_567), "1,234,567");
     }
 }

@@ -41,6 +41,7 @@ pub struct BillingPage {
     pub webhook_url: String,
     pub plan_label: &'static str,
     pub status: String,
+    pub status_label: String,
     pub period_end: Option<String>,
     pub cancel_at_period_end: bool,
     pub grace_until: Option<String>,

@@ -37,7 +37,7 @@ const ORG: &str = "Harbor Bikes";
 const OWNER: &str = "owner@harbor.test";
 
 /// A server with billing on, pointed at the fake Stripe API.
-async fn billing_app(
+pub(crate) async fn billing_app(
     backend: Backend,
     stripe: &FakeStripe,
     extra: &[(&'static str, &'static str)],
@@ -146,6 +146,31 @@ fn event_count(app: &TestApp) -> i64 {
         .count()
         .get_result(&mut app.pool().get().unwrap())
         .unwrap()
+}
+
+/// The customer's subscription to Pro becomes active and its first invoice is
+/// paid, as Stripe would report after a completed Checkout.
+pub(crate) async fn subscribe_with_invoice(app: &TestApp, customer: &str) {
+    let body = event(
+        "evt_sub_paid_1",
+        "customer.subscription.created",
+        now(),
+        subscription("sub_paid", customer, PRICE_PRO, "active"),
+    );
+    assert_eq!(deliver(app, &body).await.status(), 200);
+    assert_eq!(processed(app, "evt_sub_paid_1").await, "processed");
+    let mut invoice = fixture("invoice");
+    invoice["id"] = json!("in_paid_1");
+    invoice["customer"] = json!(customer);
+    invoice["number"] = json!("HB-0001");
+    invoice["status"] = json!("paid");
+    invoice["currency"] = json!("usd");
+    invoice["amount_due"] = json!(4900);
+    invoice["amount_paid"] = json!(4900);
+    invoice["hosted_invoice_url"] = json!("https://invoice.stripe.test/i/in_paid_1");
+    let body = event("evt_sub_paid_2", "invoice.paid", now(), invoice);
+    assert_eq!(deliver(app, &body).await.status(), 200);
+    assert_eq!(processed(app, "evt_sub_paid_2").await, "processed");
 }
 
 async fn webhooks_refuse_bad_signatures_and_bodies_and_store_nothing(backend: Backend) {
@@ -543,7 +568,7 @@ async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) 
     assert_eq!(res.status(), 303);
     let to = res.headers()["location"].to_str().unwrap().to_string();
     assert!(
-        to.starts_with("https://checkout.stripe.test/c/pay/cs_test_"),
+        to.starts_with("https://checkout.stripe.com/c/pay/cs_test_"),
         "{to}"
     );
 
@@ -630,7 +655,7 @@ async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) 
         res.headers()["location"]
             .to_str()
             .unwrap()
-            .starts_with("https://billing.stripe.test/p/session/")
+            .starts_with("https://billing.stripe.com/p/session/")
     );
     let portal = stripe.requests_to("POST", "/v1/billing_portal/sessions");
     assert_eq!(portal.len(), 1);

@@ -177,3 +177,33 @@ async fn the_widget_answers_on_an_allowed_site_and_is_refused_elsewhere_in_headl
     )
     .await;
 }
+
+#[actix_web::test]
+async fn billing_page_upgrade_and_portal_in_headless_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let stripe = crate::fake_stripe::FakeStripe::spawn().await;
+    let app = crate::billing::billing_app(Backend::Sqlite, &stripe, &[])
+        .await
+        .expect("sqlite always runs");
+    let email = "owner@harbor.test";
+    crate::accounts::organization_with_key(&app, "Harbor Bikes", email).await;
+    let login = |mode: &str| {
+        vec![
+            ("EMAIL", PathBuf::from(email)),
+            ("PASSWORD", PathBuf::from(crate::accounts::PASSWORD)),
+            ("MODE", PathBuf::from(mode)),
+        ]
+    };
+    run_script("billing.mjs", &app.address, &login("free")).await;
+    assert_eq!(stripe.requests_to("POST", "/v1/checkout/sessions").len(), 1);
+    crate::billing::subscribe_with_invoice(&app, "cus_fake1").await;
+    run_script("billing.mjs", &app.address, &login("subscribed")).await;
+    assert_eq!(
+        stripe
+            .requests_to("POST", "/v1/billing_portal/sessions")
+            .len(),
+        1
+    );
+}

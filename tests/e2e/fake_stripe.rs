@@ -195,7 +195,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
             s["client_reference_id"] = json!(p("client_reference_id"));
             s["success_url"] = json!(p("success_url"));
             s["cancel_url"] = json!(p("cancel_url"));
-            s["url"] = json!(format!("https://checkout.stripe.test/c/pay/{id}"));
+            s["url"] = json!(format!("https://checkout.stripe.com/c/pay/{id}"));
             s
         }
         ("POST", "/v1/billing_portal/sessions") => {
@@ -204,7 +204,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
             s["id"] = json!(id);
             s["customer"] = json!(p("customer"));
             s["return_url"] = json!(p("return_url"));
-            s["url"] = json!(format!("https://billing.stripe.test/p/session/{id}"));
+            s["url"] = json!(format!("https://billing.stripe.com/p/session/{id}"));
             s
         }
         ("GET", path) if path.starts_with("/v1/subscriptions/") => {
