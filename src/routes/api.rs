@@ -162,7 +162,7 @@ pub struct NewInvitation {
     role: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), request_body = NewInvitation, responses((status = 201, body = InvitationJson), (status = 403, body = ErrorJson), (status = 422, body = ErrorJson)))]
+#[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), request_body = NewInvitation, responses((status = 201, body = InvitationJson), (status = 402, body = ErrorJson, description = "The plan's seats are taken"), (status = 403, body = ErrorJson), (status = 422, body = ErrorJson)))]
 pub async fn create_invitation(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -316,10 +316,12 @@ impl utoipa::Modify for ApiKeyAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Frontdesk API", description = "The organization's members, invitations and API keys."),
-    paths(list_members, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key),
-    components(schemas(MemberJson, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson)),
+    paths(list_members, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key,
+        super::billing::api_summary),
+    components(schemas(MemberJson, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson,
+        super::billing::BillingJson, super::billing::UsageJson)),
     modifiers(&ApiKeyAuth),
-    tags((name = "members"), (name = "invitations"), (name = "api-keys"))
+    tags((name = "members"), (name = "invitations"), (name = "api-keys"), (name = "billing"))
 )]
 pub struct ApiDoc;
 

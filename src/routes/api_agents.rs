@@ -106,7 +106,7 @@ pub async fn list_agents(state: web::Data<AppState>, caller: ApiCaller) -> AppRe
 }
 
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", security(("api_key" = [])), request_body = AgentForm,
-    responses((status = 201, body = AgentJson), (status = 422, body = ErrorJson)))]
+    responses((status = 201, body = AgentJson), (status = 402, body = ErrorJson, description = "The plan's agent limit is reached"), (status = 422, body = ErrorJson)))]
 pub async fn create_agent(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -241,7 +241,7 @@ pub struct UploadQuery {
 #[utoipa::path(post, path = "/api/v1/agents/{id}/documents", tag = "knowledge", security(("api_key" = [])),
     params(("id" = i64, Path), ("title" = Option<String>, Query), ("filename" = Option<String>, Query)),
     request_body(content = String, content_type = "text/plain", description = "The document: text/plain, text/markdown, text/html or application/pdf"),
-    responses((status = 201, body = DocumentJson), (status = 413, body = ErrorJson), (status = 415, body = ErrorJson), (status = 422, body = ErrorJson)))]
+    responses((status = 201, body = DocumentJson), (status = 402, body = ErrorJson, description = "The plan's knowledge storage is full"), (status = 413, body = ErrorJson), (status = 415, body = ErrorJson), (status = 422, body = ErrorJson)))]
 pub async fn upload_document(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -584,6 +584,7 @@ pub struct ApiMessage {
 
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)), request_body = ApiMessage,
     responses((status = 200, description = "The reply as JSON, or as Server-Sent Events with `Accept: text/event-stream`", body = crate::services::chat::ReplyOutcome),
+        (status = 402, body = ErrorJson, description = "The month's message allowance is used up"),
         (status = 404, body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
 pub async fn send_message(
     req: HttpRequest,

@@ -2,11 +2,13 @@
 
 use actix_web::http::header;
 use actix_web::{CustomizeResponder, HttpRequest, HttpResponse, Responder as _, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use super::api::ErrorJson;
 
 use super::app::{chrome, require};
 use crate::auth::csrf::CsrfForm;
-use crate::auth::extractors::{Member, client_ip};
+use crate::auth::extractors::{ApiCaller, Member, client_ip};
 use crate::csrf_protected;
 use crate::db::models::{BillingAccount, Invoice};
 use crate::domain::{Permission, Plan};
@@ -198,6 +200,63 @@ fn status_label(status: &str) -> String {
         "none" => "no subscription".into(),
         other => other.replace('_', " "),
     }
+}
+
+/// One counted resource: used now, and the plan's limit (`null`: unlimited).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageJson {
+    used: u64,
+    limit: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingJson {
+    /// Billing is on for this server; when off, every limit is `null`.
+    enabled: bool,
+    /// The plan in force now: `free`, `pro` or `business`.
+    plan: String,
+    /// Stripe's subscription status (`none` before the first subscription).
+    status: String,
+    current_period_end: Option<String>,
+    cancel_at_period_end: bool,
+    /// While a failed payment is retried, the paid plan lasts until then.
+    grace_until: Option<String>,
+    agents: UsageJson,
+    seats: UsageJson,
+    messages_this_month: UsageJson,
+    knowledge_bytes: UsageJson,
+}
+
+/// `GET /api/v1/billing`: the plan in force and usage against its limits.
+#[utoipa::path(get, path = "/api/v1/billing", tag = "billing", security(("api_key" = [])),
+    responses((status = 200, body = BillingJson), (status = 401, body = ErrorJson)))]
+pub async fn api_summary(state: web::Data<AppState>, caller: ApiCaller) -> AppResult<HttpResponse> {
+    let scope = caller.scope.clone();
+    let (account, usage) = state
+        .db(move |conn| {
+            Ok((
+                BillingAccount::of(conn, &scope)?,
+                limits::usage(conn, &scope)?,
+            ))
+        })
+        .await?;
+    let e = Entitlement::of(&state.config.stripe, &account, crate::domain::now());
+    let iso = |t: chrono::NaiveDateTime| t.and_utc().to_rfc3339();
+    let pair = |used, limit| UsageJson { used, limit };
+    Ok(HttpResponse::Ok().json(BillingJson {
+        enabled: state.config.stripe.enabled(),
+        plan: e.plan.as_str().into(),
+        status: account.status,
+        current_period_end: account.current_period_end.map(iso),
+        cancel_at_period_end: account.cancel_at_period_end,
+        grace_until: e.grace_until.map(iso),
+        agents: pair(usage.agents, e.limits.agents),
+        seats: pair(usage.seats, e.limits.seats),
+        messages_this_month: pair(usage.messages_this_month, e.limits.messages_per_month),
+        knowledge_bytes: pair(usage.knowledge_bytes, e.limits.knowledge_bytes),
+    }))
 }
 
 fn buyer(member: &Member, req: &HttpRequest) -> Buyer {

@@ -297,7 +297,7 @@ pub struct SendMessage {
 #[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/messages", tag = "chat",
     params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)), request_body = SendMessage,
     responses((status = 200, description = "The reply: JSON, or Server-Sent Events (`delta`, `done`) with `Accept: text/event-stream`", body = ReplyOutcome),
-        (status = 404, body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
+        (status = 402, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
 pub async fn send(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -191,7 +191,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
                         .get(api::list_api_keys)
                         .post(api::create_api_key),
                 )
-                .service(web::resource("/api-keys/{id}").delete(api::revoke_api_key)),
+                .service(web::resource("/api-keys/{id}").delete(api::revoke_api_key))
+                .service(web::resource("/billing").get(billing::api_summary)),
         );
 }
 

@@ -786,6 +786,18 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
             .contains("message allowance")
     );
 
+    // The API reports the same, and documents it.
+    let (status, summary) = api.get("/api/v1/billing").await;
+    assert_eq!(status, 200);
+    assert_eq!(summary["enabled"], true);
+    assert_eq!(summary["plan"], "free");
+    assert_eq!(summary["agents"], json!({"used": 1, "limit": 1}));
+    assert_eq!(summary["seats"], json!({"used": 2, "limit": 2}));
+    assert_eq!(summary["messagesThisMonth"], json!({"used": 3, "limit": 3}));
+    let (_, doc) = api.get("/api/v1/openapi.json").await;
+    assert!(doc["paths"]["/api/v1/billing"]["get"].is_object());
+    assert!(doc["paths"]["/api/v1/agents"]["post"]["responses"]["402"].is_object());
+
     // The billing page draws usage against the limits.
     let (_, page) = owner.get("/app/billing").await;
     assert!(page.contains("<meter"), "{page}");
@@ -804,6 +816,12 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     assert_eq!(processed(&app, "evt_limits_1").await, "processed");
     api.agent(json!({"name": "Sales"})).await;
     assert_eq!(invite("two@harbor.test").await.0, 201);
+    let (_, summary) = api.get("/api/v1/billing").await;
+    assert_eq!(
+        (summary["plan"].as_str(), summary["status"].as_str()),
+        (Some("pro"), Some("active"))
+    );
+    assert_eq!(summary["agents"], json!({"used": 2, "limit": 5}));
     let res = say(&app, "harbor-bikes", "support", &chat, "Now?").await;
     assert_eq!(res.status(), 200);
 
@@ -856,6 +874,9 @@ async fn without_stripe_billing_is_off_and_unlimited(backend: Backend) {
     for name in ["One", "Two", "Three"] {
         api.agent(json!({ "name": name })).await;
     }
+    let (_, summary) = api.get("/api/v1/billing").await;
+    assert_eq!(summary["enabled"], false);
+    assert_eq!(summary["agents"], json!({"used": 3, "limit": null}));
     let (status, page) = owner.get("/app/billing").await;
     assert_eq!(status, 200);
     assert!(page.contains("Billing is off on this server"));
