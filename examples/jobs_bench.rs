@@ -25,6 +25,9 @@
 // code below still propagates errors with `?` where cleanup matters.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -43,6 +46,7 @@ use frontdesk::services::jobs::{
     Diagnostic, EnqueueOptions, Job, JobContext, JobMetrics, SendEmail, WorkerPool, enqueue,
 };
 use frontdesk::services::mail::{MailTemplate, Mailer, OutgoingEmail};
+use support::{PgBenchDb, env_count};
 
 const DEFAULT_JOBS: usize = 5000;
 const DEFAULT_EMAILS: usize = 500;
@@ -60,9 +64,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 fn main() -> anyhow::Result<()> {
     let jobs = env_count("BENCH_JOBS", DEFAULT_JOBS)?;
     let emails = env_count("BENCH_EMAILS", DEFAULT_EMAILS)?;
-    let pg_admin = ["BENCH_DATABASE_URL", "TEST_DATABASE_URL"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()));
+    let pg_admin = support::pg_admin_url();
 
     // Warnings (a job failing, a claim retrying) go to stderr; stdout is the results.
     let _ = tracing_subscriber::fmt()
@@ -144,16 +146,6 @@ fn print_jobs_line(backend: &str, instances: usize, jobs: usize, took: Duration)
         took.as_secs_f64(),
         jobs as f64 / took.as_secs_f64()
     );
-}
-
-fn env_count(key: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(key) {
-        Ok(raw) if !raw.trim().is_empty() => raw
-            .trim()
-            .parse()
-            .with_context(|| format!("{key} must be a whole number, got {raw:?}")),
-        _ => Ok(default),
-    }
 }
 
 fn bench_vars(
@@ -282,51 +274,6 @@ async fn bench_queue<J: Job>(
 }
 
 /// A throw-away PostgreSQL database on the server of `admin_url`, dropped on drop.
-struct PgBenchDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgBenchDb {
-    fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!("fd_bench_{}", std::process::id());
-        frontdesk::db::init_tls();
-        let mut admin = diesel::PgConnection::establish(admin_url)
-            .context("connecting to BENCH_DATABASE_URL / TEST_DATABASE_URL")?;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .execute(&mut admin)?;
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .with_context(|| format!("creating database {name}"))?;
-        let mut url = url::Url::parse(admin_url).context("the PostgreSQL URL")?;
-        url.set_path(&format!("/{name}"));
-        Ok(Self {
-            admin_url: admin_url.to_string(),
-            name,
-            url: url.to_string(),
-        })
-    }
-}
-
-impl Drop for PgBenchDb {
-    fn drop(&mut self) {
-        let dropped = diesel::PgConnection::establish(&self.admin_url)
-            .map_err(|e| e.to_string())
-            .and_then(|mut admin| {
-                diesel::sql_query(format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
-                ))
-                .execute(&mut admin)
-                .map_err(|e| e.to_string())
-            });
-        if let Err(e) = dropped {
-            eprintln!("[jobs_bench] could not drop database {}: {e}", self.name);
-        }
-    }
-}
-
 /// Accepts every message over plain SMTP and counts it.
 struct SmtpSink {
     port: u16,
