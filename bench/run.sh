@@ -208,3 +208,17 @@ if [[ $JOBS_RC -ne 0 ]]; then
     log "jobs_bench failed (exit $JOBS_RC)"
     exit "$JOBS_RC"
 fi
+
+# ---------------------------------------------------------------- Stripe webhooks (examples/webhook_bench.rs)
+# Acknowledgement latency and events/s of POST /webhooks/stripe; PostgreSQL too
+# when BENCH_DATABASE_URL (or TEST_DATABASE_URL) is set. BENCH_EVENTS and
+# BENCH_CONCURRENCY size it.
+log "cargo run --release --example webhook_bench"
+WEBHOOK_RC=0
+run_child cargo run --release --example webhook_bench >"$tmp/webhook.out" || WEBHOOK_RC=$?
+echo
+cat "$tmp/webhook.out"
+if [[ $WEBHOOK_RC -ne 0 ]]; then
+    log "webhook_bench failed (exit $WEBHOOK_RC)"
+    exit "$WEBHOOK_RC"
+fi
