@@ -140,6 +140,7 @@ async fn bench(
         config(database_url, &tmp.join(format!("data-{label}")))?,
         ServeOptions {
             migrate: true,
+            demo: false,
             http_workers: Some(2),
             run_jobs: false,
         },

@@ -40,6 +40,9 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<JobsAction>,
     },
+    /// Load a demo organization (Lighthouse Coffee Roasters) with an agent and a
+    /// knowledge base, and print where to chat and how to sign in. Refused in production.
+    Demo,
     /// Platform administrators.
     Admin {
         #[command(subcommand)]
@@ -109,6 +112,9 @@ pub struct ServeArgs {
     /// Apply pending migrations before serving, also in production.
     #[arg(long)]
     pub migrate: bool,
+    /// Load the demo organization first (development only), e.g. on an empty database.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 impl Cli {

@@ -33,7 +33,7 @@ fn load_config() -> Result<Config, ExitCode> {
     })
 }
 
-pub fn serve(migrate: bool) -> ExitCode {
+pub fn serve(migrate: bool, demo: bool) -> ExitCode {
     let config = match load_config() {
         Ok(c) => c,
         Err(code) => return code,
@@ -45,6 +45,7 @@ pub fn serve(migrate: bool) -> ExitCode {
             migrate,
             http_workers: None,
             run_jobs: true,
+            demo,
         };
         let app = match Application::build(config, options).await {
             Ok(app) => app,
@@ -55,6 +56,43 @@ pub fn serve(migrate: bool) -> ExitCode {
             Err(e) => fail(format!("the server stopped with an error: {e}")),
         }
     })
+}
+
+/// `frontdesk demo`: loads the demo organization on a migrated database.
+pub fn demo() -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if config.environment.is_production() {
+        return fail(crate::services::demo::DemoError::Production);
+    }
+    let pool = match ready_pool(&config) {
+        Ok(pool) => pool,
+        Err(code) => return code,
+    };
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => return fail(db::DbError::Pool(e)),
+    };
+    match crate::services::demo::load(&mut conn, &config) {
+        Ok(demo) => {
+            if demo.created {
+                println!(
+                    "Loaded the demo organization \"{}\".",
+                    crate::services::demo::ORGANIZATION
+                );
+            } else {
+                println!("The demo organization was loaded before; nothing changed.");
+            }
+            println!("{}", crate::services::demo::announcement(&demo, &config));
+            println!(
+                "Start the server with `frontdesk serve`: its job workers index the knowledge base within seconds."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }
 
 pub fn migrate(dry_run: bool) -> ExitCode {

@@ -6,7 +6,8 @@ use frontdesk::commands;
 
 fn main() -> ExitCode {
     match Cli::parse().command() {
-        Command::Serve(args) => commands::serve(args.migrate),
+        Command::Serve(args) => commands::serve(args.migrate, args.demo),
+        Command::Demo => commands::demo(),
         Command::Migrate { dry_run } => commands::migrate(dry_run),
         Command::Check => commands::check(),
         Command::Worker => commands::worker(),

@@ -22,6 +22,7 @@ use crate::routes;
 use crate::security;
 use crate::services::billing::StripeApi;
 use crate::services::chat::ChatEngine;
+use crate::services::demo::{self, DemoError};
 use crate::services::jobs::{JobContext, JobMetrics, WorkerPool};
 use crate::services::mail::{MailError, Mailer};
 use crate::telemetry::{self, SlowRequestMs};
@@ -40,6 +41,8 @@ pub enum StartupError {
     Mail(#[from] MailError),
     #[error("cannot listen on {address}: {reason}")]
     Bind { address: String, reason: String },
+    #[error(transparent)]
+    Demo(#[from] DemoError),
 }
 
 /// Shared by every worker.
@@ -77,6 +80,8 @@ pub struct ServeOptions {
     pub http_workers: Option<usize>,
     /// Run background job workers in this process (`serve` does).
     pub run_jobs: bool,
+    /// Load the demo organization before serving (`serve --demo`; refused in production).
+    pub demo: bool,
 }
 
 pub struct Application {
@@ -99,6 +104,13 @@ impl Application {
                 pending = pending.join(", "),
                 "migrations are pending: /ready answers 503 until `frontdesk migrate` runs"
             );
+        }
+
+        if options.demo && config.environment.is_production() {
+            return Err(DemoError::Production.into());
+        }
+        if pending.is_empty() && (options.demo || !config.environment.is_production()) {
+            announce_demo(&pool, &config, options.demo).await?;
         }
 
         let address = config.bind_address();
@@ -188,6 +200,27 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Loads the demo (`--demo`) or finds one loaded before, and logs where to chat
+/// and how to sign in.
+async fn announce_demo(pool: &DbPool, config: &Config, load: bool) -> Result<(), StartupError> {
+    let (pool, config) = (pool.clone(), config.clone());
+    let found = web::block(move || {
+        let mut conn = pool.get().map_err(DbError::Pool)?;
+        let demo = if load {
+            Some(demo::load(&mut conn, &config)?)
+        } else {
+            demo::find(&mut conn).map_err(DbError::Query)?
+        };
+        Ok::<_, StartupError>(demo.map(|d| demo::announcement(&d, &config)))
+    })
+    .await
+    .map_err(|e| DbError::Migration(e.to_string()))??;
+    if let Some(line) = found {
+        tracing::info!("{line}");
+    }
+    Ok(())
 }
 
 /// Connects, then applies migrations (when allowed) or reports what is pending.

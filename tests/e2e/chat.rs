@@ -21,7 +21,64 @@ backend_tests!(
     the_anthropic_provider_streams_with_the_org_key,
     idle_conversations_get_a_summary,
     the_app_pages_manage_agents_documents_and_conversations,
+    serve_demo_answers_from_the_demo_knowledge_base,
 );
+
+async fn serve_demo_answers_from_the_demo_knowledge_base(backend: Backend) {
+    let Some(app) = spawn_app(backend).demo(true).start().await else {
+        return;
+    };
+    let org = "lighthouse-coffee-roasters";
+    let (status, page) = {
+        let res = app.get(&format!("/c/{org}/barista")).await;
+        (res.status(), res.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(page.contains("Lighthouse Coffee"), "{page}");
+    let chat: Value = start_chat(&app, org, "barista", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The documents are indexed by the job workers within moments.
+    let mut answer = Value::Null;
+    for _ in 0..100 {
+        let res = say(
+            &app,
+            org,
+            "barista",
+            &chat,
+            "How much does express delivery cost?",
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        answer = res.json().await.unwrap();
+        if answer["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("9 euros")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        answer["content"].as_str().unwrap().contains("9 euros"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_string().contains("Shipping and delivery"),
+        "{answer}"
+    );
+    // The demo sign-in works.
+    let browser = crate::accounts::Browser::new(&app);
+    let res = browser
+        .login("demo@lighthouse-coffee.example", "harbour-beans-espresso")
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, agents) = browser.get("/app/agents").await;
+    assert!(agents.contains("Barista"), "{agents}");
+}
 
 const RETURNS: &str = "# Returns\n\nBikes can be returned within 30 days with the original receipt. \
 Refunds go back to the card you paid with.\n\n# Repairs\n\nOur workshop repairs any bike brand. \

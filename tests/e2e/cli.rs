@@ -142,6 +142,8 @@ fn every_command_has_help() {
         (vec!["serve", "--help"], "--migrate"),
         (vec!["migrate", "--help"], "--dry-run"),
         (vec!["check", "--help"], "every problem"),
+        (vec!["serve", "--help"], "--demo"),
+        (vec!["demo", "--help"], "Refused in production"),
     ] {
         let out = frontdesk(dir.path()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -275,8 +277,55 @@ fn production_lists_every_missing_value_and_refuses_to_start() {
 
 backend_tests!(
     migrate_lists_then_applies_each_migration,
-    check_reports_every_problem_at_once
+    check_reports_every_problem_at_once,
+    demo_loads_once_and_is_refused_in_production
 );
+
+async fn demo_loads_once_and_is_refused_in_production(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let run = |env: &[(&str, &str)]| {
+        frontdesk(dir.path())
+            .env("DATABASE_URL", &db.url)
+            .envs(SECRETS)
+            .envs(env.iter().copied())
+            .arg("demo")
+            .output()
+            .unwrap()
+    };
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let out = stdout(&first);
+    assert!(out.contains("Loaded the demo organization"), "{out}");
+    assert!(
+        out.contains("/c/lighthouse-coffee-roasters/barista"),
+        "{out}"
+    );
+    assert!(
+        out.contains("demo@lighthouse-coffee.example / harbour-beans-espresso"),
+        "{out}"
+    );
+    let again = run(&[]);
+    assert!(again.status.success());
+    assert!(stdout(&again).contains("loaded before; nothing changed"));
+
+    let refused = run(&[
+        ("APP_ENV", "production"),
+        ("BASE_URL", "https://support.example.com"),
+    ]);
+    assert_clean_failure(&refused, "not available in production");
+    let out = frontdesk(dir.path())
+        .env("DATABASE_URL", &db.url)
+        .env("APP_ENV", "production")
+        .env("BASE_URL", "https://support.example.com")
+        .envs(SECRETS)
+        .args(["serve", "--demo"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "not available in production");
+}
 
 async fn migrate_lists_then_applies_each_migration(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();

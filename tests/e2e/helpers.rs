@@ -165,6 +165,7 @@ impl TestApp {
             config,
             ServeOptions {
                 migrate: false,
+                demo: false,
                 http_workers: Some(1),
                 run_jobs: true,
             },
@@ -197,6 +198,12 @@ impl<'a> Spawn<'a> {
     /// Whether this server runs background job workers (default: yes).
     pub fn jobs(mut self, run: bool) -> Self {
         self.options.run_jobs = run;
+        self
+    }
+
+    /// Load the demo organization before serving (`serve --demo`).
+    pub fn demo(mut self, demo: bool) -> Self {
+        self.options.demo = demo;
         self
     }
 
@@ -236,6 +243,7 @@ pub fn spawn_app<'a>(backend: Backend) -> Spawn<'a> {
         overrides: Vec::new(),
         options: ServeOptions {
             migrate: false,
+            demo: false,
             http_workers: Some(1),
             run_jobs: true,
         },
