@@ -209,6 +209,20 @@ if [[ $JOBS_RC -ne 0 ]]; then
     exit "$JOBS_RC"
 fi
 
+# ---------------------------------------------------------------- chat engine (examples/chat_bench.rs)
+# Ingestion MB/s, builtin chat turns/s with p50/p95, and time to the first
+# streamed byte, over a generated knowledge base of 10,000 passages; PostgreSQL
+# too when BENCH_DATABASE_URL (or TEST_DATABASE_URL) is set.
+log "cargo run --release --example chat_bench"
+CHAT_RC=0
+run_child cargo run --release --example chat_bench >"$tmp/chat.out" || CHAT_RC=$?
+echo
+cat "$tmp/chat.out"
+if [[ $CHAT_RC -ne 0 ]]; then
+    log "chat_bench failed (exit $CHAT_RC)"
+    exit "$CHAT_RC"
+fi
+
 # ---------------------------------------------------------------- Stripe webhooks (examples/webhook_bench.rs)
 # Acknowledgement latency and events/s of POST /webhooks/stripe; PostgreSQL too
 # when BENCH_DATABASE_URL (or TEST_DATABASE_URL) is set. BENCH_EVENTS and
