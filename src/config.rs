@@ -188,7 +188,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub smtp_url: Option<Secret<Url>>,
     pub mail_from: String,
-    pub stripe: StripeConfig,
+    /// Shared: every chat message and creation checks the plan's limits.
+    pub stripe: std::sync::Arc<StripeConfig>,
     pub llm: LlmConfig,
     pub slow_request_ms: u64,
     pub slow_query_ms: u64,
@@ -581,14 +582,14 @@ impl Config {
             cors_origins,
             smtp_url,
             mail_from,
-            stripe: StripeConfig {
+            stripe: std::sync::Arc::new(StripeConfig {
                 secret_key: stripe_secret.map(Secret::new),
                 webhook_secrets: stripe_webhook.into_iter().map(Secret::new).collect(),
                 api_base: stripe_api_base,
                 prices,
                 limits,
                 grace: chrono::TimeDelta::days(i64::from(grace_days)),
-            },
+            }),
             llm,
             slow_request_ms,
             slow_query_ms,

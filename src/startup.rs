@@ -50,6 +50,7 @@ pub struct AppState {
     pub config: Config,
     pub pool: DbPool,
     pub migrations: MigrationStatus,
+    pub queue_stats: crate::routes::QueueStatsCache,
     pub started: Instant,
     pub job_metrics: Arc<JobMetrics>,
     pub chat: Arc<ChatEngine>,
@@ -144,6 +145,7 @@ impl Application {
             config,
             pool,
             migrations: MigrationStatus::new(pending),
+            queue_stats: Default::default(),
             started: Instant::now(),
             job_metrics,
             chat,
@@ -316,6 +318,9 @@ fn build_server(
             .wrap(from_fn(telemetry::request_log))
     })
     .disable_signals()
+    // Streamed replies are many small writes: without TCP_NODELAY each one after
+    // the first waits for the client's delayed ACK (40 ms on Linux).
+    .tcp_nodelay(true)
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
     if let Some(workers) = options.http_workers {
         server = server.workers(workers);

@@ -12,6 +12,7 @@ mod csp_reports;
 pub mod flash;
 mod pages;
 mod probes;
+pub use probes::QueueStatsCache;
 mod webhooks;
 
 use actix_web::http::Method;

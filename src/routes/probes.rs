@@ -13,6 +13,28 @@ use crate::services::jobs::JobCounters;
 use crate::startup::AppState;
 
 const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Queue statistics take three queries; probes may arrive thousands of times a
+/// second, so they are read at most this often. The database ping is not cached:
+/// an unreachable database shows at once.
+const QUEUE_STATS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The last queue statistics read, shared by every HTTP worker.
+#[derive(Default)]
+pub struct QueueStatsCache(std::sync::Mutex<Option<(Instant, QueueStats)>>);
+
+impl QueueStatsCache {
+    fn fresh(&self) -> Option<QueueStats> {
+        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < QUEUE_STATS_MAX_AGE)
+            .map(|(_, stats)| stats.clone())
+    }
+
+    fn store(&self, stats: &QueueStats) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), stats.clone()));
+    }
+}
 
 fn timestamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -94,11 +116,15 @@ async fn run_checks(
         let up_to_date = matches!(&migrations, Some(Ok(p)) if p.is_empty());
         let queue = (with_queue && up_to_date)
             .then(|| {
-                state
-                    .pool
-                    .get()
-                    .ok()
-                    .and_then(|mut c| JobRow::stats(&mut c).ok())
+                state.queue_stats.fresh().or_else(|| {
+                    let stats = state
+                        .pool
+                        .get()
+                        .ok()
+                        .and_then(|mut c| JobRow::stats(&mut c).ok())?;
+                    state.queue_stats.store(&stats);
+                    Some(stats)
+                })
             })
             .flatten();
         (ping, latency_ms, migrations, queue)

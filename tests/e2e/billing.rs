@@ -197,8 +197,8 @@ async fn webhooks_refuse_bad_signatures_and_bodies_and_store_nothing(backend: Ba
         Some(format!("t={t}")),
         Some(format!("t={t},v1=not-hex")),
         Some(signature("whsec_someone_else", t, &body)),
-        Some(signature(SECRET, t - 301, &body)),
-        Some(signature(SECRET, t + 301, &body)),
+        Some(signature(SECRET, t - 330, &body)),
+        Some(signature(SECRET, t + 330, &body)),
         Some(signature(
             SECRET,
             t,
@@ -467,6 +467,16 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     );
     assert_eq!(deliver(&app, &body).await.status(), 200);
     assert_eq!(processed(&app, "evt_all_7").await, "unmatched");
+    // An object that is not a subscription: acknowledged, then kept as failed
+    // with the reason, and its job is dead for an operator to see.
+    let body = event(
+        "evt_all_8",
+        "customer.subscription.updated",
+        now(),
+        json!({"id": "sub_broken"}),
+    );
+    assert_eq!(deliver(&app, &body).await.status(), 200);
+    assert_eq!(processed(&app, "evt_all_8").await, "failed");
 
     // Every billing change is in the audit log.
     for action in [

@@ -184,6 +184,41 @@ impl Document {
     }
 }
 
+/// Which passages a search considers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matching {
+    /// Passages holding any of the terms: every one of them is ranked, which
+    /// costs time in proportion to how common the terms are.
+    Any,
+    /// Passages holding every term but at most one: the index intersects the
+    /// terms' lists and only the few passages found are ranked.
+    AllButOne,
+}
+
+/// The boolean query over `terms`, in the backend's syntax.
+fn full_text_query(terms: &[String], matching: Matching, backend: Backend) -> String {
+    let (quote, and, or): (fn(&str) -> String, &str, &str) = match backend {
+        Backend::Sqlite => (|t| format!("\"{t}\""), " AND ", " OR "),
+        Backend::Postgres => (str::to_string, " & ", " | "),
+    };
+    let quoted: Vec<String> = terms.iter().map(|t| quote(t)).collect();
+    match matching {
+        Matching::Any => quoted.join(or),
+        Matching::AllButOne => (0..quoted.len())
+            .map(|skip| {
+                let group: Vec<&str> = quoted
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .map(|(_, t)| t.as_str())
+                    .collect();
+                format!("({})", group.join(and))
+            })
+            .collect::<Vec<_>>()
+            .join(or),
+    }
+}
+
 /// Full-text search in one agent's knowledge base (the agent was found in its
 /// organization first, so the pair is consistent). `terms` are plain words (the
 /// caller strips punctuation), so nothing a visitor types reaches the query syntax.
@@ -192,50 +227,42 @@ pub fn search(
     organization_id: OrganizationId,
     agent_id: AgentId,
     terms: &[String],
+    matching: Matching,
     limit: i64,
 ) -> QueryResult<Vec<Passage>> {
     if terms.is_empty() {
         return Ok(Vec::new());
     }
+    let query = full_text_query(terms, matching, conn.backend());
     match conn.backend() {
-        Backend::Sqlite => {
-            let query = terms
-                .iter()
-                .map(|t| format!("\"{t}\""))
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            diesel::sql_query(
-                "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
+        Backend::Sqlite => diesel::sql_query(
+            "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
                  -bm25(knowledge_fts, 2.0, 1.0) AS rank \
                  FROM knowledge_fts \
                  JOIN knowledge_chunks c ON c.id = knowledge_fts.rowid \
                  JOIN knowledge_documents d ON d.id = c.document_id \
                  WHERE knowledge_fts MATCH $1 AND c.organization_id = $2 AND c.agent_id = $3 \
                  ORDER BY rank DESC LIMIT $4",
-            )
-            .bind::<Text, _>(query)
-            .bind::<BigInt, _>(organization_id.0)
-            .bind::<BigInt, _>(agent_id.0)
-            .bind::<BigInt, _>(limit)
-            .load(conn)
-        }
-        Backend::Postgres => {
-            let query = terms.join(" | ");
-            diesel::sql_query(
-                "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
+        )
+        .bind::<Text, _>(query)
+        .bind::<BigInt, _>(organization_id.0)
+        .bind::<BigInt, _>(agent_id.0)
+        .bind::<BigInt, _>(limit)
+        .load(conn),
+        Backend::Postgres => diesel::sql_query(
+            "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
                  ts_rank_cd(c.search, q)::float8 AS rank \
                  FROM knowledge_chunks c \
                  JOIN knowledge_documents d ON d.id = c.document_id, \
                  to_tsquery('english', $1) q \
                  WHERE c.search @@ q AND c.organization_id = $2 AND c.agent_id = $3 \
                  ORDER BY rank DESC LIMIT $4",
-            )
-            .bind::<Text, _>(query)
-            .bind::<BigInt, _>(organization_id.0)
-            .bind::<BigInt, _>(agent_id.0)
-            .bind::<BigInt, _>(limit)
-            .load(conn)
-        }
+        )
+        .bind::<Text, _>(query)
+        .bind::<BigInt, _>(organization_id.0)
+        .bind::<BigInt, _>(agent_id.0)
+        .bind::<BigInt, _>(limit)
+        .load(conn),
     }
 }
 
@@ -251,5 +278,23 @@ impl Document {
             .filter(knowledge_chunks::agent_id.eq(agent_id))
             .count()
             .get_result(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backend, Matching, full_text_query};
+
+    #[test]
+    fn queries_ask_for_any_term_or_all_but_one() {
+        let terms: Vec<String> = ["warranty", "amber", "grinder"].map(String::from).into();
+        assert_eq!(
+            full_text_query(&terms, Matching::Any, Backend::Sqlite),
+            "\"warranty\" OR \"amber\" OR \"grinder\""
+        );
+        assert_eq!(
+            full_text_query(&terms, Matching::AllButOne, Backend::Postgres),
+            "(amber & grinder) | (warranty & grinder) | (warranty & amber)"
+        );
     }
 }

@@ -63,9 +63,22 @@ impl StripeEvent {
             .optional()
     }
 
-    /// Moves a received event to its outcome. `false` when another run got
-    /// there first: on PostgreSQL this also holds the row until commit, so two
-    /// runs of the same event take turns and the second changes nothing.
+    /// Takes a received event for processing: `false` when it is no longer
+    /// `received`. The update changes nothing, but on PostgreSQL it holds the
+    /// row until the transaction ends, so a second run of the same event waits
+    /// here and then sees it finished.
+    pub fn claim(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+        diesel::update(
+            stripe_events::table
+                .find(id)
+                .filter(stripe_events::state.eq(RECEIVED)),
+        )
+        .set(stripe_events::state.eq(stripe_events::state))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    /// Moves a claimed event to its outcome.
     pub fn finish(
         conn: &mut DbConnection,
         id: &str,

@@ -44,6 +44,23 @@ enum Outcome {
     Unmatched(String),
 }
 
+impl Outcome {
+    fn parts(&self) -> (&'static str, Option<OrganizationId>, &str) {
+        match self {
+            Self::Processed(org, d) => ("processed", Some(*org), d),
+            Self::Ignored(org, d) => ("ignored", *org, d),
+            Self::Unmatched(d) => ("unmatched", None, d),
+        }
+    }
+}
+
+/// What applying an event inside its transaction came to.
+enum Step {
+    Done(Outcome),
+    /// Nothing changed; run the job again later.
+    Retry(String),
+}
+
 impl ProcessStripeEvent {
     pub async fn run(self, ctx: &JobContext) -> Result<(), JobFailure> {
         let id = self.event_id.clone();
@@ -60,62 +77,89 @@ impl ProcessStripeEvent {
             Ok(e) => e,
             Err(e) => {
                 let detail = format!("unreadable event payload: {e}");
-                self.finish(ctx, Outcome::Ignored(None, detail), |_, _| Ok(()))
+                self.finish(ctx, Outcome::Ignored(None, detail), |_| Ok(()))
                     .await?;
                 return Ok(());
             }
         };
-        match envelope.event_type.as_str() {
+        let result = match envelope.event_type.as_str() {
             "checkout.session.completed" => self.checkout_completed(ctx, &envelope).await,
             "customer.subscription.created"
             | "customer.subscription.updated"
-            | "customer.subscription.deleted" => {
-                let sub: Subscription = parse(&envelope)?;
-                self.subscription(ctx, sub, envelope.created, false).await
-            }
+            | "customer.subscription.deleted" => match parse::<Subscription>(&envelope) {
+                Ok(sub) => self.subscription(ctx, sub, envelope.created, false).await,
+                Err(e) => Err(e),
+            },
             "invoice.paid" | "invoice.payment_failed" => self.invoice(ctx, &envelope).await,
             "customer.subscription.trial_will_end" => self.trial_will_end(ctx, &envelope).await,
             other => {
                 let detail = format!("{other} is not used by Frontdesk");
-                self.finish(ctx, Outcome::Ignored(None, detail), |_, _| Ok(()))
+                self.finish(ctx, Outcome::Ignored(None, detail), |_| Ok(()))
                     .await
+            }
+        };
+        if let Err(failure) = &result
+            && failure.permanent
+        {
+            // Kept with the reason, for an operator to look at (the job is dead too).
+            let (id, detail) = (self.event_id.clone(), failure.message.clone());
+            ctx.db(move |conn| StripeEvent::finish(conn, &id, "failed", None, Some(&detail)))
+                .await?;
+        }
+        result
+    }
+
+    /// Applies an event in one transaction: the event row is claimed first (on
+    /// PostgreSQL that holds it, so a second run of the same event waits and
+    /// then finds it finished), `work` makes its changes and says how it ended,
+    /// and the event is marked with that outcome.
+    async fn settle(
+        &self,
+        ctx: &JobContext,
+        work: impl FnOnce(&mut DbConnection) -> diesel::QueryResult<Step> + Send + 'static,
+    ) -> Result<(), JobFailure> {
+        let id = self.event_id.clone();
+        let step = ctx
+            .db(move |conn| {
+                write_transaction(conn, |conn| {
+                    if !StripeEvent::claim(conn, &id)? {
+                        return Ok(None);
+                    }
+                    let step = work(conn)?;
+                    if let Step::Done(outcome) = &step {
+                        let (state, org, detail) = outcome.parts();
+                        StripeEvent::finish(conn, &id, state, org, Some(detail))?;
+                    }
+                    Ok(Some(step))
+                })
+            })
+            .await?;
+        match step {
+            None => Ok(()),
+            Some(Step::Retry(why)) => Err(JobFailure::retry(why)),
+            Some(Step::Done(Outcome::Unmatched(why))) => {
+                tracing::warn!(event = %self.event_id, reason = %why, "Stripe event matches no organization; kept as unmatched");
+                Ok(())
+            }
+            Some(Step::Done(outcome)) => {
+                tracing::info!(event = %self.event_id, outcome = ?outcome, "Stripe event applied");
+                Ok(())
             }
         }
     }
 
-    /// Marks the event with its outcome and applies `effects` in one
-    /// transaction; nothing happens if another run finished the event first.
+    /// Marks the event with `outcome` and applies `effects` with it.
     async fn finish(
         &self,
         ctx: &JobContext,
         outcome: Outcome,
-        effects: impl FnOnce(&mut DbConnection, &Outcome) -> diesel::QueryResult<()> + Send + 'static,
+        effects: impl FnOnce(&mut DbConnection) -> diesel::QueryResult<()> + Send + 'static,
     ) -> Result<(), JobFailure> {
-        let id = self.event_id.clone();
-        let recorded = outcome.clone();
-        ctx.db(move |conn| {
-            write_transaction(conn, |conn| {
-                let (state, org, detail) = match &recorded {
-                    Outcome::Processed(org, d) => ("processed", Some(*org), d.as_str()),
-                    Outcome::Ignored(org, d) => ("ignored", *org, d.as_str()),
-                    Outcome::Unmatched(d) => ("unmatched", None, d.as_str()),
-                };
-                if StripeEvent::finish(conn, &id, state, org, Some(detail))? {
-                    effects(conn, &recorded)?;
-                }
-                Ok(())
-            })
+        self.settle(ctx, move |conn| {
+            effects(conn)?;
+            Ok(Step::Done(outcome))
         })
-        .await?;
-        match &outcome {
-            Outcome::Unmatched(why) => {
-                tracing::warn!(event = %self.event_id, reason = %why, "Stripe event matches no organization; kept as unmatched")
-            }
-            other => {
-                tracing::info!(event = %self.event_id, outcome = ?other, "Stripe event applied")
-            }
-        }
-        Ok(())
+        .await
     }
 
     async fn checkout_completed(
@@ -127,7 +171,7 @@ impl ProcessStripeEvent {
         if session.mode.as_deref().is_some_and(|m| m != "subscription") {
             let detail = format!("checkout session {} is not a subscription", session.id);
             return self
-                .finish(ctx, Outcome::Ignored(None, detail), |_, _| Ok(()))
+                .finish(ctx, Outcome::Ignored(None, detail), |_| Ok(()))
                 .await;
         }
         let claimed = session
@@ -154,7 +198,7 @@ impl ProcessStripeEvent {
                 session.id
             );
             return self
-                .finish(ctx, Outcome::Unmatched(detail), |_, _| Ok(()))
+                .finish(ctx, Outcome::Unmatched(detail), |_| Ok(()))
                 .await;
         };
         if let Some(customer) = customer {
@@ -164,7 +208,7 @@ impl ProcessStripeEvent {
         let Some(sub_id) = session.subscription.map(|s| s.0) else {
             let detail = format!("checkout session {} has no subscription yet", session.id);
             return self
-                .finish(ctx, Outcome::Ignored(Some(org), detail), |_, _| Ok(()))
+                .finish(ctx, Outcome::Ignored(Some(org), detail), |_| Ok(()))
                 .await;
         };
         // The session only names the subscription: its state comes from Stripe.
@@ -198,62 +242,70 @@ impl ProcessStripeEvent {
         let Some(account) = account else {
             let detail = format!("subscription {} of unknown customer {customer}", sub.id);
             return self
-                .finish(ctx, Outcome::Unmatched(detail), |_, _| Ok(()))
+                .finish(ctx, Outcome::Unmatched(detail), |_| Ok(()))
                 .await;
         };
         let org = account.organization_id;
-        let sub = match decide(&account, &sub, at) {
-            Decision::Ignore(why) => {
-                let detail = format!("subscription {}: {why}", sub.id);
-                return self
-                    .finish(ctx, Outcome::Ignored(Some(org), detail), |_, _| Ok(()))
-                    .await;
-            }
-            Decision::Apply => sub,
-            // Same second, different story: Stripe's current state decides.
-            Decision::AskStripe if !fresh => fetch_subscription(ctx, &sub.id).await?,
-            Decision::AskStripe => sub,
+        // A first look outside the transaction decides whether Stripe must be
+        // asked (no network call may run inside it); the decision that counts
+        // is made again on the locked row.
+        let (sub, fresh) = match decide(&account, &sub, at) {
+            Decision::AskStripe if !fresh => (fetch_subscription(ctx, &sub.id).await?, true),
+            _ => (sub, fresh),
         };
         let config = ctx.config.stripe.clone();
-        let plan = sub
-            .price_id()
-            .and_then(|p| config.plan_for_price(p))
-            .or_else(|| sub.metadata("plan").and_then(|p| Plan::parse(p).ok()))
-            .unwrap_or(Plan::Free);
-        let now = crate::domain::now();
-        let (start, end) = sub.period();
-        let change = SubscriptionChange {
-            stripe_subscription_id: Some(sub.id.clone()),
-            plan: plan.as_str().into(),
-            status: sub.status.clone(),
-            price_id: sub.price_id().map(str::to_string),
-            current_period_start: start,
-            current_period_end: end,
-            cancel_at_period_end: sub.cancel_at_period_end,
-            trial_end: sub.trial_end.and_then(objects::timestamp),
-            past_due_since: (sub.status == PAST_DUE).then(|| account.past_due_since.unwrap_or(now)),
-            stripe_state_at: at.max(account.stripe_state_at),
-            updated_at: now,
-        };
-        let before = format!("{} {}", account.plan, account.status);
-        let after = format!("{} {}", change.plan, change.status);
-        let detail = format!("subscription {}: {before} -> {after}", sub.id);
-        let sub_id = sub.id.clone();
-        self.finish(
-            ctx,
-            Outcome::Processed(org, detail.clone()),
-            move |conn, _| {
-                BillingAccount::apply(conn, org, &change)?;
-                audit(
-                    conn,
-                    Some(org),
-                    &STRIPE,
-                    "billing.subscription_changed",
-                    Some(&sub_id),
-                    Some(&format!("{before} -> {after}")),
-                )
-            },
-        )
+        self.settle(ctx, move |conn| {
+            let account = BillingAccount::lock(conn, org)?;
+            match decide(&account, &sub, at) {
+                Decision::Ignore(why) => {
+                    let detail = format!("subscription {}: {why}", sub.id);
+                    return Ok(Step::Done(Outcome::Ignored(Some(org), detail)));
+                }
+                Decision::AskStripe if !fresh => {
+                    return Ok(Step::Retry(format!(
+                        "subscription {} changed while this event was applied; asking Stripe again",
+                        sub.id
+                    )));
+                }
+                Decision::AskStripe | Decision::Apply => {}
+            }
+            let plan = sub
+                .price_id()
+                .and_then(|p| config.plan_for_price(p))
+                .or_else(|| sub.metadata("plan").and_then(|p| Plan::parse(p).ok()))
+                .unwrap_or(Plan::Free);
+            let now = crate::domain::now();
+            let (start, end) = sub.period();
+            let change = SubscriptionChange {
+                stripe_subscription_id: Some(sub.id.clone()),
+                plan: plan.as_str().into(),
+                status: sub.status.clone(),
+                price_id: sub.price_id().map(str::to_string),
+                current_period_start: start,
+                current_period_end: end,
+                cancel_at_period_end: sub.cancel_at_period_end,
+                trial_end: sub.trial_end.and_then(objects::timestamp),
+                past_due_since: (sub.status == PAST_DUE)
+                    .then(|| account.past_due_since.unwrap_or(now)),
+                stripe_state_at: at.max(account.stripe_state_at),
+                updated_at: now,
+            };
+            let transition = format!(
+                "{} {} -> {} {}",
+                account.plan, account.status, change.plan, change.status
+            );
+            BillingAccount::apply(conn, org, &change)?;
+            audit(
+                conn,
+                Some(org),
+                &STRIPE,
+                "billing.subscription_changed",
+                Some(&sub.id),
+                Some(&transition),
+            )?;
+            let detail = format!("subscription {}: {transition}", sub.id);
+            Ok(Step::Done(Outcome::Processed(org, detail)))
+        })
         .await
     }
 
@@ -266,7 +318,7 @@ impl ProcessStripeEvent {
         let Some(org) = org else {
             let detail = format!("invoice {} of an unknown customer", invoice.id);
             return self
-                .finish(ctx, Outcome::Unmatched(detail), |_, _| Ok(()))
+                .finish(ctx, Outcome::Unmatched(detail), |_| Ok(()))
                 .await;
         };
         let failed = envelope.event_type == "invoice.payment_failed";
@@ -278,7 +330,7 @@ impl ProcessStripeEvent {
         );
         let base_url = ctx.config.base_url.clone();
         let event_id = self.event_id.clone();
-        self.finish(ctx, Outcome::Processed(org, detail), move |conn, _| {
+        self.finish(ctx, Outcome::Processed(org, detail), move |conn| {
             let status = if failed {
                 invoice.status.as_deref().unwrap_or("open")
             } else {
@@ -343,7 +395,7 @@ impl ProcessStripeEvent {
         let Some(org) = org else {
             let detail = format!("trial of subscription {} of an unknown customer", sub.id);
             return self
-                .finish(ctx, Outcome::Unmatched(detail), |_, _| Ok(()))
+                .finish(ctx, Outcome::Unmatched(detail), |_| Ok(()))
                 .await;
         };
         let ends = sub.trial_end.and_then(objects::timestamp).map_or_else(
@@ -353,7 +405,7 @@ impl ProcessStripeEvent {
         let base_url = ctx.config.base_url.clone();
         let event_id = self.event_id.clone();
         let detail = format!("trial of {} ends {ends}", sub.id);
-        self.finish(ctx, Outcome::Processed(org, detail), move |conn, _| {
+        self.finish(ctx, Outcome::Processed(org, detail), move |conn| {
             audit(
                 conn,
                 Some(org),

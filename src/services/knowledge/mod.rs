@@ -6,7 +6,7 @@ pub mod text;
 use serde::{Deserialize, Serialize};
 
 use crate::config::StripeConfig;
-use crate::db::models::knowledge::{self, FAILED, INDEXING, READY};
+use crate::db::models::knowledge::{self, FAILED, INDEXING, Matching, READY};
 use crate::db::models::{Agent, Document, Passage};
 use crate::db::{DbConnection, write_transaction};
 use crate::domain::{AgentId, DocumentId, OrganizationId, TenantScope};
@@ -178,6 +178,10 @@ impl IndexDocument {
     }
 }
 
+/// Questions with more words than this go straight to the any-word search (the
+/// all-but-one query grows with the square of the number of words).
+const MAX_FOCUSED_TERMS: usize = 8;
+
 /// A passage with a score in [0, 1]: the share of the question's words it holds.
 /// Backend ranks (bm25, ts_rank_cd) order results but are not comparable across
 /// backends or corpora; this score is, so a hand-off threshold means the same
@@ -204,7 +208,31 @@ pub fn retrieve(
     }
     // Fetch more than asked: the coverage score may reorder the backend's ranking.
     let fetch = i64::try_from(limit.saturating_mul(4).max(8)).unwrap_or(32);
-    let found = knowledge::search(conn, organization_id, agent_id, &terms, fetch)?;
+    // Passages holding (nearly) every word of the question come first and cost
+    // little to find; ranking every passage that holds any word is the fallback,
+    // since common words can match most of a large knowledge base.
+    let mut found = if (3..=MAX_FOCUSED_TERMS).contains(&terms.len()) {
+        knowledge::search(
+            conn,
+            organization_id,
+            agent_id,
+            &terms,
+            Matching::AllButOne,
+            fetch,
+        )?
+    } else {
+        Vec::new()
+    };
+    if found.is_empty() {
+        found = knowledge::search(
+            conn,
+            organization_id,
+            agent_id,
+            &terms,
+            Matching::Any,
+            fetch,
+        )?;
+    }
     let mut scored: Vec<ScoredPassage> = found
         .into_iter()
         .map(|passage| {
