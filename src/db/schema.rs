@@ -213,6 +213,8 @@ diesel::table! {
         citations -> Text,
         handoff_offered -> Bool,
         created_at -> Timestamp,
+        visitor_id -> Nullable<Text>,
+        visitor_ip -> Nullable<Text>,
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Message {
     pub citations: String,
     pub handoff_offered: bool,
     pub created_at: NaiveDateTime,
+    /// Set on visitor messages, for the rate limits.
+    pub visitor_id: Option<String>,
+    pub visitor_ip: Option<String>,
 }
 
 /// A message to store.
@@ -189,8 +192,11 @@ impl Conversation {
         diesel::update(conversations::table.find(self.id))
             .set(conversations::updated_at.eq(now))
             .execute(conn)?;
+        let visitor = m.role == "visitor";
         diesel::insert_into(messages::table)
             .values((
+                messages::visitor_id.eq(visitor.then_some(self.visitor_id.as_str())),
+                messages::visitor_ip.eq(visitor.then_some(self.visitor_ip.as_str())),
                 messages::organization_id.eq(self.organization_id),
                 messages::conversation_id.eq(self.id),
                 messages::role.eq(m.role),
@@ -245,18 +251,14 @@ impl Conversation {
         visitor_ip: &str,
         since: NaiveDateTime,
     ) -> QueryResult<(i64, i64)> {
-        let recent = || {
-            messages::table
-                .inner_join(conversations::table)
-                .filter(messages::role.eq("visitor"))
-                .filter(messages::created_at.ge(since))
-        };
-        let by_visitor = recent()
-            .filter(conversations::visitor_id.eq(visitor_id))
+        let by_visitor = messages::table
+            .filter(messages::visitor_id.eq(visitor_id))
+            .filter(messages::created_at.ge(since))
             .count()
             .get_result(conn)?;
-        let by_ip = recent()
-            .filter(conversations::visitor_ip.eq(visitor_ip))
+        let by_ip = messages::table
+            .filter(messages::visitor_ip.eq(visitor_ip))
+            .filter(messages::created_at.ge(since))
             .count()
             .get_result(conn)?;
         Ok((by_visitor, by_ip))

@@ -267,6 +267,19 @@ pub fn search(
 }
 
 impl Document {
+    /// After a document's passages were replaced, PostgreSQL's planner must
+    /// learn about them: with stale statistics it filters every passage of the
+    /// agent instead of using the full-text index (tens of milliseconds per
+    /// question instead of one, until autovacuum gets round to it). SQLite
+    /// plans full-text queries without statistics.
+    pub fn refresh_statistics(conn: &mut DbConnection) -> QueryResult<()> {
+        use diesel::connection::SimpleConnection as _;
+        match conn.backend() {
+            Backend::Postgres => conn.batch_execute("ANALYZE knowledge_chunks"),
+            Backend::Sqlite => Ok(()),
+        }
+    }
+
     /// Documents per status for the agent's knowledge page.
     pub fn total_chunks(
         conn: &mut DbConnection,

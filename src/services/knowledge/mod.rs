@@ -173,6 +173,10 @@ impl IndexDocument {
                 .await?;
             return Err(JobFailure::retry(message));
         }
+        if let Err(e) = ctx.db(Document::refresh_statistics).await {
+            // The index is right either way; only query plans may be slower.
+            tracing::warn!(error = %e.message, "could not refresh planner statistics");
+        }
         tracing::info!(document = %id, chunks = count, "document indexed");
         Ok(())
     }
