@@ -187,7 +187,27 @@ pub fn check() -> ExitCode {
             None => {
                 println!("note  STRIPE_SECRET_KEY not set: billing is off, plans are unlimited")
             }
-            Some(_) => println!("ok    Stripe key shape"),
+            Some(_) => {
+                println!("ok    Stripe key shape");
+                let priced: Vec<&str> = config.stripe.prices.keys().map(|p| p.as_str()).collect();
+                println!(
+                    "note  Stripe prices configured for: {}",
+                    if priced.is_empty() {
+                        "no plan".to_string()
+                    } else {
+                        priced.join(", ")
+                    }
+                );
+                match config.stripe.webhook_secrets.len() {
+                    0 => println!(
+                        "note  STRIPE_WEBHOOK_SECRET not set: /webhooks/stripe answers 503"
+                    ),
+                    n => println!(
+                        "ok    {n} webhook signing secret(s); set the endpoint's API version to {}",
+                        crate::services::billing::StripeApi::api_version()
+                    ),
+                }
+            }
         }
     }
 
