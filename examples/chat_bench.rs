@@ -26,7 +26,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,24 +95,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn config(database_url: &str, data_dir: &Path) -> anyhow::Result<Config> {
-    let vars: BTreeMap<&str, String> = [
-        ("PORT", "0".to_string()),
-        ("DATABASE_URL", database_url.into()),
-        ("DATA_DIR", data_dir.display().to_string()),
-        (
-            "SESSION_SECRET",
-            "bench-session-secret-0123456789abcdefghij".into(),
-        ),
-        ("ENCRYPTION_KEY", "3c".repeat(16) + &"a7".repeat(16)),
-        ("LOG_LEVEL", "warn".into()),
-        ("JOB_POLL_MS", "10".into()),
-        ("WORKER_CONCURRENCY", "2".into()),
-        // One address sends every question here: lift the per-address budget.
-        ("RATE_LIMIT_PER_MINUTE", "100000000".into()),
-    ]
-    .into_iter()
-    .collect();
-    Ok(Config::from_lookup(&|k| vars.get(k).cloned())?)
+    support::server_config(
+        database_url,
+        data_dir,
+        &[
+            ("JOB_POLL_MS", "10"),
+            ("WORKER_CONCURRENCY", "2"),
+            // One address sends every question here: lift the per-address budget.
+            ("RATE_LIMIT_PER_MINUTE", "100000000"),
+        ],
+    )
 }
 
 /// A product handle that appears in exactly one passage: `amber-grinder-0421`.

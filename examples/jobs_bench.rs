@@ -153,22 +153,13 @@ fn bench_vars(
     database_url: &str,
     smtp_url: Option<&str>,
 ) -> BTreeMap<String, String> {
-    let mut vars: BTreeMap<String, String> = [
-        ("DATABASE_URL", database_url.to_string()),
-        ("DATA_DIR", data_dir.display().to_string()),
-        (
-            "SESSION_SECRET",
-            "bench-session-secret-0123456789abcdefghij".into(),
-        ),
-        ("ENCRYPTION_KEY", "3c".repeat(16) + &"a7".repeat(16)),
-        ("LOG_LEVEL", "warn".into()),
-        ("JOB_POLL_MS", JOB_POLL_MS.into()),
-        ("WORKER_CONCURRENCY", CONCURRENCY.to_string()),
-        ("MAIL_FROM", "Frontdesk Bench <bench@example.com>".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut vars = support::base_vars(database_url, data_dir);
+    vars.insert("JOB_POLL_MS".into(), JOB_POLL_MS.into());
+    vars.insert("WORKER_CONCURRENCY".into(), CONCURRENCY.to_string());
+    vars.insert(
+        "MAIL_FROM".into(),
+        "Frontdesk Bench <bench@example.com>".into(),
+    );
     if let Some(smtp) = smtp_url {
         vars.insert("SMTP_URL".into(), smtp.into());
     }

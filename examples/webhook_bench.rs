@@ -19,7 +19,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,24 +67,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn config(database_url: &str, data_dir: &Path) -> anyhow::Result<Config> {
-    let vars: BTreeMap<&str, String> = [
-        ("PORT", "0".to_string()),
-        ("DATABASE_URL", database_url.into()),
-        ("DATA_DIR", data_dir.display().to_string()),
-        (
-            "SESSION_SECRET",
-            "bench-session-secret-0123456789abcdefghij".into(),
-        ),
-        ("ENCRYPTION_KEY", "3c".repeat(16) + &"a7".repeat(16)),
-        ("LOG_LEVEL", "warn".into()),
-        ("STRIPE_SECRET_KEY", "sk_test_bench".into()),
-        ("STRIPE_WEBHOOK_SECRET", SECRET.into()),
-        // Never called: job workers are off.
-        ("STRIPE_API_BASE", "http://127.0.0.1:9".into()),
-    ]
-    .into_iter()
-    .collect();
-    Ok(Config::from_lookup(&|k| vars.get(k).cloned())?)
+    support::server_config(
+        database_url,
+        data_dir,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_bench"),
+            ("STRIPE_WEBHOOK_SECRET", SECRET),
+            // Never called: job workers are off.
+            ("STRIPE_API_BASE", "http://127.0.0.1:9"),
+        ],
+    )
 }
 
 fn event(n: usize) -> String {

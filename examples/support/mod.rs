@@ -3,8 +3,45 @@
 
 #![allow(dead_code)] // each benchmark uses only part of it
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
 use diesel::prelude::*;
+
+/// Settings every benchmark starts from: development defaults, fixed secrets,
+/// quiet logs, the given database and data directory.
+pub fn base_vars(database_url: &str, data_dir: &std::path::Path) -> BTreeMap<String, String> {
+    [
+        ("DATABASE_URL", database_url.to_string()),
+        ("DATA_DIR", data_dir.display().to_string()),
+        (
+            "SESSION_SECRET",
+            "bench-session-secret-0123456789abcdefghij".into(),
+        ),
+        ("ENCRYPTION_KEY", "3c".repeat(16) + &"a7".repeat(16)),
+        ("LOG_LEVEL", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The configuration of a benchmark's server: [`base_vars`] on a random port,
+/// plus `extra`.
+pub fn server_config(
+    database_url: &str,
+    data_dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<frontdesk::config::Config> {
+    let mut vars = base_vars(database_url, data_dir);
+    vars.insert("PORT".into(), "0".into());
+    for (k, v) in extra {
+        vars.insert((*k).to_string(), (*v).to_string());
+    }
+    Ok(frontdesk::config::Config::from_lookup(&|k| {
+        vars.get(k).cloned()
+    })?)
+}
 
 /// A whole number from the environment, or `default`.
 pub fn env_count(key: &str, default: usize) -> anyhow::Result<usize> {

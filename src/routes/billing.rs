@@ -16,10 +16,10 @@ use crate::error::AppResult;
 use crate::routes::auth::see_other;
 use crate::routes::flash;
 use crate::security;
+use crate::services::billing::Entitlement;
 use crate::services::billing::checkout::{self, Buyer, CheckoutError};
 use crate::services::billing::limits::{self, human_bytes};
 use crate::services::billing::objects::money;
-use crate::services::billing::{Entitlement, StripeApi};
 use crate::startup::AppState;
 use crate::views::account::Flash;
 use crate::views::billing::{BillingPage, InvoiceRow, PlanCard, UsageBar};
@@ -267,6 +267,14 @@ fn buyer(member: &Member, req: &HttpRequest) -> Buyer {
     }
 }
 
+/// To Stripe's hosted page, or back to the billing page with the reason.
+fn to_stripe(member: &Member, url: Result<String, CheckoutError>) -> HttpResponse {
+    match url {
+        Ok(url) => see_other(&url),
+        Err(e) => refused(member, &e),
+    }
+}
+
 /// Where a failed attempt goes: back to the page with the reason.
 fn refused(member: &Member, e: &CheckoutError) -> HttpResponse {
     match e {
@@ -280,10 +288,6 @@ fn refused(member: &Member, e: &CheckoutError) -> HttpResponse {
     see_other("/app/billing")
 }
 
-fn api(state: &AppState) -> Result<&StripeApi, CheckoutError> {
-    state.stripe.as_deref().ok_or(CheckoutError::Off)
-}
-
 pub async fn start_checkout(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -294,26 +298,17 @@ pub async fn start_checkout(
     let Ok(plan) = Plan::parse(&form.plan) else {
         return Ok(refused(&member, &CheckoutError::NotForSale("chosen")));
     };
-    let request_id = valid_request_id(&form.request_id);
-    let result = match api(&state) {
-        Ok(api) => {
-            checkout::start_checkout(
-                api,
-                &state.pool,
-                &state.config,
-                &member.scope,
-                &buyer(&member, &req),
-                plan,
-                &request_id,
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    Ok(match result {
-        Ok(url) => see_other(&url),
-        Err(e) => refused(&member, &e),
-    })
+    let url = checkout::start_checkout(
+        state.stripe.as_deref(),
+        &state.pool,
+        &state.config,
+        &member.scope,
+        &buyer(&member, &req),
+        plan,
+        &valid_request_id(&form.request_id),
+    )
+    .await;
+    Ok(to_stripe(&member, url))
 }
 
 pub async fn open_portal(
@@ -323,25 +318,16 @@ pub async fn open_portal(
     CsrfForm(form): CsrfForm<PortalForm>,
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::ManageSettings)?;
-    let request_id = valid_request_id(&form.request_id);
-    let result = match api(&state) {
-        Ok(api) => {
-            checkout::open_portal(
-                api,
-                &state.pool,
-                &state.config,
-                &member.scope,
-                &buyer(&member, &req),
-                &request_id,
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    Ok(match result {
-        Ok(url) => see_other(&url),
-        Err(e) => refused(&member, &e),
-    })
+    let url = checkout::open_portal(
+        state.stripe.as_deref(),
+        &state.pool,
+        &state.config,
+        &member.scope,
+        &buyer(&member, &req),
+        &valid_request_id(&form.request_id),
+    )
+    .await;
+    Ok(to_stripe(&member, url))
 }
 
 /// The form's request id, or a fresh one if it is missing or not ours.

@@ -151,14 +151,17 @@ fn event_count(app: &TestApp) -> i64 {
 /// The customer's subscription to Pro becomes active and its first invoice is
 /// paid, as Stripe would report after a completed Checkout.
 pub(crate) async fn subscribe_with_invoice(app: &TestApp, customer: &str) {
-    let body = event(
-        "evt_sub_paid_1",
-        "customer.subscription.created",
-        now(),
-        subscription("sub_paid", customer, PRICE_PRO, "active"),
+    assert_eq!(
+        apply(
+            app,
+            "evt_sub_paid_1",
+            "customer.subscription.created",
+            now(),
+            subscription("sub_paid", customer, PRICE_PRO, "active")
+        )
+        .await,
+        "processed"
     );
-    assert_eq!(deliver(app, &body).await.status(), 200);
-    assert_eq!(processed(app, "evt_sub_paid_1").await, "processed");
     let mut invoice = fixture("invoice");
     invoice["id"] = json!("in_paid_1");
     invoice["customer"] = json!(customer);
@@ -168,9 +171,17 @@ pub(crate) async fn subscribe_with_invoice(app: &TestApp, customer: &str) {
     invoice["amount_due"] = json!(4900);
     invoice["amount_paid"] = json!(4900);
     invoice["hosted_invoice_url"] = json!("https://invoice.stripe.test/i/in_paid_1");
-    let body = event("evt_sub_paid_2", "invoice.paid", now(), invoice);
+    assert_eq!(
+        apply(app, "evt_sub_paid_2", "invoice.paid", now(), invoice).await,
+        "processed"
+    );
+}
+
+/// Delivers a signed event and waits for its job; returns the event's outcome.
+async fn apply(app: &TestApp, id: &str, kind: &str, created: i64, object: Value) -> String {
+    let body = event(id, kind, created, object);
     assert_eq!(deliver(app, &body).await.status(), 200);
-    assert_eq!(processed(app, "evt_sub_paid_2").await, "processed");
+    processed(app, id).await
 }
 
 async fn webhooks_refuse_bad_signatures_and_bodies_and_store_nothing(backend: Backend) {
@@ -379,9 +390,17 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     session["customer"] = json!("cus_new");
     session["subscription"] = json!("sub_new");
     session["client_reference_id"] = json!(org.0.to_string());
-    let body = event("evt_all_1", "checkout.session.completed", now(), session);
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    assert_eq!(processed(&app, "evt_all_1").await, "processed");
+    assert_eq!(
+        apply(
+            &app,
+            "evt_all_1",
+            "checkout.session.completed",
+            now(),
+            session
+        )
+        .await,
+        "processed"
+    );
     let a = account(&app, org);
     assert_eq!(a.stripe_customer_id.as_deref(), Some("cus_new"));
     assert_eq!((a.plan.as_str(), a.status.as_str()), ("pro", "trialing"));
@@ -400,9 +419,10 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     invoice["amount_due"] = json!(4900);
     invoice["amount_paid"] = json!(4900);
     invoice["hosted_invoice_url"] = json!("https://invoice.stripe.test/i/in_paid_1");
-    let body = event("evt_all_2", "invoice.paid", now(), invoice.clone());
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    assert_eq!(processed(&app, "evt_all_2").await, "processed");
+    assert_eq!(
+        apply(&app, "evt_all_2", "invoice.paid", now(), invoice.clone()).await,
+        "processed"
+    );
     let (status, page) = owner.get("/app/billing").await;
     assert_eq!(status, 200);
     assert!(page.contains("HB-0001"), "{page}");
@@ -416,9 +436,10 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     failed["status"] = json!("open");
     failed["amount_paid"] = json!(0);
     failed["hosted_invoice_url"] = json!("https://invoice.stripe.test/i/in_failed_2");
-    let body = event("evt_all_3", "invoice.payment_failed", now(), failed);
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    assert_eq!(processed(&app, "evt_all_3").await, "processed");
+    assert_eq!(
+        apply(&app, "evt_all_3", "invoice.payment_failed", now(), failed).await,
+        "processed"
+    );
     let mail =
         crate::accounts::wait_for_mail(&app.data_dir().join("mail"), OWNER, "Payment failed").await;
     assert!(mail.contains("USD 49.00"), "{mail}");
@@ -432,9 +453,7 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     // A late payment_failed for an invoice already paid does not unpay it.
     let mut stale = invoice.clone();
     stale["status"] = json!("open");
-    let body = event("evt_all_4", "invoice.payment_failed", now(), stale);
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    processed(&app, "evt_all_4").await;
+    apply(&app, "evt_all_4", "invoice.payment_failed", now(), stale).await;
     let status: String = invoices::table
         .filter(invoices::stripe_invoice_id.eq("in_paid_1"))
         .select(invoices::status)
@@ -445,38 +464,48 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     // trial_will_end: the owners hear about it.
     let mut trial = subscription("sub_new", "cus_new", PRICE_PRO, "trialing");
     trial["trial_end"] = json!(now() + 3 * 86_400);
-    let body = event(
-        "evt_all_5",
-        "customer.subscription.trial_will_end",
-        now(),
-        trial,
+    assert_eq!(
+        apply(
+            &app,
+            "evt_all_5",
+            "customer.subscription.trial_will_end",
+            now(),
+            trial
+        )
+        .await,
+        "processed"
     );
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    assert_eq!(processed(&app, "evt_all_5").await, "processed");
     crate::accounts::wait_for_mail(&app.data_dir().join("mail"), OWNER, "trial ends").await;
 
     // Unknown types are stored and acknowledged; unknown customers are kept.
-    let body = event("evt_all_6", "plan.created", now(), fixture("price"));
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    assert_eq!(processed(&app, "evt_all_6").await, "ignored");
-    let body = event(
-        "evt_all_7",
-        "customer.subscription.updated",
-        now(),
-        subscription("sub_ghost", "cus_ghost", PRICE_PRO, "active"),
+    assert_eq!(
+        apply(&app, "evt_all_6", "plan.created", now(), fixture("price")).await,
+        "ignored"
     );
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    assert_eq!(processed(&app, "evt_all_7").await, "unmatched");
+    assert_eq!(
+        apply(
+            &app,
+            "evt_all_7",
+            "customer.subscription.updated",
+            now(),
+            subscription("sub_ghost", "cus_ghost", PRICE_PRO, "active")
+        )
+        .await,
+        "unmatched"
+    );
     // An object that is not a subscription: acknowledged, then kept as failed
     // with the reason, and its job is dead for an operator to see.
-    let body = event(
-        "evt_all_8",
-        "customer.subscription.updated",
-        now(),
-        json!({"id": "sub_broken"}),
+    assert_eq!(
+        apply(
+            &app,
+            "evt_all_8",
+            "customer.subscription.updated",
+            now(),
+            json!({"id": "sub_broken"})
+        )
+        .await,
+        "failed"
     );
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    assert_eq!(processed(&app, "evt_all_8").await, "failed");
 
     // Every billing change is in the audit log.
     for action in [
@@ -679,14 +708,14 @@ async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) 
     assert_eq!(audit_count(&app, "billing.portal_opened"), 1);
 
     // With a live subscription, Checkout is not offered again.
-    let body = event(
+    apply(
+        &app,
         "evt_co_1",
         "customer.subscription.created",
         now(),
         subscription("sub_co", "cus_fake1", PRICE_PRO, "active"),
-    );
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    processed(&app, "evt_co_1").await;
+    )
+    .await;
     let (_, page) = owner.get("/app/billing").await;
     assert!(page.contains("Pro plan") && page.contains("Manage billing"));
     assert!(!page.contains("Upgrade to Business"));
@@ -816,14 +845,17 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     // An upgrade event lifts the limits.
     link_customer(&app, org, "cus_limits");
     let t0 = now();
-    let body = event(
-        "evt_limits_1",
-        "customer.subscription.updated",
-        t0,
-        subscription("sub_limits", "cus_limits", PRICE_PRO, "active"),
+    assert_eq!(
+        apply(
+            &app,
+            "evt_limits_1",
+            "customer.subscription.updated",
+            t0,
+            subscription("sub_limits", "cus_limits", PRICE_PRO, "active")
+        )
+        .await,
+        "processed"
     );
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    assert_eq!(processed(&app, "evt_limits_1").await, "processed");
     api.agent(json!({"name": "Sales"})).await;
     assert_eq!(invite("two@harbor.test").await.0, 201);
     let (_, summary) = api.get("/api/v1/billing").await;
@@ -836,27 +868,27 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     assert_eq!(res.status(), 200);
 
     // past_due keeps the plan during the grace period.
-    let body = event(
+    apply(
+        &app,
         "evt_limits_2",
         "customer.subscription.updated",
         t0 + 10,
         subscription("sub_limits", "cus_limits", PRICE_PRO, "past_due"),
-    );
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    processed(&app, "evt_limits_2").await;
+    )
+    .await;
     api.agent(json!({"name": "Returns"})).await;
     let (_, page) = owner.get("/app/billing").await;
     assert!(page.contains("The last payment failed"), "{page}");
 
     // Canceled: back to Free. Data over the limit stays; creating is blocked.
-    let body = event(
+    apply(
+        &app,
         "evt_limits_3",
         "customer.subscription.deleted",
         t0 + 20,
         subscription("sub_limits", "cus_limits", PRICE_PRO, "canceled"),
-    );
-    assert_eq!(deliver(&app, &body).await.status(), 200);
-    processed(&app, "evt_limits_3").await;
+    )
+    .await;
     let (_, list) = api.get("/api/v1/agents").await;
     assert_eq!(
         list["data"].as_array().unwrap().len(),
