@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use frontdesk::config::Config;
-use frontdesk::startup::{Application, ServeOptions};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use support::{PgBenchDb, env_count, ms, quantile};
@@ -202,19 +201,8 @@ async fn api_key(base: &str) -> anyhow::Result<String> {
 }
 
 async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> anyhow::Result<()> {
-    let app = Application::build(
-        config(database_url, &tmp.join(format!("data-{label}")))?,
-        ServeOptions {
-            migrate: true,
-            demo: false,
-            http_workers: Some(2),
-            run_jobs: true,
-        },
-    )
-    .await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    actix_web::rt::spawn(app.run_until_stopped(false));
+    let config = config(database_url, &tmp.join(format!("data-{label}")))?;
+    let (base, _, handle) = support::start_server(config, true).await?;
     let key = api_key(&base).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(knobs.concurrency + 1)

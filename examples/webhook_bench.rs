@@ -29,7 +29,6 @@ use diesel::prelude::*;
 use frontdesk::config::Config;
 use frontdesk::db::schema::{jobs, stripe_events};
 use frontdesk::services::billing::webhook::signature_header;
-use frontdesk::startup::{Application, ServeOptions};
 use support::{PgBenchDb, env_count, ms, quantile};
 
 const SECRET: &str = "whsec_bench_0123456789abcdef";
@@ -128,20 +127,9 @@ async fn bench(
     events: usize,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    let app = Application::build(
-        config(database_url, &tmp.join(format!("data-{label}")))?,
-        ServeOptions {
-            migrate: true,
-            demo: false,
-            http_workers: Some(2),
-            run_jobs: false,
-        },
-    )
-    .await?;
-    let address = format!("http://127.0.0.1:{}/webhooks/stripe", app.port());
-    let state = app.state();
-    let handle = app.handle();
-    actix_web::rt::spawn(app.run_until_stopped(false));
+    let config = config(database_url, &tmp.join(format!("data-{label}")))?;
+    let (base, state, handle) = support::start_server(config, false).await?;
+    let address = format!("{base}/webhooks/stripe");
 
     let total = WARMUP + events;
     let bodies: Arc<Vec<String>> = Arc::new((0..total).map(event).collect());

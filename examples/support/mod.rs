@@ -43,6 +43,32 @@ pub fn server_config(
     })?)
 }
 
+/// Starts the real server of a benchmark (2 HTTP workers, migrations applied);
+/// returns its address, its state and the handle that stops it.
+pub async fn start_server(
+    config: frontdesk::config::Config,
+    run_jobs: bool,
+) -> anyhow::Result<(
+    String,
+    actix_web::web::Data<frontdesk::startup::AppState>,
+    actix_web::dev::ServerHandle,
+)> {
+    let app = frontdesk::startup::Application::build(
+        config,
+        frontdesk::startup::ServeOptions {
+            migrate: true,
+            demo: false,
+            http_workers: Some(2),
+            run_jobs,
+        },
+    )
+    .await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (state, handle) = (app.state(), app.handle());
+    actix_web::rt::spawn(app.run_until_stopped(false));
+    Ok((base, state, handle))
+}
+
 /// A whole number from the environment, or `default`.
 pub fn env_count(key: &str, default: usize) -> anyhow::Result<usize> {
     match std::env::var(key) {

@@ -316,22 +316,28 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
     assert_eq!(job_count, 1);
 
     // Deleted at t0+60, then an update made at t0+30 arrives late.
-    let deleted = event(
-        "evt_order_3",
-        "customer.subscription.deleted",
-        t0 + 60,
-        subscription("sub_harbor", "cus_harbor", PRICE_PRO, "canceled"),
+    assert_eq!(
+        apply(
+            &app,
+            "evt_order_3",
+            "customer.subscription.deleted",
+            t0 + 60,
+            subscription("sub_harbor", "cus_harbor", PRICE_PRO, "canceled")
+        )
+        .await,
+        "processed"
     );
-    assert_eq!(deliver(&app, &deleted).await.status(), 200);
-    assert_eq!(processed(&app, "evt_order_3").await, "processed");
-    let late = event(
-        "evt_order_2",
-        "customer.subscription.updated",
-        t0 + 30,
-        subscription("sub_harbor", "cus_harbor", PRICE_BUSINESS, "active"),
+    assert_eq!(
+        apply(
+            &app,
+            "evt_order_2",
+            "customer.subscription.updated",
+            t0 + 30,
+            subscription("sub_harbor", "cus_harbor", PRICE_BUSINESS, "active")
+        )
+        .await,
+        "ignored"
     );
-    assert_eq!(deliver(&app, &late).await.status(), 200);
-    assert_eq!(processed(&app, "evt_order_2").await, "ignored");
     let a = account(&app, org);
     assert_eq!(a.status, "canceled", "the late update does not revive it");
 
@@ -342,25 +348,28 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
         PRICE_PRO,
         "canceled",
     ));
-    let tie = event(
+    apply(
+        &app,
         "evt_order_4",
         "customer.subscription.updated",
         t0 + 60,
         subscription("sub_harbor", "cus_harbor", PRICE_PRO, "past_due"),
-    );
-    assert_eq!(deliver(&app, &tie).await.status(), 200);
-    processed(&app, "evt_order_4").await;
+    )
+    .await;
     assert_eq!(account(&app, org).status, "canceled");
 
     // A new subscription after the old one ended takes over.
-    let again = event(
-        "evt_order_5",
-        "customer.subscription.created",
-        t0 + 90,
-        subscription("sub_harbor_2", "cus_harbor", PRICE_BUSINESS, "active"),
+    assert_eq!(
+        apply(
+            &app,
+            "evt_order_5",
+            "customer.subscription.created",
+            t0 + 90,
+            subscription("sub_harbor_2", "cus_harbor", PRICE_BUSINESS, "active")
+        )
+        .await,
+        "processed"
     );
-    assert_eq!(deliver(&app, &again).await.status(), 200);
-    assert_eq!(processed(&app, "evt_order_5").await, "processed");
     let a = account(&app, org);
     assert_eq!(
         (

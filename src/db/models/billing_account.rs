@@ -52,15 +52,7 @@ impl BillingAccount {
 
     /// The account, created on first use (free, no customer yet).
     pub fn ensure(conn: &mut DbConnection, org: OrganizationId) -> QueryResult<BillingAccount> {
-        let now = crate::domain::now();
-        diesel::sql_query(
-            "INSERT INTO billing_accounts (organization_id, created_at, updated_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (organization_id) DO NOTHING",
-        )
-        .bind::<BigInt, _>(org.0)
-        .bind::<Timestamp, _>(now)
-        .bind::<Timestamp, _>(now)
-        .execute(conn)?;
+        Self::insert_missing(conn, org)?;
         billing_accounts::table
             .find(org)
             .select(BillingAccount::as_select())
@@ -72,14 +64,24 @@ impl BillingAccount {
     /// that changes nothing still takes PostgreSQL's row lock (SQLite writers
     /// are serialized already).
     pub fn lock(conn: &mut DbConnection, org: OrganizationId) -> QueryResult<BillingAccount> {
-        Self::ensure(conn, org)?;
+        Self::insert_missing(conn, org)?;
         diesel::update(billing_accounts::table.find(org))
             .set(billing_accounts::updated_at.eq(billing_accounts::updated_at))
-            .execute(conn)?;
-        billing_accounts::table
-            .find(org)
-            .select(BillingAccount::as_select())
-            .first(conn)
+            .get_result(conn)
+    }
+
+    /// A free account without a customer, unless the organization has one.
+    fn insert_missing(conn: &mut DbConnection, org: OrganizationId) -> QueryResult<()> {
+        let now = crate::domain::now();
+        diesel::sql_query(
+            "INSERT INTO billing_accounts (organization_id, created_at, updated_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (organization_id) DO NOTHING",
+        )
+        .bind::<BigInt, _>(org.0)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .execute(conn)?;
+        Ok(())
     }
 
     pub fn by_customer(
@@ -98,15 +100,14 @@ impl BillingAccount {
         conn: &mut DbConnection,
         org: OrganizationId,
         customer_id: &str,
-    ) -> QueryResult<()> {
-        Self::ensure(conn, org)?;
+    ) -> QueryResult<BillingAccount> {
+        Self::insert_missing(conn, org)?;
         diesel::update(billing_accounts::table.find(org))
             .set((
                 billing_accounts::stripe_customer_id.eq(customer_id),
                 billing_accounts::updated_at.eq(crate::domain::now()),
             ))
-            .execute(conn)?;
-        Ok(())
+            .get_result(conn)
     }
 
     pub fn apply(

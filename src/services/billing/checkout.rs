@@ -6,7 +6,7 @@ use super::stripe::{CheckoutRequest, StripeApi, StripeError};
 use crate::config::Config;
 use crate::db::models::{BillingAccount, Organization};
 use crate::db::{DbConnection, DbPool};
-use crate::domain::{Plan, TenantScope, UserId};
+use crate::domain::{OrganizationId, Plan, TenantScope, UserId};
 use crate::services::accounts::{Actor, audit};
 
 #[derive(Debug, thiserror::Error)]
@@ -170,18 +170,7 @@ pub async fn start_checkout(
             idempotency_key: &key,
         })
         .await?;
-    let buyer = buyer.clone();
-    db(pool, move |conn| {
-        Ok(audit(
-            conn,
-            Some(org),
-            &buyer.actor(),
-            "billing.checkout_started",
-            Some(plan.as_str()),
-            None,
-        )?)
-    })
-    .await?;
+    record(pool, org, buyer, "billing.checkout_started", plan.as_str()).await?;
     Ok(url)
 }
 
@@ -208,19 +197,30 @@ pub async fn open_portal(
     let url = api
         .create_portal_session(&customer, &billing_url(config), &key)
         .await?;
-    let buyer = buyer.clone();
+    record(pool, org, buyer, "billing.portal_opened", &customer).await?;
+    Ok(url)
+}
+
+/// Writes what the buyer did to the audit log.
+async fn record(
+    pool: &DbPool,
+    org: OrganizationId,
+    buyer: &Buyer,
+    action: &'static str,
+    target: &str,
+) -> Result<(), CheckoutError> {
+    let (buyer, target) = (buyer.clone(), target.to_string());
     db(pool, move |conn| {
         Ok(audit(
             conn,
             Some(org),
             &buyer.actor(),
-            "billing.portal_opened",
-            Some(&customer),
+            action,
+            Some(&target),
             None,
         )?)
     })
-    .await?;
-    Ok(url)
+    .await
 }
 
 fn billing_url(config: &Config) -> String {

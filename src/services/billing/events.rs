@@ -234,8 +234,7 @@ impl ProcessStripeEvent {
                 let Some(org) = match_organization(conn, Some(&customer), claimed)? else {
                     return Ok(None);
                 };
-                link_customer(conn, org, &customer)?;
-                BillingAccount::ensure(conn, org).map(Some)
+                link_customer(conn, org, &customer).map(Some)
             })
             .await?
         };
@@ -479,16 +478,17 @@ fn match_organization(
     Ok(free.then_some(org))
 }
 
+/// Records `customer` as the organization's if it has none yet; returns the account.
 fn link_customer(
     conn: &mut DbConnection,
     org: OrganizationId,
     customer: &str,
-) -> diesel::QueryResult<()> {
+) -> diesel::QueryResult<BillingAccount> {
     let account = BillingAccount::ensure(conn, org)?;
-    if account.stripe_customer_id.is_none() {
-        BillingAccount::set_customer(conn, org, customer)?;
+    if account.stripe_customer_id.is_some() {
+        return Ok(account);
     }
-    Ok(())
+    BillingAccount::set_customer(conn, org, customer)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
