@@ -43,9 +43,10 @@ use frontdesk::config::Config;
 use frontdesk::db::schema::jobs;
 use frontdesk::db::{self, Backend, DbConnection};
 use frontdesk::services::jobs::{
-    Diagnostic, EnqueueOptions, Job, JobContext, JobMetrics, SendEmail, WorkerPool, enqueue,
+    Diagnostic, EnqueueOptions, Job, JobContext, SendEmail, WorkerPool, enqueue,
 };
 use frontdesk::services::mail::{MailTemplate, Mailer, OutgoingEmail};
+use frontdesk::telemetry::metrics::Metrics;
 use support::{PgBenchDb, env_count};
 
 const DEFAULT_JOBS: usize = 5000;
@@ -197,14 +198,17 @@ async fn bench_queue<J: Job>(
     let mut contexts = Vec::with_capacity(instances);
     let mut metrics = Vec::with_capacity(instances);
     for _ in 0..instances {
-        let m = Arc::new(JobMetrics::default());
+        let m = Arc::new(Metrics::default());
         metrics.push(m.clone());
         contexts.push(Arc::new(JobContext {
             pool: db::connect(&url, config.database_pool_size)?,
             config: config.clone(),
             mailer: Arc::new(Mailer::from_config(&config)?),
-            metrics: m,
-            chat: Arc::new(frontdesk::services::chat::ChatEngine::new(&config)),
+            metrics: m.clone(),
+            chat: Arc::new(frontdesk::services::chat::ChatEngine::new(
+                &config,
+                m.clone(),
+            )),
             stripe: None,
         }));
     }
@@ -256,7 +260,7 @@ async fn bench_queue<J: Job>(
     }
     let retried: u64 = metrics
         .iter()
-        .map(|m| m.retried.load(Ordering::Relaxed))
+        .map(|m| m.jobs.retried.load(Ordering::Relaxed))
         .sum();
     if retried > 0 {
         eprintln!("[jobs_bench] note: {retried} job run(s) failed and were retried");

@@ -43,6 +43,25 @@ pub enum Command {
     /// Load a demo organization (Lighthouse Coffee Roasters) with an agent and a
     /// knowledge base, and print where to chat and how to sign in. Refused in production.
     Demo,
+    /// Write a consistent copy of the SQLite database while it keeps serving
+    /// (PostgreSQL: use pg_dump). The file is checked before it gets its name.
+    Backup {
+        /// Where to write the copy; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
+    /// Write one organization's data as JSON (GDPR/DPDP access and portability):
+    /// members, agents, knowledge, conversations with their messages, billing and
+    /// audit log. Secrets (password and key hashes, provider keys) are left out.
+    Export {
+        /// The organization's slug, as in its chat URLs.
+        #[arg(long, value_name = "SLUG")]
+        org: String,
+        /// Where to write the JSON (`-` for standard output); an existing file is
+        /// never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
     /// Platform administrators.
     Admin {
         #[command(subcommand)]

@@ -1,6 +1,7 @@
 //! What each command does, once the command line and configuration are read.
 
 use std::net::{TcpStream, ToSocketAddrs as _};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -260,13 +261,17 @@ pub fn worker() -> ExitCode {
     };
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let chat = std::sync::Arc::new(crate::services::chat::ChatEngine::new(&config));
+        let metrics = std::sync::Arc::new(crate::telemetry::metrics::Metrics::default());
+        let chat = std::sync::Arc::new(crate::services::chat::ChatEngine::new(
+            &config,
+            metrics.clone(),
+        ));
         let stripe = crate::services::billing::StripeApi::from_config(&config.stripe);
         let workers = WorkerPool::start(std::sync::Arc::new(JobContext {
             pool,
             config: std::sync::Arc::new(config),
             mailer,
-            metrics: Default::default(),
+            metrics,
             chat,
             stripe,
         }));
@@ -536,4 +541,132 @@ pub fn admin(action: AdminAction) -> ExitCode {
         }
         Err(e) => fail(db::DbError::Query(e)),
     }
+}
+
+/// `frontdesk backup --out FILE`: a consistent copy of the SQLite database.
+pub fn backup(out: &Path) -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let db::DatabaseUrl::Sqlite(path) = &config.database_url
+        && !path.exists()
+    {
+        return fail(format!(
+            "there is no database at {} to back up (check DATABASE_URL)",
+            path.display()
+        ));
+    }
+    // Not `ready_pool`: a backup is what one takes before migrating.
+    let pool = match db::connect(&config.database_url, Some(1)) {
+        Ok(pool) => pool,
+        Err(e) => return fail(e),
+    };
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => return fail(db::DbError::Pool(e)),
+    };
+    match db::backup::backup_sqlite(&mut conn, out) {
+        Ok(bytes) => {
+            restrict_to_owner(out);
+            println!(
+                "Backed up {} to {} ({bytes} bytes, integrity checked).",
+                config.database_url.redacted(),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `frontdesk export --org SLUG --out FILE`: one organization's data as JSON.
+pub fn export(org: &str, out: &Path) -> ExitCode {
+    let slug = match crate::domain::Slug::parse(org) {
+        Ok(slug) => slug,
+        Err(e) => return fail(format!("--org {org:?} is not an organization slug: {e}")),
+    };
+    let to_stdout = out.as_os_str() == "-";
+    if !to_stdout && out.exists() {
+        return fail(format!(
+            "{} already exists; choose another file or move it away first",
+            out.display()
+        ));
+    }
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let pool = match ready_pool(&config) {
+        Ok(pool) => pool,
+        Err(code) => return code,
+    };
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => return fail(db::DbError::Pool(e)),
+    };
+    let exported = if to_stdout {
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        crate::services::export::export_organization(&mut conn, &slug, &mut stdout)
+    } else {
+        write_beside(out, |file| {
+            crate::services::export::export_organization(&mut conn, &slug, file)
+        })
+    };
+    match exported {
+        Ok(summary) => {
+            if !to_stdout {
+                println!(
+                    "Exported {} to {}: {} members, {} agents, {} documents, {} conversations, {} messages.",
+                    summary.organization,
+                    out.display(),
+                    summary.members,
+                    summary.agents,
+                    summary.documents,
+                    summary.conversations,
+                    summary.messages
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Writes through `work` into a temporary file beside `out`, readable by its
+/// owner only, and gives it its name once complete: an interrupted export never
+/// leaves a truncated file under the name someone would send on.
+fn write_beside<T>(
+    out: &Path,
+    work: impl FnOnce(
+        &mut std::io::BufWriter<std::fs::File>,
+    ) -> Result<T, crate::services::export::ExportError>,
+) -> Result<T, crate::services::export::ExportError> {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    let partial = out.with_file_name(name);
+    let file = std::fs::File::create(&partial)?;
+    restrict_to_owner(&partial);
+    let mut writer = std::io::BufWriter::new(file);
+    let result = work(&mut writer).and_then(|value| {
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&partial, out)?;
+        Ok(value)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Backups and exports hold other people's data: owner-only on Unix.
+fn restrict_to_owner(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }

@@ -195,6 +195,11 @@ pub struct Config {
     pub slow_query_ms: u64,
     pub rate_limit_per_minute: u32,
     pub max_upload_bytes: u64,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`); empty:
+    /// the peer address is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// When set, `/metrics` and `/metrics/json` require `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret<String>>,
     /// A conversation quiet this long gets its summary written.
     pub conversation_idle: std::time::Duration,
     pub jobs: JobSettings,
@@ -527,6 +532,28 @@ impl Config {
         let slow_query_ms = r.parsed("SLOW_QUERY_MS", 500u64);
         let rate_limit_per_minute = r.parsed("RATE_LIMIT_PER_MINUTE", 120u32);
         let max_upload_bytes = r.parsed("MAX_UPLOAD_BYTES", 10 * 1024 * 1024u64);
+        let mut trusted_proxies = Vec::new();
+        for raw in r
+            .get("TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match parse_network(raw) {
+                Some(net) => trusted_proxies.push(net),
+                None => r.problems.push(format!(
+                    "TRUSTED_PROXIES holds {raw:?}, which is neither an IP address nor a network such as 10.0.0.0/8"
+                )),
+            }
+        }
+        let metrics_token = r.get("METRICS_TOKEN");
+        if let Some(token) = &metrics_token
+            && token.len() < 16
+        {
+            r.problems
+                .push("METRICS_TOKEN must be at least 16 characters".to_string());
+        }
         let conversation_idle =
             std::time::Duration::from_secs(r.parsed("CONVERSATION_IDLE_SECS", 600u64));
         let mut previous_encryption_keys = Vec::new();
@@ -595,6 +622,8 @@ impl Config {
             slow_query_ms,
             rate_limit_per_minute,
             max_upload_bytes,
+            trusted_proxies,
+            metrics_token: metrics_token.map(Secret::new),
             conversation_idle,
             jobs,
         })
@@ -608,6 +637,13 @@ impl Config {
     pub fn bind_address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+}
+
+/// An address (`10.1.2.3`, one host) or a network (`10.0.0.0/8`).
+fn parse_network(raw: &str) -> Option<ipnet::IpNet> {
+    raw.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| raw.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Parses a URL literal written in this file.

@@ -335,8 +335,12 @@ fn render(
 
     let mut builder = HttpResponse::build(status);
     builder.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    // Webhooks are machine-to-machine too: they get the JSON shape.
-    let api = path.starts_with("/api/") || path == "/api" || path.starts_with("/webhooks/");
+    // Webhooks and metrics scrapes are machine-to-machine too: they get the JSON shape.
+    let api = path.starts_with("/api/")
+        || path == "/api"
+        || path.starts_with("/webhooks/")
+        || path == "/metrics"
+        || path.starts_with("/metrics/");
     if status == StatusCode::UNAUTHORIZED && !api {
         // A page that needs a session sends the browser to sign in.
         return HttpResponse::SeeOther()

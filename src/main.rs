@@ -14,5 +14,7 @@ fn main() -> ExitCode {
         Command::Jobs { action } => commands::jobs(action),
         Command::Mail { action } => commands::mail(action),
         Command::Admin { action } => commands::admin(action),
+        Command::Backup { out } => commands::backup(&out),
+        Command::Export { org, out } => commands::export(&org, &out),
     }
 }

@@ -23,8 +23,9 @@ use crate::security;
 use crate::services::billing::StripeApi;
 use crate::services::chat::ChatEngine;
 use crate::services::demo::{self, DemoError};
-use crate::services::jobs::{JobContext, JobMetrics, WorkerPool};
+use crate::services::jobs::{JobContext, WorkerPool};
 use crate::services::mail::{MailError, Mailer};
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::{self, SlowRequestMs};
 
 /// JSON bodies of the API; uploads have their own limit (`MAX_UPLOAD_BYTES`).
@@ -52,10 +53,12 @@ pub struct AppState {
     pub migrations: MigrationStatus,
     pub queue_stats: crate::routes::QueueStatsCache,
     pub started: Instant,
-    pub job_metrics: Arc<JobMetrics>,
+    pub metrics: Arc<Metrics>,
     pub chat: Arc<ChatEngine>,
     /// `None` when billing is off.
     pub stripe: Option<Arc<StripeApi>>,
+    /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
+    pub api_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
 }
 
 impl AppState {
@@ -128,28 +131,30 @@ impl Application {
             .port();
 
         let mailer = Arc::new(Mailer::from_config(&config)?);
-        let job_metrics = Arc::new(JobMetrics::default());
-        let chat = Arc::new(ChatEngine::new(&config));
+        let metrics = Arc::new(Metrics::default());
+        let chat = Arc::new(ChatEngine::new(&config, metrics.clone()));
         let stripe = StripeApi::from_config(&config.stripe);
         let workers = options.run_jobs.then(|| {
             WorkerPool::start(Arc::new(JobContext {
                 pool: pool.clone(),
                 config: Arc::new(config.clone()),
                 mailer,
-                metrics: job_metrics.clone(),
+                metrics: metrics.clone(),
                 chat: chat.clone(),
                 stripe: stripe.clone(),
             }))
         });
+        let config_rate_limit = config.rate_limit_per_minute;
         let state = web::Data::new(AppState {
             config,
             pool,
             migrations: MigrationStatus::new(pending),
             queue_stats: Default::default(),
             started: Instant::now(),
-            job_metrics,
+            metrics,
             chat,
             stripe,
+            api_rate_limit: crate::rate_limit::ApiRateLimit::new(config_rate_limit),
         });
         let server = build_server(listener, state.clone(), options)?;
         tracing::info!(
@@ -270,6 +275,8 @@ fn build_server(
     let secure_cookies = state.config.environment.is_production();
     let session_store = DbSessionStore::new(state.pool.clone());
     let slow = web::Data::new(SlowRequestMs(state.config.slow_request_ms));
+    let metrics = web::Data::from(state.metrics.clone());
+
     let detail = error::ErrorDetail {
         show_internal: !state.config.environment.is_production(),
     };
@@ -278,6 +285,7 @@ fn build_server(
         App::new()
             .app_data(state.clone())
             .app_data(slow.clone())
+            .app_data(metrics.clone())
             .app_data(detail)
             .app_data(
                 web::JsonConfig::default()

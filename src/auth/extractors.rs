@@ -2,6 +2,7 @@
 //! from here.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_session::{Session, SessionExt as _};
@@ -34,11 +35,48 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
         .ok_or_else(|| AppError::internal("application state missing"))
 }
 
-/// The address of the TCP peer (not a forwarded header a client could forge).
+/// The client's address: the TCP peer, or, when the peer is one of
+/// `TRUSTED_PROXIES`, the address that proxy saw (never a header the client wrote).
 pub fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return "unknown".into();
+    };
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.config.trusted_proxies.as_slice())
+        .unwrap_or_default();
+    if trusted.is_empty() {
+        return peer.to_string();
+    }
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    client_address(peer, &forwarded.join(","), trusted).to_string()
+}
+
+/// The client behind trusted proxies: `X-Forwarded-For` read from the right (the
+/// hop our own proxy appended) past every trusted address. Anything further left
+/// was written by the client and is not believed.
+fn client_address(peer: IpAddr, forwarded_for: &str, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for hop in forwarded_for.rsplit(',').map(str::trim) {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// A signed-in, enabled user.
@@ -255,5 +293,42 @@ impl FromRequest for ApiCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move { Ok(Self::extract(req).await?) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let peer = "10.0.0.5".parse().unwrap();
+        let trusted = nets(&["10.0.0.0/8"]);
+        // The client wrote the first entry itself; the proxy appended the real one.
+        assert_eq!(
+            client_address(peer, "1.2.3.4, 203.0.113.9", &trusted).to_string(),
+            "203.0.113.9"
+        );
+        // Chained proxies are skipped.
+        assert_eq!(
+            client_address(peer, "203.0.113.9, 10.0.0.7", &trusted).to_string(),
+            "203.0.113.9"
+        );
+        // An untrusted peer's header is ignored.
+        let outsider = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_address(outsider, "203.0.113.9", &trusted).to_string(),
+            "198.51.100.1"
+        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(
+            client_address(peer, "not-an-ip", &trusted).to_string(),
+            "10.0.0.5"
+        );
+        assert_eq!(client_address(peer, "", &trusted).to_string(), "10.0.0.5");
     }
 }

@@ -1,5 +1,6 @@
 //! The database layer: one binary, SQLite or PostgreSQL chosen at run time.
 
+pub mod backup;
 mod connection;
 pub mod migrations;
 pub mod models;

@@ -10,6 +10,7 @@ mod billing;
 mod chat;
 mod csp_reports;
 pub mod flash;
+mod metrics;
 mod pages;
 mod probes;
 pub use probes::QueueStatsCache;
@@ -26,6 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
         .service(web::resource(["/ready", "/readiness"]).get(probes::ready))
         .service(web::resource("/health").get(probes::health))
         .service(web::resource("/health/db").get(probes::health_db))
+        .service(web::resource("/metrics").get(metrics::prometheus))
+        .service(web::resource("/metrics/json").get(metrics::json))
         .service(web::resource("/static/{file}").get(assets::serve))
         .service(web::resource("/").get(pages::index))
         .service(web::resource(["/widget.js", "/widget.css"]).get(assets::serve_stable))
@@ -122,6 +125,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
         )
         .service(
             web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(crate::rate_limit::limit_api))
                 .service(web::resource("/openapi.json").get(api::openapi))
                 .service(
                     web::scope("/chat/{org}/{agent}")

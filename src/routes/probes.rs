@@ -36,6 +36,29 @@ impl QueueStatsCache {
     }
 }
 
+/// Queue statistics no older than [`QUEUE_STATS_MAX_AGE`]; `None` when the
+/// database cannot tell. Blocking: call it on the blocking pool.
+fn cached_queue_stats(state: &AppState) -> Option<QueueStats> {
+    state.queue_stats.fresh().or_else(|| {
+        let stats = state
+            .pool
+            .get()
+            .ok()
+            .and_then(|mut c| JobRow::stats(&mut c).ok())?;
+        state.queue_stats.store(&stats);
+        Some(stats)
+    })
+}
+
+/// [`cached_queue_stats`] off the async workers.
+pub(super) async fn queue_stats(state: &web::Data<AppState>) -> Option<QueueStats> {
+    let state = state.clone();
+    web::block(move || cached_queue_stats(&state))
+        .await
+        .ok()
+        .flatten()
+}
+
 fn timestamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -115,17 +138,7 @@ async fn run_checks(
         };
         let up_to_date = matches!(&migrations, Some(Ok(p)) if p.is_empty());
         let queue = (with_queue && up_to_date)
-            .then(|| {
-                state.queue_stats.fresh().or_else(|| {
-                    let stats = state
-                        .pool
-                        .get()
-                        .ok()
-                        .and_then(|mut c| JobRow::stats(&mut c).ok())?;
-                    state.queue_stats.store(&stats);
-                    Some(stats)
-                })
-            })
+            .then(|| cached_queue_stats(&state))
             .flatten();
         (ping, latency_ms, migrations, queue)
     })
@@ -274,7 +287,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 }),
                 running: checks.queue.as_ref().map(|q| q.running),
                 dead: checks.queue.as_ref().map(|q| q.dead),
-                counters: state.job_metrics.snapshot(),
+                counters: state.metrics.jobs.snapshot(),
             },
         },
     };
@@ -296,7 +309,7 @@ pub async fn health_db(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Resident set size from /proc (Linux); `None` elsewhere.
-fn resident_memory_bytes() -> Option<u64> {
+pub(super) fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)

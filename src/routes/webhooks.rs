@@ -3,6 +3,8 @@
 //! signature, a body that is not an event); 5xx where it can (the database is
 //! down, webhooks are not configured yet), so Stripe keeps the event.
 
+use std::sync::atomic::Ordering;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
@@ -32,15 +34,24 @@ pub async fn stripe(
         .headers()
         .get("Stripe-Signature")
         .and_then(|v| v.to_str().ok());
+    let counters = &state.metrics.webhooks;
+    let count_rejection = |e: AppError| {
+        if matches!(e, AppError::BadRequest(_)) {
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        e
+    };
     webhook::verify(
         &body,
         signature,
         &state.config.stripe.webhook_secrets,
         chrono::Utc::now().timestamp(),
     )
-    .map_err(rejected)?;
+    .map_err(rejected)
+    .map_err(count_rejection)?;
     let payload = String::from_utf8(body.to_vec())
-        .map_err(|_| rejected(WebhookError::Malformed("the body is not UTF-8".into())))?;
+        .map_err(|_| rejected(WebhookError::Malformed("the body is not UTF-8".into())))
+        .map_err(count_rejection)?;
     let stored = state
         .db(move |conn| {
             webhook::store(conn, &payload).map_err(|e| match e {
@@ -48,7 +59,14 @@ pub async fn stripe(
                 StoreError::Db(db) => AppError::internal(db),
             })
         })
-        .await?;
+        .await
+        .map_err(count_rejection)?;
+    let counter = if stored.duplicate {
+        &counters.duplicate
+    } else {
+        &counters.stored
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     tracing::info!(event = %stored.id, kind = %stored.event_type, duplicate = stored.duplicate, "Stripe event received");
     Ok(HttpResponse::Ok().json(json!({
         "received": true,

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod billing;
 pub mod chat;
 pub mod demo;
+pub mod export;
 pub mod jobs;
 pub mod knowledge;
 pub mod mail;

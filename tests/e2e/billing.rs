@@ -308,6 +308,16 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
     }
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(audit_count(&app, "billing.subscription_changed"), 1);
+    let counted = crate::helpers::metrics_json(&app.address).await["webhooks"].clone();
+    assert_eq!(
+        (
+            &counted["stored"],
+            &counted["duplicate"],
+            &counted["processed"]
+        ),
+        (&Value::from(1), &Value::from(3), &Value::from(1)),
+        "{counted}"
+    );
     let job_count: i64 = jobs::table
         .filter(jobs::kind.eq("billing.stripe_event"))
         .count()

@@ -70,6 +70,14 @@ async fn serve_demo_answers_from_the_demo_knowledge_base(backend: Backend) {
         answer.to_string().contains("Shipping and delivery"),
         "{answer}"
     );
+    let metrics = crate::helpers::metrics_json(&app.address).await;
+    let builtin = metrics["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["provider"] == "builtin")
+        .unwrap_or_else(|| panic!("no builtin chat series in {metrics}"));
+    assert!(builtin["count"].as_u64().unwrap() >= 1, "{metrics}");
     // The demo sign-in works.
     let browser = crate::accounts::Browser::new(&app);
     let res = browser

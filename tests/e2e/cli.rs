@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::backend_tests;
 use crate::helpers::{Backend, TestDb};
 
-const SECRETS: [(&str, &str); 2] = [
+pub(crate) const SECRETS: [(&str, &str); 2] = [
     (
         "SESSION_SECRET",
         "cli-test-session-secret-0123456789abcdefgh",
@@ -21,7 +21,7 @@ const SECRETS: [(&str, &str); 2] = [
 ];
 
 /// The binary with an empty environment, run from `dir`.
-fn frontdesk(dir: &Path) -> Command {
+pub(crate) fn frontdesk(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdesk"));
     cmd.env_clear().current_dir(dir).env("LOG_LEVEL", "warn");
     cmd
@@ -35,16 +35,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A start-up failure is a clear sentence and a non-zero exit, never a panic.
-fn assert_clean_failure(out: &Output, expected: &str) {
+pub(crate) fn assert_clean_failure(out: &Output, expected: &str) {
     let err = stderr(out);
     assert!(!out.status.success(), "should fail: {err}");
     assert!(

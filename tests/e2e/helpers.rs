@@ -291,3 +291,12 @@ pub fn migration_names() -> Vec<String> {
     );
     sqlite
 }
+
+/// `GET /metrics/json` of a server without a metrics token.
+pub async fn metrics_json(address: &str) -> serde_json::Value {
+    let res = reqwest::get(format!("{address}/metrics/json"))
+        .await
+        .expect("metrics scraped");
+    assert_eq!(res.status(), 200);
+    res.json().await.expect("metrics are JSON")
+}

@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod assets;
+mod backup;
 mod billing;
 mod chat;
 mod errors;
@@ -12,7 +13,9 @@ mod fake_llm;
 mod fake_stripe;
 mod headers;
 mod jobs;
+mod metrics;
 mod probes;
+mod rate_limit;
 mod schema;
 mod smtp;
 

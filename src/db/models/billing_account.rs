@@ -50,6 +50,15 @@ impl BillingAccount {
         Self::ensure(conn, scope.organization_id())
     }
 
+    /// The account if one was ever created; never writes (read-only transactions).
+    pub fn find(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Option<Self>> {
+        billing_accounts::table
+            .find(scope.organization_id())
+            .select(Self::as_select())
+            .first(conn)
+            .optional()
+    }
+
     /// The account, created on first use (free, no customer yet).
     pub fn ensure(conn: &mut DbConnection, org: OrganizationId) -> QueryResult<BillingAccount> {
         Self::insert_missing(conn, org)?;

@@ -187,6 +187,23 @@ impl Conversation {
         })
     }
 
+    /// Up to `limit` conversations after `after`, in id order: walks every
+    /// conversation of the organization a page at a time (for exports).
+    pub fn page_after(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        after: Option<ConversationId>,
+        limit: i64,
+    ) -> QueryResult<Vec<Conversation>> {
+        conversations::table
+            .filter(conversations::organization_id.eq(scope.organization_id()))
+            .filter(conversations::id.gt(after.map_or(0, |id| id.0)))
+            .order(conversations::id.asc())
+            .limit(limit)
+            .select(Conversation::as_select())
+            .load(conn)
+    }
+
     pub fn add_message(&self, conn: &mut DbConnection, m: &NewMessage<'_>) -> QueryResult<Message> {
         let now = crate::domain::now();
         diesel::update(conversations::table.find(self.id))

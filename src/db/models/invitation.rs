@@ -57,6 +57,15 @@ impl Invitation {
     }
 
     /// How many invitations are still open: each holds a seat.
+    /// Every invitation ever sent, pending or not, oldest first (for exports).
+    pub fn all(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<Invitation>> {
+        invitations::table
+            .filter(invitations::organization_id.eq(scope.organization_id()))
+            .order(invitations::id.asc())
+            .select(Invitation::as_select())
+            .load(conn)
+    }
+
     pub fn count_pending(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<i64> {
         invitations::table
             .filter(invitations::organization_id.eq(scope.organization_id()))

@@ -5,7 +5,7 @@ use diesel::sql_types::{BigInt, Text};
 
 use crate::db::DbConnection;
 use crate::db::schema::usage_counters;
-use crate::domain::OrganizationId;
+use crate::domain::{OrganizationId, TenantScope};
 
 #[derive(QueryableByName)]
 struct Count {
@@ -50,5 +50,17 @@ impl UsageCounter {
             .first(conn)
             .optional()
             .map(|n| n.unwrap_or(0))
+    }
+
+    /// Messages per month, oldest month first.
+    pub fn history(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+    ) -> QueryResult<Vec<(String, i64)>> {
+        usage_counters::table
+            .filter(usage_counters::organization_id.eq(scope.organization_id()))
+            .order(usage_counters::period.asc())
+            .select((usage_counters::period, usage_counters::messages))
+            .load(conn)
     }
 }

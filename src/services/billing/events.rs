@@ -105,6 +105,7 @@ impl ProcessStripeEvent {
             let (id, detail) = (self.event_id.clone(), failure.message.clone());
             ctx.db(move |conn| StripeEvent::finish(conn, &id, "failed", None, Some(&detail)))
                 .await?;
+            ctx.metrics.webhooks.outcome("failed");
         }
         result
     }
@@ -134,6 +135,9 @@ impl ProcessStripeEvent {
                 })
             })
             .await?;
+        if let Some(Step::Done(outcome)) = &step {
+            ctx.metrics.webhooks.outcome(outcome.parts().0);
+        }
         match step {
             None => Ok(()),
             Some(Step::Retry(why)) => Err(JobFailure::retry(why)),

@@ -20,6 +20,7 @@ use crate::db::{DbConnection, DbPool, write_transaction};
 use crate::domain::{ConversationId, OrganizationId};
 use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
 use crate::services::knowledge::{self, ScoredPassage};
+use crate::telemetry::metrics::Metrics;
 use providers::{ChatRequest, ProviderKind, RemoteProvider, RemoteSettings, Role, Turn};
 
 /// Passages retrieved per question.
@@ -88,10 +89,11 @@ pub struct ChatEngine {
     default_model: Option<String>,
     keyring: Keyring,
     idle: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl ChatEngine {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
         Self {
             default_kind: match config.llm.provider {
                 LlmProvider::Builtin => ProviderKind::Builtin,
@@ -103,6 +105,7 @@ impl ChatEngine {
             default_model: config.llm.model.clone(),
             keyring: config.keyring(),
             idle: config.conversation_idle,
+            metrics,
         }
     }
 
@@ -255,7 +258,9 @@ impl ChatEngine {
             }
         };
 
-        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let elapsed = started.elapsed();
+        self.metrics.chat_turn(&provider, elapsed);
+        let latency_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
         let citations_json = serde_json::to_string(&citations).unwrap_or_else(|_| "[]".into());
         let idle = self.idle;
         let stored = db(&pool, {

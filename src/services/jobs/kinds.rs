@@ -22,11 +22,11 @@ impl SendEmail {
     pub async fn run(self, ctx: &JobContext) -> Result<(), JobFailure> {
         match ctx.mailer.send(&self.0).await {
             Ok(()) => {
-                ctx.metrics.email_sent();
+                ctx.metrics.jobs.email_sent();
                 Ok(())
             }
             Err(e) => {
-                ctx.metrics.email_failed();
+                ctx.metrics.jobs.email_failed();
                 if e.is_permanent() {
                     Err(JobFailure::permanent(e))
                 } else {

@@ -96,7 +96,7 @@ pub struct JobContext {
     pub pool: DbPool,
     pub config: Arc<Config>,
     pub mailer: Arc<Mailer>,
-    pub metrics: Arc<JobMetrics>,
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     pub chat: Arc<crate::services::chat::ChatEngine>,
     /// `None` when billing is off.
     pub stripe: Option<Arc<crate::services::billing::StripeApi>>,

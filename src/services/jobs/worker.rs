@@ -178,7 +178,11 @@ impl Worker {
                     .await
                 {
                     Ok(_) => {
-                        self.ctx.metrics.released.fetch_add(1, Ordering::Relaxed);
+                        self.ctx
+                            .metrics
+                            .jobs
+                            .released
+                            .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!("shutdown grace expired: job returned to the queue");
                     }
                     Err(e) => {
@@ -212,7 +216,7 @@ impl Worker {
 
     async fn finish(&self, id: JobId, result: Result<(), JobFailure>, attempts: i32, max: i32) {
         let worker = self.id.clone();
-        let metrics = &self.ctx.metrics;
+        let metrics = &self.ctx.metrics.jobs;
         let stored = match result {
             Ok(()) => {
                 metrics.succeeded.fetch_add(1, Ordering::Relaxed);

@@ -1,4 +1,7 @@
-//! Logging setup and the request middleware: correlation ids and one line per request.
+//! Logging setup and the request middleware: correlation ids, one line per
+//! request, and the request metrics.
+
+pub mod metrics;
 
 use std::time::Instant;
 
@@ -83,10 +86,19 @@ pub async fn request_log(
     let span = tracing::info_span!("request", correlation_id = %id.0);
     let result = next.call(req).instrument(span).await;
 
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let latency_ms = (latency_ms * 100.0).round() / 100.0;
     let mut res = result?;
     let status = res.status().as_u16();
+    if let Some(metrics) = res
+        .request()
+        .app_data::<actix_web::web::Data<metrics::Metrics>>()
+    {
+        let route = res.request().match_pattern();
+        let route = route.as_deref().unwrap_or(metrics::UNMATCHED_ROUTE);
+        metrics.http_request(method.as_str(), route, status, elapsed);
+    }
     if let Ok(value) = HeaderValue::from_str(&id.0) {
         res.headers_mut().insert(CORRELATION_HEADER, value);
     }

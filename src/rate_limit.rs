@@ -1,0 +1,197 @@
+//! The API's request budget (`RATE_LIMIT_PER_MINUTE`): per API key, or per
+//! client address for calls without one. Every answer under `/api/v1` says where
+//! the caller stands (`X-RateLimit-Limit`, `-Remaining`, `-Reset`); a caller over
+//! budget gets 429 with `Retry-After` and the JSON error shape.
+//!
+//! Budgets are kept in memory, per instance (GCRA through `governor`): with N
+//! instances behind a balancer a client may get up to N times the budget. The
+//! limits that protect shared state (sign-in attempts, chat messages per visitor
+//! and address) are counted in the database and hold across instances.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::error::AppError;
+use crate::startup::AppState;
+
+pub const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Idle budgets are forgotten this often, so one-off clients do not pile up.
+const FORGET_EVERY_SECS: u64 = 60;
+
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+pub struct ApiRateLimit {
+    limiter: Keyed,
+    per_minute: u32,
+    /// Seconds after `started` of the last clean-up.
+    forgotten_at: AtomicU64,
+    started: Instant,
+    clock: DefaultClock,
+}
+
+/// Where a caller stands after one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the budget is whole again (or, when refused, until the next
+    /// request is allowed).
+    pub reset_secs: u64,
+}
+
+impl ApiRateLimit {
+    /// `None` when `per_minute` is 0 (limit off).
+    pub fn new(per_minute: u32) -> Option<Self> {
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute)?);
+        let clock = DefaultClock::default();
+        Some(Self {
+            limiter: RateLimiter::dashmap_with_clock(quota, clock.clone())
+                .with_middleware::<StateInformationMiddleware>(),
+            per_minute,
+            forgotten_at: AtomicU64::new(0),
+            started: Instant::now(),
+            clock,
+        })
+    }
+
+    /// Spends one request from `key`'s budget.
+    pub fn check(&self, key: &str) -> Result<Standing, Standing> {
+        self.forget_idle();
+        let refill = Duration::from_secs(60) / self.per_minute;
+        match self.limiter.check_key(&key.to_string()) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let used = self.per_minute.saturating_sub(remaining);
+                Ok(Standing {
+                    limit: self.per_minute,
+                    remaining,
+                    reset_secs: ceil_secs(refill * used),
+                })
+            }
+            Err(not_until) => Err(Standing {
+                limit: self.per_minute,
+                remaining: 0,
+                reset_secs: ceil_secs(not_until.wait_time_from(self.clock.now())).max(1),
+            }),
+        }
+    }
+
+    fn forget_idle(&self) {
+        let now = self.started.elapsed().as_secs();
+        let last = self.forgotten_at.load(Ordering::Relaxed);
+        if now >= last + FORGET_EVERY_SECS
+            && self
+                .forgotten_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn set_headers(headers: &mut HeaderMap, standing: Standing) {
+    headers.insert(LIMIT, HeaderValue::from(standing.limit));
+    headers.insert(REMAINING, HeaderValue::from(standing.remaining));
+    headers.insert(RESET, HeaderValue::from(standing.reset_secs));
+}
+
+/// The caller's budget key: the API key's public prefix when a well-formed one
+/// is presented (checked by the handler; a forged one still spends from the
+/// budget it names), otherwise the client address.
+fn key_of(req: &ServiceRequest) -> String {
+    let bearer = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|token| token.starts_with("fd_") && token.len() >= 12);
+    match bearer {
+        Some(token) => format!("key:{}", &token[..12]),
+        None => format!("ip:{}", crate::auth::extractors::client_ip(req.request())),
+    }
+}
+
+/// Middleware for the `/api/v1` scope.
+pub async fn limit_api(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let Some(limits) = state.as_ref().and_then(|s| s.api_rate_limit.as_ref()) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    // The public chat has its own limits, per visitor and address, counted in
+    // the database; browsers send CSP reports on their own.
+    let path = req.path();
+    if path.starts_with("/api/v1/chat/") || path == "/api/v1/csp-reports" {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let key = key_of(&req);
+    match limits.check(&key) {
+        Ok(standing) => {
+            let mut res = next.call(req).await?;
+            set_headers(res.headers_mut(), standing);
+            Ok(res.map_into_left_body())
+        }
+        Err(standing) => {
+            tracing::warn!(client = %key, "API rate limit reached");
+            let error = AppError::TooManyRequests {
+                message: format!(
+                    "Rate limit of {} requests per minute reached; try again in {} s.",
+                    standing.limit, standing.reset_secs
+                ),
+                retry_after_secs: standing.reset_secs,
+            };
+            // A response carrying the error, so it is rendered in the JSON shape.
+            let (req, _) = req.into_parts();
+            let mut res = ServiceResponse::from_err(error, req);
+            set_headers(res.headers_mut(), standing);
+            Ok(res.map_into_right_body())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_counts_down_then_refuses_with_a_wait() {
+        let limits = ApiRateLimit::new(3).unwrap();
+        let first = limits.check("ip:198.51.100.7").unwrap();
+        assert_eq!((first.limit, first.remaining, first.reset_secs), (3, 2, 20));
+        assert_eq!(limits.check("ip:198.51.100.7").unwrap().remaining, 1);
+        assert_eq!(limits.check("ip:198.51.100.7").unwrap().remaining, 0);
+        let refused = limits.check("ip:198.51.100.7").unwrap_err();
+        assert_eq!(refused.remaining, 0);
+        assert!((1..=20).contains(&refused.reset_secs), "{refused:?}");
+        // Another caller has its own budget.
+        assert_eq!(limits.check("key:fd_abcdefghi").unwrap().remaining, 2);
+    }
+
+    #[test]
+    fn zero_turns_the_limit_off() {
+        assert!(ApiRateLimit::new(0).is_none());
+    }
+}

@@ -1,0 +1,114 @@
+//! The API's request budget and the headers that tell a client where it stands.
+
+use serde_json::Value;
+
+use crate::accounts::organization_with_key;
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+backend_tests!(
+    each_api_key_has_a_budget_and_hears_when_it_is_spent,
+    forwarded_addresses_count_only_from_trusted_proxies,
+);
+
+fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
+    res.headers().get(name)?.to_str().ok()?.parse().ok()
+}
+
+async fn get_with(
+    app: &TestApp,
+    path: &str,
+    key: Option<&str>,
+    forwarded: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app.client.get(app.url(path));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(forwarded) = forwarded {
+        req = req.header("x-forwarded-for", forwarded);
+    }
+    req.send().await.unwrap()
+}
+
+async fn each_api_key_has_a_budget_and_hears_when_it_is_spent(backend: Backend) {
+    let Some(app) = spawn_app(backend)
+        .env("RATE_LIMIT_PER_MINUTE", "5")
+        .start()
+        .await
+    else {
+        return;
+    };
+    let (_, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.example").await;
+    for remaining in (0..5).rev() {
+        let res = get_with(&app, "/api/v1/agents", Some(&key), None).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(header(&res, "x-ratelimit-limit"), Some(5));
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some(remaining));
+        let reset = header(&res, "x-ratelimit-reset").unwrap();
+        assert!((1..=60).contains(&reset), "reset {reset}");
+    }
+    let refused = get_with(&app, "/api/v1/agents", Some(&key), None).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "x-ratelimit-remaining"), Some(0));
+    let retry = header(&refused, "retry-after").unwrap();
+    assert!((1..=12).contains(&retry), "retry after {retry}");
+    assert_eq!(header(&refused, "x-ratelimit-reset"), Some(retry));
+    assert!(refused.headers().contains_key("x-correlation-id"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("5 requests per minute"),
+        "{body}"
+    );
+
+    // Calls without a key spend from the address's budget, not the key's.
+    let anonymous = get_with(&app, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(anonymous.status(), 200);
+    assert_eq!(header(&anonymous, "x-ratelimit-remaining"), Some(4));
+    // Probes and pages are outside the API budget.
+    for path in ["/health", "/live", "/"] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(!res.headers().contains_key("x-ratelimit-limit"), "{path}");
+    }
+}
+
+async fn forwarded_addresses_count_only_from_trusted_proxies(backend: Backend) {
+    let Some(direct) = spawn_app(backend)
+        .env("RATE_LIMIT_PER_MINUTE", "2")
+        .start()
+        .await
+    else {
+        return;
+    };
+    // Without TRUSTED_PROXIES a client cannot buy budgets with made-up headers.
+    for (i, status) in [200, 200, 429].into_iter().enumerate() {
+        let forged = format!("203.0.113.{i}");
+        let res = get_with(&direct, "/api/v1/openapi.json", None, Some(&forged)).await;
+        assert_eq!(res.status(), status, "request {i}");
+    }
+
+    let Some(proxied) = spawn_app(backend)
+        .env("RATE_LIMIT_PER_MINUTE", "2")
+        .env("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")
+        .start()
+        .await
+    else {
+        return;
+    };
+    // Behind the proxy each client has its own budget; what the client wrote
+    // to the left of the proxy's entry does not count.
+    for (forwarded, status) in [
+        ("203.0.113.1", 200),
+        ("198.51.100.77, 203.0.113.1", 200),
+        ("203.0.113.1, 10.1.2.3", 429),
+        ("203.0.113.2", 200),
+    ] {
+        let res = get_with(&proxied, "/api/v1/openapi.json", None, Some(forwarded)).await;
+        assert_eq!(res.status(), status, "{forwarded}");
+    }
+}
