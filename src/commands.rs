@@ -285,7 +285,12 @@ pub fn worker() -> ExitCode {
 
 /// A pool on a database whose migrations are applied (applied here in development).
 fn ready_pool(config: &Config) -> Result<db::DbPool, ExitCode> {
-    let pool = db::connect(&config.database_url, config.database_pool_size).map_err(fail)?;
+    let pool = db::connect_with(
+        &config.database_url,
+        config.database_pool_size,
+        Duration::from_millis(config.slow_query_ms),
+    )
+    .map_err(fail)?;
     let mut conn = pool.get().map_err(|e| fail(db::DbError::Pool(e)))?;
     if config.environment.is_production() {
         let pending = migrations::pending(&mut conn).map_err(fail)?;

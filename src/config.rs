@@ -185,6 +185,8 @@ pub struct Config {
     pub previous_encryption_keys: Vec<EncryptionKey>,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Origins whose pages may call `/api/v1` (with an API key) from a browser;
+    /// `*` for any. The public chat has its own per-agent list.
     pub cors_origins: Vec<String>,
     pub smtp_url: Option<Secret<Url>>,
     pub mail_from: String,
@@ -404,13 +406,24 @@ impl Config {
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
-        for origin in &cors_origins {
-            if origin != "*" && Url::parse(origin).is_err() {
-                r.problems.push(format!(
-                    "CORS_ORIGINS entry {origin:?} is not an origin like https://example.com"
-                ));
-            }
-        }
+        // Kept as browsers send them (`https://example.com`, no path or slash).
+        let cors_origins: Vec<String> = cors_origins
+            .into_iter()
+            .filter_map(|origin| {
+                if origin == "*" {
+                    return Some(origin);
+                }
+                match Url::parse(&origin).map(|u| u.origin()) {
+                    Ok(parsed @ url::Origin::Tuple(..)) => Some(parsed.ascii_serialization()),
+                    _ => {
+                        r.problems.push(format!(
+                            "CORS_ORIGINS entry {origin:?} is not an origin like https://example.com"
+                        ));
+                        None
+                    }
+                }
+            })
+            .collect();
 
         let smtp_url = r.get("SMTP_URL").and_then(|raw| match Url::parse(&raw) {
             Ok(url) if matches!(url.scheme(), "smtp" | "smtps") && url.host().is_some() => {

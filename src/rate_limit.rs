@@ -141,10 +141,9 @@ pub async fn limit_api(
     let Some(limits) = state.as_ref().and_then(|s| s.api_rate_limit.as_ref()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    // The public chat has its own limits, per visitor and address, counted in
-    // the database; browsers send CSP reports on their own.
-    let path = req.path();
-    if path.starts_with("/api/v1/chat/") || path == "/api/v1/csp-reports" {
+    // Browsers send CSP reports on their own. (The public chat is outside the
+    // /api/v1 scope: its limits are per visitor and address, in the database.)
+    if req.path() == "/api/v1/csp-reports" {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let key = key_of(&req);

@@ -99,10 +99,12 @@ impl Application {
     pub async fn build(config: Config, options: ServeOptions) -> Result<Self, StartupError> {
         let url = config.database_url.clone();
         let pool_size = config.database_pool_size;
+        let slow_query = Duration::from_millis(config.slow_query_ms);
         let apply = options.migrate || !config.environment.is_production();
-        let (pool, pending) = web::block(move || prepare_database(&url, pool_size, apply))
-            .await
-            .map_err(|e| DbError::Migration(e.to_string()))??;
+        let (pool, pending) =
+            web::block(move || prepare_database(&url, pool_size, slow_query, apply))
+                .await
+                .map_err(|e| DbError::Migration(e.to_string()))??;
         if !pending.is_empty() {
             tracing::warn!(
                 pending = pending.join(", "),
@@ -234,9 +236,10 @@ async fn announce_demo(pool: &DbPool, config: &Config, load: bool) -> Result<(),
 fn prepare_database(
     url: &db::DatabaseUrl,
     pool_size: Option<u32>,
+    slow_query: Duration,
     apply: bool,
 ) -> Result<(DbPool, Vec<String>), DbError> {
-    let pool = db::connect(url, pool_size)?;
+    let pool = db::connect_with(url, pool_size, slow_query)?;
     let mut conn = pool.get()?;
     let pending = if apply {
         migrations::run_pending(&mut conn, |name| {
@@ -281,6 +284,7 @@ fn build_server(
         show_internal: !state.config.environment.is_production(),
     };
     let upload_limit = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX);
+    let cors_origins = state.config.cors_origins.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -301,7 +305,7 @@ fn build_server(
             )
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
-            .configure(|cfg| routes::configure(cfg, upload_limit))
+            .configure(|cfg| routes::configure(cfg, upload_limit, &cors_origins))
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::NotFound)
             }))

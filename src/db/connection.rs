@@ -4,6 +4,9 @@ use diesel::connection::SimpleConnection as _;
 use diesel::r2d2::{ManageConnection, R2D2Connection as _};
 use diesel::{Connection as _, PgConnection, SqliteConnection};
 
+use std::time::Duration;
+
+use super::slow_query::SlowQueryLog;
 use super::{Backend, DatabaseUrl, DbError, SQLITE_BUSY_TIMEOUT_MS};
 
 #[derive(diesel::MultiConnection)]
@@ -26,11 +29,12 @@ impl DbConnection {
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    slow_query: Duration,
 }
 
 impl ConnectionManager {
-    pub fn new(url: DatabaseUrl) -> Self {
-        Self { url }
+    pub fn new(url: DatabaseUrl, slow_query: Duration) -> Self {
+        Self { url, slow_query }
     }
 
     fn open(&self) -> Result<DbConnection, DbError> {
@@ -50,16 +54,18 @@ impl ConnectionManager {
                     path: shown,
                     reason: e.to_string(),
                 })?;
+                conn.set_instrumentation(SlowQueryLog::new(self.slow_query));
                 Ok(DbConnection::Sqlite(conn))
             }
             DatabaseUrl::Postgres(raw) => {
                 init_tls();
-                PgConnection::establish(raw)
-                    .map(DbConnection::Postgres)
-                    .map_err(|e| DbError::PostgresConnect {
+                let mut conn =
+                    PgConnection::establish(raw).map_err(|e| DbError::PostgresConnect {
                         target: self.url.redacted(),
                         reason: first_sentence(&e.to_string()),
-                    })
+                    })?;
+                conn.set_instrumentation(SlowQueryLog::new(self.slow_query));
+                Ok(DbConnection::Postgres(conn))
             }
         }
     }

@@ -5,6 +5,7 @@ mod connection;
 pub mod migrations;
 pub mod models;
 pub mod schema;
+mod slow_query;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -132,7 +133,19 @@ impl DatabaseUrl {
 /// Builds the pool after proving one connection works, so a wrong URL or a stopped
 /// server is reported with its real cause instead of an r2d2 timeout.
 pub fn connect(url: &DatabaseUrl, pool_size: Option<u32>) -> Result<DbPool, DbError> {
-    let manager = ConnectionManager::new(url.clone());
+    connect_with(url, pool_size, DEFAULT_SLOW_QUERY)
+}
+
+/// `SLOW_QUERY_MS`'s default.
+pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_millis(500);
+
+/// [`connect`], logging statements slower than `slow_query` (`SLOW_QUERY_MS`).
+pub fn connect_with(
+    url: &DatabaseUrl,
+    pool_size: Option<u32>,
+    slow_query: Duration,
+) -> Result<DbPool, DbError> {
+    let manager = ConnectionManager::new(url.clone(), slow_query);
     if let DatabaseUrl::Sqlite(path) = url
         && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
     {

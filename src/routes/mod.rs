@@ -22,7 +22,7 @@ use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use crate::assets;
 
 /// Resources (not bare routes) so a wrong method answers 405, not 404.
-pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
+pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins: &[String]) {
     cfg.service(web::resource("/live").get(probes::live))
         .service(web::resource(["/ready", "/readiness"]).get(probes::ready))
         .service(web::resource("/health").get(probes::health))
@@ -123,30 +123,36 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
                 )
                 .service(web::resource("/users/{id}/toggle").post(admin::toggle_user)),
         )
+        // Before the /api/v1 scope, which would otherwise take these paths: the
+        // public chat answers the agent's own allowed origins and has its own limits.
+        .service(
+            web::scope("/api/v1/chat/{org}/{agent}")
+                .wrap(actix_web::middleware::from_fn(chat::cors))
+                .service(
+                    web::resource("/conversations")
+                        .route(web::route().method(Method::OPTIONS).to(chat::preflight))
+                        .post(chat::start),
+                )
+                .service(
+                    web::resource("/conversations/{id}/messages")
+                        .route(web::route().method(Method::OPTIONS).to(chat::preflight))
+                        .get(chat::transcript)
+                        .post(chat::send),
+                )
+                .service(
+                    web::resource("/conversations/{id}/escalate")
+                        .route(web::route().method(Method::OPTIONS).to(chat::preflight))
+                        .post(chat::escalate),
+                ),
+        )
         .service(
             web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(crate::rate_limit::limit_api))
+                .wrap(actix_web::middleware::Condition::new(
+                    !cors_origins.is_empty(),
+                    api_cors(cors_origins),
+                ))
                 .service(web::resource("/openapi.json").get(api::openapi))
-                .service(
-                    web::scope("/chat/{org}/{agent}")
-                        .wrap(actix_web::middleware::from_fn(chat::cors))
-                        .service(
-                            web::resource("/conversations")
-                                .route(web::route().method(Method::OPTIONS).to(chat::preflight))
-                                .post(chat::start),
-                        )
-                        .service(
-                            web::resource("/conversations/{id}/messages")
-                                .route(web::route().method(Method::OPTIONS).to(chat::preflight))
-                                .get(chat::transcript)
-                                .post(chat::send),
-                        )
-                        .service(
-                            web::resource("/conversations/{id}/escalate")
-                                .route(web::route().method(Method::OPTIONS).to(chat::preflight))
-                                .post(chat::escalate),
-                        ),
-                )
                 .service(
                     web::resource("/agents")
                         .get(api_agents::list_agents)
@@ -199,6 +205,36 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize) {
                 .service(web::resource("/api-keys/{id}").delete(api::revoke_api_key))
                 .service(web::resource("/billing").get(billing::api_summary)),
         );
+}
+
+/// `CORS_ORIGINS`: browser pages on those origins may call the API with an API
+/// key. Never with cookies: a session is only good on Frontdesk's own pages.
+fn api_cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::header;
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            crate::telemetry::CORRELATION_HEADER,
+        ])
+        .expose_headers([
+            crate::telemetry::CORRELATION_HEADER,
+            crate::rate_limit::LIMIT,
+            crate::rate_limit::REMAINING,
+            crate::rate_limit::RESET,
+            header::RETRY_AFTER,
+        ])
+        .max_age(600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin().send_wildcard()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
 }
 
 /// A form page rendered again with its errors: 422, so scripts and tests can tell.

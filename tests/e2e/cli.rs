@@ -144,6 +144,8 @@ fn every_command_has_help() {
         (vec!["check", "--help"], "every problem"),
         (vec!["serve", "--help"], "--demo"),
         (vec!["demo", "--help"], "Refused in production"),
+        (vec!["backup", "--help"], "--out"),
+        (vec!["export", "--help"], "--org"),
     ] {
         let out = frontdesk(dir.path()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -490,6 +492,7 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
         .env("DATA_DIR", "data")
         .env("LOG_LEVEL", "info")
         .env("SLOW_REQUEST_MS", "0")
+        .env("SLOW_QUERY_MS", "0")
         .envs(SECRETS)
         .args(["serve", "--migrate"])
         .env("PORT", port.to_string())
@@ -540,4 +543,18 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
     assert_eq!(request["status"], 200);
     assert!(request["latency_ms"].is_number());
     assert!(!logs.contains(SECRETS[0].1), "secrets never reach the log");
+
+    // SLOW_QUERY_MS=0 makes every statement slow: logged with its SQL, never its values.
+    let slow: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "slow query")
+        .collect();
+    assert!(!slow.is_empty(), "no slow query lines: {logs}");
+    assert!(slow.iter().all(|l| {
+        l["level"] == "WARN"
+            && l["elapsed_ms"].is_number()
+            && l["sql"]
+                .as_str()
+                .is_some_and(|q| !q.is_empty() && !q.contains("-- binds"))
+    }));
 }

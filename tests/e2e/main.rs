@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod api_edge;
 mod assets;
 mod backup;
 mod billing;
@@ -15,7 +16,6 @@ mod headers;
 mod jobs;
 mod metrics;
 mod probes;
-mod rate_limit;
 mod schema;
 mod smtp;
 

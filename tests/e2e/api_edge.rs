@@ -1,4 +1,5 @@
-//! The API's request budget and the headers that tell a client where it stands.
+//! The API's edge: the request budget and the headers that tell a client where
+//! it stands, and which browser origins may call it.
 
 use serde_json::Value;
 
@@ -9,6 +10,8 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 backend_tests!(
     each_api_key_has_a_budget_and_hears_when_it_is_spent,
     forwarded_addresses_count_only_from_trusted_proxies,
+    cors_origins_may_call_the_api_with_a_key_and_others_may_not,
+    without_cors_origins_the_api_grants_no_site,
 );
 
 fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
@@ -111,4 +114,95 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(backend: Backend) {
         let res = get_with(&proxied, "/api/v1/openapi.json", None, Some(forwarded)).await;
         assert_eq!(res.status(), status, "{forwarded}");
     }
+}
+
+async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
+    app.client
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/agents"))
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn cors_origins_may_call_the_api_with_a_key_and_others_may_not(backend: Backend) {
+    let Some(app) = spawn_app(backend)
+        .env(
+            "CORS_ORIGINS",
+            "https://app.harbor.example/, https://ops.harbor.example",
+        )
+        .start()
+        .await
+    else {
+        return;
+    };
+    let (_, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.example").await;
+    let allowed = "https://app.harbor.example";
+
+    let res = preflight(&app, allowed).await;
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(res.headers()["access-control-allow-origin"], allowed);
+    let headers = res.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(headers.contains("authorization"), "{headers}");
+    assert!(
+        !res.headers()
+            .contains_key("access-control-allow-credentials")
+    );
+
+    let res = app
+        .client
+        .get(app.url("/api/v1/agents"))
+        .header("origin", allowed)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["access-control-allow-origin"], allowed);
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        exposed.contains("x-ratelimit-remaining") && exposed.contains("x-correlation-id"),
+        "{exposed}"
+    );
+
+    // Another site gets no grant; its preflight is refused in the JSON shape.
+    let res = preflight(&app, "https://evil.example").await;
+    assert_eq!(res.status(), 400);
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "BAD_REQUEST", "{body}");
+    let res = app
+        .client
+        .get(app.url("/api/v1/agents"))
+        .header("origin", "https://evil.example")
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+}
+
+async fn without_cors_origins_the_api_grants_no_site(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let res = preflight(&app, "https://app.harbor.example").await;
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+    let res = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .header("origin", "https://app.harbor.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
 }
