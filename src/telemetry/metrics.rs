@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use actix_web::http::Method;
 use serde::Serialize;
 
 use crate::services::jobs::{JobCounters, JobMetrics};
@@ -119,11 +120,33 @@ impl<K: Hash + Eq + Clone + Ord> Family<K> {
     }
 }
 
+/// Built once per request from parts the request already owns: the route
+/// pattern actix hands out as a new `String`, and a static method name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct HttpKey {
     route: String,
-    method: String,
+    method: &'static str,
     status: u16,
+}
+
+/// Standard methods by name; anything else is `OTHER`, so made-up methods
+/// cannot grow the set of series.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("OTHER", |(_, name)| name)
 }
 
 /// Stripe webhook deliveries and what their processing came to.
@@ -248,11 +271,11 @@ pub struct ChatSeries {
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 impl Metrics {
-    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn http_request(&self, method: &Method, route: String, status: u16, elapsed: Duration) {
         self.http
             .get(&HttpKey {
-                route: route.to_string(),
-                method: method.to_string(),
+                route,
+                method: method_label(method),
                 status,
             })
             .observe(elapsed);
@@ -272,7 +295,7 @@ impl Metrics {
                 .snapshot()
                 .into_iter()
                 .map(|(k, latency)| HttpSeries {
-                    method: k.method,
+                    method: k.method.to_string(),
                     route: k.route,
                     status: k.status,
                     p50_seconds: latency.quantile(0.5),
@@ -529,9 +552,17 @@ mod tests {
     #[test]
     fn prometheus_text_has_types_labels_and_escapes() {
         let m = Metrics::default();
-        m.http_request("GET", "/c/{org}/{agent}", 200, Duration::from_millis(2));
-        m.http_request("GET", "/c/{org}/{agent}", 200, Duration::from_millis(20));
-        m.http_request("POST", "weird\"route\n", 404, Duration::from_millis(1));
+        let route = || "/c/{org}/{agent}".to_string();
+        m.http_request(&Method::GET, route(), 200, Duration::from_millis(2));
+        m.http_request(&Method::GET, route(), 200, Duration::from_millis(20));
+        m.http_request(
+            &Method::POST,
+            "weird\"route\n".into(),
+            404,
+            Duration::from_millis(1),
+        );
+        let made_up = Method::from_bytes(b"BREW").unwrap();
+        m.http_request(&made_up, "unmatched".into(), 405, Duration::from_millis(1));
         m.chat_turn("builtin", Duration::from_millis(4));
         m.webhooks.outcome("processed");
         let text = m
@@ -552,6 +583,11 @@ mod tests {
             "frontdesk_http_request_duration_seconds_bucket{method=\"GET\",route=\"/c/{org}/{agent}\",status=\"200\",le=\"0.0025\"} 1"
         ));
         assert!(text.contains("route=\"weird\\\"route\\n\""), "{text}");
+        assert!(
+            text.contains("method=\"OTHER\",route=\"unmatched\",status=\"405\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("BREW"));
         assert!(
             text.contains("frontdesk_chat_turn_duration_seconds_count{provider=\"builtin\"} 1")
         );

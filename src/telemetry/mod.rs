@@ -95,9 +95,11 @@ pub async fn request_log(
         .request()
         .app_data::<actix_web::web::Data<metrics::Metrics>>()
     {
-        let route = res.request().match_pattern();
-        let route = route.as_deref().unwrap_or(metrics::UNMATCHED_ROUTE);
-        metrics.http_request(method.as_str(), route, status, elapsed);
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| metrics::UNMATCHED_ROUTE.to_string());
+        metrics.http_request(&method, route, status, elapsed);
     }
     if let Ok(value) = HeaderValue::from_str(&id.0) {
         res.headers_mut().insert(CORRELATION_HEADER, value);
