@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+/// The widget is loaded on customers' own sites: its script and styles together
+/// must stay under this many bytes brotli-compressed (issue: under 20 KB).
+const WIDGET_BROTLI_BUDGET: usize = 20 * 1024;
+
 fn main() {
     let root =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -22,6 +26,7 @@ fn main() {
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=templates");
 
+    let mut widget_brotli = 0;
     let mut files = Vec::new();
     collect(&static_dir, &mut files);
     files.sort();
@@ -52,8 +57,11 @@ fn main() {
 
         std::fs::write(assets_dir.join(&hashed), &content).expect("write asset");
         if compressible(&rel) {
-            std::fs::write(assets_dir.join(format!("{hashed}.br")), brotli(&content))
-                .expect("write .br");
+            let compressed = brotli(&content);
+            if rel.starts_with("widget.") {
+                widget_brotli += compressed.len();
+            }
+            std::fs::write(assets_dir.join(format!("{hashed}.br")), compressed).expect("write .br");
             std::fs::write(assets_dir.join(format!("{hashed}.gz")), gzip(&content))
                 .expect("write .gz");
         }
@@ -74,7 +82,15 @@ fn main() {
         );
         let _ = writeln!(table, "    (\"{rel}\", \"{hashed}\"),");
     }
+    assert!(
+        widget_brotli <= WIDGET_BROTLI_BUDGET,
+        "the widget (static/widget.*) is {widget_brotli} bytes brotli-compressed, over its budget of {WIDGET_BROTLI_BUDGET}"
+    );
     table.push_str("];\n");
+    let _ = writeln!(
+        manifest,
+        "/// Bytes of `static/widget.*` after brotli, checked against {WIDGET_BROTLI_BUDGET} at build time.\npub const WIDGET_BROTLI_BYTES: usize = {widget_brotli};"
+    );
     manifest.push('\n');
     manifest.push_str(&table);
     std::fs::write(out.join("asset_manifest.rs"), manifest).expect("write manifest");

@@ -163,6 +163,13 @@ if [[ -n "$CSS_PATH" ]]; then
 else
     STATIC_LINE="static asset (br): skipped (no /static/app.<hash>.css href found in GET /)"
 fi
+# The widget as a customer's site loads it: script and styles, brotli.
+WIDGET_BR=0
+for asset in /widget.js /widget.css; do
+    n="$(curl -s -H 'Accept-Encoding: br' -o /dev/null -w '%{size_download}' "$BASE$asset" || echo 0)"
+    WIDGET_BR=$((WIDGET_BR + n))
+done
+WIDGET_LINE="widget (/widget.js + /widget.css, br): $WIDGET_BR bytes   target < 20480"
 HEALTH_LINE="/health @$CONNS conns: $HEALTH_RPS req/s, p99 $HEALTH_P99 ms   target >= 30000 req/s"
 [[ -z "${HEALTH_ERRS:-}" ]] || HEALTH_LINE+="   [$HEALTH_ERRS]"
 
@@ -192,6 +199,7 @@ echo "$COLD_LINE   target < 50 ms"
 echo "idle RSS after start: $RSS_MB MB   target < 25 MB"
 echo "$HEALTH_LINE"
 echo "$STATIC_LINE"
+echo "$WIDGET_LINE"
 echo "binary size: $SIZE_MB MB ($STRIPPED); ldd: $LDD_LINES lines; dynamic libsqlite3/libpq: $DYN"
 
 # ---------------------------------------------------------------- jobs and email (examples/jobs_bench.rs)

@@ -190,8 +190,13 @@ impl ResponseError for AppError {
             retry_after_secs, ..
         } = self
         {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            let headers = res.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            headers.insert(crate::rate_limit::REMAINING, HeaderValue::from(0));
+            headers.insert(
+                crate::rate_limit::RESET,
+                HeaderValue::from(*retry_after_secs),
+            );
         }
         res
     }

@@ -110,7 +110,8 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-fn set_headers(headers: &mut HeaderMap, standing: Standing) {
+/// Writes where the caller stands (`X-RateLimit-*`).
+pub fn set_headers(headers: &mut HeaderMap, standing: Standing) {
     headers.insert(LIMIT, HeaderValue::from(standing.limit));
     headers.insert(REMAINING, HeaderValue::from(standing.remaining));
     headers.insert(RESET, HeaderValue::from(standing.reset_secs));

@@ -315,7 +315,7 @@ impl utoipa::Modify for ApiKeyAuth {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Frontdesk API", description = "The organization's members, invitations and API keys."),
+    info(title = "Frontdesk API", description = "The organization's members, invitations, API keys, agents, knowledge, conversations and billing.\n\nRate limits: every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the budget is whole again). Over budget the answer is 429 (`RATE_LIMITED`) with `Retry-After`. The budget is per API key, or per client address without one.\n\nErrors share one shape: `error`, `code`, `message`, `correlationId`, `timestamp`."),
     paths(list_members, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key,
         super::billing::api_summary),
     components(schemas(MemberJson, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson,

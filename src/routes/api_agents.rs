@@ -606,7 +606,8 @@ pub async fn send_message(
         return Err(AppError::Validation("This agent is disabled.".into()));
     }
     let content = body.into_inner().content;
-    let conversation =
+    // The API budget's headers describe this caller (the middleware sets them).
+    let (conversation, _) =
         super::chat::accept_visitor_message(&state, conversation, content.clone(), client_ip(&req))
             .await?;
     super::chat::respond(&req, &state, conversation, agent, content).await

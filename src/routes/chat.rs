@@ -20,6 +20,7 @@ use crate::db::models::{Agent, Conversation, NewConversation, NewMessage, Organi
 use crate::db::write_transaction;
 use crate::domain::{ConversationId, Slug};
 use crate::error::{AppError, AppResult};
+use crate::rate_limit::Standing;
 use crate::services::billing::limits;
 use crate::services::chat::{
     self, Citation, MAX_MESSAGE_CHARS, ReplyEvent, ReplyOutcome, VISITOR_MESSAGES_PER_MINUTE,
@@ -308,17 +309,21 @@ pub async fn send(
     let (agent, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;
     let content = body.into_inner().content;
     let ip = client_ip(&req);
-    let conversation = accept_visitor_message(&state, conversation, content.clone(), ip).await?;
-    respond(&req, &state, conversation, agent, content).await
+    let (conversation, standing) =
+        accept_visitor_message(&state, conversation, content.clone(), ip).await?;
+    let mut res = respond(&req, &state, conversation, agent, content).await?;
+    crate::rate_limit::set_headers(res.headers_mut(), standing);
+    Ok(res)
 }
 
-/// Validates, rate-limits and stores a visitor's message.
+/// Validates, rate-limits and stores a visitor's message; says where the
+/// visitor stands against the tighter of its two limits (per visitor, per address).
 pub(crate) async fn accept_visitor_message(
     state: &AppState,
     conversation: Conversation,
     content: String,
     ip: String,
-) -> AppResult<Conversation> {
+) -> AppResult<(Conversation, Standing)> {
     let trimmed = content.trim();
     if trimmed.is_empty() {
         return Err(AppError::Validation("The message is empty.".into()));
@@ -352,6 +357,18 @@ pub(crate) async fn accept_visitor_message(
                         retry_after_secs: 60,
                     });
                 }
+                // Counted over the last minute, so the budget is whole again a
+                // minute after this message at the latest.
+                let (limit, used) = if VISITOR_MESSAGES_PER_MINUTE - by_visitor <= per_ip - by_ip {
+                    (VISITOR_MESSAGES_PER_MINUTE, by_visitor)
+                } else {
+                    (per_ip, by_ip)
+                };
+                let standing = Standing {
+                    limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                    remaining: u32::try_from(limit - used - 1).unwrap_or(0),
+                    reset_secs: 60,
+                };
                 limits::count_message(conn, &billing, conversation.organization_id)?;
                 conversation.add_message(
                     conn,
@@ -366,7 +383,7 @@ pub(crate) async fn accept_visitor_message(
                         handoff_offered: false,
                     },
                 )?;
-                Ok(conversation)
+                Ok((conversation, standing))
             })
         })
         .await

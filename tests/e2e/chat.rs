@@ -750,10 +750,17 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
             break;
         }
         assert_eq!(res.status(), 200);
+        // The visitor's own limit is the tighter one here.
+        assert_eq!(res.headers()["x-ratelimit-limit"], "12");
+        assert_eq!(
+            res.headers()["x-ratelimit-remaining"],
+            (11 - n).to_string().as_str()
+        );
     }
     let (n, res) = limited.expect("a visitor cannot send without limit");
     assert_eq!(n, 12, "twelve messages a minute per visitor");
     assert_eq!(res.headers()["retry-after"], "60");
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
 
