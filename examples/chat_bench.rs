@@ -60,21 +60,13 @@ fn main() -> anyhow::Result<()> {
         turns: env_count("BENCH_TURNS", 2000)?,
         concurrency: env_count("BENCH_CONCURRENCY", 8)?.max(1),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_writer(std::io::stderr)
-        .compact()
-        .try_init();
+    support::quiet_logs();
     let tmp = tempfile::tempdir().context("creating a temp dir")?;
     actix_web::rt::System::new().block_on(async {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!(
             "== Frontdesk chat benchmark ({}, {cores} cores, 2 HTTP workers, builtin provider, {} passages, {} concurrent clients) ==",
-            if cfg!(debug_assertions) {
-                "DEBUG build: numbers mean little"
-            } else {
-                "release"
-            },
+            support::BUILD,
             knobs.docs * knobs.sections,
             knobs.concurrency
         );

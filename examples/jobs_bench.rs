@@ -68,11 +68,7 @@ fn main() -> anyhow::Result<()> {
     let pg_admin = support::pg_admin_url();
 
     // Warnings (a job failing, a claim retrying) go to stderr; stdout is the results.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_writer(std::io::stderr)
-        .compact()
-        .try_init();
+    support::quiet_logs();
 
     let tmp = tempfile::tempdir().context("creating a temp dir")?;
     actix_web::rt::System::new().block_on(run(tmp.path(), jobs, emails, pg_admin))

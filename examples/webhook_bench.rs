@@ -38,17 +38,13 @@ const SEQUENTIAL: usize = 300;
 fn main() -> anyhow::Result<()> {
     let events = env_count("BENCH_EVENTS", 3000)?;
     let concurrency = env_count("BENCH_CONCURRENCY", 16)?.max(1);
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_writer(std::io::stderr)
-        .compact()
-        .try_init();
+    support::quiet_logs();
     let tmp = tempfile::tempdir().context("creating a temp dir")?;
     actix_web::rt::System::new().block_on(async {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!(
             "== Frontdesk Stripe webhook benchmark ({}, {cores} cores, 2 HTTP workers, {concurrency} concurrent clients) ==",
-            if cfg!(debug_assertions) { "DEBUG build: numbers mean little" } else { "release" }
+            support::BUILD
         );
         let sqlite = format!("sqlite://{}/webhooks.db", tmp.path().display());
         bench("sqlite", &sqlite, tmp.path(), events, concurrency).await?;

@@ -68,13 +68,9 @@ pub fn demo() -> ExitCode {
     if config.environment.is_production() {
         return fail(crate::services::demo::DemoError::Production);
     }
-    let pool = match ready_pool(&config) {
-        Ok(pool) => pool,
-        Err(code) => return code,
-    };
-    let mut conn = match pool.get() {
+    let mut conn = match ready_connection(&config) {
         Ok(conn) => conn,
-        Err(e) => return fail(db::DbError::Pool(e)),
+        Err(code) => return code,
     };
     match crate::services::demo::load(&mut conn, &config) {
         Ok(demo) => {
@@ -284,6 +280,13 @@ pub fn worker() -> ExitCode {
 }
 
 /// A pool on a database whose migrations are applied (applied here in development).
+/// One connection from [`ready_pool`], for commands that do their work on one.
+fn ready_connection(config: &Config) -> Result<db::PooledConn, ExitCode> {
+    ready_pool(config)?
+        .get()
+        .map_err(|e| fail(db::DbError::Pool(e)))
+}
+
 fn ready_pool(config: &Config) -> Result<db::DbPool, ExitCode> {
     let pool = db::connect_with(
         &config.database_url,
@@ -317,13 +320,9 @@ pub fn jobs(action: Option<JobsAction>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let pool = match ready_pool(&config) {
-        Ok(pool) => pool,
+    let mut conn = match ready_connection(&config) {
+        Ok(conn) => conn,
         Err(code) => return code,
-    };
-    let mut conn = match pool.get() {
-        Ok(c) => c,
-        Err(e) => return fail(db::DbError::Pool(e)),
     };
     match action.unwrap_or(JobsAction::Status { limit: 20 }) {
         JobsAction::Status { limit } => {
@@ -479,13 +478,9 @@ pub fn admin(action: AdminAction) -> ExitCode {
     } else {
         None
     };
-    let pool = match ready_pool(&config) {
-        Ok(pool) => pool,
+    let mut conn = match ready_connection(&config) {
+        Ok(conn) => conn,
         Err(code) => return code,
-    };
-    let mut conn = match pool.get() {
-        Ok(c) => c,
-        Err(e) => return fail(db::DbError::Pool(e)),
     };
     let result = db::write_transaction(
         &mut conn,
@@ -573,7 +568,6 @@ pub fn backup(out: &Path) -> ExitCode {
     };
     match db::backup::backup_sqlite(&mut conn, out) {
         Ok(bytes) => {
-            restrict_to_owner(out);
             println!(
                 "Backed up {} to {} ({bytes} bytes, integrity checked).",
                 config.database_url.redacted(),
@@ -602,13 +596,9 @@ pub fn export(org: &str, out: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let pool = match ready_pool(&config) {
-        Ok(pool) => pool,
-        Err(code) => return code,
-    };
-    let mut conn = match pool.get() {
+    let mut conn = match ready_connection(&config) {
         Ok(conn) => conn,
-        Err(e) => return fail(db::DbError::Pool(e)),
+        Err(code) => return code,
     };
     let exported = if to_stdout {
         let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
@@ -647,11 +637,9 @@ fn write_beside<T>(
         &mut std::io::BufWriter<std::fs::File>,
     ) -> Result<T, crate::services::export::ExportError>,
 ) -> Result<T, crate::services::export::ExportError> {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    let partial = out.with_file_name(name);
+    let partial = crate::files::partial_path(out);
     let file = std::fs::File::create(&partial)?;
-    restrict_to_owner(&partial);
+    crate::files::restrict_to_owner(&partial);
     let mut writer = std::io::BufWriter::new(file);
     let result = work(&mut writer).and_then(|value| {
         let file = writer.into_inner().map_err(|e| e.into_error())?;
@@ -663,15 +651,4 @@ fn write_beside<T>(
         let _ = std::fs::remove_file(&partial);
     }
     result
-}
-
-/// Backups and exports hold other people's data: owner-only on Unix.
-fn restrict_to_owner(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }

@@ -146,7 +146,7 @@ impl Application {
                 stripe: stripe.clone(),
             }))
         });
-        let config_rate_limit = config.rate_limit_per_minute;
+        let api_rate_limit = crate::rate_limit::ApiRateLimit::new(config.rate_limit_per_minute);
         let state = web::Data::new(AppState {
             config,
             pool,
@@ -156,7 +156,7 @@ impl Application {
             metrics,
             chat,
             stripe,
-            api_rate_limit: crate::rate_limit::ApiRateLimit::new(config_rate_limit),
+            api_rate_limit,
         });
         let server = build_server(listener, state.clone(), options)?;
         tracing::info!(

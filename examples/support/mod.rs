@@ -146,3 +146,19 @@ pub fn quantile(sorted: &[std::time::Duration], q: f64) -> std::time::Duration {
 pub fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// Warnings only, on stderr: result lines keep stdout to themselves.
+pub fn quiet_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .compact()
+        .try_init();
+}
+
+/// Names the build in each benchmark's heading.
+pub const BUILD: &str = if cfg!(debug_assertions) {
+    "DEBUG build: numbers mean little"
+} else {
+    "release"
+};

@@ -7,12 +7,13 @@
 //! place, so a crash or a full disk never leaves a half-written file under the
 //! name an operator would restore from.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use diesel::sql_types::Text;
 use diesel::{Connection as _, QueryableByName, RunQueryDsl as _, SqliteConnection};
 
 use super::{Backend, DbConnection};
+use crate::files::{partial_path, restrict_to_owner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -34,7 +35,8 @@ struct Check {
     integrity_check: String,
 }
 
-/// Writes a consistent copy of the database to `out`; returns its size in bytes.
+/// Writes a consistent copy of the database to `out`, readable by its owner
+/// only; returns its size in bytes.
 pub fn backup_sqlite(conn: &mut DbConnection, out: &Path) -> Result<u64, BackupError> {
     let shown = out.display().to_string();
     if conn.backend() == Backend::Postgres {
@@ -70,6 +72,7 @@ pub fn backup_sqlite(conn: &mut DbConnection, out: &Path) -> Result<u64, BackupE
             reason: e,
         });
     }
+    restrict_to_owner(&partial);
     let size = std::fs::File::open(&partial)
         .and_then(|f| {
             f.sync_all()?;
@@ -84,12 +87,6 @@ pub fn backup_sqlite(conn: &mut DbConnection, out: &Path) -> Result<u64, BackupE
     }
     std::fs::rename(&partial, out).map_err(|e| write_error(e.to_string()))?;
     Ok(size)
-}
-
-fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    out.with_file_name(name)
 }
 
 /// Opens the copy on its own and asks SQLite whether it is sound.

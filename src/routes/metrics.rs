@@ -36,10 +36,7 @@ async fn scrape(req: &HttpRequest, state: &web::Data<AppState>) -> AppResult<Rep
             due: q.due,
             running: q.running,
             dead: q.dead,
-            oldest_due_age_seconds: q
-                .oldest_due
-                .map(|t| (crate::domain::now() - t).num_seconds().max(0))
-                .unwrap_or(0),
+            oldest_due_age_seconds: q.oldest_due_age_seconds().unwrap_or(0),
         });
     let pool = state.pool.state();
     Ok(state.metrics.report(Gauges {

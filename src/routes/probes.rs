@@ -281,10 +281,10 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                     "unknown"
                 },
                 queue_depth: checks.queue.as_ref().map(|q| q.due),
-                oldest_due_age_seconds: checks.queue.as_ref().and_then(|q| {
-                    q.oldest_due
-                        .map(|t| (crate::domain::now() - t).num_seconds().max(0))
-                }),
+                oldest_due_age_seconds: checks
+                    .queue
+                    .as_ref()
+                    .and_then(|q| q.oldest_due_age_seconds()),
                 running: checks.queue.as_ref().map(|q| q.running),
                 dead: checks.queue.as_ref().map(|q| q.dead),
                 counters: state.metrics.jobs.snapshot(),

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use crate::error::{AppError, AppResult};
-use crate::services::billing::webhook::{self, StoreError, WebhookError};
+use crate::services::billing::webhook::{self, Parsed, StoreError, WebhookError};
 use crate::startup::AppState;
 
 fn rejected(e: WebhookError) -> AppError {
@@ -35,32 +35,15 @@ pub async fn stripe(
         .get("Stripe-Signature")
         .and_then(|v| v.to_str().ok());
     let counters = &state.metrics.webhooks;
-    let count_rejection = |e: AppError| {
-        if matches!(e, AppError::BadRequest(_)) {
-            counters.rejected.fetch_add(1, Ordering::Relaxed);
+    let stored = match verify_and_store(&state, signature, body).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            if matches!(e, AppError::BadRequest(_)) {
+                counters.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(e);
         }
-        e
     };
-    webhook::verify(
-        &body,
-        signature,
-        &state.config.stripe.webhook_secrets,
-        chrono::Utc::now().timestamp(),
-    )
-    .map_err(rejected)
-    .map_err(count_rejection)?;
-    let payload = String::from_utf8(body.to_vec())
-        .map_err(|_| rejected(WebhookError::Malformed("the body is not UTF-8".into())))
-        .map_err(count_rejection)?;
-    let stored = state
-        .db(move |conn| {
-            webhook::store(conn, &payload).map_err(|e| match e {
-                StoreError::Rejected(why) => rejected(why),
-                StoreError::Db(db) => AppError::internal(db),
-            })
-        })
-        .await
-        .map_err(count_rejection)?;
     let counter = if stored.duplicate {
         &counters.duplicate
     } else {
@@ -73,4 +56,28 @@ pub async fn stripe(
         "id": stored.id,
         "duplicate": stored.duplicate,
     })))
+}
+
+async fn verify_and_store(
+    state: &AppState,
+    signature: Option<&str>,
+    body: web::Bytes,
+) -> AppResult<Parsed> {
+    webhook::verify(
+        &body,
+        signature,
+        &state.config.stripe.webhook_secrets,
+        chrono::Utc::now().timestamp(),
+    )
+    .map_err(rejected)?;
+    let payload = String::from_utf8(body.to_vec())
+        .map_err(|_| rejected(WebhookError::Malformed("the body is not UTF-8".into())))?;
+    state
+        .db(move |conn| {
+            webhook::store(conn, &payload).map_err(|e| match e {
+                StoreError::Rejected(why) => rejected(why),
+                StoreError::Db(db) => AppError::internal(db),
+            })
+        })
+        .await
 }

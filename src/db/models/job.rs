@@ -74,6 +74,14 @@ pub struct QueueStats {
     pub dead: i64,
 }
 
+impl QueueStats {
+    /// How long the oldest due job has waited, in whole seconds.
+    pub fn oldest_due_age_seconds(&self) -> Option<i64> {
+        self.oldest_due
+            .map(|t| (crate::domain::now() - t).num_seconds().max(0))
+    }
+}
+
 /// Rows of a running job still held by this worker.
 macro_rules! owned {
     ($id:expr, $worker:expr) => {
