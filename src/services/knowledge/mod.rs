@@ -173,9 +173,9 @@ impl IndexDocument {
                 .await?;
             return Err(JobFailure::retry(message));
         }
-        if let Err(e) = ctx.db(Document::refresh_statistics).await {
-            // The index is right either way; only query plans may be slower.
-            tracing::warn!(error = %e.message, "could not refresh planner statistics");
+        if let Err(e) = ctx.db(Document::prepare_for_search).await {
+            // The index is right either way; only searches may be slower.
+            tracing::warn!(error = %e.message, "could not settle the search index after indexing");
         }
         tracing::info!(document = %id, chunks = count, "document indexed");
         Ok(())
