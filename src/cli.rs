@@ -98,6 +98,9 @@ pub enum JobsAction {
         /// Each job fails (to exercise retries and the dead state).
         #[arg(long)]
         fail: bool,
+        /// Each job panics, as a bug in a job would (the worker survives it).
+        #[arg(long)]
+        panic: bool,
     },
 }
 

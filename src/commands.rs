@@ -384,10 +384,12 @@ pub fn jobs(action: Option<JobsAction>) -> ExitCode {
             count,
             sleep_ms,
             fail: should_fail,
+            panic,
         } => {
             let job = Diagnostic {
                 sleep_ms,
                 fail: should_fail,
+                panic,
             };
             let result = db::write_transaction(&mut conn, |conn| {
                 (0..count)

@@ -50,7 +50,7 @@ pub enum StartupError {
 pub struct AppState {
     pub config: Config,
     pub pool: DbPool,
-    pub migrations: MigrationStatus,
+    pub migrations: Arc<MigrationStatus>,
     pub queue_stats: crate::routes::QueueStatsCache,
     pub started: Instant,
     pub metrics: Arc<Metrics>,
@@ -136,21 +136,25 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let chat = Arc::new(ChatEngine::new(&config, metrics.clone()));
         let stripe = StripeApi::from_config(&config.stripe);
+        let migrations = Arc::new(MigrationStatus::new(pending));
         let workers = options.run_jobs.then(|| {
-            WorkerPool::start(Arc::new(JobContext {
-                pool: pool.clone(),
-                config: Arc::new(config.clone()),
-                mailer,
-                metrics: metrics.clone(),
-                chat: chat.clone(),
-                stripe: stripe.clone(),
-            }))
+            WorkerPool::start_when_migrated(
+                Arc::new(JobContext {
+                    pool: pool.clone(),
+                    config: Arc::new(config.clone()),
+                    mailer,
+                    metrics: metrics.clone(),
+                    chat: chat.clone(),
+                    stripe: stripe.clone(),
+                }),
+                Some(migrations.clone()),
+            )
         });
         let api_rate_limit = crate::rate_limit::ApiRateLimit::new(config.rate_limit_per_minute);
         let state = web::Data::new(AppState {
             config,
             pool,
-            migrations: MigrationStatus::new(pending),
+            migrations,
             queue_stats: Default::default(),
             started: Instant::now(),
             metrics,
@@ -192,12 +196,18 @@ impl Application {
     pub async fn run_until_stopped(self, signals: bool) -> std::io::Result<()> {
         let handle = self.server.handle();
         if signals {
+            let stop_jobs = self.workers.as_ref().map(WorkerPool::stopper);
             actix_web::rt::spawn(async move {
                 let signal = wait_for_signal().await;
                 tracing::info!(
                     signal,
                     "shutting down: finishing in-flight requests and jobs"
                 );
+                // Both drain at once, so the whole stop fits the grace period
+                // of a platform's SIGTERM-then-SIGKILL.
+                if let Some(stop_jobs) = stop_jobs {
+                    stop_jobs();
+                }
                 handle.stop(true).await;
             });
         }

@@ -148,6 +148,16 @@ pub struct ChatStarted {
     agent_name: String,
 }
 
+/// Messages, and conversations started, per client address and minute
+/// (`RATE_LIMIT_PER_MINUTE`); 0 turns the per-address budget off, leaving the
+/// per-visitor one.
+fn per_address_budget(state: &AppState) -> i64 {
+    match state.config.rate_limit_per_minute {
+        0 => i64::MAX,
+        n => i64::from(n),
+    }
+}
+
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -194,8 +204,17 @@ pub async fn start(
         let (visitor_id, hash) = (visitor_id.clone(), token_hash(&token));
         let org_id = org.id;
         let agent_id = agent.id;
+        let per_ip = per_address_budget(&state);
         state
             .db(move |conn| {
+                // Each start writes a row: one address may not fill the table.
+                let since = crate::domain::now() - chrono::TimeDelta::minutes(1);
+                if Conversation::recently_started_from(conn, &ip, since)? >= per_ip {
+                    return Err(AppError::TooManyRequests {
+                        message: "Too many conversations were started from this address. Please wait a moment and try again.".into(),
+                        retry_after_secs: 60,
+                    });
+                }
                 Ok(Conversation::start(
                     conn,
                     org_id,
@@ -338,7 +357,7 @@ pub(crate) async fn accept_visitor_message(
             "This conversation is closed; please start a new one.".into(),
         ));
     }
-    let per_ip = i64::from(state.config.rate_limit_per_minute);
+    let per_ip = per_address_budget(state);
     let billing = state.config.stripe.clone();
     let content = trimmed.to_string();
     state

@@ -17,6 +17,7 @@ backend_tests!(
     another_organizations_agents_documents_and_conversations_answer_404,
     embedding_sites_are_checked_against_allowed_origins,
     a_flooding_visitor_is_rate_limited,
+    a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit,
     an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin,
     the_anthropic_provider_streams_with_the_org_key,
     idle_conversations_get_a_summary,
@@ -785,6 +786,45 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
     }
     assert!(by_ip, "the address limit applies across visitor ids");
     assert_eq!(sent, 20);
+
+    // Every start writes a row, so starts have the same per-address budget:
+    // ten were started above, ten more pass, the next is refused.
+    let start = || async {
+        app.client
+            .post(app.url("/api/v1/chat/harbor-bikes/support/conversations"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+    };
+    for _ in 0..10 {
+        assert_eq!(start().await.status(), 201);
+    }
+    let refused = start().await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "60");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED");
+}
+
+async fn a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[("RATE_LIMIT_PER_MINUTE", "0")]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let chat: Value = start_chat(&app, "harbor-bikes", "support", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for n in 0..12 {
+        let res = say(&app, "harbor-bikes", "support", &chat, &format!("Hi {n}")).await;
+        assert_eq!(res.status(), 200, "message {n}");
+        assert_eq!(res.headers()["x-ratelimit-limit"], "12");
+    }
+    let res = say(&app, "harbor-bikes", "support", &chat, "One more").await;
+    assert_eq!(res.status(), 429, "the visitor's own limit still holds");
 }
 
 async fn an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin(backend: Backend) {

@@ -28,6 +28,7 @@ backend_tests!(
     two_worker_processes_run_1000_jobs_exactly_once,
     a_worker_killed_mid_job_is_replaced_after_its_lease,
     a_poisoned_job_ends_dead_and_the_cli_shows_and_retries_it,
+    a_panicking_job_is_a_failed_attempt_and_the_worker_survives,
     sigterm_lets_the_running_job_finish,
 );
 
@@ -452,6 +453,7 @@ async fn a_worker_killed_mid_job_is_replaced_after_its_lease(backend: Backend) {
         &Diagnostic {
             sleep_ms: 2000,
             fail: false,
+            ..Diagnostic::default()
         },
     );
 
@@ -512,6 +514,7 @@ async fn a_poisoned_job_ends_dead_and_the_cli_shows_and_retries_it(backend: Back
         &Diagnostic {
             sleep_ms: 0,
             fail: true,
+            ..Diagnostic::default()
         },
     );
 
@@ -550,6 +553,45 @@ async fn a_poisoned_job_ends_dead_and_the_cli_shows_and_retries_it(backend: Back
     assert!(text.contains("there is no dead job #999999"), "{text}");
 }
 
+async fn a_panicking_job_is_a_failed_attempt_and_the_worker_survives(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    let bug = enqueue(
+        &pool,
+        &Diagnostic {
+            panic: true,
+            ..Diagnostic::default()
+        },
+    );
+    // One worker, one job at a time: if the panic took the worker down, nothing
+    // after it would ever run.
+    let mut workers = Workers::spawn(&db.url, 1, &[("WORKER_CONCURRENCY", "1")]);
+    eventually("the panicking job is dead", Duration::from_secs(20), || {
+        job(&pool, bug).state == "dead"
+    })
+    .await;
+    let dead = job(&pool, bug);
+    assert_eq!(dead.attempts, 3, "every attempt was made and recorded");
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("the job panicked: diagnostic job asked to panic")
+    );
+    assert!(dead.locked_until.is_none(), "not left running");
+
+    let after = enqueue(&pool, &Diagnostic::default());
+    eventually(
+        "the worker still runs jobs",
+        Duration::from_secs(10),
+        || job(&pool, after).state == "done",
+    )
+    .await;
+    workers.signal(0, "TERM");
+    assert!(workers.wait(0, Duration::from_secs(10)).success());
+}
+
 async fn sigterm_lets_the_running_job_finish(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = TestDb::create(backend, &dir) else {
@@ -561,6 +603,7 @@ async fn sigterm_lets_the_running_job_finish(backend: Backend) {
         &Diagnostic {
             sleep_ms: 1500,
             fail: false,
+            ..Diagnostic::default()
         },
     );
 

@@ -113,6 +113,27 @@ async fn production_without_migrate_is_not_ready_until_migrated(backend: Backend
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "/ready never turned 200 after migrating");
+
+    // The job workers waited for the schema too, and now run jobs.
+    let id = frontdesk::services::jobs::enqueue(
+        &mut conn,
+        &frontdesk::services::jobs::Diagnostic::default(),
+        frontdesk::services::jobs::EnqueueOptions::default(),
+    )
+    .unwrap()
+    .unwrap();
+    let mut done = false;
+    for _ in 0..100 {
+        let job = frontdesk::db::models::Job::find(&mut conn, id)
+            .unwrap()
+            .unwrap();
+        if job.state == "done" {
+            done = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done, "the workers never started after migrating");
 }
 
 async fn probes_carry_correlation_ids_and_are_never_cached(backend: Backend) {

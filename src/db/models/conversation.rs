@@ -280,6 +280,19 @@ impl Conversation {
             .get_result(conn)?;
         Ok((by_visitor, by_ip))
     }
+
+    /// Conversations started from `visitor_ip` since `since`, across instances.
+    pub fn recently_started_from(
+        conn: &mut DbConnection,
+        visitor_ip: &str,
+        since: NaiveDateTime,
+    ) -> QueryResult<i64> {
+        conversations::table
+            .filter(conversations::visitor_ip.eq(visitor_ip))
+            .filter(conversations::created_at.ge(since))
+            .count()
+            .get_result(conn)
+    }
 }
 
 fn like_escape(text: &str) -> String {

@@ -80,6 +80,9 @@ pub struct Diagnostic {
     pub sleep_ms: u64,
     #[serde(default)]
     pub fail: bool,
+    /// Panics instead, as a bug in a job's code would: the worker must survive.
+    #[serde(default)]
+    pub panic: bool,
 }
 
 impl Job for Diagnostic {
@@ -91,6 +94,9 @@ impl Diagnostic {
     pub async fn run(self, _ctx: &JobContext) -> Result<(), JobFailure> {
         if self.sleep_ms > 0 {
             actix_web::rt::time::sleep(Duration::from_millis(self.sleep_ms.min(600_000))).await;
+        }
+        if self.panic {
+            panic!("diagnostic job asked to panic");
         }
         if self.fail {
             return Err(JobFailure::retry("diagnostic job asked to fail"));

@@ -1,14 +1,17 @@
 //! The in-process worker pool: claims due jobs, runs them, records the outcome,
 //! and on shutdown lets the running job finish (or returns it to the queue).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::rt::task::JoinHandle;
+use futures_util::FutureExt as _;
 use tokio::sync::watch;
 
 use super::{JobContext, JobFailure, backoff, dispatch, periodic};
+use crate::db::migrations::MigrationStatus;
 use crate::db::models::Job as JobRow;
 use crate::db::models::job::ClaimedJob;
 use crate::domain::JobId;
@@ -35,6 +38,14 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// Starts `concurrency` workers and the periodic scheduler.
     pub fn start(ctx: Arc<JobContext>) -> Self {
+        Self::start_when_migrated(ctx, None)
+    }
+
+    /// [`start`](Self::start), but with `schema` given the workers wait until
+    /// no migration is pending: a production instance that starts before its
+    /// release phase must not run jobs against the old schema (each failure
+    /// would burn one of the job's attempts).
+    pub fn start_when_migrated(ctx: Arc<JobContext>, schema: Option<Arc<MigrationStatus>>) -> Self {
         let (shutdown, receiver) = watch::channel(false);
         let id = worker_id();
         let count = ctx.settings().concurrency;
@@ -43,6 +54,11 @@ impl WorkerPool {
             .name("frontdesk-jobs".into())
             .spawn(move || {
                 actix_web::rt::System::new().block_on(async move {
+                    if let Some(schema) = schema
+                        && !wait_for_schema(&ctx, schema, receiver.clone()).await
+                    {
+                        return;
+                    }
                     let mut tasks = Vec::with_capacity(count + 1);
                     for n in 0..count {
                         let worker = Worker {
@@ -61,6 +77,15 @@ impl WorkerPool {
             .map_err(|e| tracing::error!(error = %e, "could not start the job thread"))
             .ok();
         Self { shutdown, thread }
+    }
+
+    /// Asks the workers to stop after their current job, without waiting:
+    /// lets a server stop claiming jobs while it drains its requests.
+    pub fn stopper(&self) -> impl Fn() + Send + 'static {
+        let shutdown = self.shutdown.clone();
+        move || {
+            let _ = shutdown.send(true);
+        }
     }
 
     /// Asks every worker to stop after its current job and waits for them. A job
@@ -85,6 +110,52 @@ impl Drop for WorkerPool {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// Waits until `schema` has no pending migration; `false` if shutdown came first.
+async fn wait_for_schema(
+    ctx: &JobContext,
+    schema: Arc<MigrationStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) -> bool {
+    let mut announced = false;
+    loop {
+        if *shutdown.borrow() {
+            return false;
+        }
+        let (status, pool) = (schema.clone(), ctx.pool.clone());
+        let pending = actix_web::rt::task::spawn_blocking(move || status.current(&pool)).await;
+        match pending {
+            Ok(Ok(pending)) if pending.is_empty() => {
+                if announced {
+                    tracing::info!("migrations applied: job workers starting");
+                }
+                return true;
+            }
+            Ok(Ok(_)) if !announced => {
+                tracing::warn!("job workers wait until `frontdesk migrate` has run");
+                announced = true;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the migration state"),
+            Err(e) => tracing::warn!(error = %e, "cannot read the migration state"),
+        }
+        tokio::select! {
+            _ = actix_web::rt::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The failure recorded for a job whose code panicked.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> JobFailure {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    tracing::error!(panic = %what, "job panicked");
+    JobFailure::retry(format!("the job panicked: {what}"))
 }
 
 /// How long a running job may continue after shutdown was asked for.
@@ -148,7 +219,11 @@ impl Worker {
 
         let heartbeat = self.heartbeat(id);
         let outcome = {
-            let run = dispatch(&self.ctx, &job.kind, &job.payload);
+            // A panic in a job's code is a failed attempt like any other: caught
+            // here, it neither kills this worker nor leaves the job running forever.
+            let run = AssertUnwindSafe(dispatch(&self.ctx, &job.kind, &job.payload))
+                .catch_unwind()
+                .map(|result| result.unwrap_or_else(|panic| Err(panicked(panic.as_ref()))));
             let mut shutdown = self.shutdown.clone();
             let deadline = async move {
                 while !*shutdown.borrow() {
@@ -204,11 +279,17 @@ impl Worker {
                 actix_web::rt::time::sleep(every).await;
                 let worker = worker.clone();
                 let until = lease_until(lease);
-                if let Err(e) = ctx
+                match ctx
                     .db(move |conn| JobRow::heartbeat(conn, id, &worker, until))
                     .await
                 {
-                    tracing::warn!(error = %e.message, "could not renew job lease");
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Released or taken over: nothing left to renew.
+                        tracing::warn!("job lease lost; no longer renewing it");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e.message, "could not renew job lease"),
                 }
             }
         })
