@@ -26,6 +26,11 @@ pub fn token(session: &Session) -> Result<String, AppError> {
     Ok(fresh)
 }
 
+/// Drops the session's token; the next form gets a new one.
+pub fn forget(session: &Session) {
+    session.remove(SESSION_KEY);
+}
+
 pub fn verify(session: &Session, presented: Option<&str>) -> Result<(), AppError> {
     let expected = session.get::<String>(SESSION_KEY).ok().flatten();
     match (expected, presented) {

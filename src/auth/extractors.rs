@@ -150,9 +150,14 @@ impl Member {
             .ok()
             .flatten()
             .map(OrganizationId);
+        // A disabled organization is left for another one the user belongs to,
+        // so its members are not locked out of the rest (nor of the switcher).
+        let find = |id: OrganizationId| memberships.iter().find(|(o, _)| o.id == id);
         let current = wanted
-            .and_then(|id| memberships.iter().find(|(o, _)| o.id == id))
+            .and_then(find)
+            .filter(|(o, _)| !o.is_disabled())
             .or_else(|| memberships.iter().find(|(o, _)| !o.is_disabled()))
+            .or_else(|| wanted.and_then(find))
             .cloned();
         let Some((organization, membership)) = current else {
             return Err(AppError::Forbidden(

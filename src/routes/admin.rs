@@ -4,7 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::auth::csrf::{self, CsrfForm};
 use crate::auth::extractors::{PlatformAdmin, client_ip};
-use crate::db::models::{Organization, SessionRow, User};
+use crate::db::models::{Membership, Organization, SessionRow, User};
+use crate::db::write_transaction;
 use crate::domain::{OrganizationId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::routes::app::PlainForm;
@@ -120,17 +121,52 @@ pub async fn toggle_user(
         );
         return Ok(see_other("/admin"));
     }
-    let pool = state.pool.clone();
-    let _ = client_ip(&req);
+    let (pool, ip, label, admin_id) = (
+        state.pool.clone(),
+        client_ip(&req),
+        admin.user.email.clone(),
+        admin.user.id,
+    );
     let message = web::block(move || {
         let mut conn = pool.get().map_err(AppError::internal)?;
         let user = User::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
         let disable = user.disabled_at.is_none();
-        User::set_disabled(&mut conn, id, disable)?;
-        if disable {
-            // A disabled account is signed out at once, everywhere.
-            SessionRow::delete_for_user(&mut conn, id)?;
-        }
+        let organizations = Membership::organizations_of(&mut conn, id)?;
+        write_transaction(&mut conn, |conn| {
+            User::set_disabled(conn, id, disable)?;
+            if disable {
+                // A disabled account is signed out at once, everywhere.
+                SessionRow::delete_for_user(conn, id)?;
+            }
+            let actor = Actor {
+                user_id: Some(admin_id),
+                label: &label,
+                ip: &ip,
+            };
+            let action = if disable {
+                "user.disabled"
+            } else {
+                "user.enabled"
+            };
+            // Each organization's owners see it in their log; an account in
+            // none is recorded at platform level.
+            let scopes: Vec<Option<OrganizationId>> = if organizations.is_empty() {
+                vec![None]
+            } else {
+                organizations.iter().map(|(o, _)| Some(o.id)).collect()
+            };
+            for org in scopes {
+                accounts::audit(
+                    conn,
+                    org,
+                    &actor,
+                    action,
+                    Some(user.email.as_str()),
+                    Some("platform admin"),
+                )?;
+            }
+            Ok::<_, AppError>(())
+        })?;
         Ok::<_, AppError>(format!(
             "{} is now {}.",
             user.email,

@@ -153,17 +153,17 @@ csrf_protected!(
 
 /// `POST /app/switch`: only to an organization the user belongs to.
 pub async fn switch(
-    state: web::Data<AppState>,
     member: Member,
     CsrfForm(form): CsrfForm<SwitchForm>,
 ) -> AppResult<HttpResponse> {
-    let user_id = member.user.id;
     let target = OrganizationId(form.organization_id);
-    let found = state
-        .db(move |conn| Ok(Membership::of_user_in(conn, user_id, target)?))
-        .await?;
-    if found.is_none() {
+    let Some((organization, _)) = member.memberships.iter().find(|(o, _)| o.id == target) else {
         return Err(AppError::NotFound);
+    };
+    if organization.is_disabled() {
+        return Err(AppError::Forbidden(
+            "This organization has been disabled. Contact support.".into(),
+        ));
     }
     member
         .session

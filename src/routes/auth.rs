@@ -53,6 +53,9 @@ fn sign_in(
     organization: Option<OrganizationId>,
 ) -> AppResult<()> {
     session.renew();
+    // A token handed out before sign-in may be known to whoever planted the
+    // session: the signed-in session gets a fresh one.
+    crate::auth::csrf::forget(session);
     let now = chrono::Utc::now().timestamp();
     session
         .insert(USER_KEY, user_id.0)

@@ -22,6 +22,7 @@ backend_tests!(
     another_organizations_ids_answer_404,
     api_keys_authenticate_are_scoped_and_revocable,
     the_last_owner_cannot_be_demoted_or_removed,
+    two_owners_demoting_each_other_at_once_leave_one_owner,
     platform_admin_disables_accounts_and_organizations,
     the_openapi_document_describes_the_api,
     account_changes_and_session_lifetimes,
@@ -386,6 +387,12 @@ async fn signing_in_rotates_the_session_id_and_signing_out_ends_it(backend: Back
     assert_eq!(res.status(), 303);
     let after = session_id(&res).expect("a new session cookie at sign-in");
     assert_ne!(before, after, "session id changes at sign-in");
+    let res = b.post("/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(
+        res.status(),
+        403,
+        "the token handed out before sign-in is not the signed-in session's"
+    );
 
     // The old id is worthless now.
     let stale = reqwest::Client::builder()
@@ -976,6 +983,71 @@ async fn the_last_owner_cannot_be_demoted_or_removed(backend: Backend) {
     assert_eq!(count(&app, "memberships"), 1);
 }
 
+async fn two_owners_demoting_each_other_at_once_leave_one_owner(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let a = Browser::new(&app);
+    assert_eq!(a.signup("Duo", "a@duo.test").await.status(), 303);
+    let mut conn = app.pool().get().unwrap();
+    let (org, a_membership): (i64, i64) = memberships::table
+        .select((memberships::organization_id, memberships::id))
+        .first(&mut conn)
+        .unwrap();
+    let b_membership = {
+        use frontdesk::db::models::{Membership, NewMembership, NewUser, User};
+        let email = frontdesk::domain::Email::parse("b@duo.test").unwrap();
+        let hash = frontdesk::auth::password::Password::parse(PASSWORD, None)
+            .unwrap()
+            .hash()
+            .unwrap();
+        let user = User::create(&mut conn, &NewUser::new(&email, "B", Some(&hash))).unwrap();
+        Membership::create(
+            &mut conn,
+            &NewMembership::new(
+                frontdesk::domain::OrganizationId(org),
+                user.id,
+                frontdesk::domain::Role::Owner,
+            ),
+        )
+        .unwrap()
+        .id
+        .0
+    };
+    let b = Browser::new(&app);
+    assert_eq!(b.login("b@duo.test", PASSWORD).await.status(), 303);
+
+    let owners = |conn: &mut frontdesk::db::DbConnection| -> i64 {
+        memberships::table
+            .filter(memberships::role.eq("owner"))
+            .count()
+            .get_result(conn)
+            .unwrap()
+    };
+    for round in 0..8 {
+        let (ta, tb) = (a.csrf("/app/members").await, b.csrf("/app/members").await);
+        let (pa, pb) = (
+            format!("/app/members/{b_membership}/role"),
+            format!("/app/members/{a_membership}/role"),
+        );
+        let (fa, fb) = (
+            [("csrf_token", ta.as_str()), ("role", "admin")],
+            [("csrf_token", tb.as_str()), ("role", "admin")],
+        );
+        let (ra, rb) = tokio::join!(a.post(&pa, &fa), b.post(&pb, &fb));
+        assert!(ra.status().is_redirection() && rb.status().is_redirection());
+        assert_eq!(
+            owners(&mut conn),
+            1,
+            "round {round}: exactly one owner is left"
+        );
+        diesel::update(memberships::table)
+            .set(memberships::role.eq("owner"))
+            .execute(&mut conn)
+            .unwrap();
+    }
+}
+
 async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
     let Some(app) = spawn_app(backend).start().await else {
         return;
@@ -1083,12 +1155,70 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
     let (status, _) = user.get("/app").await;
     assert_eq!(status, 403);
 
+    // Someone who also belongs to another organization is not locked out of
+    // it: the disabled one is left for the other, and cannot be switched to.
+    let other = {
+        use frontdesk::db::models::{Membership, NewMembership, NewOrganization, Organization};
+        let slug = frontdesk::domain::Slug::parse("second-shop").unwrap();
+        let org =
+            Organization::create(&mut conn, &NewOrganization::new(&slug, "Second Shop")).unwrap();
+        Membership::create(
+            &mut conn,
+            &NewMembership::new(
+                org.id,
+                frontdesk::domain::UserId(user_id),
+                frontdesk::domain::Role::Viewer,
+            ),
+        )
+        .unwrap();
+        org.id.0
+    };
+    let (status, page) = user.get("/app").await;
+    assert_eq!(status, 200, "falls back to the organization still enabled");
+    assert!(page.contains("Second Shop"), "{page}");
+    let res = user
+        .submit(
+            "/app",
+            "/app/switch",
+            &[("organization_id", org_id.to_string().as_str())],
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        403,
+        "no switching into a disabled organization"
+    );
+    let (status, _) = user.get("/app").await;
+    assert_eq!(status, 200);
+
     assert_eq!(
         admin
             .submit("/admin", &format!("/admin/users/{user_id}/toggle"), &[])
             .await
             .status(),
         303
+    );
+    use frontdesk::db::schema::audit_log;
+    let audited: Vec<(Option<i64>, String, Option<String>)> = audit_log::table
+        .filter(audit_log::action.eq("user.disabled"))
+        .select((
+            audit_log::organization_id,
+            audit_log::actor_label,
+            audit_log::target,
+        ))
+        .order(audit_log::organization_id)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(
+        audited,
+        [org_id, other]
+            .map(|o| (
+                Some(o),
+                "root@platform.test".to_string(),
+                Some("user@victim.test".to_string())
+            ))
+            .to_vec(),
+        "each of the user's organizations sees who disabled the account"
     );
     let (status, _) = user.get("/app").await;
     assert_eq!(status, 303, "a disabled account is signed out");

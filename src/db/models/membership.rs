@@ -143,10 +143,21 @@ impl Membership {
             .load(conn)
     }
 
+    /// Call inside the transaction that changes an owner. On PostgreSQL the
+    /// owner rows stay locked until it ends, so two owners demoting each other
+    /// at once cannot both see the other still there (the second waits, then
+    /// counts one); SQLite's write transaction already runs them one by one.
     pub fn count_owners(
         conn: &mut DbConnection,
         scope: &crate::domain::TenantScope,
     ) -> QueryResult<i64> {
+        if conn.backend() == crate::db::Backend::Postgres {
+            diesel::sql_query(
+                "SELECT id FROM memberships WHERE organization_id = $1 AND role = 'owner' FOR UPDATE",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(scope.organization_id().0)
+            .execute(conn)?;
+        }
         memberships::table
             .filter(memberships::organization_id.eq(scope.organization_id()))
             .filter(memberships::role.eq(Role::Owner.as_str()))
