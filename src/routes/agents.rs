@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::routes::auth::see_other;
 use crate::routes::{flash, unprocessable};
 use crate::services::agents::{self, AgentError, AgentForm};
-use crate::services::chat::Citation;
+use crate::services::chat::{self, Citation};
 use crate::services::knowledge::{self, KnowledgeError, SourceFormat, Upload};
 use crate::startup::AppState;
 use crate::views::account::FieldErrors;
@@ -608,6 +608,40 @@ pub async fn conversations(
     })
 }
 
+#[derive(Deserialize)]
+pub struct StatusForm {
+    csrf_token: String,
+    status: String,
+}
+
+csrf_protected!(StatusForm);
+
+/// `POST /app/conversations/{id}/status`: resolve or reopen.
+pub async fn set_conversation_status(
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(form): CsrfForm<StatusForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::Respond)?;
+    let status = chat::parse_status(&form.status)
+        .ok_or_else(|| AppError::Validation("status must be open, escalated or resolved".into()))?;
+    let (scope, id) = (member.scope.clone(), ConversationId(path.into_inner()));
+    state
+        .db(move |conn| chat::set_status(conn, &scope, id, status)?.ok_or(AppError::NotFound))
+        .await?;
+    flash::set(
+        &member.session,
+        "success",
+        if status == crate::db::models::conversation::RESOLVED {
+            "Marked resolved: the visitor starts a new conversation to write again."
+        } else {
+            "Reopened."
+        },
+    );
+    Ok(see_other(&format!("/app/conversations/{}", id.0)))
+}
+
 pub async fn conversation(
     state: web::Data<AppState>,
     member: Member,
@@ -623,6 +657,7 @@ pub async fn conversation(
         })
         .await?;
     Ok(ConversationPage {
+        can_respond: member.role().can(Permission::Respond),
         chrome: chrome(&member, "conversations", flash::take(&member.session))?,
         id: c.id.0,
         agent_name: agent.name,

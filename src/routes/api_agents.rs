@@ -578,6 +578,33 @@ pub async fn start_conversation(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ConversationStatus {
+    /// `open`, `escalated` or `resolved` (closed to the visitor).
+    status: String,
+}
+
+#[utoipa::path(put, path = "/api/v1/conversations/{id}/status", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)), request_body = ConversationStatus,
+    responses((status = 200, body = ConversationJson), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
+pub async fn set_conversation_status(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+    body: web::Json<ConversationStatus>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::Respond)?;
+    let status = crate::services::chat::parse_status(&body.status)
+        .ok_or_else(|| AppError::Validation("status must be open, escalated or resolved".into()))?;
+    let (scope, id) = (caller.scope.clone(), ConversationId(path.into_inner()));
+    let conversation = state
+        .db(move |conn| {
+            crate::services::chat::set_status(conn, &scope, id, status)?.ok_or(AppError::NotFound)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(conversation_json(conversation, None)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ApiMessage {
     content: String,
 }
@@ -696,10 +723,10 @@ pub async fn put_provider_key(
 #[openapi(
     paths(list_agents, create_agent, get_agent, update_agent, delete_agent, list_documents, upload_document,
         delete_document, reindex_document, search_agent, list_conversations, list_messages, start_conversation,
-        send_message, list_provider_keys, put_provider_key,
+        send_message, set_conversation_status, list_provider_keys, put_provider_key,
         super::chat::start, super::chat::transcript, super::chat::send, super::chat::escalate),
     components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, ConversationJson, MessageJson,
-        StartConversation, ApiMessage, ProviderKeyJson, ProviderKeyForm, Citation, crate::services::chat::ReplyOutcome,
+        StartConversation, ApiMessage, ConversationStatus, ProviderKeyJson, ProviderKeyForm, Citation, crate::services::chat::ReplyOutcome,
         super::chat::StartChat, super::chat::ChatStarted, super::chat::PublicTranscript, super::chat::PublicMessage,
         super::chat::SendMessage)),
     tags((name = "agents"), (name = "knowledge"), (name = "conversations"), (name = "chat", description = "Public, for the chat page and the widget: no API key, a conversation token instead."))

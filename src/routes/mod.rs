@@ -95,6 +95,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .service(web::resource("/documents/{id}/delete").post(agents::delete_document))
                 .service(web::resource("/conversations").get(agents::conversations))
                 .service(web::resource("/conversations/{id}").get(agents::conversation))
+                .service(
+                    web::resource("/conversations/{id}/status")
+                        .post(agents::set_conversation_status),
+                )
                 .service(web::resource("/members").get(app::members))
                 .service(web::resource("/members/invite").post(app::invite))
                 .service(web::resource("/members/{id}/role").post(app::change_role))
@@ -184,6 +188,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                     web::resource("/conversations/{id}/messages")
                         .get(api_agents::list_messages)
                         .post(api_agents::send_message),
+                )
+                .service(
+                    web::resource("/conversations/{id}/status")
+                        .put(api_agents::set_conversation_status),
                 )
                 .service(web::resource("/provider-keys").get(api_agents::list_provider_keys))
                 .service(

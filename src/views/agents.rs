@@ -121,6 +121,8 @@ pub struct TranscriptRow {
 #[template(path = "app/conversation.html")]
 pub struct ConversationPage {
     pub chrome: AppChrome,
+    /// May resolve or reopen it.
+    pub can_respond: bool,
     pub id: i64,
     pub agent_name: String,
     pub channel: String,

@@ -15,8 +15,10 @@ backend_tests!(
     replies_stream_as_server_sent_events,
     bad_uploads_are_refused_with_a_clear_error,
     another_organizations_agents_documents_and_conversations_answer_404,
+    another_organizations_page_actions_answer_404,
     embedding_sites_are_checked_against_allowed_origins,
     a_flooding_visitor_is_rate_limited,
+    the_team_resolves_and_reopens_conversations,
     a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit,
     an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin,
     the_anthropic_provider_streams_with_the_org_key,
@@ -634,6 +636,11 @@ async fn another_organizations_agents_documents_and_conversations_answer_404(bac
             "/api/v1/conversations".to_string(),
             Some(json!({"agentId": id})),
         ),
+        (
+            Method::PUT,
+            format!("/api/v1/conversations/{conv}/status"),
+            Some(json!({"status": "resolved"})),
+        ),
     ] {
         let mut req = theirs.request(method.clone(), &path);
         if let Some(body) = body {
@@ -654,6 +661,66 @@ async fn another_organizations_agents_documents_and_conversations_answer_404(bac
         (status, still["name"].as_str()),
         (StatusCode::OK, Some("Support"))
     );
+}
+
+async fn another_organizations_page_actions_answer_404(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let ours = Api { app: &app, key };
+    let agent = ours.agent(json!({"name": "Support"})).await;
+    let id = agent["id"].as_i64().unwrap();
+    let doc = ours
+        .indexed(id, "Policies", "text/plain", RETURNS.as_bytes())
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let (_, conversation) = ours
+        .json(
+            Method::POST,
+            "/api/v1/conversations",
+            json!({"agentId": id}),
+        )
+        .await;
+    let conv = conversation["id"].as_i64().unwrap();
+    let (theirs, _) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
+
+    for (path, fields) in [
+        (
+            format!("/app/agents/{id}"),
+            vec![
+                ("name", "Mine now"),
+                ("slug", "support"),
+                ("greeting", "Hi"),
+            ],
+        ),
+        (
+            format!("/app/agents/{id}/documents"),
+            vec![("title", "Sneaky"), ("text", "some text here")],
+        ),
+        (format!("/app/documents/{doc}/reindex"), vec![]),
+        (format!("/app/documents/{doc}/delete"), vec![]),
+        (
+            format!("/app/conversations/{conv}/status"),
+            vec![("status", "resolved")],
+        ),
+    ] {
+        let res = theirs.submit("/app/agents", &path, &fields).await;
+        assert_eq!(res.status(), 404, "POST {path}");
+    }
+    for path in [
+        format!("/app/agents/{id}"),
+        format!("/app/conversations/{conv}"),
+    ] {
+        assert_eq!(theirs.get(&path).await.0, 404, "GET {path}");
+    }
+    // Untouched.
+    let (_, still) = ours.get(&format!("/api/v1/agents/{id}")).await;
+    assert_eq!(still["name"], "Support");
+    let (_, docs) = ours.get(&format!("/api/v1/agents/{id}/documents")).await;
+    assert_eq!(docs["data"].as_array().unwrap().len(), 1);
+    let (_, listed) = ours.get("/api/v1/conversations").await;
+    assert_eq!(listed["data"][0]["status"], "open");
 }
 
 async fn embedding_sites_are_checked_against_allowed_origins(backend: Backend) {
@@ -805,6 +872,72 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
     assert_eq!(refused.headers()["retry-after"], "60");
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
+}
+
+async fn the_team_resolves_and_reopens_conversations(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let chat: Value = start_chat(&app, "harbor-bikes", "support", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        say(&app, "harbor-bikes", "support", &chat, "Hello")
+            .await
+            .status(),
+        200
+    );
+    let id = chat["conversationId"].as_i64().unwrap();
+
+    // Through the API: resolved closes it to the visitor.
+    let (status, body) = api
+        .json(
+            Method::PUT,
+            &format!("/api/v1/conversations/{id}/status"),
+            json!({"status": "resolved"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "resolved");
+    let refused = say(&app, "harbor-bikes", "support", &chat, "Still there?").await;
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains("closed"));
+    let (status, body) = api
+        .json(
+            Method::PUT,
+            &format!("/api/v1/conversations/{id}/status"),
+            json!({"status": "done"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "VALIDATION_FAILED");
+
+    // Through the page: reopened, the visitor can write again.
+    let page = format!("/app/conversations/{id}");
+    let (_, html) = owner.get(&page).await;
+    assert!(html.contains("Reopen"), "{html}");
+    let res = owner
+        .submit(&page, &format!("{page}/status"), &[("status", "open")])
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, html) = owner.get(&page).await;
+    assert!(
+        html.contains("Mark resolved") && html.contains("Reopened."),
+        "{html}"
+    );
+    assert_eq!(
+        say(&app, "harbor-bikes", "support", &chat, "Back again")
+            .await
+            .status(),
+        200
+    );
+    let (_, listed) = api.get("/api/v1/conversations?status=open").await;
+    assert_eq!(listed["data"][0]["id"], id);
 }
 
 async fn a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit(backend: Backend) {

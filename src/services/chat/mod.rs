@@ -365,6 +365,32 @@ async fn db<T: Send + 'static>(
     .map_err(|e| ChatError::Pool(e.to_string()))?
 }
 
+/// The team's verdict: `resolved` closes the conversation to the visitor (a
+/// new one must be started), `open` or `escalated` takes it up again. `None`
+/// when `status` is none of the three.
+pub fn parse_status(status: &str) -> Option<&'static str> {
+    crate::db::models::conversation::STATUSES
+        .into_iter()
+        .find(|s| *s == status)
+}
+
+/// Sets a conversation's status in the organization; `None` when it is not one
+/// of the organization's.
+pub fn set_status(
+    conn: &mut DbConnection,
+    scope: &crate::domain::TenantScope,
+    id: ConversationId,
+    status: &'static str,
+) -> diesel::QueryResult<Option<Conversation>> {
+    let Some(conversation) = Conversation::find(conn, scope, id)? else {
+        return Ok(None);
+    };
+    if conversation.status != status {
+        conversation.set_status(conn, status)?;
+    }
+    Conversation::find(conn, scope, id)
+}
+
 /// "Talk to a person": the team picks the conversation up from here.
 pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel::QueryResult<()> {
     if conversation.status != ESCALATED && conversation.status != RESOLVED {
