@@ -23,6 +23,7 @@ backend_tests!(
     a_replayed_event_is_applied_once_and_order_does_not_matter,
     every_handled_event_type_is_applied,
     the_same_event_delivered_to_two_instances_at_once_is_applied_once,
+    an_event_whose_job_gave_up_is_queued_again_by_maintenance,
     checkout_and_portal_send_stripe_the_exact_parameters,
     plan_limits_are_enforced_and_lifted_by_an_upgrade,
     without_stripe_billing_is_off_and_unlimited,
@@ -585,6 +586,83 @@ async fn the_same_event_delivered_to_two_instances_at_once_is_applied_once(backe
         .get_result(&mut app.pool().get().unwrap())
         .unwrap();
     assert_eq!(job_count, 10);
+}
+
+async fn an_event_whose_job_gave_up_is_queued_again_by_maintenance(backend: Backend) {
+    use frontdesk::db::models::{NewStripeEvent, StripeEvent};
+    use frontdesk::services::jobs::{CleanupFinishedJobs, EnqueueOptions, enqueue};
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    organization_with_key(&app, ORG, OWNER).await;
+    let org = org_id(&app, "harbor-bikes");
+    link_customer(&app, org, "cus_stuck");
+    let mut conn = app.pool().get().unwrap();
+
+    // Stored and acknowledged an hour ago; its job used every attempt and is
+    // gone (retention), so nothing would ever apply it.
+    let body = event(
+        "evt_stuck",
+        "customer.subscription.updated",
+        now() - 3600,
+        subscription("sub_stuck", "cus_stuck", PRICE_PRO, "active"),
+    );
+    assert!(
+        StripeEvent::insert(
+            &mut conn,
+            &NewStripeEvent {
+                id: "evt_stuck",
+                event_type: "customer.subscription.updated",
+                api_version: None,
+                livemode: false,
+                stripe_created: now() - 3600,
+                payload: &body,
+            },
+        )
+        .unwrap()
+    );
+    // And one that just arrived, whose own job is still to come: left alone.
+    assert!(
+        StripeEvent::insert(
+            &mut conn,
+            &NewStripeEvent {
+                id: "evt_fresh",
+                event_type: "customer.subscription.updated",
+                api_version: None,
+                livemode: false,
+                stripe_created: now(),
+                payload: &body,
+            },
+        )
+        .unwrap()
+    );
+    let hour_ago = frontdesk::domain::now() - chrono::TimeDelta::hours(1);
+    diesel::update(stripe_events::table.find("evt_stuck"))
+        .set(stripe_events::received_at.eq(hour_ago))
+        .execute(&mut conn)
+        .unwrap();
+
+    enqueue(
+        &mut conn,
+        &CleanupFinishedJobs {},
+        EnqueueOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(processed(&app, "evt_stuck").await, "processed");
+    assert_eq!(account(&app, org).plan, "pro");
+    let fresh: String = stripe_events::table
+        .find("evt_fresh")
+        .select(stripe_events::state)
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(fresh, "received", "an event this recent is not touched");
+    let redriven: i64 = jobs::table
+        .filter(jobs::kind.eq("billing.stripe_event"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(redriven, 1);
 }
 
 async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) {

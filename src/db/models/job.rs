@@ -304,6 +304,19 @@ impl Job {
         })
     }
 
+    /// Whether a job of `kind` with exactly `payload` is queued or running.
+    pub fn is_pending(conn: &mut DbConnection, kind: &str, payload: &str) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            jobs::table.filter(
+                jobs::kind
+                    .eq(kind)
+                    .and(jobs::payload.eq(payload))
+                    .and(jobs::state.eq_any([QUEUED, RUNNING])),
+            ),
+        ))
+        .get_result(conn)
+    }
+
     /// Retention: deletes finished jobs (done or dead) that finished before `cutoff`.
     pub fn delete_finished_before(
         conn: &mut DbConnection,

@@ -78,6 +78,24 @@ impl StripeEvent {
         .map(|n| n == 1)
     }
 
+    /// Ids of events still `received` that arrived between `from` and `to`,
+    /// oldest first.
+    pub fn received_between(
+        conn: &mut DbConnection,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        stripe_events::table
+            .filter(stripe_events::state.eq(RECEIVED))
+            .filter(stripe_events::received_at.ge(from))
+            .filter(stripe_events::received_at.lt(to))
+            .order(stripe_events::received_at.asc())
+            .select(stripe_events::id)
+            .limit(limit)
+            .load(conn)
+    }
+
     /// Moves a claimed event to its outcome.
     pub fn finish(
         conn: &mut DbConnection,

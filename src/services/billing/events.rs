@@ -26,8 +26,51 @@ pub struct ProcessStripeEvent {
 
 impl Job for ProcessStripeEvent {
     const KIND: &'static str = "billing.stripe_event";
-    /// Re-fetching from Stripe may fail for a while; keep trying for hours.
+    /// Re-fetching from Stripe may fail for a while: ten attempts with
+    /// backoff, then [`redrive_stuck`] queues the event again every hour.
     const MAX_ATTEMPTS: i32 = 10;
+}
+
+/// An event still unprocessed this long after it arrived, with no job left to
+/// run it (every attempt failed, say while Stripe's API was down for longer
+/// than the retries last), is queued again by the hourly maintenance job:
+/// Stripe was answered 2xx and will not resend it, so nothing else would.
+const STUCK_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+/// Older events are left to an operator (`frontdesk jobs` shows their dead jobs).
+const REDRIVE_WITHIN: chrono::TimeDelta = chrono::TimeDelta::days(7);
+const REDRIVE_BATCH: i64 = 500;
+
+/// Queues a fresh job for every stuck event; returns how many.
+pub fn redrive_stuck(conn: &mut DbConnection) -> diesel::QueryResult<usize> {
+    let now = crate::domain::now();
+    let hour = chrono::Utc::now().timestamp() / 3600;
+    let stuck = StripeEvent::received_between(
+        conn,
+        now - REDRIVE_WITHIN,
+        now - STUCK_AFTER,
+        REDRIVE_BATCH,
+    )?;
+    let mut queued = 0;
+    for event_id in stuck {
+        let job = ProcessStripeEvent {
+            event_id: event_id.clone(),
+        };
+        let payload = serde_json::to_string(&job)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        if crate::db::models::Job::is_pending(conn, ProcessStripeEvent::KIND, &payload)? {
+            continue;
+        }
+        let key = format!("stripe-redrive:{event_id}:{hour}");
+        let options = EnqueueOptions {
+            run_at: None,
+            idempotency_key: Some(&key),
+        };
+        if jobs::enqueue(conn, &job, options)?.is_some() {
+            tracing::warn!(event = %event_id, "Stripe event still unprocessed with no job left to run it: queued again");
+            queued += 1;
+        }
+    }
+    Ok(queued)
 }
 
 const STRIPE: Actor<'static> = Actor {

@@ -52,12 +52,13 @@ impl CleanupFinishedJobs {
     pub async fn run(self, ctx: &JobContext) -> Result<(), JobFailure> {
         let days = i64::from(ctx.settings().retention_days);
         let cutoff = crate::domain::now() - chrono::TimeDelta::days(days);
-        let (deleted, sessions, failures) = ctx
+        let (deleted, sessions, failures, redriven) = ctx
             .db(move |conn| {
                 Ok((
                     JobRow::delete_finished_before(conn, cutoff)?,
                     crate::db::models::SessionRow::delete_expired(conn)?,
                     crate::services::accounts::forget_old_login_failures(conn)?,
+                    crate::services::billing::events::redrive_stuck(conn)?,
                 ))
             })
             .await?;
@@ -65,6 +66,7 @@ impl CleanupFinishedJobs {
             deleted,
             sessions,
             failures,
+            redriven_stripe_events = redriven,
             retention_days = days,
             "retention clean-up done"
         );
