@@ -57,16 +57,20 @@ pub struct Standing {
 impl ApiRateLimit {
     /// `None` when `per_minute` is 0 (limit off).
     pub fn new(per_minute: u32) -> Option<Self> {
-        let quota = Quota::per_minute(NonZeroU32::new(per_minute)?);
+        NonZeroU32::new(per_minute).map(Self::per_minute)
+    }
+
+    pub fn per_minute(per_minute: NonZeroU32) -> Self {
+        let quota = Quota::per_minute(per_minute);
         let clock = DefaultClock::default();
-        Some(Self {
+        Self {
             limiter: RateLimiter::dashmap_with_clock(quota, clock.clone())
                 .with_middleware::<StateInformationMiddleware>(),
-            per_minute,
+            per_minute: per_minute.get(),
             forgotten_at: AtomicU64::new(0),
             started: Instant::now(),
             clock,
-        })
+        }
     }
 
     /// Spends one request from `key`'s budget.
@@ -164,6 +168,42 @@ pub async fn limit_api(
                 retry_after_secs: standing.reset_secs,
             };
             // A response carrying the error, so it is rendered in the JSON shape.
+            let (req, _) = req.into_parts();
+            let mut res = ServiceResponse::from_err(error, req);
+            set_headers(res.headers_mut(), standing);
+            Ok(res.map_into_right_body())
+        }
+    }
+}
+
+/// Posts per minute and client address to the public forms that create
+/// accounts or send email (sign-up, forgotten password, reset, invitation):
+/// enough for a person who mistypes, too few to mail-bomb an address or fill
+/// the database. Sign-in has its own throttle, per account and address.
+pub const PUBLIC_FORM_POSTS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_add(9);
+
+/// Middleware for the public forms: spends one post from the address's budget.
+pub async fn limit_public_forms(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let limits = state.as_ref().map(|s| &s.form_rate_limit);
+    let (Some(limits), true) = (limits, req.method() == actix_web::http::Method::POST) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let key = format!("ip:{}", crate::auth::extractors::client_ip(req.request()));
+    match limits.check(&key) {
+        Ok(_) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(standing) => {
+            tracing::warn!(client = %key, path = req.path(), "public form rate limit reached");
+            let error = AppError::TooManyRequests {
+                message: format!(
+                    "Too many attempts from your address. Please try again in {} seconds.",
+                    standing.reset_secs
+                ),
+                retry_after_secs: standing.reset_secs,
+            };
             let (req, _) = req.into_parts();
             let mut res = ServiceResponse::from_err(error, req);
             set_headers(res.headers_mut(), standing);

@@ -59,6 +59,8 @@ pub struct AppState {
     pub stripe: Option<Arc<StripeApi>>,
     /// `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub api_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
+    /// Per instance, like the API budget.
+    pub form_rate_limit: crate::rate_limit::ApiRateLimit,
 }
 
 impl AppState {
@@ -161,6 +163,9 @@ impl Application {
             chat,
             stripe,
             api_rate_limit,
+            form_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
+                crate::rate_limit::PUBLIC_FORM_POSTS_PER_MINUTE,
+            ),
         });
         let server = build_server(listener, state.clone(), options)?;
         tracing::info!(

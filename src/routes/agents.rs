@@ -354,13 +354,14 @@ async fn add_document(
     let (scope, max) = (member.scope.clone(), state.config.max_upload_bytes);
     let billing = state.config.stripe.clone();
     let title = upload.title.clone();
-    let added = state
-        .db(move |conn| {
-            Ok(knowledge::add_document(
-                conn, &scope, id, upload, max, &billing,
-            ))
-        })
-        .await?;
+    let added = match web::block(move || knowledge::prepare(upload, max)).await? {
+        Ok(prepared) => {
+            state
+                .db(move |conn| Ok(knowledge::store(conn, &scope, id, prepared, &billing)))
+                .await?
+        }
+        Err(e) => Err(e),
+    };
     match added {
         Err(KnowledgeError::Limit(limit)) => Ok(flash::limit(
             &member.session,

@@ -279,10 +279,12 @@ pub(crate) async fn add(
 ) -> AppResult<Document> {
     let (scope, max) = (caller.scope.clone(), state.config.max_upload_bytes);
     let billing = state.config.stripe.clone();
+    let prepared = web::block(move || knowledge::prepare(upload, max))
+        .await?
+        .map_err(AppError::from)?;
     state
         .db(move |conn| {
-            knowledge::add_document(conn, &scope, agent, upload, max, &billing)
-                .map_err(AppError::from)
+            knowledge::store(conn, &scope, agent, prepared, &billing).map_err(AppError::from)
         })
         .await
 }

@@ -42,6 +42,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
         )
         .service(
             web::resource("/signup")
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_forms,
+                ))
                 .get(auth::signup_page)
                 .post(auth::signup),
         )
@@ -54,16 +57,25 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
         .service(web::resource("/verify-email").get(auth::verify_email))
         .service(
             web::resource("/forgot-password")
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_forms,
+                ))
                 .get(auth::forgot_password_page)
                 .post(auth::forgot_password),
         )
         .service(
             web::resource("/reset-password")
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_forms,
+                ))
                 .get(auth::reset_password_page)
                 .post(auth::reset_password),
         )
         .service(
             web::resource("/invitations/accept")
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_forms,
+                ))
                 .get(auth::invitation)
                 .post(auth::accept_invitation),
         )

@@ -18,6 +18,7 @@ backend_tests!(
     signing_in_rotates_the_session_id_and_signing_out_ends_it,
     sign_in_is_throttled_per_account,
     password_reset_answers_the_same_and_links_work_once,
+    public_forms_are_rate_limited_per_address,
     invitations_are_accepted_once_and_expire,
     another_organizations_ids_answer_404,
     api_keys_authenticate_are_scoped_and_revocable,
@@ -953,6 +954,56 @@ async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
         2,
         "the filter applies"
     );
+}
+
+async fn public_forms_are_rate_limited_per_address(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let b = Browser::new(&app);
+    let token = b.csrf("/forgot-password").await;
+    for n in 0..10 {
+        let res = b
+            .post(
+                "/forgot-password",
+                &[("csrf_token", &token), ("email", "victim@acme.test")],
+            )
+            .await;
+        assert_eq!(res.status(), 200, "post {n}");
+    }
+    let refused = b
+        .post(
+            "/forgot-password",
+            &[("csrf_token", &token), ("email", "victim@acme.test")],
+        )
+        .await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=6).contains(&wait), "{wait}");
+    assert!(
+        refused.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(refused.text().await.unwrap().contains("Too many attempts"));
+    // The budget is shared by the forms that create accounts or send email.
+    let res = b
+        .submit("/signup", "/signup", &[("organization", "X")])
+        .await;
+    assert_eq!(res.status(), 429);
+    // Reading the pages is not limited, and neither is anyone else.
+    assert_eq!(b.get("/forgot-password").await.0, 200);
+    let queued: i64 = frontdesk::db::schema::jobs::table
+        .filter(frontdesk::db::schema::jobs::kind.eq("email.send"))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(queued, 0, "no email for an unknown address, limited or not");
 }
 
 async fn the_last_owner_cannot_be_demoted_or_removed(backend: Backend) {

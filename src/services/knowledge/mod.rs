@@ -62,6 +62,22 @@ pub fn add_document(
     max_bytes: u64,
     billing: &StripeConfig,
 ) -> Result<Document, KnowledgeError> {
+    let prepared = prepare(upload, max_bytes)?;
+    store(conn, scope, agent_id, prepared, billing)
+}
+
+/// An upload checked and turned into text, ready to be stored.
+pub struct Prepared {
+    title: String,
+    format: SourceFormat,
+    size: i32,
+    content: String,
+}
+
+/// The checks and the text extraction of [`add_document`], which need no
+/// database: callers run them before taking a connection, so a large PDF being
+/// parsed does not hold one of the pool's few connections.
+pub fn prepare(upload: Upload, max_bytes: u64) -> Result<Prepared, KnowledgeError> {
     let size = upload.bytes.len() as u64;
     if size > max_bytes {
         return Err(KnowledgeError::TooLarge { limit: max_bytes });
@@ -71,7 +87,28 @@ pub fn add_document(
         return Err(KnowledgeError::Title);
     }
     let content = text::extract(upload.format, &upload.bytes)?;
-    let size = i32::try_from(size).unwrap_or(i32::MAX);
+    Ok(Prepared {
+        title: title.to_string(),
+        format: upload.format,
+        size: i32::try_from(size).unwrap_or(i32::MAX),
+        content,
+    })
+}
+
+/// Stores a [`prepare`]d document and queues its indexing.
+pub fn store(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    agent_id: AgentId,
+    prepared: Prepared,
+    billing: &StripeConfig,
+) -> Result<Document, KnowledgeError> {
+    let Prepared {
+        title,
+        format,
+        size,
+        content,
+    } = prepared;
     write_transaction(conn, |conn| {
         Agent::find(conn, scope, agent_id)?.ok_or(KnowledgeError::NotFound)?;
         limits::ensure_room(
@@ -84,8 +121,8 @@ pub fn add_document(
             conn,
             scope,
             agent_id,
-            title,
-            upload.format.as_str(),
+            &title,
+            format.as_str(),
             size,
             &content,
         )?;

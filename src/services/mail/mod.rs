@@ -95,8 +95,18 @@ impl Mailer {
             Some(url) => Transport::Smtp(smtp_transport(url.expose())?),
             None => {
                 let dir = config.data_dir.join("mail");
+                if config.environment.is_production() {
+                    // Allowed (a self-hosted install may not need email), but never silent.
+                    tracing::warn!(
+                        directory = %dir.display(),
+                        "SMTP_URL is not set: emails are written as files and not delivered"
+                    );
+                }
                 std::fs::create_dir_all(&dir).map_err(|e| {
-                    MailError::Config(format!("cannot create {}: {e}", dir.display()))
+                    MailError::Config(format!(
+                        "SMTP_URL is not set, so emails go to files, but {} cannot be created: {e}",
+                        dir.display()
+                    ))
                 })?;
                 Transport::Files(AsyncFileTransport::new(&dir), dir)
             }
