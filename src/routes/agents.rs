@@ -10,7 +10,7 @@ use super::app::{act, chrome, require, when};
 use crate::auth::csrf::{self, CsrfForm};
 use crate::auth::extractors::Member;
 use crate::csrf_protected;
-use crate::db::models::{Agent, Conversation, Document};
+use crate::db::models::{Agent, Conversation, Document, ProviderCredential};
 use crate::domain::{AgentId, ConversationId, DocumentId, Permission};
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::see_other;
@@ -22,7 +22,7 @@ use crate::startup::AppState;
 use crate::views::account::FieldErrors;
 use crate::views::agents::{
     AgentChoice, AgentFields, AgentPage, AgentRow, AgentsPage, ConversationPage, ConversationRow,
-    ConversationsPage, DocumentRow, PassageRow, TranscriptRow,
+    ConversationsPage, DocumentRow, PassageRow, ProviderKeyRow, ProviderKeyTyped, TranscriptRow,
 };
 
 fn chat_url(state: &AppState, org: &str, agent: &str) -> String {
@@ -33,7 +33,14 @@ fn chat_url(state: &AppState, org: &str, agent: &str) -> String {
 }
 
 pub async fn list(state: web::Data<AppState>, member: Member) -> AppResult<AgentsPage> {
-    agents_page(&state, &member, String::new(), FieldErrors::default()).await
+    agents_page(
+        &state,
+        &member,
+        String::new(),
+        FieldErrors::default(),
+        ProviderKeyTyped::default(),
+    )
+    .await
 }
 
 async fn agents_page(
@@ -41,9 +48,20 @@ async fn agents_page(
     member: &Member,
     name: String,
     errors: FieldErrors,
+    key_form: ProviderKeyTyped,
 ) -> AppResult<AgentsPage> {
     let scope = member.scope.clone();
-    let list = state.db(move |conn| Ok(Agent::list(conn, &scope)?)).await?;
+    let can_edit = member.role().can(Permission::ManageSettings);
+    let (list, keys) = state
+        .db(move |conn| {
+            let keys = if can_edit {
+                ProviderCredential::list(conn, &scope)?
+            } else {
+                Vec::new()
+            };
+            Ok((Agent::list(conn, &scope)?, keys))
+        })
+        .await?;
     let org = member.organization.slug.clone();
     Ok(AgentsPage {
         chrome: chrome(member, "agents", flash::take(&member.session))?,
@@ -58,10 +76,96 @@ async fn agents_page(
                 enabled: a.enabled,
             })
             .collect(),
-        can_edit: member.role().can(Permission::ManageSettings),
+        can_edit,
         name,
         errors,
+        provider_keys: keys
+            .into_iter()
+            .map(|k| ProviderKeyRow {
+                provider: k.provider,
+                key_hint: k.key_hint,
+                base_url: k.base_url.unwrap_or_default(),
+                updated: when(k.updated_at),
+            })
+            .collect(),
+        key_form,
     })
+}
+
+#[derive(Deserialize)]
+pub struct ProviderKeyPageForm {
+    csrf_token: String,
+    provider: String,
+    api_key: String,
+    #[serde(default)]
+    base_url: String,
+}
+
+csrf_protected!(ProviderKeyPageForm);
+
+/// `POST /app/provider-keys`: the organization's own key for a model provider,
+/// sealed under `ENCRYPTION_KEY`; only its last characters are shown again.
+pub async fn save_provider_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<ProviderKeyPageForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let keyring = state.chat.keyring().clone();
+    let (provider, base_url) = (form.provider.clone(), form.base_url.clone());
+    let saved = act(&state, &member, &req, move |conn, scope, actor| {
+        agents::save_provider_key(
+            conn,
+            scope,
+            actor,
+            &keyring,
+            &provider,
+            &form.api_key,
+            Some(base_url.as_str()),
+        )
+    })
+    .await?;
+    match saved {
+        Ok(key) => {
+            flash::set(
+                &member.session,
+                "success",
+                &format!(
+                    "The {} key ending in {} was saved. Agents set to {} now use it.",
+                    provider_label(&key.provider),
+                    key.key_hint,
+                    provider_label(&key.provider)
+                ),
+            );
+            Ok(see_other("/app/agents"))
+        }
+        Err(AgentError::Invalid { field, message }) => {
+            let mut errors = FieldErrors::default();
+            let (field, subject) = match field {
+                "apiKey" => ("api_key", "This"),
+                "baseUrl" => ("base_url", "The base URL"),
+                _ => ("provider", "The provider"),
+            };
+            errors.add(field, format!("{subject} {message}."));
+            let typed = ProviderKeyTyped {
+                provider: form.provider,
+                base_url: form.base_url,
+            };
+            let page = agents_page(&state, &member, String::new(), errors, typed).await?;
+            Ok(unprocessable(page, &req))
+        }
+        Err(AgentError::NotFound) => Err(AppError::NotFound),
+        Err(AgentError::Limit(limit)) => Ok(flash::limit(&member.session, &limit, "/app/agents")),
+        Err(AgentError::Db(e)) => Err(AppError::internal(e)),
+    }
+}
+
+fn provider_label(provider: &str) -> &'static str {
+    match provider {
+        "anthropic" => "Anthropic",
+        _ => "OpenAI-compatible",
+    }
 }
 
 #[derive(Deserialize)]
@@ -135,7 +239,14 @@ pub async fn create(
         Err(e) => {
             let mut errors = FieldErrors::default();
             errors.add(e.field().map_or("name", form_field), sentence(&e));
-            let page = agents_page(&state, &member, form.name, errors).await?;
+            let page = agents_page(
+                &state,
+                &member,
+                form.name,
+                errors,
+                ProviderKeyTyped::default(),
+            )
+            .await?;
             Ok(unprocessable(page, &req))
         }
     }

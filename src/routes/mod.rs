@@ -83,6 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
             web::scope("/app")
                 .service(web::resource("").get(app::dashboard))
                 .service(web::resource("/switch").post(app::switch))
+                .service(web::resource("/provider-keys").post(agents::save_provider_key))
                 .service(
                     web::resource("/agents")
                         .get(agents::list)

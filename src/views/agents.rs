@@ -23,6 +23,24 @@ pub struct AgentsPage {
     pub can_edit: bool,
     pub name: String,
     pub errors: FieldErrors,
+    pub provider_keys: Vec<ProviderKeyRow>,
+    /// What was typed into the provider key form (never the key itself).
+    pub key_form: ProviderKeyTyped,
+}
+
+/// An organization's stored provider key, as far as it is ever shown.
+#[derive(Debug, Clone)]
+pub struct ProviderKeyRow {
+    pub provider: String,
+    pub key_hint: String,
+    pub base_url: String,
+    pub updated: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProviderKeyTyped {
+    pub provider: String,
+    pub base_url: String,
 }
 
 #[derive(Debug, Clone)]

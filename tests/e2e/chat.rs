@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use diesel::prelude::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -24,6 +25,7 @@ backend_tests!(
     the_anthropic_provider_streams_with_the_org_key,
     idle_conversations_get_a_summary,
     the_app_pages_manage_agents_documents_and_conversations,
+    provider_keys_are_saved_on_the_agents_page_and_never_shown_again,
     serve_demo_answers_from_the_demo_knowledge_base,
 );
 
@@ -938,6 +940,66 @@ async fn the_team_resolves_and_reopens_conversations(backend: Backend) {
     );
     let (_, listed) = api.get("/api/v1/conversations?status=open").await;
     assert_eq!(listed["data"][0]["id"], id);
+}
+
+async fn provider_keys_are_saved_on_the_agents_page_and_never_shown_again(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app: &app, key };
+    let (_, page) = owner.get("/app/agents").await;
+    assert!(page.contains("Model providers"), "{page}");
+
+    // A mistyped key: the error beside the field, the base URL kept, nothing saved.
+    let res = owner
+        .submit(
+            "/app/agents",
+            "/app/provider-keys",
+            &[
+                ("provider", "openai"),
+                ("api_key", "not a key"),
+                ("base_url", "https://api.mistral.ai"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("This does not look like an API key."),
+        "{html}"
+    );
+    assert!(html.contains("value=\"https://api.mistral.ai\""), "{html}");
+    let (_, keys) = api.get("/api/v1/provider-keys").await;
+    assert!(keys["data"].as_array().unwrap().is_empty());
+
+    let secret = "sk-harbor-0123456789abcdefWXYZ";
+    let res = owner
+        .submit(
+            "/app/agents",
+            "/app/provider-keys",
+            &[
+                ("provider", "openai"),
+                ("api_key", secret),
+                ("base_url", "https://api.mistral.ai"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = owner.get("/app/agents").await;
+    assert!(!page.contains(secret), "the key is never shown again");
+    assert!(
+        page.contains("WXYZ") && page.contains("https://api.mistral.ai"),
+        "{page}"
+    );
+    let (_, keys) = api.get("/api/v1/provider-keys").await;
+    assert_eq!(keys["data"][0]["provider"], "openai");
+    assert_eq!(keys["data"][0]["baseUrl"], "https://api.mistral.ai");
+    let stored: String = frontdesk::db::schema::provider_credentials::table
+        .select(frontdesk::db::schema::provider_credentials::sealed_key)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert!(!stored.contains(secret), "sealed, not stored in clear");
 }
 
 async fn a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit(backend: Backend) {
