@@ -265,8 +265,10 @@ pub async fn render_errors(
         .app_data::<ErrorDetail>()
         .is_none_or(|d| !d.show_internal);
 
-    // Handlers' and extractors' errors arrive as responses carrying the error;
-    // an `Err` here could only come from a middleware inside this one (none is).
+    // Handlers' and extractors' errors arrive as responses carrying the error.
+    // An `Err` could only come from the session middleware inside this one, and
+    // its store turns an unreadable session into a 503 from the extractors
+    // instead (`auth::session_store::UNAVAILABLE_KEY`).
     let res = next.call(req).await?;
 
     let status = res.status();

@@ -16,6 +16,7 @@ pub const HEADER: &str = "x-csrf-token";
 
 /// The session's token, created on first use.
 pub fn token(session: &Session) -> Result<String, AppError> {
+    super::session_store::ensure_readable(session)?;
     if let Ok(Some(existing)) = session.get::<String>(SESSION_KEY) {
         return Ok(existing);
     }
@@ -32,6 +33,8 @@ pub fn forget(session: &Session) {
 }
 
 pub fn verify(session: &Session, presented: Option<&str>) -> Result<(), AppError> {
+    // A form posted while the session cannot be read is not a forgery.
+    super::session_store::ensure_readable(session)?;
     let expected = session.get::<String>(SESSION_KEY).ok().flatten();
     match (expected, presented) {
         (Some(expected), Some(presented)) if tokens::equal(&expected, presented) => Ok(()),

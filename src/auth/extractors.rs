@@ -88,6 +88,7 @@ pub struct SignedIn {
 impl SignedIn {
     async fn extract(req: HttpRequest) -> Result<Self, AppError> {
         let session = req.get_session();
+        super::session_store::ensure_readable(&session)?;
         let Some(user_id) = session.get::<i64>(USER_KEY).ok().flatten() else {
             return Err(AppError::Unauthorized);
         };

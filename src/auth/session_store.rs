@@ -14,6 +14,27 @@ use crate::domain::UserId;
 /// The session entry that names the signed-in user (indexed, for "sign out everywhere").
 pub const USER_KEY: &str = "uid";
 
+/// The whole state of a request whose session could not be read (the database
+/// is down). actix-session would answer such a request with a bare 500 from
+/// outside every other middleware: no correlation id, no error page, no log
+/// line. With this marker the request goes on, and the extractors answer 503
+/// through the application's error handling; the stored session is untouched.
+pub const UNAVAILABLE_KEY: &str = "_store_unavailable";
+
+/// 503 when this request's session could not be read.
+pub fn ensure_readable(session: &actix_session::Session) -> Result<(), crate::error::AppError> {
+    match session.get::<bool>(UNAVAILABLE_KEY) {
+        Ok(Some(true)) => Err(crate::error::AppError::Unavailable(
+            "Frontdesk cannot reach its database right now. Please try again in a moment.".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn unreadable(state: &HashMap<String, String>) -> bool {
+    state.contains_key(UNAVAILABLE_KEY)
+}
+
 #[derive(Clone)]
 pub struct DbSessionStore {
     pool: DbPool,
@@ -48,10 +69,17 @@ fn user_of(state: &HashMap<String, String>) -> Option<UserId> {
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = tokens::hash(key.as_ref());
-        let state = self
+        let state = match self
             .run(move |conn| Ok(SessionRow::load(conn, &hash)?))
             .await
-            .map_err(LoadError::Other)?;
+        {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the session");
+                let marker = HashMap::from([(UNAVAILABLE_KEY.to_string(), "true".to_string())]);
+                return Ok(Some(marker));
+            }
+        };
         state
             .map(|s| serde_json::from_str(&s))
             .transpose()
@@ -63,6 +91,11 @@ impl SessionStore for DbSessionStore {
         state: HashMap<String, String>,
         ttl: &Duration,
     ) -> Result<SessionKey, SaveError> {
+        if unreadable(&state) {
+            return Err(SaveError::Other(anyhow::anyhow!(
+                "the session could not be read; not saving one derived from it"
+            )));
+        }
         let json = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
         let key = tokens::generate();
         let session_key =
@@ -82,6 +115,10 @@ impl SessionStore for DbSessionStore {
         state: HashMap<String, String>,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
+        if unreadable(&state) {
+            // Never overwrite the stored session with one built on a failed read.
+            return Ok(key);
+        }
         let json =
             serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let hash = tokens::hash(key.as_ref());

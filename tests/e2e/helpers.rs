@@ -73,6 +73,28 @@ impl TestDb {
         pool
     }
 
+    /// Refuses (`false`) or allows again new connections to the database, and on
+    /// refusal ends the open ones: an outage the server lives through
+    /// (PostgreSQL only).
+    pub fn set_reachable(&self, reachable: bool) {
+        let Some((admin_url, name)) = &self.pg else {
+            return;
+        };
+        let mut admin = PgConnection::establish(admin_url).expect("admin connection");
+        diesel::sql_query(format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {reachable}"
+        ))
+        .execute(&mut admin)
+        .expect("alter test database");
+        if !reachable {
+            diesel::sql_query(format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .execute(&mut admin)
+            .expect("end connections");
+        }
+    }
+
     /// Makes the database disappear under a running server (PostgreSQL only).
     pub fn drop_now(&mut self) {
         if let Some((admin_url, name)) = self.pg.take() {

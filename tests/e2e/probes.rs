@@ -186,3 +186,58 @@ async fn unreachable_database_makes_ready_and_health_503() {
             .starts_with("database unreachable")
     );
 }
+
+/// A signed-in visitor during a database outage gets the application's own 503
+/// (page or JSON shape, correlation id, security headers), and is still signed
+/// in once the database is back.
+#[actix_web::test]
+async fn a_database_outage_answers_503_and_keeps_sessions() {
+    let Some(app) = spawn_app(Backend::Postgres).start().await else {
+        return;
+    };
+    let b = crate::accounts::Browser::new(&app);
+    assert_eq!(
+        b.signup("Outage Co", "owner@outage.test").await.status(),
+        303
+    );
+    assert_eq!(b.get("/app").await.0, 200);
+
+    app.db.set_reachable(false);
+    let res = b.client.get(app.url("/app")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("x-correlation-id"));
+    assert!(res.headers().contains_key("content-security-policy"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("cannot reach its database")
+    );
+    let res = b
+        .client
+        .get(app.url("/api/v1/members"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "SERVICE_UNAVAILABLE");
+    assert!(body["correlationId"].is_string());
+
+    app.db.set_reachable(true);
+    let mut back = false;
+    for _ in 0..50 {
+        if b.get("/app").await.0 == 200 {
+            back = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "still signed in once the database is back");
+}
