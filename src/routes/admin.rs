@@ -8,7 +8,6 @@ use crate::db::models::{Membership, Organization, SessionRow, User};
 use crate::db::write_transaction;
 use crate::domain::{OrganizationId, UserId};
 use crate::error::{AppError, AppResult};
-use crate::routes::app::PlainForm;
 use crate::routes::auth::see_other;
 use crate::routes::flash;
 use crate::services::accounts::{self, Actor};
@@ -62,7 +61,7 @@ pub async fn toggle_organization(
     state: web::Data<AppState>,
     admin: PlatformAdmin,
     path: web::Path<i64>,
-    CsrfForm(_): CsrfForm<PlainForm>,
+    CsrfForm(form): CsrfForm<SetDisabledForm>,
 ) -> AppResult<HttpResponse> {
     let id = OrganizationId(path.into_inner());
     let (pool, ip, label, admin_id) = (
@@ -74,7 +73,11 @@ pub async fn toggle_organization(
     let message = web::block(move || {
         let mut conn = pool.get().map_err(AppError::internal)?;
         let org = Organization::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
-        let disable = !org.is_disabled();
+        let disable = form.disable;
+        if disable == org.is_disabled() {
+            // A repeated or stale submit: already so, nothing to record.
+            return Ok(format!("{} is already {}.", org.name, state_word(disable)));
+        }
         Organization::set_disabled(&mut conn, id, disable)?;
         let action = if disable {
             "organization.disabled"
@@ -110,7 +113,7 @@ pub async fn toggle_user(
     state: web::Data<AppState>,
     admin: PlatformAdmin,
     path: web::Path<i64>,
-    CsrfForm(_): CsrfForm<PlainForm>,
+    CsrfForm(form): CsrfForm<SetDisabledForm>,
 ) -> AppResult<HttpResponse> {
     let id = UserId(path.into_inner());
     if id == admin.user.id {
@@ -130,7 +133,14 @@ pub async fn toggle_user(
     let message = web::block(move || {
         let mut conn = pool.get().map_err(AppError::internal)?;
         let user = User::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
-        let disable = user.disabled_at.is_none();
+        let disable = form.disable;
+        if disable == user.disabled_at.is_some() {
+            return Ok(format!(
+                "{} is already {}.",
+                user.email,
+                state_word(disable)
+            ));
+        }
         let organizations = Membership::organizations_of(&mut conn, id)?;
         write_transaction(&mut conn, |conn| {
             User::set_disabled(conn, id, disable)?;
@@ -176,4 +186,18 @@ pub async fn toggle_user(
     .await??;
     flash::set(&admin.session, "success", &message);
     Ok(see_other("/admin"))
+}
+
+/// What the admin asked for, not a flip: a double submit changes nothing.
+#[derive(serde::Deserialize)]
+pub struct SetDisabledForm {
+    #[serde(default)]
+    csrf_token: String,
+    disable: bool,
+}
+
+crate::csrf_protected!(SetDisabledForm);
+
+fn state_word(disabled: bool) -> &'static str {
+    if disabled { "disabled" } else { "enabled" }
 }

@@ -1185,12 +1185,23 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
             .submit(
                 "/admin",
                 &format!("/admin/organizations/{org_id}/toggle"),
-                &[]
+                &[("disable", "true")]
             )
             .await
             .status(),
         303
     );
+    // A second submit of the same form (a double click, a stale tab) changes nothing.
+    let again = admin
+        .submit(
+            "/admin",
+            &format!("/admin/organizations/{org_id}/toggle"),
+            &[("disable", "true")],
+        )
+        .await;
+    assert_eq!(again.status(), 303);
+    let (_, page) = admin.get("/admin").await;
+    assert!(page.contains("Victim Co is already disabled."), "{page}");
     let res = app
         .client
         .get(format!("{}/api/v1/members", app.address))
@@ -1244,7 +1255,11 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
 
     assert_eq!(
         admin
-            .submit("/admin", &format!("/admin/users/{user_id}/toggle"), &[])
+            .submit(
+                "/admin",
+                &format!("/admin/users/{user_id}/toggle"),
+                &[("disable", "true")]
+            )
             .await
             .status(),
         303
