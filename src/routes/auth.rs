@@ -288,40 +288,51 @@ pub async fn login(
     let ip = client_ip(&req);
     let pool = state.pool.clone();
     let candidate = form.password.clone();
-    let outcome = web::block(move || -> AppResult<Result<User, LoginProblem>> {
-        let mut conn = pool.get().map_err(AppError::internal)?;
-        if let Some(wait) = accounts::throttled(&mut conn, &typed, &ip)? {
-            return Ok(Err(LoginProblem::Throttled(wait)));
-        }
-        let user = Email::parse(&typed)
-            .ok()
-            .map(|email| User::find_by_email(&mut conn, &email))
-            .transpose()?
-            .flatten();
-        let ok = password::verify(
-            &candidate,
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-        );
-        match user {
-            Some(user) if ok => {
-                if user.disabled_at.is_some() {
-                    return Ok(Err(LoginProblem::Disabled));
+    let outcome = web::block(
+        move || -> AppResult<Result<(User, &'static str), LoginProblem>> {
+            let mut conn = pool.get().map_err(AppError::internal)?;
+            if let Some(wait) = accounts::throttled(&mut conn, &typed, &ip)? {
+                return Ok(Err(LoginProblem::Throttled(wait)));
+            }
+            let user = Email::parse(&typed)
+                .ok()
+                .map(|email| User::find_by_email(&mut conn, &email))
+                .transpose()?
+                .flatten();
+            let ok = password::verify(
+                &candidate,
+                user.as_ref().and_then(|u| u.password_hash.as_deref()),
+            );
+            match user {
+                Some(user) if ok => {
+                    if user.disabled_at.is_some() {
+                        return Ok(Err(LoginProblem::Disabled));
+                    }
+                    accounts::record_login_success(&mut conn, &user, &ip)?;
+                    // A platform admin who belongs to no organization has nothing in /app.
+                    let landing = if user.is_platform_admin
+                        && crate::db::models::Membership::organizations_of(&mut conn, user.id)?
+                            .is_empty()
+                    {
+                        "/admin"
+                    } else {
+                        "/app"
+                    };
+                    Ok(Ok((user, landing)))
                 }
-                accounts::record_login_success(&mut conn, &user, &ip)?;
-                Ok(Ok(user))
+                user => {
+                    accounts::record_login_failure(&mut conn, &typed, &ip, user.as_ref())?;
+                    Ok(Err(LoginProblem::Wrong))
+                }
             }
-            user => {
-                accounts::record_login_failure(&mut conn, &typed, &ip, user.as_ref())?;
-                Ok(Err(LoginProblem::Wrong))
-            }
-        }
-    })
+        },
+    )
     .await??;
 
     match outcome {
-        Ok(user) => {
+        Ok((user, landing)) => {
             sign_in(&session, user.id, None)?;
-            Ok(see_other("/app"))
+            Ok(see_other(landing))
         }
         Err(LoginProblem::Throttled(wait)) => {
             let minutes = (wait + 59) / 60;

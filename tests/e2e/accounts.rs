@@ -1152,12 +1152,14 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
     );
 
     let admin = Browser::new(&app);
+    let res = admin
+        .login("root@platform.test", "platform admin passphrase")
+        .await;
+    assert_eq!(res.status(), 303);
     assert_eq!(
-        admin
-            .login("root@platform.test", "platform admin passphrase")
-            .await
-            .status(),
-        303
+        res.headers()["location"],
+        "/admin",
+        "an admin in no organization lands on /admin, not on an empty /app"
     );
     let (status, page) = admin.get("/admin").await;
     assert_eq!(status, 200);
