@@ -160,20 +160,30 @@ pub async fn limit_api(
         }
         Err(standing) => {
             tracing::warn!(client = %key, "API rate limit reached");
-            let error = AppError::TooManyRequests {
-                message: format!(
-                    "Rate limit of {} requests per minute reached; try again in {} s.",
-                    standing.limit, standing.reset_secs
-                ),
-                retry_after_secs: standing.reset_secs,
-            };
-            // A response carrying the error, so it is rendered in the JSON shape.
-            let (req, _) = req.into_parts();
-            let mut res = ServiceResponse::from_err(error, req);
-            set_headers(res.headers_mut(), standing);
-            Ok(res.map_into_right_body())
+            let message = format!(
+                "Rate limit of {} requests per minute reached; try again in {} s.",
+                standing.limit, standing.reset_secs
+            );
+            Ok(refuse(req, standing, message))
         }
     }
+}
+
+/// The 429 for a caller over budget: a response carrying the error, so the
+/// error middleware renders it (JSON shape under `/api`, a page elsewhere).
+fn refuse<B>(
+    req: ServiceRequest,
+    standing: Standing,
+    message: String,
+) -> ServiceResponse<EitherBody<B, BoxBody>> {
+    let error = AppError::TooManyRequests {
+        message,
+        retry_after_secs: standing.reset_secs,
+    };
+    let (req, _) = req.into_parts();
+    let mut res = ServiceResponse::from_err(error, req);
+    set_headers(res.headers_mut(), standing);
+    res.map_into_right_body()
 }
 
 /// Posts per minute and client address to the public forms that create
@@ -197,17 +207,11 @@ pub async fn limit_public_forms(
         Ok(_) => Ok(next.call(req).await?.map_into_left_body()),
         Err(standing) => {
             tracing::warn!(client = %key, path = req.path(), "public form rate limit reached");
-            let error = AppError::TooManyRequests {
-                message: format!(
-                    "Too many attempts from your address. Please try again in {} seconds.",
-                    standing.reset_secs
-                ),
-                retry_after_secs: standing.reset_secs,
-            };
-            let (req, _) = req.into_parts();
-            let mut res = ServiceResponse::from_err(error, req);
-            set_headers(res.headers_mut(), standing);
-            Ok(res.map_into_right_body())
+            let message = format!(
+                "Too many attempts from your address. Please try again in {} seconds.",
+                standing.reset_secs
+            );
+            Ok(refuse(req, standing, message))
         }
     }
 }

@@ -97,11 +97,7 @@ pub async fn toggle_organization(
             Some(&org.name),
             Some("platform admin"),
         )?;
-        Ok::<_, AppError>(format!(
-            "{} is now {}.",
-            org.name,
-            if disable { "disabled" } else { "enabled" }
-        ))
+        Ok::<_, AppError>(format!("{} is now {}.", org.name, state_word(disable)))
     })
     .await??;
     flash::set(&admin.session, "success", &message);
@@ -177,11 +173,7 @@ pub async fn toggle_user(
             }
             Ok::<_, AppError>(())
         })?;
-        Ok::<_, AppError>(format!(
-            "{} is now {}.",
-            user.email,
-            if disable { "disabled" } else { "enabled" }
-        ))
+        Ok::<_, AppError>(format!("{} is now {}.", user.email, state_word(disable)))
     })
     .await??;
     flash::set(&admin.session, "success", &message);

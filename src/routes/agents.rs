@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 
-use super::api_agents::ConversationQuery;
+use super::api_agents::{ConversationQuery, conversation_status};
 use super::app::{act, chrome, require, when};
 use crate::auth::csrf::{self, CsrfForm};
 use crate::auth::extractors::Member;
@@ -736,8 +736,7 @@ pub async fn set_conversation_status(
     CsrfForm(form): CsrfForm<StatusForm>,
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::Respond)?;
-    let status = chat::parse_status(&form.status)
-        .ok_or_else(|| AppError::Validation("status must be open, escalated or resolved".into()))?;
+    let status = conversation_status(&form.status)?;
     let (scope, id) = (member.scope.clone(), ConversationId(path.into_inner()));
     state
         .db(move |conn| chat::set_status(conn, &scope, id, status)?.ok_or(AppError::NotFound))

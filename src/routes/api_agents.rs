@@ -585,6 +585,12 @@ pub struct ConversationStatus {
     status: String,
 }
 
+/// A conversation status as the team may set it, or a 422 that names the three.
+pub(crate) fn conversation_status(raw: &str) -> AppResult<&'static str> {
+    crate::services::chat::parse_status(raw)
+        .ok_or_else(|| AppError::Validation("status must be open, escalated or resolved".into()))
+}
+
 #[utoipa::path(put, path = "/api/v1/conversations/{id}/status", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)), request_body = ConversationStatus,
     responses((status = 200, body = ConversationJson), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
 pub async fn set_conversation_status(
@@ -594,8 +600,7 @@ pub async fn set_conversation_status(
     body: web::Json<ConversationStatus>,
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::Respond)?;
-    let status = crate::services::chat::parse_status(&body.status)
-        .ok_or_else(|| AppError::Validation("status must be open, escalated or resolved".into()))?;
+    let status = conversation_status(&body.status)?;
     let (scope, id) = (caller.scope.clone(), ConversationId(path.into_inner()));
     let conversation = state
         .db(move |conn| {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::accounts::{Browser, organization_with_key};
 use crate::backend_tests;
-use crate::chat::{Api, say, start_chat};
+use crate::chat::{Api, say, support_chat};
 use crate::fake_stripe::{FakeStripe, fixture, subscription};
 use crate::helpers::{Backend, TestApp, spawn_app};
 
@@ -896,11 +896,7 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     assert_eq!(status, 402, "{body}");
 
     // Messages: three visitor messages a month, then a clear refusal.
-    let chat: Value = start_chat(&app, "harbor-bikes", "support", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let chat = support_chat(&app).await;
     for n in 0..3 {
         let res = say(
             &app,
