@@ -253,15 +253,28 @@ impl ApiCaller {
                     };
                     let org = Organization::find(conn, key.organization_id)
                         .map_err(AppError::internal)?;
-                    Ok(Some((key, org)))
+                    // A key speaks for whoever made it: disabling that account
+                    // (say, because it was taken over) silences its keys too.
+                    let creator_disabled = match key.created_by {
+                        Some(id) => User::find(conn, id)
+                            .map_err(AppError::internal)?
+                            .is_some_and(|u| u.disabled_at.is_some()),
+                        None => false,
+                    };
+                    Ok(Some((key, org, creator_disabled)))
                 })
                 .await?;
-            let Some((key, Some(org))) = found else {
+            let Some((key, Some(org), creator_disabled)) = found else {
                 return Err(AppError::Unauthorized);
             };
             if org.is_disabled() {
                 return Err(AppError::Forbidden(
                     "This organization has been disabled.".into(),
+                ));
+            }
+            if creator_disabled {
+                return Err(AppError::Forbidden(
+                    "The account that created this API key has been disabled.".into(),
                 ));
             }
             let role = if key.can_write() {

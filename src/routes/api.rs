@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::extractors::{ApiCaller, client_ip};
 use crate::db::DbConnection;
-use crate::db::models::{ApiKey, Invitation, Membership};
-use crate::domain::{Email, TenantScope};
+use crate::db::models::{ApiKey, Invitation, MemberWithUser, Membership};
+use crate::domain::{Email, MembershipId, TenantScope};
 use crate::error::{AppError, AppResult};
 use crate::services::accounts::{self, AccountError, Actor};
 use crate::startup::AppState;
@@ -117,18 +117,62 @@ pub async fn list_members(
     })
     .await?;
     Ok(HttpResponse::Ok().json(List {
-        data: members
-            .into_iter()
-            .map(|m| MemberJson {
-                id: m.membership.id.0,
-                user_id: m.user.id.0,
-                role: m.membership.role().as_str().into(),
-                name: m.user.name,
-                email: m.user.email,
-                joined_at: iso(m.membership.created_at),
-            })
-            .collect(),
+        data: members.into_iter().map(member_json).collect(),
     }))
+}
+
+fn member_json(m: MemberWithUser) -> MemberJson {
+    MemberJson {
+        id: m.membership.id.0,
+        user_id: m.user.id.0,
+        role: m.membership.role().as_str().into(),
+        name: m.user.name,
+        email: m.user.email,
+        joined_at: iso(m.membership.created_at),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct MemberUpdate {
+    /// `owner`, `admin`, `agent` or `viewer`.
+    role: String,
+}
+
+#[utoipa::path(patch, path = "/api/v1/members/{id}", tag = "members", security(("api_key" = [])), params(("id" = i64, Path, description = "The membership id")), request_body = MemberUpdate,
+    responses((status = 200, body = MemberJson), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson, description = "Unknown role, or the last owner would be demoted")))]
+pub async fn update_member(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+    body: web::Json<MemberUpdate>,
+) -> AppResult<HttpResponse> {
+    caller.require_write()?;
+    let id = MembershipId(path.into_inner());
+    let role = crate::domain::Role::parse(&body.role)
+        .map_err(|e| AppError::Validation(format!("role {e}")))?;
+    let member = act(&state, &caller, &req, move |conn, scope, actor| {
+        accounts::change_role(conn, scope, actor, id, role)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(member_json(member)))
+}
+
+/// Removes a member; a session caller removing their own membership leaves.
+#[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "members", security(("api_key" = [])), params(("id" = i64, Path, description = "The membership id")),
+    responses((status = 204), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson, description = "The last owner cannot leave or be removed")))]
+pub async fn remove_member(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let id = MembershipId(path.into_inner());
+    act(&state, &caller, &req, move |conn, scope, actor| {
+        accounts::remove_member(conn, scope, actor, id)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), responses((status = 200, body = List<InvitationJson>), (status = 403, body = ErrorJson)))]
@@ -316,9 +360,9 @@ impl utoipa::Modify for ApiKeyAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Frontdesk API", description = "The organization's members, invitations, API keys, agents, knowledge, conversations and billing.\n\nRate limits: every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the budget is whole again). Over budget the answer is 429 (`RATE_LIMITED`) with `Retry-After`. The budget is per API key, or per client address without one.\n\nErrors share one shape: `error`, `code`, `message`, `correlationId`, `timestamp`."),
-    paths(list_members, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key,
+    paths(list_members, update_member, remove_member, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key,
         super::billing::api_summary),
-    components(schemas(MemberJson, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson,
+    components(schemas(MemberJson, MemberUpdate, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson,
         super::billing::BillingJson, super::billing::UsageJson)),
     modifiers(&ApiKeyAuth),
     tags((name = "members"), (name = "invitations"), (name = "api-keys"), (name = "billing"))

@@ -368,7 +368,7 @@ pub async fn change_role(
         state,
         member,
         "Role updated.",
-        move |conn, scope, actor| accounts::change_role(conn, scope, actor, id, role),
+        move |conn, scope, actor| accounts::change_role(conn, scope, actor, id, role).map(drop),
     )
     .await
 }
@@ -381,14 +381,41 @@ pub async fn remove_member(
     CsrfForm(_): CsrfForm<PlainForm>,
 ) -> AppResult<HttpResponse> {
     let id = MembershipId(path.into_inner());
-    member_action(
-        req,
-        state,
-        member,
-        "Member removed.",
-        move |conn, scope, actor| accounts::remove_member(conn, scope, actor, id),
-    )
-    .await
+    let own = member
+        .memberships
+        .iter()
+        .any(|(o, m)| o.id == member.organization.id && m.id == id);
+    if !own {
+        return member_action(
+            req,
+            state,
+            member,
+            "Member removed.",
+            move |conn, scope, actor| accounts::remove_member(conn, scope, actor, id),
+        )
+        .await;
+    }
+    // Leaving: the members page is no longer theirs; /app picks another organization.
+    let left = act(&state, &member, &req, move |conn, scope, actor| {
+        accounts::remove_member(conn, scope, actor, id)
+    })
+    .await?;
+    match left {
+        Ok(()) => {
+            let _ = member.session.remove(ORG_KEY);
+            flash::set(
+                &member.session,
+                "success",
+                &format!("You left {}.", member.organization.name),
+            );
+            Ok(see_other("/app"))
+        }
+        Err(e @ AccountError::LastOwner) => {
+            flash::set(&member.session, "error", &e.to_string());
+            Ok(see_other("/app/members"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn revoke_invitation(
@@ -579,31 +606,6 @@ async fn password_matches(member: &Member, candidate: &str) -> AppResult<bool> {
 }
 
 /// Records an account-level event in every organization the user belongs to.
-fn audit_everywhere(
-    conn: &mut DbConnection,
-    member_user: &User,
-    ip: &str,
-    action: &str,
-    detail: Option<&str>,
-) -> AppResult<()> {
-    let actor = Actor {
-        user_id: Some(member_user.id),
-        label: &member_user.email,
-        ip,
-    };
-    for (org, _) in Membership::organizations_of(conn, member_user.id)? {
-        accounts::audit(
-            conn,
-            Some(org.id),
-            &actor,
-            action,
-            Some(&member_user.email),
-            detail,
-        )?;
-    }
-    Ok(())
-}
-
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -630,7 +632,8 @@ pub async fn change_password(
             User::set_password(conn, user.id, &hash)?;
             // Other browsers signed in with the old password are signed out.
             SessionRow::delete_for_user(conn, user.id)?;
-            audit_everywhere(conn, &user, &ip, "account.password_changed", None)
+            accounts::audit_account(conn, &user, &ip, "account.password_changed", None)?;
+            Ok(())
         })
         .await?;
     // This browser stays signed in, under a fresh session id.
@@ -663,25 +666,21 @@ pub async fn change_email(
     let ip = client_ip(&req);
     let base_url = state.config.base_url.clone();
     let new_email = email.clone();
-    let taken = state
+    let changed = state
         .db(move |conn| {
-            crate::db::write_transaction(conn, |conn| {
-                if User::find_by_email(conn, &new_email)?.is_some() {
-                    return Ok(true);
-                }
-                let detail = format!("{} → {}", user.email, new_email.as_str());
-                audit_everywhere(conn, &user, &ip, "account.email_changed", Some(&detail))?;
-                User::set_email(conn, user.id, &new_email)?;
-                let updated = User::find(conn, user.id)?.ok_or(AppError::NotFound)?;
-                accounts::send_verification(conn, &updated, &base_url)?;
-                Ok::<_, AppError>(false)
-            })
+            Ok(accounts::change_email(
+                conn, &user, &new_email, &ip, &base_url,
+            ))
         })
         .await?;
-    if taken {
-        let mut errors = FieldErrors::default();
-        errors.add("email", "Another account uses this address.");
-        return account_unprocessable(&req, &member, form.email.trim().into(), errors).await;
+    match changed {
+        Ok(()) => {}
+        Err(AccountError::EmailTaken) => {
+            let mut errors = FieldErrors::default();
+            errors.add("email", "Another account uses this address.");
+            return account_unprocessable(&req, &member, form.email.trim().into(), errors).await;
+        }
+        Err(e) => return Err(e.into()),
     }
     flash::set(
         &member.session,
@@ -705,9 +704,34 @@ pub async fn sign_out_everywhere(
     state
         .db(move |conn| {
             SessionRow::delete_for_user(conn, user.id)?;
-            audit_everywhere(conn, &user, &ip, "account.signed_out_everywhere", None)
+            accounts::audit_account(conn, &user, &ip, "account.signed_out_everywhere", None)?;
+            Ok(())
         })
         .await?;
     member.session.purge();
     Ok(see_other("/login"))
+}
+
+/// Sends a fresh confirmation link (the banner's "Send it again").
+pub async fn resend_verification(
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(_): CsrfForm<PlainForm>,
+) -> AppResult<HttpResponse> {
+    let (user_id, base_url) = (member.user.id, state.config.base_url.clone());
+    let sent = state
+        .db(move |conn| {
+            accounts::resend_verification(conn, user_id, &base_url).map_err(AppError::from)
+        })
+        .await?;
+    let message = if sent {
+        format!(
+            "We sent a new confirmation link to {}. Earlier links no longer work.",
+            member.user.email
+        )
+    } else {
+        "Your email address is already confirmed.".to_string()
+    };
+    flash::set(&member.session, "success", &message);
+    Ok(see_other("/app/account"))
 }

@@ -130,6 +130,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .service(web::resource("/account").get(app::account))
                 .service(web::resource("/account/password").post(app::change_password))
                 .service(web::resource("/account/email").post(app::change_email))
+                .service(
+                    web::resource("/account/verification")
+                        .wrap(actix_web::middleware::from_fn(
+                            crate::rate_limit::limit_public_forms,
+                        ))
+                        .post(app::resend_verification),
+                )
                 .service(web::resource("/account/sessions/revoke").post(app::sign_out_everywhere)),
         )
         .service(
@@ -212,6 +219,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 )
                 .service(web::resource("/csp-reports").post(csp_reports::receive))
                 .service(web::resource("/members").get(api::list_members))
+                .service(
+                    web::resource("/members/{id}")
+                        .patch(api::update_member)
+                        .delete(api::remove_member),
+                )
                 .service(
                     web::resource("/invitations")
                         .get(api::list_invitations)

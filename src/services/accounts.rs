@@ -9,8 +9,8 @@ use crate::config::StripeConfig;
 use crate::db::DbConnection;
 use crate::db::models::user_token::{RESET_PASSWORD, VERIFY_EMAIL};
 use crate::db::models::{
-    ApiKey, AuditEntry, Invitation, Membership, NewAuditEntry, NewMembership, NewOrganization,
-    NewUser, Organization, SessionRow, TokenProblem, User, UserToken,
+    ApiKey, AuditEntry, Invitation, MemberWithUser, Membership, NewAuditEntry, NewMembership,
+    NewOrganization, NewUser, Organization, SessionRow, TokenProblem, User, UserToken,
 };
 use crate::domain::{
     Email, MembershipId, OrganizationId, Permission, Role, Slug, TenantScope, UserId,
@@ -229,6 +229,76 @@ pub fn send_verification(
     )
 }
 
+/// A new confirmation link for an account whose address is not confirmed yet;
+/// earlier links stop working. `false` when there is nothing to confirm.
+pub fn resend_verification(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    base_url: &Url,
+) -> Result<bool, AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        let user = User::find(conn, user_id)?.ok_or(AccountError::NotFound)?;
+        if user.email_verified_at.is_some() {
+            return Ok(false);
+        }
+        UserToken::discard_unused(conn, user.id, &[VERIFY_EMAIL])?;
+        send_verification(conn, &user, base_url)?;
+        Ok(true)
+    })
+}
+
+/// Moves the account to a new address and asks it to be confirmed. Links sent
+/// to the old address stop working: a confirmation link must not confirm an
+/// address it was never sent to, and the old inbox can no longer reset the
+/// password.
+pub fn change_email(
+    conn: &mut DbConnection,
+    user: &User,
+    new_email: &Email,
+    ip: &str,
+    base_url: &Url,
+) -> Result<(), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        if User::find_by_email(conn, new_email)?.is_some() {
+            return Err(AccountError::EmailTaken);
+        }
+        let detail = format!("{} → {}", user.email, new_email.as_str());
+        audit_account(conn, user, ip, "account.email_changed", Some(&detail))?;
+        User::set_email(conn, user.id, new_email)?;
+        UserToken::discard_unused(conn, user.id, &[VERIFY_EMAIL, RESET_PASSWORD])?;
+        let updated = User::find(conn, user.id)?.ok_or(AccountError::NotFound)?;
+        send_verification(conn, &updated, base_url)?;
+        Ok(())
+    })
+}
+
+/// Writes an account-level action (the user acting on their own account) to
+/// the audit log of every organization they belong to.
+pub fn audit_account(
+    conn: &mut DbConnection,
+    user: &User,
+    ip: &str,
+    action: &str,
+    detail: Option<&str>,
+) -> diesel::QueryResult<()> {
+    let actor = Actor {
+        user_id: Some(user.id),
+        label: &user.email,
+        ip,
+    };
+    for (org, _) in Membership::organizations_of(conn, user.id)? {
+        audit(
+            conn,
+            Some(org.id),
+            &actor,
+            action,
+            Some(&user.email),
+            detail,
+        )?;
+    }
+    Ok(())
+}
+
 pub fn verify_email(conn: &mut DbConnection, token: &str) -> Result<UserId, AccountError> {
     crate::db::write_transaction(conn, |conn| {
         let user_id = UserToken::consume(conn, VERIFY_EMAIL, &tokens::hash(token))?
@@ -290,21 +360,7 @@ pub fn reset_password(
         User::mark_verified(conn, user_id)?;
         SessionRow::delete_for_user(conn, user_id)?;
         let user = User::find(conn, user_id)?.ok_or(AccountError::NotFound)?;
-        let actor = Actor {
-            user_id: Some(user_id),
-            label: &user.email,
-            ip,
-        };
-        for (org, _) in Membership::organizations_of(conn, user_id)? {
-            audit(
-                conn,
-                Some(org.id),
-                &actor,
-                "account.password_reset",
-                Some(&user.email),
-                None,
-            )?;
-        }
+        audit_account(conn, &user, ip, "account.password_reset", None)?;
         Ok(user_id)
     })
 }
@@ -590,7 +646,7 @@ pub fn change_role(
     actor: &Actor<'_>,
     id: MembershipId,
     role: Role,
-) -> Result<(), AccountError> {
+) -> Result<MemberWithUser, AccountError> {
     require(scope, Permission::ManageMembers)?;
     crate::db::write_transaction(conn, |conn| {
         let membership = Membership::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
@@ -615,7 +671,8 @@ pub fn change_role(
             Some(&user.email),
             Some(&detail),
         )?;
-        Ok(())
+        let membership = Membership::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
+        Ok(MemberWithUser { membership, user })
     })
 }
 

@@ -17,12 +17,14 @@ backend_tests!(
     csrf_is_required_on_forms_and_cookie_authenticated_api_calls,
     signing_in_rotates_the_session_id_and_signing_out_ends_it,
     sign_in_is_throttled_per_account,
+    links_sent_to_an_old_address_stop_working,
     password_reset_answers_the_same_and_links_work_once,
     public_forms_are_rate_limited_per_address,
     invitations_are_accepted_once_and_expire,
     another_organizations_ids_answer_404,
     api_keys_authenticate_are_scoped_and_revocable,
     the_last_owner_cannot_be_demoted_or_removed,
+    members_are_managed_over_the_api_and_anyone_can_leave,
     two_owners_demoting_each_other_at_once_leave_one_owner,
     platform_admin_disables_accounts_and_organizations,
     the_openapi_document_describes_the_api,
@@ -99,6 +101,20 @@ impl Browser {
             ],
         )
         .await
+    }
+
+    /// Creates an API key on the API keys page and returns it whole.
+    pub(crate) async fn api_key(&self, name: &str, scope: &str) -> String {
+        let res = self
+            .submit(
+                "/app/api-keys",
+                "/app/api-keys",
+                &[("name", name), ("scope", scope)],
+            )
+            .await;
+        let html = res.text().await.unwrap();
+        let start = html.find("fd_").expect("the new key is shown once");
+        html[start..start + 3 + 43].to_string()
     }
 
     pub(crate) async fn login(&self, email: &str, password: &str) -> reqwest::Response {
@@ -422,6 +438,112 @@ async fn signing_in_rotates_the_session_id_and_signing_out_ends_it(backend: Back
         res.status(),
         303,
         "the signed-out session is gone server-side too"
+    );
+}
+
+/// Waits until `n` emails to `to` about `subject` exist; returns their text parts.
+async fn wait_for_mails(dir: &Path, to: &str, subject: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = all_mail(dir, to, subject);
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} emails to {to}",
+            found.len()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn links_sent_to_an_old_address_stop_working(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let me = Browser::new(&app);
+    assert_eq!(me.signup("Acme", "old@acme.test").await.status(), 303);
+    let subject = "Confirm your email address";
+    let first = link(
+        &wait_for_mail(&mail_dir(&app), "old@acme.test", subject).await,
+        "/verify-email?token=",
+    );
+
+    // The banner's button sends a fresh link; the first one stops working.
+    let (_, dashboard) = me.get("/app").await;
+    assert!(dashboard.contains("Send it again"), "{dashboard}");
+    let res = me.submit("/app", "/app/account/verification", &[]).await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = me.get("/app/account").await;
+    assert!(
+        page.contains("We sent a new confirmation link to old@acme.test"),
+        "{page}"
+    );
+    let mails = wait_for_mails(&mail_dir(&app), "old@acme.test", subject, 2).await;
+    let second = mails
+        .iter()
+        .map(|m| link(m, "/verify-email?token="))
+        .find(|l| *l != first)
+        .unwrap();
+    let (status, page) = Browser::new(&app).get(&first).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("not valid"), "{page}");
+
+    // A reset link is asked for, then the address changes.
+    Browser::new(&app)
+        .submit(
+            "/forgot-password",
+            "/forgot-password",
+            &[("email", "old@acme.test")],
+        )
+        .await;
+    let reset = link(
+        &wait_for_mail(
+            &mail_dir(&app),
+            "old@acme.test",
+            "Reset your Frontdesk password",
+        )
+        .await,
+        "/reset-password?token=",
+    );
+    let res = me
+        .submit(
+            "/app/account",
+            "/app/account/email",
+            &[("email", "new@acme.test"), ("current_password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+
+    // Nothing sent to the old address works any more: it cannot confirm the
+    // new address, and the old inbox cannot take the account back.
+    let (status, _) = Browser::new(&app).get(&second).await;
+    assert_eq!(status, 422, "old confirmation link");
+    let (status, _) = Browser::new(&app).get(&reset).await;
+    assert_eq!(status, 422, "old reset link");
+    let (_, dashboard) = me.get("/app").await;
+    assert!(
+        dashboard.contains("we sent you a link"),
+        "still unconfirmed"
+    );
+
+    let fresh = link(
+        &wait_for_mail(&mail_dir(&app), "new@acme.test", subject).await,
+        "/verify-email?token=",
+    );
+    let (status, page) = Browser::new(&app).get(&fresh).await;
+    assert_eq!(status, 200, "{page}");
+    let res = me
+        .submit("/app/account", "/app/account/verification", &[])
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = me.get("/app/account").await;
+    assert!(page.contains("already confirmed"), "{page}");
+    assert_eq!(
+        all_mail(&mail_dir(&app), "new@acme.test", subject).len(),
+        1,
+        "nothing more is sent once confirmed"
     );
 }
 
@@ -801,6 +923,7 @@ async fn another_organizations_ids_answer_404(backend: Backend) {
     for path in [
         format!("/api/v1/invitations/{}", b.invitation),
         format!("/api/v1/api-keys/{}", b.api_key),
+        format!("/api/v1/members/{}", b.membership),
     ] {
         let res = alice
             .client
@@ -813,6 +936,15 @@ async fn another_organizations_ids_answer_404(backend: Backend) {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["code"], "NOT_FOUND");
     }
+    let res = alice
+        .client
+        .patch(format!("{}/api/v1/members/{}", app.address, b.membership))
+        .header("x-csrf-token", &token)
+        .json(&serde_json::json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
     // Lists show only Alpha's rows.
     let members: Value = alice
         .client
@@ -847,23 +979,8 @@ async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
     };
     let owner = Browser::new(&app);
     assert_eq!(owner.signup("Acme", "keys@acme.test").await.status(), 303);
-    let create = |scope: &'static str| {
-        let owner = &owner;
-        async move {
-            let res = owner
-                .submit(
-                    "/app/api-keys",
-                    "/app/api-keys",
-                    &[("name", scope), ("scope", scope)],
-                )
-                .await;
-            let html = res.text().await.unwrap();
-            let start = html.find("fd_").expect("the new key is shown once");
-            html[start..start + 3 + 43].to_string()
-        }
-    };
-    let read_key = create("read").await;
-    let write_key = create("write").await;
+    let read_key = owner.api_key("read", "read").await;
+    let write_key = owner.api_key("write", "write").await;
     let (_, list) = owner.get("/app/api-keys").await;
     assert!(!list.contains(&read_key), "a key is never shown again");
 
@@ -1034,6 +1151,179 @@ async fn the_last_owner_cannot_be_demoted_or_removed(backend: Backend) {
     assert_eq!(count(&app, "memberships"), 1);
 }
 
+/// A user with [`PASSWORD`] who already belongs to `org`; returns the membership id.
+fn add_member(
+    conn: &mut frontdesk::db::DbConnection,
+    org: i64,
+    email: &str,
+    role: frontdesk::domain::Role,
+) -> i64 {
+    use frontdesk::db::models::{Membership, NewMembership, NewUser, User};
+    let email = frontdesk::domain::Email::parse(email).unwrap();
+    let hash = frontdesk::auth::password::Password::parse(PASSWORD, None)
+        .unwrap()
+        .hash()
+        .unwrap();
+    let user = User::create(conn, &NewUser::new(&email, "Colleague", Some(&hash))).unwrap();
+    Membership::create(
+        conn,
+        &NewMembership::new(frontdesk::domain::OrganizationId(org), user.id, role),
+    )
+    .unwrap()
+    .id
+    .0
+}
+
+async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend) {
+    use frontdesk::domain::Role;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Crew", "owner@crew.test").await.status(), 303);
+    let (org, owner_membership): (i64, i64) = memberships::table
+        .select((memberships::organization_id, memberships::id))
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    let (agent, viewer) = {
+        let mut conn = app.pool().get().unwrap();
+        (
+            add_member(&mut conn, org, "agent@crew.test", Role::Agent),
+            add_member(&mut conn, org, "viewer@crew.test", Role::Viewer),
+        )
+    };
+    let write_key = owner.api_key("ops", "write").await;
+    let read_key = owner.api_key("dash", "read").await;
+    let call = |key: &str, method: reqwest::Method, path: String| {
+        app.client
+            .request(method, format!("{}{path}", app.address))
+            .bearer_auth(key)
+    };
+
+    let res = call(
+        &write_key,
+        reqwest::Method::PATCH,
+        format!("/api/v1/members/{agent}"),
+    )
+    .json(&serde_json::json!({"role": "admin"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["role"], "admin");
+    assert_eq!(body["email"], "agent@crew.test");
+    assert_eq!(body["id"], agent);
+
+    for (key, role, status) in [(&read_key, "viewer", 403), (&write_key, "boss", 422)] {
+        let res = call(
+            key,
+            reqwest::Method::PATCH,
+            format!("/api/v1/members/{agent}"),
+        )
+        .json(&serde_json::json!({"role": role}))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(res.status(), status, "{role}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["code"].is_string(), "{body}");
+    }
+    // A key acts as an admin: owners are out of its reach.
+    let res = call(
+        &write_key,
+        reqwest::Method::PATCH,
+        format!("/api/v1/members/{owner_membership}"),
+    )
+    .json(&serde_json::json!({"role": "viewer"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 403);
+    // The owner themself cannot step down while they are the last one.
+    let token = owner.csrf("/app/members").await;
+    let res = owner
+        .client
+        .patch(format!("{}/api/v1/members/{owner_membership}", app.address))
+        .header("x-csrf-token", &token)
+        .json(&serde_json::json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("at least one owner"),
+        "{body}"
+    );
+    let res = owner
+        .client
+        .delete(format!("{}/api/v1/members/{owner_membership}", app.address))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422, "the last owner cannot leave");
+
+    let res = call(
+        &write_key,
+        reqwest::Method::DELETE,
+        format!("/api/v1/members/{viewer}"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = call(
+        &write_key,
+        reqwest::Method::DELETE,
+        format!("/api/v1/members/{viewer}"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 404, "already gone");
+
+    // Demoted back to agent, the colleague leaves from the members page.
+    let res = call(
+        &write_key,
+        reqwest::Method::PATCH,
+        format!("/api/v1/members/{agent}"),
+    )
+    .json(&serde_json::json!({"role": "agent"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let colleague = Browser::new(&app);
+    assert_eq!(
+        colleague.login("agent@crew.test", PASSWORD).await.status(),
+        303
+    );
+    let (_, page) = colleague.get("/app/members").await;
+    assert!(page.contains("aria-label=\"Leave Crew\""), "{page}");
+    assert!(
+        !page.contains("Remove owner@crew.test"),
+        "an agent manages no one"
+    );
+    let res = colleague
+        .submit("/app/members", &format!("/app/members/{agent}/remove"), &[])
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/app");
+    let (status, _) = colleague.get("/app").await;
+    assert_eq!(status, 403, "they belong to no organization now");
+    assert_eq!(count(&app, "memberships"), 1);
+
+    let (_, audit) = owner.get("/app/audit").await;
+    for action in ["member.left", "member.removed", "member.role_changed"] {
+        assert!(audit.matches(action).count() > 2, "{action} is listed");
+    }
+}
+
 async fn two_owners_demoting_each_other_at_once_leave_one_owner(backend: Backend) {
     let Some(app) = spawn_app(backend).start().await else {
         return;
@@ -1045,26 +1335,7 @@ async fn two_owners_demoting_each_other_at_once_leave_one_owner(backend: Backend
         .select((memberships::organization_id, memberships::id))
         .first(&mut conn)
         .unwrap();
-    let b_membership = {
-        use frontdesk::db::models::{Membership, NewMembership, NewUser, User};
-        let email = frontdesk::domain::Email::parse("b@duo.test").unwrap();
-        let hash = frontdesk::auth::password::Password::parse(PASSWORD, None)
-            .unwrap()
-            .hash()
-            .unwrap();
-        let user = User::create(&mut conn, &NewUser::new(&email, "B", Some(&hash))).unwrap();
-        Membership::create(
-            &mut conn,
-            &NewMembership::new(
-                frontdesk::domain::OrganizationId(org),
-                user.id,
-                frontdesk::domain::Role::Owner,
-            ),
-        )
-        .unwrap()
-        .id
-        .0
-    };
+    let b_membership = add_member(&mut conn, org, "b@duo.test", frontdesk::domain::Role::Owner);
     let b = Browser::new(&app);
     assert_eq!(b.login("b@duo.test", PASSWORD).await.status(), 303);
 
@@ -1108,18 +1379,7 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
         user.signup("Victim Co", "user@victim.test").await.status(),
         303
     );
-    let key = {
-        let res = user
-            .submit(
-                "/app/api-keys",
-                "/app/api-keys",
-                &[("name", "k"), ("scope", "read")],
-            )
-            .await;
-        let html = res.text().await.unwrap();
-        let start = html.find("fd_").unwrap();
-        html[start..start + 46].to_string()
-    };
+    let key = user.api_key("k", "read").await;
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
         .args([
@@ -1255,6 +1515,24 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
     let (status, _) = user.get("/app").await;
     assert_eq!(status, 200);
 
+    let members_with = |key: &str| {
+        app.client
+            .get(format!("{}/api/v1/members", app.address))
+            .bearer_auth(key)
+            .send()
+    };
+    admin
+        .submit(
+            "/admin",
+            &format!("/admin/organizations/{org_id}/toggle"),
+            &[("disable", "false")],
+        )
+        .await;
+    assert_eq!(
+        members_with(&key).await.unwrap().status(),
+        200,
+        "enabled again"
+    );
     assert_eq!(
         admin
             .submit(
@@ -1265,6 +1543,16 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
             .await
             .status(),
         303
+    );
+    let res = members_with(&key).await.unwrap();
+    assert_eq!(res.status(), 403, "a disabled account's keys stop working");
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("created this API key"),
+        "{body}"
     );
     use frontdesk::db::schema::audit_log;
     let audited: Vec<(Option<i64>, String, Option<String>)> = audit_log::table
@@ -1309,6 +1597,7 @@ async fn the_openapi_document_describes_the_api(backend: Backend) {
         "/api/v1/invitations/{id}",
         "/api/v1/api-keys",
         "/api/v1/api-keys/{id}",
+        "/api/v1/members/{id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }

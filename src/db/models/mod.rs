@@ -29,7 +29,7 @@ pub use invitation::Invitation;
 pub use invoice::{Invoice, InvoiceUpdate};
 pub use job::{Job, NewJob};
 pub use knowledge::{Document, Passage};
-pub use membership::{Membership, NewMembership};
+pub use membership::{MemberWithUser, Membership, NewMembership};
 pub use organization::{NewOrganization, Organization};
 pub use provider_credential::ProviderCredential;
 pub use session::SessionRow;

@@ -49,6 +49,21 @@ impl UserToken {
             .execute(conn)
     }
 
+    /// Deletes the user's links for these purposes that were never used.
+    pub fn discard_unused(
+        conn: &mut DbConnection,
+        user_id: UserId,
+        purposes: &[&str],
+    ) -> QueryResult<usize> {
+        diesel::delete(
+            user_tokens::table
+                .filter(user_tokens::user_id.eq(user_id))
+                .filter(user_tokens::purpose.eq_any(purposes))
+                .filter(user_tokens::used_at.is_null()),
+        )
+        .execute(conn)
+    }
+
     /// Marks the token used and returns its user, atomically: of two concurrent
     /// uses exactly one wins.
     pub fn consume(

@@ -1,5 +1,7 @@
-//! Every email the product sends: one variant each, an HTML and a plain-text
-//! template under `templates/email/`, and links built from `BASE_URL`.
+//! Every email the product sends. A [`MailTemplate`] is what a mail job stores;
+//! rendering turns it into one view struct per email whose wording lives in
+//! its own folder under `templates/email/` (an HTML and a plain-text part),
+//! with links built from `BASE_URL`.
 
 use askama::Template;
 use serde::{Deserialize, Serialize};
@@ -47,27 +49,98 @@ pub struct Rendered {
     pub text: String,
 }
 
-/// What a template shows: a greeting, paragraphs, one call to action.
-pub struct EmailView<'a> {
-    pub heading: &'a str,
-    pub greeting: String,
-    pub paragraphs: Vec<String>,
-    pub action_label: &'a str,
-    pub action_url: String,
-    pub footnote: &'a str,
+/// One email's askama pair: `templates/email/<name>/body.html` and `body.txt`,
+/// both extending the shared layout, which draws the button from `m.link`.
+macro_rules! email_parts {
+    ($view:ty, $html:ident = $html_path:tt, $text:ident = $text_path:tt) => {
+        #[derive(Template)]
+        #[template(path = $html_path)]
+        struct $html<'a> {
+            m: &'a $view,
+        }
+
+        #[derive(Template)]
+        #[template(path = $text_path)]
+        struct $text<'a> {
+            m: &'a $view,
+        }
+    };
 }
 
-#[derive(Template)]
-#[template(path = "email/message.html")]
-struct HtmlEmail<'a> {
-    v: &'a EmailView<'a>,
+struct VerifyEmail<'a> {
+    name: &'a str,
+    link: String,
 }
+email_parts!(
+    VerifyEmail<'a>,
+    VerifyEmailHtml = "email/verify_email/body.html",
+    VerifyEmailText = "email/verify_email/body.txt"
+);
 
-#[derive(Template)]
-#[template(path = "email/message.txt")]
-struct TextEmail<'a> {
-    v: &'a EmailView<'a>,
+struct PasswordReset<'a> {
+    name: &'a str,
+    link: String,
 }
+email_parts!(
+    PasswordReset<'a>,
+    PasswordResetHtml = "email/password_reset/body.html",
+    PasswordResetText = "email/password_reset/body.txt"
+);
+
+struct Invitation<'a> {
+    organization: &'a str,
+    inviter: &'a str,
+    role: &'a str,
+    link: String,
+}
+email_parts!(
+    Invitation<'a>,
+    InvitationHtml = "email/invitation/body.html",
+    InvitationText = "email/invitation/body.txt"
+);
+
+struct PaymentFailed<'a> {
+    organization: &'a str,
+    amount: &'a str,
+    link: String,
+}
+email_parts!(
+    PaymentFailed<'a>,
+    PaymentFailedHtml = "email/payment_failed/body.html",
+    PaymentFailedText = "email/payment_failed/body.txt"
+);
+
+struct TrialEnding<'a> {
+    organization: &'a str,
+    ends: &'a str,
+    link: String,
+}
+email_parts!(
+    TrialEnding<'a>,
+    TrialEndingHtml = "email/trial_ending/body.html",
+    TrialEndingText = "email/trial_ending/body.txt"
+);
+
+struct TicketAssigned<'a> {
+    name: &'a str,
+    ticket_id: i64,
+    subject: &'a str,
+    link: String,
+}
+email_parts!(
+    TicketAssigned<'a>,
+    TicketAssignedHtml = "email/ticket_assigned/body.html",
+    TicketAssignedText = "email/ticket_assigned/body.txt"
+);
+
+struct TestEmail {
+    link: String,
+}
+email_parts!(
+    TestEmail,
+    TestEmailHtml = "email/test/body.html",
+    TestEmailText = "email/test/body.txt"
+);
 
 fn link(base: &Url, path: &str, token: Option<&str>) -> String {
     let mut url = base.join(path).unwrap_or_else(|_| base.clone());
@@ -77,12 +150,16 @@ fn link(base: &Url, path: &str, token: Option<&str>) -> String {
     url.to_string()
 }
 
-fn hello(name: &str) -> String {
-    if name.trim().is_empty() {
-        "Hello,".to_string()
-    } else {
-        format!("Hello {},", name.trim())
-    }
+fn parts(
+    subject: String,
+    html: impl Template,
+    text: impl Template,
+) -> Result<Rendered, askama::Error> {
+    Ok(Rendered {
+        subject,
+        html: html.render()?,
+        text: text.render()?,
+    })
 }
 
 impl MailTemplate {
@@ -100,122 +177,104 @@ impl MailTemplate {
     }
 
     pub fn render(&self, base: &Url) -> Result<Rendered, askama::Error> {
-        let (subject, view) = self.view(base);
-        Ok(Rendered {
-            subject,
-            html: HtmlEmail { v: &view }.render()?,
-            text: TextEmail { v: &view }.render()?,
-        })
-    }
-
-    fn view(&self, base: &Url) -> (String, EmailView<'static>) {
         match self {
-            Self::VerifyEmail { name, token } => (
-                "Confirm your email address".into(),
-                EmailView {
-                    heading: "Confirm your email address",
-                    greeting: hello(name),
-                    paragraphs: vec![
-                        "Welcome to Frontdesk. Confirm this address to finish setting up your account.".into(),
-                        "The link works once and expires in 24 hours.".into(),
-                    ],
-                    action_label: "Confirm email address",
-                    action_url: link(base, "/verify-email", Some(token)),
-                    footnote: "If you did not create a Frontdesk account, you can ignore this email.",
-                },
-            ),
-            Self::PasswordReset { name, token } => (
-                "Reset your Frontdesk password".into(),
-                EmailView {
-                    heading: "Reset your password",
-                    greeting: hello(name),
-                    paragraphs: vec![
-                        "Someone asked to reset the password of your Frontdesk account.".into(),
-                        "The link works once and expires in one hour.".into(),
-                    ],
-                    action_label: "Choose a new password",
-                    action_url: link(base, "/reset-password", Some(token)),
-                    footnote: "If this was not you, ignore this email: your password stays as it is.",
-                },
-            ),
+            Self::VerifyEmail { name, token } => {
+                let m = VerifyEmail {
+                    name: name.trim(),
+                    link: link(base, "/verify-email", Some(token)),
+                };
+                parts(
+                    "Confirm your email address".into(),
+                    VerifyEmailHtml { m: &m },
+                    VerifyEmailText { m: &m },
+                )
+            }
+            Self::PasswordReset { name, token } => {
+                let m = PasswordReset {
+                    name: name.trim(),
+                    link: link(base, "/reset-password", Some(token)),
+                };
+                parts(
+                    "Reset your Frontdesk password".into(),
+                    PasswordResetHtml { m: &m },
+                    PasswordResetText { m: &m },
+                )
+            }
             Self::Invitation {
                 organization,
                 inviter,
                 role,
                 token,
-            } => (
-                format!("{inviter} invited you to {organization} on Frontdesk"),
-                EmailView {
-                    heading: "You have been invited",
-                    greeting: "Hello,".into(),
-                    paragraphs: vec![format!(
-                        "{inviter} invited you to join {organization} on Frontdesk as {role}."
-                    )],
-                    action_label: "Accept the invitation",
-                    action_url: link(base, "/invitations/accept", Some(token)),
-                    footnote: "The invitation expires in 7 days. If you were not expecting it, ignore this email.",
-                },
-            ),
+            } => {
+                let m = Invitation {
+                    organization,
+                    inviter,
+                    role,
+                    link: link(base, "/invitations/accept", Some(token)),
+                };
+                parts(
+                    format!("{inviter} invited you to {organization} on Frontdesk"),
+                    InvitationHtml { m: &m },
+                    InvitationText { m: &m },
+                )
+            }
             Self::PaymentFailed {
                 organization,
                 amount,
                 invoice_url,
-            } => (
-                format!("Payment failed for {organization}"),
-                EmailView {
-                    heading: "We could not take your payment",
-                    greeting: "Hello,".into(),
-                    paragraphs: vec![
-                        format!("The payment of {amount} for {organization}'s Frontdesk subscription failed."),
-                        "Update your payment method to keep your plan; we will retry automatically.".into(),
-                    ],
-                    action_label: "Update payment method",
-                    action_url: invoice_url
+            } => {
+                let m = PaymentFailed {
+                    organization,
+                    amount,
+                    link: invoice_url
                         .clone()
                         .unwrap_or_else(|| link(base, "/app/billing", None)),
-                    footnote: "You receive this because you own or administer this organization.",
-                },
-            ),
-            Self::TrialEnding { organization, ends } => (
-                format!("{organization}'s Frontdesk trial ends on {ends}"),
-                EmailView {
-                    heading: "Your trial ends soon",
-                    greeting: "Hello,".into(),
-                    paragraphs: vec![
-                        format!("The trial of {organization}'s Frontdesk subscription ends on {ends}."),
-                        "Check your payment method so the plan continues without interruption.".into(),
-                    ],
-                    action_label: "Review billing",
-                    action_url: link(base, "/app/billing", None),
-                    footnote: "You receive this because you own this organization.",
-                },
-            ),
+                };
+                parts(
+                    format!("Payment failed for {organization}"),
+                    PaymentFailedHtml { m: &m },
+                    PaymentFailedText { m: &m },
+                )
+            }
+            Self::TrialEnding { organization, ends } => {
+                let m = TrialEnding {
+                    organization,
+                    ends,
+                    link: link(base, "/app/billing", None),
+                };
+                parts(
+                    format!("{organization}'s Frontdesk trial ends on {ends}"),
+                    TrialEndingHtml { m: &m },
+                    TrialEndingText { m: &m },
+                )
+            }
             Self::TicketAssigned {
                 name,
                 ticket_id,
                 subject,
-            } => (
-                format!("Ticket #{ticket_id} assigned to you: {subject}"),
-                EmailView {
-                    heading: "A ticket was assigned to you",
-                    greeting: hello(name),
-                    paragraphs: vec![format!("Ticket #{ticket_id}, \u{201c}{subject}\u{201d}, is now yours.")],
-                    action_label: "Open the ticket",
-                    action_url: link(base, &format!("/app/tickets/{ticket_id}"), None),
-                    footnote: "You receive this because you are an agent in this organization.",
-                },
-            ),
-            Self::Test => (
-                "Frontdesk test email".into(),
-                EmailView {
-                    heading: "Email works",
-                    greeting: "Hello,".into(),
-                    paragraphs: vec!["This is a test email from `frontdesk mail test`. Your mail settings work.".into()],
-                    action_label: "Open Frontdesk",
-                    action_url: link(base, "/", None),
-                    footnote: "Sent by an operator to check the configuration.",
-                },
-            ),
+            } => {
+                let m = TicketAssigned {
+                    name: name.trim(),
+                    ticket_id: *ticket_id,
+                    subject,
+                    link: link(base, &format!("/app/tickets/{ticket_id}"), None),
+                };
+                parts(
+                    format!("Ticket #{ticket_id} assigned to you: {subject}"),
+                    TicketAssignedHtml { m: &m },
+                    TicketAssignedText { m: &m },
+                )
+            }
+            Self::Test => {
+                let m = TestEmail {
+                    link: link(base, "/", None),
+                };
+                parts(
+                    "Frontdesk test email".into(),
+                    TestEmailHtml { m: &m },
+                    TestEmailText { m: &m },
+                )
+            }
         }
     }
 }
@@ -247,5 +306,77 @@ mod tests {
             r.text.contains("<script>Acme</script>"),
             "plain text is not HTML-escaped"
         );
+    }
+
+    #[test]
+    fn every_email_has_both_parts_with_its_link_and_wording() {
+        let base = url::Url::parse("https://support.example.com/").unwrap();
+        let cases = [
+            (
+                MailTemplate::VerifyEmail {
+                    name: " Ana ".into(),
+                    token: "t1".into(),
+                },
+                "/verify-email?token=t1",
+                "Hello Ana,",
+            ),
+            (
+                MailTemplate::PasswordReset {
+                    name: String::new(),
+                    token: "t2".into(),
+                },
+                "/reset-password?token=t2",
+                "Hello,",
+            ),
+            (
+                MailTemplate::PaymentFailed {
+                    organization: "Acme".into(),
+                    amount: "€29.00".into(),
+                    invoice_url: None,
+                },
+                "/app/billing",
+                "€29.00",
+            ),
+            (
+                MailTemplate::TrialEnding {
+                    organization: "Acme".into(),
+                    ends: "3 December 2026".into(),
+                },
+                "/app/billing",
+                "3 December 2026",
+            ),
+            (
+                MailTemplate::TicketAssigned {
+                    name: "Bo".into(),
+                    ticket_id: 42,
+                    subject: "Broken chain".into(),
+                },
+                "/app/tickets/42",
+                "Broken chain",
+            ),
+            (
+                MailTemplate::Test,
+                "https://support.example.com/",
+                "frontdesk mail test",
+            ),
+        ];
+        for (mail, path, wording) in cases {
+            let r = mail.render(&base).unwrap();
+            let kind = mail.kind();
+            assert!(!r.subject.is_empty(), "{kind}");
+            for (part, body) in [("html", &r.html), ("text", &r.text)] {
+                assert!(body.contains(path), "{kind} {part} lacks {path}: {body}");
+                assert!(
+                    body.contains(wording),
+                    "{kind} {part} lacks {wording}: {body}"
+                );
+                assert!(
+                    !body.contains("{{") && !body.contains("{%"),
+                    "{kind} {part}"
+                );
+            }
+            assert!(r.html.starts_with("<!DOCTYPE html>"), "{kind}");
+            assert!(!r.text.contains('<'), "{kind}: the text part has no markup");
+        }
     }
 }
