@@ -682,7 +682,7 @@ pub async fn conversations(
         Err(e) => (ConversationQuery::default().filter()?, Some(e.to_string())),
     };
     let scope = member.scope.clone();
-    let (rows, agents) = state
+    let (mut rows, agents) = state
         .db(move |conn| {
             Ok((
                 Conversation::list(conn, &scope, &filter)?,
@@ -690,6 +690,11 @@ pub async fn conversations(
             ))
         })
         .await?;
+    let per_page = usize::try_from(query.per_page()).unwrap_or(usize::MAX);
+    let page = if error.is_some() { 1 } else { query.page() };
+    let older = (rows.len() > per_page).then(|| query.on_page(page + 1));
+    rows.truncate(per_page);
+    let newer = (page > 1).then(|| query.on_page(page - 1));
     Ok(ConversationsPage {
         chrome: chrome(&member, "conversations", flash::take(&member.session))?,
         rows: rows
@@ -717,6 +722,9 @@ pub async fn conversations(
         to: query.to.unwrap_or_default(),
         q: query.q.unwrap_or_default(),
         error,
+        page,
+        newer,
+        older,
     })
 }
 

@@ -425,9 +425,48 @@ pub struct ConversationQuery {
     /// `YYYY-MM-DD`, inclusive.
     pub to: Option<String>,
     pub q: Option<String>,
+    /// 1-based.
+    pub page: Option<i64>,
+    /// Conversations per page, 1 to [`MAX_PER_PAGE`].
+    pub per_page: Option<i64>,
 }
 
+pub const DEFAULT_PER_PAGE: i64 = 50;
+pub const MAX_PER_PAGE: i64 = 200;
+
 impl ConversationQuery {
+    pub fn page(&self) -> i64 {
+        self.page.unwrap_or(1)
+    }
+
+    pub fn per_page(&self) -> i64 {
+        self.per_page.unwrap_or(DEFAULT_PER_PAGE)
+    }
+
+    /// The query string of the same filters on another page.
+    pub fn on_page(&self, page: i64) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        let text = [
+            ("status", &self.status),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+        ];
+        if let Some(agent) = self.agent {
+            query.append_pair("agent", &agent.to_string());
+        }
+        for (name, value) in text {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                query.append_pair(name, v);
+            }
+        }
+        if let Some(per_page) = self.per_page {
+            query.append_pair("per_page", &per_page.to_string());
+        }
+        query.append_pair("page", &page.to_string());
+        query.finish()
+    }
+
     pub fn filter(&self) -> AppResult<ConversationFilter> {
         let day = |raw: &Option<String>, name: &str| -> AppResult<Option<chrono::NaiveDate>> {
             match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -447,6 +486,17 @@ impl ConversationQuery {
                 "status must be open, escalated or resolved".into(),
             ));
         }
+        let (page, per_page) = (self.page(), self.per_page());
+        if !(1..=100_000).contains(&page) {
+            return Err(AppError::Validation(
+                "page must be a number from 1 to 100000".into(),
+            ));
+        }
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(AppError::Validation(format!(
+                "per_page must be a number from 1 to {MAX_PER_PAGE}"
+            )));
+        }
         Ok(ConversationFilter {
             agent_id: self.agent.map(AgentId),
             status,
@@ -455,14 +505,17 @@ impl ConversationQuery {
                 .and_then(|d| d.succ_opt())
                 .and_then(|d| d.and_hms_opt(0, 0, 0)),
             search: self.q.clone().filter(|q| !q.trim().is_empty()),
-            limit: 200,
+            // One more than shown tells whether another page follows.
+            limit: per_page + 1,
+            offset: (page - 1) * per_page,
         })
     }
 }
 
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("api_key" = [])),
-    params(("agent" = Option<i64>, Query), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("q" = Option<String>, Query)),
-    responses((status = 200, body = List<ConversationJson>), (status = 422, body = ErrorJson)))]
+    params(("agent" = Option<i64>, Query), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("q" = Option<String>, Query),
+        ("page" = Option<i64>, Query, description = "1-based; newest first"), ("per_page" = Option<i64>, Query, description = "1 to 200, default 50")),
+    responses((status = 200, body = ConversationPageJson), (status = 422, body = ErrorJson)))]
 pub async fn list_conversations(
     state: web::Data<AppState>,
     caller: ApiCaller,
@@ -470,15 +523,31 @@ pub async fn list_conversations(
 ) -> AppResult<HttpResponse> {
     let filter = query.filter()?;
     let scope = caller.scope.clone();
-    let rows = state
+    let mut rows = state
         .db(move |conn| Ok(Conversation::list(conn, &scope, &filter)?))
         .await?;
-    Ok(HttpResponse::Ok().json(List {
+    let has_more = rows.len() > usize::try_from(query.per_page()).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(query.per_page()).unwrap_or(usize::MAX));
+    Ok(HttpResponse::Ok().json(ConversationPageJson {
         data: rows
             .into_iter()
             .map(|r| conversation_json(r.conversation, Some(r.agent_name)))
             .collect(),
+        page: query.page(),
+        per_page: query.per_page(),
+        has_more,
     }))
+}
+
+/// One page of conversations, newest activity first.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationPageJson {
+    data: Vec<ConversationJson>,
+    page: i64,
+    per_page: i64,
+    /// Whether `page + 1` has more.
+    has_more: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -732,7 +801,7 @@ pub async fn put_provider_key(
         delete_document, reindex_document, search_agent, list_conversations, list_messages, start_conversation,
         send_message, set_conversation_status, list_provider_keys, put_provider_key,
         super::chat::start, super::chat::transcript, super::chat::send, super::chat::escalate),
-    components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, ConversationJson, MessageJson,
+    components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, ConversationJson, ConversationPageJson, MessageJson,
         StartConversation, ApiMessage, ConversationStatus, ProviderKeyJson, ProviderKeyForm, Citation, crate::services::chat::ReplyOutcome,
         super::chat::StartChat, super::chat::ChatStarted, super::chat::PublicTranscript, super::chat::PublicMessage,
         super::chat::SendMessage)),

@@ -124,6 +124,10 @@ pub struct ConversationsPage {
     pub to: String,
     pub q: String,
     pub error: Option<String>,
+    pub page: i64,
+    /// Query strings of the neighbouring pages, when there are any.
+    pub newer: Option<String>,
+    pub older: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +137,13 @@ pub struct TranscriptRow {
     pub meta: String,
     pub citations: Vec<String>,
     pub handoff: bool,
+}
+
+impl TranscriptRow {
+    /// The agent's Markdown as safe HTML (visitors' messages stay plain text).
+    pub fn formatted(&self) -> String {
+        super::markdown::to_safe_html(&self.content)
+    }
 }
 
 #[derive(Template, WebTemplate)]

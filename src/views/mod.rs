@@ -4,6 +4,7 @@ pub mod account;
 pub mod agents;
 pub mod billing;
 pub mod chat;
+pub mod markdown;
 
 use askama::Template;
 use askama_web::WebTemplate;

@@ -1765,14 +1765,6 @@ pub(crate) async fn organization_with_key(
 ) -> (Browser, String) {
     let owner = Browser::new(app);
     assert_eq!(owner.signup(org, email).await.status(), 303);
-    let res = owner
-        .submit(
-            "/app/api-keys",
-            "/app/api-keys",
-            &[("name", "tests"), ("scope", "write")],
-        )
-        .await;
-    let html = res.text().await.unwrap();
-    let start = html.find("fd_").expect("the new key is shown once");
-    (owner, html[start..start + 3 + 43].to_string())
+    let key = owner.api_key("tests", "write").await;
+    (owner, key)
 }

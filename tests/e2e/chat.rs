@@ -27,7 +27,69 @@ backend_tests!(
     the_app_pages_manage_agents_documents_and_conversations,
     provider_keys_are_saved_on_the_agents_page_and_never_shown_again,
     serve_demo_answers_from_the_demo_knowledge_base,
+    conversation_lists_come_in_pages,
 );
+
+async fn conversation_lists_come_in_pages(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let mut started = Vec::new();
+    for _ in 0..5 {
+        started.push(support_chat(&app).await["conversationId"].as_i64().unwrap());
+    }
+    started.reverse();
+
+    let mut listed = Vec::new();
+    for page in 1..=3 {
+        let (status, body) = api
+            .get(&format!("/api/v1/conversations?per_page=2&page={page}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["page"], page);
+        assert_eq!(body["perPage"], 2);
+        assert_eq!(body["hasMore"], page < 3, "page {page}");
+        listed.extend(
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_i64().unwrap()),
+        );
+    }
+    assert_eq!(listed, started, "newest first, each once");
+    let (_, past_the_end) = api.get("/api/v1/conversations?per_page=2&page=9").await;
+    assert_eq!(past_the_end["data"], json!([]));
+    assert_eq!(past_the_end["hasMore"], false);
+    for bad in ["per_page=0", "per_page=201", "page=0", "page=many"] {
+        let (status, body) = api.get(&format!("/api/v1/conversations?{bad}")).await;
+        assert!(status.is_client_error(), "{bad}: {status}");
+        assert!(body["code"].is_string(), "{bad}: {body}");
+    }
+
+    // The page links to its neighbours and keeps the filters.
+    let (_, first) = owner.get("/app/conversations?status=open&per_page=2").await;
+    assert!(
+        first.contains("Older →") && !first.contains("← Newer"),
+        "{first}"
+    );
+    assert!(
+        first.contains("href=\"/app/conversations?status=open&#38;per_page=2&#38;page=2\""),
+        "{first}"
+    );
+    let (_, last) = owner
+        .get("/app/conversations?status=open&per_page=2&page=3")
+        .await;
+    assert!(
+        last.contains("← Newer") && !last.contains("Older →"),
+        "{last}"
+    );
+    assert!(last.contains(&format!("/app/conversations/{}", started[4])));
+    assert_eq!(last.matches("<tr>").count(), 2, "a header and one row");
+}
 
 async fn serve_demo_answers_from_the_demo_knowledge_base(backend: Backend) {
     let Some(app) = spawn_app(backend).demo(true).start().await else {
@@ -1328,6 +1390,11 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
         "visitor text is shown as text: {transcript}"
     );
     assert!(transcript.contains("[1] Returns"), "{transcript}");
+    assert!(
+        transcript.contains("found in <strong>Returns</strong>")
+            && !transcript.contains("**Returns**"),
+        "the agent's Markdown is formatted: {transcript}"
+    );
     let (status, _) = owner.get("/app/conversations?from=yesterday").await;
     assert_eq!(status, 200, "a bad filter is a message, not an error page");
 

@@ -81,6 +81,8 @@ pub struct ConversationFilter {
     /// Matches message text (case-insensitive substring).
     pub search: Option<String>,
     pub limit: i64,
+    /// Rows skipped before the first one returned (paging).
+    pub offset: i64,
 }
 
 /// A row of the conversations list.
@@ -145,8 +147,10 @@ impl Conversation {
             .inner_join(agents::table)
             .filter(conversations::organization_id.eq(scope.organization_id()))
             .select((Conversation::as_select(), agents::name))
-            .order(conversations::updated_at.desc())
+            // The id breaks ties so that pages neither repeat nor skip rows.
+            .order((conversations::updated_at.desc(), conversations::id.desc()))
             .limit(filter.limit)
+            .offset(filter.offset)
             .into_boxed();
         if let Some(agent) = filter.agent_id {
             query = query.filter(conversations::agent_id.eq(agent));
