@@ -72,6 +72,21 @@ pub enum Command {
         #[command(subcommand)]
         action: MailAction,
     },
+    /// Encryption keys for secrets at rest (organizations' provider keys).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Seal every stored provider key again under the current ENCRYPTION_KEY.
+    ///
+    /// After changing ENCRYPTION_KEY, list the old key in ENCRYPTION_KEY_PREVIOUS,
+    /// run this, and remove the old key once it reports nothing left under it.
+    /// Safe to run again, and while servers are running.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]

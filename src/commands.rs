@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::{AdminAction, JobsAction, MailAction};
+use crate::cli::{AdminAction, JobsAction, KeysAction, MailAction};
 use crate::config::{Config, ConfigErrors};
 use crate::db::models::Job as JobRow;
 use crate::db::models::{NewUser, User, UserToken};
@@ -447,6 +447,45 @@ pub fn mail(action: MailAction) -> ExitCode {
         }
         Err(e) => fail(e),
     }
+}
+
+/// `frontdesk keys rotate`: re-encrypts provider keys under the current key.
+pub fn keys(action: KeysAction) -> ExitCode {
+    let KeysAction::Rotate = action;
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut conn = match ready_connection(&config) {
+        Ok(conn) => conn,
+        Err(code) => return code,
+    };
+    let keyring = config.keyring();
+    let rotation = match crate::services::chat::credentials::reseal_all(&mut conn, &keyring) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("the database refused the re-encryption: {e}")),
+    };
+    println!(
+        "Provider keys under key {}: {} sealed again, {} already current{}.",
+        keyring.current_key_id(),
+        rotation.resealed,
+        rotation.current,
+        if rotation.raced > 0 {
+            format!(", {} replaced meanwhile", rotation.raced)
+        } else {
+            String::new()
+        }
+    );
+    if rotation.failed.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for (id, org, why) in &rotation.failed {
+        eprintln!("frontdesk: provider key {id} of organization {org} stays as it was: {why}");
+    }
+    fail(format!(
+        "{} provider key(s) could not be opened; add the key that sealed them to ENCRYPTION_KEY_PREVIOUS and run this again, or have those organizations enter their keys anew",
+        rotation.failed.len()
+    ))
 }
 
 /// `frontdesk admin create --email E [--password-stdin]`.

@@ -189,6 +189,9 @@ pub struct Config {
     /// `*` for any. The public chat has its own per-agent list.
     pub cors_origins: Vec<String>,
     pub smtp_url: Option<Secret<Url>>,
+    /// Extra certificate authorities (PEM) trusted for SMTP TLS, for a relay
+    /// whose certificate a private CA signed (`SMTP_CA_FILE`).
+    pub smtp_ca_pem: Option<Vec<u8>>,
     pub mail_from: String,
     /// Shared: every chat message and creation checks the plan's limits.
     pub stripe: std::sync::Arc<StripeConfig>,
@@ -445,6 +448,24 @@ impl Config {
                 None
             }
         });
+        let smtp_ca_pem = r
+            .get("SMTP_CA_FILE")
+            .and_then(|path| match std::fs::read(&path) {
+                Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                    Some(pem)
+                }
+                Ok(_) => {
+                    r.problems.push(format!(
+                        "SMTP_CA_FILE {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                    ));
+                    None
+                }
+                Err(e) => {
+                    r.problems
+                        .push(format!("SMTP_CA_FILE {path} cannot be read: {e}"));
+                    None
+                }
+            });
         let default_from = format!(
             "Frontdesk <no-reply@{}>",
             base_url.host_str().unwrap_or("localhost")
@@ -621,6 +642,7 @@ impl Config {
             log_format,
             cors_origins,
             smtp_url,
+            smtp_ca_pem,
             mail_from,
             stripe: std::sync::Arc::new(StripeConfig {
                 secret_key: stripe_secret.map(Secret::new),

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Worker => commands::worker(),
         Command::Jobs { action } => commands::jobs(action),
         Command::Mail { action } => commands::mail(action),
+        Command::Keys { action } => commands::keys(action),
         Command::Admin { action } => commands::admin(action),
         Command::Backup { out } => commands::backup(&out),
         Command::Export { org, out } => commands::export(&org, &out),

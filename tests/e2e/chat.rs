@@ -28,7 +28,118 @@ backend_tests!(
     provider_keys_are_saved_on_the_agents_page_and_never_shown_again,
     serve_demo_answers_from_the_demo_knowledge_base,
     conversation_lists_come_in_pages,
+    provider_keys_are_sealed_again_after_a_key_rotation,
 );
+
+/// `frontdesk keys rotate` on the test's database with these keys.
+fn rotate(app: &TestApp, current: &str, previous: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"));
+    cmd.args(["keys", "rotate"])
+        .env_clear()
+        .env("DATABASE_URL", &app.db.url)
+        .env("DATA_DIR", app.data_dir())
+        .env("ENCRYPTION_KEY", current);
+    if let Some(previous) = previous {
+        cmd.env("ENCRYPTION_KEY_PREVIOUS", previous);
+    }
+    cmd.output().unwrap()
+}
+
+async fn provider_keys_are_sealed_again_after_a_key_rotation(backend: Backend) {
+    use frontdesk::db::schema::provider_credentials;
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let old_key = "1f".repeat(16) + &"2e".repeat(16);
+    let new_key = "0123456789abcdef".repeat(4);
+    let api = Api { app: &app, key };
+    let llm = fake_llm::spawn(vec![Reply::text("Sealed under the new key.")]).await;
+    let (status, _) = api
+        .json(
+            Method::PUT,
+            "/api/v1/provider-keys/openai",
+            json!({"apiKey": "sk-rotate-me-0123456789", "baseUrl": llm.base_url}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    api.agent(json!({"name": "Support", "provider": "openai"}))
+        .await;
+    let sealed = || -> String {
+        provider_credentials::table
+            .select(provider_credentials::sealed_key)
+            .first(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    let before = sealed();
+
+    // Without the old key the value cannot be opened: reported, left alone.
+    let out = rotate(&app, &new_key, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("could not be opened"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(sealed(), before);
+
+    let out = rotate(&app, &new_key, Some(&old_key));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 sealed again, 0 already current"),
+        "{stdout}"
+    );
+    let after = sealed();
+    assert_ne!(after, before);
+    assert!(!after.contains("sk-rotate-me"));
+    let out = rotate(&app, &new_key, Some(&old_key));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 sealed again, 1 already current"),
+        "running it again changes nothing"
+    );
+
+    // A server that knows only the new key uses the organization's key.
+    let server = app.another_instance(&[("ENCRYPTION_KEY", &new_key)]).await;
+    let chat: Value = app
+        .client
+        .post(format!(
+            "{server}/api/v1/chat/harbor-bikes/support/conversations"
+        ))
+        .json(&json!({"channel": "widget", "visitorId": "visitor-rotation"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reply: Value = app
+        .client
+        .post(format!(
+            "{server}/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
+            chat["conversationId"]
+        ))
+        .header(
+            "x-conversation-token",
+            chat["token"].as_str().expect(&chat.to_string()),
+        )
+        .json(&json!({"content": "Does it work?"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["provider"], "openai", "{reply}");
+    let sent = &llm.requests()[0];
+    assert!(
+        sent.headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("authorization")
+                && v == "Bearer sk-rotate-me-0123456789")
+    );
+}
 
 async fn conversation_lists_come_in_pages(backend: Backend) {
     let Some(app) = spawn_app(backend).start().await else {

@@ -146,6 +146,7 @@ fn every_command_has_help() {
         (vec!["demo", "--help"], "Refused in production"),
         (vec!["backup", "--help"], "--out"),
         (vec!["export", "--help"], "--org"),
+        (vec!["keys", "rotate", "--help"], "ENCRYPTION_KEY_PREVIOUS"),
     ] {
         let out = frontdesk(dir.path()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -69,6 +69,33 @@ impl ProviderCredential {
             .map(|_| ())
     }
 
+    /// Every organization's keys, for the operator's re-encryption after a key
+    /// rotation (`frontdesk keys rotate`); nothing else reads across tenants.
+    pub fn all_for_rotation(conn: &mut DbConnection) -> QueryResult<Vec<Self>> {
+        provider_credentials::table
+            .order(provider_credentials::id.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// Stores `sealed` in place of `previous`; `false` if the row changed (or
+    /// went) in between, in which case nothing is written.
+    pub fn replace_sealed(
+        conn: &mut DbConnection,
+        id: i64,
+        previous: &str,
+        sealed: &str,
+    ) -> QueryResult<bool> {
+        diesel::update(
+            provider_credentials::table
+                .filter(provider_credentials::id.eq(id))
+                .filter(provider_credentials::sealed_key.eq(previous)),
+        )
+        .set(provider_credentials::sealed_key.eq(sealed))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
     pub fn delete(
         conn: &mut DbConnection,
         scope: &TenantScope,

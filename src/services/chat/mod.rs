@@ -3,6 +3,7 @@
 //! provider that fails degrades to the builtin answer plus the hand-off offer.
 
 pub mod builtin;
+pub mod credentials;
 pub mod prompt;
 pub mod providers;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor,
 };
@@ -92,7 +92,9 @@ impl Mailer {
                     reason: e.to_string(),
                 })?;
         let transport = match &config.smtp_url {
-            Some(url) => Transport::Smtp(smtp_transport(url.expose())?),
+            Some(url) => {
+                Transport::Smtp(smtp_transport(url.expose(), config.smtp_ca_pem.as_deref())?)
+            }
             None => {
                 let dir = config.data_dir.join("mail");
                 if config.environment.is_production() {
@@ -161,8 +163,12 @@ impl Mailer {
 }
 
 /// `smtps://` is implicit TLS (465); `smtp://` is STARTTLS (587), required unless
-/// `?tls=opportunistic` or `?tls=none` (a local relay or a test server).
-fn smtp_transport(url: &Url) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+/// `?tls=opportunistic` or `?tls=none` (a local relay or a test server). The
+/// relay's certificate must chain to a public root, or to `extra_ca` (PEM).
+fn smtp_transport(
+    url: &Url,
+    extra_ca: Option<&[u8]>,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let host = url
         .host_str()
         .ok_or_else(|| MailError::Config("it has no host".into()))?;
@@ -170,13 +176,21 @@ fn smtp_transport(url: &Url) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailE
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
-    let tls_params =
-        || TlsParameters::new(host.to_string()).map_err(|e| MailError::Config(e.to_string()));
-    let mut builder = match (url.scheme(), tls.as_deref()) {
-        ("smtps", _) => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
-        ("smtp", None | Some("required")) => {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?
+    let tls_params = || {
+        let mut params = TlsParameters::builder(host.to_string());
+        if let Some(pem) = extra_ca {
+            let ca = Certificate::from_pem(pem)
+                .map_err(|e| MailError::Config(format!("SMTP_CA_FILE: {e}")))?;
+            params = params.add_root_certificate(ca);
         }
+        params
+            .build_rustls()
+            .map_err(|e| MailError::Config(e.to_string()))
+    };
+    let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous;
+    let mut builder = match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) => smtp(host).port(465).tls(Tls::Wrapper(tls_params()?)),
+        ("smtp", None | Some("required")) => smtp(host).port(587).tls(Tls::Required(tls_params()?)),
         ("smtp", Some("opportunistic")) => {
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                 .port(587)
