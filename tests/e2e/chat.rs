@@ -122,7 +122,7 @@ async fn provider_keys_are_sealed_again_after_a_key_rotation(backend: Backend) {
         ))
         .header(
             "x-conversation-token",
-            chat["token"].as_str().expect(&chat.to_string()),
+            chat["token"].as_str().unwrap_or_else(|| panic!("{chat}")),
         )
         .json(&json!({"content": "Does it work?"}))
         .send()
