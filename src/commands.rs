@@ -428,13 +428,11 @@ pub fn mail(action: MailAction) -> ExitCode {
         Ok(to) => to,
         Err(e) => return fail(format!("--to {e}")),
     };
-    let mailer = match Mailer::from_config(&config) {
-        Ok(m) => m,
-        Err(e) => return fail(e),
-    };
     let email = OutgoingEmail::new(&to, MailTemplate::Test, &config.base_url);
-    let system = actix_web::rt::System::new();
-    match system.block_on(mailer.send(&email)) {
+    // The SMTP transport's connection pool lives on the runtime: build it there.
+    let sent = actix_web::rt::System::new()
+        .block_on(async { Mailer::from_config(&config)?.send(&email).await });
+    match sent {
         Ok(()) => {
             match &config.smtp_url {
                 Some(_) => println!("test email sent to {} ({})", to.as_str(), email.message_id),

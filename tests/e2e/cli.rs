@@ -559,3 +559,66 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
                 .is_some_and(|q| !q.is_empty() && !q.contains("-- binds"))
     }));
 }
+
+/// `frontdesk mail test` against `smtp_url`, trusting `ca` (a PEM file) if given.
+fn mail_test(dir: &Path, smtp_url: &str, ca: Option<&Path>) -> Output {
+    let mut cmd = frontdesk(dir);
+    cmd.env("SMTP_URL", smtp_url)
+        .envs(SECRETS)
+        .args(["mail", "test", "--to", "ops@example.test"]);
+    if let Some(ca) = ca {
+        cmd.env("SMTP_CA_FILE", ca);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn mail_goes_out_over_starttls_or_implicit_tls_and_never_in_clear_when_tls_is_required() {
+    use crate::smtp::{SmtpSink, TestCertificates, TlsMode};
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate();
+    let ca = dir.path().join("relay-ca.pem");
+    std::fs::write(&ca, &certificates.ca_pem).unwrap();
+
+    let starttls = SmtpSink::start_tls(TlsMode::StartTls, &certificates);
+    let url = format!("smtp://localhost:{}", starttls.port);
+    let out = mail_test(dir.path(), &url, Some(&ca));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("test email sent to ops@example.test"));
+    assert_eq!(starttls.encrypted(), [true], "upgraded before MAIL FROM");
+    assert!(starttls.messages()[0].contains("Subject: Frontdesk test email"));
+
+    let implicit = SmtpSink::start_tls(TlsMode::Implicit, &certificates);
+    let url = format!("smtps://localhost:{}", implicit.port);
+    let out = mail_test(dir.path(), &url, Some(&ca));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(implicit.encrypted(), [true]);
+
+    // A certificate nobody vouches for is refused: one sentence, nothing sent.
+    let untrusted = SmtpSink::start_tls(TlsMode::StartTls, &certificates);
+    let out = mail_test(
+        dir.path(),
+        &format!("smtp://localhost:{}", untrusted.port),
+        None,
+    );
+    assert_clean_failure(&out, "certificate");
+    assert!(untrusted.messages().is_empty());
+
+    // STARTTLS is required unless the URL says otherwise: a relay that does
+    // not offer it gets nothing, rather than the message in clear text.
+    let plain = SmtpSink::start();
+    let out = mail_test(
+        dir.path(),
+        &format!("smtp://localhost:{}", plain.port),
+        Some(&ca),
+    );
+    assert_clean_failure(&out, "STARTTLS");
+    assert!(plain.messages().is_empty());
+
+    let out = mail_test(
+        dir.path(),
+        &format!("smtp://localhost:{}", plain.port),
+        Some(&dir.path().join("missing.pem")),
+    );
+    assert_clean_failure(&out, "SMTP_CA_FILE");
+}

@@ -1,14 +1,69 @@
-//! A real SMTP server over TCP for the tests: accepts every message and keeps it.
+//! A real SMTP server over TCP for the tests: accepts every message and keeps
+//! it. It can also speak TLS, by STARTTLS or from the first byte, with a
+//! certificate for `localhost` from a throwaway CA.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How the sink offers TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain SMTP; STARTTLS is not offered.
+    None,
+    /// Plain greeting, STARTTLS offered in EHLO (port 587 style).
+    StartTls,
+    /// TLS from the first byte (port 465 style).
+    Implicit,
+}
+
+/// A CA and the `localhost` certificate it signed.
+pub struct TestCertificates {
+    /// The CA certificate, PEM: what a client must trust.
+    pub ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl TestCertificates {
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Frontdesk test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        Self {
+            ca_pem: ca.pem(),
+            server: Arc::new(server),
+        }
+    }
+}
+
+/// What the sink received: the message and whether it came over TLS.
+type Inbox = Arc<Mutex<Vec<(String, bool)>>>;
+
 pub struct SmtpSink {
     pub port: u16,
-    messages: Arc<Mutex<Vec<String>>>,
+    messages: Inbox,
     stop: Arc<AtomicBool>,
 }
 
@@ -19,19 +74,28 @@ impl SmtpSink {
 
     /// Listens on `port` (0 picks one), e.g. where a test said SMTP would be.
     pub fn start_on(port: u16) -> Self {
+        Self::listen(port, TlsMode::None, None)
+    }
+
+    /// A sink speaking TLS as `mode` says, with `certificates`.
+    pub fn start_tls(mode: TlsMode, certificates: &TestCertificates) -> Self {
+        Self::listen(0, mode, Some(certificates.server.clone()))
+    }
+
+    fn listen(port: u16, mode: TlsMode, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind SMTP sink");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let messages = Arc::new(Mutex::new(Vec::new()));
+        let messages: Inbox = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (m, s) = (messages.clone(), stop.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let m = m.clone();
+                        let (m, tls) = (m.clone(), tls.clone());
                         std::thread::spawn(move || {
-                            let _ = serve(stream, &m);
+                            let _ = serve(stream, &m, mode, tls);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -50,7 +114,22 @@ impl SmtpSink {
     }
 
     pub fn messages(&self) -> Vec<String> {
-        self.messages.lock().unwrap().clone()
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
+    /// For each message received, whether it came over TLS.
+    pub fn encrypted(&self) -> Vec<bool> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| *e)
+            .collect()
     }
 }
 
@@ -60,44 +139,123 @@ impl Drop for SmtpSink {
     }
 }
 
-fn serve(stream: TcpStream, messages: &Mutex<Vec<String>>) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    messages: &Mutex<Vec<(String, bool)>>,
+    mode: TlsMode,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut writer = stream.try_clone()?;
+    let secure = |stream: TcpStream| -> std::io::Result<_> {
+        let config = tls.clone().expect("a TLS sink has certificates");
+        let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+        Ok(rustls::StreamOwned::new(connection, stream))
+    };
+    match mode {
+        TlsMode::None => session(stream, messages, Session::plain()).map(drop),
+        TlsMode::Implicit => session(secure(stream)?, messages, Session::encrypted(true)).map(drop),
+        TlsMode::StartTls => match session(stream, messages, Session::offering_starttls())? {
+            Some(upgraded) => {
+                session(secure(upgraded)?, messages, Session::encrypted(false)).map(drop)
+            }
+            None => Ok(()),
+        },
+    }
+}
+
+struct Session {
+    greet: bool,
+    offer_starttls: bool,
+    encrypted: bool,
+}
+
+impl Session {
+    fn plain() -> Self {
+        Self {
+            greet: true,
+            offer_starttls: false,
+            encrypted: false,
+        }
+    }
+
+    fn offering_starttls() -> Self {
+        Self {
+            offer_starttls: true,
+            ..Self::plain()
+        }
+    }
+
+    /// After STARTTLS the client speaks first (EHLO again), so no greeting.
+    fn encrypted(greet: bool) -> Self {
+        Self {
+            greet,
+            offer_starttls: false,
+            encrypted: true,
+        }
+    }
+}
+
+/// One SMTP conversation on `stream`; hands the stream back when the client
+/// asked for STARTTLS.
+fn session<S: Read + Write>(
+    stream: S,
+    messages: &Mutex<Vec<(String, bool)>>,
+    how: Session,
+) -> std::io::Result<Option<S>> {
     let mut reader = BufReader::new(stream);
-    writer.write_all(b"220 sink.test ESMTP ready\r\n")?;
+    if how.greet {
+        reader
+            .get_mut()
+            .write_all(b"220 sink.test ESMTP ready\r\n")?;
+        reader.get_mut().flush()?;
+    }
     let mut line = String::new();
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-        match verb.as_str() {
-            "EHLO" => writer.write_all(b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?,
-            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => writer.write_all(b"250 OK\r\n")?,
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" if how.offer_starttls => {
+                b"250-sink.test\r\n250-8BITMIME\r\n250-STARTTLS\r\n250 SMTPUTF8\r\n"
+            }
+            "EHLO" => b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            "STAR" if how.offer_starttls => {
+                reader.get_mut().write_all(b"220 go ahead\r\n")?;
+                reader.get_mut().flush()?;
+                return Ok(Some(reader.into_inner()));
+            }
+            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 OK\r\n",
             "DATA" => {
-                writer.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                reader
+                    .get_mut()
+                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                reader.get_mut().flush()?;
                 let mut body = String::new();
                 loop {
                     line.clear();
                     if reader.read_line(&mut line)? == 0 {
-                        return Ok(());
+                        return Ok(None);
                     }
                     if line == ".\r\n" {
                         break;
                     }
                     body.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
-                messages.lock().unwrap().push(body);
-                writer.write_all(b"250 OK queued\r\n")?;
+                messages.lock().unwrap().push((body, how.encrypted));
+                b"250 OK queued\r\n"
             }
             "QUIT" => {
-                writer.write_all(b"221 bye\r\n")?;
-                return Ok(());
+                reader.get_mut().write_all(b"221 bye\r\n")?;
+                reader.get_mut().flush()?;
+                return Ok(None);
             }
-            _ => writer.write_all(b"502 command not implemented\r\n")?,
-        }
+            _ => b"502 command not implemented\r\n",
+        };
+        reader.get_mut().write_all(reply)?;
+        reader.get_mut().flush()?;
     }
 }
 
