@@ -28,6 +28,9 @@ pub enum AppError {
     BadRequest(String),
     #[error("authentication required")]
     Unauthorized,
+    /// Signed in, but not a member of any enabled organization.
+    #[error("Your account does not belong to any active organization.")]
+    NoOrganization,
     #[error("{0}")]
     PaymentRequired(String),
     #[error("{0}")]
@@ -63,6 +66,7 @@ impl AppError {
         match self {
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::Unauthorized => "UNAUTHORIZED",
+            Self::NoOrganization => "NO_ORGANIZATION",
             Self::PaymentRequired(_) => "PLAN_LIMIT_REACHED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
@@ -169,6 +173,7 @@ impl ResponseError for AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NoOrganization => StatusCode::FORBIDDEN,
             Self::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -350,10 +355,11 @@ fn render(
         || path.starts_with("/metrics/");
     if status == StatusCode::UNAUTHORIZED && !api {
         // A page that needs a session sends the browser to sign in.
-        return HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, "/login"))
-            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-            .finish();
+        return see_other("/login");
+    }
+    if matches!(app_error, Some(AppError::NoOrganization)) && !api {
+        // Nothing in /app without an organization: offer to start one.
+        return see_other("/app/welcome");
     }
     if api {
         builder.json(ErrorBody {
@@ -380,6 +386,13 @@ fn render(
             }
         }
     }
+}
+
+fn see_other(location: &'static str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .finish()
 }
 
 fn code_for(status: StatusCode) -> &'static str {

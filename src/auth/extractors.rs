@@ -161,9 +161,7 @@ impl Member {
             .or_else(|| wanted.and_then(find))
             .cloned();
         let Some((organization, membership)) = current else {
-            return Err(AppError::Forbidden(
-                "Your account does not belong to any active organization.".into(),
-            ));
+            return Err(AppError::NoOrganization);
         };
         if organization.is_disabled() {
             return Err(AppError::Forbidden(

@@ -4,20 +4,20 @@ use actix_web::{HttpRequest, HttpResponse, Responder as _, web};
 use serde::Deserialize;
 
 use crate::auth::csrf::{self, CsrfForm};
-use crate::auth::extractors::{Member, ORG_KEY, client_ip};
+use crate::auth::extractors::{Member, ORG_KEY, SignedIn, client_ip};
 use crate::auth::password::{self, Password};
 use crate::csrf_protected;
 use crate::db::DbConnection;
 use crate::db::models::{ApiKey, AuditEntry, Invitation, Membership, SessionRow, User};
 use crate::domain::{Email, MembershipId, OrganizationId, Permission, Role, TenantScope};
 use crate::error::{AppError, AppResult};
-use crate::routes::auth::{see_other, text_field};
+use crate::routes::auth::{NAME_MAX, see_other, text_field};
 use crate::routes::{flash, unprocessable};
 use crate::services::accounts::{self, AccountError, Actor, NewInvite};
 use crate::startup::AppState;
 use crate::views::account::{
     AccountPage, ApiKeyRow, ApiKeysPage, AppChrome, AuditPage, AuditRow, DashboardPage,
-    FieldErrors, Flash, InvitationRow, MemberRow, MembersPage, OrgChoice,
+    FieldErrors, Flash, InvitationRow, MemberRow, MembersPage, OrgChoice, WelcomePage,
 };
 
 pub(crate) fn when(t: chrono::NaiveDateTime) -> String {
@@ -734,4 +734,95 @@ pub async fn resend_verification(
     };
     flash::set(&member.session, "success", &message);
     Ok(see_other("/app/account"))
+}
+
+#[derive(Deserialize)]
+pub struct WelcomeForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    organization: String,
+}
+
+csrf_protected!(WelcomeForm);
+
+async fn welcome_page(
+    state: &AppState,
+    signed_in: &SignedIn,
+    organization: String,
+    errors: FieldErrors,
+) -> AppResult<WelcomePage> {
+    let user_id = signed_in.user.id;
+    let memberships = state
+        .db(move |conn| Ok(Membership::organizations_of(conn, user_id)?))
+        .await?;
+    Ok(WelcomePage {
+        csrf: csrf::token(&signed_in.session)?,
+        email: signed_in.user.email.clone(),
+        organization,
+        disabled: memberships
+            .into_iter()
+            .filter(|(o, _)| o.is_disabled())
+            .map(|(o, _)| o.name)
+            .collect(),
+        errors,
+        flash: flash::take(&signed_in.session),
+    })
+}
+
+/// `GET /app/welcome`: where /app sends someone who belongs to no active
+/// organization (say, after leaving their last one).
+pub async fn welcome(state: web::Data<AppState>, signed_in: SignedIn) -> AppResult<HttpResponse> {
+    let user_id = signed_in.user.id;
+    let has_one = state
+        .db(move |conn| {
+            Ok(Membership::organizations_of(conn, user_id)?
+                .iter()
+                .any(|(o, _)| !o.is_disabled()))
+        })
+        .await?;
+    if has_one {
+        return Ok(see_other("/app"));
+    }
+    let page = welcome_page(&state, &signed_in, String::new(), FieldErrors::default()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(askama::Template::render(&page).map_err(AppError::internal)?))
+}
+
+/// `POST /app/welcome`: a new organization with the signed-in account as owner.
+pub async fn create_organization(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    signed_in: SignedIn,
+    CsrfForm(form): CsrfForm<WelcomeForm>,
+) -> AppResult<HttpResponse> {
+    let mut errors = FieldErrors::default();
+    let name = text_field(
+        &mut errors,
+        "organization",
+        "Organization name",
+        &form.organization,
+        NAME_MAX,
+    );
+    if !errors.is_empty() {
+        let page = welcome_page(&state, &signed_in, name, errors).await?;
+        return Ok(unprocessable(page, &req));
+    }
+    let (user, ip) = (signed_in.user.clone(), client_ip(&req));
+    let org = state
+        .db(move |conn| {
+            accounts::create_organization(conn, &user, &name, &ip).map_err(AppError::from)
+        })
+        .await?;
+    signed_in
+        .session
+        .insert(ORG_KEY, org.id.0)
+        .map_err(AppError::internal)?;
+    flash::set(
+        &signed_in.session,
+        "success",
+        &format!("{} is ready: you are its owner.", org.name),
+    );
+    Ok(see_other("/app"))
 }

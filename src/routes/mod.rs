@@ -82,6 +82,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
         .service(
             web::scope("/app")
                 .service(web::resource("").get(app::dashboard))
+                .service(
+                    web::resource("/welcome")
+                        .wrap(actix_web::middleware::from_fn(
+                            crate::rate_limit::limit_public_forms,
+                        ))
+                        .get(app::welcome)
+                        .post(app::create_organization),
+                )
                 .service(web::resource("/switch").post(app::switch))
                 .service(web::resource("/provider-keys").post(agents::save_provider_key))
                 .service(

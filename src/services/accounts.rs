@@ -203,6 +203,35 @@ pub fn signup(
     })
 }
 
+/// A new organization owned by an existing account (one that left or lost its
+/// organizations, or runs a second business).
+pub fn create_organization(
+    conn: &mut DbConnection,
+    user: &User,
+    name: &str,
+    ip: &str,
+) -> Result<Organization, AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        let slug = unique_slug(conn, name)?;
+        let org = Organization::create(conn, &NewOrganization::new(&slug, name))?;
+        Membership::create(conn, &NewMembership::new(org.id, user.id, Role::Owner))?;
+        let actor = Actor {
+            user_id: Some(user.id),
+            label: &user.email,
+            ip,
+        };
+        audit(
+            conn,
+            Some(org.id),
+            &actor,
+            "organization.created",
+            Some(&org.name),
+            None,
+        )?;
+        Ok(org)
+    })
+}
+
 pub fn send_verification(
     conn: &mut DbConnection,
     user: &User,
@@ -793,6 +822,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "billing.invoice_paid",
     "billing.payment_failed",
     "billing.trial_will_end",
+    "organization.created",
     "organization.disabled",
     "organization.enabled",
     "organization.exported",

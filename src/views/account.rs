@@ -59,6 +59,19 @@ pub struct ForgotPasswordPage {
     pub flash: Option<Flash>,
 }
 
+/// `/app/welcome`: signed in, but in no active organization.
+#[derive(Template, WebTemplate)]
+#[template(path = "auth/welcome.html")]
+pub struct WelcomePage {
+    pub csrf: String,
+    pub email: String,
+    pub organization: String,
+    /// Organizations the account still belongs to that are disabled.
+    pub disabled: Vec<String>,
+    pub errors: FieldErrors,
+    pub flash: Option<Flash>,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "auth/reset_password.html")]
 pub struct ResetPasswordPage {

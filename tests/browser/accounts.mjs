@@ -359,6 +359,10 @@ async function flow(browser) {
     a.locator('.app-main .alert', { hasText: 'Confirm your email address' }),
     'signup: banner asks to confirm the email address',
   );
+  await expectVisible(
+    a.locator('.app-main .alert form[action="/app/account/verification"] button', { hasText: 'Send it again' }),
+    'signup: the banner offers to send the link again',
+  );
   const userChip = (await a.locator('.app-user-id').textContent())?.replace(/\s+/g, ' ').trim();
   check(userChip?.includes(OWNER.name) && userChip.includes(OWNER.email), 'signup: top bar shows the owner', `got ${JSON.stringify(userChip)}`);
 
@@ -429,7 +433,6 @@ async function flow(browser) {
   check(orgName?.includes(ORG), `accept: top bar shows ${ORG}`, `got ${JSON.stringify(orgName)}`);
   const colleagueRole = (await b.locator('.app-user .badge-role').textContent())?.trim();
   check(colleagueRole === COLLEAGUE.role, `accept: colleague's role badge is ${COLLEAGUE.role}`, `got ${JSON.stringify(colleagueRole)}`);
-  await colleague.ctx.close();
 
   // 7. The owner sees both members.
   await gotoOk(a, '/app/members', 'members');
@@ -469,6 +472,28 @@ async function flow(browser) {
   await noHorizontalOverflow(phone.page, 'members 390x844');
   await shot(phone.page, 'members-phone.png');
   await phone.ctx.close();
+
+  // 8. The colleague manages no one, but can leave.
+  await gotoOk(b, '/app/members', 'leave');
+  const buttons = (await b.locator('section[aria-labelledby="members-heading"] tbody button').allTextContents()).map((t) => t.trim());
+  check(
+    JSON.stringify(buttons) === JSON.stringify(['Leave']),
+    'leave: a colleague sees only their own Leave button',
+    `buttons: ${JSON.stringify(buttons)}`,
+  );
+  const leave = b.locator('section[aria-labelledby="members-heading"] tbody tr', { hasText: COLLEAGUE.email }).locator('button', { hasText: 'Leave' });
+  const leaveAction = await leave.locator('xpath=ancestor::form').getAttribute('action');
+  await submit(b, leave, leaveAction, 'leave');
+  await expectPath(b, '/app/welcome', 'leave');
+  await expectVisible(b.locator('h1', { hasText: 'Start an organization' }), 'leave: in no organization, /app offers to start one');
+  await expectVisible(b.locator('.alert-success', { hasText: `You left ${ORG}.` }), 'leave: says which organization was left');
+  await shot(b, 'welcome.png');
+  await colleague.ctx.close();
+  await gotoOk(a, '/app/members', 'after leaving');
+  check(
+    (await a.locator('section[aria-labelledby="members-heading"] tbody tr', { hasText: COLLEAGUE.email }).count()) === 0,
+    'after leaving: the colleague is no longer listed',
+  );
   await owner.ctx.close();
 }
 

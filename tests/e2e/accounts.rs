@@ -1314,9 +1314,55 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
         .await;
     assert_eq!(res.status(), 303);
     assert_eq!(location(&res), "/app");
-    let (status, _) = colleague.get("/app").await;
-    assert_eq!(status, 403, "they belong to no organization now");
     assert_eq!(count(&app, "memberships"), 1);
+    // In no organization now, /app offers to start one.
+    let res = colleague
+        .client
+        .get(format!("{}/app", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/app/welcome");
+    let (status, page) = colleague.get("/app/welcome").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("You left Crew.") && page.contains("Start an organization"),
+        "{page}"
+    );
+    let res = colleague
+        .submit("/app/welcome", "/app/welcome", &[("organization", "   ")])
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Organization name is required.")
+    );
+    let res = colleague
+        .submit(
+            "/app/welcome",
+            "/app/welcome",
+            &[("organization", "Crew Two")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (status, dashboard) = colleague.get("/app").await;
+    assert_eq!(status, 200);
+    assert!(dashboard.contains("Crew Two is ready"), "{dashboard}");
+    let (_, members) = colleague.get("/app/members").await;
+    assert!(
+        members.contains("agent@crew.test") && members.contains(">owner<"),
+        "{members}"
+    );
+    let res = colleague
+        .client
+        .get(format!("{}/app/welcome", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res), "/app", "nothing to start once in one");
 
     let (_, audit) = owner.get("/app/audit").await;
     for action in ["member.left", "member.removed", "member.role_changed"] {
