@@ -128,6 +128,7 @@ async fn run_checks(
 ) -> Checks {
     let state = state.clone();
     let backend = state.config.database_url.backend().as_str();
+    let production = state.config.environment.is_production();
     let outcome = web::block(move || {
         let started = Instant::now();
         let ping = db::ping(&state.pool, DB_CHECK_TIMEOUT);
@@ -152,7 +153,9 @@ async fn run_checks(
         status: if ping.is_ok() { "ok" } else { "error" },
         backend,
         latency_ms: (latency_ms * 1000.0).round() / 1000.0,
-        error: ping.err().map(|e| e.to_string()),
+        error: ping
+            .err()
+            .map(|e| shown(production, "database check failed", e.to_string())),
     };
     let migrations = match migrations {
         Some(Ok(pending)) => MigrationCheck {
@@ -163,7 +166,7 @@ async fn run_checks(
         Some(Err(e)) => MigrationCheck {
             status: "error",
             pending: Vec::new(),
-            error: Some(e.to_string()),
+            error: Some(shown(production, "migration check failed", e.to_string())),
         },
         None => MigrationCheck {
             status: if with_migrations {
@@ -179,6 +182,17 @@ async fn run_checks(
         database,
         migrations,
         queue,
+    }
+}
+
+/// What a probe says about a failed check. Probes answer anyone, so in
+/// production the cause (host names, driver messages) goes to the log only.
+fn shown(production: bool, what: &str, cause: String) -> String {
+    if production {
+        tracing::warn!(cause, "{what}");
+        "failed (the cause is in the server log)".to_string()
+    } else {
+        cause
     }
 }
 

@@ -169,6 +169,12 @@ async fn unreachable_database_makes_ready_and_health_503() {
         return;
     };
     assert_eq!(app.get("/ready").await.status(), 200);
+    let production = app
+        .another_instance(&[
+            ("APP_ENV", "production"),
+            ("BASE_URL", "https://support.example.com"),
+        ])
+        .await;
     app.db.drop_now();
 
     for path in ["/ready", "/health", "/health/db"] {
@@ -185,6 +191,27 @@ async fn unreachable_database_makes_ready_and_health_503() {
             .unwrap()
             .starts_with("database unreachable")
     );
+
+    // Probes answer anyone: in production the cause stays in the server log.
+    let db_name = app.db.url.rsplit('/').next().unwrap().to_string();
+    for path in ["/ready", "/health", "/health/db"] {
+        let res = app
+            .client
+            .get(format!("{production}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503, "{path}");
+        let text = res.text().await.unwrap();
+        assert!(
+            text.contains("the cause is in the server log"),
+            "{path}: {text}"
+        );
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains(&db_name),
+            "{path}: {text}"
+        );
+    }
 }
 
 /// A signed-in visitor during a database outage gets the application's own 503
