@@ -176,6 +176,18 @@ async fn the_widget_answers_on_an_allowed_site_and_is_refused_elsewhere_in_headl
         ],
     )
     .await;
+    // The team reads that conversation in /app.
+    run_script(
+        "conversations.mjs",
+        &app.address,
+        &[
+            ("EMAIL", PathBuf::from("owner@harbor.test")),
+            ("PASSWORD", PathBuf::from(crate::accounts::PASSWORD)),
+            ("EXPECT_TEXT", PathBuf::from("30 days")),
+            ("EXPECT_CITATION", PathBuf::from("Returns policy")),
+        ],
+    )
+    .await;
 }
 
 #[actix_web::test]

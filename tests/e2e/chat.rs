@@ -1508,6 +1508,12 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     );
     let (status, _) = owner.get("/app/conversations?from=yesterday").await;
     assert_eq!(status, 200, "a bad filter is a message, not an error page");
+    // What the filter form sends with "All agents" and nothing else chosen.
+    let (status, all) = owner
+        .get("/app/conversations?agent=&status=&from=&to=&q=")
+        .await;
+    assert_eq!(status, 200, "{all}");
+    assert!(all.contains(&link), "{all}");
 
     // Another organization cannot open these pages.
     let (other, _) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
