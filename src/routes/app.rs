@@ -605,7 +605,6 @@ async fn password_matches(member: &Member, candidate: &str) -> AppResult<bool> {
     Ok(web::block(move || password::verify(&candidate, stored.as_deref())).await?)
 }
 
-/// Records an account-level event in every organization the user belongs to.
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -293,7 +293,15 @@ pub fn change_email(
         }
         let detail = format!("{} → {}", user.email, new_email.as_str());
         audit_account(conn, user, ip, "account.email_changed", Some(&detail))?;
-        User::set_email(conn, user.id, new_email)?;
+        match User::set_email(conn, user.id, new_email) {
+            Ok(_) => {}
+            // Another account took the address between the check and the write.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => return Err(AccountError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        }
         UserToken::discard_unused(conn, user.id, &[VERIFY_EMAIL, RESET_PASSWORD])?;
         let updated = User::find(conn, user.id)?.ok_or(AccountError::NotFound)?;
         send_verification(conn, &updated, base_url)?;
