@@ -219,3 +219,41 @@ async fn billing_page_upgrade_and_portal_in_headless_chromium() {
         1
     );
 }
+
+#[actix_web::test]
+async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_chromium() {
+    use diesel::prelude::*;
+    use frontdesk::db::schema::knowledge_documents;
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app(Backend::Sqlite)
+        .demo(true)
+        .start()
+        .await
+        .expect("sqlite always runs");
+    // The demo's documents are indexed by the job workers within moments.
+    for _ in 0..200 {
+        let waiting: i64 = knowledge_documents::table
+            .filter(knowledge_documents::status.ne("ready"))
+            .count()
+            .get_result(&mut app.pool().get().unwrap())
+            .unwrap();
+        if waiting == 0 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    run_script(
+        "tour.mjs",
+        &app.address,
+        &[
+            ("EMAIL", PathBuf::from(frontdesk::services::demo::EMAIL)),
+            (
+                "PASSWORD",
+                PathBuf::from(frontdesk::services::demo::PASSWORD),
+            ),
+        ],
+    )
+    .await;
+}

@@ -1,0 +1,118 @@
+// Headless-Chromium tour of every page in /app, as the demo organization's
+// owner: each page in the navigation answers 200 with no console, page or CSP
+// errors and fits a desktop and a phone screen; every GET form (test retrieval,
+// conversation and audit filters) submitted as the page offers it answers 200;
+// the agent page's "test retrieval" finds the demo knowledge base. A
+// screenshot of each page at phone size.
+//
+//   BASE_URL=http://127.0.0.1:5098 EMAIL=... PASSWORD=... [SCREENSHOT_DIR=/tmp/shots] \
+//     [CHROMIUM_PATH=/usr/bin/chromium] node tests/browser/tour.mjs
+//
+// Prints `ok: ...` per passed check and `FAIL: ...` per failed one; exits 1 if
+// anything failed.
+
+import { chromium } from 'playwright-core';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const { BASE_URL, EMAIL, PASSWORD } = process.env;
+if (!BASE_URL || !EMAIL || !PASSWORD) {
+  console.error('FAIL: BASE_URL, EMAIL and PASSWORD are required');
+  process.exit(1);
+}
+const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || tmpdir();
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const ORIGIN = new URL(BASE_URL).origin;
+const url = (path) => new URL(path, BASE_URL).href;
+const failures = [];
+function check(cond, msg, detail = '') {
+  console.log(`${cond ? 'ok' : 'FAIL'}: ${msg}${!cond && detail ? ` (${detail})` : ''}`);
+  if (!cond) failures.push(msg);
+  return cond;
+}
+
+/// A signed-in page that records what goes wrong on it.
+async function signedIn(browser, options) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page: ${e}`));
+  page.on('response', (r) => {
+    if (r.url().startsWith(ORIGIN) && r.status() >= 400) {
+      problems.push(`${r.request().method()} ${new URL(r.url()).pathname} -> ${r.status()}`);
+    }
+  });
+  await page.goto(url('/login'));
+  await page.fill('input[name=email]', EMAIL);
+  await page.fill('input[name=password]', PASSWORD);
+  await Promise.all([page.waitForURL(/\/app$/), page.click('form[action="/login"] button[type=submit]')]);
+  return { context, page, problems };
+}
+
+async function overflow(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+}
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM_PATH,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
+});
+try {
+  const desktop = await signedIn(browser, { viewport: { width: 1280, height: 900 } });
+  const phone = await signedIn(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const links = await desktop.page.locator('nav.app-nav a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+  check(links.length >= 8, 'the navigation lists the app pages', JSON.stringify(links));
+
+  for (const path of links) {
+    for (const [label, view] of [['desktop', desktop], ['phone', phone]]) {
+      const res = await view.page.goto(url(path), { waitUntil: 'load' });
+      check(res?.status() === 200, `${path} (${label}) answers 200`, `got ${res?.status()}`);
+      const wide = await overflow(view.page);
+      check(wide <= 0, `${path} (${label}) fits the screen`, `${wide}px wider`);
+      const heading = (await view.page.locator('main h1').first().textContent())?.trim();
+      check(Boolean(heading), `${path} (${label}) has a heading`);
+    }
+    const name = path === '/app' ? 'dashboard' : path.replace('/app/', '').replace(/\//g, '-');
+    await phone.page.screenshot({ path: join(SCREENSHOT_DIR, `tour-${name}-phone.png`), fullPage: true });
+  }
+
+  // Every GET form, submitted as offered (selects on their first choice).
+  const page = desktop.page;
+  await page.goto(url('/app/agents'));
+  const agentLink = page.locator('main a[href^="/app/agents/"]').first();
+  check((await agentLink.count()) === 1, 'the demo agent is listed');
+  await Promise.all([page.waitForURL(/\/app\/agents\/\d+$/), agentLink.click()]);
+  await page.fill('form.test-retrieval input[name=q]', 'How long does shipping take?');
+  const [retrieval] = await Promise.all([
+    page.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/app/agents/') && r.request().method() === 'GET'),
+    page.click('form.test-retrieval button[type=submit]'),
+  ]);
+  check(retrieval.status() === 200, 'test retrieval answers 200', `${retrieval.status()}`);
+  await page.waitForLoadState('load');
+  check(/score/i.test(await page.textContent('main')), 'test retrieval shows passages with scores');
+  await page.screenshot({ path: join(SCREENSHOT_DIR, 'tour-agent.png'), fullPage: true });
+
+  for (const [path, form] of [
+    ['/app/conversations', 'form.filters'],
+    ['/app/audit', 'form.filter-form'],
+  ]) {
+    await page.goto(url(path));
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => new URL(r.url()).pathname === path && r.request().method() === 'GET'),
+      page.click(`${form} button[type=submit]`),
+    ]);
+    check(res.status() === 200, `${path}: the filter form as offered answers 200`, `${res.status()}`);
+  }
+
+  for (const [label, view] of [['desktop', desktop], ['phone', phone]]) {
+    check(view.problems.length === 0, `${label}: no errors or 4xx/5xx along the way`, view.problems.join(' | '));
+  }
+} catch (e) {
+  check(false, 'the tour ran to the end', e.message);
+} finally {
+  await browser.close();
+}
+process.exit(failures.length ? 1 : 0);
