@@ -21,6 +21,9 @@ use sse::{SseEvent, SseParser};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The whole reply, retries included: a model that trickles a token just
+/// inside the idle timeout cannot keep a visitor (and a worker) waiting forever.
+pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
 
 /// Longest upstream error message passed on, in characters.
@@ -75,6 +78,8 @@ pub struct RemoteSettings {
     pub first_byte_timeout: Duration,
     /// Longest gap between two pieces of the streamed body.
     pub idle_timeout: Duration,
+    /// The whole reply, from the first attempt to the last piece.
+    pub total_timeout: Duration,
     pub max_retries: u32,
 }
 
@@ -92,6 +97,7 @@ impl RemoteSettings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            total_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_retries: DEFAULT_MAX_RETRIES,
         }
     }
@@ -115,6 +121,7 @@ impl fmt::Debug for RemoteSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("first_byte_timeout", &self.first_byte_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("total_timeout", &self.total_timeout)
             .field("max_retries", &self.max_retries)
             .finish()
     }
@@ -183,6 +190,8 @@ pub mod stage {
     pub const FIRST_BYTE: &str = "first byte";
     /// Between two pieces of a streamed body.
     pub const IDLE: &str = "idle";
+    /// The whole reply.
+    pub const TOTAL: &str = "total";
 }
 
 /// A remote chat model. Cloning shares the HTTP client and its connections.
@@ -260,7 +269,30 @@ impl RemoteProvider {
     /// Connect errors, timeouts before the response starts, 429 and 5xx are
     /// retried with exponential backoff, but only until the first delta has
     /// been sent: after that a retry would repeat text the listener already has.
+    ///
+    /// The whole reply has [`RemoteSettings::total_timeout`]; past it the
+    /// reply ends with [`ProviderError::Timeout`] and whatever was sent stays sent.
     pub async fn stream(
+        &self,
+        request: &ChatRequest,
+        deltas: mpsc::Sender<String>,
+    ) -> Result<Usage, ProviderError> {
+        tokio::time::timeout(
+            self.settings.total_timeout,
+            self.stream_within(request, deltas),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            tracing::debug!(
+                provider = self.kind.as_str(),
+                model = %self.settings.model,
+                "model reply exceeded its total time"
+            );
+            Err(ProviderError::Timeout(stage::TOTAL))
+        })
+    }
+
+    async fn stream_within(
         &self,
         request: &ChatRequest,
         deltas: mpsc::Sender<String>,

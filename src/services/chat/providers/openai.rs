@@ -554,6 +554,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_trickle_inside_the_idle_timeout_still_ends_at_the_total_deadline() {
+        use super::super::test_server::Step;
+        // A piece every 100 ms, well inside the 300 ms idle timeout, forever.
+        let mut steps = sse_until_close(vec![]);
+        for _ in 0..100 {
+            steps.push(Step::Write(chunk("tick ").into_bytes()));
+            steps.push(Step::Pause(Duration::from_millis(100)));
+        }
+        let server = serve(vec![steps]).await;
+        let mut settings = server.settings("m");
+        settings.total_timeout = Duration::from_millis(700);
+        let provider = super::super::RemoteProvider::new(ProviderKind::OpenAi, settings).unwrap();
+        let started = Instant::now();
+        let (got, _, result) = collect(&provider, &request()).await;
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(result, Err(ProviderError::Timeout(s)) if s == stage::TOTAL),
+            "{result:?}"
+        );
+        assert!(
+            got.starts_with("tick "),
+            "what arrived was passed on: {got:?}"
+        );
+        assert!(
+            elapsed >= Duration::from_millis(690) && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn listener_going_away_stops_reading() {
         let mut parts = vec![chunk("first").into_bytes()];
         parts.extend((0..50).map(|_| chunk("more").into_bytes()));
