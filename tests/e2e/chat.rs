@@ -29,7 +29,81 @@ backend_tests!(
     serve_demo_answers_from_the_demo_knowledge_base,
     conversation_lists_come_in_pages,
     provider_keys_are_sealed_again_after_a_key_rotation,
+    a_rate_limited_provider_is_retried_and_a_garbled_one_falls_back,
 );
+
+async fn a_rate_limited_provider_is_retried_and_a_garbled_one_falls_back(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let llm = fake_llm::spawn(vec![
+        Reply::Error {
+            status: 429,
+            message: "slow down".into(),
+            retry_after_secs: Some(0),
+        },
+        Reply::text("Returns take 30 days [1]."),
+        Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: {not json\n\n"
+                .to_vec(),
+        ),
+    ])
+    .await;
+    let (status, _) = api
+        .json(
+            Method::PUT,
+            "/api/v1/provider-keys/openai",
+            json!({"apiKey": "sk-test-429-0123456789", "baseUrl": llm.base_url}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let agent = api
+        .agent(json!({"name": "Support", "provider": "openai"}))
+        .await;
+    api.indexed(
+        agent["id"].as_i64().unwrap(),
+        "Returns",
+        "text/markdown",
+        RETURNS.as_bytes(),
+    )
+    .await;
+    let chat = support_chat(&app).await;
+
+    // 429 with Retry-After: asked again, and the visitor never knows.
+    let res = say(
+        &app,
+        "harbor-bikes",
+        "support",
+        &chat,
+        "Can I return a bike?",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let reply: Value = res.json().await.unwrap();
+    assert_eq!(reply["provider"], "openai", "{reply}");
+    assert_eq!(reply["content"], "Returns take 30 days [1].");
+    assert_eq!(llm.requests().len(), 2, "one retry");
+
+    // A stream that cannot be read: the builtin answer and a person, not a 500.
+    let res = say(
+        &app,
+        "harbor-bikes",
+        "support",
+        &chat,
+        "Can I return a bike?",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let reply: Value = res.json().await.unwrap();
+    assert_eq!(reply["provider"], "builtin", "{reply}");
+    assert_eq!(reply["handoffOffered"], true);
+    assert!(
+        reply["content"].as_str().unwrap().contains("30 days"),
+        "{reply}"
+    );
+    assert_eq!(reply["citations"][0]["title"], "Returns");
+}
 
 /// `frontdesk keys rotate` on the test's database with these keys.
 fn rotate(app: &TestApp, current: &str, previous: Option<&str>) -> std::process::Output {
