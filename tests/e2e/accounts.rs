@@ -1653,6 +1653,35 @@ async fn the_openapi_document_describes_the_api(backend: Backend) {
         "bearer"
     );
     assert!(doc["components"]["schemas"]["ErrorJson"]["properties"]["correlationId"].is_object());
+
+    // Every schema the document points at is in it (utoipa only lists the
+    // components it is told about).
+    fn refs(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(target)) => found.push(target.to_string()),
+                        _ => refs(v, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 20, "{found:?}");
+    for target in found {
+        let name = target
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {target}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{target} is referenced but not defined"
+        );
+    }
 }
 
 async fn account_changes_and_session_lifetimes(backend: Backend) {
