@@ -19,6 +19,7 @@ use crate::services::agents::{self, AgentError, AgentForm};
 use crate::services::chat::{self, Citation};
 use crate::services::knowledge::{self, KnowledgeError, SourceFormat, Upload};
 use crate::startup::AppState;
+use crate::views::Pager;
 use crate::views::account::FieldErrors;
 use crate::views::agents::{
     AgentChoice, AgentFields, AgentPage, AgentRow, AgentsPage, ConversationPage, ConversationRow,
@@ -692,9 +693,10 @@ pub async fn conversations(
         .await?;
     let per_page = usize::try_from(query.per_page()).unwrap_or(usize::MAX);
     let page = if error.is_some() { 1 } else { query.page() };
-    let older = (rows.len() > per_page).then(|| query.on_page(page + 1));
+    let pager = Pager::new(page, rows.len() > per_page, |n| {
+        format!("/app/conversations?{}", query.on_page(n))
+    });
     rows.truncate(per_page);
-    let newer = (page > 1).then(|| query.on_page(page - 1));
     Ok(ConversationsPage {
         chrome: chrome(&member, "conversations", flash::take(&member.session))?,
         rows: rows
@@ -722,9 +724,7 @@ pub async fn conversations(
         to: query.to.unwrap_or_default(),
         q: query.q.unwrap_or_default(),
         error,
-        page,
-        newer,
-        older,
+        pager,
     })
 }
 

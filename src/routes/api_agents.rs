@@ -416,24 +416,9 @@ fn conversation_json(c: Conversation, agent_name: Option<String>) -> Conversatio
     }
 }
 
-/// A number from a query string where an empty value means "not given": an
-/// HTML form sends `agent=` for its "All agents" choice.
-fn blank_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    let raw: Option<String> = Option::deserialize(deserializer)?;
-    match raw.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(value) => value.parse().map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
 #[derive(Deserialize, Default)]
 pub struct ConversationQuery {
-    #[serde(default, deserialize_with = "blank_as_none")]
+    #[serde(default, deserialize_with = "crate::routes::blank_as_none")]
     pub agent: Option<i64>,
     pub status: Option<String>,
     /// `YYYY-MM-DD`, inclusive.
@@ -442,10 +427,10 @@ pub struct ConversationQuery {
     pub to: Option<String>,
     pub q: Option<String>,
     /// 1-based.
-    #[serde(default, deserialize_with = "blank_as_none")]
+    #[serde(default, deserialize_with = "crate::routes::blank_as_none")]
     pub page: Option<i64>,
     /// Conversations per page, 1 to [`MAX_PER_PAGE`].
-    #[serde(default, deserialize_with = "blank_as_none")]
+    #[serde(default, deserialize_with = "crate::routes::blank_as_none")]
     pub per_page: Option<i64>,
 }
 

@@ -15,6 +15,7 @@ use crate::routes::auth::{NAME_MAX, see_other, text_field};
 use crate::routes::{flash, unprocessable};
 use crate::services::accounts::{self, AccountError, Actor, NewInvite};
 use crate::startup::AppState;
+use crate::views::Pager;
 use crate::views::account::{
     AccountPage, ApiKeyRow, ApiKeysPage, AppChrome, AuditPage, AuditRow, DashboardPage,
     FieldErrors, Flash, InvitationRow, MemberRow, MembersPage, OrgChoice, WelcomePage,
@@ -534,7 +535,12 @@ pub async fn revoke_api_key(
 pub struct AuditQuery {
     #[serde(default)]
     action: String,
+    /// 1-based.
+    #[serde(default, deserialize_with = "crate::routes::blank_as_none")]
+    page: Option<i64>,
 }
+
+const AUDIT_PER_PAGE: i64 = 100;
 
 pub async fn audit(
     state: web::Data<AppState>,
@@ -546,19 +552,38 @@ pub async fn audit(
         .iter()
         .find(|a| **a == query.action)
         .copied();
+    let page = query.page.unwrap_or(1);
+    if !(1..=100_000).contains(&page) {
+        return Err(AppError::Validation(
+            "page must be a number from 1 to 100000".into(),
+        ));
+    }
     let scope = member.scope.clone();
-    let entries = state
+    let mut entries = state
         .db(move |conn| {
+            // One more than shown tells whether another page follows.
             Ok(AuditEntry::for_organization(
                 conn,
                 scope.organization_id(),
                 action,
-                200,
+                AUDIT_PER_PAGE + 1,
+                (page - 1) * AUDIT_PER_PAGE,
             )?)
         })
         .await?;
+    let shown = usize::try_from(AUDIT_PER_PAGE).unwrap_or(usize::MAX);
+    let pager = Pager::new(page, entries.len() > shown, |n| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(action) = action {
+            query.append_pair("action", action);
+        }
+        query.append_pair("page", &n.to_string());
+        format!("/app/audit?{}", query.finish())
+    });
+    entries.truncate(shown);
     Ok(AuditPage {
         chrome: chrome(&member, "audit", None)?,
+        pager,
         entries: entries
             .into_iter()
             .map(|e| AuditRow {

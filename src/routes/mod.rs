@@ -279,6 +279,22 @@ fn api_cors(origins: &[String]) -> actix_cors::Cors {
 }
 
 /// A form page rendered again with its errors: 422, so scripts and tests can tell.
+/// A number from a query string where an empty value means "not given": an
+/// HTML form sends `agent=` for its "All agents" choice.
+pub(crate) fn blank_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    use serde::Deserialize as _;
+    let raw: Option<String> = Option::deserialize(deserializer)?;
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(value) => value.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 pub(crate) fn unprocessable(
     page: impl Responder<Body = actix_web::body::BoxBody>,
     req: &HttpRequest,

@@ -241,7 +241,7 @@ fn write_document(
         .collect();
     field(out, "usage", &usage, false)?;
     let audit_log: Vec<_> =
-        AuditEntry::for_organization(conn, scope.organization_id(), None, i64::MAX)?
+        AuditEntry::for_organization(conn, scope.organization_id(), None, i64::MAX, 0)?
             .into_iter()
             .map(|e| ExportedAuditEntry {
                 action: e.action,

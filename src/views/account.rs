@@ -209,6 +209,7 @@ pub struct AuditRow {
 pub struct AuditPage {
     pub chrome: AppChrome,
     pub entries: Vec<AuditRow>,
+    pub pager: super::Pager,
     /// The action filter in effect ("" for all).
     pub action: String,
     pub actions: Vec<&'static str>,

@@ -124,10 +124,7 @@ pub struct ConversationsPage {
     pub to: String,
     pub q: String,
     pub error: Option<String>,
-    pub page: i64,
-    /// Query strings of the neighbouring pages, when there are any.
-    pub newer: Option<String>,
-    pub older: Option<String>,
+    pub pager: super::Pager,
 }
 
 #[derive(Debug, Clone)]

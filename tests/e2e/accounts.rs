@@ -25,6 +25,7 @@ backend_tests!(
     api_keys_authenticate_are_scoped_and_revocable,
     the_last_owner_cannot_be_demoted_or_removed,
     members_are_managed_over_the_api_and_anyone_can_leave,
+    the_audit_log_pages_through_everything_it_recorded,
     two_owners_demoting_each_other_at_once_leave_one_owner,
     platform_admin_disables_accounts_and_organizations,
     the_openapi_document_describes_the_api,
@@ -1368,6 +1369,60 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
     for action in ["member.left", "member.removed", "member.role_changed"] {
         assert!(audit.matches(action).count() > 2, "{action} is listed");
     }
+}
+
+async fn the_audit_log_pages_through_everything_it_recorded(backend: Backend) {
+    use frontdesk::db::models::{AuditEntry, NewAuditEntry};
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Busy", "owner@busy.test").await.status(), 303);
+    let org: i64 = organizations::table
+        .select(organizations::id)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    {
+        let mut conn = app.pool().get().unwrap();
+        for n in 0..230 {
+            let target = format!("key-{n:03}");
+            AuditEntry::record(
+                &mut conn,
+                &NewAuditEntry {
+                    organization_id: Some(frontdesk::domain::OrganizationId(org)),
+                    actor_user_id: None,
+                    actor_label: "owner@busy.test",
+                    action: "api_key.created",
+                    target: Some(&target),
+                    detail: None,
+                    ip: Some("127.0.0.1"),
+                },
+            )
+            .unwrap();
+        }
+    }
+    let rows = |html: &str| html.matches("<tr>").count() - 1;
+    let (_, first) = owner.get("/app/audit?action=api_key.created").await;
+    assert_eq!(rows(&first), 100);
+    assert!(
+        first.contains("key-229") && !first.contains("key-129"),
+        "newest first"
+    );
+    assert!(
+        first.contains("href=\"/app/audit?action=api_key.created&#38;page=2\""),
+        "{first}"
+    );
+    assert!(!first.contains("← Newer"));
+    let (_, last) = owner.get("/app/audit?action=api_key.created&page=3").await;
+    assert_eq!(rows(&last), 30);
+    assert!(last.contains("key-000") && last.contains("← Newer") && !last.contains("Older →"));
+    // The filter form's "All actions" sends an empty action and no page.
+    let (status, all) = owner.get("/app/audit?action=&page=").await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&all), 100);
+    assert!(all.contains("Older →"), "{all}");
+    let (status, _) = owner.get("/app/audit?page=0").await;
+    assert_eq!(status, 422);
 }
 
 async fn two_owners_demoting_each_other_at_once_leave_one_owner(backend: Backend) {

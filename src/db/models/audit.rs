@@ -49,12 +49,14 @@ impl AuditEntry {
             .execute(conn)
     }
 
-    /// The newest entries of one organization, optionally of one action.
+    /// One organization's entries, newest first, optionally of one action:
+    /// `limit` of them after skipping `offset`.
     pub fn for_organization(
         conn: &mut DbConnection,
         organization_id: OrganizationId,
         action: Option<&str>,
         limit: i64,
+        offset: i64,
     ) -> QueryResult<Vec<AuditEntry>> {
         let mut query = audit_log::table
             .filter(audit_log::organization_id.eq(organization_id))
@@ -65,6 +67,7 @@ impl AuditEntry {
         query
             .order((audit_log::created_at.desc(), audit_log::id.desc()))
             .limit(limit)
+            .offset(offset)
             .select(AuditEntry::as_select())
             .load(conn)
     }
