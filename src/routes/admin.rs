@@ -14,15 +14,35 @@ use crate::services::accounts::{self, Actor};
 use crate::startup::AppState;
 use crate::views::account::{AdminOrgRow, AdminPage, AdminUserRow};
 
-const LIST_LIMIT: i64 = 500;
+/// Rows per list; the search box reaches the rest.
+const LIST_LIMIT: i64 = 100;
 
-pub async fn index(state: web::Data<AppState>, admin: PlatformAdmin) -> AppResult<AdminPage> {
+#[derive(serde::Deserialize)]
+pub struct AdminQuery {
+    #[serde(default)]
+    q: String,
+}
+
+pub async fn index(
+    state: web::Data<AppState>,
+    admin: PlatformAdmin,
+    query: web::Query<AdminQuery>,
+) -> AppResult<AdminPage> {
     let pool = state.pool.clone();
-    let (orgs, users) = web::block(move || {
+    let search = query
+        .into_inner()
+        .q
+        .trim()
+        .chars()
+        .take(100)
+        .collect::<String>();
+    let wanted = search.clone();
+    let ((orgs, org_total), (users, user_total)) = web::block(move || {
         let mut conn = pool.get().map_err(AppError::internal)?;
+        let search = Some(wanted.as_str());
         Ok::<_, AppError>((
-            Organization::all_with_member_counts(&mut conn, LIST_LIMIT)?,
-            User::all(&mut conn, LIST_LIMIT)?,
+            Organization::search_with_member_counts(&mut conn, search, LIST_LIMIT)?,
+            User::search(&mut conn, search, LIST_LIMIT)?,
         ))
     })
     .await??;
@@ -53,6 +73,9 @@ pub async fn index(state: web::Data<AppState>, admin: PlatformAdmin) -> AppResul
             })
             .collect(),
         flash: flash::take(&admin.session),
+        q: search,
+        organization_total: org_total,
+        user_total,
     })
 }
 

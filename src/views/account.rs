@@ -251,4 +251,9 @@ pub struct AdminPage {
     pub organizations: Vec<AdminOrgRow>,
     pub users: Vec<AdminUserRow>,
     pub flash: Option<Flash>,
+    /// The search in effect ("" for none).
+    pub q: String,
+    /// How many match in all (the lists show the newest of them).
+    pub organization_total: i64,
+    pub user_total: i64,
 }

@@ -1531,6 +1531,47 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
         "not an admin: the page does not exist for them"
     );
 
+    // Many organizations: the lists show the newest, a search finds the rest.
+    {
+        use frontdesk::db::models::{NewOrganization, Organization};
+        let mut conn = app.pool().get().unwrap();
+        for n in 0..105 {
+            let slug = frontdesk::domain::Slug::parse(&format!("filler-{n:03}")).unwrap();
+            Organization::create(
+                &mut conn,
+                &NewOrganization::new(&slug, &format!("Filler {n:03}")),
+            )
+            .unwrap();
+        }
+    }
+    let (_, page) = admin.get("/admin").await;
+    assert!(page.contains("The newest 100 of 106"), "{page}");
+    assert!(
+        !page.contains("Victim Co"),
+        "the oldest is past the first 100"
+    );
+    let (status, page) = admin.get("/admin?q=VICTIM").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Victim Co") && page.contains("user@victim.test"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Filler 000") && !page.contains("The newest"),
+        "{page}"
+    );
+    let (_, page) = admin.get("/admin?q=filler-10").await;
+    assert_eq!(
+        page.matches("<code>filler-10").count(),
+        5,
+        "slugs match too"
+    );
+    let (_, page) = admin.get("/admin?q=%25").await;
+    assert!(
+        page.contains("No organization matches"),
+        "a % is taken literally: {page}"
+    );
+
     let mut conn = app.pool().get().unwrap();
     let org_id: i64 = organizations::table
         .filter(organizations::name.eq("Victim Co"))

@@ -165,7 +165,7 @@ impl Conversation {
             query = query.filter(conversations::created_at.lt(until));
         }
         if let Some(text) = filter.search.as_deref().filter(|t| !t.is_empty()) {
-            let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
+            let pattern = super::contains_pattern(text);
             query = query.filter(
                 conversations::id.eq_any(
                     messages::table
@@ -297,10 +297,4 @@ impl Conversation {
             .count()
             .get_result(conn)
     }
-}
-
-fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }

@@ -18,6 +18,18 @@ pub mod usage_counter;
 pub mod user;
 pub mod user_token;
 
+/// A `LIKE` pattern matching `text` anywhere, case-insensitively when compared
+/// with `lower(column)`, its own `%`, `_` and `\` taken literally (with
+/// `ESCAPE '\'`).
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 pub use agent::{Agent, AgentSettings};
 pub use api_key::ApiKey;
 pub use audit::{AuditEntry, NewAuditEntry};

@@ -80,25 +80,50 @@ impl Organization {
             .execute(conn)
     }
 
-    /// Every organization with its member count (platform admin).
-    pub fn all_with_member_counts(
+    /// The newest `limit` organizations whose name or slug contains `search`
+    /// (all without one), each with its member count, and how many match in
+    /// all (platform admin).
+    pub fn search_with_member_counts(
         conn: &mut DbConnection,
+        search: Option<&str>,
         limit: i64,
-    ) -> QueryResult<Vec<(Organization, i64)>> {
+    ) -> QueryResult<(Vec<(Organization, i64)>, i64)> {
         use crate::db::schema::memberships;
-        let orgs: Vec<Organization> = organizations::table
-            .order(organizations::created_at.desc())
+        let matching = || {
+            let mut query = organizations::table.into_boxed();
+            if let Some(text) = search.filter(|t| !t.trim().is_empty()) {
+                let pattern = super::contains_pattern(text.trim());
+                query = query.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("(lower(organizations.name) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern.clone())
+                        .sql(" ESCAPE '\\' OR lower(organizations.slug) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern)
+                        .sql(" ESCAPE '\\')"),
+                );
+            }
+            query
+        };
+        let total: i64 = matching().count().get_result(conn)?;
+        let orgs: Vec<Organization> = matching()
+            .order((organizations::created_at.desc(), organizations::id.desc()))
             .limit(limit)
             .select(Organization::as_select())
             .load(conn)?;
-        let mut out = Vec::with_capacity(orgs.len());
-        for org in orgs {
-            let count = memberships::table
-                .filter(memberships::organization_id.eq(org.id))
-                .count()
-                .get_result(conn)?;
-            out.push((org, count));
-        }
-        Ok(out)
+        let ids: Vec<OrganizationId> = orgs.iter().map(|o| o.id).collect();
+        let counts: std::collections::HashMap<OrganizationId, i64> = memberships::table
+            .filter(memberships::organization_id.eq_any(&ids))
+            .group_by(memberships::organization_id)
+            .select((memberships::organization_id, diesel::dsl::count_star()))
+            .load::<(OrganizationId, i64)>(conn)?
+            .into_iter()
+            .collect();
+        let rows = orgs
+            .into_iter()
+            .map(|o| {
+                let members = counts.get(&o.id).copied().unwrap_or(0);
+                (o, members)
+            })
+            .collect();
+        Ok((rows, total))
     }
 }

@@ -124,11 +124,33 @@ impl User {
             .execute(conn)
     }
 
-    pub fn all(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<User>> {
-        users::table
-            .order(users::created_at.desc())
+    /// The newest `limit` accounts whose email or name contains `search` (all
+    /// without one), and how many match in all (platform admin).
+    pub fn search(
+        conn: &mut DbConnection,
+        search: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<(Vec<User>, i64)> {
+        let matching = || {
+            let mut query = users::table.into_boxed();
+            if let Some(text) = search.filter(|t| !t.trim().is_empty()) {
+                let pattern = super::contains_pattern(text.trim());
+                query = query.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("(lower(users.email) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern.clone())
+                        .sql(" ESCAPE '\\' OR lower(users.name) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern)
+                        .sql(" ESCAPE '\\')"),
+                );
+            }
+            query
+        };
+        let total: i64 = matching().count().get_result(conn)?;
+        let users = matching()
+            .order((users::created_at.desc(), users::id.desc()))
             .limit(limit)
             .select(User::as_select())
-            .load(conn)
+            .load(conn)?;
+        Ok((users, total))
     }
 }
