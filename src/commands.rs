@@ -148,71 +148,94 @@ pub fn check() -> ExitCode {
         }
     };
 
-    if let Some(config) = &config {
-        let target = config.database_url.redacted();
-        match db::connect(&config.database_url, Some(1)) {
-            Ok(pool) => {
-                println!("ok    database {target}");
-                match pool
-                    .get()
-                    .map_err(db::DbError::Pool)
-                    .and_then(|mut c| migrations::pending(&mut c))
-                {
-                    Ok(p) if p.is_empty() => println!("ok    migrations up to date"),
-                    Ok(p) => println!(
-                        "note  {} pending migration(s): {} (run `frontdesk migrate`)",
-                        p.len(),
-                        p.join(", ")
-                    ),
-                    Err(e) => problems.push(format!("database: {e}")),
-                }
-            }
-            Err(e) => problems.push(format!("database: {e}")),
+    let Some(config) = &config else {
+        // The rest of the configuration is broken, but whatever of the
+        // connections can be read is still tried: every problem at once.
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let data_dir = std::path::PathBuf::from(env("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        match db::DatabaseUrl::parse(env("DATABASE_URL").as_deref(), &data_dir) {
+            // Opening a SQLite file that is not there would create it.
+            Ok(db::DatabaseUrl::Sqlite(path)) if !path.exists() => {}
+            Ok(url) => check_database(&url, &mut problems),
+            Err(_) => {} // already among the configuration problems
         }
-
-        match &config.smtp_url {
-            None => println!(
-                "note  SMTP_URL not set: emails are written to {}/mail",
-                config.data_dir.display()
-            ),
-            Some(url) => match smtp_reachable(url.expose()) {
-                Ok(addr) => println!("ok    SMTP server reachable at {addr}"),
-                Err(e) => problems.push(format!("SMTP: {e}")),
-            },
+        if let Some(url) = env("SMTP_URL").and_then(|raw| url::Url::parse(&raw).ok()) {
+            check_smtp(&url, &mut problems);
         }
-        match &config.stripe.secret_key {
-            None => {
-                println!("note  STRIPE_SECRET_KEY not set: billing is off, plans are unlimited")
-            }
-            Some(_) => {
-                println!("ok    Stripe key shape");
-                let priced: Vec<&str> = config.stripe.prices.keys().map(|p| p.as_str()).collect();
-                println!(
-                    "note  Stripe prices configured for: {}",
-                    if priced.is_empty() {
-                        "no plan".to_string()
-                    } else {
-                        priced.join(", ")
-                    }
-                );
-                match config.stripe.webhook_secrets.len() {
-                    0 => println!(
-                        "note  STRIPE_WEBHOOK_SECRET not set: /webhooks/stripe answers 503"
-                    ),
-                    n => println!(
-                        "ok    {n} webhook signing secret(s); set the endpoint's API version to {}",
-                        crate::services::billing::StripeApi::api_version()
-                    ),
+        return report(&problems);
+    };
+    check_database(&config.database_url, &mut problems);
+    match &config.smtp_url {
+        None => println!(
+            "note  SMTP_URL not set: emails are written to {}/mail",
+            config.data_dir.display()
+        ),
+        Some(url) => check_smtp(url.expose(), &mut problems),
+    }
+    match &config.stripe.secret_key {
+        None => {
+            println!("note  STRIPE_SECRET_KEY not set: billing is off, plans are unlimited")
+        }
+        Some(_) => {
+            println!("ok    Stripe key shape");
+            let priced: Vec<&str> = config.stripe.prices.keys().map(|p| p.as_str()).collect();
+            println!(
+                "note  Stripe prices configured for: {}",
+                if priced.is_empty() {
+                    "no plan".to_string()
+                } else {
+                    priced.join(", ")
                 }
+            );
+            match config.stripe.webhook_secrets.len() {
+                0 => println!("note  STRIPE_WEBHOOK_SECRET not set: /webhooks/stripe answers 503"),
+                n => println!(
+                    "ok    {n} webhook signing secret(s); set the endpoint's API version to {}",
+                    crate::services::billing::StripeApi::api_version()
+                ),
             }
         }
     }
 
+    report(&problems)
+}
+
+fn check_database(url: &db::DatabaseUrl, problems: &mut Vec<String>) {
+    let target = url.redacted();
+    match db::connect(url, Some(1)) {
+        Ok(pool) => {
+            println!("ok    database {target}");
+            match pool
+                .get()
+                .map_err(db::DbError::Pool)
+                .and_then(|mut c| migrations::pending(&mut c))
+            {
+                Ok(p) if p.is_empty() => println!("ok    migrations up to date"),
+                Ok(p) => println!(
+                    "note  {} pending migration(s): {} (run `frontdesk migrate`)",
+                    p.len(),
+                    p.join(", ")
+                ),
+                Err(e) => problems.push(format!("database: {e}")),
+            }
+        }
+        Err(e) => problems.push(format!("database: {e}")),
+    }
+}
+
+fn check_smtp(url: &url::Url, problems: &mut Vec<String>) {
+    match smtp_reachable(url) {
+        Ok(addr) => println!("ok    SMTP server reachable at {addr}"),
+        Err(e) => problems.push(format!("SMTP: {e}")),
+    }
+}
+
+fn report(problems: &[String]) -> ExitCode {
     if problems.is_empty() {
         println!("all checks passed");
         ExitCode::SUCCESS
     } else {
-        for p in &problems {
+        for p in problems {
             if p.starts_with("[config]") {
                 eprintln!("{p}");
             } else {

@@ -396,6 +396,13 @@ async fn check_reports_every_problem_at_once(backend: Backend) {
     let err = stderr(&bad);
     assert!(err.contains("STRIPE_SECRET_KEY"), "{err}");
     assert!(err.contains("LLM_PROVIDER"), "{err}");
+    // Broken settings do not hide connection problems: all of them at once.
+    assert!(err.contains("SMTP: cannot connect to 127.0.0.1"), "{err}");
+    assert!(
+        stdout(&bad).contains("ok    database"),
+        "the database is still tried: {}",
+        stdout(&bad)
+    );
 
     // With valid configuration, connectivity problems are listed too.
     let unreachable = frontdesk(dir.path())
