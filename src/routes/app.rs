@@ -18,7 +18,8 @@ use crate::startup::AppState;
 use crate::views::Pager;
 use crate::views::account::{
     AccountPage, ApiKeyRow, ApiKeysPage, AppChrome, AuditPage, AuditRow, DashboardPage,
-    FieldErrors, Flash, InvitationRow, MemberRow, MembersPage, OrgChoice, WelcomePage,
+    FieldErrors, Flash, InvitationRow, MemberRow, MembersPage, OrgChoice, OrganizationPage,
+    WelcomePage,
 };
 
 pub(crate) fn when(t: chrono::NaiveDateTime) -> String {
@@ -849,4 +850,79 @@ pub async fn create_organization(
         &format!("{} is ready: you are its owner.", org.name),
     );
     Ok(see_other("/app"))
+}
+
+fn organization_page(
+    state: &AppState,
+    member: &Member,
+    name: String,
+    errors: FieldErrors,
+    flash: Option<Flash>,
+) -> AppResult<OrganizationPage> {
+    let slug = member.organization.slug.clone();
+    Ok(OrganizationPage {
+        chrome: chrome(member, "organization", flash)?,
+        name,
+        chat_base: format!(
+            "{}/c/{slug}/",
+            state.config.base_url.as_str().trim_end_matches('/')
+        ),
+        slug,
+        errors,
+    })
+}
+
+/// `GET /app/organization`: the organization's settings (owners and admins).
+pub async fn organization(
+    state: web::Data<AppState>,
+    member: Member,
+) -> AppResult<OrganizationPage> {
+    require(&member, Permission::ManageSettings)?;
+    let flash = flash::take(&member.session);
+    let name = member.organization.name.clone();
+    organization_page(&state, &member, name, FieldErrors::default(), flash)
+}
+
+#[derive(Deserialize)]
+pub struct OrganizationForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+}
+
+csrf_protected!(OrganizationForm);
+
+/// `POST /app/organization`: rename it.
+pub async fn rename_organization(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<OrganizationForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let mut errors = FieldErrors::default();
+    let name = text_field(
+        &mut errors,
+        "name",
+        "Organization name",
+        &form.name,
+        NAME_MAX,
+    );
+    if !errors.is_empty() {
+        let page = organization_page(&state, &member, name, errors, None)?;
+        return Ok(unprocessable(page, &req));
+    }
+    let new_name = name.clone();
+    let renamed = act(&state, &member, &req, move |conn, scope, actor| {
+        accounts::rename_organization(conn, scope, actor, &new_name)
+    })
+    .await??;
+    let message = if renamed {
+        format!("The organization is now called {name}.")
+    } else {
+        "Nothing changed: that is already its name.".to_string()
+    };
+    flash::set(&member.session, "success", &message);
+    Ok(see_other("/app/organization"))
 }

@@ -135,6 +135,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .service(web::resource("/billing").get(billing::page))
                 .service(web::resource("/billing/checkout").post(billing::start_checkout))
                 .service(web::resource("/billing/portal").post(billing::open_portal))
+                .service(
+                    web::resource("/organization")
+                        .get(app::organization)
+                        .post(app::rename_organization),
+                )
                 .service(web::resource("/account").get(app::account))
                 .service(web::resource("/account/password").post(app::change_password))
                 .service(web::resource("/account/email").post(app::change_email))

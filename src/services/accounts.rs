@@ -232,6 +232,34 @@ pub fn create_organization(
     })
 }
 
+/// Renames the organization; `false` when the name was already this.
+pub fn rename_organization(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    name: &str,
+) -> Result<bool, AccountError> {
+    require(scope, Permission::ManageSettings)?;
+    crate::db::write_transaction(conn, |conn| {
+        let org =
+            Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)?;
+        if org.name == name {
+            return Ok(false);
+        }
+        Organization::rename(conn, scope, name)?;
+        let detail = format!("{} → {name}", org.name);
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "organization.renamed",
+            Some(name),
+            Some(&detail),
+        )?;
+        Ok(true)
+    })
+}
+
 pub fn send_verification(
     conn: &mut DbConnection,
     user: &User,
@@ -831,6 +859,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "billing.payment_failed",
     "billing.trial_will_end",
     "organization.created",
+    "organization.renamed",
     "organization.disabled",
     "organization.enabled",
     "organization.exported",

@@ -215,6 +215,19 @@ pub struct AuditPage {
     pub actions: Vec<&'static str>,
 }
 
+/// `/app/organization`: the organization's own settings.
+#[derive(Template, WebTemplate)]
+#[template(path = "app/organization.html")]
+pub struct OrganizationPage {
+    pub chrome: AppChrome,
+    /// As typed (after a refused change) or as stored.
+    pub name: String,
+    pub slug: String,
+    /// Where its agents' public chat pages live, e.g. `https://…/c/acme/`.
+    pub chat_base: String,
+    pub errors: FieldErrors,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "app/account.html")]
 pub struct AccountPage {

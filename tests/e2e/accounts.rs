@@ -26,6 +26,7 @@ backend_tests!(
     the_last_owner_cannot_be_demoted_or_removed,
     members_are_managed_over_the_api_and_anyone_can_leave,
     the_audit_log_pages_through_everything_it_recorded,
+    owners_and_admins_rename_the_organization_and_its_address_stays,
     two_owners_demoting_each_other_at_once_leave_one_owner,
     platform_admin_disables_accounts_and_organizations,
     the_openapi_document_describes_the_api,
@@ -1423,6 +1424,99 @@ async fn the_audit_log_pages_through_everything_it_recorded(backend: Backend) {
     assert!(all.contains("Older →"), "{all}");
     let (status, _) = owner.get("/app/audit?page=0").await;
     assert_eq!(status, 422);
+}
+
+async fn owners_and_admins_rename_the_organization_and_its_address_stays(backend: Backend) {
+    use frontdesk::domain::Role;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(
+        owner
+            .signup("Acme Suport", "owner@acme.test")
+            .await
+            .status(),
+        303
+    );
+    let (org, slug): (i64, String) = organizations::table
+        .select((organizations::id, organizations::slug))
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    let (status, page) = owner.get("/app/organization").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("value=\"Acme Suport\"") && page.contains(&format!("/c/{slug}/")),
+        "{page}"
+    );
+
+    // Refused beside the field, with what was typed kept.
+    let long = "x".repeat(121);
+    let res = owner
+        .submit("/app/organization", "/app/organization", &[("name", &long)])
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("org-name-error") && html.contains(&long),
+        "{html}"
+    );
+    let res = owner
+        .submit("/app/organization", "/app/organization", &[("name", "  ")])
+        .await;
+    assert_eq!(res.status(), 422);
+
+    let res = owner
+        .submit(
+            "/app/organization",
+            "/app/organization",
+            &[("name", "Acme Support")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = owner.get("/app/organization").await;
+    assert!(
+        page.contains("The organization is now called Acme Support."),
+        "{page}"
+    );
+    let stored: (String, String) = organizations::table
+        .find(org)
+        .select((organizations::name, organizations::slug))
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(
+        stored,
+        ("Acme Support".to_string(), slug.clone()),
+        "the slug stays"
+    );
+    let (_, audit) = owner.get("/app/audit?action=organization.renamed").await;
+    assert!(audit.contains("Acme Suport → Acme Support"), "{audit}");
+
+    // Agents and viewers cannot change it.
+    add_member(
+        &mut app.pool().get().unwrap(),
+        org,
+        "agent@acme.test",
+        Role::Agent,
+    );
+    let agent = Browser::new(&app);
+    assert_eq!(agent.login("agent@acme.test", PASSWORD).await.status(), 303);
+    let (_, app_page) = agent.get("/app").await;
+    assert!(
+        !app_page.contains("href=\"/app/organization\""),
+        "no link for them"
+    );
+    assert_eq!(agent.get("/app/organization").await.0, 403);
+    let res = agent
+        .submit("/app", "/app/organization", &[("name", "Hijacked")])
+        .await;
+    assert_eq!(res.status(), 403);
+    let name: String = organizations::table
+        .find(org)
+        .select(organizations::name)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(name, "Acme Support");
 }
 
 async fn two_owners_demoting_each_other_at_once_leave_one_owner(backend: Backend) {

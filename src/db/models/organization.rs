@@ -66,6 +66,20 @@ impl Organization {
 }
 
 impl Organization {
+    /// Renames the scope's organization (its slug, in chat addresses, stays).
+    pub fn rename(
+        conn: &mut DbConnection,
+        scope: &crate::domain::TenantScope,
+        name: &str,
+    ) -> QueryResult<usize> {
+        diesel::update(organizations::table.find(scope.organization_id()))
+            .set((
+                organizations::name.eq(name),
+                organizations::updated_at.eq(domain::now()),
+            ))
+            .execute(conn)
+    }
+
     pub fn set_disabled(
         conn: &mut DbConnection,
         id: OrganizationId,
