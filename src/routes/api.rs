@@ -1,4 +1,4 @@
-//! JSON API (`/api/v1`): the organization's members, invitations and API keys.
+//! JSON API (`/api/v1`): the organization itself, its members, invitations and API keys.
 //! Callers authenticate with an API key or a browser session (see `ApiCaller`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::extractors::{ApiCaller, client_ip};
 use crate::db::DbConnection;
-use crate::db::models::{ApiKey, Invitation, MemberWithUser, Membership};
+use crate::db::models::{ApiKey, Invitation, MemberWithUser, Membership, Organization};
 use crate::domain::{Email, MembershipId, TenantScope};
 use crate::error::{AppError, AppResult};
 use crate::services::accounts::{self, AccountError, Actor};
@@ -249,6 +249,68 @@ pub async fn revoke_invitation(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationJson {
+    id: i64,
+    name: String,
+    /// In chat addresses (`/c/{slug}/{agent}`) and widget snippets; never changes.
+    slug: String,
+    created_at: String,
+}
+
+fn organization_json(o: Organization) -> OrganizationJson {
+    OrganizationJson {
+        id: o.id.0,
+        name: o.name,
+        slug: o.slug,
+        created_at: iso(o.created_at),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/organization", tag = "organization", security(("api_key" = [])), responses((status = 200, body = OrganizationJson), (status = 401, body = ErrorJson)))]
+pub async fn get_organization(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+) -> AppResult<HttpResponse> {
+    let org = act(&state, &caller, &req, |conn, scope, _| {
+        Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(organization_json(org)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct OrganizationUpdate {
+    /// 1 to 120 characters.
+    name: String,
+}
+
+#[utoipa::path(patch, path = "/api/v1/organization", tag = "organization", security(("api_key" = [])), request_body = OrganizationUpdate,
+    responses((status = 200, body = OrganizationJson), (status = 403, body = ErrorJson), (status = 422, body = ErrorJson)))]
+pub async fn update_organization(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    body: web::Json<OrganizationUpdate>,
+) -> AppResult<HttpResponse> {
+    caller.require_write()?;
+    let name = body.into_inner().name.trim().to_string();
+    if name.is_empty() || name.chars().count() > crate::routes::auth::NAME_MAX {
+        return Err(AppError::Validation(format!(
+            "name must be 1 to {} characters",
+            crate::routes::auth::NAME_MAX
+        )));
+    }
+    let org = act(&state, &caller, &req, move |conn, scope, actor| {
+        accounts::rename_organization(conn, scope, actor, &name)?;
+        Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(organization_json(org)))
+}
+
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("api_key" = [])), responses((status = 200, body = List<ApiKeyJson>), (status = 403, body = ErrorJson)))]
 pub async fn list_api_keys(
     req: HttpRequest,
@@ -360,12 +422,12 @@ impl utoipa::Modify for ApiKeyAuth {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Frontdesk API", description = "The organization's members, invitations, API keys, agents, knowledge, conversations and billing.\n\nRate limits: every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the budget is whole again). Over budget the answer is 429 (`RATE_LIMITED`) with `Retry-After`. The budget is per API key, or per client address without one.\n\nErrors share one shape: `error`, `code`, `message`, `correlationId`, `timestamp`."),
-    paths(list_members, update_member, remove_member, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key,
+    paths(get_organization, update_organization, list_members, update_member, remove_member, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key,
         super::billing::api_summary),
-    components(schemas(MemberJson, MemberUpdate, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson,
+    components(schemas(OrganizationJson, OrganizationUpdate, MemberJson, MemberUpdate, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson,
         super::billing::BillingJson, super::billing::UsageJson)),
     modifiers(&ApiKeyAuth),
-    tags((name = "members"), (name = "invitations"), (name = "api-keys"), (name = "billing"))
+    tags((name = "organization"), (name = "members"), (name = "invitations"), (name = "api-keys"), (name = "billing"))
 )]
 pub struct ApiDoc;
 

@@ -231,6 +231,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                     web::resource("/provider-keys/{provider}").put(api_agents::put_provider_key),
                 )
                 .service(web::resource("/csp-reports").post(csp_reports::receive))
+                .service(
+                    web::resource("/organization")
+                        .get(api::get_organization)
+                        .patch(api::update_organization),
+                )
                 .service(web::resource("/members").get(api::list_members))
                 .service(
                     web::resource("/members/{id}")

@@ -1492,6 +1492,45 @@ async fn owners_and_admins_rename_the_organization_and_its_address_stays(backend
     let (_, audit) = owner.get("/app/audit?action=organization.renamed").await;
     assert!(audit.contains("Acme Suport → Acme Support"), "{audit}");
 
+    // The same over the API.
+    let read_key = owner.api_key("read", "read").await;
+    let write_key = owner.api_key("write", "write").await;
+    let call = |key: &str, method: reqwest::Method| {
+        app.client
+            .request(method, format!("{}/api/v1/organization", app.address))
+            .bearer_auth(key)
+    };
+    let body: Value = call(&read_key, reqwest::Method::GET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["name"], "Acme Support");
+    assert_eq!(body["slug"], slug.as_str());
+    let res = call(&read_key, reqwest::Method::PATCH)
+        .json(&serde_json::json!({"name": "Nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "read-only key");
+    let res = call(&write_key, reqwest::Method::PATCH)
+        .json(&serde_json::json!({"name": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let res = call(&write_key, reqwest::Method::PATCH)
+        .json(&serde_json::json!({"name": "Acme Help"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["name"], "Acme Help");
+    assert_eq!(body["slug"], slug.as_str());
+
     // Agents and viewers cannot change it.
     add_member(
         &mut app.pool().get().unwrap(),
@@ -1516,7 +1555,7 @@ async fn owners_and_admins_rename_the_organization_and_its_address_stays(backend
         .select(organizations::name)
         .first(&mut app.pool().get().unwrap())
         .unwrap();
-    assert_eq!(name, "Acme Support");
+    assert_eq!(name, "Acme Help");
 }
 
 async fn two_owners_demoting_each_other_at_once_leave_one_owner(backend: Backend) {
@@ -1828,6 +1867,7 @@ async fn the_openapi_document_describes_the_api(backend: Backend) {
     let doc: Value = res.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
+        "/api/v1/organization",
         "/api/v1/members",
         "/api/v1/invitations",
         "/api/v1/invitations/{id}",
