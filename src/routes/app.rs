@@ -856,6 +856,7 @@ fn organization_page(
     state: &AppState,
     member: &Member,
     name: String,
+    confirmation: String,
     errors: FieldErrors,
     flash: Option<Flash>,
 ) -> AppResult<OrganizationPage> {
@@ -868,6 +869,8 @@ fn organization_page(
             state.config.base_url.as_str().trim_end_matches('/')
         ),
         slug,
+        can_delete: member.role().can(Permission::ManageOwners),
+        confirmation,
         errors,
     })
 }
@@ -880,7 +883,14 @@ pub async fn organization(
     require(&member, Permission::ManageSettings)?;
     let flash = flash::take(&member.session);
     let name = member.organization.name.clone();
-    organization_page(&state, &member, name, FieldErrors::default(), flash)
+    organization_page(
+        &state,
+        &member,
+        name,
+        String::new(),
+        FieldErrors::default(),
+        flash,
+    )
 }
 
 #[derive(Deserialize)]
@@ -910,7 +920,7 @@ pub async fn rename_organization(
         NAME_MAX,
     );
     if !errors.is_empty() {
-        let page = organization_page(&state, &member, name, errors, None)?;
+        let page = organization_page(&state, &member, name, String::new(), errors, None)?;
         return Ok(unprocessable(page, &req));
     }
     let new_name = name.clone();
@@ -925,4 +935,110 @@ pub async fn rename_organization(
     };
     flash::set(&member.session, "success", &message);
     Ok(see_other("/app/organization"))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteOrganizationForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    confirmation: String,
+}
+
+csrf_protected!(DeleteOrganizationForm);
+
+/// `POST /app/organization/delete`: owners only, confirmed by the slug.
+pub async fn delete_organization(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<DeleteOrganizationForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageOwners)?;
+    let confirmation = form.confirmation.clone();
+    let deleted = act(&state, &member, &req, move |conn, scope, actor| {
+        accounts::delete_organization(conn, scope, actor, &confirmation)
+    })
+    .await?;
+    match deleted {
+        Ok(org) => {
+            let _ = member.session.remove(ORG_KEY);
+            flash::set(
+                &member.session,
+                "success",
+                &format!("{} and everything in it were deleted.", org.name),
+            );
+            Ok(see_other("/app"))
+        }
+        Err(e @ (AccountError::ConfirmationMismatch(_) | AccountError::LiveSubscription)) => {
+            let mut errors = FieldErrors::default();
+            errors.add("confirmation", e.to_string());
+            let name = member.organization.name.clone();
+            let page = organization_page(
+                &state,
+                &member,
+                name,
+                form.confirmation.trim().chars().take(120).collect(),
+                errors,
+                None,
+            )?;
+            Ok(unprocessable(page, &req))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DeleteAccountForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    current_password: String,
+}
+
+csrf_protected!(DeleteAccountForm);
+
+/// `POST /app/account/delete`: the account itself, after the password.
+pub async fn delete_account(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<DeleteAccountForm>,
+) -> AppResult<HttpResponse> {
+    let one_error = |field: &'static str, message: String| {
+        let mut errors = FieldErrors::default();
+        errors.add(field, message);
+        errors
+    };
+    if !password_matches(&member, &form.current_password).await? {
+        let errors = one_error(
+            "delete_password",
+            "This is not your current password.".into(),
+        );
+        return account_unprocessable(&req, &member, String::new(), errors).await;
+    }
+    let (user, ip) = (member.user.clone(), client_ip(&req));
+    let deleted = state
+        .db(move |conn| Ok(accounts::delete_account(conn, &user, &ip)))
+        .await?;
+    match deleted {
+        Ok(()) => {
+            member.session.purge();
+            let page = crate::views::account::MessagePage {
+                title: "Your account has been deleted".into(),
+                message: "Your account and its sign-ins are gone. Thank you for using Frontdesk."
+                    .into(),
+                link_href: "/".into(),
+                link_label: "Back to the home page".into(),
+            };
+            Ok(HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(askama::Template::render(&page).map_err(AppError::internal)?))
+        }
+        Err(e @ AccountError::SoleOwner(_)) => {
+            let errors = one_error("delete", e.to_string());
+            account_unprocessable(&req, &member, String::new(), errors).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }

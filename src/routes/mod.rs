@@ -140,6 +140,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                         .get(app::organization)
                         .post(app::rename_organization),
                 )
+                .service(web::resource("/organization/delete").post(app::delete_organization))
+                .service(web::resource("/account/delete").post(app::delete_account))
                 .service(web::resource("/account").get(app::account))
                 .service(web::resource("/account/password").post(app::change_password))
                 .service(web::resource("/account/email").post(app::change_email))

@@ -9,8 +9,9 @@ use crate::config::StripeConfig;
 use crate::db::DbConnection;
 use crate::db::models::user_token::{RESET_PASSWORD, VERIFY_EMAIL};
 use crate::db::models::{
-    ApiKey, AuditEntry, Invitation, MemberWithUser, Membership, NewAuditEntry, NewMembership,
-    NewOrganization, NewUser, Organization, SessionRow, TokenProblem, User, UserToken,
+    ApiKey, AuditEntry, BillingAccount, Invitation, MemberWithUser, Membership, NewAuditEntry,
+    NewMembership, NewOrganization, NewUser, Organization, SessionRow, TokenProblem, User,
+    UserToken,
 };
 use crate::domain::{
     Email, MembershipId, OrganizationId, Permission, Role, Slug, TenantScope, UserId,
@@ -41,6 +42,16 @@ pub enum AccountError {
     NotFound,
     #[error("This person is already a member of the organization.")]
     AlreadyMember,
+    #[error("Type the organization's slug, {0}, to confirm.")]
+    ConfirmationMismatch(String),
+    #[error(
+        "The organization still has a subscription: cancel it on the billing page first, so nothing more is charged."
+    )]
+    LiveSubscription,
+    #[error(
+        "You are the only owner of {0}: make someone else owner or delete the organization first."
+    )]
+    SoleOwner(String),
     #[error(transparent)]
     Limit(LimitReached),
     #[error(transparent)]
@@ -257,6 +268,62 @@ pub fn rename_organization(
             Some(&detail),
         )?;
         Ok(true)
+    })
+}
+
+/// Deletes the organization with its agents, knowledge, conversations, keys
+/// and audit log (owners only, confirmed by typing its slug). One with a live
+/// subscription is refused: Stripe would go on charging for it.
+pub fn delete_organization(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    confirmation: &str,
+) -> Result<Organization, AccountError> {
+    require(scope, Permission::ManageOwners)?;
+    crate::db::write_transaction(conn, |conn| {
+        let org =
+            Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)?;
+        if confirmation.trim() != org.slug {
+            return Err(AccountError::ConfirmationMismatch(org.slug));
+        }
+        if BillingAccount::find(conn, scope)?
+            .is_some_and(|a| crate::services::billing::checkout::has_live_subscription(&a))
+        {
+            return Err(AccountError::LiveSubscription);
+        }
+        Organization::delete(conn, scope)?;
+        // The organization's own log goes with it; this entry, outside any
+        // organization, is for the platform's operators.
+        audit(
+            conn,
+            None,
+            actor,
+            "organization.deleted",
+            Some(&org.name),
+            Some(&org.slug),
+        )?;
+        tracing::info!(organization = %org.slug, actor = actor.label, "organization deleted");
+        Ok(org)
+    })
+}
+
+/// Deletes the signed-in account (GDPR erasure). Refused while it is the only
+/// owner of an organization, which would be left with nobody in charge.
+pub fn delete_account(conn: &mut DbConnection, user: &User, ip: &str) -> Result<(), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        for (org, membership) in Membership::organizations_of(conn, user.id)? {
+            if membership.role() != Role::Owner {
+                continue;
+            }
+            let scope = TenantScope::verified(org.id, Some(user.id), Role::Owner);
+            if Membership::count_owners(conn, &scope)? <= 1 {
+                return Err(AccountError::SoleOwner(org.name));
+            }
+        }
+        audit_account(conn, user, ip, "account.deleted", None)?;
+        User::delete(conn, user.id)?;
+        Ok(())
     })
 }
 
@@ -837,6 +904,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "account.password_reset",
     "account.email_changed",
     "account.signed_out_everywhere",
+    "account.deleted",
     "auth.sign_in",
     "auth.sign_in_failed",
     "member.invited",
@@ -860,6 +928,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "billing.trial_will_end",
     "organization.created",
     "organization.renamed",
+    "organization.deleted",
     "organization.disabled",
     "organization.enabled",
     "organization.exported",

@@ -225,6 +225,10 @@ pub struct OrganizationPage {
     pub slug: String,
     /// Where its agents' public chat pages live, e.g. `https://…/c/acme/`.
     pub chat_base: String,
+    /// Owners may delete it.
+    pub can_delete: bool,
+    /// The deletion confirmation as typed.
+    pub confirmation: String,
     pub errors: FieldErrors,
 }
 

@@ -27,6 +27,8 @@ backend_tests!(
     members_are_managed_over_the_api_and_anyone_can_leave,
     the_audit_log_pages_through_everything_it_recorded,
     owners_and_admins_rename_the_organization_and_its_address_stays,
+    an_owner_deletes_the_organization_and_only_it,
+    people_delete_their_account_unless_they_alone_own_an_organization,
     two_owners_demoting_each_other_at_once_leave_one_owner,
     platform_admin_disables_accounts_and_organizations,
     the_openapi_document_describes_the_api,
@@ -1556,6 +1558,275 @@ async fn owners_and_admins_rename_the_organization_and_its_address_stays(backend
         .first(&mut app.pool().get().unwrap())
         .unwrap();
     assert_eq!(name, "Acme Help");
+}
+
+async fn an_owner_deletes_the_organization_and_only_it(backend: Backend) {
+    use frontdesk::db::schema::{api_keys, audit_log, billing_accounts};
+    use frontdesk::domain::Role;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let alice = Browser::new(&app);
+    let bob = Browser::new(&app);
+    let doomed = org_with_rows(
+        &app,
+        &alice,
+        "Doomed",
+        "alice@doomed.test",
+        "a2@doomed.test",
+    )
+    .await;
+    let kept = org_with_rows(&app, &bob, "Kept", "bob@kept.test", "b2@kept.test").await;
+    let slug: String = organizations::table
+        .find(doomed.organization)
+        .select(organizations::slug)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    add_member(
+        &mut app.pool().get().unwrap(),
+        doomed.organization,
+        "admin@doomed.test",
+        Role::Admin,
+    );
+    // Both have an agent with an indexed document (full-text index included).
+    let policy = b"# Returns\n\nBikes can be returned within 30 days.\n";
+    let mut kept_agent = 0;
+    for (browser, name) in [(&alice, "Doomed"), (&bob, "Kept")] {
+        let api = crate::chat::Api {
+            app: &app,
+            key: browser.api_key(name, "write").await,
+        };
+        let agent = api.agent(serde_json::json!({"name": "Support"})).await;
+        let id = agent["id"].as_i64().unwrap();
+        api.indexed(id, "Returns", "text/markdown", policy).await;
+        kept_agent = id;
+    }
+
+    // An admin may rename but not delete.
+    let admin = Browser::new(&app);
+    assert_eq!(
+        admin.login("admin@doomed.test", PASSWORD).await.status(),
+        303
+    );
+    let (_, page) = admin.get("/app/organization").await;
+    assert!(
+        !page.contains("/app/organization/delete"),
+        "no delete form for admins"
+    );
+    let res = admin
+        .submit(
+            "/app/organization",
+            "/app/organization/delete",
+            &[("confirmation", &slug)],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+
+    // The slug must be typed, and a live subscription must be cancelled first.
+    let res = alice
+        .submit(
+            "/app/organization",
+            "/app/organization/delete",
+            &[("confirmation", "Doomed")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("delete-confirmation-error")
+            && html.contains(&format!("Type the organization&#39;s slug, {slug}")),
+        "{html}"
+    );
+    let now = chrono::Utc::now().naive_utc();
+    diesel::insert_into(billing_accounts::table)
+        .values((
+            billing_accounts::organization_id.eq(doomed.organization),
+            billing_accounts::stripe_customer_id.eq(Some("cus_doomed")),
+            billing_accounts::stripe_subscription_id.eq(Some("sub_doomed")),
+            billing_accounts::plan.eq("pro"),
+            billing_accounts::status.eq("active"),
+            billing_accounts::cancel_at_period_end.eq(false),
+            billing_accounts::stripe_state_at.eq(1_i64),
+            billing_accounts::created_at.eq(now),
+            billing_accounts::updated_at.eq(now),
+        ))
+        .execute(&mut app.pool().get().unwrap())
+        .unwrap();
+    let res = alice
+        .submit(
+            "/app/organization",
+            "/app/organization/delete",
+            &[("confirmation", &slug)],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("still has a subscription")
+    );
+    diesel::update(billing_accounts::table.find(doomed.organization))
+        .set(billing_accounts::status.eq("canceled"))
+        .execute(&mut app.pool().get().unwrap())
+        .unwrap();
+
+    let res = alice
+        .submit(
+            "/app/organization",
+            "/app/organization/delete",
+            &[("confirmation", &slug)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/app");
+    let (_, page) = alice.get("/app/welcome").await;
+    assert!(
+        page.contains("Doomed and everything in it were deleted."),
+        "{page}"
+    );
+
+    let mut conn = app.pool().get().unwrap();
+    let left = |org: i64, conn: &mut frontdesk::db::DbConnection| -> (i64, i64, i64, i64) {
+        (
+            memberships::table
+                .filter(memberships::organization_id.eq(org))
+                .count()
+                .get_result(conn)
+                .unwrap(),
+            invitations::table
+                .filter(invitations::organization_id.eq(org))
+                .count()
+                .get_result(conn)
+                .unwrap(),
+            api_keys::table
+                .filter(api_keys::organization_id.eq(org))
+                .count()
+                .get_result(conn)
+                .unwrap(),
+            audit_log::table
+                .filter(audit_log::organization_id.eq(org))
+                .count()
+                .get_result(conn)
+                .unwrap(),
+        )
+    };
+    assert_eq!(left(doomed.organization, &mut conn), (0, 0, 0, 0));
+    let (members, invites, keys, audit) = left(kept.organization, &mut conn);
+    assert!(
+        members == 1 && invites == 1 && keys == 2 && audit > 0,
+        "the other organization is untouched"
+    );
+    use frontdesk::db::schema::knowledge_chunks;
+    let chunks: i64 = knowledge_chunks::table
+        .filter(knowledge_chunks::organization_id.eq(doomed.organization))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(chunks, 0);
+    let (status, found) = bob
+        .get(&format!("/app/agents/{kept_agent}?q=return%20a%20bike"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        found.contains("within 30 days"),
+        "the other full-text index still answers: {found}"
+    );
+    let deleted: Option<String> = audit_log::table
+        .filter(audit_log::action.eq("organization.deleted"))
+        .select(audit_log::target)
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(
+        deleted.as_deref(),
+        Some("Doomed"),
+        "a record outside the organization remains"
+    );
+    assert_eq!(count(&app, "users"), 3, "the accounts themselves stay");
+    let (status, _) = bob.get("/app/members").await;
+    assert_eq!(status, 200);
+}
+
+async fn people_delete_their_account_unless_they_alone_own_an_organization(backend: Backend) {
+    use frontdesk::domain::Role;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Solo", "owner@solo.test").await.status(), 303);
+    let org: i64 = organizations::table
+        .select(organizations::id)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    let key = owner.api_key("ops", "write").await;
+    add_member(
+        &mut app.pool().get().unwrap(),
+        org,
+        "agent@solo.test",
+        Role::Agent,
+    );
+
+    // The only owner is refused, beside the form.
+    let res = owner
+        .submit(
+            "/app/account",
+            "/app/account/delete",
+            &[("current_password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("You are the only owner of Solo")
+    );
+    // A wrong password is refused beside its field.
+    let agent = Browser::new(&app);
+    assert_eq!(agent.login("agent@solo.test", PASSWORD).await.status(), 303);
+    let res = agent
+        .submit(
+            "/app/account",
+            "/app/account/delete",
+            &[("current_password", "not my password")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("delete-password-error"));
+    assert_eq!(count(&app, "users"), 2);
+
+    let res = agent
+        .submit(
+            "/app/account",
+            "/app/account/delete",
+            &[("current_password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Your account has been deleted")
+    );
+    assert_eq!(count(&app, "users"), 1);
+    assert_eq!(count(&app, "memberships"), 1);
+    let (status, _) = agent.get("/app").await;
+    assert_eq!(status, 303, "signed out");
+    let res = Browser::new(&app).login("agent@solo.test", PASSWORD).await;
+    assert_eq!(res.status(), 422, "the account is gone");
+
+    // The owner's keys and records stay with the organization.
+    let res = app
+        .client
+        .get(format!("{}/api/v1/members", app.address))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, audit) = owner.get("/app/audit?action=account.deleted").await;
+    assert!(audit.contains("agent@solo.test"), "{audit}");
 }
 
 async fn two_owners_demoting_each_other_at_once_leave_one_owner(backend: Backend) {

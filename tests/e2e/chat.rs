@@ -405,7 +405,13 @@ impl Api<'_> {
     }
 
     /// Uploads and waits for the ingestion job to index it.
-    async fn indexed(&self, agent: i64, title: &str, content_type: &str, body: &[u8]) -> Value {
+    pub(crate) async fn indexed(
+        &self,
+        agent: i64,
+        title: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Value {
         let (status, doc) = self.upload(agent, title, content_type, body.to_vec()).await;
         assert_eq!(status, 201, "{doc}");
         assert_eq!(doc["status"], "pending");

@@ -80,6 +80,14 @@ impl Organization {
             .execute(conn)
     }
 
+    /// Deletes the scope's organization and, by cascade, everything it owns.
+    pub fn delete(
+        conn: &mut DbConnection,
+        scope: &crate::domain::TenantScope,
+    ) -> QueryResult<usize> {
+        diesel::delete(organizations::table.find(scope.organization_id())).execute(conn)
+    }
+
     pub fn set_disabled(
         conn: &mut DbConnection,
         id: OrganizationId,

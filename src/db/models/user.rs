@@ -105,6 +105,12 @@ impl User {
             .execute(conn)
     }
 
+    /// Deletes the account: memberships, sessions and links go with it; what
+    /// it did (audit entries, keys, invitations) stays without its name.
+    pub fn delete(conn: &mut DbConnection, id: UserId) -> QueryResult<usize> {
+        diesel::delete(users::table.find(id)).execute(conn)
+    }
+
     pub fn set_disabled(conn: &mut DbConnection, id: UserId, disabled: bool) -> QueryResult<usize> {
         let at = disabled.then(domain::now);
         diesel::update(users::table.find(id))
