@@ -65,20 +65,32 @@ pub(crate) fn require(member: &Member, permission: Permission) -> AppResult<()> 
 }
 
 pub async fn dashboard(state: web::Data<AppState>, member: Member) -> AppResult<DashboardPage> {
+    use crate::db::models::conversation::{ESCALATED, OPEN};
     let scope = member.scope.clone();
-    let (members, keys) = state
+    let (members, keys, agents, by_status) = state
         .db(move |conn| {
             Ok((
-                Membership::list(conn, &scope)?.len(),
+                Membership::count(conn, &scope)?,
                 ApiKey::list(conn, &scope)?.len(),
+                crate::db::models::Agent::count(conn, &scope)?,
+                crate::db::models::Conversation::count_by_status(conn, &scope)?,
             ))
         })
         .await?;
+    let in_status = |wanted: &str| {
+        by_status
+            .iter()
+            .find(|(status, _)| status == wanted)
+            .map_or(0, |(_, n)| *n)
+    };
     let flash = flash::take(&member.session);
     Ok(DashboardPage {
         chrome: chrome(&member, "dashboard", flash)?,
         member_count: members,
         api_key_count: keys,
+        agent_count: agents,
+        escalated_count: in_status(ESCALATED),
+        open_count: in_status(OPEN),
     })
 }
 

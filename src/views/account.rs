@@ -136,8 +136,12 @@ pub struct AppChrome {
 #[template(path = "app/dashboard.html")]
 pub struct DashboardPage {
     pub chrome: AppChrome,
-    pub member_count: usize,
+    pub member_count: i64,
     pub api_key_count: usize,
+    pub agent_count: i64,
+    /// Visitors who asked for a person and wait for the team.
+    pub escalated_count: i64,
+    pub open_count: i64,
 }
 
 #[derive(Debug, Clone)]

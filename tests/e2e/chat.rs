@@ -1588,6 +1588,28 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     );
     let (status, _) = owner.get("/app/conversations?from=yesterday").await;
     assert_eq!(status, 200, "a bad filter is a message, not an error page");
+    // The dashboard counts them, and points at those waiting for a person.
+    let (_, dashboard) = owner.get("/app").await;
+    assert!(dashboard.contains("Open conversations: 1"), "{dashboard}");
+    assert!(dashboard.contains("Waiting for a person: 0"), "{dashboard}");
+    let res = app
+        .client
+        .post(app.url(&format!(
+            "/api/v1/chat/harbor-bikes/front-desk/conversations/{}/escalate",
+            chat["conversationId"]
+        )))
+        .header("x-conversation-token", chat["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, dashboard) = owner.get("/app").await;
+    assert!(
+        dashboard.contains("Waiting for a person: 1")
+            && dashboard.contains("Open conversations: 0"),
+        "{dashboard}"
+    );
+    assert!(dashboard.contains("href=\"/app/conversations?status=escalated\""));
     // What the filter form sends with "All agents" and nothing else chosen.
     let (status, all) = owner
         .get("/app/conversations?agent=&status=&from=&to=&q=")

@@ -191,6 +191,18 @@ impl Conversation {
         })
     }
 
+    /// How many of the organization's conversations are in each status.
+    pub fn count_by_status(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+    ) -> QueryResult<Vec<(String, i64)>> {
+        conversations::table
+            .filter(conversations::organization_id.eq(scope.organization_id()))
+            .group_by(conversations::status)
+            .select((conversations::status, diesel::dsl::count_star()))
+            .load(conn)
+    }
+
     /// Up to `limit` conversations after `after`, in id order: walks every
     /// conversation of the organization a page at a time (for exports).
     pub fn page_after(
