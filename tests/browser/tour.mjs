@@ -2,8 +2,10 @@
 // owner: each page in the navigation answers 200 with no console, page or CSP
 // errors and fits a desktop and a phone screen; every GET form (test retrieval,
 // conversation and audit filters) submitted as the page offers it answers 200;
-// the agent page's "test retrieval" finds the demo knowledge base. A
-// screenshot of each page at phone size.
+// the agent page's "test retrieval" finds the demo knowledge base; axe-core
+// finds no serious WCAG 2.1 AA problem on them nor on the public pages
+// (landing, sign-in, sign-up, reset, the chat page at CHAT_PATH). A screenshot
+// of each app page at phone size.
 //
 //   BASE_URL=http://127.0.0.1:5098 EMAIL=... PASSWORD=... [SCREENSHOT_DIR=/tmp/shots] \
 //     [CHROMIUM_PATH=/usr/bin/chromium] node tests/browser/tour.mjs
@@ -14,6 +16,9 @@
 import { chromium } from 'playwright-core';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 const { BASE_URL, EMAIL, PASSWORD } = process.env;
 if (!BASE_URL || !EMAIL || !PASSWORD) {
@@ -52,6 +57,21 @@ async function signedIn(browser, options) {
   return { context, page, problems };
 }
 
+/// WCAG 2 A/AA problems axe-core finds on the page, serious or worse.
+async function accessibilityProblems(page) {
+  await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+    }));
+  });
+  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+}
+
 async function overflow(page) {
   return page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
 }
@@ -63,6 +83,9 @@ const browser = await chromium.launch({
 try {
   const desktop = await signedIn(browser, { viewport: { width: 1280, height: 900 } });
   const phone = await signedIn(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  // axe-core is injected as a script, which the pages' CSP rightly refuses:
+  // this context alone lets it in (the two above keep the CSP).
+  const audit = await signedIn(browser, { viewport: { width: 1280, height: 900 }, bypassCSP: true });
   const links = await desktop.page.locator('nav.app-nav a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
   check(links.length >= 8, 'the navigation lists the app pages', JSON.stringify(links));
 
@@ -75,9 +98,32 @@ try {
       const heading = (await view.page.locator('main h1').first().textContent())?.trim();
       check(Boolean(heading), `${path} (${label}) has a heading`);
     }
+    await audit.page.goto(url(path), { waitUntil: 'load' });
+    const problems = await accessibilityProblems(audit.page);
+    check(
+      problems.length === 0,
+      `${path}: no serious accessibility problems (axe-core, WCAG 2.1 AA)`,
+      problems.map((p) => `${p.id} (${p.impact}): ${p.help} at ${p.nodes.join(', ')}`).join(' | '),
+    );
     const name = path === '/app' ? 'dashboard' : path.replace('/app/', '').replace(/\//g, '-');
     await phone.page.screenshot({ path: join(SCREENSHOT_DIR, `tour-${name}-phone.png`), fullPage: true });
   }
+
+  // The public pages a visitor or a newcomer sees, signed out.
+  const visitor = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+  const outside = await visitor.newPage();
+  const chatPage = process.env.CHAT_PATH;
+  for (const path of ['/', '/login', '/signup', '/forgot-password', ...(chatPage ? [chatPage] : [])]) {
+    const res = await outside.goto(url(path), { waitUntil: 'load' });
+    check(res?.status() === 200, `${path} answers 200`, `got ${res?.status()}`);
+    const problems = await accessibilityProblems(outside);
+    check(
+      problems.length === 0,
+      `${path}: no serious accessibility problems (axe-core, WCAG 2.1 AA)`,
+      problems.map((p) => `${p.id} (${p.impact}): ${p.help} at ${p.nodes.join(', ')}`).join(' | '),
+    );
+  }
+  await visitor.close();
 
   // Every GET form, submitted as offered (selects on their first choice).
   const page = desktop.page;

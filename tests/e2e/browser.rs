@@ -253,6 +253,13 @@ async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_c
                 "PASSWORD",
                 PathBuf::from(frontdesk::services::demo::PASSWORD),
             ),
+            (
+                "CHAT_PATH",
+                PathBuf::from(format!(
+                    "/c/lighthouse-coffee-roasters/{}",
+                    frontdesk::services::demo::AGENT_SLUG
+                )),
+            ),
         ],
     )
     .await;
