@@ -244,6 +244,14 @@ async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_c
         }
         actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // A platform admin too, so the tour takes in /admin.
+    {
+        use frontdesk::db::schema::users;
+        diesel::update(users::table.filter(users::email.eq(frontdesk::services::demo::EMAIL)))
+            .set(users::is_platform_admin.eq(true))
+            .execute(&mut app.pool().get().unwrap())
+            .unwrap();
+    }
     run_script(
         "tour.mjs",
         &app.address,
