@@ -297,9 +297,12 @@ pub async fn update_organization(
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
     let name = body.into_inner().name.trim().to_string();
-    if name.is_empty() || name.chars().count() > crate::routes::auth::NAME_MAX {
+    if name.is_empty()
+        || name.chars().count() > crate::routes::auth::NAME_MAX
+        || name.chars().any(char::is_control)
+    {
         return Err(AppError::Validation(format!(
-            "name must be 1 to {} characters",
+            "name must be 1 to {} characters on one line",
             crate::routes::auth::NAME_MAX
         )));
     }

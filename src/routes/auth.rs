@@ -42,6 +42,9 @@ pub fn text_field(
         errors.add(field, format!("{label} is required."));
     } else if value.chars().count() > max {
         errors.add(field, format!("{label} must be at most {max} characters."));
+    } else if value.chars().any(char::is_control) {
+        // Names travel into email subjects and headers of pages: one line only.
+        errors.add(field, format!("{label} must be on one line."));
     }
     value
 }

@@ -1467,6 +1467,15 @@ async fn owners_and_admins_rename_the_organization_and_its_address_stays(backend
         .submit("/app/organization", "/app/organization", &[("name", "  ")])
         .await;
     assert_eq!(res.status(), 422);
+    let res = owner
+        .submit(
+            "/app/organization",
+            "/app/organization",
+            &[("name", "Acme\r\nBcc: someone@example.net")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("must be on one line"));
 
     let res = owner
         .submit(

@@ -126,24 +126,7 @@ impl Mailer {
 
     /// Renders and delivers one email.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
-        let to: Mailbox = email
-            .to
-            .parse()
-            .map_err(|e: lettre::address::AddressError| MailError::Address {
-                address: email.to.clone(),
-                reason: e.to_string(),
-            })?;
-        let rendered = email.template.render(&self.base_url)?;
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(rendered.subject)
-            .message_id(Some(email.message_id.clone()))
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text,
-                rendered.html,
-            ))
-            .map_err(|e| MailError::Build(e.to_string()))?;
+        let message = build(&self.from, email, &self.base_url)?;
         match &self.transport {
             Transport::Smtp(smtp) => {
                 smtp.send(message).await?;
@@ -160,6 +143,37 @@ impl Mailer {
         }
         Ok(())
     }
+}
+
+/// The message as it goes on the wire: both parts, the fixed Message-ID.
+fn build(from: &Mailbox, email: &OutgoingEmail, base_url: &Url) -> Result<Message, MailError> {
+    let to: Mailbox = email
+        .to
+        .parse()
+        .map_err(|e: lettre::address::AddressError| MailError::Address {
+            address: email.to.clone(),
+            reason: e.to_string(),
+        })?;
+    let rendered = email.template.render(base_url)?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        // Names people typed reach the subject: a line break in one must not
+        // start a header of its own.
+        .subject(one_line(&rendered.subject))
+        .message_id(Some(email.message_id.clone()))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text,
+            rendered.html,
+        ))
+        .map_err(|e| MailError::Build(e.to_string()))
+}
+
+fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_control())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `smtps://` is implicit TLS (465); `smtp://` is STARTTLS (587), required unless
@@ -227,7 +241,36 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{MailTemplate, OutgoingEmail, build, percent_decode};
+
+    #[test]
+    fn a_line_break_in_a_name_does_not_become_a_header() {
+        let base = url::Url::parse("https://support.example.com").unwrap();
+        let to = crate::domain::Email::parse("new@example.com").unwrap();
+        let email = OutgoingEmail::new(
+            &to,
+            MailTemplate::Invitation {
+                organization: "Acme\r\nBcc: victim@example.net".into(),
+                inviter: "Ana\nX-Evil: 1".into(),
+                role: "agent".into(),
+                token: "t".into(),
+            },
+            &base,
+        );
+        let from = "Frontdesk <no-reply@example.com>".parse().unwrap();
+        let wire = String::from_utf8(build(&from, &email, &base).unwrap().formatted()).unwrap();
+        let head = wire.split("\r\n\r\n").next().unwrap();
+        for line in head.split("\r\n") {
+            assert!(
+                !line.starts_with("Bcc:") && !line.starts_with("X-Evil:"),
+                "{head}"
+            );
+        }
+        assert!(
+            head.contains("Subject: Ana X-Evil: 1 invited you to Acme Bcc:"),
+            "{head}"
+        );
+    }
 
     #[test]
     fn decodes_userinfo() {
