@@ -98,7 +98,7 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config, options: ServeOptions) -> Result<Self, StartupError> {
+    pub async fn build(mut config: Config, options: ServeOptions) -> Result<Self, StartupError> {
         let url = config.database_url.clone();
         let pool_size = config.database_pool_size;
         let slow_query = Duration::from_millis(config.slow_query_ms);
@@ -114,13 +114,6 @@ impl Application {
             );
         }
 
-        if options.demo && config.environment.is_production() {
-            return Err(DemoError::Production.into());
-        }
-        if pending.is_empty() && (options.demo || !config.environment.is_production()) {
-            announce_demo(&pool, &config, options.demo).await?;
-        }
-
         let address = config.bind_address();
         let listener = TcpListener::bind(&address).map_err(|e| StartupError::Bind {
             address: address.clone(),
@@ -133,6 +126,18 @@ impl Application {
                 reason: e.to_string(),
             })?
             .port();
+        // PORT=0 asks for any free port; links (emails, widget snippets) must
+        // carry the one the system gave, unless BASE_URL said otherwise.
+        if config.base_url.port() == Some(0) {
+            let _ = config.base_url.set_port(Some(port));
+        }
+
+        if options.demo && config.environment.is_production() {
+            return Err(DemoError::Production.into());
+        }
+        if pending.is_empty() && (options.demo || !config.environment.is_production()) {
+            announce_demo(&pool, &config, options.demo).await?;
+        }
 
         let mailer = Arc::new(Mailer::from_config(&config)?);
         let metrics = Arc::new(Metrics::default());
