@@ -5,10 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 
-use super::api_agents::{ConversationQuery, conversation_status};
+use super::api_agents::{ConversationQuery, actor, conversation_status};
 use super::app::{act, chrome, require, when};
 use crate::auth::csrf::{self, CsrfForm};
-use crate::auth::extractors::Member;
+use crate::auth::extractors::{Member, client_ip};
 use crate::csrf_protected;
 use crate::db::models::{Agent, Conversation, Document, ProviderCredential};
 use crate::domain::{AgentId, ConversationId, DocumentId, Permission};
@@ -761,6 +761,38 @@ pub async fn set_conversation_status(
     Ok(see_other(&format!("/app/conversations/{}", id.0)))
 }
 
+/// `POST /app/conversations/{id}/delete`: owners and admins erase one.
+pub async fn delete_conversation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(_): CsrfForm<TokenForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let (scope, id) = (member.scope.clone(), ConversationId(path.into_inner()));
+    let (label, ip) = (member.user.email.clone(), client_ip(&req));
+    let deleted = state
+        .db(move |conn| {
+            Ok(chat::delete_conversation(
+                conn,
+                &scope,
+                &actor(&scope, &label, &ip),
+                id,
+            )?)
+        })
+        .await?;
+    if !deleted {
+        return Err(AppError::NotFound);
+    }
+    flash::set(
+        &member.session,
+        "success",
+        &format!("Conversation {} and its messages were deleted.", id.0),
+    );
+    Ok(see_other("/app/conversations"))
+}
+
 pub async fn conversation(
     state: web::Data<AppState>,
     member: Member,
@@ -777,6 +809,7 @@ pub async fn conversation(
         .await?;
     Ok(ConversationPage {
         can_respond: member.role().can(Permission::Respond),
+        can_delete: member.role().can(Permission::ManageSettings),
         chrome: chrome(&member, "conversations", flash::take(&member.session))?,
         id: c.id.0,
         agent_name: agent.name,

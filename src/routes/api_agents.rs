@@ -24,7 +24,11 @@ fn iso(t: chrono::NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn actor<'a>(scope: &crate::domain::TenantScope, label: &'a str, ip: &'a str) -> Actor<'a> {
+pub(crate) fn actor<'a>(
+    scope: &crate::domain::TenantScope,
+    label: &'a str,
+    ip: &'a str,
+) -> Actor<'a> {
     Actor {
         user_id: scope.user_id(),
         label,
@@ -682,6 +686,33 @@ pub async fn set_conversation_status(
     Ok(HttpResponse::Ok().json(conversation_json(conversation, None)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 204, description = "Deleted with its messages"), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson)))]
+pub async fn delete_conversation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
+    let id = ConversationId(path.into_inner());
+    let deleted = state
+        .db(move |conn| {
+            Ok(crate::services::chat::delete_conversation(
+                conn,
+                &scope,
+                &actor(&scope, &label, &ip),
+                id,
+            )?)
+        })
+        .await?;
+    if !deleted {
+        return Err(AppError::NotFound);
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiMessage {
@@ -802,7 +833,7 @@ pub async fn put_provider_key(
 #[openapi(
     paths(list_agents, create_agent, get_agent, update_agent, delete_agent, list_documents, upload_document,
         delete_document, reindex_document, search_agent, list_conversations, list_messages, start_conversation,
-        send_message, set_conversation_status, list_provider_keys, put_provider_key,
+        send_message, set_conversation_status, delete_conversation, list_provider_keys, put_provider_key,
         super::chat::start, super::chat::transcript, super::chat::send, super::chat::escalate),
     components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, ConversationJson, ConversationPageJson, MessageJson,
         StartConversation, ApiMessage, ConversationStatus, ProviderKeyJson, ProviderKeyForm, Citation, crate::services::chat::ReplyOutcome,

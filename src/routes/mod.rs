@@ -117,6 +117,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .service(web::resource("/conversations").get(agents::conversations))
                 .service(web::resource("/conversations/{id}").get(agents::conversation))
                 .service(
+                    web::resource("/conversations/{id}/delete").post(agents::delete_conversation),
+                )
+                .service(
                     web::resource("/conversations/{id}/status")
                         .post(agents::set_conversation_status),
                 )
@@ -223,6 +226,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                     web::resource("/conversations/{id}/messages")
                         .get(api_agents::list_messages)
                         .post(api_agents::send_message),
+                )
+                .service(
+                    web::resource("/conversations/{id}").delete(api_agents::delete_conversation),
                 )
                 .service(
                     web::resource("/conversations/{id}/status")

@@ -919,6 +919,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "agent.updated",
     "agent.deleted",
     "provider_key.saved",
+    "conversation.deleted",
     "billing.customer_created",
     "billing.checkout_started",
     "billing.portal_opened",

@@ -149,6 +149,8 @@ pub struct ConversationPage {
     pub chrome: AppChrome,
     /// May resolve or reopen it.
     pub can_respond: bool,
+    /// Owners and admins may erase it.
+    pub can_delete: bool,
     pub id: i64,
     pub agent_name: String,
     pub channel: String,

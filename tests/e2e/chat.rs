@@ -30,7 +30,92 @@ backend_tests!(
     conversation_lists_come_in_pages,
     provider_keys_are_sealed_again_after_a_key_rotation,
     a_rate_limited_provider_is_retried_and_a_garbled_one_falls_back,
+    owners_and_admins_erase_a_conversation_with_its_messages,
 );
+
+async fn owners_and_admins_erase_a_conversation_with_its_messages(backend: Backend) {
+    use frontdesk::db::schema::{audit_log, messages};
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let mut ids = Vec::new();
+    for text in ["My email is someone@example.net", "Forget me please"] {
+        let chat = support_chat(&app).await;
+        assert_eq!(
+            say(&app, "harbor-bikes", "support", &chat, text)
+                .await
+                .status(),
+            200
+        );
+        ids.push(chat["conversationId"].as_i64().unwrap());
+    }
+    let messages_of = |id: i64| -> i64 {
+        messages::table
+            .filter(messages::conversation_id.eq(id))
+            .count()
+            .get_result(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    assert_eq!(messages_of(ids[0]), 2);
+
+    // Another organization's owner cannot reach them.
+    let (other, other_key) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
+    let page = format!("/app/conversations/{}", ids[0]);
+    let res = other.submit("/app", &format!("{page}/delete"), &[]).await;
+    assert_eq!(res.status(), 404);
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/conversations/{}", ids[0])))
+        .bearer_auth(&other_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(messages_of(ids[0]), 2);
+
+    // The page: the owner sees the form and erases it.
+    let (_, html) = owner.get(&page).await;
+    assert!(
+        html.contains(&format!("action=\"{page}/delete\"")),
+        "{html}"
+    );
+    let res = owner.submit(&page, &format!("{page}/delete"), &[]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(messages_of(ids[0]), 0);
+    assert_eq!(owner.get(&page).await.0, 404);
+    let (_, list) = owner.get("/app/conversations").await;
+    assert!(list.contains(&format!(
+        "Conversation {} and its messages were deleted.",
+        ids[0]
+    )));
+
+    // The API, with a write key; a read key may not.
+    let read = owner.api_key("read", "read").await;
+    let path = format!("/api/v1/conversations/{}", ids[1]);
+    let res = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let (status, _) = api.json(Method::DELETE, &path, json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(messages_of(ids[1]), 0);
+    let (status, _) = api.json(Method::DELETE, &path, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "already gone");
+
+    let noted: i64 = audit_log::table
+        .filter(audit_log::action.eq("conversation.deleted"))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(noted, 2);
+}
 
 async fn a_rate_limited_provider_is_retried_and_a_garbled_one_falls_back(backend: Backend) {
     let Some((app, key)) = setup(backend, &[]).await else {

@@ -191,6 +191,22 @@ impl Conversation {
         })
     }
 
+    /// Deletes one of the organization's conversations with its messages;
+    /// `false` when it is not one of theirs.
+    pub fn delete(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        id: ConversationId,
+    ) -> QueryResult<bool> {
+        diesel::delete(
+            conversations::table
+                .filter(conversations::organization_id.eq(scope.organization_id()))
+                .filter(conversations::id.eq(id)),
+        )
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
     /// How many of the organization's conversations are in each status.
     pub fn count_by_status(
         conn: &mut DbConnection,

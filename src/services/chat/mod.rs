@@ -392,6 +392,33 @@ pub fn set_status(
     Conversation::find(conn, scope, id)
 }
 
+/// Deletes a conversation and its messages (a visitor's erasure request, say),
+/// recorded in the audit log; `false` when it is not one of the organization's.
+pub fn delete_conversation(
+    conn: &mut DbConnection,
+    scope: &crate::domain::TenantScope,
+    actor: &crate::services::accounts::Actor<'_>,
+    id: ConversationId,
+) -> diesel::QueryResult<bool> {
+    crate::db::write_transaction(conn, |conn| {
+        let Some(conversation) = Conversation::find(conn, scope, id)? else {
+            return Ok(false);
+        };
+        Conversation::delete(conn, scope, id)?;
+        let target = format!("conversation {}", id.0);
+        let detail = format!("visitor {}", conversation.visitor_id);
+        crate::services::accounts::audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "conversation.deleted",
+            Some(&target),
+            Some(&detail),
+        )?;
+        Ok(true)
+    })
+}
+
 /// "Talk to a person": the team picks the conversation up from here.
 pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel::QueryResult<()> {
     if conversation.status != ESCALATED && conversation.status != RESOLVED {
