@@ -209,7 +209,21 @@ pub struct TokenForm {
     csrf_token: String,
 }
 
-csrf_protected!(NewAgentForm, SettingsForm, PasteForm, TokenForm);
+/// A destructive action's form: its checkbox says the person meant it.
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    csrf_token: String,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+csrf_protected!(
+    NewAgentForm,
+    SettingsForm,
+    PasteForm,
+    TokenForm,
+    ConfirmForm
+);
 
 pub async fn create(
     req: HttpRequest,
@@ -767,10 +781,18 @@ pub async fn delete_conversation(
     state: web::Data<AppState>,
     member: Member,
     path: web::Path<i64>,
-    CsrfForm(_): CsrfForm<TokenForm>,
+    CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::ManageSettings)?;
     let (scope, id) = (member.scope.clone(), ConversationId(path.into_inner()));
+    if form.confirm.as_deref() != Some("yes") {
+        flash::set(
+            &member.session,
+            "error",
+            "Tick the box to confirm: deleting a conversation cannot be undone.",
+        );
+        return Ok(see_other(&format!("/app/conversations/{}", id.0)));
+    }
     let (label, ip) = (member.user.email.clone(), client_ip(&req));
     let deleted = state
         .db(move |conn| {

@@ -64,7 +64,9 @@ async fn owners_and_admins_erase_a_conversation_with_its_messages(backend: Backe
     // Another organization's owner cannot reach them.
     let (other, other_key) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
     let page = format!("/app/conversations/{}", ids[0]);
-    let res = other.submit("/app", &format!("{page}/delete"), &[]).await;
+    let res = other
+        .submit("/app", &format!("{page}/delete"), &[("confirm", "yes")])
+        .await;
     assert_eq!(res.status(), 404);
     let res = app
         .client
@@ -82,7 +84,15 @@ async fn owners_and_admins_erase_a_conversation_with_its_messages(backend: Backe
         html.contains(&format!("action=\"{page}/delete\"")),
         "{html}"
     );
+    // Without the box ticked, nothing happens.
     let res = owner.submit(&page, &format!("{page}/delete"), &[]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(messages_of(ids[0]), 2);
+    let (_, html) = owner.get(&page).await;
+    assert!(html.contains("Tick the box to confirm"), "{html}");
+    let res = owner
+        .submit(&page, &format!("{page}/delete"), &[("confirm", "yes")])
+        .await;
     assert_eq!(res.status(), 303);
     assert_eq!(messages_of(ids[0]), 0);
     assert_eq!(owner.get(&page).await.0, 404);
