@@ -967,9 +967,9 @@ pub async fn delete_organization(
     CsrfForm(form): CsrfForm<DeleteOrganizationForm>,
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::ManageOwners)?;
-    let confirmation = form.confirmation.clone();
+    let (confirmation, base_url) = (form.confirmation.clone(), state.config.base_url.clone());
     let deleted = act(&state, &member, &req, move |conn, scope, actor| {
-        accounts::delete_organization(conn, scope, actor, &confirmation)
+        accounts::delete_organization(conn, scope, actor, &confirmation, &base_url)
     })
     .await?;
     match deleted {

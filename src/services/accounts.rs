@@ -279,6 +279,7 @@ pub fn delete_organization(
     scope: &TenantScope,
     actor: &Actor<'_>,
     confirmation: &str,
+    base_url: &Url,
 ) -> Result<Organization, AccountError> {
     require(scope, Permission::ManageOwners)?;
     crate::db::write_transaction(conn, |conn| {
@@ -291,6 +292,24 @@ pub fn delete_organization(
             .is_some_and(|a| crate::services::billing::checkout::has_live_subscription(&a))
         {
             return Err(AccountError::LiveSubscription);
+        }
+        // The other members learn why it is gone (queued with the deletion).
+        for member in Membership::list(conn, scope)? {
+            if Some(member.user.id) == actor.user_id || member.user.disabled_at.is_some() {
+                continue;
+            }
+            let Ok(to) = Email::parse(&member.user.email) else {
+                continue;
+            };
+            send(
+                conn,
+                &to,
+                MailTemplate::OrganizationDeleted {
+                    organization: org.name.clone(),
+                    by: actor.label.to_string(),
+                },
+                base_url,
+            )?;
         }
         Organization::delete(conn, scope)?;
         // The organization's own log goes with it; this entry, outside any

@@ -1752,6 +1752,15 @@ async fn an_owner_deletes_the_organization_and_only_it(backend: Backend) {
         "a record outside the organization remains"
     );
     assert_eq!(count(&app, "users"), 3, "the accounts themselves stay");
+    let notice = wait_for_mail(&mail_dir(&app), "admin@doomed.test", "Doomed was deleted").await;
+    assert!(
+        notice.contains("alice@doomed.test deleted Doomed"),
+        "{notice}"
+    );
+    assert!(
+        all_mail(&mail_dir(&app), "alice@doomed.test", "was deleted").is_empty(),
+        "not to the one who deleted it"
+    );
     let (status, _) = bob.get("/app/members").await;
     assert_eq!(status, 200);
 }

@@ -39,6 +39,11 @@ pub enum MailTemplate {
         ticket_id: i64,
         subject: String,
     },
+    /// To the other members when an owner deletes the organization.
+    OrganizationDeleted {
+        organization: String,
+        by: String,
+    },
     /// `frontdesk mail test`: proves the configuration end to end.
     Test,
 }
@@ -133,6 +138,17 @@ email_parts!(
     TicketAssignedText = "email/ticket_assigned/body.txt"
 );
 
+struct OrganizationDeleted<'a> {
+    organization: &'a str,
+    by: &'a str,
+    link: String,
+}
+email_parts!(
+    OrganizationDeleted<'a>,
+    OrganizationDeletedHtml = "email/organization_deleted/body.html",
+    OrganizationDeletedText = "email/organization_deleted/body.txt"
+);
+
 struct TestEmail {
     link: String,
 }
@@ -172,6 +188,7 @@ impl MailTemplate {
             Self::PaymentFailed { .. } => "payment_failed",
             Self::TrialEnding { .. } => "trial_ending",
             Self::TicketAssigned { .. } => "ticket_assigned",
+            Self::OrganizationDeleted { .. } => "organization_deleted",
             Self::Test => "test",
         }
     }
@@ -265,6 +282,18 @@ impl MailTemplate {
                     TicketAssignedText { m: &m },
                 )
             }
+            Self::OrganizationDeleted { organization, by } => {
+                let m = OrganizationDeleted {
+                    organization,
+                    by,
+                    link: link(base, "/app", None),
+                };
+                parts(
+                    format!("{organization} was deleted from Frontdesk"),
+                    OrganizationDeletedHtml { m: &m },
+                    OrganizationDeletedText { m: &m },
+                )
+            }
             Self::Test => {
                 let m = TestEmail {
                     link: link(base, "/", None),
@@ -353,6 +382,14 @@ mod tests {
                 },
                 "/app/tickets/42",
                 "Broken chain",
+            ),
+            (
+                MailTemplate::OrganizationDeleted {
+                    organization: "Acme".into(),
+                    by: "Ana".into(),
+                },
+                "/app",
+                "Ana deleted",
             ),
             (
                 MailTemplate::Test,
