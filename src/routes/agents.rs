@@ -705,12 +705,16 @@ pub async fn conversations(
             ))
         })
         .await?;
-    let per_page = usize::try_from(query.per_page()).unwrap_or(usize::MAX);
-    let page = if error.is_some() { 1 } else { query.page() };
-    let pager = Pager::new(page, rows.len() > per_page, |n| {
+    // A refused filter shows the unfiltered first page, at the default size.
+    let (page, per_page) = if error.is_some() {
+        (1, super::api_agents::DEFAULT_PER_PAGE)
+    } else {
+        (query.page(), query.per_page())
+    };
+    let more = super::keep_page(&mut rows, per_page);
+    let pager = Pager::new(page, more, |n| {
         format!("/app/conversations?{}", query.on_page(n))
     });
-    rows.truncate(per_page);
     Ok(ConversationsPage {
         chrome: chrome(&member, "conversations", flash::take(&member.session))?,
         rows: rows

@@ -493,12 +493,7 @@ impl ConversationQuery {
                 "status must be open, escalated or resolved".into(),
             ));
         }
-        let (page, per_page) = (self.page(), self.per_page());
-        if !(1..=100_000).contains(&page) {
-            return Err(AppError::Validation(
-                "page must be a number from 1 to 100000".into(),
-            ));
-        }
+        let (page, per_page) = (crate::routes::page_number(self.page)?, self.per_page());
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
             return Err(AppError::Validation(format!(
                 "per_page must be a number from 1 to {MAX_PER_PAGE}"
@@ -533,8 +528,7 @@ pub async fn list_conversations(
     let mut rows = state
         .db(move |conn| Ok(Conversation::list(conn, &scope, &filter)?))
         .await?;
-    let has_more = rows.len() > usize::try_from(query.per_page()).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(query.per_page()).unwrap_or(usize::MAX));
+    let has_more = crate::routes::keep_page(&mut rows, query.per_page());
     Ok(HttpResponse::Ok().json(ConversationPageJson {
         data: rows
             .into_iter()

@@ -565,12 +565,7 @@ pub async fn audit(
         .iter()
         .find(|a| **a == query.action)
         .copied();
-    let page = query.page.unwrap_or(1);
-    if !(1..=100_000).contains(&page) {
-        return Err(AppError::Validation(
-            "page must be a number from 1 to 100000".into(),
-        ));
-    }
+    let page = crate::routes::page_number(query.page)?;
     let scope = member.scope.clone();
     let mut entries = state
         .db(move |conn| {
@@ -584,8 +579,8 @@ pub async fn audit(
             )?)
         })
         .await?;
-    let shown = usize::try_from(AUDIT_PER_PAGE).unwrap_or(usize::MAX);
-    let pager = Pager::new(page, entries.len() > shown, |n| {
+    let more = crate::routes::keep_page(&mut entries, AUDIT_PER_PAGE);
+    let pager = Pager::new(page, more, |n| {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(action) = action {
             query.append_pair("action", action);
@@ -593,7 +588,6 @@ pub async fn audit(
         query.append_pair("page", &n.to_string());
         format!("/app/audit?{}", query.finish())
     });
-    entries.truncate(shown);
     Ok(AuditPage {
         chrome: chrome(&member, "audit", None)?,
         pager,

@@ -313,6 +313,27 @@ where
     }
 }
 
+/// A 1-based page number from a query, or the 422 that says what is allowed.
+pub(crate) fn page_number(raw: Option<i64>) -> crate::error::AppResult<i64> {
+    let page = raw.unwrap_or(1);
+    if (1..=100_000).contains(&page) {
+        Ok(page)
+    } else {
+        Err(crate::error::AppError::Validation(
+            "page must be a number from 1 to 100000".into(),
+        ))
+    }
+}
+
+/// Lists load one row more than a page shows: this drops it and says whether
+/// it was there, i.e. whether another page follows.
+pub(crate) fn keep_page<T>(rows: &mut Vec<T>, per_page: i64) -> bool {
+    let shown = usize::try_from(per_page).unwrap_or(usize::MAX);
+    let more = rows.len() > shown;
+    rows.truncate(shown);
+    more
+}
+
 pub(crate) fn unprocessable(
     page: impl Responder<Body = actix_web::body::BoxBody>,
     req: &HttpRequest,

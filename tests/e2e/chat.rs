@@ -360,6 +360,18 @@ async fn conversation_lists_come_in_pages(backend: Backend) {
         first.contains("href=\"/app/conversations?status=open&#38;per_page=2&#38;page=2\""),
         "{first}"
     );
+    // A refused size is a message over the first page, not an empty list.
+    let (status, refused) = owner.get("/app/conversations?per_page=0").await;
+    assert_eq!(status, 200);
+    assert!(
+        refused.contains("per_page must be a number from 1 to 200"),
+        "{refused}"
+    );
+    assert_eq!(
+        refused.matches("<tr>").count(),
+        6,
+        "a header and all five rows"
+    );
     let (_, last) = owner
         .get("/app/conversations?status=open&per_page=2&page=3")
         .await;
