@@ -558,21 +558,7 @@ pub fn record_login_failure(
         ))
         .execute(conn)?;
     if let Some(user) = user {
-        let actor = Actor {
-            user_id: Some(user.id),
-            label: &user.email,
-            ip,
-        };
-        for (org, _) in Membership::organizations_of(conn, user.id)? {
-            audit(
-                conn,
-                Some(org.id),
-                &actor,
-                "auth.sign_in_failed",
-                Some(&user.email),
-                None,
-            )?;
-        }
+        audit_account(conn, user, ip, "auth.sign_in_failed", None)?;
     }
     Ok(())
 }
@@ -593,22 +579,7 @@ pub fn record_login_success(
     use crate::db::schema::login_failures as lf;
     use diesel::prelude::*;
     diesel::delete(lf::table.filter(lf::email.eq(&user.email))).execute(conn)?;
-    let actor = Actor {
-        user_id: Some(user.id),
-        label: &user.email,
-        ip,
-    };
-    for (org, _) in Membership::organizations_of(conn, user.id)? {
-        audit(
-            conn,
-            Some(org.id),
-            &actor,
-            "auth.sign_in",
-            Some(&user.email),
-            None,
-        )?;
-    }
-    Ok(())
+    audit_account(conn, user, ip, "auth.sign_in", None)
 }
 
 fn require(scope: &TenantScope, permission: Permission) -> Result<(), AccountError> {

@@ -145,25 +145,9 @@ async fn a_rate_limited_provider_is_retried_and_a_garbled_one_falls_back(backend
         ),
     ])
     .await;
-    let (status, _) = api
-        .json(
-            Method::PUT,
-            "/api/v1/provider-keys/openai",
-            json!({"apiKey": "sk-test-429-0123456789", "baseUrl": llm.base_url}),
-        )
+    let chat = api
+        .remote_support_chat("openai", "sk-test-429-0123456789", &llm.base_url, "Returns")
         .await;
-    assert_eq!(status, 200);
-    let agent = api
-        .agent(json!({"name": "Support", "provider": "openai"}))
-        .await;
-    api.indexed(
-        agent["id"].as_i64().unwrap(),
-        "Returns",
-        "text/markdown",
-        RETURNS.as_bytes(),
-    )
-    .await;
-    let chat = support_chat(&app).await;
 
     // 429 with Retry-After: asked again, and the visitor never knows.
     let res = say(
@@ -512,6 +496,36 @@ impl Api<'_> {
     }
 
     /// Uploads and waits for the ingestion job to index it.
+    /// The organization's key for `provider` at `base_url`, a "support" agent
+    /// on it whose knowledge base holds [`RETURNS`] as `title`, and a visitor's chat.
+    async fn remote_support_chat(
+        &self,
+        provider: &str,
+        api_key: &str,
+        base_url: &str,
+        title: &str,
+    ) -> Value {
+        let (status, saved) = self
+            .json(
+                Method::PUT,
+                &format!("/api/v1/provider-keys/{provider}"),
+                json!({"apiKey": api_key, "baseUrl": base_url}),
+            )
+            .await;
+        assert_eq!(status, 200, "{saved}");
+        let agent = self
+            .agent(json!({"name": "Support", "provider": provider}))
+            .await;
+        self.indexed(
+            agent["id"].as_i64().unwrap(),
+            title,
+            "text/markdown",
+            RETURNS.as_bytes(),
+        )
+        .await;
+        support_chat(self.app).await
+    }
+
     pub(crate) async fn indexed(
         &self,
         agent: i64,
@@ -1480,25 +1494,14 @@ async fn the_anthropic_provider_streams_with_the_org_key(backend: Backend) {
     };
     let api = Api { app: &app, key };
     let llm = fake_llm::spawn(vec![Reply::text("Workshop tune-ups cost 49 euros [1].")]).await;
-    let (status, _) = api
-        .json(
-            Method::PUT,
-            "/api/v1/provider-keys/anthropic",
-            json!({"apiKey": "sk-ant-test-9876543210", "baseUrl": llm.base_url}),
+    let chat = api
+        .remote_support_chat(
+            "anthropic",
+            "sk-ant-test-9876543210",
+            &llm.base_url,
+            "Repairs",
         )
         .await;
-    assert_eq!(status, 200);
-    let agent = api
-        .agent(json!({"name": "Support", "provider": "anthropic"}))
-        .await;
-    api.indexed(
-        agent["id"].as_i64().unwrap(),
-        "Repairs",
-        "text/markdown",
-        RETURNS.as_bytes(),
-    )
-    .await;
-    let chat = support_chat(&app).await;
     let reply: Value = say(
         &app,
         "harbor-bikes",
