@@ -9,30 +9,13 @@
 // the Pro plan, Manage billing and a paid invoice. Prints `ok: ...` per passed
 // check and `FAIL: ...` per failed one; exits 1 if anything failed.
 
-import { chromium } from 'playwright-core';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SCREENSHOT_DIR, check, finish, launch, requireEnv, url } from './harness.mjs';
 
-const { BASE_URL, EMAIL, PASSWORD } = process.env;
+const { EMAIL, PASSWORD } = requireEnv(['BASE_URL', 'EMAIL', 'PASSWORD']);
 const MODE = process.env.MODE || 'free';
-if (!BASE_URL || !EMAIL || !PASSWORD) {
-  console.error('FAIL: BASE_URL, EMAIL and PASSWORD are required');
-  process.exit(1);
-}
-const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || tmpdir();
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const url = (path) => new URL(path, BASE_URL).href;
-const failures = [];
-function check(cond, msg, detail = '') {
-  console.log(`${cond ? 'ok' : 'FAIL'}: ${msg}${!cond && detail ? ` (${detail})` : ''}`);
-  if (!cond) failures.push(msg);
-  return cond;
-}
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM_PATH,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
@@ -93,4 +76,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failures.length ? 1 : 0);
+finish();

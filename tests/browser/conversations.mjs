@@ -10,24 +10,10 @@
 // Prints `ok: ...` per passed check and `FAIL: ...` per failed one; exits 1 if
 // anything failed.
 
-import { chromium } from 'playwright-core';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SCREENSHOT_DIR, check, finish, launch, requireEnv, url } from './harness.mjs';
 
-const { BASE_URL, EMAIL, PASSWORD, EXPECT_TEXT, EXPECT_CITATION } = process.env;
-if (!BASE_URL || !EMAIL || !PASSWORD || !EXPECT_TEXT || !EXPECT_CITATION) {
-  console.error('FAIL: BASE_URL, EMAIL, PASSWORD, EXPECT_TEXT and EXPECT_CITATION are required');
-  process.exit(1);
-}
-const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || tmpdir();
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const url = (path) => new URL(path, BASE_URL).href;
-const failures = [];
-function check(cond, msg, detail = '') {
-  console.log(`${cond ? 'ok' : 'FAIL'}: ${msg}${!cond && detail ? ` (${detail})` : ''}`);
-  if (!cond) failures.push(msg);
-  return cond;
-}
+const { EMAIL, PASSWORD, EXPECT_TEXT, EXPECT_CITATION } = requireEnv(['BASE_URL', 'EMAIL', 'PASSWORD', 'EXPECT_TEXT', 'EXPECT_CITATION']);
 
 async function signIn(context) {
   const page = await context.newPage();
@@ -43,10 +29,7 @@ async function signIn(context) {
   return { page, problems };
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM_PATH,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
-});
+const browser = await launch();
 try {
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const { page, problems } = await signIn(desktop);
@@ -89,4 +72,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failures.length ? 1 : 0);
+finish();

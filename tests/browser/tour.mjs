@@ -13,28 +13,14 @@
 // Prints `ok: ...` per passed check and `FAIL: ...` per failed one; exits 1 if
 // anything failed.
 
-import { chromium } from 'playwright-core';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import { SCREENSHOT_DIR, check, finish, launch, requireEnv, url } from './harness.mjs';
+
+const { BASE_URL, EMAIL, PASSWORD } = requireEnv(['BASE_URL', 'EMAIL', 'PASSWORD']);
+const ORIGIN = new URL(BASE_URL).origin;
 
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-
-const { BASE_URL, EMAIL, PASSWORD } = process.env;
-if (!BASE_URL || !EMAIL || !PASSWORD) {
-  console.error('FAIL: BASE_URL, EMAIL and PASSWORD are required');
-  process.exit(1);
-}
-const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || tmpdir();
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const ORIGIN = new URL(BASE_URL).origin;
-const url = (path) => new URL(path, BASE_URL).href;
-const failures = [];
-function check(cond, msg, detail = '') {
-  console.log(`${cond ? 'ok' : 'FAIL'}: ${msg}${!cond && detail ? ` (${detail})` : ''}`);
-  if (!cond) failures.push(msg);
-  return cond;
-}
 
 /// A signed-in page that records what goes wrong on it.
 async function signedIn(browser, options) {
@@ -76,10 +62,7 @@ async function overflow(page) {
   return page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM_PATH,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run'],
-});
+const browser = await launch();
 try {
   const desktop = await signedIn(browser, { viewport: { width: 1280, height: 900 } });
   const phone = await signedIn(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
@@ -161,4 +144,4 @@ try {
 } finally {
   await browser.close();
 }
-process.exit(failures.length ? 1 : 0);
+finish();
