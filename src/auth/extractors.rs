@@ -12,7 +12,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use super::session_store::USER_KEY;
 use super::{csrf, tokens};
 use crate::db::models::{ApiKey, Membership, Organization, User};
-use crate::domain::{OrganizationId, Role, TenantScope, UserId};
+use crate::domain::{OrganizationId, Permission, Role, TenantScope, UserId};
 use crate::error::AppError;
 use crate::startup::AppState;
 
@@ -216,6 +216,8 @@ impl FromRequest for PlatformAdmin {
 pub struct ApiCaller {
     pub scope: TenantScope,
     pub can_write: bool,
+    /// Called with an API key rather than a browser session.
+    pub via_key: bool,
     /// How the audit log names the caller.
     pub label: String,
 }
@@ -251,18 +253,24 @@ impl ApiCaller {
                     };
                     let org = Organization::find(conn, key.organization_id)
                         .map_err(AppError::internal)?;
-                    // A key speaks for whoever made it: disabling that account
-                    // (say, because it was taken over) silences its keys too.
-                    let creator_disabled = match key.created_by {
-                        Some(id) => User::find(conn, id)
-                            .map_err(AppError::internal)?
-                            .is_some_and(|u| u.disabled_at.is_some()),
-                        None => false,
+                    // A key speaks for whoever made it, with no more rights than
+                    // they have now: disabling that account, removing it from the
+                    // organization or demoting it reaches its keys too.
+                    let creator_role = match key.created_by {
+                        Some(id) => {
+                            let enabled = User::find(conn, id)
+                                .map_err(AppError::internal)?
+                                .is_some_and(|u| u.disabled_at.is_none());
+                            let membership = Membership::of_user_in(conn, id, key.organization_id)
+                                .map_err(AppError::internal)?;
+                            membership.filter(|_| enabled).map(|m| m.role())
+                        }
+                        None => None,
                     };
-                    Ok(Some((key, org, creator_disabled)))
+                    Ok(Some((key, org, creator_role)))
                 })
                 .await?;
-            let Some((key, Some(org), creator_disabled)) = found else {
+            let Some((key, Some(org), creator_role)) = found else {
                 return Err(AppError::Unauthorized);
             };
             if org.is_disabled() {
@@ -270,19 +278,21 @@ impl ApiCaller {
                     "This organization has been disabled.".into(),
                 ));
             }
-            if creator_disabled {
+            let Some(creator_role) = creator_role.filter(|r| r.can(Permission::ManageApiKeys))
+            else {
                 return Err(AppError::Forbidden(
-                    "The account that created this API key has been disabled.".into(),
+                    "The account that created this API key no longer manages this organization's keys (disabled, removed or demoted); ask an admin for a new key.".into(),
                 ));
-            }
+            };
             let role = if key.can_write() {
-                Role::Admin
+                Role::Admin.weaker(creator_role)
             } else {
                 Role::Viewer
             };
             return Ok(Self {
                 scope: TenantScope::verified(org.id, None, role),
                 can_write: key.can_write(),
+                via_key: true,
                 label: format!("API key {}…", key.prefix),
             });
         }
@@ -297,6 +307,7 @@ impl ApiCaller {
         }
         Ok(Self {
             can_write: true,
+            via_key: false,
             label: member.user.email.clone(),
             scope: member.scope,
         })

@@ -183,6 +183,21 @@ pub fn ping(pool: &DbPool, timeout: Duration) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Inside a transaction: waits for, and holds until it ends, a lock named by
+/// `key`. Rate limits that count rows and then insert one stay exact on
+/// PostgreSQL, where concurrent transactions would otherwise all see the same
+/// count; SQLite's write transaction already runs them one at a time. Callers
+/// taking several keys take them in one fixed order, so no two wait on each other.
+pub fn lock_until_commit(conn: &mut DbConnection, key: &str) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl as _;
+    if conn.backend() == Backend::Postgres {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(key)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
 /// A transaction that writes. On SQLite it takes the write lock with its first
 /// statement: a deferred transaction that reads, then writes after another
 /// connection committed, fails at once with "database is locked" (the busy

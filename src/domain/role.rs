@@ -22,6 +22,16 @@ impl Role {
         }
     }
 
+    /// The one of the two with fewer rights.
+    pub fn weaker(self, other: Role) -> Role {
+        let rank = |r: Role| Role::ALL.iter().position(|x| *x == r);
+        if rank(self) >= rank(other) {
+            self
+        } else {
+            other
+        }
+    }
+
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         Self::ALL
             .into_iter()
@@ -86,5 +96,8 @@ mod tests {
         assert!(!Role::Viewer.can(Permission::Respond));
         assert_eq!(Role::Admin.grantable(), vec!["admin", "agent", "viewer"]);
         assert!(Role::Viewer.grantable().is_empty());
+        assert_eq!(Role::Admin.weaker(Role::Owner), Role::Admin);
+        assert_eq!(Role::Admin.weaker(Role::Agent), Role::Agent);
+        assert_eq!(Role::Viewer.weaker(Role::Viewer), Role::Viewer);
     }
 }

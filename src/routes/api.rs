@@ -354,6 +354,12 @@ pub async fn create_api_key(
     body: web::Json<NewApiKey>,
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
+    // Otherwise a leaked key could mint a successor that outlives its revocation.
+    if caller.via_key {
+        return Err(AppError::Forbidden(
+            "An API key cannot create API keys; sign in to Frontdesk to make one.".into(),
+        ));
+    }
     let body = body.into_inner();
     let name = body.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 80 {

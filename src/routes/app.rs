@@ -8,7 +8,7 @@ use crate::auth::extractors::{Member, ORG_KEY, SignedIn, client_ip};
 use crate::auth::password::{self, Password};
 use crate::csrf_protected;
 use crate::db::DbConnection;
-use crate::db::models::{ApiKey, AuditEntry, Invitation, Membership, SessionRow, User};
+use crate::db::models::{ApiKey, AuditEntry, Invitation, Membership, SessionRow};
 use crate::domain::{Email, MembershipId, OrganizationId, Permission, Role, TenantScope};
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::{NAME_MAX, see_other, text_field};
@@ -659,13 +659,7 @@ pub async fn change_password(
     let user = member.user.clone();
     let ip = client_ip(&req);
     state
-        .db(move |conn| {
-            User::set_password(conn, user.id, &hash)?;
-            // Other browsers signed in with the old password are signed out.
-            SessionRow::delete_for_user(conn, user.id)?;
-            accounts::audit_account(conn, &user, &ip, "account.password_changed", None)?;
-            Ok(())
-        })
+        .db(move |conn| Ok(accounts::change_password(conn, &user, &hash, &ip)?))
         .await?;
     // This browser stays signed in, under a fresh session id.
     member.session.renew();

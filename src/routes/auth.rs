@@ -294,7 +294,7 @@ pub async fn login(
     let outcome = web::block(
         move || -> AppResult<Result<(User, &'static str), LoginProblem>> {
             let mut conn = pool.get().map_err(AppError::internal)?;
-            if let Some(wait) = accounts::throttled(&mut conn, &typed, &ip)? {
+            if let Some(wait) = accounts::begin_login_attempt(&mut conn, &typed, &ip)? {
                 return Ok(Err(LoginProblem::Throttled(wait)));
             }
             let user = Email::parse(&typed)
@@ -324,7 +324,7 @@ pub async fn login(
                     Ok(Ok((user, landing)))
                 }
                 user => {
-                    accounts::record_login_failure(&mut conn, &typed, &ip, user.as_ref())?;
+                    accounts::record_login_failure(&mut conn, &ip, user.as_ref())?;
                     Ok(Err(LoginProblem::Wrong))
                 }
             }

@@ -207,7 +207,9 @@ pub async fn start(
         let per_ip = per_address_budget(&state);
         state
             .db(move |conn| {
+                write_transaction(conn, |conn| {
                 // Each start writes a row: one address may not fill the table.
+                crate::db::lock_until_commit(conn, &format!("chat:address:{ip}"))?;
                 let since = crate::domain::now() - chrono::TimeDelta::minutes(1);
                 if Conversation::recently_started_from(conn, &ip, since)? >= per_ip {
                     return Err(AppError::TooManyRequests {
@@ -226,6 +228,7 @@ pub async fn start(
                         token_hash: &hash,
                     },
                 )?)
+                })
             })
             .await?
     };
@@ -363,6 +366,9 @@ pub(crate) async fn accept_visitor_message(
     state
         .db(move |conn| {
             write_transaction(conn, |conn| {
+                // Visitor before address, always: see `lock_until_commit`.
+                crate::db::lock_until_commit(conn, &format!("chat:visitor:{}", conversation.visitor_id))?;
+                crate::db::lock_until_commit(conn, &format!("chat:address:{ip}"))?;
                 let since = crate::domain::now() - chrono::TimeDelta::minutes(1);
                 let (by_visitor, by_ip) = Conversation::recent_visitor_messages(
                     conn,

@@ -492,6 +492,24 @@ pub fn request_password_reset(
     })
 }
 
+/// Sets a new password chosen by its signed-in owner. Other browsers signed in
+/// with the old one are signed out, and a reset link asked for before no longer
+/// undoes the change.
+pub fn change_password(
+    conn: &mut DbConnection,
+    user: &User,
+    password_hash: &str,
+    ip: &str,
+) -> Result<(), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        User::set_password(conn, user.id, password_hash)?;
+        SessionRow::delete_for_user(conn, user.id)?;
+        UserToken::discard_unused(conn, user.id, &[RESET_PASSWORD])?;
+        audit_account(conn, user, ip, "account.password_changed", None)?;
+        Ok(())
+    })
+}
+
 pub fn check_reset_token(conn: &mut DbConnection, token: &str) -> Result<UserId, AccountError> {
     UserToken::check(conn, RESET_PASSWORD, &tokens::hash(token))?.map_err(AccountError::Token)
 }
@@ -507,6 +525,8 @@ pub fn reset_password(
         let user_id = UserToken::consume(conn, RESET_PASSWORD, &tokens::hash(token))?
             .map_err(AccountError::Token)?;
         User::set_password(conn, user_id, password_hash)?;
+        // Other reset links sent earlier are spent with this one.
+        UserToken::discard_unused(conn, user_id, &[RESET_PASSWORD])?;
         // Whoever can read the inbox proved it: the address is verified too.
         User::mark_verified(conn, user_id)?;
         SessionRow::delete_for_user(conn, user_id)?;
@@ -542,25 +562,45 @@ pub fn throttled(
     Ok(wait(by_account, MAX_FAILURES_PER_ACCOUNT).max(wait(by_ip, MAX_FAILURES_PER_IP)))
 }
 
-pub fn record_login_failure(
+/// Counts this sign-in attempt as a failure before the password is checked, or
+/// says how long to wait when the account or address is throttled. Counting
+/// first means parallel guesses cannot all slip through one free slot; a
+/// success takes its failure back ([`record_login_success`]).
+pub fn begin_login_attempt(
     conn: &mut DbConnection,
     email: &str,
     ip: &str,
-    user: Option<&User>,
-) -> diesel::QueryResult<()> {
+) -> diesel::QueryResult<Option<i64>> {
     use crate::db::schema::login_failures as lf;
     use diesel::prelude::*;
-    diesel::insert_into(lf::table)
-        .values((
-            lf::email.eq(email),
-            lf::ip.eq(ip),
-            lf::created_at.eq(crate::domain::now()),
-        ))
-        .execute(conn)?;
-    if let Some(user) = user {
-        audit_account(conn, user, ip, "auth.sign_in_failed", None)?;
+    crate::db::write_transaction(conn, |conn| {
+        crate::db::lock_until_commit(conn, &format!("login:account:{email}"))?;
+        crate::db::lock_until_commit(conn, &format!("login:address:{ip}"))?;
+        if let Some(wait) = throttled(conn, email, ip)? {
+            return Ok(Some(wait));
+        }
+        diesel::insert_into(lf::table)
+            .values((
+                lf::email.eq(email),
+                lf::ip.eq(ip),
+                lf::created_at.eq(crate::domain::now()),
+            ))
+            .execute(conn)?;
+        Ok(None)
+    })
+}
+
+/// The failure itself was counted by [`begin_login_attempt`]; an existing
+/// account also gets it in its organizations' audit logs.
+pub fn record_login_failure(
+    conn: &mut DbConnection,
+    ip: &str,
+    user: Option<&User>,
+) -> diesel::QueryResult<()> {
+    match user {
+        Some(user) => audit_account(conn, user, ip, "auth.sign_in_failed", None),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Failures older than the throttling window no longer count.

@@ -23,6 +23,7 @@ backend_tests!(
     invitations_are_accepted_once_and_expire,
     another_organizations_ids_answer_404,
     api_keys_authenticate_are_scoped_and_revocable,
+    an_api_key_answers_for_its_creator_and_cannot_make_keys,
     the_last_owner_cannot_be_demoted_or_removed,
     members_are_managed_over_the_api_and_anyone_can_leave,
     the_audit_log_pages_through_everything_it_recorded,
@@ -582,6 +583,33 @@ async fn sign_in_is_throttled_per_account(backend: Backend) {
             .unwrap()
             .contains("Too many failed sign-ins")
     );
+
+    // Guesses sent all at once get no more tries than one after the other.
+    assert_eq!(
+        Browser::new(&app)
+            .signup("Rush", "rush@acme.test")
+            .await
+            .status(),
+        303
+    );
+    let guesses = (0..12).map(|_| async {
+        let b = Browser::new(&app);
+        b.login("rush@acme.test", "wrong password here")
+            .await
+            .status()
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let tried = statuses.iter().filter(|s| s.as_u16() == 422).count();
+    let refused = statuses.iter().filter(|s| s.as_u16() == 429).count();
+    assert_eq!((tried, refused), (5, 7), "{statuses:?}");
+
+    // Per address: 20 failures on any accounts (10 so far), then even a new one waits.
+    for n in 0..10 {
+        let res = b.login(&format!("nobody{n}@acme.test"), "wrong").await;
+        assert_eq!(res.status(), 422, "failure {n}");
+    }
+    let res = b.login("fresh@acme.test", "whatever it is").await;
+    assert_eq!(res.status(), 429, "the address used its 20 failures");
 }
 
 async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
@@ -702,9 +730,68 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
         assert!(Instant::now() < deadline, "no second reset email");
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     };
-    let (status, page) = b.get(&link(&mail, "/reset-password?token=")).await;
+    let expired = link(&mail, "/reset-password?token=");
+    let (status, page) = b.get(&expired).await;
     assert_eq!(status, 422);
     assert!(page.contains("expired"), "{page}");
+    let res = b
+        .submit(
+            "/forgot-password",
+            "/reset-password",
+            &[
+                ("token", expired.split("token=").nth(1).unwrap()),
+                ("password", "yet another passphrase"),
+                ("password_confirmation", "yet another passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422, "an expired link cannot be posted either");
+    assert!(res.text().await.unwrap().contains("expired"));
+
+    // A link asked for before the password was changed no longer works after.
+    b.submit(
+        "/forgot-password",
+        "/forgot-password",
+        &[("email", "reset@acme.test")],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pending = loop {
+        let fresh = all_mail(
+            &mail_dir(&app),
+            "reset@acme.test",
+            "Reset your Frontdesk password",
+        )
+        .into_iter()
+        .map(|text| link(&text, "/reset-password?token="))
+        .find(|l| *l != reset && *l != expired);
+        if let Some(l) = fresh {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no third reset email");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    };
+    let signed_in = Browser::new(&app);
+    assert_eq!(
+        signed_in
+            .login("reset@acme.test", new_password)
+            .await
+            .status(),
+        303
+    );
+    let res = signed_in
+        .submit(
+            "/app/account",
+            "/app/account/password",
+            &[
+                ("current_password", new_password),
+                ("new_password", "the passphrase I chose myself"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (status, page) = b.get(&pending).await;
+    assert_eq!(status, 422, "{page}");
 }
 
 async fn invitations_are_accepted_once_and_expire(backend: Backend) {
@@ -1075,6 +1162,106 @@ async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
         2,
         "the filter applies"
     );
+}
+
+async fn an_api_key_answers_for_its_creator_and_cannot_make_keys(backend: Backend) {
+    use frontdesk::domain::Role;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(
+        owner.signup("Relay", "owner@relay.test").await.status(),
+        303
+    );
+    let org: i64 = memberships::table
+        .select(memberships::organization_id)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    let admin_membership = add_member(
+        &mut app.pool().get().unwrap(),
+        org,
+        "admin@relay.test",
+        Role::Admin,
+    );
+    let admin = Browser::new(&app);
+    assert_eq!(
+        admin.login("admin@relay.test", PASSWORD).await.status(),
+        303
+    );
+    let key = admin.api_key("deploy", "write").await;
+    let call = |method: reqwest::Method, path: &str| {
+        app.client
+            .request(method, format!("{}{path}", app.address))
+            .bearer_auth(&key)
+    };
+
+    let res = call(reqwest::Method::POST, "/api/v1/api-keys")
+        .json(&serde_json::json!({"name": "successor", "scope": "write"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "a key cannot mint a key that outlives it"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "FORBIDDEN");
+    let (_, keys) = owner.get("/app/api-keys").await;
+    assert!(!keys.contains("successor"), "nothing was created");
+    let res = call(reqwest::Method::GET, "/api/v1/members")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Demoted to agent, the admin no longer manages keys: neither does their key.
+    let token = owner.csrf("/app/members").await;
+    let res = owner
+        .client
+        .patch(format!("{}/api/v1/members/{admin_membership}", app.address))
+        .header("x-csrf-token", &token)
+        .json(&serde_json::json!({"role": "agent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = call(reqwest::Method::GET, "/api/v1/members")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("no longer"),
+        "{body}"
+    );
+
+    // Promoted again it works; removed from the organization it stops for good.
+    for (method, expected) in [
+        (reqwest::Method::PATCH, 200),
+        (reqwest::Method::DELETE, 204),
+    ] {
+        let res = owner
+            .client
+            .request(
+                method,
+                format!("{}/api/v1/members/{admin_membership}", app.address),
+            )
+            .header("x-csrf-token", &token)
+            .json(&serde_json::json!({"role": "admin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), expected);
+        let res = call(reqwest::Method::GET, "/api/v1/members")
+            .send()
+            .await
+            .unwrap();
+        let want = if expected == 200 { 200 } else { 403 };
+        assert_eq!(res.status(), want);
+    }
 }
 
 async fn public_forms_are_rate_limited_per_address(backend: Backend) {

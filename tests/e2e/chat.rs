@@ -19,6 +19,7 @@ backend_tests!(
     another_organizations_page_actions_answer_404,
     embedding_sites_are_checked_against_allowed_origins,
     a_flooding_visitor_is_rate_limited,
+    messages_and_starts_sent_at_once_get_no_more_than_the_limit,
     the_team_resolves_and_reopens_conversations,
     a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit,
     an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin,
@@ -1245,6 +1246,48 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
     assert_eq!(refused.headers()["retry-after"], "60");
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
+}
+
+async fn messages_and_starts_sent_at_once_get_no_more_than_the_limit(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[("RATE_LIMIT_PER_MINUTE", "10")]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    // Counting and storing are one step per visitor and address: parallel
+    // requests cannot all see the same count and all pass.
+    let chat = support_chat(&app).await;
+    let sends = (0..16).map(|n| {
+        let chat = &chat;
+        let app = &app;
+        async move {
+            say(app, "harbor-bikes", "support", chat, &format!("Hi {n}"))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let mut statuses = futures_util::future::join_all(sends).await;
+    statuses.sort_unstable();
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((passed, limited), (10, 6), "{statuses:?}");
+
+    let starts = (0..14).map(|_| async {
+        app.client
+            .post(app.url("/api/v1/chat/harbor-bikes/support/conversations"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    let statuses = futures_util::future::join_all(starts).await;
+    // One conversation was started above: nine more fit in the minute.
+    let started = statuses.iter().filter(|s| **s == 201).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((started, refused), (9, 5), "{statuses:?}");
 }
 
 async fn the_team_resolves_and_reopens_conversations(backend: Backend) {
