@@ -352,24 +352,20 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
     let a = account(&app, org);
     assert_eq!(a.status, "canceled", "the late update does not revive it");
 
-    // Same second, different story: Stripe decides (it says canceled).
+    // A new subscription after the old one ended takes over, once Stripe
+    // confirms it is live.
     stripe.set_subscription(subscription(
         "sub_harbor",
         "cus_harbor",
         PRICE_PRO,
         "canceled",
     ));
-    apply(
-        &app,
-        "evt_order_4",
-        "customer.subscription.updated",
-        t0 + 60,
-        subscription("sub_harbor", "cus_harbor", PRICE_PRO, "past_due"),
-    )
-    .await;
-    assert_eq!(account(&app, org).status, "canceled");
-
-    // A new subscription after the old one ended takes over.
+    stripe.set_subscription(subscription(
+        "sub_harbor_2",
+        "cus_harbor",
+        PRICE_BUSINESS,
+        "active",
+    ));
     assert_eq!(
         apply(
             &app,
@@ -390,6 +386,45 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
         ),
         ("business", "active", Some("sub_harbor_2"))
     );
+    let fetched = |id: &str| {
+        stripe
+            .requests_to("GET", &format!("/v1/subscriptions/{id}"))
+            .len()
+    };
+    assert_eq!(fetched("sub_harbor_2"), 1);
+
+    // A late "active" of the ended subscription: Stripe says it is over.
+    assert_eq!(
+        apply(
+            &app,
+            "evt_order_6",
+            "customer.subscription.updated",
+            now(),
+            subscription("sub_harbor", "cus_harbor", PRICE_PRO, "active")
+        )
+        .await,
+        "ignored"
+    );
+    assert_eq!(fetched("sub_harbor"), 1);
+    let a = account(&app, org);
+    assert_eq!(a.stripe_subscription_id.as_deref(), Some("sub_harbor_2"));
+    assert_eq!(a.plan, "business");
+
+    // Same second as the state applied, another status: Stripe decides (active).
+    let same_second = a.stripe_state_at;
+    assert_eq!(
+        apply(
+            &app,
+            "evt_order_7",
+            "customer.subscription.updated",
+            same_second,
+            subscription("sub_harbor_2", "cus_harbor", PRICE_BUSINESS, "past_due")
+        )
+        .await,
+        "processed"
+    );
+    assert_eq!(fetched("sub_harbor_2"), 2, "Stripe was asked");
+    assert_eq!(account(&app, org).status, "active");
 }
 
 async fn every_handled_event_type_is_applied(backend: Backend) {
@@ -480,6 +515,22 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
         .first(&mut app.pool().get().unwrap())
         .unwrap();
     assert_eq!(status, "paid");
+    // ... nor tells the owners it failed: one failure noted, one email queued.
+    assert_eq!(audit_count(&app, "billing.payment_failed"), 1);
+    let queued = |event: &str| -> i64 {
+        jobs::table
+            .filter(jobs::kind.eq("email.send"))
+            .filter(jobs::idempotency_key.like(format!("stripe:{event}:%")))
+            .count()
+            .get_result(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    assert_eq!(queued("evt_all_3"), 1);
+    assert_eq!(
+        queued("evt_all_4"),
+        0,
+        "no email for a failure of a paid invoice"
+    );
 
     // trial_will_end: the owners hear about it.
     let mut trial = subscription("sub_new", "cus_new", PRICE_PRO, "trialing");

@@ -70,6 +70,18 @@ impl Invoice {
         Ok(())
     }
 
+    /// The stored status of a Stripe invoice, if it is known.
+    pub fn status_of(
+        conn: &mut DbConnection,
+        stripe_invoice_id: &str,
+    ) -> QueryResult<Option<String>> {
+        invoices::table
+            .filter(invoices::stripe_invoice_id.eq(stripe_invoice_id))
+            .select(invoices::status)
+            .first(conn)
+            .optional()
+    }
+
     pub fn recent(
         conn: &mut DbConnection,
         scope: &TenantScope,

@@ -260,7 +260,7 @@ impl ProcessStripeEvent {
         };
         // The session only names the subscription: its state comes from Stripe.
         let sub = fetch_subscription(ctx, &sub_id).await?;
-        self.subscription(ctx, sub, envelope.created, true).await
+        self.subscription(ctx, sub, fetched_now(), true).await
     }
 
     async fn subscription(
@@ -295,14 +295,17 @@ impl ProcessStripeEvent {
         // A first look outside the transaction decides whether Stripe must be
         // asked (no network call may run inside it); the decision that counts
         // is made again on the locked row.
-        let (sub, fresh) = match decide(&account, &sub, at) {
-            Decision::AskStripe if !fresh => (fetch_subscription(ctx, &sub.id).await?, true),
-            _ => (sub, fresh),
+        // State read from Stripe is as of now, not as of the event.
+        let (sub, fresh, at) = match decide(&account, &sub, at, fresh) {
+            Decision::AskStripe if !fresh => {
+                (fetch_subscription(ctx, &sub.id).await?, true, fetched_now())
+            }
+            _ => (sub, fresh, at),
         };
         let config = ctx.config.stripe.clone();
         self.settle(ctx, move |conn| {
             let account = BillingAccount::lock(conn, org)?;
-            match decide(&account, &sub, at) {
+            match decide(&account, &sub, at, fresh) {
                 Decision::Ignore(why) => {
                     let detail = format!("subscription {}: {why}", sub.id);
                     return Ok(Step::Done(Outcome::Ignored(Some(org), detail)));
@@ -336,10 +339,22 @@ impl ProcessStripeEvent {
                 stripe_state_at: at.max(account.stripe_state_at),
                 updated_at: now,
             };
-            let transition = format!(
+            let mut transition = format!(
                 "{} {} -> {} {}",
                 account.plan, account.status, change.plan, change.status
             );
+            // Two live subscriptions means the customer pays twice: say so
+            // where the team will look.
+            if let Some(other) = account
+                .stripe_subscription_id
+                .as_deref()
+                .filter(|other| *other != sub.id && !objects::is_terminal(&account.status))
+            {
+                tracing::warn!(organization = %org, replaced = other, by = %sub.id, "two live Stripe subscriptions");
+                transition.push_str(&format!(
+                    "; replaces {other}, still live in Stripe: cancel one of them"
+                ));
+            }
             BillingAccount::apply(conn, org, &change)?;
             audit(
                 conn,
@@ -382,6 +397,10 @@ impl ProcessStripeEvent {
             } else {
                 "paid"
             };
+            // Stripe retries out of order: a failure reported after the
+            // invoice was paid is history, not news for the owners.
+            let already_paid = crate::db::models::Invoice::status_of(conn, &invoice.id)?
+                .is_some_and(|s| s == "paid");
             crate::db::models::Invoice::upsert(
                 conn,
                 org,
@@ -396,6 +415,9 @@ impl ProcessStripeEvent {
                     stripe_created: invoice.created,
                 },
             )?;
+            if failed && already_paid {
+                return Ok(());
+            }
             let action = if failed {
                 "billing.payment_failed"
             } else {
@@ -546,14 +568,23 @@ enum Decision {
     AskStripe,
 }
 
-/// Whether a subscription state observed at `at` (the event's `created`) may
-/// replace what is stored.
-fn decide(account: &BillingAccount, sub: &Subscription, at: i64) -> Decision {
+/// The time a state just read from Stripe stands for.
+fn fetched_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Whether a subscription state observed at `at` (the event's `created`, or
+/// the time it was read from Stripe when `fresh`) may replace what is stored.
+fn decide(account: &BillingAccount, sub: &Subscription, at: i64, fresh: bool) -> Decision {
     match account.stripe_subscription_id.as_deref() {
         None => Decision::Apply,
         Some(current) if current != sub.id => {
             if sub.is_terminal() {
                 Decision::Ignore("an earlier subscription ended; the current one is unchanged")
+            } else if !fresh {
+                // A late event of a long-ended subscription says "active" too:
+                // another subscription takes over only as Stripe has it now.
+                Decision::AskStripe
             } else if !objects::is_terminal(&account.status) && at < account.stripe_state_at {
                 Decision::Ignore("older than the current subscription's state")
             } else {
@@ -637,36 +668,67 @@ mod tests {
     fn older_states_never_overwrite_newer_ones() {
         let a = account(Some("sub_1"), "canceled", 200);
         assert!(matches!(
-            decide(&a, &sub("sub_1", "active"), 100),
+            decide(&a, &sub("sub_1", "active"), 100, false),
             Decision::Ignore(_)
         ));
         // A canceled subscription stays canceled even with a later timestamp.
         assert!(matches!(
-            decide(&a, &sub("sub_1", "active"), 300),
+            decide(&a, &sub("sub_1", "active"), 300, false),
             Decision::Ignore(_)
         ));
         let b = account(Some("sub_1"), "active", 200);
-        assert_eq!(decide(&b, &sub("sub_1", "past_due"), 300), Decision::Apply);
+        assert_eq!(
+            decide(&b, &sub("sub_1", "past_due"), 300, false),
+            Decision::Apply
+        );
         assert!(matches!(
-            decide(&b, &sub("sub_1", "past_due"), 100),
+            decide(&b, &sub("sub_1", "past_due"), 100, false),
             Decision::Ignore(_)
         ));
         assert_eq!(
-            decide(&b, &sub("sub_1", "past_due"), 200),
+            decide(&b, &sub("sub_1", "past_due"), 200, false),
             Decision::AskStripe
         );
-        assert_eq!(decide(&b, &sub("sub_1", "active"), 200), Decision::Apply);
+        assert_eq!(
+            decide(&b, &sub("sub_1", "active"), 200, false),
+            Decision::Apply
+        );
     }
 
     #[test]
     fn a_new_subscription_replaces_an_old_one_but_an_old_ending_does_not_matter() {
         let a = account(Some("sub_2"), "active", 200);
         assert!(matches!(
-            decide(&a, &sub("sub_1", "canceled"), 300),
+            decide(&a, &sub("sub_1", "canceled"), 300, false),
             Decision::Ignore(_)
         ));
-        assert_eq!(decide(&a, &sub("sub_3", "active"), 300), Decision::Apply);
+        // Another subscription takes over only once Stripe confirms it is live:
+        // a late event of a long-ended one says "active" too.
+        assert_eq!(
+            decide(&a, &sub("sub_3", "active"), 300, false),
+            Decision::AskStripe
+        );
+        assert_eq!(
+            decide(&a, &sub("sub_3", "active"), 300, true),
+            Decision::Apply
+        );
+        assert!(matches!(
+            decide(&a, &sub("sub_3", "active"), 100, true),
+            Decision::Ignore(_)
+        ));
+        let ended = account(Some("sub_2"), "canceled", 200);
+        assert_eq!(
+            decide(&ended, &sub("sub_3", "active"), 100, false),
+            Decision::AskStripe
+        );
+        assert_eq!(
+            decide(&ended, &sub("sub_3", "active"), 100, true),
+            Decision::Apply
+        );
         let none = account(None, "none", 0);
-        assert_eq!(decide(&none, &sub("sub_1", "active"), 1), Decision::Apply);
+        assert_eq!(
+            decide(&none, &sub("sub_1", "active"), 1, false),
+            Decision::Apply
+        );
     }
 }

@@ -14,8 +14,10 @@ pub struct SendEmail(pub OutgoingEmail);
 
 impl Job for SendEmail {
     const KIND: &'static str = "email.send";
-    /// With the default backoff this keeps retrying for about a day.
-    const MAX_ATTEMPTS: i32 = 12;
+    /// With the default backoff: ten quick tries in the first hour and a
+    /// half, then about hourly, for at least a day (more like a day and a half)
+    /// before the email is given up as dead (unit test below in `jobs`).
+    const MAX_ATTEMPTS: i32 = 60;
 }
 
 impl SendEmail {

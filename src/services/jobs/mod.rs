@@ -133,8 +133,10 @@ fn decode<J: Job>(payload: &str) -> Result<J, JobFailure> {
     })
 }
 
-/// The one place that maps a stored kind to code. An unknown kind is permanent:
-/// the job is buried instead of blocking the queue or crashing the worker.
+/// The one place that maps a stored kind to code. An unknown kind never crashes
+/// the worker or blocks the queue: it is retried with backoff and then buried
+/// with a clear error. Not buried at once, because during a rolling deploy an
+/// instance still on the old version can claim a job only the new one knows.
 pub async fn dispatch(ctx: &JobContext, kind: &str, payload: &str) -> Result<(), JobFailure> {
     match kind {
         SendEmail::KIND => decode::<SendEmail>(payload)?.run(ctx).await,
@@ -143,7 +145,7 @@ pub async fn dispatch(ctx: &JobContext, kind: &str, payload: &str) -> Result<(),
         IndexDocument::KIND => decode::<IndexDocument>(payload)?.run(ctx).await,
         SummarizeConversation::KIND => decode::<SummarizeConversation>(payload)?.run(ctx).await,
         ProcessStripeEvent::KIND => decode::<ProcessStripeEvent>(payload)?.run(ctx).await,
-        other => Err(JobFailure::permanent(format!(
+        other => Err(JobFailure::retry(format!(
             "unknown job kind {other:?}: no handler in this version of frontdesk"
         ))),
     }
@@ -152,10 +154,13 @@ pub async fn dispatch(ctx: &JobContext, kind: &str, payload: &str) -> Result<(),
 /// Exponential backoff with jitter: about `base * 2^(attempt-1)`, capped at an
 /// hour, scaled by a random factor in [0.5, 1.0) so retries of many jobs spread out.
 pub fn backoff(base: Duration, attempt: i32) -> Duration {
+    nominal_backoff(base, attempt).mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+fn nominal_backoff(base: Duration, attempt: i32) -> Duration {
     let exp = attempt.clamp(1, 20) - 1;
-    let raw = base.saturating_mul(1u32 << exp);
-    let capped = raw.min(Duration::from_secs(3600));
-    capped.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    base.saturating_mul(1u32 << exp)
+        .min(Duration::from_secs(3600))
 }
 
 #[cfg(test)]
@@ -173,5 +178,19 @@ mod tests {
             assert!(d >= nominal / 2 && d < nominal, "attempt {attempt}: {d:?}");
         }
         assert!(backoff(base, 40) <= Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn an_email_is_retried_for_at_least_a_day() {
+        use super::{Job as _, SendEmail, nominal_backoff};
+        // The default JOB_RETRY_BASE_MS, and the jitter at its shortest (half).
+        let base = Duration::from_secs(5);
+        let shortest: Duration = (1..SendEmail::MAX_ATTEMPTS)
+            .map(|attempt| nominal_backoff(base, attempt) / 2)
+            .sum();
+        assert!(
+            shortest >= Duration::from_secs(24 * 3600),
+            "an SMTP outage of {shortest:?} would lose mail"
+        );
     }
 }
