@@ -45,6 +45,9 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Validation(String),
+    /// The thing existed but is closed for good (a resolved conversation).
+    #[error("{0}")]
+    Gone(String),
     #[error("{message}")]
     TooManyRequests {
         message: String,
@@ -74,6 +77,7 @@ impl AppError {
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Self::Validation(_) => "VALIDATION_FAILED",
+            Self::Gone(_) => "GONE",
             Self::TooManyRequests { .. } => "RATE_LIMITED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
@@ -181,6 +185,7 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Gone(_) => StatusCode::GONE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

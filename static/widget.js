@@ -845,7 +845,7 @@
           return false;
         }
         return res.json().then(function (data) {
-          if (!data || !Array.isArray(data.messages) || data.status === 'closed') {
+          if (!data || !Array.isArray(data.messages) || data.status === 'resolved') {
             return false;
           }
           conv = saved;

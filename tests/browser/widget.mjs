@@ -38,6 +38,7 @@ if (!BASE_URL || !ORG || !AGENT || !HOST_PORT) {
   process.exit(1);
 }
 const QUESTION = process.env.QUESTION || 'Can I return a bike?';
+const API_KEY = process.env.API_KEY || '';
 const EXPECT_TEXT = process.env.EXPECT_TEXT || '';
 const EXPECT_CITATION = process.env.EXPECT_CITATION || '';
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || tmpdir();
@@ -413,6 +414,63 @@ async function allowedSite(browser) {
     .then(() => true)
     .catch(() => false);
   check(resumed, 'reload: the conversation is redrawn after a reload');
+
+}
+
+async function resolvedSite(browser) {
+  // 6. The team resolves a conversation: a reload starts afresh instead of resuming it.
+  // The refused message shows up as a console error (410 Gone): expected here.
+  const { page } = await newWatchedContext(
+    browser,
+    'resolved',
+    { viewport: { width: 1280, height: 900 } },
+    { expectConsoleErrors: true },
+  );
+  await gotoOk(page, ALLOWED_PAGE, 'resolved');
+  await inWidget(page, '.fd-bubble').click();
+  const panel = inWidget(page, '.fd-panel');
+  must(await visible(panel), 'resolved: the panel opens');
+  await ask(page, QUESTION, 'resolved, first conversation');
+  must((await resolveAll()) >= 1, 'resolved: the team resolves the conversation');
+  await page.reload({ waitUntil: 'load' });
+  if (!(await visible(panel, 3000))) await inWidget(page, '.fd-bubble').click();
+  must(await visible(inWidget(page, '.fd-message.fd-agent'), 15000), 'resolved: the greeting appears');
+  await page.waitForTimeout(500);
+  check(
+    (await inWidget(page, '.fd-message.fd-visitor').count()) === 0,
+    'resolved: a reload does not bring the closed conversation back',
+  );
+  await ask(page, QUESTION, 'resolved, new conversation');
+
+  // Resolved while the page is open: the next message says so, the one after
+  // goes to a new conversation.
+  must((await resolveAll()) === 1, 'resolved: the team resolves the new conversation');
+  const input = inWidget(page, '.fd-input');
+  await input.fill('Are you still there?');
+  await input.press('Enter');
+  check(
+    await visible(inWidget(page, '.fd-error', { hasText: 'closed' }), 15000),
+    'resolved: sending to a closed conversation says it is closed',
+  );
+  await ask(page, QUESTION, 'resolved, after the refusal');
+  await shot(page, 'widget-resolved.png');
+}
+
+// Resolves every conversation not resolved yet, through the API; returns how many.
+async function resolveAll() {
+  const auth = { Authorization: `Bearer ${API_KEY}` };
+  const res = await fetch(url('/api/v1/conversations?per_page=200'), { headers: auth });
+  must(res.ok, 'resolved: GET /api/v1/conversations', `got ${res.status}`);
+  const open = (await res.json()).data.filter((c) => c.status !== 'resolved');
+  for (const c of open) {
+    const put = await fetch(url(`/api/v1/conversations/${c.id}/status`), {
+      method: 'PUT',
+      headers: { ...auth, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ status: 'resolved' }),
+    });
+    must(put.ok, `resolved: PUT status of conversation ${c.id}`, `got ${put.status}`);
+  }
+  return open.length;
 }
 
 async function refusedSite(browser) {
@@ -482,9 +540,13 @@ try {
       '--disable-sync',
     ],
   });
-  await part('allowed origin', allowedSite, browser);
-  await part('refused origin', refusedSite, browser);
-  await part('chat page', chatPage, browser);
+  const parts = { 'allowed origin': allowedSite, 'refused origin': refusedSite, 'chat page': chatPage, resolved: resolvedSite };
+  // PARTS picks some (the resolved part closes conversations other scripts read).
+  const chosen = process.env.PARTS ? process.env.PARTS.split(',') : ['allowed origin', 'refused origin', 'chat page'];
+  for (const name of chosen) {
+    must(name in parts, `PARTS: ${name} is a part of this script`);
+    await part(name, parts[name], browser);
+  }
   checkWatchers();
 } catch (e) {
   failures.push(`setup: ${e.message}`);

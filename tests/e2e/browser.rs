@@ -188,6 +188,20 @@ async fn the_widget_answers_on_an_allowed_site_and_is_refused_elsewhere_in_headl
         ],
     )
     .await;
+    // Then the team resolves conversations under the widget's feet.
+    run_script(
+        "widget.mjs",
+        &app.address,
+        &[
+            ("ORG", PathBuf::from("harbor-bikes")),
+            ("AGENT", PathBuf::from("support")),
+            ("HOST_PORT", PathBuf::from(host_port.to_string())),
+            ("QUESTION", PathBuf::from("Can I return a bike?")),
+            ("API_KEY", PathBuf::from(&key)),
+            ("PARTS", PathBuf::from("resolved")),
+        ],
+    )
+    .await;
 }
 
 #[actix_web::test]

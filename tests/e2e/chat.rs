@@ -1317,8 +1317,10 @@ async fn the_team_resolves_and_reopens_conversations(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "resolved");
     let refused = say(&app, "harbor-bikes", "support", &chat, "Still there?").await;
-    assert_eq!(refused.status(), 422);
-    assert!(refused.text().await.unwrap().contains("closed"));
+    assert_eq!(refused.status(), 410, "gone: the widget starts a new one");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "GONE");
+    assert!(body["message"].as_str().unwrap().contains("closed"));
     let (status, body) = api
         .json(
             Method::PUT,
