@@ -1,6 +1,22 @@
-use crate::views::IndexPage;
+use actix_web::web;
+
+use crate::domain::Plan;
+use crate::error::AppResult;
+use crate::services::demo;
+use crate::startup::AppState;
+use crate::views::{IndexPage, PlanCard};
 
 /// `GET /`: the product's front page.
-pub async fn index() -> IndexPage {
-    IndexPage
+pub async fn index(state: web::Data<AppState>) -> AppResult<IndexPage> {
+    let demo = state.db(|conn| Ok(demo::find(conn)?)).await?;
+    let billing = &state.config.stripe;
+    Ok(IndexPage {
+        demo_chat: demo.map(|d| d.chat_path()),
+        plans: billing.enabled().then(|| {
+            Plan::ALL
+                .into_iter()
+                .map(|plan| PlanCard::new(plan, billing.limits(plan)))
+                .collect()
+        }),
+    })
 }

@@ -35,6 +35,10 @@ async fn landing_page_links_hashed_assets(backend: Backend) {
         .trim_end_matches(".css");
     assert_eq!(hash.len(), 10, "{css}");
     assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{css}");
+    // Self-hosted without Stripe: no plans to sell, and no demo loaded to link to.
+    assert!(html.contains("Self-hosted: everything included"), "{html}");
+    assert!(!html.contains("/mo<"), "no prices without billing");
+    assert!(!html.contains("Try the live demo"), "no demo, no dead link");
 }
 
 async fn fetch(app: &TestApp, path: &str, accept: Option<&str>) -> reqwest::Response {

@@ -432,6 +432,15 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     let Some(app) = billing_app(backend, &stripe, &[]).await else {
         return;
     };
+    // The front page sells the plans with the limits this server enforces.
+    let landing = app.get("/").await.text().await.unwrap();
+    for line in [
+        "25 agents",
+        "10,000 messages / month",
+        "Start with Business",
+    ] {
+        assert!(landing.contains(line), "{line}: {landing}");
+    }
     let (owner, _) = organization_with_key(&app, ORG, OWNER).await;
     let org = org_id(&app, "harbor-bikes");
 
@@ -897,6 +906,11 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     else {
         return;
     };
+    let landing = app.get("/").await.text().await.unwrap();
+    assert!(
+        landing.contains("3 messages / month") && landing.contains("1 MB of knowledge"),
+        "the front page shows the configured limits: {landing}"
+    );
     let (owner, key) = organization_with_key(&app, ORG, OWNER).await;
     let api = Api { app: &app, key };
     let org = org_id(&app, "harbor-bikes");

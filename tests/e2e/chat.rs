@@ -379,6 +379,12 @@ async fn serve_demo_answers_from_the_demo_knowledge_base(backend: Backend) {
     };
     assert_eq!(status, 200);
     assert!(page.contains("Lighthouse Coffee"), "{page}");
+    // The front page links to it.
+    let landing = app.get("/").await.text().await.unwrap();
+    assert!(
+        landing.contains(&format!("href=\"/c/{org}/barista\">Try the live demo")),
+        "{landing}"
+    );
     let chat: Value = start_chat(&app, org, "barista", None)
         .await
         .json()

@@ -52,10 +52,14 @@ pub struct Demo {
 impl Demo {
     pub fn chat_url(&self, config: &Config) -> String {
         format!(
-            "{}/c/{}/{AGENT_SLUG}",
+            "{}{}",
             config.base_url.as_str().trim_end_matches('/'),
-            self.organization_slug
+            self.chat_path()
         )
+    }
+
+    pub fn chat_path(&self) -> String {
+        format!("/c/{}/{AGENT_SLUG}", self.organization_slug)
     }
 
     pub fn sign_in_url(config: &Config) -> String {
