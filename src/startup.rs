@@ -70,7 +70,10 @@ impl AppState {
         work: impl FnOnce(&mut crate::db::DbConnection) -> crate::error::AppResult<T> + Send + 'static,
     ) -> crate::error::AppResult<T> {
         let pool = self.pool.clone();
+        // The blocking thread logs (slow queries, say) under the request's span.
+        let span = tracing::Span::current();
         web::block(move || {
+            let _entered = span.enter();
             let mut conn = pool.get().map_err(AppError::internal)?;
             work(&mut conn)
         })

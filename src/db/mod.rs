@@ -169,9 +169,15 @@ pub fn connect_with(
         .test_on_check_out(test_on_check_out)
         .connection_timeout(POOL_CHECKOUT_TIMEOUT)
         .build(manager)
-        .map_err(|e| DbError::PostgresConnect {
-            target: url.redacted(),
-            reason: e.to_string(),
+        .map_err(|e| match url.backend() {
+            Backend::Sqlite => DbError::SqliteOpen {
+                path: url.redacted(),
+                reason: e.to_string(),
+            },
+            Backend::Postgres => DbError::PostgresConnect {
+                target: url.redacted(),
+                reason: e.to_string(),
+            },
         })
 }
 

@@ -101,25 +101,29 @@ pub async fn toggle_organization(
             // A repeated or stale submit: already so, nothing to record.
             return Ok(format!("{} is already {}.", org.name, state_word(disable)));
         }
-        Organization::set_disabled(&mut conn, id, disable)?;
-        let action = if disable {
-            "organization.disabled"
-        } else {
-            "organization.enabled"
-        };
-        let actor = Actor {
-            user_id: Some(admin_id),
-            label: &label,
-            ip: &ip,
-        };
-        accounts::audit(
-            &mut conn,
-            Some(id),
-            &actor,
-            action,
-            Some(&org.name),
-            Some("platform admin"),
-        )?;
+        // The change and its audit entry land together or not at all.
+        write_transaction(&mut conn, |conn| {
+            Organization::set_disabled(conn, id, disable)?;
+            let action = if disable {
+                "organization.disabled"
+            } else {
+                "organization.enabled"
+            };
+            let actor = Actor {
+                user_id: Some(admin_id),
+                label: &label,
+                ip: &ip,
+            };
+            accounts::audit(
+                conn,
+                Some(id),
+                &actor,
+                action,
+                Some(&org.name),
+                Some("platform admin"),
+            )?;
+            Ok::<_, AppError>(())
+        })?;
         Ok::<_, AppError>(format!("{} is now {}.", org.name, state_word(disable)))
     })
     .await??;

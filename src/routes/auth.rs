@@ -664,6 +664,7 @@ pub async fn accept_invitation(
     let token = form.token.clone();
     let joiner_user = user.clone();
     let joiner_name = name.clone();
+    let billing = state.config.stripe.clone();
     let result = web::block(move || {
         let mut conn = pool.get().map_err(AppError::internal)?;
         if let Some(user) = &joiner_user {
@@ -685,7 +686,7 @@ pub async fn accept_invitation(
             },
             (None, None) => return Ok(Err(AccountError::NotFound)),
         };
-        Ok::<_, AppError>(accounts::accept_invitation(&mut conn, &token, joiner, &ip))
+        Ok::<_, AppError>(accounts::accept_invitation(&mut conn, &token, joiner, &ip, &billing))
     })
     .await??;
     match result {

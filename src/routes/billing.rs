@@ -22,6 +22,7 @@ use crate::services::billing::limits::{self, human_bytes};
 use crate::services::billing::objects::money;
 use crate::startup::AppState;
 use crate::views::account::Flash;
+use crate::views::billing::grouped;
 use crate::views::billing::{BillingPage, InvoiceRow, PlanCard, UsageBar};
 
 #[derive(Deserialize)]
@@ -63,40 +64,6 @@ fn bar(label: &'static str, used: u64, limit: Option<u64>, show: fn(u64) -> Stri
         limit_label: limit.map_or_else(|| "unlimited".into(), show),
         over: limit.is_some_and(|l| used >= l),
     }
-}
-
-/// `12,500`: counts read at a glance.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn features(limits: crate::domain::Limits) -> Vec<String> {
-    let n = |v: Option<u64>, one: &str, many: &str| match v {
-        Some(1) => format!("1 {one}"),
-        Some(v) => format!("{} {many}", grouped(v)),
-        None => format!("Unlimited {many}"),
-    };
-    vec![
-        n(limits.agents, "agent", "agents"),
-        n(limits.seats, "seat", "seats"),
-        n(
-            limits.messages_per_month,
-            "message a month",
-            "messages a month",
-        ),
-        match limits.knowledge_bytes {
-            Some(b) => format!("{} of knowledge", human_bytes(b)),
-            None => "Unlimited knowledge".into(),
-        },
-    ]
 }
 
 pub async fn page(
@@ -170,7 +137,7 @@ pub async fn page(
             .map(|plan| PlanCard {
                 plan: plan.as_str(),
                 label: plan.label(),
-                features: features(stripe.limits(plan)),
+                features: crate::views::billing::plan_features(stripe.limits(plan)),
                 current: plan == e.plan,
                 purchasable: plan != Plan::Free && stripe.prices.contains_key(&plan),
             })
@@ -341,11 +308,13 @@ fn valid_request_id(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::grouped;
+
     #[test]
     fn counts_are_grouped_by_thousands() {
-        assert_eq!(super::grouped(0), "0");
-        assert_eq!(super::grouped(999), "999");
-        assert_eq!(super::grouped(10_000), "10,000");
-        assert_eq!(super::grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(10_000), "10,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 }

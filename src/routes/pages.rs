@@ -4,7 +4,7 @@ use crate::domain::Plan;
 use crate::error::AppResult;
 use crate::services::demo;
 use crate::startup::AppState;
-use crate::views::{IndexPage, PlanCard};
+use crate::views::{IndexPage, PricingCard};
 
 /// `GET /`: the product's front page.
 pub async fn index(state: web::Data<AppState>) -> AppResult<IndexPage> {
@@ -15,7 +15,7 @@ pub async fn index(state: web::Data<AppState>) -> AppResult<IndexPage> {
         plans: billing.enabled().then(|| {
             Plan::ALL
                 .into_iter()
-                .map(|plan| PlanCard::new(plan, billing.limits(plan)))
+                .map(|plan| PricingCard::new(plan, billing.limits(plan)))
                 .collect()
         }),
     })

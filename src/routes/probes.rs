@@ -129,7 +129,9 @@ async fn run_checks(
     let state = state.clone();
     let backend = state.config.database_url.backend().as_str();
     let production = state.config.environment.is_production();
+    let span = tracing::Span::current();
     let outcome = web::block(move || {
+        let _entered = span.enter();
         let started = Instant::now();
         let ping = db::ping(&state.pool, DB_CHECK_TIMEOUT);
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -279,7 +281,12 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             database: &checks.database,
             migrations: &checks.migrations,
             pool: PoolCheck {
-                status: "ok",
+                // Every connection busy: requests are queueing for one.
+                status: if pool.idle_connections == 0 && pool.connections >= state.pool.max_size() {
+                    "saturated"
+                } else {
+                    "ok"
+                },
                 connections: pool.connections,
                 idle: pool.idle_connections,
                 max: state.pool.max_size(),
@@ -322,9 +329,10 @@ pub async fn health_db(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Resident set size from /proc (Linux); `None` elsewhere.
+/// Resident set size from /proc (Linux, whatever the page size); `None` elsewhere.
 pub(super) fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

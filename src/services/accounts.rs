@@ -756,9 +756,12 @@ pub fn accept_invitation(
     token: &str,
     joiner: Joiner<'_>,
     ip: &str,
+    billing: &StripeConfig,
 ) -> Result<(UserId, OrganizationId), AccountError> {
     crate::db::write_transaction(conn, |conn| {
         let (invitation, org) = find_invitation(conn, token)?;
+        let joining = TenantScope::verified(org.id, None, invitation.role());
+        limits::ensure_room(conn, billing, &joining, Resource::Joining)?;
         let email = Email::parse(&invitation.email).map_err(|_| AccountError::NotFound)?;
         let user = match joiner {
             Joiner::Existing(user) => user.clone(),

@@ -56,7 +56,9 @@ pub fn init(level: &str, format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // The request span carries the correlation id into every line
+            // logged while the request runs (a probe's failure, say).
+            .with_current_span(true)
             .with_span_list(false)
             .try_init(),
         LogFormat::Pretty => builder.compact().with_target(false).try_init(),
@@ -89,7 +91,17 @@ pub async fn request_log(
     let elapsed = started.elapsed();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let latency_ms = (latency_ms * 100.0).round() / 100.0;
-    let mut res = result?;
+    let mut res = match result {
+        Ok(res) => res,
+        Err(e) => {
+            // An error a middleware returned becomes the client's response
+            // further out (without the request, which routing needed to itself,
+            // it cannot be turned into one here): it still gets its line.
+            let status = e.as_response_error().status_code().as_u16();
+            tracing::info!(%method, path, status, latency_ms, correlation_id = %id.0, "request");
+            return Err(e);
+        }
+    };
     let status = res.status().as_u16();
     if let Some(metrics) = res
         .request()

@@ -57,3 +57,41 @@ pub struct BillingPage {
     /// opens the same session instead of two.
     pub request_id: String,
 }
+
+/// `12,500`: counts read at a glance.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a plan's limits allow, one line each (billing page and front page).
+pub fn plan_features(limits: crate::domain::Limits) -> Vec<String> {
+    let n = |v: Option<u64>, one: &str, many: &str| match v {
+        Some(1) => format!("1 {one}"),
+        Some(v) => format!("{} {many}", grouped(v)),
+        None => format!("Unlimited {many}"),
+    };
+    vec![
+        n(limits.agents, "agent", "agents"),
+        n(limits.seats, "seat", "seats"),
+        n(
+            limits.messages_per_month,
+            "message a month",
+            "messages a month",
+        ),
+        match limits.knowledge_bytes {
+            Some(b) => format!(
+                "{} of knowledge",
+                crate::services::billing::limits::human_bytes(b)
+            ),
+            None => "Unlimited knowledge".into(),
+        },
+    ]
+}

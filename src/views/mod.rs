@@ -16,11 +16,11 @@ pub struct IndexPage {
     pub demo_chat: Option<String>,
     /// The plans with their configured limits; `None` when billing is off
     /// (self-hosted: nothing is limited).
-    pub plans: Option<Vec<PlanCard>>,
+    pub plans: Option<Vec<PricingCard>>,
 }
 
 /// One plan on the front page.
-pub struct PlanCard {
+pub struct PricingCard {
     pub name: &'static str,
     pub price: &'static str,
     pub pitch: &'static str,
@@ -28,21 +28,9 @@ pub struct PlanCard {
     pub limits: Vec<String>,
 }
 
-impl PlanCard {
+impl PricingCard {
     pub fn new(plan: crate::domain::Plan, limits: crate::domain::Limits) -> Self {
         use crate::domain::Plan;
-        let count = |n: Option<u64>, one: &str, many: &str| match n {
-            None => format!("Unlimited {many}"),
-            Some(1) => format!("1 {one}"),
-            Some(n) => format!("{} {many}", thousands(n)),
-        };
-        let storage = match limits.knowledge_bytes {
-            None => "Unlimited knowledge storage".to_string(),
-            Some(b) if b >= 1024 * 1024 * 1024 => {
-                format!("{} GB of knowledge", thousands(b / (1024 * 1024 * 1024)))
-            }
-            Some(b) => format!("{} MB of knowledge", thousands(b / (1024 * 1024))),
-        };
         let (price, pitch) = match plan {
             Plan::Free => ("$0", "For trying things out."),
             Plan::Pro => ("$49", "For growing support teams."),
@@ -53,30 +41,9 @@ impl PlanCard {
             price,
             pitch,
             featured: plan == Plan::Pro,
-            limits: vec![
-                count(limits.agents, "agent", "agents"),
-                count(limits.seats, "seat", "seats"),
-                match limits.messages_per_month {
-                    None => "Unlimited messages".to_string(),
-                    Some(n) => format!("{} messages / month", thousands(n)),
-                },
-                storage,
-            ],
+            limits: billing::plan_features(limits),
         }
     }
-}
-
-/// 10000 → "10,000".
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Links to the neighbouring pages of a list shown newest first
@@ -115,29 +82,29 @@ pub struct ErrorPage {
 
 #[cfg(test)]
 mod tests {
-    use super::PlanCard;
+    use super::PricingCard;
     use crate::domain::{Limits, Plan};
 
     #[test]
-    fn plan_cards_say_what_the_configured_limits_are() {
-        let card = PlanCard::new(Plan::Business, Limits::default_for(Plan::Business));
+    fn pricing_cards_say_what_the_configured_limits_are() {
+        let card = PricingCard::new(Plan::Business, Limits::default_for(Plan::Business));
         assert_eq!(
             card.limits,
             vec![
                 "25 agents",
                 "50 seats",
-                "100,000 messages / month",
-                "1 GB of knowledge"
+                "100,000 messages a month",
+                "1.0 GB of knowledge"
             ]
         );
-        let card = PlanCard::new(Plan::Free, Limits::UNLIMITED);
+        let card = PricingCard::new(Plan::Free, Limits::UNLIMITED);
         assert_eq!(card.limits[0], "Unlimited agents");
         let one = Limits {
             agents: Some(1),
             ..Limits::default_for(Plan::Free)
         };
         assert_eq!(
-            PlanCard::new(Plan::Free, one).limits[..2],
+            PricingCard::new(Plan::Free, one).limits[..2],
             ["1 agent", "2 seats"]
         );
     }

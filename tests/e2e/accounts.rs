@@ -189,7 +189,7 @@ pub(crate) async fn wait_for_mail(dir: &Path, to: &str, subject: &str) -> String
 }
 
 /// The path and query of the first link to `path` in a text.
-fn link(text: &str, path: &str) -> String {
+pub(crate) fn link(text: &str, path: &str) -> String {
     let start = text
         .find(path)
         .unwrap_or_else(|| panic!("no {path} link in {text}"));

@@ -436,7 +436,7 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     let landing = app.get("/").await.text().await.unwrap();
     for line in [
         "25 agents",
-        "10,000 messages / month",
+        "10,000 messages a month",
         "Start with Business",
     ] {
         assert!(landing.contains(line), "{line}: {landing}");
@@ -908,7 +908,7 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     };
     let landing = app.get("/").await.text().await.unwrap();
     assert!(
-        landing.contains("3 messages / month") && landing.contains("1 MB of knowledge"),
+        landing.contains("3 messages a month") && landing.contains("1.0 MB of knowledge"),
         "the front page shows the configured limits: {landing}"
     );
     let (owner, key) = organization_with_key(&app, ORG, OWNER).await;
@@ -1059,6 +1059,36 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     assert_eq!(status, 402);
     let (_, page) = owner.get("/app/billing").await;
     assert!(page.contains("subscription has ended"), "{page}");
+
+    // Invitations sent on Pro: on Free only as many people join as seats allow.
+    let mail_dir = app.data_dir().join("mail");
+    let mut outcomes = Vec::new();
+    for email in ["one@harbor.test", "two@harbor.test"] {
+        let mail = crate::accounts::wait_for_mail(&mail_dir, email, "invited you").await;
+        let accept = crate::accounts::link(&mail, "/invitations/accept?token=");
+        let token = accept.split("token=").nth(1).unwrap().to_string();
+        let joiner = Browser::new(&app);
+        let res = joiner
+            .submit(
+                &accept,
+                "/invitations/accept",
+                &[
+                    ("token", &token),
+                    ("name", "Newcomer"),
+                    ("password", "a long enough passphrase"),
+                ],
+            )
+            .await;
+        outcomes.push((res.status().as_u16(), res.text().await.unwrap()));
+    }
+    assert_eq!(
+        outcomes[0].0, 303,
+        "the owner and one more fill the 2 seats"
+    );
+    assert_eq!(outcomes[1].0, 402, "{}", outcomes[1].1);
+    assert!(outcomes[1].1.contains("all are taken"), "{}", outcomes[1].1);
+    let (_, summary) = api.get("/api/v1/billing").await;
+    assert_eq!(summary["seats"]["limit"], 2);
 }
 
 async fn without_stripe_billing_is_off_and_unlimited(backend: Backend) {

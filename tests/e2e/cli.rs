@@ -565,6 +565,12 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
                 .as_str()
                 .is_some_and(|q| !q.is_empty() && !q.contains("-- binds"))
     }));
+    // Lines written while a request runs carry its correlation id too.
+    assert!(
+        slow.iter()
+            .any(|l| l["span"]["correlation_id"] == "trace-me-0042"),
+        "a query run for the request names it: {logs}"
+    );
 }
 
 /// `frontdesk mail test` against `smtp_url`, trusting `ca` (a PEM file) if given.

@@ -62,6 +62,9 @@ impl Entitlement {
 pub enum Resource {
     Agent,
     Seat,
+    /// An invited person joining: their invitation already held a seat, so
+    /// only members count (after a downgrade, more were invited than now fit).
+    Joining,
     /// Adding this many bytes to the knowledge base.
     Knowledge(u64),
 }
@@ -135,7 +138,7 @@ pub fn ensure_room(
     let e = Entitlement::of(config, &account, crate::domain::now());
     let limit = match resource {
         Resource::Agent => e.limits.agents,
-        Resource::Seat => e.limits.seats,
+        Resource::Seat | Resource::Joining => e.limits.seats,
         Resource::Knowledge(_) => e.limits.knowledge_bytes,
     };
     let Some(limit) = limit else {
@@ -147,6 +150,7 @@ pub fn ensure_room(
             count(Membership::count(conn, scope)? + Invitation::count_pending(conn, scope)?),
             1,
         ),
+        Resource::Joining => (count(Membership::count(conn, scope)?), 1),
         Resource::Knowledge(bytes) => (count(Document::total_bytes(conn, scope)?), bytes),
     };
     if used.saturating_add(adding) <= limit {
@@ -160,6 +164,10 @@ pub fn ensure_room(
         ),
         Resource::Seat => format!(
             "The {plan} plan includes {limit} seat{} (members and open invitations). Upgrade your plan to invite more people.",
+            plural(limit)
+        ),
+        Resource::Joining => format!(
+            "This organization's {plan} plan includes {limit} seat{}, and all are taken. Ask whoever invited you to upgrade the plan, then open this link again.",
             plural(limit)
         ),
         Resource::Knowledge(_) => format!(

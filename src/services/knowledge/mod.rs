@@ -288,7 +288,8 @@ pub fn retrieve(
 }
 
 /// Share of the terms found in the passage, matching word stems so "returns"
-/// finds "returned" as the full-text index itself does.
+/// finds "returned" as the full-text index itself does. A term matches the
+/// start of a word, never its middle: "art" is not in "spare parts".
 fn coverage(terms: &[String], passage: &Passage) -> f64 {
     let haystack = format!(
         "{} {} {}",
@@ -297,7 +298,17 @@ fn coverage(terms: &[String], passage: &Passage) -> f64 {
         passage.content
     )
     .to_lowercase();
-    let hits = terms.iter().filter(|t| haystack.contains(stem(t))).count();
+    let words: Vec<&str> = haystack
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let hits = terms
+        .iter()
+        .filter(|t| {
+            let stem = stem(t);
+            words.iter().any(|w| w.starts_with(stem))
+        })
+        .count();
     hits as f64 / terms.len() as f64
 }
 
@@ -335,6 +346,19 @@ mod tests {
         assert!(score > 0.99, "every word is there: {score} for {terms:?}");
         let unrelated = passage("Our shop opens at nine.");
         assert!(coverage(&terms, &unrelated) < 0.5);
+    }
+
+    #[test]
+    fn coverage_matches_whole_words_not_their_middles() {
+        let terms = text::terms("Do you sell art?");
+        let p = passage("We sell spare parts for every bike.");
+        let score = coverage(&terms, &p);
+        assert!(
+            score < 0.99,
+            "\"art\" is not in \"parts\": {score} for {terms:?}"
+        );
+        let p = passage("We sell art prints.");
+        assert!(coverage(&terms, &p) > 0.99);
     }
 
     #[test]
