@@ -152,6 +152,9 @@ pub struct LlmConfig {
     pub base_url: Option<Url>,
     pub api_key: Option<Secret<String>>,
     pub model: Option<String>,
+    /// `ALLOW_PRIVATE_PROVIDER_URLS`: organizations' own provider addresses may
+    /// be private or local (off by default: see `providers::egress`).
+    pub allow_private_urls: bool,
 }
 
 /// How background workers poll, lease and retry.
@@ -560,6 +563,7 @@ impl Config {
             base_url: r.url("LLM_BASE_URL"),
             api_key: r.get("LLM_API_KEY").map(Secret::new),
             model: r.get("LLM_MODEL"),
+            allow_private_urls: r.parsed("ALLOW_PRIVATE_PROVIDER_URLS", false),
         };
 
         let slow_request_ms = r.parsed("SLOW_REQUEST_MS", 1000u64);

@@ -114,6 +114,7 @@ pub async fn save_provider_key(
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::ManageSettings)?;
     let keyring = state.chat.keyring().clone();
+    let allow_private = state.config.llm.allow_private_urls;
     let (provider, base_url) = (form.provider.clone(), form.base_url.clone());
     let saved = act(&state, &member, &req, move |conn, scope, actor| {
         agents::save_provider_key(
@@ -124,6 +125,7 @@ pub async fn save_provider_key(
             &provider,
             &form.api_key,
             Some(base_url.as_str()),
+            allow_private,
         )
     })
     .await?;

@@ -800,6 +800,7 @@ pub async fn put_provider_key(
     let provider = path.into_inner();
     let form = body.into_inner();
     let keyring = state.chat.keyring().clone();
+    let allow_private = state.config.llm.allow_private_urls;
     let saved = state
         .db(move |conn| {
             let actor = actor(&scope, &label, &ip);
@@ -811,6 +812,7 @@ pub async fn put_provider_key(
                 &provider,
                 &form.api_key,
                 form.base_url.as_deref(),
+                allow_private,
             )
             .map_err(AppError::from)
         })

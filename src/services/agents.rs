@@ -308,6 +308,7 @@ pub fn save_provider_key(
     provider: &str,
     api_key: &str,
     base_url: Option<&str>,
+    allow_private: bool,
 ) -> Result<ProviderCredential, AgentError> {
     let kind = ProviderKind::parse(provider)
         .filter(|k| *k != ProviderKind::Builtin)
@@ -330,6 +331,10 @@ pub fn save_provider_key(
                     "baseUrl",
                     "must start with http:// or https://",
                 ));
+            }
+            if !allow_private {
+                crate::services::chat::providers::egress::check_host(&url)
+                    .map_err(|why| AgentError::invalid("baseUrl", why))?;
             }
             Some(url.as_str().trim_end_matches('/').to_string())
         }

@@ -27,6 +27,7 @@ backend_tests!(
     idle_conversations_get_a_summary,
     the_app_pages_manage_agents_documents_and_conversations,
     provider_keys_are_saved_on_the_agents_page_and_never_shown_again,
+    an_organizations_provider_address_cannot_reach_private_networks,
     serve_demo_answers_from_the_demo_knowledge_base,
     conversation_lists_come_in_pages,
     provider_keys_are_sealed_again_after_a_key_rotation,
@@ -366,6 +367,84 @@ async fn conversation_lists_come_in_pages(backend: Backend) {
     );
     assert!(last.contains(&format!("/app/conversations/{}", started[4])));
     assert_eq!(last.matches("<tr>").count(), 2, "a header and one row");
+}
+
+async fn an_organizations_provider_address_cannot_reach_private_networks(backend: Backend) {
+    let llm = crate::fake_llm::spawn(vec![Reply::text("From the private network.")]).await;
+    let Some((app, key)) = setup(backend, &[("ALLOW_PRIVATE_PROVIDER_URLS", "false")]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    for address in [
+        "http://169.254.169.254",
+        "http://127.0.0.1:11434",
+        "http://[::1]:8080",
+        "http://localhost:9000",
+        llm.base_url.as_str(),
+    ] {
+        let (status, body) = api
+            .json(
+                Method::PUT,
+                "/api/v1/provider-keys/openai",
+                json!({"apiKey": "sk-test-abcdef123456", "baseUrl": address}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{address}: {body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("private or local"),
+            "{body}"
+        );
+    }
+    let (_, keys) = api.get("/api/v1/provider-keys").await;
+    assert!(keys["data"].as_array().unwrap().is_empty(), "nothing saved");
+
+    // Saved through an instance that allows it (or before the rule): this
+    // instance still does not reach it, and answers with the builtin model.
+    let open = app
+        .another_instance(&[("ALLOW_PRIVATE_PROVIDER_URLS", "true")])
+        .await;
+    let res = app
+        .client
+        .put(format!("{open}/api/v1/provider-keys/openai"))
+        .bearer_auth(&api.key)
+        .json(&json!({"apiKey": "sk-test-abcdef123456", "baseUrl": llm.base_url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let agent = api
+        .agent(json!({"name": "Support", "provider": "openai"}))
+        .await;
+    api.indexed(
+        agent["id"].as_i64().unwrap(),
+        "Returns",
+        "text/markdown",
+        RETURNS.as_bytes(),
+    )
+    .await;
+    let chat = support_chat(&app).await;
+    let res = say(
+        &app,
+        "harbor-bikes",
+        "support",
+        &chat,
+        "Can I return a bike?",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let reply: Value = res.json().await.unwrap();
+    assert_eq!(reply["provider"], "builtin", "{reply}");
+    assert!(
+        llm.requests().is_empty(),
+        "the private address was never called"
+    );
 }
 
 async fn serve_demo_answers_from_the_demo_knowledge_base(backend: Backend) {

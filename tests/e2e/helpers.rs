@@ -142,6 +142,9 @@ pub fn test_config(db_url: &str, data_dir: &std::path::Path, overrides: &[(&str,
         ("LOG_LEVEL".into(), "warn".into()),
         ("JOB_POLL_MS".into(), "50".into()),
         ("JOB_RETRY_BASE_MS".into(), "50".into()),
+        // The fake model providers listen on loopback (the refusal is tested
+        // with this set back to false).
+        ("ALLOW_PRIVATE_PROVIDER_URLS".into(), "true".into()),
         (
             "SESSION_SECRET".into(),
             "test-session-secret-0123456789abcdefghijkl".into(),

@@ -88,6 +88,7 @@ pub struct ChatEngine {
     default_base_url: Option<String>,
     default_api_key: Option<String>,
     default_model: Option<String>,
+    allow_private_urls: bool,
     keyring: Keyring,
     idle: Duration,
     metrics: Arc<Metrics>,
@@ -104,6 +105,7 @@ impl ChatEngine {
             default_base_url: config.llm.base_url.as_ref().map(|u| u.to_string()),
             default_api_key: config.llm.api_key.as_ref().map(|k| k.expose().clone()),
             default_model: config.llm.model.clone(),
+            allow_private_urls: config.llm.allow_private_urls,
             keyring: config.keyring(),
             idle: config.conversation_idle,
             metrics,
@@ -130,21 +132,28 @@ impl ChatEngine {
             return Ok(None);
         }
         let stored = ProviderCredential::find(conn, agent.organization_id, kind.as_str())?;
-        let (base_url, api_key) = match stored {
+        // An address an organization typed in may only reach the public internet.
+        let public_only = |url: &Option<String>| url.is_some() && !self.allow_private_urls;
+        let (base_url, api_key, public_only) = match stored {
             Some(cred) => {
                 let context = credential_context(agent.organization_id, kind);
                 match self.keyring.open(&cred.sealed_key, &context) {
-                    Ok(key) => (cred.base_url, Some(key)),
+                    Ok(key) => {
+                        let public_only = public_only(&cred.base_url);
+                        (cred.base_url, Some(key), public_only)
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, provider = kind.as_str(), "stored provider key cannot be opened; answering with builtin");
                         return Ok(None);
                     }
                 }
             }
-            None if kind == self.default_kind => {
-                (self.default_base_url.clone(), self.default_api_key.clone())
-            }
-            None => (None, None),
+            None if kind == self.default_kind => (
+                self.default_base_url.clone(),
+                self.default_api_key.clone(),
+                false,
+            ),
+            None => (None, None, false),
         };
         if base_url.is_none() && api_key.is_none() {
             tracing::warn!(
@@ -164,6 +173,7 @@ impl ChatEngine {
             base_url,
             api_key,
             model,
+            public_only,
             ..RemoteSettings::default()
         };
         match RemoteProvider::new(kind, settings) {

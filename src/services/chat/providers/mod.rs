@@ -6,6 +6,7 @@
 //! behave the same way towards a conversation.
 
 mod anthropic;
+pub mod egress;
 mod openai;
 pub mod sse;
 
@@ -81,6 +82,9 @@ pub struct RemoteSettings {
     /// The whole reply, from the first attempt to the last piece.
     pub total_timeout: Duration,
     pub max_retries: u32,
+    /// The address came from an organization, not the operator: only public
+    /// internet addresses may be reached ([`egress`]).
+    pub public_only: bool,
 }
 
 impl RemoteSettings {
@@ -99,6 +103,7 @@ impl RemoteSettings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             total_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_retries: DEFAULT_MAX_RETRIES,
+            public_only: false,
         }
     }
 }
@@ -230,7 +235,12 @@ impl RemoteProvider {
         }
         let endpoint = endpoint(&settings.base_url, path)?;
         let headers = request_headers(kind, settings.api_key.as_deref())?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if settings.public_only {
+            egress::check_host(&endpoint).map_err(ProviderError::Config)?;
+            http = http.dns_resolver(std::sync::Arc::new(egress::PublicOnly));
+        }
+        let http = http
             .use_rustls_tls()
             .connect_timeout(settings.connect_timeout)
             // A redirect would carry `x-api-key` to wherever it points (reqwest
