@@ -192,14 +192,42 @@ fn refuse<B>(
 /// the database. Sign-in has its own throttle, per account and address.
 pub const PUBLIC_FORM_POSTS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_add(9);
 
+/// Views per minute and client address of the signed-out form pages (sign-in,
+/// sign-up, forgotten password, reset, invitation). Each view by a client
+/// without a cookie stores a session for the form's CSRF token: plenty for
+/// people, too few for a script to fill the sessions table.
+pub const PUBLIC_FORM_VIEWS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_add(59);
+
 /// Middleware for the public forms: spends one post from the address's budget.
 pub async fn limit_public_forms(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    limit_forms(req, next, actix_web::http::Method::POST).await
+}
+
+/// Middleware for the public form pages: spends one view from the address's budget.
+pub async fn limit_public_form_views(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    limit_forms(req, next, actix_web::http::Method::GET).await
+}
+
+async fn limit_forms(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    method: actix_web::http::Method,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let limits = state.as_ref().map(|s| &s.form_rate_limit);
-    let (Some(limits), true) = (limits, req.method() == actix_web::http::Method::POST) else {
+    let limits = state.as_ref().map(|s| {
+        if method == actix_web::http::Method::POST {
+            &s.form_rate_limit
+        } else {
+            &s.form_view_rate_limit
+        }
+    });
+    let (Some(limits), true) = (limits, *req.method() == method) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let key = format!("ip:{}", crate::auth::extractors::client_ip(req.request()));
@@ -208,8 +236,9 @@ pub async fn limit_public_forms(
         Err(standing) => {
             tracing::warn!(client = %key, path = req.path(), "public form rate limit reached");
             let message = format!(
-                "Too many attempts from your address. Please try again in {} seconds.",
-                standing.reset_secs
+                "Too many attempts from your address. Please try again in {} second{}.",
+                standing.reset_secs,
+                if standing.reset_secs == 1 { "" } else { "s" }
             );
             Ok(refuse(req, standing, message))
         }

@@ -61,6 +61,7 @@ pub struct AppState {
     pub api_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
     /// Per instance, like the API budget.
     pub form_rate_limit: crate::rate_limit::ApiRateLimit,
+    pub form_view_rate_limit: crate::rate_limit::ApiRateLimit,
 }
 
 impl AppState {
@@ -173,6 +174,9 @@ impl Application {
             api_rate_limit,
             form_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
                 crate::rate_limit::PUBLIC_FORM_POSTS_PER_MINUTE,
+            ),
+            form_view_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
+                crate::rate_limit::PUBLIC_FORM_VIEWS_PER_MINUTE,
             ),
         });
         let server = build_server(listener, state.clone(), options)?;

@@ -62,6 +62,21 @@ fn expires(ttl: &Duration) -> chrono::NaiveDateTime {
     crate::domain::now() + chrono::TimeDelta::seconds(ttl.whole_seconds())
 }
 
+/// A session nobody signed into (a visitor who opened a form: it holds the
+/// CSRF token) lives this long at most: every client without a cookie makes
+/// one, and they must not pile up for a week.
+const ANONYMOUS_TTL_SECS: i64 = 2 * 3600;
+
+fn expires_for(state: &HashMap<String, String>, ttl: &Duration) -> chrono::NaiveDateTime {
+    if user_of(state).is_some() {
+        expires(ttl)
+    } else {
+        expires(&Duration::seconds(
+            ttl.whole_seconds().min(ANONYMOUS_TTL_SECS),
+        ))
+    }
+}
+
 fn user_of(state: &HashMap<String, String>) -> Option<UserId> {
     state.get(USER_KEY).and_then(|v| v.parse().ok()).map(UserId)
 }
@@ -101,7 +116,7 @@ impl SessionStore for DbSessionStore {
         let session_key =
             SessionKey::try_from(key.clone()).map_err(|e| SaveError::Other(e.into()))?;
         let hash = tokens::hash(&key);
-        let until = expires(ttl);
+        let until = expires_for(&state, ttl);
         let user = user_of(&state);
         self.run(move |conn| Ok(SessionRow::insert(conn, &hash, user, &json, until)?))
             .await
@@ -122,7 +137,7 @@ impl SessionStore for DbSessionStore {
         let json =
             serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let hash = tokens::hash(key.as_ref());
-        let until = expires(ttl);
+        let until = expires_for(&state, ttl);
         let user = user_of(&state);
         let updated = self
             .run(move |conn| Ok(SessionRow::update(conn, &hash, user, &json, until)?))
@@ -143,7 +158,8 @@ impl SessionStore for DbSessionStore {
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
         let hash = tokens::hash(key.as_ref());
         let until = expires(ttl);
-        self.run(move |conn| Ok(SessionRow::touch(conn, &hash, until)?))
+        let anonymous_until = expires_for(&HashMap::new(), ttl);
+        self.run(move |conn| Ok(SessionRow::touch(conn, &hash, until, anonymous_until)?))
             .await?;
         Ok(())
     }

@@ -45,11 +45,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .wrap(actix_web::middleware::from_fn(
                     crate::rate_limit::limit_public_forms,
                 ))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_form_views,
+                ))
                 .get(auth::signup_page)
                 .post(auth::signup),
         )
         .service(
             web::resource("/login")
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_form_views,
+                ))
                 .get(auth::login_page)
                 .post(auth::login),
         )
@@ -60,6 +66,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .wrap(actix_web::middleware::from_fn(
                     crate::rate_limit::limit_public_forms,
                 ))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_form_views,
+                ))
                 .get(auth::forgot_password_page)
                 .post(auth::forgot_password),
         )
@@ -68,6 +77,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .wrap(actix_web::middleware::from_fn(
                     crate::rate_limit::limit_public_forms,
                 ))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_form_views,
+                ))
                 .get(auth::reset_password_page)
                 .post(auth::reset_password),
         )
@@ -75,6 +87,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
             web::resource("/invitations/accept")
                 .wrap(actix_web::middleware::from_fn(
                     crate::rate_limit::limit_public_forms,
+                ))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_form_views,
                 ))
                 .get(auth::invitation)
                 .post(auth::accept_invitation),

@@ -34,6 +34,7 @@ backend_tests!(
     platform_admin_disables_accounts_and_organizations,
     the_openapi_document_describes_the_api,
     account_changes_and_session_lifetimes,
+    signed_out_form_pages_keep_few_short_sessions,
 );
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
@@ -2548,4 +2549,44 @@ pub(crate) async fn organization_with_key(
     assert_eq!(owner.signup(org, email).await.status(), 303);
     let key = owner.api_key("tests", "write").await;
     (owner, key)
+}
+
+async fn signed_out_form_pages_keep_few_short_sessions(backend: Backend) {
+    use frontdesk::db::schema::sessions;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    // A script without cookies: every view makes a session for the CSRF token.
+    let bare = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..61 {
+        let res = bare.get(app.url("/login")).send().await.unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert!(statuses[..60].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[60], 429, "sixty views a minute per address");
+    let rows: Vec<(Option<i64>, chrono::NaiveDateTime)> = sessions::table
+        .select((sessions::user_id, sessions::expires_at))
+        .load(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(rows.len(), 60);
+    let latest =
+        frontdesk::domain::now() + chrono::TimeDelta::hours(2) + chrono::TimeDelta::minutes(1);
+    assert!(
+        rows.iter()
+            .all(|(user, until)| user.is_none() && *until <= latest),
+        "signed-out sessions expire within two hours: {rows:?}"
+    );
+
+    // Signed in, the session gets the full lifetime again (a view is back
+    // in the budget each second).
+    actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+    let b = Browser::new(&app);
+    assert_eq!(b.signup("Acme", "long@acme.test").await.status(), 303);
+    let until: chrono::NaiveDateTime = sessions::table
+        .filter(sessions::user_id.is_not_null())
+        .select(sessions::expires_at)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert!(until > latest, "{until}");
 }

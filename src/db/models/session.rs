@@ -68,14 +68,29 @@ impl SessionRow {
             .map(|n| n == 1)
     }
 
+    /// Extends the idle expiry: to `expires_at` for a signed-in session, to
+    /// `anonymous_until` for one that only holds a form's CSRF token.
     pub fn touch(
         conn: &mut DbConnection,
         key_hash: &str,
         expires_at: NaiveDateTime,
+        anonymous_until: NaiveDateTime,
     ) -> QueryResult<usize> {
-        diesel::update(sessions::table.filter(sessions::key_hash.eq(key_hash)))
-            .set(sessions::expires_at.eq(expires_at))
-            .execute(conn)
+        let signed_in = diesel::update(
+            sessions::table
+                .filter(sessions::key_hash.eq(key_hash))
+                .filter(sessions::user_id.is_not_null()),
+        )
+        .set(sessions::expires_at.eq(expires_at))
+        .execute(conn)?;
+        let anonymous = diesel::update(
+            sessions::table
+                .filter(sessions::key_hash.eq(key_hash))
+                .filter(sessions::user_id.is_null()),
+        )
+        .set(sessions::expires_at.eq(anonymous_until))
+        .execute(conn)?;
+        Ok(signed_in + anonymous)
     }
 
     pub fn delete(conn: &mut DbConnection, key_hash: &str) -> QueryResult<usize> {
