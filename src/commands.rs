@@ -159,7 +159,12 @@ pub fn check() -> ExitCode {
             Ok(url) => check_database(&url, &mut problems),
             Err(_) => {} // already among the configuration problems
         }
-        if let Some(url) = env("SMTP_URL").and_then(|raw| url::Url::parse(&raw).ok()) {
+        // Only a URL that names an SMTP server is worth dialing: the
+        // configuration problems already list anything else.
+        if let Some(url) = env("SMTP_URL")
+            .and_then(|raw| url::Url::parse(&raw).ok())
+            .filter(|url| matches!(url.scheme(), "smtp" | "smtps"))
+        {
             check_smtp(&url, &mut problems);
         }
         return report(&problems);

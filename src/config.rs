@@ -474,9 +474,10 @@ impl Config {
             base_url.host_str().unwrap_or("localhost")
         );
         let mail_from = r.get("MAIL_FROM").unwrap_or(default_from);
-        if !mail_from.contains('@') {
+        // Parsed the way the mailer will, so `check` catches what start-up would.
+        if let Err(e) = mail_from.parse::<lettre::message::Mailbox>() {
             r.problems.push(format!(
-                "MAIL_FROM must be an address like \"Frontdesk <no-reply@example.com>\", got {mail_from:?}"
+                "MAIL_FROM must be an address like \"Frontdesk <no-reply@example.com>\", got {mail_from:?} ({e})"
             ));
         }
 
@@ -853,5 +854,27 @@ mod tests {
         ])
         .unwrap_err();
         assert!(errors.to_string().contains("SMTP_URL"));
+    }
+
+    #[test]
+    fn mail_from_is_parsed_as_the_mailer_will() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "Frontdesk <no-reply@>",
+            "a@b@c",
+            "Support <support@example.com",
+        ] {
+            let errors = config(&[
+                ("DATA_DIR", dir.path().to_str().unwrap()),
+                ("MAIL_FROM", bad),
+            ])
+            .unwrap_err();
+            assert!(errors.to_string().contains("MAIL_FROM"), "{bad}");
+        }
+        let ok = config(&[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("MAIL_FROM", "Acme Support <support@example.com>"),
+        ]);
+        assert!(ok.is_ok());
     }
 }

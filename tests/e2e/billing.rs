@@ -593,6 +593,7 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
         "billing.invoice_paid",
         "billing.payment_failed",
         "billing.trial_will_end",
+        "billing.customer_linked",
     ] {
         assert!(audit_count(&app, action) >= 1, "{action} is audited");
     }

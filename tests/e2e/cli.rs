@@ -417,6 +417,23 @@ async fn check_reports_every_problem_at_once(backend: Backend) {
         "{}",
         stderr(&unreachable)
     );
+
+    // A malformed SMTP_URL is reported as such, and nothing is dialed for it.
+    for (raw, says) in [
+        ("smtp//mail.example.com", "SMTP_URL"),
+        ("http://mail.example.com", "SMTP_URL"),
+    ] {
+        let malformed = frontdesk(dir.path())
+            .env("DATABASE_URL", &db.url)
+            .env("SMTP_URL", raw)
+            .arg("check")
+            .output()
+            .unwrap();
+        assert!(!malformed.status.success(), "{raw}");
+        let err = stderr(&malformed);
+        assert!(err.contains(says), "{raw}: {err}");
+        assert!(!err.contains("cannot connect"), "{raw}: {err}");
+    }
 }
 
 #[test]

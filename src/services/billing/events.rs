@@ -557,7 +557,18 @@ fn link_customer(
     if account.stripe_customer_id.is_some() {
         return Ok(account);
     }
-    BillingAccount::set_customer(conn, org, customer)
+    crate::db::write_transaction(conn, |conn| {
+        let linked = BillingAccount::set_customer(conn, org, customer)?;
+        audit(
+            conn,
+            Some(org),
+            &STRIPE,
+            "billing.customer_linked",
+            Some(customer),
+            None,
+        )?;
+        Ok(linked)
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
