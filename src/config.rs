@@ -170,6 +170,9 @@ pub struct JobSettings {
     pub retry_base: std::time::Duration,
     /// Finished jobs are deleted after this many days (`JOB_RETENTION_DAYS`).
     pub retention_days: u32,
+    /// How long a running job may go on after shutdown was asked for before
+    /// it is handed back to the queue (`JOB_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -613,6 +616,11 @@ impl Config {
             lease: std::time::Duration::from_secs(r.parsed("JOB_LEASE_SECS", 300u64).max(1)),
             retry_base: std::time::Duration::from_millis(r.parsed("JOB_RETRY_BASE_MS", 5000u64)),
             retention_days: r.parsed("JOB_RETENTION_DAYS", 14u32).max(1),
+            // Within the 25 s the web server gives in-flight requests on SIGTERM
+            // unless raised on purpose.
+            shutdown_grace: std::time::Duration::from_secs(
+                r.parsed("JOB_SHUTDOWN_GRACE_SECS", 20u64).min(3600),
+            ),
         };
 
         if !r.problems.is_empty() {

@@ -30,6 +30,8 @@ backend_tests!(
     a_poisoned_job_ends_dead_and_the_cli_shows_and_retries_it,
     a_panicking_job_is_a_failed_attempt_and_the_worker_survives,
     sigterm_lets_the_running_job_finish,
+    a_job_still_running_when_the_grace_ends_goes_back_to_the_queue,
+    a_run_that_lost_its_lease_stops,
 );
 
 fn job(pool: &DbPool, id: JobId) -> JobRow {
@@ -636,4 +638,74 @@ async fn sigterm_lets_the_running_job_finish(backend: Backend) {
         "the running job finished before exit"
     );
     assert_eq!(finished.attempts, 1);
+}
+
+async fn a_job_still_running_when_the_grace_ends_goes_back_to_the_queue(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let pool = db.pool();
+    let id = enqueue(
+        &pool,
+        &Diagnostic {
+            sleep_ms: 60_000,
+            ..Diagnostic::default()
+        },
+    );
+    let mut workers = Workers::spawn(&db.url, 1, &[("JOB_SHUTDOWN_GRACE_SECS", "1")]);
+    eventually("the job is running", Duration::from_secs(10), || {
+        job(&pool, id).state == "running"
+    })
+    .await;
+    workers.signal(0, "TERM");
+    let status = workers.wait(0, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    let returned = job(&pool, id);
+    assert_eq!(returned.state, "queued", "handed back, not left running");
+    assert_eq!(returned.attempts, 0, "the interrupted run does not count");
+    assert!(returned.locked_until.is_none());
+}
+
+async fn a_run_that_lost_its_lease_stops(backend: Backend) {
+    let Some(app) = spawn_app(backend).env("JOB_LEASE_SECS", "1").start().await else {
+        return;
+    };
+    let pool = app.pool();
+    let id = enqueue(
+        &pool,
+        &Diagnostic {
+            sleep_ms: 30_000,
+            ..Diagnostic::default()
+        },
+    );
+    eventually("the job is running", Duration::from_secs(10), || {
+        job(&pool, id).state == "running"
+    })
+    .await;
+    // Another worker took it over (this one stalled past its lease, say).
+    diesel::update(jobs::table.filter(jobs::id.eq(id.0)))
+        .set((
+            jobs::locked_by.eq(Some("another-host:1:abc/0")),
+            jobs::locked_until.eq(Some(frontdesk::domain::now() + chrono::TimeDelta::hours(1))),
+        ))
+        .execute(&mut pool.get().unwrap())
+        .unwrap();
+    let released = || async {
+        let health: serde_json::Value = app.get("/health").await.json().await.unwrap();
+        health["checks"]["jobs"]["counters"]["released"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while released().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the run went on after losing its lease"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = job(&pool, id);
+    assert_eq!(row.locked_by.as_deref(), Some("another-host:1:abc/0"));
+    assert_eq!(row.state, "running", "the new holder's run is left alone");
 }

@@ -29,7 +29,7 @@ use crate::services::mail::Mailer;
 
 pub use kinds::{CleanupFinishedJobs, Diagnostic, SendEmail};
 pub use metrics::{JobCounters, JobMetrics};
-pub use worker::{SHUTDOWN_GRACE, WorkerPool, worker_id};
+pub use worker::{WorkerPool, worker_id};
 
 /// A unit of background work.
 pub trait Job: Serialize + DeserializeOwned {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::rt::task::JoinHandle;
 use futures_util::FutureExt as _;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::{JobContext, JobFailure, backoff, dispatch, periodic};
 use crate::db::migrations::MigrationStatus;
@@ -33,6 +33,7 @@ pub fn worker_id() -> String {
 pub struct WorkerPool {
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    grace: Duration,
 }
 
 impl WorkerPool {
@@ -49,6 +50,7 @@ impl WorkerPool {
         let (shutdown, receiver) = watch::channel(false);
         let id = worker_id();
         let count = ctx.settings().concurrency;
+        let grace = ctx.settings().shutdown_grace;
         tracing::info!(workers = count, worker = %id, "job workers started");
         let thread = std::thread::Builder::new()
             .name("frontdesk-jobs".into())
@@ -76,7 +78,11 @@ impl WorkerPool {
             })
             .map_err(|e| tracing::error!(error = %e, "could not start the job thread"))
             .ok();
-        Self { shutdown, thread }
+        Self {
+            shutdown,
+            thread,
+            grace,
+        }
     }
 
     /// Asks the workers to stop after their current job, without waiting:
@@ -89,13 +95,14 @@ impl WorkerPool {
     }
 
     /// Asks every worker to stop after its current job and waits for them. A job
-    /// still running after [`SHUTDOWN_GRACE`] is handed back to the queue.
+    /// still running after the grace (`JOB_SHUTDOWN_GRACE_SECS`) is handed back
+    /// to the queue.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(thread) = self.thread.take() {
             let joined = actix_web::rt::task::spawn_blocking(move || thread.join());
             // The workers honour the grace period themselves; the margin covers the release.
-            if actix_web::rt::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(2), joined)
+            if actix_web::rt::time::timeout(self.grace + Duration::from_secs(2), joined)
                 .await
                 .is_err()
             {
@@ -158,9 +165,6 @@ fn panicked(panic: &(dyn std::any::Any + Send)) -> JobFailure {
     JobFailure::retry(format!("the job panicked: {what}"))
 }
 
-/// How long a running job may continue after shutdown was asked for.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-
 struct Worker {
     id: String,
     ctx: Arc<JobContext>,
@@ -217,7 +221,7 @@ impl Worker {
             return;
         }
 
-        let heartbeat = self.heartbeat(id);
+        let (heartbeat, lease_lost) = self.heartbeat(id);
         let outcome = {
             // A panic in a job's code is a failed attempt like any other: caught
             // here, it neither kills this worker nor leaves the job running forever.
@@ -225,27 +229,39 @@ impl Worker {
                 .catch_unwind()
                 .map(|result| result.unwrap_or_else(|panic| Err(panicked(panic.as_ref()))));
             let mut shutdown = self.shutdown.clone();
+            let grace = self.ctx.settings().shutdown_grace;
             let deadline = async move {
                 while !*shutdown.borrow() {
                     if shutdown.changed().await.is_err() {
                         break;
                     }
                 }
-                actix_web::rt::time::sleep(SHUTDOWN_GRACE).await;
+                actix_web::rt::time::sleep(grace).await;
             };
             tokio::select! {
-                result = run => Some(result),
-                _ = deadline => None,
+                result = run => Ending::Ran(result),
+                _ = deadline => Ending::Shutdown,
+                // Another worker holds the job now and runs it: this copy
+                // stops, so the job's effects do not happen twice at once.
+                Ok(()) = lease_lost => Ending::LeaseLost,
             }
         };
         heartbeat.abort();
 
         match outcome {
-            Some(result) => {
+            Ending::Ran(result) => {
                 self.finish(id, result, job.attempts, job.max_attempts)
                     .await
             }
-            None => {
+            Ending::LeaseLost => {
+                self.ctx
+                    .metrics
+                    .jobs
+                    .released
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("job lease lost to another worker: this run was stopped");
+            }
+            Ending::Shutdown => {
                 let worker = self.id.clone();
                 match self
                     .ctx
@@ -268,12 +284,15 @@ impl Worker {
         }
     }
 
-    /// Renews the lease while a long job runs, so no other worker takes it over.
-    fn heartbeat(&self, id: JobId) -> JoinHandle<()> {
+    /// Renews the lease while a long job runs, so no other worker takes it
+    /// over; the receiver hears when the lease was lost all the same (this
+    /// worker stalled past it, say).
+    fn heartbeat(&self, id: JobId) -> (JoinHandle<()>, oneshot::Receiver<()>) {
         let ctx = self.ctx.clone();
         let worker = self.id.clone();
         let lease = ctx.settings().lease;
-        actix_web::rt::spawn(async move {
+        let (lost, lease_lost) = oneshot::channel();
+        let task = actix_web::rt::spawn(async move {
             let every = (lease / 3).max(Duration::from_millis(200));
             loop {
                 actix_web::rt::time::sleep(every).await;
@@ -286,44 +305,55 @@ impl Worker {
                     Ok(true) => {}
                     Ok(false) => {
                         // Released or taken over: nothing left to renew.
-                        tracing::warn!("job lease lost; no longer renewing it");
+                        let _ = lost.send(());
                         return;
                     }
                     Err(e) => tracing::warn!(error = %e.message, "could not renew job lease"),
                 }
             }
-        })
+        });
+        (task, lease_lost)
     }
 
     async fn finish(&self, id: JobId, result: Result<(), JobFailure>, attempts: i32, max: i32) {
-        let worker = self.id.clone();
         let metrics = &self.ctx.metrics.jobs;
-        let stored = match result {
+        let outcome = match result {
             Ok(()) => {
                 metrics.succeeded.fetch_add(1, Ordering::Relaxed);
-                self.ctx
-                    .db(move |conn| JobRow::complete(conn, id, &worker))
-                    .await
+                Recorded::Done
             }
             Err(failure) if failure.permanent || attempts >= max => {
                 metrics.dead.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %failure.message, attempts, "job is dead");
-                let message = failure.message;
-                self.ctx
-                    .db(move |conn| JobRow::bury(conn, id, &worker, &message))
-                    .await
+                Recorded::Dead(failure.message)
             }
             Err(failure) => {
                 metrics.retried.fetch_add(1, Ordering::Relaxed);
                 let delay = backoff(self.ctx.settings().retry_base, attempts);
                 tracing::warn!(error = %failure.message, attempts, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-                let run_at = lease_until(delay);
-                let message = failure.message;
-                self.ctx
-                    .db(move |conn| JobRow::retry_at(conn, id, &worker, run_at, &message))
-                    .await
+                Recorded::Retry(lease_until(delay), failure.message)
             }
         };
+        // A finished job whose outcome is not written runs again after its
+        // lease (an email sent twice): a database hiccup gets a few more tries.
+        let mut stored = Err(JobFailure::retry("not tried"));
+        for pause_ms in [0, 200, 1000, 3000] {
+            actix_web::rt::time::sleep(Duration::from_millis(pause_ms)).await;
+            let (worker, outcome) = (self.id.clone(), outcome.clone());
+            stored = self
+                .ctx
+                .db(move |conn| match &outcome {
+                    Recorded::Done => JobRow::complete(conn, id, &worker),
+                    Recorded::Dead(message) => JobRow::bury(conn, id, &worker, message),
+                    Recorded::Retry(run_at, message) => {
+                        JobRow::retry_at(conn, id, &worker, *run_at, message)
+                    }
+                })
+                .await;
+            if stored.is_ok() {
+                break;
+            }
+        }
         match stored {
             Ok(true) => {}
             Ok(false) => {
@@ -334,6 +364,22 @@ impl Worker {
             }
         }
     }
+}
+
+/// How a job ended.
+enum Ending {
+    Ran(Result<(), JobFailure>),
+    /// The shutdown grace ran out first: the job goes back to the queue.
+    Shutdown,
+    LeaseLost,
+}
+
+/// What to write about a job that ran.
+#[derive(Clone)]
+enum Recorded {
+    Done,
+    Dead(String),
+    Retry(chrono::NaiveDateTime, String),
 }
 
 fn lease_until(after: Duration) -> chrono::NaiveDateTime {
