@@ -67,13 +67,15 @@ pub(crate) fn require(member: &Member, permission: Permission) -> AppResult<()> 
 pub async fn dashboard(state: web::Data<AppState>, member: Member) -> AppResult<DashboardPage> {
     use crate::db::models::conversation::{ESCALATED, OPEN};
     let scope = member.scope.clone();
-    let (members, keys, agents, by_status) = state
+    let billing = state.config.stripe.clone();
+    let (members, keys, agents, by_status, allowance) = state
         .db(move |conn| {
             Ok((
                 Membership::count(conn, &scope)?,
                 ApiKey::list(conn, &scope)?.len(),
                 crate::db::models::Agent::count(conn, &scope)?,
                 crate::db::models::Conversation::count_by_status(conn, &scope)?,
+                crate::services::billing::limits::messages_used_up(conn, &billing, &scope)?,
             ))
         })
         .await?;
@@ -91,6 +93,13 @@ pub async fn dashboard(state: web::Data<AppState>, member: Member) -> AppResult<
         agent_count: agents,
         escalated_count: in_status(ESCALATED),
         open_count: in_status(OPEN),
+        allowance_used_up: allowance.map(|(plan, limit)| {
+            format!(
+                "Your agents have answered the {} visitor messages the {} plan includes this month; visitors are now told to contact you another way.",
+                crate::views::billing::grouped(limit),
+                plan.label()
+            )
+        }),
     })
 }
 

@@ -362,6 +362,7 @@ pub(crate) async fn accept_visitor_message(
     }
     let per_ip = per_address_budget(state);
     let billing = state.config.stripe.clone();
+    let base_url = state.config.base_url.clone();
     let content = trimmed.to_string();
     state
         .db(move |conn| {
@@ -394,7 +395,7 @@ pub(crate) async fn accept_visitor_message(
                     remaining: u32::try_from(limit - used - 1).unwrap_or(0),
                     reset_secs: 60,
                 };
-                limits::count_message(conn, &billing, conversation.organization_id)?;
+                limits::count_message(conn, &billing, conversation.organization_id, &base_url)?;
                 conversation.add_message(
                     conn,
                     &NewMessage {

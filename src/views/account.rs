@@ -142,6 +142,8 @@ pub struct DashboardPage {
     /// Visitors who asked for a person and wait for the team.
     pub escalated_count: i64,
     pub open_count: i64,
+    /// Set when this month's message allowance is used up.
+    pub allowance_used_up: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -983,6 +983,35 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
             .unwrap()
             .contains("message allowance")
     );
+    // The owners hear about it once, and the dashboard says so with a way out.
+    let mail = crate::accounts::wait_for_mail(
+        &app.data_dir().join("mail"),
+        OWNER,
+        "used this month's Frontdesk messages",
+    )
+    .await;
+    assert!(
+        mail.contains("/app/billing") && mail.contains("3 visitor messages"),
+        "{mail}"
+    );
+    assert_eq!(
+        say(&app, "harbor-bikes", "support", &chat, "And now?")
+            .await
+            .status(),
+        402
+    );
+    let queued: i64 = jobs::table
+        .filter(jobs::kind.eq("email.send"))
+        .filter(jobs::idempotency_key.like("allowance:%"))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(queued, 1, "one email per owner and month");
+    let (_, dashboard) = owner.get("/app").await;
+    assert!(
+        dashboard.contains("alert-limit") && dashboard.contains("answered the 3 visitor messages"),
+        "{dashboard}"
+    );
 
     // The API reports the same, and documents it.
     let (status, summary) = api.get("/api/v1/billing").await;

@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use super::objects::{self, CheckoutSession, Envelope, Invoice, Subscription};
 use crate::db::models::stripe_event::RECEIVED;
 use crate::db::models::{
-    BillingAccount, InvoiceUpdate, Membership, Organization, StripeEvent, SubscriptionChange,
+    BillingAccount, InvoiceUpdate, Organization, StripeEvent, SubscriptionChange,
 };
 use crate::db::{DbConnection, write_transaction};
-use crate::domain::{Email, OrganizationId, Plan};
+use crate::domain::{OrganizationId, Plan};
 use crate::services::accounts::{Actor, audit};
-use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure, SendEmail};
-use crate::services::mail::{MailTemplate, OutgoingEmail};
+use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
+use crate::services::mail::MailTemplate;
 
 use super::limits::PAST_DUE;
 
@@ -433,10 +433,10 @@ impl ProcessStripeEvent {
             )?;
             if failed {
                 let name = organization_name(conn, org)?;
-                notify_owners(
+                super::email_owners(
                     conn,
                     org,
-                    &event_id,
+                    &format!("stripe:{event_id}"),
                     MailTemplate::PaymentFailed {
                         organization: name,
                         amount,
@@ -483,10 +483,10 @@ impl ProcessStripeEvent {
                 Some(&ends),
             )?;
             let organization = organization_name(conn, org)?;
-            notify_owners(
+            super::email_owners(
                 conn,
                 org,
-                &event_id,
+                &format!("stripe:{event_id}"),
                 MailTemplate::TrialEnding { organization, ends },
                 &base_url,
             )
@@ -618,32 +618,6 @@ fn decide(account: &BillingAccount, sub: &Subscription, at: i64, fresh: bool) ->
 
 fn organization_name(conn: &mut DbConnection, org: OrganizationId) -> diesel::QueryResult<String> {
     Ok(Organization::find(conn, org)?.map_or_else(|| "your organization".into(), |o| o.name))
-}
-
-/// One email per owner, enqueued with the event's changes; the idempotency key
-/// keeps a re-run from emailing twice.
-fn notify_owners(
-    conn: &mut DbConnection,
-    org: OrganizationId,
-    event_id: &str,
-    template: MailTemplate,
-    base_url: &url::Url,
-) -> diesel::QueryResult<()> {
-    for address in Membership::owner_emails(conn, org)? {
-        let Ok(to) = Email::parse(&address) else {
-            continue;
-        };
-        let key = format!("stripe:{event_id}:{address}");
-        jobs::enqueue(
-            conn,
-            &SendEmail(OutgoingEmail::new(&to, template.clone(), base_url)),
-            EnqueueOptions {
-                idempotency_key: Some(&key),
-                ..EnqueueOptions::default()
-            },
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

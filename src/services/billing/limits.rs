@@ -187,18 +187,36 @@ pub fn ensure_room(
 /// Counts one visitor message against the month's allowance, or refuses it.
 /// The count and the check are one atomic statement; a refused message rolls
 /// back with the caller's transaction and is not counted.
+/// The message that uses the allowance up tells the owners, once a month.
 pub fn count_message(
     conn: &mut DbConnection,
     config: &StripeConfig,
     org: OrganizationId,
+    base_url: &url::Url,
 ) -> Result<(), LimitError> {
     let now = crate::domain::now();
-    let total = count(UsageCounter::add_message(conn, org, &period_of(now))?);
+    let period = period_of(now);
+    let total = count(UsageCounter::add_message(conn, org, &period)?);
     if !config.enabled() {
         return Ok(());
     }
     let account = BillingAccount::ensure(conn, org)?;
     let e = Entitlement::of(config, &account, now);
+    if e.limits.messages_per_month == Some(total) {
+        let organization = crate::db::models::Organization::find(conn, org)?
+            .map_or_else(|| "Your organization".into(), |o| o.name);
+        super::email_owners(
+            conn,
+            org,
+            &format!("allowance:{org}:{period}"),
+            crate::services::mail::MailTemplate::AllowanceReached {
+                organization,
+                plan: e.plan.label().into(),
+                limit: crate::views::billing::grouped(total),
+            },
+            base_url,
+        )?;
+    }
     match e.limits.messages_per_month {
         Some(limit) if total > limit => Err(LimitError::Reached(LimitReached {
             plan: e.plan,
@@ -207,6 +225,28 @@ pub fn count_message(
         })),
         _ => Ok(()),
     }
+}
+
+/// The plan and its monthly allowance when visitors used it all up this month.
+pub fn messages_used_up(
+    conn: &mut DbConnection,
+    config: &StripeConfig,
+    scope: &TenantScope,
+) -> diesel::QueryResult<Option<(Plan, u64)>> {
+    if !config.enabled() {
+        return Ok(None);
+    }
+    let now = crate::domain::now();
+    let e = entitlement(conn, config, scope.organization_id())?;
+    let Some(limit) = e.limits.messages_per_month else {
+        return Ok(None);
+    };
+    let used = count(UsageCounter::messages(
+        conn,
+        scope.organization_id(),
+        &period_of(now),
+    )?);
+    Ok((used >= limit).then_some((e.plan, limit)))
 }
 
 fn plural(n: u64) -> &'static str {

@@ -34,6 +34,13 @@ pub enum MailTemplate {
         /// The day the trial ends, as shown.
         ends: String,
     },
+    /// To the owners when visitors used up the month's message allowance.
+    AllowanceReached {
+        organization: String,
+        plan: String,
+        /// The allowance, as shown (`10,000`).
+        limit: String,
+    },
     TicketAssigned {
         name: String,
         ticket_id: i64,
@@ -126,6 +133,18 @@ email_parts!(
     TrialEndingText = "email/trial_ending/body.txt"
 );
 
+struct AllowanceReached<'a> {
+    organization: &'a str,
+    plan: &'a str,
+    limit: &'a str,
+    link: String,
+}
+email_parts!(
+    AllowanceReached<'a>,
+    AllowanceReachedHtml = "email/allowance_reached/body.html",
+    AllowanceReachedText = "email/allowance_reached/body.txt"
+);
+
 struct TicketAssigned<'a> {
     name: &'a str,
     ticket_id: i64,
@@ -187,6 +206,7 @@ impl MailTemplate {
             Self::Invitation { .. } => "invitation",
             Self::PaymentFailed { .. } => "payment_failed",
             Self::TrialEnding { .. } => "trial_ending",
+            Self::AllowanceReached { .. } => "allowance_reached",
             Self::TicketAssigned { .. } => "ticket_assigned",
             Self::OrganizationDeleted { .. } => "organization_deleted",
             Self::Test => "test",
@@ -263,6 +283,23 @@ impl MailTemplate {
                     format!("{organization}'s Frontdesk trial ends on {ends}"),
                     TrialEndingHtml { m: &m },
                     TrialEndingText { m: &m },
+                )
+            }
+            Self::AllowanceReached {
+                organization,
+                plan,
+                limit,
+            } => {
+                let m = AllowanceReached {
+                    organization,
+                    plan,
+                    limit,
+                    link: link(base, "/app/billing", None),
+                };
+                parts(
+                    format!("{organization} has used this month's Frontdesk messages"),
+                    AllowanceReachedHtml { m: &m },
+                    AllowanceReachedText { m: &m },
                 )
             }
             Self::TicketAssigned {
@@ -373,6 +410,15 @@ mod tests {
                 },
                 "/app/billing",
                 "3 December 2026",
+            ),
+            (
+                MailTemplate::AllowanceReached {
+                    organization: "Acme".into(),
+                    plan: "Free".into(),
+                    limit: "500".into(),
+                },
+                "/app/billing",
+                "500",
             ),
             (
                 MailTemplate::TicketAssigned {
