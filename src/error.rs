@@ -115,6 +115,18 @@ impl From<crate::services::accounts::AccountError> for AppError {
     }
 }
 
+impl From<crate::services::tickets::TicketError> for AppError {
+    fn from(err: crate::services::tickets::TicketError) -> Self {
+        use crate::services::tickets::TicketError as E;
+        match err {
+            E::NotFound => Self::NotFound,
+            E::Forbidden(why) => Self::Forbidden(why.into()),
+            E::Db(e) => Self::internal(e),
+            other => Self::Validation(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::services::knowledge::KnowledgeError> for AppError {
     fn from(err: crate::services::knowledge::KnowledgeError) -> Self {
         use crate::services::knowledge::{KnowledgeError as E, TextError};

@@ -24,6 +24,7 @@
   var TXT_UNAVAILABLE = 'This chat is not available on this site.';
   var TXT_HANDOFF = 'Talk to a person';
   var TXT_NOTE = 'A person from the team will follow up here.';
+  var TXT_CLOSED = 'The team closed this conversation. Write again to start a new one.';
   var TXT_READY = 'Usually replies instantly';
   var ICON_CHAT = 'M20.5 11.5a8.5 8.5 0 0 1-12.2 7.66L3.5 20.5l1.34-4.5A8.5 8.5 0 1 1 20.5 11.5z';
   var ICON_CLOSE = 'M6 6l12 12M18 6L6 18';
@@ -648,6 +649,14 @@
       return append(el('div', 'fd-message fd-visitor', text), true);
     }
 
+    // A reply written by a person from the team: plain text, labelled.
+    function addStaff(text) {
+      var m = el('div', 'fd-message fd-staff');
+      m.appendChild(el('span', 'fd-who', 'Team'));
+      m.appendChild(el('span', 'fd-staff-text', text));
+      return append(m, false);
+    }
+
     function typing() {
       var t = el('span', 'fd-typing');
       t.appendChild(el('span', 'fd-sr', 'Typing\u2026'));
@@ -768,6 +777,74 @@
       conv = null;
       saveConv();
       state = 'idle';
+      // The next conversation starts with no person asked for yet.
+      escalated = false;
+      staffShown = 0;
+      stopPolling();
+      updateControls();
+    }
+
+    // -- the team's replies -----------------------------------------------------
+    // Once a person was asked for, the transcript is read every few seconds
+    // (while the page is visible) and the team's new replies are shown.
+
+    var POLL_MS = 5000;
+    var staffShown = 0;
+    var pollTimer = null;
+
+    function stopPolling() {
+      if (pollTimer) {
+        clearTimeout(pollTimer);
+        pollTimer = null;
+      }
+    }
+
+    function showStaff(msgs) {
+      var staff = msgs.filter(function (m) {
+        return m && m.role === 'staff';
+      });
+      for (var i = staffShown; i < staff.length; i++) {
+        addStaff(String(staff[i].content || ''));
+      }
+      staffShown = Math.max(staffShown, staff.length);
+    }
+
+    function poll() {
+      pollTimer = null;
+      if (!conv || !escalated) {
+        return;
+      }
+      if (document.visibilityState === 'hidden') {
+        pollTimer = setTimeout(poll, POLL_MS);
+        return;
+      }
+      var current = conv;
+      fetch(apiBase + '/' + encodeURIComponent(current.id) + '/messages', {
+        headers: { Accept: 'application/json', 'X-Conversation-Token': current.token },
+      }).then(function (res) {
+        return res.ok ? res.json() : null;
+      }).then(function (data) {
+        if (conv !== current || !data || !Array.isArray(data.messages)) {
+          return;
+        }
+        showStaff(data.messages);
+        if (data.status === 'resolved') {
+          append(el('div', 'fd-note', TXT_CLOSED), true);
+          forget();
+          return;
+        }
+        pollTimer = setTimeout(poll, POLL_MS);
+      }).catch(function () {
+        if (conv === current) {
+          pollTimer = setTimeout(poll, POLL_MS);
+        }
+      });
+    }
+
+    function startPolling() {
+      if (!pollTimer) {
+        pollTimer = setTimeout(poll, POLL_MS);
+      }
     }
 
     function becomeReady() {
@@ -811,6 +888,7 @@
       append(el('div', 'fd-note', TXT_NOTE), true);
       setStatus('Our team has been notified');
       updateControls();
+      startPolling();
     }
 
     function redraw(data) {
@@ -821,12 +899,16 @@
       if (conv.greeting && !(first && first.role === 'agent' && first.content === conv.greeting)) {
         addAgent(conv.greeting, [], true);
       }
+      staffShown = 0;
       msgs.forEach(function (m) {
         if (!m) {
           return;
         }
         if (m.role === 'visitor') {
           addVisitor(String(m.content || ''));
+        } else if (m.role === 'staff') {
+          addStaff(String(m.content || ''));
+          staffShown += 1;
         } else {
           addAgent(String(m.content || ''), m.citations, true);
         }

@@ -219,6 +219,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    tickets (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        conversation_id -> BigInt,
+        subject -> Text,
+        status -> Text,
+        assignee_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        solved_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    ticket_events (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        ticket_id -> BigInt,
+        actor_id -> Nullable<BigInt>,
+        actor_label -> Text,
+        kind -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     provider_credentials (id) {
         id -> BigInt,
         organization_id -> BigInt,
@@ -295,6 +322,8 @@ diesel::joinable!(knowledge_documents -> agents (agent_id));
 diesel::joinable!(conversations -> agents (agent_id));
 diesel::joinable!(knowledge_chunks -> knowledge_documents (document_id));
 diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(tickets -> conversations (conversation_id));
+diesel::joinable!(ticket_events -> tickets (ticket_id));
 diesel::joinable!(invitations -> organizations (organization_id));
 diesel::joinable!(api_keys -> organizations (organization_id));
 
@@ -314,6 +343,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     knowledge_chunks,
     conversations,
     messages,
+    tickets,
+    ticket_events,
     provider_credentials,
     billing_accounts,
     stripe_events,

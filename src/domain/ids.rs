@@ -58,3 +58,4 @@ id_type!(JobId);
 id_type!(AgentId);
 id_type!(DocumentId);
 id_type!(ConversationId);
+id_type!(TicketId);

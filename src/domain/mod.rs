@@ -8,7 +8,9 @@ mod scope;
 mod slug;
 
 pub use email::Email;
-pub use ids::{AgentId, ConversationId, DocumentId, JobId, MembershipId, OrganizationId, UserId};
+pub use ids::{
+    AgentId, ConversationId, DocumentId, JobId, MembershipId, OrganizationId, TicketId, UserId,
+};
 pub use plan::{Limits, Plan};
 pub use role::{Permission, Role};
 pub use scope::TenantScope;

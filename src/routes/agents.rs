@@ -758,6 +758,7 @@ csrf_protected!(StatusForm);
 
 /// `POST /app/conversations/{id}/status`: resolve or reopen.
 pub async fn set_conversation_status(
+    req: HttpRequest,
     state: web::Data<AppState>,
     member: Member,
     path: web::Path<i64>,
@@ -765,10 +766,11 @@ pub async fn set_conversation_status(
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::Respond)?;
     let status = conversation_status(&form.status)?;
-    let (scope, id) = (member.scope.clone(), ConversationId(path.into_inner()));
-    state
-        .db(move |conn| chat::set_status(conn, &scope, id, status)?.ok_or(AppError::NotFound))
-        .await?;
+    let id = ConversationId(path.into_inner());
+    act(&state, &member, &req, move |conn, scope, actor| {
+        chat::set_status(conn, scope, actor, id, status)?.ok_or(AppError::NotFound)
+    })
+    .await??;
     flash::set(
         &member.session,
         "success",
@@ -827,12 +829,13 @@ pub async fn conversation(
     path: web::Path<i64>,
 ) -> AppResult<ConversationPage> {
     let (scope, id) = (member.scope.clone(), ConversationId(path.into_inner()));
-    let (c, agent, messages) = state
+    let (c, agent, messages, ticket) = state
         .db(move |conn| {
             let c = Conversation::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
             let agent = Agent::find(conn, &scope, c.agent_id)?.ok_or(AppError::NotFound)?;
             let messages = c.messages(conn)?;
-            Ok((c, agent, messages))
+            let ticket = crate::db::models::Ticket::for_conversation(conn, &scope, c.id)?;
+            Ok((c, agent, messages, ticket))
         })
         .await?;
     Ok(ConversationPage {
@@ -846,37 +849,36 @@ pub async fn conversation(
         visitor: c.visitor_id,
         summary: c.summary.unwrap_or_default(),
         started: when(c.created_at),
-        messages: messages
+        messages: messages.into_iter().map(transcript_row).collect(),
+        ticket: ticket.map(|t| (t.id.0, t.status)),
+    })
+}
+
+/// One message as the team reads it: who, what, and how it was made.
+pub(crate) fn transcript_row(m: crate::db::models::Message) -> TranscriptRow {
+    let citations: Vec<Citation> = serde_json::from_str(&m.citations).unwrap_or_default();
+    let mut meta = when(m.created_at);
+    if let Some(p) = &m.provider {
+        meta.push_str(&format!(" · {p}"));
+    }
+    if let Some(ms) = m.latency_ms {
+        meta.push_str(&format!(" · {ms} ms"));
+    }
+    if let (Some(i), Some(o)) = (m.tokens_in, m.tokens_out) {
+        meta.push_str(&format!(" · {i}+{o} tokens"));
+    }
+    TranscriptRow {
+        visitor: m.role == "visitor",
+        staff: m.role == "staff",
+        content: m.content,
+        meta,
+        citations: citations
             .into_iter()
-            .map(|m| {
-                let citations: Vec<Citation> =
-                    serde_json::from_str(&m.citations).unwrap_or_default();
-                let mut meta = when(m.created_at);
-                if let Some(p) = &m.provider {
-                    meta.push_str(&format!(" · {p}"));
-                }
-                if let Some(ms) = m.latency_ms {
-                    meta.push_str(&format!(" · {ms} ms"));
-                }
-                if let (Some(i), Some(o)) = (m.tokens_in, m.tokens_out) {
-                    meta.push_str(&format!(" · {i}+{o} tokens"));
-                }
-                TranscriptRow {
-                    visitor: m.role == "visitor",
-                    content: m.content,
-                    meta,
-                    citations: citations
-                        .into_iter()
-                        .map(|c| match c.heading {
-                            Some(h) => {
-                                format!("[{}] {} › {h} (score {:.2})", c.n, c.title, c.score)
-                            }
-                            None => format!("[{}] {} (score {:.2})", c.n, c.title, c.score),
-                        })
-                        .collect(),
-                    handoff: m.handoff_offered,
-                }
+            .map(|c| match c.heading {
+                Some(h) => format!("[{}] {} › {h} (score {:.2})", c.n, c.title, c.score),
+                None => format!("[{}] {} (score {:.2})", c.n, c.title, c.score),
             })
             .collect(),
-    })
+        handoff: m.handoff_offered,
+    }
 }

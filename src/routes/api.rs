@@ -430,7 +430,7 @@ impl utoipa::Modify for ApiKeyAuth {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Frontdesk API", description = "The organization's members, invitations, API keys, agents, knowledge, conversations and billing.\n\nRate limits: every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the budget is whole again). Over budget the answer is 429 (`RATE_LIMITED`) with `Retry-After`. The budget is per API key, or per client address without one.\n\nErrors share one shape: `error`, `code`, `message`, `correlationId`, `timestamp`."),
+    info(title = "Frontdesk API", description = "The organization's members, invitations, API keys, agents, knowledge, conversations, tickets and billing.\n\nRate limits: every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the budget is whole again). Over budget the answer is 429 (`RATE_LIMITED`) with `Retry-After`. The budget is per API key, or per client address without one.\n\nErrors share one shape: `error`, `code`, `message`, `correlationId`, `timestamp`."),
     paths(get_organization, update_organization, list_members, update_member, remove_member, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key,
         super::billing::api_summary),
     components(schemas(OrganizationJson, OrganizationUpdate, MemberJson, MemberUpdate, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson,
@@ -445,5 +445,6 @@ pub async fn openapi() -> HttpResponse {
     use utoipa::OpenApi as _;
     let mut doc = ApiDoc::openapi();
     doc.merge(super::api_agents::AgentsApiDoc::openapi());
+    doc.merge(super::api_tickets::TicketsApiDoc::openapi());
     HttpResponse::Ok().json(doc)
 }

@@ -664,6 +664,7 @@ pub(crate) fn conversation_status(raw: &str) -> AppResult<&'static str> {
 #[utoipa::path(put, path = "/api/v1/conversations/{id}/status", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)), request_body = ConversationStatus,
     responses((status = 200, body = ConversationJson), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
 pub async fn set_conversation_status(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<i64>,
@@ -671,10 +672,18 @@ pub async fn set_conversation_status(
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::Respond)?;
     let status = conversation_status(&body.status)?;
-    let (scope, id) = (caller.scope.clone(), ConversationId(path.into_inner()));
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
+    let id = ConversationId(path.into_inner());
     let conversation = state
         .db(move |conn| {
-            crate::services::chat::set_status(conn, &scope, id, status)?.ok_or(AppError::NotFound)
+            crate::services::chat::set_status(
+                conn,
+                &scope,
+                &actor(&scope, &label, &ip),
+                id,
+                status,
+            )?
+            .ok_or(AppError::NotFound)
         })
         .await?;
     Ok(HttpResponse::Ok().json(conversation_json(conversation, None)))

@@ -396,6 +396,7 @@ pub(crate) async fn accept_visitor_message(
                     reset_secs: 60,
                 };
                 limits::count_message(conn, &billing, conversation.organization_id, &base_url)?;
+                crate::services::tickets::visitor_wrote(conn, &conversation)?;
                 conversation.add_message(
                     conn,
                     &NewMessage {

@@ -4,6 +4,7 @@ mod admin;
 mod agents;
 mod api;
 mod api_agents;
+mod api_tickets;
 mod app;
 mod auth;
 mod billing;
@@ -14,6 +15,7 @@ mod metrics;
 mod pages;
 mod probes;
 pub use probes::QueueStatsCache;
+mod tickets;
 mod webhooks;
 
 use actix_web::http::Method;
@@ -138,6 +140,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                     web::resource("/conversations/{id}/status")
                         .post(agents::set_conversation_status),
                 )
+                .service(web::resource("/tickets").get(tickets::list))
+                .service(web::resource("/tickets/{id}").get(tickets::show))
+                .service(web::resource("/tickets/{id}/reply").post(tickets::reply))
+                .service(web::resource("/tickets/{id}/notes").post(tickets::note))
+                .service(web::resource("/tickets/{id}/assign").post(tickets::assign))
+                .service(web::resource("/tickets/{id}/status").post(tickets::set_status))
                 .service(web::resource("/members").get(app::members))
                 .service(web::resource("/members/invite").post(app::invite))
                 .service(web::resource("/members/{id}/role").post(app::change_role))
@@ -249,6 +257,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                     web::resource("/conversations/{id}/status")
                         .put(api_agents::set_conversation_status),
                 )
+                .service(web::resource("/tickets").get(api_tickets::list))
+                .service(
+                    web::resource("/tickets/{id}")
+                        .get(api_tickets::get)
+                        .patch(api_tickets::update),
+                )
+                .service(web::resource("/tickets/{id}/replies").post(api_tickets::reply))
+                .service(web::resource("/tickets/{id}/notes").post(api_tickets::note))
                 .service(web::resource("/provider-keys").get(api_agents::list_provider_keys))
                 .service(
                     web::resource("/provider-keys/{provider}").put(api_agents::put_provider_key),

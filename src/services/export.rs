@@ -254,6 +254,29 @@ fn write_document(
             })
             .collect();
     field(out, "auditLog", &audit_log, false)?;
+    let tickets: Vec<_> = crate::db::models::Ticket::all_with_events(conn, scope)?
+        .into_iter()
+        .map(|(t, events)| ExportedTicket {
+            id: t.id.0,
+            conversation_id: t.conversation_id.0,
+            subject: t.subject,
+            status: t.status,
+            assignee_user_id: t.assignee_id.map(|u| u.0),
+            created_at: iso(t.created_at),
+            solved_at: t.solved_at.map(iso),
+            events: events
+                .into_iter()
+                .map(|e| ExportedTicketEvent {
+                    kind: e.kind,
+                    actor: e.actor_label,
+                    actor_user_id: e.actor_id.map(|u| u.0),
+                    body: e.body,
+                    at: iso(e.created_at),
+                })
+                .collect(),
+        })
+        .collect();
+    field(out, "tickets", &tickets, false)?;
 
     out.write_all(b",\"conversations\":[")?;
     let mut after: Option<ConversationId> = None;
@@ -452,6 +475,29 @@ struct ExportedAuditEntry {
     target: Option<String>,
     detail: Option<String>,
     ip: Option<String>,
+    at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportedTicket {
+    id: i64,
+    conversation_id: i64,
+    subject: String,
+    status: String,
+    assignee_user_id: Option<i64>,
+    created_at: String,
+    solved_at: Option<String>,
+    events: Vec<ExportedTicketEvent>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportedTicketEvent {
+    kind: String,
+    actor: String,
+    actor_user_id: Option<i64>,
+    body: String,
     at: String,
 }
 

@@ -1,5 +1,5 @@
 //! The product's work behind the routes: accounts, the knowledge base and chat
-//! engine, the job queue and the email it carries.
+//! engine, the team's tickets, the job queue and the email it carries.
 
 pub mod accounts;
 pub mod agents;
@@ -10,3 +10,4 @@ pub mod export;
 pub mod jobs;
 pub mod knowledge;
 pub mod mail;
+pub mod tickets;

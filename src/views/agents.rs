@@ -130,6 +130,8 @@ pub struct ConversationsPage {
 #[derive(Debug, Clone)]
 pub struct TranscriptRow {
     pub visitor: bool,
+    /// A reply written by someone from the team.
+    pub staff: bool,
     pub content: String,
     pub meta: String,
     pub citations: Vec<String>,
@@ -159,4 +161,6 @@ pub struct ConversationPage {
     pub summary: String,
     pub started: String,
     pub messages: Vec<TranscriptRow>,
+    /// Its ticket's id and status, once it was handed to the team.
+    pub ticket: Option<(i64, String)>,
 }

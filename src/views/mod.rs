@@ -5,6 +5,7 @@ pub mod agents;
 pub mod billing;
 pub mod chat;
 pub mod markdown;
+pub mod tickets;
 
 use askama::Template;
 use askama_web::WebTemplate;

@@ -1344,7 +1344,7 @@ async fn the_last_owner_cannot_be_demoted_or_removed(backend: Backend) {
 }
 
 /// A user with [`PASSWORD`] who already belongs to `org`; returns the membership id.
-fn add_member(
+pub(crate) fn add_member(
     conn: &mut frontdesk::db::DbConnection,
     org: i64,
     email: &str,

@@ -1849,7 +1849,7 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
             && dashboard.contains("Open conversations: 0"),
         "{dashboard}"
     );
-    assert!(dashboard.contains("href=\"/app/conversations?status=escalated\""));
+    assert!(dashboard.contains("href=\"/app/tickets\""));
     // What the filter form sends with "All agents" and nothing else chosen.
     let (status, all) = owner
         .get("/app/conversations?agent=&status=&from=&to=&q=")

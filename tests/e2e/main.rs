@@ -18,6 +18,7 @@ mod metrics;
 mod probes;
 mod schema;
 mod smtp;
+mod tickets;
 
 mod browser;
 mod cli;

@@ -387,19 +387,29 @@ pub fn parse_status(status: &str) -> Option<&'static str> {
 
 /// Sets a conversation's status in the organization; `None` when it is not one
 /// of the organization's.
+/// Its ticket follows: escalating opens one, resolving solves it.
 pub fn set_status(
     conn: &mut DbConnection,
     scope: &crate::domain::TenantScope,
+    who: &crate::services::accounts::Actor<'_>,
     id: ConversationId,
     status: &'static str,
 ) -> diesel::QueryResult<Option<Conversation>> {
-    let Some(conversation) = Conversation::find(conn, scope, id)? else {
-        return Ok(None);
-    };
-    if conversation.status != status {
-        conversation.set_status(conn, status)?;
-    }
-    Conversation::find(conn, scope, id)
+    write_transaction(conn, |conn| {
+        let Some(conversation) = Conversation::find(conn, scope, id)? else {
+            return Ok(None);
+        };
+        if conversation.status != status {
+            conversation.set_status(conn, status)?;
+            crate::services::tickets::conversation_status_changed(
+                conn,
+                &conversation,
+                status,
+                who,
+            )?;
+        }
+        Conversation::find(conn, scope, id)
+    })
 }
 
 /// Deletes a conversation and its messages (a visitor's erasure request, say),
@@ -429,12 +439,24 @@ pub fn delete_conversation(
     })
 }
 
-/// "Talk to a person": the team picks the conversation up from here.
+/// "Talk to a person": the team picks the conversation up from here, in its
+/// ticket queue.
 pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel::QueryResult<()> {
-    if conversation.status != ESCALATED && conversation.status != RESOLVED {
-        conversation.set_status(conn, ESCALATED)?;
+    if conversation.status == RESOLVED {
+        return Ok(());
     }
-    Ok(())
+    write_transaction(conn, |conn| {
+        if conversation.status != ESCALATED {
+            conversation.set_status(conn, ESCALATED)?;
+        }
+        let visitor = crate::services::accounts::Actor {
+            user_id: None,
+            label: "Visitor",
+            ip: &conversation.visitor_ip,
+        };
+        crate::services::tickets::open_for(conn, conversation, &visitor)?;
+        Ok(())
+    })
 }
 
 /// Queues the summary for when the conversation has been quiet for `idle`; a

@@ -1,0 +1,434 @@
+//! Tickets: what the team does with a conversation handed to it. A visitor's
+//! "talk to a person" opens one; members who may respond reply (the visitor
+//! sees it in the chat), leave internal notes (the visitor never does), assign
+//! it and set its status. Every step is a line of the ticket's timeline,
+//! written in the same transaction as the change.
+
+use url::Url;
+
+use crate::db::models::conversation::{ESCALATED, RESOLVED};
+use crate::db::models::ticket::{self, NewTicketEvent, Opened, Ticket};
+use crate::db::models::{Conversation, Membership, NewMessage, User};
+use crate::db::{DbConnection, write_transaction};
+use crate::domain::{Email, Permission, TenantScope, TicketId, UserId};
+use crate::services::accounts::Actor;
+use crate::services::jobs::{self, EnqueueOptions, SendEmail};
+use crate::services::mail::{MailTemplate, OutgoingEmail};
+
+/// Longest reply or note, in characters.
+pub const MAX_TEXT_CHARS: usize = 8000;
+/// A subject is the first visitor message, cut to this many characters.
+const SUBJECT_CHARS: usize = 120;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    #[error("{field} {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+impl TicketError {
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The form field the problem belongs to, for errors beside the field.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The message without the field name, for showing beside the field.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Invalid { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn require(scope: &TenantScope) -> Result<(), TicketError> {
+    if scope.role().can(Permission::Respond) {
+        Ok(())
+    } else {
+        Err(TicketError::Forbidden(
+            "Your role does not allow working on tickets.",
+        ))
+    }
+}
+
+/// Called in the transaction that escalates a conversation: opens its ticket
+/// (or reopens a solved one) and notes who asked.
+pub fn open_for(
+    conn: &mut DbConnection,
+    conversation: &Conversation,
+    who: &Actor<'_>,
+) -> diesel::QueryResult<Ticket> {
+    let subject = subject_of(conn, conversation)?;
+    let (ticket, opened) = Ticket::open_for(
+        conn,
+        conversation.id,
+        conversation.organization_id,
+        &subject,
+    )?;
+    let kind = match opened {
+        Opened::New => "opened",
+        Opened::Reopened => "reopened",
+        Opened::AlreadyOpen => return Ok(ticket),
+    };
+    ticket.add_event(
+        conn,
+        &NewTicketEvent {
+            actor_id: who.user_id,
+            actor_label: who.label,
+            kind,
+            body: "",
+        },
+    )?;
+    Ok(ticket)
+}
+
+/// The visitor's first message on one line, cut short; or a plain name.
+fn subject_of(conn: &mut DbConnection, conversation: &Conversation) -> diesel::QueryResult<String> {
+    let first = conversation
+        .messages(conn)?
+        .into_iter()
+        .find(|m| m.role == "visitor")
+        .map(|m| m.content.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty());
+    Ok(match first {
+        Some(text) if text.chars().count() > SUBJECT_CHARS => {
+            let cut: String = text.chars().take(SUBJECT_CHARS - 1).collect();
+            format!("{}…", cut.trim_end())
+        }
+        Some(text) => text,
+        None => format!("Conversation #{}", conversation.id),
+    })
+}
+
+fn checked_text(field: &'static str, raw: &str) -> Result<String, TicketError> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(TicketError::invalid(field, "is empty"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(TicketError::invalid(
+            field,
+            format!("can be at most {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// The ticket as it stands after a change.
+fn reload(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    id: TicketId,
+) -> Result<Ticket, TicketError> {
+    Ticket::find(conn, scope, id)?.ok_or(TicketError::NotFound)
+}
+
+fn load(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    id: TicketId,
+) -> Result<(Ticket, Conversation), TicketError> {
+    let ticket = Ticket::find(conn, scope, id)?.ok_or(TicketError::NotFound)?;
+    let conversation =
+        Conversation::find(conn, scope, ticket.conversation_id)?.ok_or(TicketError::NotFound)?;
+    Ok((ticket, conversation))
+}
+
+/// Answers the visitor: a message in the conversation they see, and the ticket
+/// waits for them (`pending`). A solved ticket is taken up again.
+pub fn reply(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: TicketId,
+    raw: &str,
+) -> Result<Ticket, TicketError> {
+    require(scope)?;
+    let text = checked_text("content", raw)?;
+    write_transaction(conn, |conn| {
+        let (ticket, conversation) = load(conn, scope, id)?;
+        conversation.add_message(
+            conn,
+            &NewMessage {
+                role: "staff",
+                content: &text,
+                provider: None,
+                latency_ms: None,
+                tokens_in: None,
+                tokens_out: None,
+                citations: "[]",
+                handoff_offered: false,
+            },
+        )?;
+        // The visitor can answer back: their conversation is open to them again.
+        if conversation.status == RESOLVED {
+            conversation.set_status(conn, ESCALATED)?;
+        }
+        ticket.set_status(conn, ticket::PENDING)?;
+        ticket.add_event(
+            conn,
+            &NewTicketEvent {
+                actor_id: actor.user_id,
+                actor_label: actor.label,
+                kind: "reply",
+                body: &text,
+            },
+        )?;
+        reload(conn, scope, id)
+    })
+}
+
+/// An internal note: for the team only, never shown to the visitor.
+pub fn note(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: TicketId,
+    raw: &str,
+) -> Result<Ticket, TicketError> {
+    require(scope)?;
+    let text = checked_text("note", raw)?;
+    write_transaction(conn, |conn| {
+        let (ticket, _) = load(conn, scope, id)?;
+        ticket.touch(conn)?;
+        ticket.add_event(
+            conn,
+            &NewTicketEvent {
+                actor_id: actor.user_id,
+                actor_label: actor.label,
+                kind: "note",
+                body: &text,
+            },
+        )?;
+        Ok(ticket)
+    })
+}
+
+/// Gives the ticket to a member who may respond (or to nobody). Someone other
+/// than the one assigning hears about it by email.
+pub fn assign(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: TicketId,
+    assignee: Option<UserId>,
+    base_url: &Url,
+) -> Result<Ticket, TicketError> {
+    require(scope)?;
+    write_transaction(conn, |conn| {
+        let (ticket, _) = load(conn, scope, id)?;
+        let person = match assignee {
+            None => None,
+            Some(user_id) => {
+                let member = Membership::of_user_in(conn, user_id, scope.organization_id())?
+                    .filter(|m| m.role().can(Permission::Respond));
+                let user = User::find(conn, user_id)?.filter(|u| u.disabled_at.is_none());
+                match (member, user) {
+                    (Some(_), Some(user)) => Some(user),
+                    _ => {
+                        return Err(TicketError::invalid(
+                            "assignee",
+                            "must be a member of this organization who can answer conversations",
+                        ));
+                    }
+                }
+            }
+        };
+        if ticket.assignee_id == person.as_ref().map(|u| u.id) {
+            return Ok(ticket);
+        }
+        ticket.set_assignee(conn, person.as_ref().map(|u| u.id))?;
+        let (kind, body) = match &person {
+            Some(user) => ("assigned", display_name(user)),
+            None => ("unassigned", String::new()),
+        };
+        let event = ticket.add_event(
+            conn,
+            &NewTicketEvent {
+                actor_id: actor.user_id,
+                actor_label: actor.label,
+                kind,
+                body: &body,
+            },
+        )?;
+        if let Some(user) = person.filter(|u| Some(u.id) != actor.user_id)
+            && let Ok(to) = Email::parse(&user.email)
+        {
+            let key = format!("ticket-assigned:{}", event.id);
+            jobs::enqueue(
+                conn,
+                &SendEmail(OutgoingEmail::new(
+                    &to,
+                    MailTemplate::TicketAssigned {
+                        name: user.name.clone(),
+                        ticket_id: ticket.id.0,
+                        subject: ticket.subject.clone(),
+                    },
+                    base_url,
+                )),
+                EnqueueOptions {
+                    idempotency_key: Some(&key),
+                    ..EnqueueOptions::default()
+                },
+            )?;
+        }
+        reload(conn, scope, id)
+    })
+}
+
+fn display_name(user: &User) -> String {
+    if user.name.trim().is_empty() {
+        user.email.clone()
+    } else {
+        user.name.clone()
+    }
+}
+
+/// `open`, `pending` or `solved`, or the 422 that names them.
+pub fn parse_status(raw: &str) -> Result<&'static str, TicketError> {
+    ticket::STATUSES
+        .into_iter()
+        .find(|s| *s == raw.trim())
+        .ok_or_else(|| TicketError::invalid("status", "must be open, pending or solved"))
+}
+
+/// Solving a ticket resolves its conversation (the visitor starts a new one
+/// to write again); opening it again takes the conversation up again.
+pub fn set_status(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    id: TicketId,
+    status: &'static str,
+) -> Result<Ticket, TicketError> {
+    require(scope)?;
+    write_transaction(conn, |conn| {
+        let (ticket, conversation) = load(conn, scope, id)?;
+        if ticket.status == status {
+            return Ok(ticket);
+        }
+        ticket.set_status(conn, status)?;
+        let conversation_status = if status == ticket::SOLVED {
+            RESOLVED
+        } else {
+            ESCALATED
+        };
+        if conversation.status != conversation_status {
+            conversation.set_status(conn, conversation_status)?;
+        }
+        ticket.add_event(
+            conn,
+            &NewTicketEvent {
+                actor_id: actor.user_id,
+                actor_label: actor.label,
+                kind: "status",
+                body: status,
+            },
+        )?;
+        reload(conn, scope, id)
+    })
+}
+
+/// In the transaction that stores a visitor's message: a ticket waiting for
+/// them is the team's turn again.
+pub fn visitor_wrote(
+    conn: &mut DbConnection,
+    conversation: &Conversation,
+) -> diesel::QueryResult<()> {
+    let Some(ticket) =
+        Ticket::of_conversation(conn, conversation.organization_id, conversation.id)?
+    else {
+        return Ok(());
+    };
+    if ticket.status == ticket::PENDING {
+        ticket.set_status(conn, ticket::OPEN)?;
+        ticket.add_event(
+            conn,
+            &NewTicketEvent {
+                actor_id: None,
+                actor_label: "Visitor",
+                kind: "status",
+                body: ticket::OPEN,
+            },
+        )?;
+    } else {
+        ticket.touch(conn)?;
+    }
+    Ok(())
+}
+
+/// When the team closes or reopens the conversation itself (its page or API),
+/// the ticket follows.
+pub fn conversation_status_changed(
+    conn: &mut DbConnection,
+    conversation: &Conversation,
+    status: &str,
+    who: &Actor<'_>,
+) -> diesel::QueryResult<()> {
+    if status == ESCALATED {
+        open_for(conn, conversation, who)?;
+        return Ok(());
+    }
+    let Some(ticket) =
+        Ticket::of_conversation(conn, conversation.organization_id, conversation.id)?
+    else {
+        return Ok(());
+    };
+    if status == RESOLVED && ticket.status != ticket::SOLVED {
+        ticket.set_status(conn, ticket::SOLVED)?;
+        ticket.add_event(
+            conn,
+            &NewTicketEvent {
+                actor_id: who.user_id,
+                actor_label: who.label,
+                kind: "status",
+                body: ticket::SOLVED,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TicketError, checked_text, parse_status};
+
+    #[test]
+    fn replies_and_notes_are_trimmed_and_bounded() {
+        assert_eq!(checked_text("content", "  Hello  ").unwrap(), "Hello");
+        assert!(matches!(
+            checked_text("content", " \n "),
+            Err(TicketError::Invalid {
+                field: "content",
+                ..
+            })
+        ));
+        let long = "x".repeat(super::MAX_TEXT_CHARS + 1);
+        assert!(checked_text("note", &long).is_err());
+    }
+
+    #[test]
+    fn statuses_are_the_three() {
+        assert_eq!(parse_status("solved").unwrap(), "solved");
+        assert!(parse_status("closed").is_err());
+    }
+}

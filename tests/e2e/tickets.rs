@@ -1,0 +1,461 @@
+//! Tickets: a visitor asks for a person, the team answers from the ticket, the
+//! visitor reads it in the chat; notes stay in the team; every step is on the
+//! timeline.
+
+use diesel::prelude::*;
+use frontdesk::db::schema::users;
+use frontdesk::domain::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::accounts::{Browser, PASSWORD, add_member, organization_with_key};
+use crate::backend_tests;
+use crate::chat::{Api, say, support_chat};
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+backend_tests!(
+    a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket,
+    bad_ticket_input_is_refused_and_changes_nothing,
+    another_organizations_tickets_answer_404,
+);
+
+const QUESTION: &str = "My bike chain broke on the way to work, can someone help?";
+
+fn user_id(app: &TestApp, email: &str) -> i64 {
+    users::table
+        .filter(users::email.eq(email))
+        .select(users::id)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap()
+}
+
+fn org_id(app: &TestApp) -> i64 {
+    use frontdesk::db::schema::organizations;
+    organizations::table
+        .filter(organizations::slug.eq("harbor-bikes"))
+        .select(organizations::id)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap()
+}
+
+async fn escalate(app: &TestApp, chat: &Value) -> StatusCode {
+    app.client
+        .post(app.url(&format!(
+            "/api/v1/chat/harbor-bikes/support/conversations/{}/escalate",
+            chat["conversationId"]
+        )))
+        .header("x-conversation-token", chat["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// What the visitor's chat shows: the public transcript, with its token.
+async fn visitor_view(app: &TestApp, chat: &Value) -> Value {
+    app.client
+        .get(app.url(&format!(
+            "/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
+            chat["conversationId"]
+        )))
+        .header("x-conversation-token", chat["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// An organization with a "support" agent, a visitor who asked a question
+/// and then for a person; returns the owner, the API, the chat and the ticket id.
+async fn escalated(app: &TestApp) -> (Browser, Api<'_>, Value, i64) {
+    let (owner, key) = organization_with_key(app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let chat = support_chat(app).await;
+    assert_eq!(
+        say(app, "harbor-bikes", "support", &chat, QUESTION)
+            .await
+            .status(),
+        200
+    );
+    // Asking twice makes one ticket.
+    assert_eq!(escalate(app, &chat).await, 200);
+    assert_eq!(escalate(app, &chat).await, 200);
+    let (status, list) = api.get("/api/v1/tickets").await;
+    assert_eq!(status, 200, "{list}");
+    let tickets = list["data"].as_array().unwrap();
+    assert_eq!(tickets.len(), 1, "{list}");
+    let id = tickets[0]["id"].as_i64().unwrap();
+    (owner, api, chat, id)
+}
+
+async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, api, chat, id) = escalated(&app).await;
+    let (_, ticket) = api.get(&format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(ticket["status"], "open");
+    assert_eq!(ticket["subject"], QUESTION);
+    assert_eq!(ticket["conversationId"], chat["conversationId"]);
+    assert_eq!(ticket["events"][0]["kind"], "opened");
+    assert_eq!(ticket["events"][0]["actor"], "Visitor");
+
+    // The queue and the ticket page.
+    let (status, queue) = owner.get("/app/tickets").await;
+    assert_eq!(status, 200);
+    assert!(
+        queue.contains(&format!("href=\"/app/tickets/{id}\"")),
+        "{queue}"
+    );
+    assert!(queue.contains("Open (1)"), "{queue}");
+    let page = format!("/app/tickets/{id}");
+    let (status, html) = owner.get(&page).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("chain broke") && html.contains("asked for a person"),
+        "{html}"
+    );
+
+    // The owner replies from the page: the visitor sees it, the ticket waits for them.
+    let res = owner
+        .submit(
+            &page,
+            &format!("{page}/reply"),
+            &[("content", "We can fix it today: come by before 6pm.")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let seen = visitor_view(&app, &chat).await;
+    let staff: Vec<&Value> = seen["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "staff")
+        .collect();
+    assert_eq!(staff.len(), 1, "{seen}");
+    assert_eq!(
+        staff[0]["content"],
+        "We can fix it today: come by before 6pm."
+    );
+    let (_, ticket) = api.get(&format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(ticket["status"], "pending");
+
+    // A note is for the team only.
+    let (status, _) = api
+        .json(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            json!({"content": "Customer since 2019, give the loyalty discount."}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert!(
+        !visitor_view(&app, &chat)
+            .await
+            .to_string()
+            .contains("loyalty")
+    );
+    let (_, html) = owner.get(&page).await;
+    assert!(
+        html.contains("loyalty discount") && html.contains("is-note"),
+        "{html}"
+    );
+
+    // The visitor answers: the team's turn again.
+    assert_eq!(
+        say(
+            &app,
+            "harbor-bikes",
+            "support",
+            &chat,
+            "Great, see you at 5!"
+        )
+        .await
+        .status(),
+        200
+    );
+    let (_, ticket) = api.get(&format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(ticket["status"], "open");
+
+    // Assigned to a colleague, who is emailed a link to the ticket.
+    let org = org_id(&app);
+    add_member(
+        &mut app.pool().get().unwrap(),
+        org,
+        "sam@harbor.test",
+        Role::Agent,
+    );
+    let sam = user_id(&app, "sam@harbor.test");
+    let res = owner
+        .submit(
+            &page,
+            &format!("{page}/assign"),
+            &[("assignee", &sam.to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let mail = crate::accounts::wait_for_mail(
+        &app.data_dir().join("mail"),
+        "sam@harbor.test",
+        &format!("Ticket #{id} assigned to you"),
+    )
+    .await;
+    let link = crate::accounts::link(&mail, &format!("/app/tickets/{id}"));
+    assert!(link.ends_with(&format!("/app/tickets/{id}")), "{link}");
+    let colleague = Browser::new(&app);
+    assert_eq!(
+        colleague.login("sam@harbor.test", PASSWORD).await.status(),
+        303
+    );
+    let (status, html) = colleague.get(&format!("/app/tickets/{id}")).await;
+    assert_eq!(status, 200, "the emailed link opens the ticket");
+    assert!(html.contains("assigned it to"), "{html}");
+    let (_, mine) = colleague.get("/app/tickets?status=all&assigned=me").await;
+    assert!(
+        mine.contains(&format!("href=\"/app/tickets/{id}\"")),
+        "{mine}"
+    );
+    let (_, nobodys) = colleague
+        .get("/app/tickets?status=all&assigned=nobody")
+        .await;
+    assert!(!nobodys.contains(&format!("href=\"/app/tickets/{id}\"")));
+
+    // Solved: the conversation closes to the visitor.
+    let (status, solved) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            json!({"status": "solved"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{solved}");
+    assert!(solved["solvedAt"].is_string());
+    assert_eq!(visitor_view(&app, &chat).await["status"], "resolved");
+    assert_eq!(
+        say(&app, "harbor-bikes", "support", &chat, "One more thing")
+            .await
+            .status(),
+        410
+    );
+
+    // The timeline tells the story, in order.
+    let (_, ticket) = api.get(&format!("/api/v1/tickets/{id}")).await;
+    let kinds: Vec<&str> = ticket["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["opened", "reply", "note", "status", "assigned", "status"]
+    );
+    assert_eq!(ticket["events"][3]["body"], "open");
+    assert_eq!(ticket["events"][5]["body"], "solved");
+
+    // The visitor asks for a person again in a new conversation: a new ticket;
+    // the team reopening the old one takes its conversation up again.
+    let (status, reopened) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            json!({"status": "open", "assigneeId": null}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reopened}");
+    assert_eq!(reopened["assigneeId"], Value::Null);
+    assert_eq!(visitor_view(&app, &chat).await["status"], "escalated");
+    let (_, doc) = api.get("/api/v1/openapi.json").await;
+    for path in [
+        "/api/v1/tickets",
+        "/api/v1/tickets/{id}",
+        "/api/v1/tickets/{id}/replies",
+        "/api/v1/tickets/{id}/notes",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+}
+
+async fn bad_ticket_input_is_refused_and_changes_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, api, chat, id) = escalated(&app).await;
+    let page = format!("/app/tickets/{id}");
+    let staff_count = |view: Value| {
+        view["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "staff")
+            .count()
+    };
+
+    // An empty reply: the message beside the field, nothing sent.
+    let res = owner
+        .submit(&page, &format!("{page}/reply"), &[("content", "   ")])
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("The reply is empty."), "{html}");
+    // Too long: refused, and what was typed is kept.
+    let long = "é".repeat(8001);
+    let res = owner
+        .submit(&page, &format!("{page}/reply"), &[("content", &long)])
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("at most 8000 characters") && html.contains(&long[..200]),
+        "kept"
+    );
+    assert_eq!(staff_count(visitor_view(&app, &chat).await), 0);
+
+    // Markup in a reply is text, on the ticket page and in the visitor's view.
+    let xss = "<img src=x onerror=alert(1)> thanks";
+    let (status, _) = api
+        .json(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/replies"),
+            json!({"content": xss}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, html) = owner.get(&page).await;
+    assert!(
+        !html.contains("<img src=x") && html.contains("&#60;img src=x"),
+        "{html}"
+    );
+
+    // API: unknown status, nothing to change, unknown fields, a non-member.
+    for (body, code) in [
+        (json!({"status": "closed"}), 422),
+        (json!({}), 422),
+        (json!({"priority": "high"}), 422),
+        (json!({"assigneeId": 999_999}), 422),
+    ] {
+        let (status, err) = api
+            .json(
+                Method::PATCH,
+                &format!("/api/v1/tickets/{id}"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status.as_u16(), code, "{body}: {err}");
+        assert!(err["code"].is_string(), "{err}");
+    }
+    // A viewer may read tickets but not answer or assign them; nor be assigned.
+    let org = org_id(&app);
+    add_member(
+        &mut app.pool().get().unwrap(),
+        org,
+        "vic@harbor.test",
+        Role::Viewer,
+    );
+    let viewer = Browser::new(&app);
+    assert_eq!(
+        viewer.login("vic@harbor.test", PASSWORD).await.status(),
+        303
+    );
+    let (status, _) = viewer.get(&page).await;
+    assert_eq!(status, 200);
+    let res = viewer
+        .submit(
+            &page,
+            &format!("{page}/reply"),
+            &[("content", "Hello from a viewer")],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    let vic = user_id(&app, "vic@harbor.test");
+    let res = owner
+        .submit(
+            &page,
+            &format!("{page}/assign"),
+            &[("assignee", &vic.to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("who can answer conversations")
+    );
+    let read_key = owner.api_key("read", "read").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/tickets/{id}/replies")))
+        .bearer_auth(&read_key)
+        .json(&json!({"content": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // Bad list filters.
+    for q in ["status=closed", "assigned=me", "per_page=0", "page=0"] {
+        let (status, err) = api.get(&format!("/api/v1/tickets?{q}")).await;
+        assert_eq!(status, 422, "{q}: {err}");
+    }
+    let (_, ticket) = api.get(&format!("/api/v1/tickets/{id}")).await;
+    assert_eq!(
+        ticket["status"], "pending",
+        "only the one good reply changed it"
+    );
+    assert_eq!(ticket["assigneeId"], Value::Null);
+    assert_eq!(staff_count(visitor_view(&app, &chat).await), 1);
+}
+
+async fn another_organizations_tickets_answer_404(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (_, _, _, id) = escalated(&app).await;
+    let (other, other_key) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
+    let page = format!("/app/tickets/{id}");
+    let (status, _) = other.get(&page).await;
+    assert_eq!(status, 404);
+    for (action, fields) in [
+        ("reply", vec![("content", "hi")]),
+        ("notes", vec![("note", "hi")]),
+        ("assign", vec![("assignee", "")]),
+        ("status", vec![("status", "solved")]),
+    ] {
+        let res = other
+            .submit("/app/tickets", &format!("{page}/{action}"), &fields)
+            .await;
+        assert_eq!(res.status(), 404, "{action}");
+    }
+    let api = Api {
+        app: &app,
+        key: other_key,
+    };
+    let (status, list) = api.get("/api/v1/tickets").await;
+    assert_eq!(status, 200);
+    assert!(list["data"].as_array().unwrap().is_empty(), "{list}");
+    for (method, path, body) in [
+        (Method::GET, format!("/api/v1/tickets/{id}"), Value::Null),
+        (
+            Method::PATCH,
+            format!("/api/v1/tickets/{id}"),
+            json!({"status": "solved"}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tickets/{id}/replies"),
+            json!({"content": "hi"}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tickets/{id}/notes"),
+            json!({"content": "hi"}),
+        ),
+    ] {
+        let (status, err) = api.json(method.clone(), &path, body).await;
+        assert_eq!(status, 404, "{method} {path}: {err}");
+        assert_eq!(err["code"], "NOT_FOUND");
+    }
+}
