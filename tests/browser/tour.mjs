@@ -126,6 +126,7 @@ try {
 
   for (const [path, form] of [
     ['/app/conversations', 'form.filters'],
+    ['/app/tickets', 'form.filters'],
     ['/app/audit', 'form.filter-form'],
   ]) {
     await page.goto(url(path));
@@ -135,6 +136,30 @@ try {
     ]);
     check(res.status() === 200, `${path}: the filter form as offered answers 200`, `${res.status()}`);
   }
+
+  // A ticket: the visitor's question, the reply box, the timeline.
+  await page.goto(url('/app/tickets'));
+  const ticketLink = page.locator('main a[href^="/app/tickets/"]').first();
+  check((await ticketLink.count()) === 1, 'the hand-off is in the ticket queue');
+  const ticketPath = await ticketLink.getAttribute('href');
+  for (const [label, view] of [['desktop', desktop], ['phone', phone]]) {
+    const res = await view.page.goto(url(ticketPath), { waitUntil: 'load' });
+    check(res?.status() === 200, `${ticketPath} (${label}) answers 200`, `got ${res?.status()}`);
+    const wide = await overflow(view.page);
+    check(wide <= 0, `${ticketPath} (${label}) fits the screen`, `${wide}px wider`);
+    check(
+      (await view.page.locator('form[action$="/reply"] textarea').count()) === 1,
+      `${ticketPath} (${label}) offers a reply box`,
+    );
+    await view.page.screenshot({ path: join(SCREENSHOT_DIR, `tour-ticket-${label}.png`), fullPage: true });
+  }
+  await audit.page.goto(url(ticketPath), { waitUntil: 'load' });
+  const ticketProblems = await accessibilityProblems(audit.page);
+  check(
+    ticketProblems.length === 0,
+    `${ticketPath}: no serious accessibility problems (axe-core, WCAG 2.1 AA)`,
+    ticketProblems.map((p) => `${p.id} (${p.impact}): ${p.help} at ${p.nodes.join(', ')}`).join(' | '),
+  );
 
   for (const [label, view] of [['desktop', desktop], ['phone', phone]]) {
     check(view.problems.length === 0, `${label}: no errors or 4xx/5xx along the way`, view.problems.join(' | '));

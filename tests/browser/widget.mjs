@@ -456,6 +456,42 @@ async function resolvedSite(browser) {
   await shot(page, 'widget-resolved.png');
 }
 
+async function teamSite(browser) {
+  // 7. A person from the team answers from the ticket: the open widget shows it.
+  const { page } = await newWatchedContext(browser, 'team reply', { viewport: { width: 1280, height: 900 } });
+  await gotoOk(page, ALLOWED_PAGE, 'team reply');
+  await inWidget(page, '.fd-bubble').click();
+  must(await visible(inWidget(page, '.fd-panel')), 'team reply: the panel opens');
+  await ask(page, QUESTION, 'team reply, question');
+  const handoff = inWidget(page, '.fd-footer .fd-handoff');
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith('/escalate'), {
+      timeout: NAV_TIMEOUT,
+    }),
+    handoff.click(),
+  ]);
+  must(res.status() === 200, 'team reply: the visitor asks for a person');
+  const saved = await page.evaluate((key) => sessionStorage.getItem(key), `frontdesk:conv:${ORG}/${AGENT}`);
+  must(Boolean(saved), 'team reply: the widget keeps its conversation');
+  const conversationId = JSON.parse(saved).id;
+  const auth = { Authorization: `Bearer ${API_KEY}` };
+  const list = await (await fetch(url('/api/v1/tickets?status=all&per_page=200'), { headers: auth })).json();
+  const ticket = (list.data || []).find((t) => t.conversationId === conversationId);
+  must(Boolean(ticket), 'team reply: the hand-off opened a ticket', JSON.stringify(list));
+  const REPLY = 'Hi, this is Sam from the shop: bring the bike in today.';
+  const sent = await fetch(url(`/api/v1/tickets/${ticket.id}/replies`), {
+    method: 'POST',
+    headers: { ...auth, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ content: REPLY }),
+  });
+  must(sent.status === 201, 'team reply: the team replies from the ticket', `got ${sent.status}`);
+  check(
+    await visible(inWidget(page, '.fd-message.fd-staff', { hasText: REPLY }), 15000),
+    'team reply: the reply appears in the open widget, labelled as the team',
+  );
+  await shot(page, 'widget-team-reply.png');
+}
+
 // Resolves every conversation not resolved yet, through the API; returns how many.
 async function resolveAll() {
   const auth = { Authorization: `Bearer ${API_KEY}` };
@@ -540,7 +576,13 @@ try {
       '--disable-sync',
     ],
   });
-  const parts = { 'allowed origin': allowedSite, 'refused origin': refusedSite, 'chat page': chatPage, resolved: resolvedSite };
+  const parts = {
+    'allowed origin': allowedSite,
+    'refused origin': refusedSite,
+    'chat page': chatPage,
+    team: teamSite,
+    resolved: resolvedSite,
+  };
   // PARTS picks some (the resolved part closes conversations other scripts read).
   const chosen = process.env.PARTS ? process.env.PARTS.split(',') : ['allowed origin', 'refused origin', 'chat page'];
   for (const name of chosen) {

@@ -198,7 +198,7 @@ async fn the_widget_answers_on_an_allowed_site_and_is_refused_elsewhere_in_headl
             ("HOST_PORT", PathBuf::from(host_port.to_string())),
             ("QUESTION", PathBuf::from("Can I return a bike?")),
             ("API_KEY", PathBuf::from(&key)),
-            ("PARTS", PathBuf::from("resolved")),
+            ("PARTS", PathBuf::from("team,resolved")),
         ],
     )
     .await;
@@ -266,6 +266,33 @@ async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_c
             .execute(&mut app.pool().get().unwrap())
             .unwrap();
     }
+    // A visitor who asked for a person, so the tour has a ticket to open.
+    let chat: serde_json::Value =
+        crate::chat::start_chat(&app, "lighthouse-coffee-roasters", "barista", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+    let said = crate::chat::say(
+        &app,
+        "lighthouse-coffee-roasters",
+        "barista",
+        &chat,
+        "My order of Harbour Blend arrived damaged, the bag is torn.",
+    )
+    .await;
+    assert_eq!(said.status(), 200);
+    let escalated = app
+        .client
+        .post(app.url(&format!(
+            "/api/v1/chat/lighthouse-coffee-roasters/barista/conversations/{}/escalate",
+            chat["conversationId"]
+        )))
+        .header("x-conversation-token", chat["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(escalated.status(), 200);
     run_script(
         "tour.mjs",
         &app.address,
