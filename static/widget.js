@@ -1074,6 +1074,10 @@
         }
         if (name === 'done') {
           finished = true;
+          // A reply that came whole (the team took over) has no deltas.
+          if (!m.text && typeof data.content === 'string') {
+            m.text = data.content;
+          }
           finishAgent(m, data.citations);
           if (data.handoffOffered === true && !escalated) {
             offerHandoff();

@@ -747,10 +747,10 @@ pub async fn send_message(
     }
     let content = body.into_inner().content;
     // The API budget's headers describe this caller (the middleware sets them).
-    let (conversation, _) =
+    let accepted =
         super::chat::accept_visitor_message(&state, conversation, content.clone(), client_ip(&req))
             .await?;
-    super::chat::respond(&req, &state, conversation, agent, content).await
+    super::chat::respond(&req, &state, accepted, agent, content).await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

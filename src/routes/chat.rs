@@ -331,11 +331,22 @@ pub async fn send(
     let (agent, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;
     let content = body.into_inner().content;
     let ip = client_ip(&req);
-    let (conversation, standing) =
-        accept_visitor_message(&state, conversation, content.clone(), ip).await?;
-    let mut res = respond(&req, &state, conversation, agent, content).await?;
+    let accepted = accept_visitor_message(&state, conversation, content.clone(), ip).await?;
+    let standing = accepted.standing;
+    let mut res = respond(&req, &state, accepted, agent, content).await?;
     crate::rate_limit::set_headers(res.headers_mut(), standing);
     Ok(res)
+}
+
+/// A visitor's message, stored.
+pub(crate) struct Accepted {
+    pub conversation: Conversation,
+    /// Where the visitor stands against the tighter of its two limits.
+    pub standing: Standing,
+    /// The stored message's id.
+    pub message_id: i64,
+    /// A person from the team answers this conversation now, not the agent.
+    pub team_has_it: bool,
 }
 
 /// Validates, rate-limits and stores a visitor's message; says where the
@@ -345,7 +356,7 @@ pub(crate) async fn accept_visitor_message(
     conversation: Conversation,
     content: String,
     ip: String,
-) -> AppResult<(Conversation, Standing)> {
+) -> AppResult<Accepted> {
     let trimmed = content.trim();
     if trimmed.is_empty() {
         return Err(AppError::Validation("The message is empty.".into()));
@@ -396,8 +407,8 @@ pub(crate) async fn accept_visitor_message(
                     reset_secs: 60,
                 };
                 limits::count_message(conn, &billing, conversation.organization_id, &base_url)?;
-                crate::services::tickets::visitor_wrote(conn, &conversation)?;
-                conversation.add_message(
+                let team_has_it = crate::services::tickets::visitor_wrote(conn, &conversation)?;
+                let message = conversation.add_message(
                     conn,
                     &NewMessage {
                         role: "visitor",
@@ -410,7 +421,12 @@ pub(crate) async fn accept_visitor_message(
                         handoff_offered: false,
                     },
                 )?;
-                Ok((conversation, standing))
+                Ok(Accepted {
+                    conversation,
+                    standing,
+                    message_id: message.id,
+                    team_has_it,
+                })
             })
         })
         .await
@@ -421,7 +437,7 @@ pub(crate) async fn accept_visitor_message(
 pub(crate) async fn respond(
     req: &HttpRequest,
     state: &AppState,
-    conversation: Conversation,
+    accepted: Accepted,
     agent: Agent,
     question: String,
 ) -> AppResult<HttpResponse> {
@@ -431,6 +447,24 @@ pub(crate) async fn respond(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     let (tx, rx) = mpsc::channel::<ReplyEvent>(64);
+    if accepted.team_has_it {
+        // The team took over: the agent does not talk over them.
+        let outcome = ReplyOutcome {
+            message_id: accepted.message_id,
+            content: TEAM_HAS_IT.into(),
+            citations: Vec::new(),
+            handoff_offered: false,
+            latency_ms: 0,
+            provider: "team".into(),
+        };
+        if !wants_stream {
+            return Ok(HttpResponse::Ok().json(outcome));
+        }
+        let _ = tx.send(ReplyEvent::Done(outcome)).await;
+        drop(tx);
+        return Ok(event_stream(rx));
+    }
+    let conversation = accepted.conversation;
     // The reply runs on its own: a visitor who closes the tab still gets an
     // answer stored for the team to read.
     let engine = state.chat.clone();
@@ -442,19 +476,26 @@ pub(crate) async fn respond(
             .map_err(|e| tracing::error!(error = %e, "reply failed"))
     });
     if wants_stream {
-        return Ok(HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, "text/event-stream"))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            // Explicit so the compression middleware does not buffer the stream.
-            .insert_header((header::CONTENT_ENCODING, "identity"))
-            .insert_header(("X-Accel-Buffering", "no"))
-            .streaming(sse(rx)));
+        return Ok(event_stream(rx));
     }
     drop(rx);
     match task.await {
         Ok(Ok(outcome)) => Ok(HttpResponse::Ok().json(outcome)),
         _ => Err(AppError::internal("the reply could not be produced")),
     }
+}
+
+/// What a visitor reads when they write after the team took over.
+const TEAM_HAS_IT: &str = "Thanks, the team has your message and will answer here.";
+
+fn event_stream(rx: mpsc::Receiver<ReplyEvent>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        // Explicit so the compression middleware does not buffer the stream.
+        .insert_header((header::CONTENT_ENCODING, "identity"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(sse(rx))
 }
 
 fn sse(

@@ -349,16 +349,21 @@ pub fn set_status(
 }
 
 /// In the transaction that stores a visitor's message: a ticket waiting for
-/// them is the team's turn again.
+/// them is the team's turn again. `true` when a person from the team has
+/// taken the conversation over (their ticket is not solved and they have
+/// replied in it): the agent then stays quiet and lets them answer.
 pub fn visitor_wrote(
     conn: &mut DbConnection,
     conversation: &Conversation,
-) -> diesel::QueryResult<()> {
+) -> diesel::QueryResult<bool> {
     let Some(ticket) =
         Ticket::of_conversation(conn, conversation.organization_id, conversation.id)?
     else {
-        return Ok(());
+        return Ok(false);
     };
+    if ticket.status == ticket::SOLVED {
+        return Ok(false);
+    }
     if ticket.status == ticket::PENDING {
         ticket.set_status(conn, ticket::OPEN)?;
         ticket.add_event(
@@ -373,7 +378,7 @@ pub fn visitor_wrote(
     } else {
         ticket.touch(conn)?;
     }
-    Ok(())
+    conversation.has_staff_reply(conn)
 }
 
 /// When the team closes or reopens the conversation itself (its page or API),

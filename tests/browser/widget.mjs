@@ -489,6 +489,9 @@ async function teamSite(browser) {
     await visible(inWidget(page, '.fd-message.fd-staff', { hasText: REPLY }), 15000),
     'team reply: the reply appears in the open widget, labelled as the team',
   );
+  // The visitor answers the person: the agent does not talk over the team.
+  const ack = await ask(page, 'Thanks, I will come by at 5.', 'team reply, answer');
+  check(ack.text.includes('team has your message'), 'team reply: the agent leaves the answer to the team', JSON.stringify(ack.text));
   await shot(page, 'widget-team-reply.png');
 }
 

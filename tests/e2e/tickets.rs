@@ -164,19 +164,37 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
         "{html}"
     );
 
-    // The visitor answers: the team's turn again.
-    assert_eq!(
-        say(
-            &app,
-            "harbor-bikes",
-            "support",
-            &chat,
-            "Great, see you at 5!"
-        )
-        .await
-        .status(),
-        200
+    // The visitor answers: the team's turn again, and the agent, with a person
+    // on the case, does not talk over them.
+    let before = visitor_view(&app, &chat).await["messages"]
+        .as_array()
+        .unwrap()
+        .len();
+    let res = say(
+        &app,
+        "harbor-bikes",
+        "support",
+        &chat,
+        "Great, see you at 5!",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["provider"], "team", "{answer}");
+    assert!(
+        answer["content"]
+            .as_str()
+            .unwrap()
+            .contains("team has your message")
     );
+    let after = visitor_view(&app, &chat).await;
+    let messages = after["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        before + 1,
+        "only the visitor's message was added"
+    );
+    assert_eq!(messages.last().unwrap()["role"], "visitor");
     let (_, ticket) = api.get(&format!("/api/v1/tickets/{id}")).await;
     assert_eq!(ticket["status"], "open");
 

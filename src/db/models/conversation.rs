@@ -269,6 +269,16 @@ impl Conversation {
             .load(conn)
     }
 
+    /// Whether someone from the team has written in it.
+    pub fn has_staff_reply(&self, conn: &mut DbConnection) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            messages::table
+                .filter(messages::conversation_id.eq(self.id))
+                .filter(messages::role.eq("staff")),
+        ))
+        .get_result(conn)
+    }
+
     /// The id of the newest message, to tell whether a conversation moved on.
     pub fn last_message_id(&self, conn: &mut DbConnection) -> QueryResult<Option<i64>> {
         messages::table

@@ -52,10 +52,10 @@ pub fn summary_request(agent: &Agent, history: &[Message]) -> ChatRequest {
     let transcript: String = history
         .iter()
         .map(|m| {
-            let who = if m.role == "visitor" {
-                "Customer"
-            } else {
-                "Assistant"
+            let who = match m.role.as_str() {
+                "visitor" => "Customer",
+                "staff" => "Support team member",
+                _ => "Assistant",
             };
             format!("{who}: {}\n", m.content)
         })
