@@ -1104,6 +1104,11 @@ async fn another_organizations_agents_documents_and_conversations_answer_404(bac
             format!("/api/v1/conversations/{conv}/status"),
             Some(json!({"status": "resolved"})),
         ),
+        (
+            Method::DELETE,
+            format!("/api/v1/conversations/{conv}"),
+            None,
+        ),
     ] {
         let mut req = theirs.request(method.clone(), &path);
         if let Some(body) = body {
@@ -1167,6 +1172,10 @@ async fn another_organizations_page_actions_answer_404(backend: Backend) {
             format!("/app/conversations/{conv}/status"),
             vec![("status", "resolved")],
         ),
+        (
+            format!("/app/conversations/{conv}/delete"),
+            vec![("confirm", "yes")],
+        ),
     ] {
         let res = theirs.submit("/app/agents", &path, &fields).await;
         assert_eq!(res.status(), 404, "POST {path}");
@@ -1177,6 +1186,25 @@ async fn another_organizations_page_actions_answer_404(backend: Backend) {
     ] {
         assert_eq!(theirs.get(&path).await.0, 404, "GET {path}");
     }
+    // A file upload (multipart) to another organization's agent.
+    let csrf = theirs.csrf("/app/agents").await;
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", csrf)
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"Sneaky text".to_vec())
+                .file_name("sneaky.txt")
+                .mime_str("text/plain")
+                .unwrap(),
+        );
+    let res = theirs
+        .client
+        .post(format!("{}/app/agents/{id}/upload", theirs.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "POST /app/agents/{{id}}/upload");
     // Untouched.
     let (_, still) = ours.get(&format!("/api/v1/agents/{id}")).await;
     assert_eq!(still["name"], "Support");
