@@ -608,7 +608,7 @@ pub struct StartConversation {
 }
 
 #[utoipa::path(post, path = "/api/v1/conversations", tag = "conversations", security(("api_key" = [])), request_body = StartConversation,
-    responses((status = 201, body = ConversationJson), (status = 404, body = ErrorJson)))]
+    responses((status = 201, body = ConversationJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
 pub async fn start_conversation(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -619,10 +619,17 @@ pub async fn start_conversation(
     let body = body.into_inner();
     let scope = caller.scope.clone();
     let ip = client_ip(&req);
-    let visitor = body
-        .visitor_id
-        .filter(|v| super::chat::valid_visitor_id(v))
-        .unwrap_or_else(|| format!("api_{}", caller.label.replace(' ', "_")));
+    // Each conversation without a visitor id of the caller's is its own
+    // visitor: the per-visitor message limit is per end user, not per key.
+    let visitor = match body.visitor_id {
+        Some(v) if super::chat::valid_visitor_id(&v) => v,
+        Some(_) => {
+            return Err(AppError::Validation(
+                "visitorId must be 8 to 64 letters, digits, - or _".into(),
+            ));
+        }
+        None => format!("api_{}", hex::encode(rand::random::<[u8; 12]>())),
+    };
     let agent_id = AgentId(body.agent_id);
     let conversation = state
         .db(move |conn| {

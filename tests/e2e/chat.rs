@@ -20,6 +20,7 @@ backend_tests!(
     embedding_sites_are_checked_against_allowed_origins,
     a_flooding_visitor_is_rate_limited,
     messages_and_starts_sent_at_once_get_no_more_than_the_limit,
+    api_conversations_are_each_their_own_visitor,
     the_team_resolves_and_reopens_conversations,
     a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit,
     an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin,
@@ -1401,6 +1402,45 @@ async fn messages_and_starts_sent_at_once_get_no_more_than_the_limit(backend: Ba
     let started = statuses.iter().filter(|s| **s == 201).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((started, refused), (9, 5), "{statuses:?}");
+}
+
+async fn api_conversations_are_each_their_own_visitor(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let agent = api.agent(json!({"name": "Support"})).await;
+    let id = agent["id"].as_i64().unwrap();
+    let start = |body: Value| api.json(Method::POST, "/api/v1/conversations", body);
+    let (status, first) = start(json!({"agentId": id})).await;
+    assert_eq!(status, 201, "{first}");
+    let (_, second) = start(json!({"agentId": id})).await;
+    assert_ne!(
+        first["visitorId"], second["visitorId"],
+        "one key's conversations do not share one visitor's message budget"
+    );
+    let (status, mine) = start(json!({"agentId": id, "visitorId": "crm-customer-1234"})).await;
+    assert_eq!(status, 201);
+    assert_eq!(mine["visitorId"], "crm-customer-1234");
+    let (status, err) = start(json!({"agentId": id, "visitorId": "no spaces allowed"})).await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("visitorId"));
+    // Twelve messages in one conversation leave the next one its own budget.
+    let conv = |v: &Value| format!("/api/v1/conversations/{}/messages", v["id"]);
+    for n in 0..12 {
+        let (status, _) = api
+            .json(
+                Method::POST,
+                &conv(&first),
+                json!({"content": format!("Question {n}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "message {n}");
+    }
+    let (status, _) = api
+        .json(Method::POST, &conv(&second), json!({"content": "Hello"}))
+        .await;
+    assert_eq!(status, 200);
 }
 
 async fn the_team_resolves_and_reopens_conversations(backend: Backend) {
