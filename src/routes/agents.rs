@@ -23,7 +23,8 @@ use crate::views::Pager;
 use crate::views::account::FieldErrors;
 use crate::views::agents::{
     AgentChoice, AgentFields, AgentPage, AgentRow, AgentsPage, ConversationPage, ConversationRow,
-    ConversationsPage, DocumentRow, PassageRow, ProviderKeyRow, ProviderKeyTyped, TranscriptRow,
+    ConversationsPage, DocumentRow, NewAgentTyped, PassageRow, ProviderKeyRow, ProviderKeyTyped,
+    TranscriptRow,
 };
 
 fn chat_url(state: &AppState, org: &str, agent: &str) -> String {
@@ -37,7 +38,7 @@ pub async fn list(state: web::Data<AppState>, member: Member) -> AppResult<Agent
     agents_page(
         &state,
         &member,
-        String::new(),
+        NewAgentTyped::default(),
         FieldErrors::default(),
         ProviderKeyTyped::default(),
     )
@@ -47,7 +48,7 @@ pub async fn list(state: web::Data<AppState>, member: Member) -> AppResult<Agent
 async fn agents_page(
     state: &AppState,
     member: &Member,
-    name: String,
+    new_agent: NewAgentTyped,
     errors: FieldErrors,
     key_form: ProviderKeyTyped,
 ) -> AppResult<AgentsPage> {
@@ -78,7 +79,7 @@ async fn agents_page(
             })
             .collect(),
         can_edit,
-        name,
+        new_agent,
         errors,
         provider_keys: keys
             .into_iter()
@@ -155,7 +156,8 @@ pub async fn save_provider_key(
                 provider: form.provider,
                 base_url: form.base_url,
             };
-            let page = agents_page(&state, &member, String::new(), errors, typed).await?;
+            let page =
+                agents_page(&state, &member, NewAgentTyped::default(), errors, typed).await?;
             Ok(unprocessable(page, &req))
         }
         Err(AgentError::NotFound) => Err(AppError::NotFound),
@@ -175,6 +177,9 @@ fn provider_label(provider: &str) -> &'static str {
 pub struct NewAgentForm {
     csrf_token: String,
     name: String,
+    /// Empty: made from the name.
+    #[serde(default)]
+    slug: String,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +241,7 @@ pub async fn create(
     require(&member, Permission::ManageSettings)?;
     let agent_form = AgentForm {
         name: form.name.clone(),
+        slug: Some(form.slug.trim().to_string()).filter(|s| !s.is_empty()),
         ..AgentForm::default()
     };
     let billing = state.config.stripe.clone();
@@ -259,7 +265,10 @@ pub async fn create(
             let page = agents_page(
                 &state,
                 &member,
-                form.name,
+                NewAgentTyped {
+                    name: form.name,
+                    slug: form.slug,
+                },
                 errors,
                 ProviderKeyTyped::default(),
             )

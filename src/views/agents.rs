@@ -21,11 +21,18 @@ pub struct AgentsPage {
     pub chrome: AppChrome,
     pub agents: Vec<AgentRow>,
     pub can_edit: bool,
-    pub name: String,
+    /// What was typed into the new-agent form.
+    pub new_agent: NewAgentTyped,
     pub errors: FieldErrors,
     pub provider_keys: Vec<ProviderKeyRow>,
     /// What was typed into the provider key form (never the key itself).
     pub key_form: ProviderKeyTyped,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewAgentTyped {
+    pub name: String,
+    pub slug: String,
 }
 
 /// An organization's stored provider key, as far as it is ever shown.

@@ -1776,12 +1776,38 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
         return;
     };
     let (owner, _) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    // A chosen address: refused beside its field when malformed, the name kept.
     let res = owner
-        .submit("/app/agents", "/app/agents", &[("name", "Front Desk")])
+        .submit(
+            "/app/agents",
+            "/app/agents",
+            &[("name", "Front Desk"), ("slug", "Front Desk!")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"agent-slug-error\""), "{html}");
+    assert!(html.contains("value=\"Front Desk\""), "{html}");
+    let res = owner
+        .submit(
+            "/app/agents",
+            "/app/agents",
+            &[("name", "Front Desk"), ("slug", "front-desk")],
+        )
         .await;
     assert_eq!(res.status(), 303);
     let page = res.headers()["location"].to_str().unwrap().to_string();
     assert!(page.starts_with("/app/agents/"));
+    let res = owner
+        .submit(
+            "/app/agents",
+            "/app/agents",
+            &[("name", "Sales"), ("slug", "")],
+        )
+        .await;
+    assert_eq!(res.status(), 303, "left empty, it is made from the name");
+    let (_, list) = owner.get("/app/agents").await;
+    assert!(list.contains("/c/harbor-bikes/sales"), "{list}");
 
     // Paste, then upload a file through the multipart form.
     let res = owner
