@@ -511,8 +511,21 @@ pub async fn reset_password(
     session: Session,
     CsrfForm(form): CsrfForm<ResetForm>,
 ) -> AppResult<HttpResponse> {
+    // The account's address, so the password rule can refuse one containing it
+    // (a bad link is answered below, when it is used).
+    let email = {
+        let token = form.token.clone();
+        state
+            .db(move |conn| {
+                Ok(match accounts::check_reset_token(conn, &token) {
+                    Ok(user_id) => User::find(conn, user_id)?.map(|u| u.email),
+                    Err(_) => None,
+                })
+            })
+            .await?
+    };
     let mut errors = FieldErrors::default();
-    let password = Password::parse(&form.password, None)
+    let password = Password::parse(&form.password, email.as_deref())
         .map_err(|e| errors.add("password", e.0))
         .ok();
     if form.password != form.password_confirmation {
@@ -643,7 +656,18 @@ pub async fn accept_invitation(
         Some(_) => (String::new(), None),
         None => {
             let name = text_field(&mut errors, "name", "Your name", &form.name, NAME_MAX);
-            let password = Password::parse(&form.password, None)
+            // The invited address, so the password rule can refuse one containing it.
+            let invited = {
+                let token = form.token.clone();
+                state
+                    .db(move |conn| {
+                        Ok(accounts::find_invitation(conn, &token)
+                            .ok()
+                            .map(|(invitation, _)| invitation.email))
+                    })
+                    .await?
+            };
+            let password = Password::parse(&form.password, invited.as_deref())
                 .map_err(|e| errors.add("password", e.0))
                 .ok();
             match (password, errors.is_empty()) {

@@ -658,6 +658,28 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     let token = reset.split("token=").nth(1).unwrap().to_string();
     let (status, _) = b.get(&reset).await;
     assert_eq!(status, 200);
+    let res = b
+        .submit(
+            &reset,
+            "/reset-password",
+            &[
+                ("token", &token),
+                ("password", "reset is what I did today"),
+                ("password_confirmation", "reset is what I did today"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        422,
+        "the account's address is not in the password"
+    );
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("cannot contain your email")
+    );
     let new_password = "a brand new passphrase";
     let res = b
         .submit(
@@ -836,6 +858,28 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
         )
         .await;
     assert_eq!(res.status(), 422, "weak password refused, nothing created");
+    let res = colin
+        .submit(
+            &accept,
+            "/invitations/accept",
+            &[
+                ("token", &token),
+                ("name", "Colin"),
+                ("password", "colin rides bikes daily"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        422,
+        "the invited address is not in the password"
+    );
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("cannot contain your email")
+    );
     let res = colin
         .submit(
             &accept,
