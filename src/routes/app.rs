@@ -581,7 +581,7 @@ pub async fn audit(
             // One more than shown tells whether another page follows.
             Ok(AuditEntry::for_organization(
                 conn,
-                scope.organization_id(),
+                &scope,
                 action,
                 AUDIT_PER_PAGE + 1,
                 (page - 1) * AUDIT_PER_PAGE,

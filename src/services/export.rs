@@ -240,19 +240,18 @@ fn write_document(
         .map(|(period, messages)| ExportedUsage { period, messages })
         .collect();
     field(out, "usage", &usage, false)?;
-    let audit_log: Vec<_> =
-        AuditEntry::for_organization(conn, scope.organization_id(), None, i64::MAX, 0)?
-            .into_iter()
-            .map(|e| ExportedAuditEntry {
-                action: e.action,
-                actor: e.actor_label,
-                actor_user_id: e.actor_user_id.map(|u| u.0),
-                target: e.target,
-                detail: e.detail,
-                ip: e.ip,
-                at: iso(e.created_at),
-            })
-            .collect();
+    let audit_log: Vec<_> = AuditEntry::for_organization(conn, scope, None, i64::MAX, 0)?
+        .into_iter()
+        .map(|e| ExportedAuditEntry {
+            action: e.action,
+            actor: e.actor_label,
+            actor_user_id: e.actor_user_id.map(|u| u.0),
+            target: e.target,
+            detail: e.detail,
+            ip: e.ip,
+            at: iso(e.created_at),
+        })
+        .collect();
     field(out, "auditLog", &audit_log, false)?;
     let tickets: Vec<_> = crate::db::models::Ticket::all_with_events(conn, scope)?
         .into_iter()

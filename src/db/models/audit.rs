@@ -53,13 +53,13 @@ impl AuditEntry {
     /// `limit` of them after skipping `offset`.
     pub fn for_organization(
         conn: &mut DbConnection,
-        organization_id: OrganizationId,
+        scope: &crate::domain::TenantScope,
         action: Option<&str>,
         limit: i64,
         offset: i64,
     ) -> QueryResult<Vec<AuditEntry>> {
         let mut query = audit_log::table
-            .filter(audit_log::organization_id.eq(organization_id))
+            .filter(audit_log::organization_id.eq(scope.organization_id()))
             .into_boxed();
         if let Some(action) = action {
             query = query.filter(audit_log::action.eq(action.to_string()));
