@@ -155,6 +155,12 @@ pub struct LlmConfig {
     /// `ALLOW_PRIVATE_PROVIDER_URLS`: organizations' own provider addresses may
     /// be private or local (off by default: see `providers::egress`).
     pub allow_private_urls: bool,
+    /// Until a provider's answer starts (`LLM_FIRST_BYTE_TIMEOUT_SECS`).
+    pub first_byte_timeout: std::time::Duration,
+    /// Longest silence inside a streamed answer (`LLM_IDLE_TIMEOUT_SECS`).
+    pub idle_timeout: std::time::Duration,
+    /// The whole answer, retries included (`LLM_TIMEOUT_SECS`).
+    pub total_timeout: std::time::Duration,
 }
 
 /// How background workers poll, lease and retry.
@@ -568,6 +574,15 @@ impl Config {
             api_key: r.get("LLM_API_KEY").map(Secret::new),
             model: r.get("LLM_MODEL"),
             allow_private_urls: r.parsed("ALLOW_PRIVATE_PROVIDER_URLS", false),
+            first_byte_timeout: std::time::Duration::from_secs(
+                r.parsed("LLM_FIRST_BYTE_TIMEOUT_SECS", 20u64).clamp(1, 600),
+            ),
+            idle_timeout: std::time::Duration::from_secs(
+                r.parsed("LLM_IDLE_TIMEOUT_SECS", 30u64).clamp(1, 600),
+            ),
+            total_timeout: std::time::Duration::from_secs(
+                r.parsed("LLM_TIMEOUT_SECS", 120u64).clamp(1, 3600),
+            ),
         };
 
         let slow_request_ms = r.parsed("SLOW_REQUEST_MS", 1000u64);

@@ -33,6 +33,7 @@ backend_tests!(
     conversation_lists_come_in_pages,
     provider_keys_are_sealed_again_after_a_key_rotation,
     a_rate_limited_provider_is_retried_and_a_garbled_one_falls_back,
+    a_stalled_cut_or_silent_provider_ends_in_the_builtin_answer_and_a_person,
     owners_and_admins_erase_a_conversation_with_its_messages,
 );
 
@@ -128,6 +129,75 @@ async fn owners_and_admins_erase_a_conversation_with_its_messages(backend: Backe
         .get_result(&mut app.pool().get().unwrap())
         .unwrap();
     assert_eq!(noted, 2);
+}
+
+async fn a_stalled_cut_or_silent_provider_ends_in_the_builtin_answer_and_a_person(
+    backend: Backend,
+) {
+    let Some((app, key)) = setup(
+        backend,
+        &[
+            ("LLM_IDLE_TIMEOUT_SECS", "1"),
+            ("LLM_FIRST_BYTE_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let llm = fake_llm::spawn(vec![
+        Reply::StallAfter(vec!["Returns ".into(), "take ".into()]),
+        Reply::CutAfter(vec!["Bikes ".into(), "can ".into()]),
+        // Silent: asked three times (two retries), then given up.
+        Reply::Hang,
+        Reply::Hang,
+        Reply::Hang,
+    ])
+    .await;
+    let chat = api
+        .remote_support_chat(
+            "openai",
+            "sk-test-stall-0123456789",
+            &llm.base_url,
+            "Returns",
+        )
+        .await;
+    let ask = || async {
+        let res = say(
+            &app,
+            "harbor-bikes",
+            "support",
+            &chat,
+            "Can I return a bike?",
+        )
+        .await;
+        assert_eq!(res.status(), 200, "never a 500");
+        res.json::<Value>().await.unwrap()
+    };
+
+    // Words already shown stay; the visitor is told and offered a person.
+    for started in ["Returns take ", "Bikes can "] {
+        let reply = ask().await;
+        let content = reply["content"].as_str().unwrap();
+        assert!(content.starts_with(started), "{reply}");
+        assert!(content.contains("The answer was interrupted"), "{reply}");
+        assert_eq!(reply["handoffOffered"], true);
+        assert_eq!(reply["provider"], "builtin");
+    }
+    // Nothing at all: the builtin answer from the knowledge base instead.
+    let reply = ask().await;
+    assert_eq!(reply["provider"], "builtin", "{reply}");
+    assert!(
+        reply["content"].as_str().unwrap().contains("30 days"),
+        "{reply}"
+    );
+    assert_eq!(reply["handoffOffered"], true);
+    assert_eq!(
+        llm.requests().len(),
+        5,
+        "two replies, then one try and two retries"
+    );
 }
 
 async fn a_rate_limited_provider_is_retried_and_a_garbled_one_falls_back(backend: Backend) {

@@ -89,6 +89,7 @@ pub struct ChatEngine {
     default_api_key: Option<String>,
     default_model: Option<String>,
     allow_private_urls: bool,
+    timeouts: (Duration, Duration, Duration),
     keyring: Keyring,
     idle: Duration,
     metrics: Arc<Metrics>,
@@ -106,6 +107,11 @@ impl ChatEngine {
             default_api_key: config.llm.api_key.as_ref().map(|k| k.expose().clone()),
             default_model: config.llm.model.clone(),
             allow_private_urls: config.llm.allow_private_urls,
+            timeouts: (
+                config.llm.first_byte_timeout,
+                config.llm.idle_timeout,
+                config.llm.total_timeout,
+            ),
             keyring: config.keyring(),
             idle: config.conversation_idle,
             metrics,
@@ -169,11 +175,15 @@ impl ChatEngine {
             .filter(|m| !m.trim().is_empty())
             .or_else(|| self.default_model.clone())
             .unwrap_or_else(|| default_model(kind).to_string());
+        let (first_byte_timeout, idle_timeout, total_timeout) = self.timeouts;
         let settings = RemoteSettings {
             base_url,
             api_key,
             model,
             public_only,
+            first_byte_timeout,
+            idle_timeout,
+            total_timeout,
             ..RemoteSettings::default()
         };
         match RemoteProvider::new(kind, settings) {
