@@ -12,7 +12,8 @@ use crate::error::{AppError, AppResult};
 use crate::services::accounts::{self, AccountError, Actor};
 use crate::startup::AppState;
 
-fn iso(t: chrono::NaiveDateTime) -> String {
+/// Stored times are naive UTC; the API says so (RFC 3339, to the second).
+pub(crate) fn iso(t: chrono::NaiveDateTime) -> String {
     t.and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::api::{ErrorJson, List};
+use super::api::{ErrorJson, List, iso};
 use crate::auth::extractors::{ApiCaller, client_ip};
 use crate::db::models::conversation::STATUSES;
 use crate::db::models::{
@@ -18,11 +18,6 @@ use crate::services::agents::{self, AgentForm};
 use crate::services::chat::Citation;
 use crate::services::knowledge::{self, ScoredPassage, SourceFormat, Upload};
 use crate::startup::AppState;
-
-fn iso(t: chrono::NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 pub(crate) fn actor<'a>(
     scope: &crate::domain::TenantScope,

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::api::ErrorJson;
+use super::api::{ErrorJson, iso};
 use super::api_agents::actor;
 use super::tickets::TicketQuery;
 use crate::auth::extractors::{ApiCaller, client_ip};
@@ -13,11 +13,6 @@ use crate::domain::{Permission, TicketId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::services::tickets;
 use crate::startup::AppState;
-
-fn iso(t: chrono::NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 fn require_respond(caller: &ApiCaller) -> AppResult<()> {
     caller.require_write()?;
@@ -209,6 +204,39 @@ pub struct TicketText {
     content: String,
 }
 
+/// A reply or a note: the same checks, a different step.
+type TextStep = fn(
+    &mut crate::db::DbConnection,
+    &crate::domain::TenantScope,
+    &crate::services::accounts::Actor<'_>,
+    TicketId,
+    &str,
+) -> Result<Ticket, tickets::TicketError>;
+
+async fn add_text(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+    content: String,
+    step: TextStep,
+) -> AppResult<HttpResponse> {
+    require_respond(caller)?;
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(req));
+    let ticket = state
+        .db(move |conn| {
+            Ok(step(
+                conn,
+                &scope,
+                &actor(&scope, &label, &ip),
+                TicketId(id),
+                &content,
+            )?)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(ticket_json(ticket)))
+}
+
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/replies", tag = "tickets", security(("api_key" = [])), params(("id" = i64, Path)), request_body = TicketText,
     responses((status = 201, description = "Sent: the visitor sees it in their chat; the ticket is pending", body = TicketJson),
         (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
@@ -219,22 +247,16 @@ pub async fn reply(
     path: web::Path<i64>,
     body: web::Json<TicketText>,
 ) -> AppResult<HttpResponse> {
-    require_respond(&caller)?;
-    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
-    let id = TicketId(path.into_inner());
     let content = body.into_inner().content;
-    let ticket = state
-        .db(move |conn| {
-            Ok(tickets::reply(
-                conn,
-                &scope,
-                &actor(&scope, &label, &ip),
-                id,
-                &content,
-            )?)
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(ticket_json(ticket)))
+    add_text(
+        &req,
+        &state,
+        &caller,
+        path.into_inner(),
+        content,
+        tickets::reply,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/notes", tag = "tickets", security(("api_key" = [])), params(("id" = i64, Path)), request_body = TicketText,
@@ -247,22 +269,16 @@ pub async fn note(
     path: web::Path<i64>,
     body: web::Json<TicketText>,
 ) -> AppResult<HttpResponse> {
-    require_respond(&caller)?;
-    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
-    let id = TicketId(path.into_inner());
     let content = body.into_inner().content;
-    let ticket = state
-        .db(move |conn| {
-            Ok(tickets::note(
-                conn,
-                &scope,
-                &actor(&scope, &label, &ip),
-                id,
-                &content,
-            )?)
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(ticket_json(ticket)))
+    add_text(
+        &req,
+        &state,
+        &caller,
+        path.into_inner(),
+        content,
+        tickets::note,
+    )
+    .await
 }
 
 #[derive(utoipa::OpenApi)]

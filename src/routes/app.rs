@@ -65,16 +65,17 @@ pub(crate) fn require(member: &Member, permission: Permission) -> AppResult<()> 
 }
 
 pub async fn dashboard(state: web::Data<AppState>, member: Member) -> AppResult<DashboardPage> {
-    use crate::db::models::conversation::{ESCALATED, OPEN};
+    use crate::db::models::conversation::OPEN;
     let scope = member.scope.clone();
     let billing = state.config.stripe.clone();
-    let (members, keys, agents, by_status, allowance) = state
+    let (members, keys, agents, by_status, tickets, allowance) = state
         .db(move |conn| {
             Ok((
                 Membership::count(conn, &scope)?,
                 ApiKey::list(conn, &scope)?.len(),
                 crate::db::models::Agent::count(conn, &scope)?,
                 crate::db::models::Conversation::count_by_status(conn, &scope)?,
+                crate::db::models::Ticket::count_by_status(conn, &scope)?,
                 crate::services::billing::limits::messages_used_up(conn, &billing, &scope)?,
             ))
         })
@@ -91,7 +92,11 @@ pub async fn dashboard(state: web::Data<AppState>, member: Member) -> AppResult<
         member_count: members,
         api_key_count: keys,
         agent_count: agents,
-        escalated_count: in_status(ESCALATED),
+        // Tickets the team owes an answer (not those waiting for the visitor).
+        escalated_count: tickets
+            .iter()
+            .find(|(status, _)| status == crate::db::models::ticket::OPEN)
+            .map_or(0, |(_, n)| *n),
         open_count: in_status(OPEN),
         allowance_used_up: allowance.map(|(plan, limit)| {
             format!(

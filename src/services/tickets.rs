@@ -70,6 +70,25 @@ fn require(scope: &TenantScope) -> Result<(), TicketError> {
     }
 }
 
+/// Writes one line of the ticket's timeline, as `actor`.
+fn record(
+    conn: &mut DbConnection,
+    ticket: &Ticket,
+    actor: &Actor<'_>,
+    kind: &str,
+    body: &str,
+) -> diesel::QueryResult<crate::db::models::TicketEvent> {
+    ticket.add_event(
+        conn,
+        &NewTicketEvent {
+            actor_id: actor.user_id,
+            actor_label: actor.label,
+            kind,
+            body,
+        },
+    )
+}
+
 /// Called in the transaction that escalates a conversation: opens its ticket
 /// (or reopens a solved one) and notes who asked.
 pub fn open_for(
@@ -89,15 +108,7 @@ pub fn open_for(
         Opened::Reopened => "reopened",
         Opened::AlreadyOpen => return Ok(ticket),
     };
-    ticket.add_event(
-        conn,
-        &NewTicketEvent {
-            actor_id: who.user_id,
-            actor_label: who.label,
-            kind,
-            body: "",
-        },
-    )?;
+    record(conn, &ticket, who, kind, "")?;
     Ok(ticket)
 }
 
@@ -184,15 +195,7 @@ pub fn reply(
             conversation.set_status(conn, ESCALATED)?;
         }
         ticket.set_status(conn, ticket::PENDING)?;
-        ticket.add_event(
-            conn,
-            &NewTicketEvent {
-                actor_id: actor.user_id,
-                actor_label: actor.label,
-                kind: "reply",
-                body: &text,
-            },
-        )?;
+        record(conn, &ticket, actor, "reply", &text)?;
         reload(conn, scope, id)
     })
 }
@@ -210,15 +213,7 @@ pub fn note(
     write_transaction(conn, |conn| {
         let (ticket, _) = load(conn, scope, id)?;
         ticket.touch(conn)?;
-        ticket.add_event(
-            conn,
-            &NewTicketEvent {
-                actor_id: actor.user_id,
-                actor_label: actor.label,
-                kind: "note",
-                body: &text,
-            },
-        )?;
+        record(conn, &ticket, actor, "note", &text)?;
         Ok(ticket)
     })
 }
@@ -261,15 +256,7 @@ pub fn assign(
             Some(user) => ("assigned", display_name(user)),
             None => ("unassigned", String::new()),
         };
-        let event = ticket.add_event(
-            conn,
-            &NewTicketEvent {
-                actor_id: actor.user_id,
-                actor_label: actor.label,
-                kind,
-                body: &body,
-            },
-        )?;
+        let event = record(conn, &ticket, actor, kind, &body)?;
         if let Some(user) = person.filter(|u| Some(u.id) != actor.user_id)
             && let Ok(to) = Email::parse(&user.email)
         {
@@ -335,15 +322,7 @@ pub fn set_status(
         if conversation.status != conversation_status {
             conversation.set_status(conn, conversation_status)?;
         }
-        ticket.add_event(
-            conn,
-            &NewTicketEvent {
-                actor_id: actor.user_id,
-                actor_label: actor.label,
-                kind: "status",
-                body: status,
-            },
-        )?;
+        record(conn, &ticket, actor, "status", status)?;
         reload(conn, scope, id)
     })
 }
@@ -366,15 +345,12 @@ pub fn visitor_wrote(
     }
     if ticket.status == ticket::PENDING {
         ticket.set_status(conn, ticket::OPEN)?;
-        ticket.add_event(
-            conn,
-            &NewTicketEvent {
-                actor_id: None,
-                actor_label: "Visitor",
-                kind: "status",
-                body: ticket::OPEN,
-            },
-        )?;
+        let visitor = Actor {
+            user_id: None,
+            label: "Visitor",
+            ip: &conversation.visitor_ip,
+        };
+        record(conn, &ticket, &visitor, "status", ticket::OPEN)?;
     } else {
         ticket.touch(conn)?;
     }
@@ -400,15 +376,7 @@ pub fn conversation_status_changed(
     };
     if status == RESOLVED && ticket.status != ticket::SOLVED {
         ticket.set_status(conn, ticket::SOLVED)?;
-        ticket.add_event(
-            conn,
-            &NewTicketEvent {
-                actor_id: who.user_id,
-                actor_label: who.label,
-                kind: "status",
-                body: ticket::SOLVED,
-            },
-        )?;
+        record(conn, &ticket, who, "status", ticket::SOLVED)?;
     }
     Ok(())
 }

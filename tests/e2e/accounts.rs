@@ -82,6 +82,24 @@ impl Browser {
             .unwrap()
     }
 
+    /// A cookie-authenticated JSON API call, with the CSRF header a page of
+    /// the app would send.
+    pub(crate) async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        let token = self.csrf("/app/members").await;
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("x-csrf-token", token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Fetches a token from `page`, then posts the form with it.
     pub(crate) async fn submit(
         &self,
@@ -1262,15 +1280,14 @@ async fn an_api_key_answers_for_its_creator_and_cannot_make_keys(backend: Backen
     assert_eq!(res.status(), 200);
 
     // Demoted to agent, the admin no longer manages keys: neither does their key.
-    let token = owner.csrf("/app/members").await;
+    let member = format!("/api/v1/members/{admin_membership}");
     let res = owner
-        .client
-        .patch(format!("{}/api/v1/members/{admin_membership}", app.address))
-        .header("x-csrf-token", &token)
-        .json(&serde_json::json!({"role": "agent"}))
-        .send()
-        .await
-        .unwrap();
+        .api(
+            reqwest::Method::PATCH,
+            &member,
+            serde_json::json!({"role": "agent"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let res = call(reqwest::Method::GET, "/api/v1/members")
         .send()
@@ -1289,16 +1306,8 @@ async fn an_api_key_answers_for_its_creator_and_cannot_make_keys(backend: Backen
         (reqwest::Method::DELETE, 204),
     ] {
         let res = owner
-            .client
-            .request(
-                method,
-                format!("{}/api/v1/members/{admin_membership}", app.address),
-            )
-            .header("x-csrf-token", &token)
-            .json(&serde_json::json!({"role": "admin"}))
-            .send()
-            .await
-            .unwrap();
+            .api(method, &member, serde_json::json!({"role": "admin"}))
+            .await;
         assert_eq!(res.status(), expected);
         let res = call(reqwest::Method::GET, "/api/v1/members")
             .send()
@@ -1477,15 +1486,13 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
     .unwrap();
     assert_eq!(res.status(), 403);
     // The owner themself cannot step down while they are the last one.
-    let token = owner.csrf("/app/members").await;
     let res = owner
-        .client
-        .patch(format!("{}/api/v1/members/{owner_membership}", app.address))
-        .header("x-csrf-token", &token)
-        .json(&serde_json::json!({"role": "admin"}))
-        .send()
-        .await
-        .unwrap();
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/members/{owner_membership}"),
+            serde_json::json!({"role": "admin"}),
+        )
+        .await;
     assert_eq!(res.status(), 422);
     let body: Value = res.json().await.unwrap();
     assert!(
@@ -1496,12 +1503,12 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
         "{body}"
     );
     let res = owner
-        .client
-        .delete(format!("{}/api/v1/members/{owner_membership}", app.address))
-        .header("x-csrf-token", &token)
-        .send()
-        .await
-        .unwrap();
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/members/{owner_membership}"),
+            serde_json::Value::Null,
+        )
+        .await;
     assert_eq!(res.status(), 422, "the last owner cannot leave");
 
     let res = call(

@@ -1259,22 +1259,13 @@ async fn another_organizations_page_actions_answer_404(backend: Backend) {
     }
     // A file upload (multipart) to another organization's agent.
     let csrf = theirs.csrf("/app/agents").await;
-    let form = reqwest::multipart::Form::new()
-        .text("csrf_token", csrf)
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(b"Sneaky text".to_vec())
-                .file_name("sneaky.txt")
-                .mime_str("text/plain")
-                .unwrap(),
-        );
-    let res = theirs
-        .client
-        .post(format!("{}/app/agents/{id}/upload", theirs.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let res = upload_form(
+        &theirs,
+        &format!("/app/agents/{id}/upload"),
+        csrf,
+        ("sneaky.txt", "text/plain", b"Sneaky text".to_vec()),
+    )
+    .await;
     assert_eq!(res.status(), 404, "POST /app/agents/{{id}}/upload");
     // Untouched.
     let (_, still) = ours.get(&format!("/api/v1/agents/{id}")).await;
@@ -1889,43 +1880,26 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
         .await;
     assert_eq!(res.status(), 303);
     let csrf = owner.csrf(&page).await;
-    let form = reqwest::multipart::Form::new()
-        .text("csrf_token", csrf.clone())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(
-                b"<h1>Hours</h1><p>We open at 9 on weekdays.</p>".to_vec(),
-            )
-            .file_name("hours.html")
-            .mime_str("text/html")
-            .unwrap(),
-        );
-    let res = owner
-        .client
-        .post(format!("{}{page}/upload", owner.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let upload = format!("{page}/upload");
+    let html_file = b"<h1>Hours</h1><p>We open at 9 on weekdays.</p>".to_vec();
+    let res = upload_form(
+        &owner,
+        &upload,
+        csrf.clone(),
+        ("hours.html", "text/html", html_file),
+    )
+    .await;
     assert_eq!(res.status(), 303);
 
     // An unsupported file: the error sits beside the field, nothing is added.
-    let form = reqwest::multipart::Form::new()
-        .text("csrf_token", csrf)
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(b"PK\x03\x04".to_vec())
-                .file_name("sheet.xlsx")
-                .mime_str("application/octet-stream")
-                .unwrap(),
-        );
-    let res = owner
-        .client
-        .post(format!("{}{page}/upload", owner.base))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let sheet = b"PK\x03\x04".to_vec();
+    let res = upload_form(
+        &owner,
+        &upload,
+        csrf,
+        ("sheet.xlsx", "application/octet-stream", sheet),
+    )
+    .await;
     assert_eq!(res.status(), 422);
     let html = res.text().await.unwrap();
     assert!(
@@ -2013,7 +1987,7 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
             && dashboard.contains("Open conversations: 0"),
         "{dashboard}"
     );
-    assert!(dashboard.contains("href=\"/app/tickets\""));
+    assert!(dashboard.contains("href=\"/app/tickets?status=open\""));
     // What the filter form sends with "All agents" and nothing else chosen.
     let (status, all) = owner
         .get("/app/conversations?agent=&status=&from=&to=&q=")
@@ -2025,4 +1999,29 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     let (other, _) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
     assert_eq!(other.get(&page).await.0, 404);
     assert_eq!(other.get(&link).await.0, 404);
+}
+
+/// Posts a file through a page's multipart upload form, with its CSRF token.
+async fn upload_form(
+    browser: &crate::accounts::Browser,
+    path: &str,
+    csrf: String,
+    (name, mime, bytes): (&str, &str, Vec<u8>),
+) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", csrf)
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name.to_string())
+                .mime_str(mime)
+                .unwrap(),
+        );
+    browser
+        .client
+        .post(format!("{}{path}", browser.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
 }

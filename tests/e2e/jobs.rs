@@ -609,22 +609,24 @@ async fn a_panicking_job_is_a_failed_attempt_and_the_worker_survives(backend: Ba
     assert!(workers.wait(0, Duration::from_secs(10)).success());
 }
 
-async fn sigterm_lets_the_running_job_finish(backend: Backend) {
+/// A worker process running a job that sleeps `sleep_ms`, signalled with
+/// SIGTERM once the job runs; returns the job as the worker left it.
+async fn terminate_while_running(
+    backend: Backend,
+    sleep_ms: u64,
+    env: &[(&str, &str)],
+) -> Option<JobRow> {
     let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::create(backend, &dir) else {
-        return;
-    };
+    let db = TestDb::create(backend, &dir)?;
     let pool = db.pool();
     let id = enqueue(
         &pool,
         &Diagnostic {
-            sleep_ms: 1500,
-            fail: false,
+            sleep_ms,
             ..Diagnostic::default()
         },
     );
-
-    let mut workers = Workers::spawn(&db.url, 1, &[]);
+    let mut workers = Workers::spawn(&db.url, 1, env);
     eventually("the job is running", Duration::from_secs(10), || {
         job(&pool, id).state == "running"
     })
@@ -632,7 +634,13 @@ async fn sigterm_lets_the_running_job_finish(backend: Backend) {
     workers.signal(0, "TERM");
     let status = workers.wait(0, Duration::from_secs(15));
     assert!(status.success(), "exit status {status}");
-    let finished = job(&pool, id);
+    Some(job(&pool, id))
+}
+
+async fn sigterm_lets_the_running_job_finish(backend: Backend) {
+    let Some(finished) = terminate_while_running(backend, 1500, &[]).await else {
+        return;
+    };
     assert_eq!(
         finished.state, "done",
         "the running job finished before exit"
@@ -641,27 +649,11 @@ async fn sigterm_lets_the_running_job_finish(backend: Backend) {
 }
 
 async fn a_job_still_running_when_the_grace_ends_goes_back_to_the_queue(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(db) = TestDb::create(backend, &dir) else {
+    let Some(returned) =
+        terminate_while_running(backend, 60_000, &[("JOB_SHUTDOWN_GRACE_SECS", "1")]).await
+    else {
         return;
     };
-    let pool = db.pool();
-    let id = enqueue(
-        &pool,
-        &Diagnostic {
-            sleep_ms: 60_000,
-            ..Diagnostic::default()
-        },
-    );
-    let mut workers = Workers::spawn(&db.url, 1, &[("JOB_SHUTDOWN_GRACE_SECS", "1")]);
-    eventually("the job is running", Duration::from_secs(10), || {
-        job(&pool, id).state == "running"
-    })
-    .await;
-    workers.signal(0, "TERM");
-    let status = workers.wait(0, Duration::from_secs(10));
-    assert!(status.success(), "exit status {status}");
-    let returned = job(&pool, id);
     assert_eq!(returned.state, "queued", "handed back, not left running");
     assert_eq!(returned.attempts, 0, "the interrupted run does not count");
     assert!(returned.locked_until.is_none());
