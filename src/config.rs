@@ -837,6 +837,30 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_the_documented_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let dev = config(&[("DATA_DIR", data.to_str().unwrap())]).unwrap();
+        assert_eq!((dev.host.as_str(), dev.port), ("127.0.0.1", 5000));
+        assert_eq!(dev.base_url.as_str(), "http://127.0.0.1:5000/");
+        assert_eq!(dev.log_format, LogFormat::Pretty);
+        assert!(dev.database_url == crate::db::DatabaseUrl::Sqlite(data.join("frontdesk.db")));
+        let prod = config(&[
+            ("APP_ENV", "production"),
+            ("DATA_DIR", data.to_str().unwrap()),
+            ("BASE_URL", "https://support.example.com"),
+            (
+                "SESSION_SECRET",
+                "a-long-and-random-session-secret-0123456789",
+            ),
+            ("ENCRYPTION_KEY", &("8f".repeat(16) + &"a1".repeat(16))),
+        ])
+        .unwrap();
+        assert_eq!((prod.host.as_str(), prod.port), ("0.0.0.0", 5000));
+        assert_eq!(prod.log_format, LogFormat::Json);
+    }
+
+    #[test]
     fn development_generates_secrets_once_and_keeps_them() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");

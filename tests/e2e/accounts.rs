@@ -363,6 +363,20 @@ async fn csrf_is_required_on_forms_and_cookie_authenticated_api_calls(backend: B
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "FORBIDDEN");
     let token = b.csrf("/app/api-keys").await;
+    // A token, but not this session's.
+    let forged: String = token
+        .chars()
+        .map(|c| if c == 'a' { 'b' } else { 'a' })
+        .collect();
+    let res = b
+        .client
+        .post(&api)
+        .header("x-csrf-token", forged)
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "a wrong token is refused like none");
     let res = b
         .client
         .post(&api)

@@ -891,6 +891,31 @@ async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) 
     assert_eq!(res.status(), 403);
     let stranger = Browser::new(&app);
     assert_eq!(stranger.get("/app/billing").await.0, 303);
+    let org = org_id(&app, "harbor-bikes").0;
+    for (email, role) in [
+        ("agent@harbor.test", frontdesk::domain::Role::Agent),
+        ("viewer@harbor.test", frontdesk::domain::Role::Viewer),
+    ] {
+        crate::accounts::add_member(&mut app.pool().get().unwrap(), org, email, role);
+        let member = Browser::new(&app);
+        assert_eq!(
+            member
+                .login(email, crate::accounts::PASSWORD)
+                .await
+                .status(),
+            303
+        );
+        assert_eq!(member.get("/app/billing").await.0, 403, "{email}");
+        let res = member
+            .submit("/app", "/app/billing/checkout", &[("plan", "pro")])
+            .await;
+        assert_eq!(res.status(), 403, "{email}");
+    }
+    assert_eq!(
+        stripe.requests_to("POST", "/v1/checkout/sessions").len(),
+        2,
+        "nothing more was asked of Stripe"
+    );
 }
 
 async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
