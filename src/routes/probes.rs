@@ -329,8 +329,29 @@ pub async fn health_db(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Resident set size from /proc (Linux, whatever the page size); `None` elsewhere.
+/// Resident set size from /proc (Linux, whatever the page size); `None`
+/// elsewhere. Read at most once a second: `/health` may be asked thousands of
+/// times a second, and the kernel builds `/proc/self/status` afresh each time.
 pub(super) fn resident_memory_bytes() -> Option<u64> {
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    /// When it was last read, and what it said.
+    type Reading = Option<(Instant, Option<u64>)>;
+    static LAST: OnceLock<Mutex<Reading>> = OnceLock::new();
+    let mut last = LAST
+        .get_or_init(|| Mutex::new(None))
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some((at, bytes)) = *last
+        && at.elapsed() < Duration::from_secs(1)
+    {
+        return bytes;
+    }
+    let bytes = read_vm_rss();
+    *last = Some((Instant::now(), bytes));
+    bytes
+}
+
+fn read_vm_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

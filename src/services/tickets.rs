@@ -96,6 +96,8 @@ pub fn open_for(
     conversation: &Conversation,
     who: &Actor<'_>,
 ) -> diesel::QueryResult<Ticket> {
+    // Two "talk to a person" at once (two tabs, two instances) make one ticket.
+    crate::db::lock_until_commit(conn, &format!("ticket:conversation:{}", conversation.id))?;
     let subject = subject_of(conn, conversation)?;
     let (ticket, opened) = Ticket::open_for(
         conn,

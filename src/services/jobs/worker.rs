@@ -337,8 +337,12 @@ impl Worker {
         // A finished job whose outcome is not written runs again after its
         // lease (an email sent twice): a database hiccup gets a few more tries.
         let mut stored = Err(JobFailure::retry("not tried"));
-        for pause_ms in [0, 200, 1000, 3000] {
-            actix_web::rt::time::sleep(Duration::from_millis(pause_ms)).await;
+        for (attempt, pause_ms) in [0u64, 200, 1000, 3000].into_iter().enumerate() {
+            // Not even a zero sleep on the first try: a timer wait costs a
+            // millisecond tick per job.
+            if attempt > 0 {
+                actix_web::rt::time::sleep(Duration::from_millis(pause_ms)).await;
+            }
             let (worker, outcome) = (self.id.clone(), outcome.clone());
             stored = self
                 .ctx
