@@ -5,10 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 
-use super::api_agents::{ConversationQuery, actor, conversation_status};
+use super::api_agents::{ConversationQuery, conversation_status};
 use super::app::{act, chrome, require, when};
 use crate::auth::csrf::{self, CsrfForm};
-use crate::auth::extractors::{Member, client_ip};
+use crate::auth::extractors::Member;
 use crate::csrf_protected;
 use crate::db::models::{Agent, Conversation, Document, ProviderCredential};
 use crate::domain::{AgentId, ConversationId, DocumentId, Permission};
@@ -801,7 +801,7 @@ pub async fn delete_conversation(
     CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::ManageSettings)?;
-    let (scope, id) = (member.scope.clone(), ConversationId(path.into_inner()));
+    let id = ConversationId(path.into_inner());
     if form.confirm.as_deref() != Some("yes") {
         flash::set(
             &member.session,
@@ -810,17 +810,10 @@ pub async fn delete_conversation(
         );
         return Ok(see_other(&format!("/app/conversations/{}", id.0)));
     }
-    let (label, ip) = (member.user.email.clone(), client_ip(&req));
-    let deleted = state
-        .db(move |conn| {
-            Ok(chat::delete_conversation(
-                conn,
-                &scope,
-                &actor(&scope, &label, &ip),
-                id,
-            )?)
-        })
-        .await?;
+    let deleted = act(&state, &member, &req, move |conn, scope, actor| {
+        chat::delete_conversation(conn, scope, actor, id)
+    })
+    .await??;
     if !deleted {
         return Err(AppError::NotFound);
     }

@@ -408,19 +408,8 @@ pub(crate) async fn accept_visitor_message(
                 };
                 limits::count_message(conn, &billing, conversation.organization_id, &base_url)?;
                 let team_has_it = crate::services::tickets::visitor_wrote(conn, &conversation)?;
-                let message = conversation.add_message(
-                    conn,
-                    &NewMessage {
-                        role: "visitor",
-                        content: &content,
-                        provider: None,
-                        latency_ms: None,
-                        tokens_in: None,
-                        tokens_out: None,
-                        citations: "[]",
-                        handoff_offered: false,
-                    },
-                )?;
+                let message =
+                    conversation.add_message(conn, &NewMessage::written("visitor", &content))?;
                 Ok(Accepted {
                     conversation,
                     standing,

@@ -179,19 +179,7 @@ pub fn reply(
     let text = checked_text("content", raw)?;
     write_transaction(conn, |conn| {
         let (ticket, conversation) = load(conn, scope, id)?;
-        conversation.add_message(
-            conn,
-            &NewMessage {
-                role: "staff",
-                content: &text,
-                provider: None,
-                latency_ms: None,
-                tokens_in: None,
-                tokens_out: None,
-                citations: "[]",
-                handoff_offered: false,
-            },
-        )?;
+        conversation.add_message(conn, &NewMessage::written("staff", &text))?;
         // The visitor can answer back: their conversation is open to them again.
         if conversation.status == RESOLVED {
             conversation.set_status(conn, ESCALATED)?;

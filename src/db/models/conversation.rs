@@ -61,6 +61,22 @@ pub struct NewMessage<'a> {
     pub handoff_offered: bool,
 }
 
+impl<'a> NewMessage<'a> {
+    /// A message written by a person (the visitor or the team): just its text.
+    pub fn written(role: &'a str, content: &'a str) -> Self {
+        Self {
+            role,
+            content,
+            provider: None,
+            latency_ms: None,
+            tokens_in: None,
+            tokens_out: None,
+            citations: "[]",
+            handoff_offered: false,
+        }
+    }
+}
+
 /// Who started a conversation, from where.
 #[derive(Debug, Clone)]
 pub struct NewConversation<'a> {
