@@ -207,6 +207,29 @@ pub(crate) async fn wait_for_mail(dir: &Path, to: &str, subject: &str) -> String
     }
 }
 
+/// Waits for an email to `to` about `subject` with a `path` link not in
+/// `seen`; returns that link (a second or third reset link, say).
+pub(crate) async fn next_link(
+    dir: &Path,
+    to: &str,
+    subject: &str,
+    path: &str,
+    seen: &[&str],
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = all_mail(dir, to, subject)
+            .into_iter()
+            .map(|text| link(&text, path))
+            .find(|l| !seen.contains(&l.as_str()));
+        if let Some(l) = fresh {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "no new {path} email to {to}");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// The path and query of the first link to `path` in a text.
 pub(crate) fn link(text: &str, path: &str) -> String {
     let start = text
@@ -770,22 +793,15 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
         .set(user_tokens::expires_at.eq(frontdesk::domain::now() - chrono::TimeDelta::minutes(1)))
         .execute(&mut conn)
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mail = loop {
-        let fresh = all_mail(
-            &mail_dir(&app),
-            "reset@acme.test",
-            "Reset your Frontdesk password",
-        )
-        .into_iter()
-        .find(|text| link(text, "/reset-password?token=") != reset);
-        if let Some(text) = fresh {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "no second reset email");
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    };
-    let expired = link(&mail, "/reset-password?token=");
+    let subject = "Reset your Frontdesk password";
+    let expired = next_link(
+        &mail_dir(&app),
+        "reset@acme.test",
+        subject,
+        "/reset-password?token=",
+        &[&reset],
+    )
+    .await;
     let (status, page) = b.get(&expired).await;
     assert_eq!(status, 422);
     assert!(page.contains("expired"), "{page}");
@@ -810,22 +826,14 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
         &[("email", "reset@acme.test")],
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pending = loop {
-        let fresh = all_mail(
-            &mail_dir(&app),
-            "reset@acme.test",
-            "Reset your Frontdesk password",
-        )
-        .into_iter()
-        .map(|text| link(&text, "/reset-password?token="))
-        .find(|l| *l != reset && *l != expired);
-        if let Some(l) = fresh {
-            break l;
-        }
-        assert!(Instant::now() < deadline, "no third reset email");
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    };
+    let pending = next_link(
+        &mail_dir(&app),
+        "reset@acme.test",
+        subject,
+        "/reset-password?token=",
+        &[&reset, &expired],
+    )
+    .await;
     let signed_in = Browser::new(&app);
     assert_eq!(
         signed_in
@@ -1255,17 +1263,8 @@ async fn an_api_key_answers_for_its_creator_and_cannot_make_keys(backend: Backen
         .select(memberships::organization_id)
         .first(&mut app.pool().get().unwrap())
         .unwrap();
-    let admin_membership = add_member(
-        &mut app.pool().get().unwrap(),
-        org,
-        "admin@relay.test",
-        Role::Admin,
-    );
-    let admin = Browser::new(&app);
-    assert_eq!(
-        admin.login("admin@relay.test", PASSWORD).await.status(),
-        303
-    );
+    let (admin_membership, admin) =
+        signed_in_member(&app, org, "admin@relay.test", Role::Admin).await;
     let key = admin.api_key("deploy", "write").await;
     let call = |method: reqwest::Method, path: &str| {
         app.client
@@ -1411,6 +1410,20 @@ async fn the_last_owner_cannot_be_demoted_or_removed(backend: Backend) {
 }
 
 /// A user with [`PASSWORD`] who already belongs to `org`; returns the membership id.
+/// A member with `role` in `org`, signed in in a browser of their own;
+/// returns the membership id and the browser.
+pub(crate) async fn signed_in_member(
+    app: &TestApp,
+    org: i64,
+    email: &str,
+    role: frontdesk::domain::Role,
+) -> (i64, Browser) {
+    let membership = add_member(&mut app.pool().get().unwrap(), org, email, role);
+    let browser = Browser::new(app);
+    assert_eq!(browser.login(email, PASSWORD).await.status(), 303);
+    (membership, browser)
+}
+
 pub(crate) fn add_member(
     conn: &mut frontdesk::db::DbConnection,
     org: i64,

@@ -896,15 +896,7 @@ async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) 
         ("agent@harbor.test", frontdesk::domain::Role::Agent),
         ("viewer@harbor.test", frontdesk::domain::Role::Viewer),
     ] {
-        crate::accounts::add_member(&mut app.pool().get().unwrap(), org, email, role);
-        let member = Browser::new(&app);
-        assert_eq!(
-            member
-                .login(email, crate::accounts::PASSWORD)
-                .await
-                .status(),
-            303
-        );
+        let (_, member) = crate::accounts::signed_in_member(&app, org, email, role).await;
         assert_eq!(member.get("/app/billing").await.0, 403, "{email}");
         let res = member
             .submit("/app", "/app/billing/checkout", &[("plan", "pro")])

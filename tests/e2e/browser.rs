@@ -282,17 +282,9 @@ async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_c
     )
     .await;
     assert_eq!(said.status(), 200);
-    let escalated = app
-        .client
-        .post(app.url(&format!(
-            "/api/v1/chat/lighthouse-coffee-roasters/barista/conversations/{}/escalate",
-            chat["conversationId"]
-        )))
-        .header("x-conversation-token", chat["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(escalated.status(), 200);
+    let escalated =
+        crate::chat::escalate(&app, "lighthouse-coffee-roasters", "barista", &chat).await;
+    assert_eq!(escalated, 200);
     run_script(
         "tour.mjs",
         &app.address,

@@ -751,6 +751,20 @@ pub(crate) async fn support_chat(app: &TestApp) -> Value {
         .unwrap()
 }
 
+/// The visitor's "talk to a person", with the conversation's token.
+pub(crate) async fn escalate(app: &TestApp, org: &str, agent: &str, chat: &Value) -> StatusCode {
+    app.client
+        .post(app.url(&format!(
+            "/api/v1/chat/{org}/{agent}/conversations/{}/escalate",
+            chat["conversationId"]
+        )))
+        .header("x-conversation-token", chat["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 pub(crate) async fn say(
     app: &TestApp,
     org: &str,
@@ -880,17 +894,7 @@ async fn documents_are_indexed_and_the_builtin_agent_answers_with_citations(back
     );
 
     // Escalation, the transcript and the conversation list with filters.
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/api/v1/chat/harbor-bikes/support/conversations/{}/escalate",
-            chat["conversationId"]
-        )))
-        .header("x-conversation-token", chat["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(escalate(&app, "harbor-bikes", "support", &chat).await, 200);
     let (_, list) = api.get("/api/v1/conversations?status=escalated").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(list["data"][0]["channel"], "widget");
@@ -1970,17 +1974,10 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     let (_, dashboard) = owner.get("/app").await;
     assert!(dashboard.contains("Open conversations: 1"), "{dashboard}");
     assert!(dashboard.contains("Waiting for a person: 0"), "{dashboard}");
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/api/v1/chat/harbor-bikes/front-desk/conversations/{}/escalate",
-            chat["conversationId"]
-        )))
-        .header("x-conversation-token", chat["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        escalate(&app, "harbor-bikes", "front-desk", &chat).await,
+        200
+    );
     let (_, dashboard) = owner.get("/app").await;
     assert!(
         dashboard.contains("Waiting for a person: 1")

@@ -8,7 +8,7 @@ use frontdesk::domain::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::accounts::{Browser, PASSWORD, add_member, organization_with_key};
+use crate::accounts::{Browser, organization_with_key, signed_in_member};
 use crate::backend_tests;
 use crate::chat::{Api, say, support_chat};
 use crate::helpers::{Backend, TestApp, spawn_app};
@@ -39,16 +39,7 @@ fn org_id(app: &TestApp) -> i64 {
 }
 
 async fn escalate(app: &TestApp, chat: &Value) -> StatusCode {
-    app.client
-        .post(app.url(&format!(
-            "/api/v1/chat/harbor-bikes/support/conversations/{}/escalate",
-            chat["conversationId"]
-        )))
-        .header("x-conversation-token", chat["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .status()
+    crate::chat::escalate(app, "harbor-bikes", "support", chat).await
 }
 
 /// What the visitor's chat shows: the public transcript, with its token.
@@ -202,13 +193,7 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
     assert_eq!(ticket["status"], "open");
 
     // Assigned to a colleague, who is emailed a link to the ticket.
-    let org = org_id(&app);
-    add_member(
-        &mut app.pool().get().unwrap(),
-        org,
-        "sam@harbor.test",
-        Role::Agent,
-    );
+    let (_, colleague) = signed_in_member(&app, org_id(&app), "sam@harbor.test", Role::Agent).await;
     let sam = user_id(&app, "sam@harbor.test");
     let res = owner
         .submit(
@@ -226,11 +211,6 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
     .await;
     let link = crate::accounts::link(&mail, &format!("/app/tickets/{id}"));
     assert!(link.ends_with(&format!("/app/tickets/{id}")), "{link}");
-    let colleague = Browser::new(&app);
-    assert_eq!(
-        colleague.login("sam@harbor.test", PASSWORD).await.status(),
-        303
-    );
     let (status, html) = colleague.get(&format!("/app/tickets/{id}")).await;
     assert_eq!(status, 200, "the emailed link opens the ticket");
     assert!(html.contains("assigned it to"), "{html}");
@@ -369,18 +349,7 @@ async fn bad_ticket_input_is_refused_and_changes_nothing(backend: Backend) {
         assert!(err["code"].is_string(), "{err}");
     }
     // A viewer may read tickets but not answer or assign them; nor be assigned.
-    let org = org_id(&app);
-    add_member(
-        &mut app.pool().get().unwrap(),
-        org,
-        "vic@harbor.test",
-        Role::Viewer,
-    );
-    let viewer = Browser::new(&app);
-    assert_eq!(
-        viewer.login("vic@harbor.test", PASSWORD).await.status(),
-        303
-    );
+    let (_, viewer) = signed_in_member(&app, org_id(&app), "vic@harbor.test", Role::Viewer).await;
     let (status, _) = viewer.get(&page).await;
     assert_eq!(status, 200);
     let res = viewer
