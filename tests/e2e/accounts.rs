@@ -207,6 +207,20 @@ pub(crate) async fn wait_for_mail(dir: &Path, to: &str, subject: &str) -> String
     }
 }
 
+/// Posts the reset-password form: `token` and the new password, typed twice.
+async fn post_reset(b: &Browser, token: &str, password: &str) -> reqwest::Response {
+    b.submit(
+        "/forgot-password",
+        "/reset-password",
+        &[
+            ("token", token),
+            ("password", password),
+            ("password_confirmation", password),
+        ],
+    )
+    .await
+}
+
 /// Waits for an email to `to` about `subject` with a `path` link not in
 /// `seen`; returns that link (a second or third reset link, say).
 pub(crate) async fn next_link(
@@ -713,17 +727,7 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     let token = reset.split("token=").nth(1).unwrap().to_string();
     let (status, _) = b.get(&reset).await;
     assert_eq!(status, 200);
-    let res = b
-        .submit(
-            &reset,
-            "/reset-password",
-            &[
-                ("token", &token),
-                ("password", "reset is what I did today"),
-                ("password_confirmation", "reset is what I did today"),
-            ],
-        )
-        .await;
+    let res = post_reset(&b, &token, "reset is what I did today").await;
     assert_eq!(
         res.status(),
         422,
@@ -736,17 +740,7 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
             .contains("cannot contain your email")
     );
     let new_password = "a brand new passphrase";
-    let res = b
-        .submit(
-            &reset,
-            "/reset-password",
-            &[
-                ("token", &token),
-                ("password", new_password),
-                ("password_confirmation", new_password),
-            ],
-        )
-        .await;
+    let res = post_reset(&b, &token, new_password).await;
     assert_eq!(res.status(), 303);
     assert_eq!(location(&res), "/login");
 
@@ -767,17 +761,7 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
         303
     );
 
-    let again = b
-        .submit(
-            "/forgot-password",
-            "/reset-password",
-            &[
-                ("token", &token),
-                ("password", "yet another passphrase"),
-                ("password_confirmation", "yet another passphrase"),
-            ],
-        )
-        .await;
+    let again = post_reset(&b, &token, "yet another passphrase").await;
     assert_eq!(again.status(), 422, "a reset link works once");
     assert!(again.text().await.unwrap().contains("already used"));
 
@@ -805,17 +789,8 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     let (status, page) = b.get(&expired).await;
     assert_eq!(status, 422);
     assert!(page.contains("expired"), "{page}");
-    let res = b
-        .submit(
-            "/forgot-password",
-            "/reset-password",
-            &[
-                ("token", expired.split("token=").nth(1).unwrap()),
-                ("password", "yet another passphrase"),
-                ("password_confirmation", "yet another passphrase"),
-            ],
-        )
-        .await;
+    let expired_token = expired.split("token=").nth(1).unwrap();
+    let res = post_reset(&b, expired_token, "yet another passphrase").await;
     assert_eq!(res.status(), 422, "an expired link cannot be posted either");
     assert!(res.text().await.unwrap().contains("expired"));
 
