@@ -2,7 +2,6 @@
 //! or Anthropic), streamed replies, persistence, hand-off and summaries. A remote
 //! provider that fails degrades to the builtin answer plus the hand-off offer.
 
-pub mod builtin;
 pub mod credentials;
 pub mod prompt;
 pub mod providers;
@@ -22,7 +21,10 @@ use crate::domain::{ConversationId, OrganizationId};
 use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
 use crate::services::knowledge::{self, ScoredPassage};
 use crate::telemetry::metrics::Metrics;
-use providers::{ChatRequest, ProviderKind, RemoteProvider, RemoteSettings, Role, Turn};
+use providers::builtin::{self, Builtin};
+use providers::{
+    ChatRequest, Provider, ProviderKind, Question, RemoteProvider, RemoteSettings, Role, Turn,
+};
 
 /// Passages retrieved per question.
 const PASSAGES: usize = 4;
@@ -123,7 +125,19 @@ impl ChatEngine {
     }
 
     /// The provider an agent uses: its own choice or the server's, with the
-    /// organization's key when it stored one. `None` means builtin.
+    /// organization's key when it stored one; builtin when a remote one is not
+    /// set up or cannot be used.
+    fn provider_for(
+        &self,
+        conn: &mut DbConnection,
+        agent: &Agent,
+    ) -> Result<Box<dyn Provider>, ChatError> {
+        Ok(match self.remote_for(conn, agent)? {
+            Some(remote) => Box::new(remote),
+            None => Box::new(Builtin),
+        })
+    }
+
     fn remote_for(
         &self,
         conn: &mut DbConnection,
@@ -208,74 +222,66 @@ impl ChatEngine {
         let started = Instant::now();
         let engine = self.clone();
         let (org, agent_id) = (agent.organization_id, agent.id);
-        let (passages, history, remote, agent) = db(&pool, {
+        let (passages, history, provider, agent) = db(&pool, {
             let question = question.clone();
             let conversation = conversation.clone();
             move |conn| {
                 let passages = knowledge::retrieve(conn, org, agent_id, &question, PASSAGES)?;
                 let history = conversation.messages(conn)?;
-                let remote = engine.remote_for(conn, &agent)?;
-                Ok((passages, history, remote, agent))
+                let provider = engine.provider_for(conn, &agent)?;
+                Ok((passages, history, provider, agent))
             }
         })
         .await?;
 
         let terms = knowledge::text::terms(&question);
-        let threshold = agent.handoff_threshold;
-        let (text, citations, handoff, provider, usage) = match remote {
-            None => {
-                let a = builtin::answer(&terms, &passages, threshold);
-                for piece in builtin::pieces(&a.text) {
-                    let _ = events.send(ReplyEvent::Delta(piece)).await;
+        let asked = Question {
+            agent: &agent,
+            history: &history,
+            terms: &terms,
+            passages: &passages,
+        };
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let forward = {
+            let events = events.clone();
+            async move {
+                let mut text = String::new();
+                while let Some(delta) = rx.recv().await {
+                    text.push_str(&delta);
+                    let _ = events.send(ReplyEvent::Delta(delta)).await;
                 }
-                (a.text, a.citations, a.handoff, "builtin".to_string(), None)
+                text
             }
-            Some(remote) => {
-                let request = prompt::request(&agent, &passages, &history, HISTORY);
-                let (tx, mut rx) = mpsc::channel::<String>(64);
-                let forward = {
-                    let events = events.clone();
-                    async move {
-                        let mut text = String::new();
-                        while let Some(delta) = rx.recv().await {
-                            text.push_str(&delta);
-                            let _ = events.send(ReplyEvent::Delta(delta)).await;
-                        }
-                        text
-                    }
-                };
-                let (result, text) = tokio::join!(remote.stream(&request, tx), forward);
-                let best = passages.first().map_or(0.0, |p| p.score);
-                let cited = prompt::cited(&text, &passages);
-                match result {
-                    Ok(usage) if !text.trim().is_empty() => (
-                        text,
-                        cited,
-                        best < threshold,
-                        remote.kind().as_str().to_string(),
-                        Some(usage),
-                    ),
-                    outcome => {
-                        if let Err(e) = &outcome {
-                            tracing::warn!(error = %e, provider = remote.kind().as_str(), "provider failed; answering with builtin");
-                        }
-                        let fallback = builtin::answer(&terms, &passages, threshold);
-                        let mut full = text;
-                        let addition = if full.trim().is_empty() {
-                            fallback.text.clone()
-                        } else {
-                            format!("\n\n_The answer was interrupted._ {}", builtin::OFFER)
-                        };
-                        let _ = events.send(ReplyEvent::Delta(addition.clone())).await;
-                        full.push_str(&addition);
-                        let citations = if cited.is_empty() {
-                            fallback.citations
-                        } else {
-                            cited
-                        };
-                        (full, citations, true, "builtin".to_string(), None)
-                    }
+        };
+        let (result, text) = tokio::join!(provider.answer(asked, tx), forward);
+        let (text, citations, handoff, provider, usage) = match result {
+            Ok(a) if !text.trim().is_empty() => (
+                text,
+                a.citations,
+                a.handoff,
+                provider.name().to_string(),
+                a.usage,
+            ),
+            outcome => {
+                if let Err(e) = &outcome {
+                    tracing::warn!(error = %e, provider = provider.name(), "provider failed; answering with builtin");
                 }
+                let fallback = builtin::answer(&terms, &passages, agent.handoff_threshold);
+                let mut full = text;
+                let addition = if full.trim().is_empty() {
+                    fallback.text.clone()
+                } else {
+                    format!("\n\n_The answer was interrupted._ {}", builtin::OFFER)
+                };
+                let _ = events.send(ReplyEvent::Delta(addition.clone())).await;
+                let cited = prompt::cited(&full, &passages);
+                full.push_str(&addition);
+                let citations = if cited.is_empty() {
+                    fallback.citations
+                } else {
+                    cited
+                };
+                (full, citations, true, Builtin.name().to_string(), None)
             }
         };
 
@@ -320,35 +326,27 @@ impl ChatEngine {
         let _ = events.send(ReplyEvent::Done(outcome.clone())).await;
         Ok(outcome)
     }
+}
 
-    /// A short account of the conversation: the provider's, or an extractive one.
-    async fn summarize(
-        &self,
-        remote: Option<RemoteProvider>,
-        agent: &Agent,
-        messages: &[crate::db::models::Message],
-    ) -> String {
-        if let Some(remote) = remote {
-            let request = prompt::summary_request(agent, messages);
-            let (tx, mut rx) = mpsc::channel::<String>(64);
-            let collect = async move {
-                let mut text = String::new();
-                while let Some(d) = rx.recv().await {
-                    text.push_str(&d);
-                }
-                text
-            };
-            let (result, text) = tokio::join!(remote.stream(&request, tx), collect);
-            match result {
-                Ok(_) if !text.trim().is_empty() => return text.trim().to_string(),
-                Ok(_) => tracing::warn!("provider returned an empty summary"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "provider could not summarize; using an extractive summary")
-                }
-            }
-        }
-        extractive_summary(messages)
+/// A short account of the conversation: the provider's, or an extractive one.
+async fn summarize(
+    provider: &dyn Provider,
+    agent: &Agent,
+    messages: &[crate::db::models::Message],
+) -> String {
+    match provider.summarize(agent, messages).await {
+        Ok(text) if !text.trim().is_empty() => return text,
+        Ok(_) => tracing::warn!(
+            provider = provider.name(),
+            "provider returned an empty summary"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            provider = provider.name(),
+            "provider could not summarize; using an extractive summary"
+        ),
     }
+    builtin::summary(messages)
 }
 
 fn clamp(n: u32) -> i32 {
@@ -495,45 +493,6 @@ fn schedule_summary(
     .map(|_| ())
 }
 
-pub fn extractive_summary(messages: &[crate::db::models::Message]) -> String {
-    let first = messages
-        .iter()
-        .find(|m| m.role == "visitor")
-        .map(|m| truncate(m.content.trim(), 160));
-    let visitor = messages.iter().filter(|m| m.role == "visitor").count();
-    let handoff = messages.iter().any(|m| m.handoff_offered);
-    let mut sources: Vec<String> = messages
-        .iter()
-        .filter_map(|m| serde_json::from_str::<Vec<Citation>>(&m.citations).ok())
-        .flatten()
-        .map(|c| c.title)
-        .collect();
-    sources.dedup();
-    sources.truncate(3);
-    let mut summary = match first {
-        Some(q) => format!("The visitor asked: \u{201c}{q}\u{201d}."),
-        None => "No question was asked.".to_string(),
-    };
-    summary.push_str(&format!(
-        " {visitor} visitor message{} in total.",
-        if visitor == 1 { "" } else { "s" }
-    ));
-    if !sources.is_empty() {
-        summary.push_str(&format!(" Answered from: {}.", sources.join(", ")));
-    }
-    if handoff {
-        summary.push_str(" A person was offered.");
-    }
-    summary
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
 /// Writes a conversation's summary once it went quiet.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SummarizeConversation {
@@ -572,15 +531,15 @@ impl SummarizeConversation {
                 .select(Agent::as_select())
                 .first(conn)?;
             let messages = conversation.messages(conn)?;
-            let remote = engine.remote_for(conn, &agent)?;
-            Ok(Some((conversation, agent, messages, remote)))
+            let provider = engine.provider_for(conn, &agent)?;
+            Ok(Some((conversation, agent, messages, provider)))
         })
         .await
         .map_err(JobFailure::retry)?;
-        let Some((conversation, agent, messages, remote)) = loaded else {
+        let Some((conversation, agent, messages, provider)) = loaded else {
             return Ok(());
         };
-        let summary = ctx.chat.summarize(remote, &agent, &messages).await;
+        let summary = summarize(&*provider, &agent, &messages).await;
         db(&ctx.pool, move |conn| {
             conversation.set_summary(conn, &summary)?;
             Ok(())

@@ -1,11 +1,13 @@
-//! Remote chat models behind one type: OpenAI-compatible servers and Anthropic,
-//! both streamed over server-sent events.
+//! Chat providers behind one trait, [`Provider`]: the offline [`builtin::Builtin`]
+//! and [`RemoteProvider`] for remote models (OpenAI-compatible servers and
+//! Anthropic, both streamed over server-sent events).
 //!
-//! The provider modules only know their wire formats (request body, events);
+//! The remote wire modules only know their formats (request body, events);
 //! connecting, timeouts, retries and error reporting are shared here so both
 //! behave the same way towards a conversation.
 
 mod anthropic;
+pub mod builtin;
 pub mod egress;
 mod openai;
 pub mod sse;
@@ -14,9 +16,13 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use tokio::sync::mpsc;
 
+use super::Citation;
+use crate::db::models::{Agent, Message};
+use crate::services::knowledge::ScoredPassage;
 use sse::{SseEvent, SseParser};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -165,6 +171,54 @@ pub struct ChatRequest {
 pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
+}
+
+/// What a provider answers: the newest visitor message in `history`, with the
+/// passages retrieval found for it (best first).
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    pub agent: &'a Agent,
+    pub history: &'a [Message],
+    /// The question's search terms, as retrieval used them.
+    pub terms: &'a [String],
+    pub passages: &'a [ScoredPassage],
+}
+
+impl Question<'_> {
+    /// Nothing retrieved scores as well as the agent asks: a person is offered.
+    pub fn weakly_answered(&self) -> bool {
+        self.passages.first().map_or(0.0, |p| p.score) < self.agent.handoff_threshold
+    }
+}
+
+/// What a provider says about the answer whose text it streamed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub citations: Vec<Citation>,
+    pub handoff: bool,
+    /// `None` where no model ran (builtin).
+    pub usage: Option<Usage>,
+}
+
+/// The one interface the chat engine talks to, whatever answers.
+pub trait Provider: Send + Sync {
+    /// Recorded with every message the provider writes.
+    fn name(&self) -> &'static str;
+
+    /// Streams the answer's text to `deltas` as it is produced. On an error,
+    /// whatever was already sent stays sent; the engine decides what follows.
+    fn answer<'a>(
+        &'a self,
+        question: Question<'a>,
+        deltas: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<Answered, ProviderError>>;
+
+    /// A short account of a conversation for the team.
+    fn summarize<'a>(
+        &'a self,
+        agent: &'a Agent,
+        messages: &'a [Message],
+    ) -> BoxFuture<'a, Result<String, ProviderError>>;
 }
 
 /// Why a reply could not be had. Messages may be shown to an operator: they
@@ -505,6 +559,71 @@ impl RemoteProvider {
             ProviderError::Config(m) => ProviderError::Config(clean(m)),
             other @ (ProviderError::Timeout(_) | ProviderError::RateLimited) => other,
         }
+    }
+}
+
+impl RemoteProvider {
+    /// Runs `request`, passing its deltas on to `outward` (when there is a
+    /// listener) and collecting them: the text is wanted either way.
+    async fn collected(
+        &self,
+        request: &ChatRequest,
+        outward: Option<&mpsc::Sender<String>>,
+    ) -> (Result<Usage, ProviderError>, String) {
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let collect = async move {
+            let mut text = String::new();
+            while let Some(delta) = rx.recv().await {
+                text.push_str(&delta);
+                if let Some(outward) = outward {
+                    // A listener that left does not stop the reply: it is stored.
+                    let _ = outward.send(delta).await;
+                }
+            }
+            text
+        };
+        tokio::join!(self.stream(request, tx), collect)
+    }
+}
+
+impl Provider for RemoteProvider {
+    fn name(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
+    fn answer<'a>(
+        &'a self,
+        question: Question<'a>,
+        deltas: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<Answered, ProviderError>> {
+        Box::pin(async move {
+            let request = super::prompt::request(
+                question.agent,
+                question.passages,
+                question.history,
+                super::HISTORY,
+            );
+            let (result, text) = self.collected(&request, Some(&deltas)).await;
+            let usage = result?;
+            Ok(Answered {
+                citations: super::prompt::cited(&text, question.passages),
+                handoff: question.weakly_answered(),
+                usage: Some(usage),
+            })
+        })
+    }
+
+    fn summarize<'a>(
+        &'a self,
+        agent: &'a Agent,
+        messages: &'a [Message],
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+        Box::pin(async move {
+            let request = super::prompt::summary_request(agent, messages);
+            let (result, text) = self.collected(&request, None).await;
+            result?;
+            Ok(text.trim().to_string())
+        })
     }
 }
 

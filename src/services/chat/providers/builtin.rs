@@ -2,8 +2,56 @@
 //! and offers a person when nothing matches well enough. Passages are only ever
 //! quoted, so instructions written inside a document are shown, never obeyed.
 
-use super::Citation;
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use super::{Answered, Provider, ProviderError, Question};
+use crate::db::models::{Agent, Message};
+use crate::services::chat::Citation;
 use crate::services::knowledge::{ScoredPassage, stem};
+
+/// Needs no network and no key: what an agent uses until a model is set up,
+/// and what a failing model falls back to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtin;
+
+impl Provider for Builtin {
+    fn name(&self) -> &'static str {
+        "builtin"
+    }
+
+    fn answer<'a>(
+        &'a self,
+        question: Question<'a>,
+        deltas: mpsc::Sender<String>,
+    ) -> BoxFuture<'a, Result<Answered, ProviderError>> {
+        Box::pin(async move {
+            let a = answer(
+                question.terms,
+                question.passages,
+                question.agent.handoff_threshold,
+            );
+            for piece in pieces(&a.text) {
+                if deltas.send(piece).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Answered {
+                citations: a.citations,
+                handoff: a.handoff,
+                usage: None,
+            })
+        })
+    }
+
+    fn summarize<'a>(
+        &'a self,
+        _agent: &'a Agent,
+        messages: &'a [Message],
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+        Box::pin(async move { Ok(summary(messages)) })
+    }
+}
 
 /// A composed reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +172,47 @@ pub fn pieces(text: &str) -> Vec<String> {
         out.push(current);
     }
     out
+}
+
+/// An extractive account: what the visitor asked first, how much they wrote,
+/// which documents answered and whether a person was offered.
+pub fn summary(messages: &[Message]) -> String {
+    let first = messages
+        .iter()
+        .find(|m| m.role == "visitor")
+        .map(|m| truncate(m.content.trim(), 160));
+    let visitor = messages.iter().filter(|m| m.role == "visitor").count();
+    let handoff = messages.iter().any(|m| m.handoff_offered);
+    let mut sources: Vec<String> = messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<Vec<Citation>>(&m.citations).ok())
+        .flatten()
+        .map(|c| c.title)
+        .collect();
+    sources.dedup();
+    sources.truncate(3);
+    let mut summary = match first {
+        Some(q) => format!("The visitor asked: \u{201c}{q}\u{201d}."),
+        None => "No question was asked.".to_string(),
+    };
+    summary.push_str(&format!(
+        " {visitor} visitor message{} in total.",
+        if visitor == 1 { "" } else { "s" }
+    ));
+    if !sources.is_empty() {
+        summary.push_str(&format!(" Answered from: {}.", sources.join(", ")));
+    }
+    if handoff {
+        summary.push_str(" A person was offered.");
+    }
+    summary
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
 }
 
 #[cfg(test)]
