@@ -153,11 +153,9 @@ pub fn check() -> ExitCode {
         // connections can be read is still tried: every problem at once.
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let data_dir = std::path::PathBuf::from(env("DATA_DIR").unwrap_or_else(|| "./data".into()));
-        match db::DatabaseUrl::parse(env("DATABASE_URL").as_deref(), &data_dir) {
-            // Opening a SQLite file that is not there would create it.
-            Ok(db::DatabaseUrl::Sqlite(path)) if !path.exists() => {}
-            Ok(url) => check_database(&url, &mut problems),
-            Err(_) => {} // already among the configuration problems
+        // A malformed URL is already among the configuration problems.
+        if let Ok(url) = db::DatabaseUrl::parse(env("DATABASE_URL").as_deref(), &data_dir) {
+            check_database(&url, &mut problems);
         }
         // Only a URL that names an SMTP server is worth dialing: the
         // configuration problems already list anything else.
@@ -207,6 +205,19 @@ pub fn check() -> ExitCode {
 
 fn check_database(url: &db::DatabaseUrl, problems: &mut Vec<String>) {
     let target = url.redacted();
+    if let db::DatabaseUrl::Sqlite(path) = url
+        && !path.exists()
+    {
+        // Opening it would create it: a check only says whether it could be.
+        match writable_ancestor(path) {
+            Ok(dir) => println!(
+                "note  database {target} does not exist yet; `frontdesk migrate` or `frontdesk serve` creates it (in {})",
+                dir.display()
+            ),
+            Err(e) => problems.push(format!("database: {target} cannot be created: {e}")),
+        }
+        return;
+    }
     match db::connect(url, Some(1)) {
         Ok(pool) => {
             println!("ok    database {target}");
@@ -226,6 +237,26 @@ fn check_database(url: &db::DatabaseUrl, problems: &mut Vec<String>) {
         }
         Err(e) => problems.push(format!("database: {e}")),
     }
+}
+
+/// The nearest existing folder above `path`, if a file can be written there.
+fn writable_ancestor(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let dir = path
+        .ancestors()
+        .skip(1)
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .find(|p| p.is_dir())
+        .unwrap_or(std::path::Path::new("/"));
+    let probe = dir.join(format!(".frontdesk-check-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)?;
+    Ok(dir.to_path_buf())
 }
 
 fn check_smtp(url: &url::Url, problems: &mut Vec<String>) {

@@ -370,6 +370,36 @@ async fn check_reports_every_problem_at_once(backend: Backend) {
     let Some(db) = TestDb::create(backend, &dir) else {
         return;
     };
+    if backend == Backend::Sqlite {
+        // A check looks, it does not create: the file appears with the first migrate.
+        let file = dir.path().join("test.db");
+        let fresh = frontdesk(dir.path())
+            .env("DATABASE_URL", &db.url)
+            .arg("check")
+            .output()
+            .unwrap();
+        assert!(fresh.status.success(), "{}", stderr(&fresh));
+        assert!(
+            stdout(&fresh).contains("does not exist yet"),
+            "{}",
+            stdout(&fresh)
+        );
+        assert!(!file.exists(), "check created {}", file.display());
+        std::fs::File::create(&file).unwrap();
+
+        // Nothing can be written under /proc, not even by root.
+        let nowhere = frontdesk(dir.path())
+            .env("DATABASE_URL", "sqlite:///proc/frontdesk/test.db")
+            .arg("check")
+            .output()
+            .unwrap();
+        assert!(!nowhere.status.success());
+        assert!(
+            stderr(&nowhere).contains("cannot be created"),
+            "{}",
+            stderr(&nowhere)
+        );
+    }
     let good = frontdesk(dir.path())
         .env("DATABASE_URL", &db.url)
         .arg("check")
