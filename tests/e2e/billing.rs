@@ -21,6 +21,7 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 backend_tests!(
     webhooks_refuse_bad_signatures_and_bodies_and_store_nothing,
     a_replayed_event_is_applied_once_and_order_does_not_matter,
+    a_second_live_subscription_cancels_the_one_it_replaces,
     every_handled_event_type_is_applied,
     the_same_event_delivered_to_two_instances_at_once_is_applied_once,
     an_event_whose_job_gave_up_is_queued_again_by_maintenance,
@@ -124,6 +125,14 @@ fn org_id(app: &TestApp, slug: &str) -> OrganizationId {
         .first::<i64>(&mut app.pool().get().unwrap())
         .map(OrganizationId)
         .unwrap()
+}
+
+/// Harbor Bikes signed up, its Stripe customer already linked.
+async fn harbor_with_customer(app: &TestApp, customer: &str) -> OrganizationId {
+    organization_with_key(app, ORG, OWNER).await;
+    let org = org_id(app, "harbor-bikes");
+    link_customer(app, org, customer);
+    org
 }
 
 fn account(app: &TestApp, org: OrganizationId) -> BillingAccount {
@@ -282,9 +291,7 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
     let Some(app) = billing_app(backend, &stripe, &[]).await else {
         return;
     };
-    let (_owner, _) = organization_with_key(&app, ORG, OWNER).await;
-    let org = org_id(&app, "harbor-bikes");
-    link_customer(&app, org, "cus_harbor");
+    let org = harbor_with_customer(&app, "cus_harbor").await;
 
     let t0 = now() - 100;
     let active = event(
@@ -425,6 +432,99 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
     );
     assert_eq!(fetched("sub_harbor_2"), 2, "Stripe was asked");
     assert_eq!(account(&app, org).status, "active");
+}
+
+/// Checkout finished in two tabs: two live subscriptions. The one Stripe
+/// confirmed last is the plan; the other is canceled in Stripe, once.
+async fn a_second_live_subscription_cancels_the_one_it_replaces(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    let org = harbor_with_customer(&app, "cus_harbor").await;
+
+    let first = subscription("sub_tab_1", "cus_harbor", PRICE_PRO, "active");
+    let second = subscription("sub_tab_2", "cus_harbor", PRICE_BUSINESS, "active");
+    stripe.set_subscription(first.clone());
+    stripe.set_subscription(second.clone());
+    let t0 = now() - 60;
+    assert_eq!(
+        apply(
+            &app,
+            "evt_tab_1",
+            "customer.subscription.created",
+            t0,
+            first
+        )
+        .await,
+        "processed"
+    );
+    assert!(
+        stripe
+            .requests_to("DELETE", "/v1/subscriptions/sub_tab_1")
+            .is_empty()
+    );
+
+    let created = event("evt_tab_2", "customer.subscription.created", t0 + 5, second);
+    assert_eq!(deliver(&app, &created).await.status(), 200);
+    assert_eq!(processed(&app, "evt_tab_2").await, "processed");
+    let a = account(&app, org);
+    assert_eq!(
+        (a.plan.as_str(), a.stripe_subscription_id.as_deref()),
+        ("business", Some("sub_tab_2"))
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while audit_count(&app, "billing.subscription_canceled") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the replaced subscription was not canceled"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    let canceled = stripe.requests_to("DELETE", "/v1/subscriptions/sub_tab_1");
+    assert_eq!(canceled.len(), 1, "{canceled:?}");
+    assert_eq!(canceled[0].param("prorate"), Some("true"));
+    assert!(canceled[0].idempotency_key.is_some());
+    assert!(
+        stripe
+            .requests_to("DELETE", "/v1/subscriptions/sub_tab_2")
+            .is_empty()
+    );
+
+    // Stripe's own report of the cancellation, and a replay of the switch,
+    // change nothing more.
+    let mut ended = subscription("sub_tab_1", "cus_harbor", PRICE_PRO, "canceled");
+    ended["canceled_at"] = json!(now());
+    assert_eq!(
+        apply(
+            &app,
+            "evt_tab_3",
+            "customer.subscription.deleted",
+            now(),
+            ended
+        )
+        .await,
+        "ignored"
+    );
+    assert_eq!(deliver(&app, &created).await.status(), 200);
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let a = account(&app, org);
+    assert_eq!(
+        (
+            a.plan.as_str(),
+            a.status.as_str(),
+            a.stripe_subscription_id.as_deref()
+        ),
+        ("business", "active", Some("sub_tab_2"))
+    );
+    assert_eq!(
+        stripe
+            .requests_to("DELETE", "/v1/subscriptions/sub_tab_1")
+            .len(),
+        1
+    );
+    assert_eq!(audit_count(&app, "billing.subscription_canceled"), 1);
 }
 
 async fn every_handled_event_type_is_applied(backend: Backend) {
@@ -606,9 +706,7 @@ async fn the_same_event_delivered_to_two_instances_at_once_is_applied_once(backe
     let Some(app) = billing_app(backend, &stripe, &[]).await else {
         return;
     };
-    organization_with_key(&app, ORG, OWNER).await;
-    let org = org_id(&app, "harbor-bikes");
-    link_customer(&app, org, "cus_twice");
+    harbor_with_customer(&app, "cus_twice").await;
     let secrets = format!("{SECRET},{OLD_SECRET}");
     let second = app
         .another_instance(&[
@@ -656,9 +754,7 @@ async fn an_event_whose_job_gave_up_is_queued_again_by_maintenance(backend: Back
     let Some(app) = billing_app(backend, &stripe, &[]).await else {
         return;
     };
-    organization_with_key(&app, ORG, OWNER).await;
-    let org = org_id(&app, "harbor-bikes");
-    link_customer(&app, org, "cus_stuck");
+    let org = harbor_with_customer(&app, "cus_stuck").await;
     let mut conn = app.pool().get().unwrap();
 
     // Stored and acknowledged an hour ago; its job used every attempt and is

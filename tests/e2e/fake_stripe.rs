@@ -219,6 +219,22 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
                 None => return stripe_error(404, &format!("No such subscription: '{id}'")),
             }
         }
+        ("DELETE", path) if path.starts_with("/v1/subscriptions/") => {
+            let id = path.trim_start_matches("/v1/subscriptions/");
+            match state
+                .subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(id)
+            {
+                Some(sub) => {
+                    sub["status"] = json!("canceled");
+                    sub["canceled_at"] = json!(chrono::Utc::now().timestamp());
+                    sub.clone()
+                }
+                None => return stripe_error(404, &format!("No such subscription: '{id}'")),
+            }
+        }
         _ => return stripe_error(404, "Unrecognized request URL"),
     };
     if let Some(key) = &recorded.idempotency_key {

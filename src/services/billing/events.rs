@@ -17,6 +17,7 @@ use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
 use crate::services::mail::MailTemplate;
 
 use super::limits::PAST_DUE;
+use super::superseded::CancelSupersededSubscription;
 
 /// Processes one stored Stripe event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -343,17 +344,16 @@ impl ProcessStripeEvent {
                 "{} {} -> {} {}",
                 account.plan, account.status, change.plan, change.status
             );
-            // Two live subscriptions means the customer pays twice: say so
-            // where the team will look.
+            // Two live subscriptions means the customer pays twice: the one
+            // replaced is canceled, in the same transaction as the switch.
             if let Some(other) = account
                 .stripe_subscription_id
                 .as_deref()
                 .filter(|other| *other != sub.id && !objects::is_terminal(&account.status))
             {
-                tracing::warn!(organization = %org, replaced = other, by = %sub.id, "two live Stripe subscriptions");
-                transition.push_str(&format!(
-                    "; replaces {other}, still live in Stripe: cancel one of them"
-                ));
+                tracing::warn!(organization = %org, replaced = other, by = %sub.id, "two live Stripe subscriptions: canceling the one replaced");
+                CancelSupersededSubscription::enqueue(conn, org, other, &sub.id)?;
+                transition.push_str(&format!("; replaces {other}, which is canceled in Stripe"));
             }
             BillingAccount::apply(conn, org, &change)?;
             audit(

@@ -9,6 +9,7 @@ pub mod events;
 pub mod limits;
 pub mod objects;
 pub mod stripe;
+pub mod superseded;
 pub mod webhook;
 
 use crate::db::DbConnection;
@@ -20,6 +21,7 @@ use crate::services::mail::{MailTemplate, OutgoingEmail};
 pub use events::ProcessStripeEvent;
 pub use limits::{Entitlement, LimitError, LimitReached, Resource, Usage};
 pub use stripe::{StripeApi, StripeError};
+pub use superseded::CancelSupersededSubscription;
 
 /// One email per owner, enqueued in the caller's transaction; the idempotency
 /// key (`key` plus the address) keeps a re-run from emailing twice.

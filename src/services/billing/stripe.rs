@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeRequest as _};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-use stripe_billing::subscription::RetrieveSubscription;
+use stripe_billing::subscription::{CancelSubscription, RetrieveSubscription};
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
@@ -177,6 +177,22 @@ impl StripeApi {
             .send(&self.client)
             .await?;
         Ok(session.url)
+    }
+
+    /// Cancels a subscription now, crediting its unused time; returns the
+    /// status Stripe reports afterwards.
+    pub async fn cancel_subscription(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<String, StripeError> {
+        let sub = CancelSubscription::new(id)
+            .prorate(true)
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send(&self.client)
+            .await?;
+        Ok(sub.status.as_str().to_string())
     }
 
     /// The subscription as Stripe holds it now (the source of truth when

@@ -22,7 +22,7 @@ use crate::config::{Config, JobSettings};
 use crate::db::models::{Job as JobRow, NewJob};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::JobId;
-use crate::services::billing::ProcessStripeEvent;
+use crate::services::billing::{CancelSupersededSubscription, ProcessStripeEvent};
 use crate::services::chat::SummarizeConversation;
 use crate::services::knowledge::IndexDocument;
 use crate::services::mail::Mailer;
@@ -145,6 +145,11 @@ pub async fn dispatch(ctx: &JobContext, kind: &str, payload: &str) -> Result<(),
         IndexDocument::KIND => decode::<IndexDocument>(payload)?.run(ctx).await,
         SummarizeConversation::KIND => decode::<SummarizeConversation>(payload)?.run(ctx).await,
         ProcessStripeEvent::KIND => decode::<ProcessStripeEvent>(payload)?.run(ctx).await,
+        CancelSupersededSubscription::KIND => {
+            decode::<CancelSupersededSubscription>(payload)?
+                .run(ctx)
+                .await
+        }
         other => Err(JobFailure::retry(format!(
             "unknown job kind {other:?}: no handler in this version of frontdesk"
         ))),
