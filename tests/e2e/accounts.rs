@@ -986,14 +986,14 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
 }
 
 /// Ids of rows that belong to an organization, for the cross-tenant walk.
-struct OrgRows {
-    membership: i64,
-    invitation: i64,
-    api_key: i64,
-    organization: i64,
+pub(crate) struct OrgRows {
+    pub(crate) membership: i64,
+    pub(crate) invitation: i64,
+    pub(crate) api_key: i64,
+    pub(crate) organization: i64,
 }
 
-async fn org_with_rows(
+pub(crate) async fn org_with_rows(
     app: &TestApp,
     b: &Browser,
     org: &str,

@@ -1999,7 +1999,7 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
 }
 
 /// Posts a file through a page's multipart upload form, with its CSRF token.
-async fn upload_form(
+pub(crate) async fn upload_form(
     browser: &crate::accounts::Browser,
     path: &str,
     csrf: String,

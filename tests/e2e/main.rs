@@ -18,6 +18,7 @@ mod metrics;
 mod probes;
 mod schema;
 mod smtp;
+mod tenancy;
 mod tickets;
 
 mod browser;
