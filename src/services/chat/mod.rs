@@ -138,6 +138,7 @@ impl ChatEngine {
         })
     }
 
+    /// The remote model an agent is set up for; `None` means builtin.
     fn remote_for(
         &self,
         conn: &mut DbConnection,
@@ -267,8 +268,13 @@ impl ChatEngine {
                     tracing::warn!(error = %e, provider = provider.name(), "provider failed; answering with builtin");
                 }
                 let fallback = builtin::answer(&terms, &passages, agent.handoff_threshold);
-                let mut full = text;
-                let addition = if full.trim().is_empty() {
+                // Blanks a model sent before failing are not worth keeping.
+                let mut full = if text.trim().is_empty() {
+                    String::new()
+                } else {
+                    text
+                };
+                let addition = if full.is_empty() {
                     fallback.text.clone()
                 } else {
                     format!("\n\n_The answer was interrupted._ {}", builtin::OFFER)

@@ -205,8 +205,9 @@ pub trait Provider: Send + Sync {
     /// Recorded with every message the provider writes.
     fn name(&self) -> &'static str;
 
-    /// Streams the answer's text to `deltas` as it is produced. On an error,
-    /// whatever was already sent stays sent; the engine decides what follows.
+    /// Streams the answer's text to `deltas` as it is produced: what was
+    /// sent there is the answer the engine stores. On an error, whatever was
+    /// already sent stays sent; the engine decides what follows.
     fn answer<'a>(
         &'a self,
         question: Question<'a>,
@@ -474,8 +475,10 @@ impl RemoteProvider {
         let mut body = response.bytes_stream();
         let mut parser = SseParser::new();
         loop {
-            // Waiting on `closed` too means a visitor who leaves stops the
-            // generation now rather than at the provider's next token.
+            // Waiting on `closed` too means a caller that stops listening
+            // stops the generation now rather than at the provider's next
+            // token. (The chat engine listens to the end: a reply is stored
+            // whole even when the visitor left.)
             let next = tokio::select! {
                 biased;
                 () = deltas.closed() => return Ok(decoder.reported(true)),
@@ -563,8 +566,8 @@ impl RemoteProvider {
 }
 
 impl RemoteProvider {
-    /// Runs `request`, passing its deltas on to `outward` (when there is a
-    /// listener) and collecting them: the text is wanted either way.
+    /// Runs `request`, passing its deltas on to `outward` (when there is one)
+    /// and collecting them: citations are read from the whole text.
     async fn collected(
         &self,
         request: &ChatRequest,
@@ -576,7 +579,8 @@ impl RemoteProvider {
             while let Some(delta) = rx.recv().await {
                 text.push_str(&delta);
                 if let Some(outward) = outward {
-                    // A listener that left does not stop the reply: it is stored.
+                    // The engine listens to the end; if `outward` were gone,
+                    // the text is still collected.
                     let _ = outward.send(delta).await;
                 }
             }
