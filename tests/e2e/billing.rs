@@ -151,6 +151,18 @@ fn audit_count(app: &TestApp, action: &str) -> i64 {
         .unwrap()
 }
 
+/// Waits until the audit log holds `count` entries of `action` (written by a job).
+async fn audited(app: &TestApp, action: &str, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while audit_count(app, action) < count {
+        assert!(
+            Instant::now() < deadline,
+            "{action} was not recorded {count} time(s)"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 fn event_count(app: &TestApp) -> i64 {
     stripe_events::table
         .count()
@@ -434,68 +446,77 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
     assert_eq!(account(&app, org).status, "active");
 }
 
-/// Checkout finished in two tabs: two live subscriptions. The one Stripe
-/// confirmed last is the plan; the other is canceled in Stripe, once.
+/// Checkout finished in two tabs: two live subscriptions. The newer one is
+/// the plan once it is paid for; the older is canceled in Stripe, once,
+/// whatever order the events come in.
 async fn a_second_live_subscription_cancels_the_one_it_replaces(backend: Backend) {
     let stripe = FakeStripe::spawn().await;
     let Some(app) = billing_app(backend, &stripe, &[]).await else {
         return;
     };
     let org = harbor_with_customer(&app, "cus_harbor").await;
-
-    let first = subscription("sub_tab_1", "cus_harbor", PRICE_PRO, "active");
-    let second = subscription("sub_tab_2", "cus_harbor", PRICE_BUSINESS, "active");
+    let t0 = now() - 60;
+    let live = |id: &str, price: &str, status: &str, created: i64| {
+        let mut sub = subscription(id, "cus_harbor", price, status);
+        sub["created"] = json!(created);
+        sub
+    };
+    let first = live("sub_tab_1", PRICE_PRO, "active", t0);
+    let second = live("sub_tab_2", PRICE_BUSINESS, "active", t0 + 5);
     stripe.set_subscription(first.clone());
     stripe.set_subscription(second.clone());
-    let t0 = now() - 60;
+    let deletes = |id: &str| {
+        stripe
+            .requests_to("DELETE", &format!("/v1/subscriptions/{id}"))
+            .len()
+    };
+    let plan = || {
+        let a = account(&app, org);
+        (
+            a.plan,
+            a.status,
+            a.stripe_subscription_id.unwrap_or_default(),
+        )
+    };
+    let on =
+        |plan: &str, status: &str, id: &str| (plan.to_string(), status.to_string(), id.to_string());
+
+    // The newer one's event comes first, then the older one's: the older is
+    // not the plan, and is canceled.
     assert_eq!(
         apply(
             &app,
             "evt_tab_1",
             "customer.subscription.created",
-            t0,
-            first
+            t0 + 5,
+            second.clone()
         )
         .await,
         "processed"
     );
-    assert!(
-        stripe
-            .requests_to("DELETE", "/v1/subscriptions/sub_tab_1")
-            .is_empty()
-    );
-
-    let created = event("evt_tab_2", "customer.subscription.created", t0 + 5, second);
-    assert_eq!(deliver(&app, &created).await.status(), 200);
-    assert_eq!(processed(&app, "evt_tab_2").await, "processed");
-    let a = account(&app, org);
     assert_eq!(
-        (a.plan.as_str(), a.stripe_subscription_id.as_deref()),
-        ("business", Some("sub_tab_2"))
+        apply(
+            &app,
+            "evt_tab_2",
+            "customer.subscription.created",
+            t0,
+            first.clone()
+        )
+        .await,
+        "ignored"
     );
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while audit_count(&app, "billing.subscription_canceled") == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the replaced subscription was not canceled"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
+    assert_eq!(plan(), on("business", "active", "sub_tab_2"));
+    audited(&app, "billing.subscription_canceled", 1).await;
     let canceled = stripe.requests_to("DELETE", "/v1/subscriptions/sub_tab_1");
     assert_eq!(canceled.len(), 1, "{canceled:?}");
     assert_eq!(canceled[0].param("prorate"), Some("true"));
-    assert!(canceled[0].idempotency_key.is_some());
-    assert!(
-        stripe
-            .requests_to("DELETE", "/v1/subscriptions/sub_tab_2")
-            .is_empty()
-    );
+    assert_eq!(deletes("sub_tab_2"), 0, "the newer one is never canceled");
 
-    // Stripe's own report of the cancellation, and a replay of the switch,
-    // change nothing more.
-    let mut ended = subscription("sub_tab_1", "cus_harbor", PRICE_PRO, "canceled");
-    ended["canceled_at"] = json!(now());
+    // Later news of either changes nothing more: the older one's end, an
+    // update of the newer one, and an "active" of the older one sent before
+    // it was canceled.
+    let mut ended = first.clone();
+    ended["status"] = json!("canceled");
     assert_eq!(
         apply(
             &app,
@@ -507,24 +528,65 @@ async fn a_second_live_subscription_cancels_the_one_it_replaces(backend: Backend
         .await,
         "ignored"
     );
-    assert_eq!(deliver(&app, &created).await.status(), 200);
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    let a = account(&app, org);
     assert_eq!(
-        (
-            a.plan.as_str(),
-            a.status.as_str(),
-            a.stripe_subscription_id.as_deref()
-        ),
-        ("business", "active", Some("sub_tab_2"))
+        apply(
+            &app,
+            "evt_tab_4",
+            "customer.subscription.updated",
+            now(),
+            second.clone()
+        )
+        .await,
+        "processed"
     );
     assert_eq!(
-        stripe
-            .requests_to("DELETE", "/v1/subscriptions/sub_tab_1")
-            .len(),
-        1
+        apply(
+            &app,
+            "evt_tab_5",
+            "customer.subscription.updated",
+            now(),
+            first
+        )
+        .await,
+        "ignored"
     );
-    assert_eq!(audit_count(&app, "billing.subscription_canceled"), 1);
+    assert_eq!(plan(), on("business", "active", "sub_tab_2"));
+    assert_eq!(deletes("sub_tab_1"), 1);
+
+    // A third checkout not paid for yet does not push out the paid plan;
+    // once paid for, it replaces it.
+    let mut third = live("sub_tab_3", PRICE_PRO, "incomplete", t0 + 30);
+    stripe.set_subscription(third.clone());
+    assert_eq!(
+        apply(
+            &app,
+            "evt_tab_6",
+            "customer.subscription.created",
+            now(),
+            third.clone()
+        )
+        .await,
+        "ignored"
+    );
+    assert_eq!(plan(), on("business", "active", "sub_tab_2"));
+    third["status"] = json!("active");
+    stripe.set_subscription(third.clone());
+    assert_eq!(
+        apply(
+            &app,
+            "evt_tab_7",
+            "customer.subscription.updated",
+            now(),
+            third
+        )
+        .await,
+        "processed"
+    );
+    assert_eq!(plan(), on("pro", "active", "sub_tab_3"));
+    audited(&app, "billing.subscription_canceled", 2).await;
+    assert_eq!(deletes("sub_tab_2"), 1);
+    assert_eq!(deletes("sub_tab_3"), 0);
+    assert_eq!(audit_count(&app, "billing.subscription_canceled"), 2);
 }
 
 async fn every_handled_event_type_is_applied(backend: Backend) {

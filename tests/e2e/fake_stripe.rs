@@ -227,6 +227,9 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
                 .unwrap_or_else(PoisonError::into_inner)
                 .get_mut(id)
             {
+                Some(sub) if sub["status"] == "canceled" => {
+                    return stripe_error(400, &format!("Subscription {id} is already canceled"));
+                }
                 Some(sub) => {
                     sub["status"] = json!("canceled");
                     sub["canceled_at"] = json!(chrono::Utc::now().timestamp());

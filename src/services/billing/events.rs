@@ -297,18 +297,42 @@ impl ProcessStripeEvent {
         // asked (no network call may run inside it); the decision that counts
         // is made again on the locked row.
         // State read from Stripe is as of now, not as of the event.
-        let (sub, fresh, at) = match decide(&account, &sub, at, fresh) {
+        let (sub, fresh, at) = match decide(&account, &sub, at, fresh, None) {
             Decision::AskStripe if !fresh => {
                 (fetch_subscription(ctx, &sub.id).await?, true, fetched_now())
             }
             _ => (sub, fresh, at),
         };
+        // Two subscriptions live at once: which one is the plan depends on
+        // the stored one too, as Stripe has it now.
+        let current = match rival(&account, &sub) {
+            Some(id) => Some(fetch_subscription(ctx, id).await?),
+            None => None,
+        };
         let config = ctx.config.stripe.clone();
         self.settle(ctx, move |conn| {
             let account = BillingAccount::lock(conn, org)?;
-            match decide(&account, &sub, at, fresh) {
+            let mut replaces = None;
+            match decide(&account, &sub, at, fresh, current.as_ref()) {
                 Decision::Ignore(why) => {
                     let detail = format!("subscription {}: {why}", sub.id);
+                    return Ok(Step::Done(Outcome::Ignored(Some(org), detail)));
+                }
+                Decision::Outdated { newer } => {
+                    tracing::warn!(organization = %org, older = %sub.id, %newer, "two live Stripe subscriptions: canceling the older one");
+                    CancelSupersededSubscription::enqueue(conn, org, &sub.id, &newer)?;
+                    let detail = format!(
+                        "subscription {}: older than {newer}, which is the plan; its cancellation is queued",
+                        sub.id
+                    );
+                    audit(
+                        conn,
+                        Some(org),
+                        &STRIPE,
+                        "billing.subscription_changed",
+                        Some(&sub.id),
+                        Some(&detail),
+                    )?;
                     return Ok(Step::Done(Outcome::Ignored(Some(org), detail)));
                 }
                 Decision::AskStripe if !fresh => {
@@ -317,6 +341,13 @@ impl ProcessStripeEvent {
                         sub.id
                     )));
                 }
+                Decision::Recheck => {
+                    return Ok(Step::Retry(format!(
+                        "the organization's subscription changed while {} was applied; asking Stripe again",
+                        sub.id
+                    )));
+                }
+                Decision::Replace { older } => replaces = Some(older),
                 Decision::AskStripe | Decision::Apply => {}
             }
             let plan = sub
@@ -345,15 +376,11 @@ impl ProcessStripeEvent {
                 account.plan, account.status, change.plan, change.status
             );
             // Two live subscriptions means the customer pays twice: the one
-            // replaced is canceled, in the same transaction as the switch.
-            if let Some(other) = account
-                .stripe_subscription_id
-                .as_deref()
-                .filter(|other| *other != sub.id && !objects::is_terminal(&account.status))
-            {
-                tracing::warn!(organization = %org, replaced = other, by = %sub.id, "two live Stripe subscriptions: canceling the one replaced");
-                CancelSupersededSubscription::enqueue(conn, org, other, &sub.id)?;
-                transition.push_str(&format!("; replaces {other}, which is canceled in Stripe"));
+            // replaced is canceled, queued in the same transaction as the switch.
+            if let Some(older) = replaces {
+                tracing::warn!(organization = %org, replaced = %older, by = %sub.id, "two live Stripe subscriptions: canceling the one replaced");
+                CancelSupersededSubscription::enqueue(conn, org, &older, &sub.id)?;
+                transition.push_str(&format!("; replaces {older}, whose cancellation is queued"));
             }
             BillingAccount::apply(conn, org, &change)?;
             audit(
@@ -571,12 +598,36 @@ fn link_customer(
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Decision {
     Apply,
     Ignore(&'static str),
-    /// Same timestamp as the state applied, but a different status.
+    /// Same timestamp as the state applied, but a different status; or
+    /// another subscription whose state must come from Stripe.
     AskStripe,
+    /// Both live: `sub` is newer and paid for, so it becomes the plan and the
+    /// `older` one is canceled.
+    Replace {
+        older: String,
+    },
+    /// Both live: `sub` is older than the `newer` one that is the plan (and
+    /// paid for), so `sub` is canceled.
+    Outdated {
+        newer: String,
+    },
+    /// The stored subscription is not the one read from Stripe (or none was
+    /// read): run again.
+    Recheck,
+}
+
+/// The stored subscription, when `sub` is another one and both may be live:
+/// which one is the plan is then decided on both as Stripe has them now.
+fn rival<'a>(account: &'a BillingAccount, sub: &Subscription) -> Option<&'a str> {
+    account
+        .stripe_subscription_id
+        .as_deref()
+        .filter(|current| *current != sub.id)
+        .filter(|_| !sub.is_terminal() && !objects::is_terminal(&account.status))
 }
 
 /// The time a state just read from Stripe stands for.
@@ -586,20 +637,56 @@ fn fetched_now() -> i64 {
 
 /// Whether a subscription state observed at `at` (the event's `created`, or
 /// the time it was read from Stripe when `fresh`) may replace what is stored.
-fn decide(account: &BillingAccount, sub: &Subscription, at: i64, fresh: bool) -> Decision {
+///
+/// Of two live subscriptions the plan is the newest (by Stripe's `created`)
+/// that is paid for, and an older one is canceled once a newer one is paid
+/// for: whatever order the events come in, only ever an older subscription
+/// is canceled, never the newest paid one. `current` is the stored
+/// subscription as Stripe has it now, when [`rival`] asks for it.
+fn decide(
+    account: &BillingAccount,
+    sub: &Subscription,
+    at: i64,
+    fresh: bool,
+    current: Option<&Subscription>,
+) -> Decision {
     match account.stripe_subscription_id.as_deref() {
         None => Decision::Apply,
-        Some(current) if current != sub.id => {
+        Some(stored) if stored != sub.id => {
             if sub.is_terminal() {
                 Decision::Ignore("an earlier subscription ended; the current one is unchanged")
             } else if !fresh {
                 // A late event of a long-ended subscription says "active" too:
                 // another subscription takes over only as Stripe has it now.
                 Decision::AskStripe
-            } else if !objects::is_terminal(&account.status) && at < account.stripe_state_at {
-                Decision::Ignore("older than the current subscription's state")
-            } else {
+            } else if objects::is_terminal(&account.status) {
                 Decision::Apply
+            } else {
+                match current {
+                    None => Decision::Recheck,
+                    Some(c) if c.id != stored => Decision::Recheck,
+                    Some(c) if c.is_terminal() => Decision::Apply,
+                    Some(c) if sub.is_newer_than(c) => {
+                        if sub.is_paying() {
+                            Decision::Replace {
+                                older: c.id.clone(),
+                            }
+                        } else {
+                            Decision::Ignore(
+                                "a newer subscription, not paid for yet; the current one stays the plan",
+                            )
+                        }
+                    }
+                    Some(c) if c.is_paying() => Decision::Outdated {
+                        newer: c.id.clone(),
+                    },
+                    // The newer one is not paid for: the plan is the paid one
+                    // until it is (then it replaces this one, canceling it).
+                    Some(_) if sub.is_paying() => Decision::Apply,
+                    Some(_) => Decision::Ignore(
+                        "older than the current subscription, and neither is paid for",
+                    ),
+                }
             }
         }
         Some(_) => {
@@ -653,29 +740,29 @@ mod tests {
     fn older_states_never_overwrite_newer_ones() {
         let a = account(Some("sub_1"), "canceled", 200);
         assert!(matches!(
-            decide(&a, &sub("sub_1", "active"), 100, false),
+            decide(&a, &sub("sub_1", "active"), 100, false, None),
             Decision::Ignore(_)
         ));
         // A canceled subscription stays canceled even with a later timestamp.
         assert!(matches!(
-            decide(&a, &sub("sub_1", "active"), 300, false),
+            decide(&a, &sub("sub_1", "active"), 300, false, None),
             Decision::Ignore(_)
         ));
         let b = account(Some("sub_1"), "active", 200);
         assert_eq!(
-            decide(&b, &sub("sub_1", "past_due"), 300, false),
+            decide(&b, &sub("sub_1", "past_due"), 300, false, None),
             Decision::Apply
         );
         assert!(matches!(
-            decide(&b, &sub("sub_1", "past_due"), 100, false),
+            decide(&b, &sub("sub_1", "past_due"), 100, false, None),
             Decision::Ignore(_)
         ));
         assert_eq!(
-            decide(&b, &sub("sub_1", "past_due"), 200, false),
+            decide(&b, &sub("sub_1", "past_due"), 200, false, None),
             Decision::AskStripe
         );
         assert_eq!(
-            decide(&b, &sub("sub_1", "active"), 200, false),
+            decide(&b, &sub("sub_1", "active"), 200, false, None),
             Decision::Apply
         );
     }
@@ -684,36 +771,110 @@ mod tests {
     fn a_new_subscription_replaces_an_old_one_but_an_old_ending_does_not_matter() {
         let a = account(Some("sub_2"), "active", 200);
         assert!(matches!(
-            decide(&a, &sub("sub_1", "canceled"), 300, false),
+            decide(&a, &sub("sub_1", "canceled"), 300, false, None),
             Decision::Ignore(_)
         ));
         // Another subscription takes over only once Stripe confirms it is live:
         // a late event of a long-ended one says "active" too.
         assert_eq!(
-            decide(&a, &sub("sub_3", "active"), 300, false),
+            decide(&a, &sub("sub_3", "active"), 300, false, None),
             Decision::AskStripe
         );
+        // Confirmed live: the stored one's state in Stripe decides next.
         assert_eq!(
-            decide(&a, &sub("sub_3", "active"), 300, true),
+            decide(&a, &sub("sub_3", "active"), 300, true, None),
+            Decision::Recheck
+        );
+        let ended = sub("sub_2", "canceled");
+        assert_eq!(
+            decide(&a, &sub("sub_3", "active"), 300, true, Some(&ended)),
             Decision::Apply
         );
-        assert!(matches!(
-            decide(&a, &sub("sub_3", "active"), 100, true),
-            Decision::Ignore(_)
-        ));
         let ended = account(Some("sub_2"), "canceled", 200);
         assert_eq!(
-            decide(&ended, &sub("sub_3", "active"), 100, false),
+            decide(&ended, &sub("sub_3", "active"), 100, false, None),
             Decision::AskStripe
         );
         assert_eq!(
-            decide(&ended, &sub("sub_3", "active"), 100, true),
+            decide(&ended, &sub("sub_3", "active"), 100, true, None),
             Decision::Apply
         );
         let none = account(None, "none", 0);
         assert_eq!(
-            decide(&none, &sub("sub_1", "active"), 1, false),
+            decide(&none, &sub("sub_1", "active"), 1, false, None),
             Decision::Apply
         );
+    }
+
+    fn created(id: &str, status: &str, at: i64) -> Subscription {
+        Subscription {
+            created: Some(at),
+            ..sub(id, status)
+        }
+    }
+
+    #[test]
+    fn of_two_live_subscriptions_the_newest_paid_one_is_the_plan_in_any_order() {
+        let old = created("sub_old", "active", 1_000);
+        let new = created("sub_new", "active", 2_000);
+        // The newer one arrives second: it replaces the older, which is canceled.
+        let on_old = account(Some("sub_old"), "active", 200);
+        assert_eq!(
+            decide(&on_old, &new, 300, true, Some(&old)),
+            Decision::Replace {
+                older: "sub_old".into()
+            }
+        );
+        // The older one arrives (again) while the newer is the plan: it is
+        // canceled and never becomes the plan again.
+        let on_new = account(Some("sub_new"), "active", 300);
+        assert_eq!(
+            decide(&on_new, &old, 400, true, Some(&new)),
+            Decision::Outdated {
+                newer: "sub_new".into()
+            }
+        );
+        // The stored one changed since Stripe was asked: ask again.
+        assert_eq!(
+            decide(&on_new, &old, 400, true, Some(&old)),
+            Decision::Recheck
+        );
+    }
+
+    #[test]
+    fn a_subscription_not_paid_for_never_pushes_out_a_paid_one() {
+        let paid = created("sub_paid", "active", 1_000);
+        let pending = created("sub_pending", "incomplete", 2_000);
+        let on_paid = account(Some("sub_paid"), "active", 200);
+        assert!(matches!(
+            decide(&on_paid, &pending, 300, true, Some(&paid)),
+            Decision::Ignore(_)
+        ));
+        // The newer one stored but not paid for: the older paid one is the
+        // plan until the newer is paid for (and then replaces it).
+        let on_pending = account(Some("sub_pending"), "incomplete", 200);
+        assert_eq!(
+            decide(&on_pending, &paid, 300, true, Some(&pending)),
+            Decision::Apply
+        );
+        let paid_now = created("sub_pending", "active", 2_000);
+        assert_eq!(
+            decide(
+                &account(Some("sub_paid"), "active", 300),
+                &paid_now,
+                400,
+                true,
+                Some(&paid)
+            ),
+            Decision::Replace {
+                older: "sub_paid".into()
+            }
+        );
+        // Neither paid for: nothing changes, nothing is canceled.
+        let stale = created("sub_stale", "unpaid", 500);
+        assert!(matches!(
+            decide(&on_pending, &stale, 300, true, Some(&pending)),
+            Decision::Ignore(_)
+        ));
     }
 }

@@ -49,6 +49,9 @@ pub struct Subscription {
     pub id: String,
     pub customer: Ref,
     pub status: String,
+    /// When Stripe created it (seconds).
+    #[serde(default)]
+    pub created: Option<i64>,
     #[serde(default)]
     pub cancel_at_period_end: bool,
     /// Before API version 2025-03-31 the period is on the subscription; since
@@ -113,6 +116,18 @@ impl Subscription {
     /// Canceled subscriptions never become active again in Stripe.
     pub fn is_terminal(&self) -> bool {
         is_terminal(&self.status)
+    }
+
+    /// Being paid for (or in its trial): `incomplete` waits for a first
+    /// payment, `unpaid` stopped trying.
+    pub fn is_paying(&self) -> bool {
+        matches!(self.status.as_str(), "active" | "trialing" | "past_due")
+    }
+
+    /// Created later, by Stripe's clock; the id settles a tie.
+    pub fn is_newer_than(&self, other: &Subscription) -> bool {
+        (self.created.unwrap_or(0), self.id.as_str())
+            > (other.created.unwrap_or(0), other.id.as_str())
     }
 }
 

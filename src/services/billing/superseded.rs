@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StripeError;
+use super::{StripeApi, StripeError};
 use crate::db::DbConnection;
 use crate::db::models::BillingAccount;
 use crate::domain::OrganizationId;
@@ -55,32 +55,46 @@ impl CancelSupersededSubscription {
 
     pub async fn run(self, ctx: &JobContext) -> Result<(), JobFailure> {
         let Some(api) = ctx.stripe.as_ref() else {
-            return Err(JobFailure::permanent(
-                "billing is off (no STRIPE_SECRET_KEY): cannot cancel the superseded subscription",
+            // An instance started without the key may claim it: another one,
+            // or this one restarted with billing on, can still do it.
+            return Err(JobFailure::retry(
+                "billing is off on this instance (no STRIPE_SECRET_KEY): cannot cancel the superseded subscription",
             ));
         };
         let org = self.organization_id;
         let account = ctx
             .db(move |conn| BillingAccount::ensure(conn, org))
             .await?;
-        if account.stripe_subscription_id.as_deref() == Some(self.subscription_id.as_str()) {
-            // It became the organization's subscription again: keep it.
+        let target = self.subscription_id.clone();
+        if account.stripe_subscription_id.as_deref() == Some(target.as_str()) {
+            // The plan only moves to newer subscriptions, so this is not
+            // expected; keeping the organization's plan comes first.
+            tracing::warn!(organization = %org, subscription = %target, "a subscription queued for cancellation is the plan; kept");
             return Ok(());
         }
-        let key = format!("frontdesk-cancel-superseded-{}", self.subscription_id);
-        let detail = match api.cancel_subscription(&self.subscription_id, &key).await {
-            Ok(status) => format!(
-                "replaced by {}; canceled in Stripe with proration (now {status})",
-                self.replaced_by
-            ),
-            Err(StripeError::Api { status: 404, .. }) => {
-                format!("replaced by {}; Stripe no longer has it", self.replaced_by)
-            }
-            Err(e) if e.is_retryable() => return Err(JobFailure::retry(e)),
-            Err(e) => return Err(JobFailure::permanent(e)),
+        let outcome = match ended(api, &target).await? {
+            Some(status) => format!("had already ended ({status})"),
+            None => match api.cancel_subscription(&target).await {
+                Ok(status) => format!("canceled in Stripe with proration (now {status})"),
+                Err(e) if e.is_retryable() => return Err(JobFailure::retry(e)),
+                // Canceled meanwhile (the customer in the portal, say)?
+                Err(e) => match ended(api, &target).await? {
+                    Some(status) => format!("had already ended ({status})"),
+                    None => {
+                        tracing::error!(organization = %org, subscription = %target, error = %e, "Stripe refused to cancel a superseded subscription: the customer is billed twice until it is canceled in Stripe");
+                        return Err(JobFailure::permanent(e));
+                    }
+                },
+            },
         };
-        tracing::info!(organization = %org, subscription = %self.subscription_id, %detail, "superseded subscription canceled");
+        tracing::info!(organization = %org, subscription = %target, %outcome, "superseded subscription handled");
+        self.record(ctx, &outcome).await
+    }
+
+    async fn record(&self, ctx: &JobContext, outcome: &str) -> Result<(), JobFailure> {
+        let org = self.organization_id;
         let target = self.subscription_id.clone();
+        let detail = format!("replaced by {}; {outcome}", self.replaced_by);
         ctx.db(move |conn| {
             audit(
                 conn,
@@ -91,7 +105,18 @@ impl CancelSupersededSubscription {
                 Some(&detail),
             )
         })
-        .await?;
-        Ok(())
+        .await
+    }
+}
+
+/// The subscription's status if it has ended in Stripe (or Stripe no longer
+/// has it); `None` while it is live.
+async fn ended(api: &StripeApi, id: &str) -> Result<Option<String>, JobFailure> {
+    match api.retrieve_subscription(id).await {
+        Ok(sub) if sub.is_terminal() => Ok(Some(sub.status)),
+        Ok(_) => Ok(None),
+        Err(StripeError::Api { status: 404, .. }) => Ok(Some("unknown to Stripe".into())),
+        Err(e) if e.is_retryable() => Err(JobFailure::retry(e)),
+        Err(e) => Err(JobFailure::permanent(e)),
     }
 }
