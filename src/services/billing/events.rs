@@ -325,14 +325,7 @@ impl ProcessStripeEvent {
                         "subscription {}: older than {newer}, which is the plan; its cancellation is queued",
                         sub.id
                     );
-                    audit(
-                        conn,
-                        Some(org),
-                        &STRIPE,
-                        "billing.subscription_changed",
-                        Some(&sub.id),
-                        Some(&detail),
-                    )?;
+                    audit_change(conn, org, &sub.id, &detail)?;
                     return Ok(Step::Done(Outcome::Ignored(Some(org), detail)));
                 }
                 Decision::AskStripe if !fresh => {
@@ -383,14 +376,7 @@ impl ProcessStripeEvent {
                 transition.push_str(&format!("; replaces {older}, whose cancellation is queued"));
             }
             BillingAccount::apply(conn, org, &change)?;
-            audit(
-                conn,
-                Some(org),
-                &STRIPE,
-                "billing.subscription_changed",
-                Some(&sub.id),
-                Some(&transition),
-            )?;
+            audit_change(conn, org, &sub.id, &transition)?;
             let detail = format!("subscription {}: {transition}", sub.id);
             Ok(Step::Done(Outcome::Processed(org, detail)))
         })
@@ -596,6 +582,23 @@ fn link_customer(
         )?;
         Ok(linked)
     })
+}
+
+/// What happened to an organization's subscription, in its audit log.
+fn audit_change(
+    conn: &mut DbConnection,
+    org: OrganizationId,
+    subscription: &str,
+    detail: &str,
+) -> diesel::QueryResult<()> {
+    audit(
+        conn,
+        Some(org),
+        &STRIPE,
+        "billing.subscription_changed",
+        Some(subscription),
+        Some(detail),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
