@@ -204,6 +204,8 @@ pub struct WebhookCounters {
 pub struct Metrics {
     http: Family<HttpKey>,
     chat: Family<String>,
+    /// Model tokens by (provider, purpose): `[input, output]`.
+    tokens: RwLock<HashMap<(String, &'static str), [u64; 2]>>,
     pub jobs: JobMetrics,
     pub webhooks: WebhookMetrics,
 }
@@ -239,6 +241,7 @@ pub struct Report {
     pub gauges: Gauges,
     pub http: Vec<HttpSeries>,
     pub chat: Vec<ChatSeries>,
+    pub tokens: Vec<TokenSeries>,
     pub jobs: JobCounters,
     pub webhooks: WebhookCounters,
 }
@@ -266,6 +269,17 @@ pub struct ChatSeries {
     pub latency: HistogramSnapshot,
 }
 
+/// Tokens a remote model reported (or, where it did not, estimated) for one
+/// provider and purpose (`reply`, `summary`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenSeries {
+    pub provider: String,
+    pub purpose: &'static str,
+    pub input: u64,
+    pub output: u64,
+}
+
 /// Requests that matched no route share one label, so scanners cannot grow the
 /// set of series without bound.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -284,6 +298,14 @@ impl Metrics {
     /// One agent reply, from the visitor's message to the stored answer.
     pub fn chat_turn(&self, provider: &str, elapsed: Duration) {
         self.chat.get(&provider.to_string()).observe(elapsed);
+    }
+
+    /// Tokens one model call used; `purpose` is a fixed label (`reply`, `summary`).
+    pub fn llm_tokens(&self, provider: &str, purpose: &'static str, input: u32, output: u32) {
+        let mut map = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        let counts = map.entry((provider.to_string(), purpose)).or_default();
+        counts[0] += u64::from(input);
+        counts[1] += u64::from(output);
     }
 
     pub fn report(&self, gauges: Gauges) -> Report {
@@ -315,6 +337,20 @@ impl Metrics {
                     latency,
                 })
                 .collect(),
+            tokens: {
+                let map = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+                let mut all: Vec<TokenSeries> = map
+                    .iter()
+                    .map(|((provider, purpose), [input, output])| TokenSeries {
+                        provider: provider.clone(),
+                        purpose,
+                        input: *input,
+                        output: *output,
+                    })
+                    .collect();
+                all.sort_by(|a, b| (&a.provider, a.purpose).cmp(&(&b.provider, b.purpose)));
+                all
+            },
             jobs: self.jobs.snapshot(),
             webhooks: self.webhooks.snapshot(),
         }
@@ -427,6 +463,23 @@ impl Report {
                 &labels,
                 &s.latency,
             );
+        }
+
+        header(
+            &mut out,
+            "frontdesk_llm_tokens_total",
+            "counter",
+            "Tokens of remote model calls (as reported, else estimated), by provider, purpose and direction.",
+        );
+        for s in &self.tokens {
+            for (direction, n) in [("input", s.input), ("output", s.output)] {
+                let _ = writeln!(
+                    out,
+                    "frontdesk_llm_tokens_total{{provider=\"{}\",purpose=\"{}\",direction=\"{direction}\"}} {n}",
+                    escape(&s.provider),
+                    s.purpose
+                );
+            }
         }
 
         let j = &self.jobs;
@@ -564,6 +617,9 @@ mod tests {
         let made_up = Method::from_bytes(b"BREW").unwrap();
         m.http_request(&made_up, "unmatched".into(), 405, Duration::from_millis(1));
         m.chat_turn("builtin", Duration::from_millis(4));
+        m.llm_tokens("openai", "reply", 120, 30);
+        m.llm_tokens("openai", "reply", 80, 20);
+        m.llm_tokens("openai", "summary", 300, 40);
         m.webhooks.outcome("processed");
         let text = m
             .report(Gauges {
@@ -592,6 +648,12 @@ mod tests {
             text.contains("frontdesk_chat_turn_duration_seconds_count{provider=\"builtin\"} 1")
         );
         assert!(text.contains("frontdesk_webhook_events_total{outcome=\"processed\"} 1"));
+        assert!(text.contains(
+            "frontdesk_llm_tokens_total{provider=\"openai\",purpose=\"reply\",direction=\"input\"} 200"
+        ));
+        assert!(text.contains(
+            "frontdesk_llm_tokens_total{provider=\"openai\",purpose=\"summary\",direction=\"output\"} 40"
+        ));
         assert!(
             !text.contains("frontdesk_jobs_due"),
             "no queue gauges without a reading"

@@ -1754,6 +1754,16 @@ async fn an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin
     assert_eq!(first["provider"], "openai");
     assert!(first["tokensIn"].as_i64().unwrap() > 0);
     assert!(first["tokensOut"].as_i64().unwrap() > 0);
+    // The operator sees the same tokens in the metrics.
+    let metrics = crate::helpers::metrics_json(&app.address).await;
+    let tokens = &metrics["tokens"][0];
+    assert_eq!(
+        (&tokens["provider"], &tokens["purpose"]),
+        (&json!("openai"), &json!("reply")),
+        "{metrics}"
+    );
+    assert_eq!(tokens["input"], first["tokensIn"], "{metrics}");
+    assert_eq!(tokens["output"], first["tokensOut"], "{metrics}");
 }
 
 async fn the_anthropic_provider_streams_with_the_org_key(backend: Backend) {

@@ -255,6 +255,17 @@ impl ChatEngine {
             }
         };
         let (result, text) = tokio::join!(provider.answer(asked, tx), forward);
+        if let Ok(providers::Answered {
+            usage: Some(usage), ..
+        }) = &result
+        {
+            self.metrics.llm_tokens(
+                provider.name(),
+                "reply",
+                usage.input_tokens,
+                usage.output_tokens,
+            );
+        }
         let (text, citations, handoff, provider, usage) = match result {
             Ok(a) if !text.trim().is_empty() => (
                 text,
@@ -339,13 +350,26 @@ async fn summarize(
     provider: &dyn Provider,
     agent: &Agent,
     messages: &[crate::db::models::Message],
+    metrics: &Metrics,
 ) -> String {
     match provider.summarize(agent, messages).await {
-        Ok(text) if !text.trim().is_empty() => return text,
-        Ok(_) => tracing::warn!(
-            provider = provider.name(),
-            "provider returned an empty summary"
-        ),
+        Ok(summary) => {
+            if let Some(usage) = summary.usage {
+                metrics.llm_tokens(
+                    provider.name(),
+                    "summary",
+                    usage.input_tokens,
+                    usage.output_tokens,
+                );
+            }
+            if !summary.text.trim().is_empty() {
+                return summary.text;
+            }
+            tracing::warn!(
+                provider = provider.name(),
+                "provider returned an empty summary"
+            );
+        }
         Err(e) => tracing::warn!(
             error = %e,
             provider = provider.name(),
@@ -545,7 +569,7 @@ impl SummarizeConversation {
         let Some((conversation, agent, messages, provider)) = loaded else {
             return Ok(());
         };
-        let summary = summarize(&*provider, &agent, &messages).await;
+        let summary = summarize(&*provider, &agent, &messages, &ctx.metrics).await;
         db(&ctx.pool, move |conn| {
             conversation.set_summary(conn, &summary)?;
             Ok(())

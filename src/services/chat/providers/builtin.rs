@@ -5,7 +5,7 @@
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::{Answered, Provider, ProviderError, Question};
+use super::{Answered, Provider, ProviderError, Question, Summary};
 use crate::db::models::{Agent, Message};
 use crate::services::chat::Citation;
 use crate::services::knowledge::{ScoredPassage, stem};
@@ -46,8 +46,13 @@ impl Provider for Builtin {
         &'a self,
         _agent: &'a Agent,
         messages: &'a [Message],
-    ) -> BoxFuture<'a, Result<String, ProviderError>> {
-        Box::pin(async move { Ok(summary(messages)) })
+    ) -> BoxFuture<'a, Result<Summary, ProviderError>> {
+        Box::pin(async move {
+            Ok(Summary {
+                text: summary(messages),
+                usage: None,
+            })
+        })
     }
 }
 

@@ -200,6 +200,14 @@ pub struct Answered {
     pub usage: Option<Usage>,
 }
 
+/// A conversation's summary and the tokens it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub text: String,
+    /// `None` where no model ran (builtin).
+    pub usage: Option<Usage>,
+}
+
 /// The one interface the chat engine talks to, whatever answers.
 pub trait Provider: Send + Sync {
     /// Recorded with every message the provider writes.
@@ -219,7 +227,7 @@ pub trait Provider: Send + Sync {
         &'a self,
         agent: &'a Agent,
         messages: &'a [Message],
-    ) -> BoxFuture<'a, Result<String, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Summary, ProviderError>>;
 }
 
 /// Why a reply could not be had. Messages may be shown to an operator: they
@@ -621,12 +629,14 @@ impl Provider for RemoteProvider {
         &'a self,
         agent: &'a Agent,
         messages: &'a [Message],
-    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Summary, ProviderError>> {
         Box::pin(async move {
             let request = super::prompt::summary_request(agent, messages);
             let (result, text) = self.collected(&request, None).await;
-            result?;
-            Ok(text.trim().to_string())
+            Ok(Summary {
+                text: text.trim().to_string(),
+                usage: Some(result?),
+            })
         })
     }
 }
