@@ -1079,7 +1079,10 @@
             m.text = data.content;
           }
           finishAgent(m, data.citations);
-          if (data.handoffOffered === true && !escalated) {
+          if (data.provider === 'team') {
+            // A person has this conversation: their replies come by polling.
+            markEscalated();
+          } else if (data.handoffOffered === true && !escalated) {
             offerHandoff();
           }
           endStream(m, null);
@@ -1163,6 +1166,9 @@
             return null;
           }
           return errorText(res).then(function (msg) {
+            if (res.status === 401 || res.status === 404 || res.status === 410) {
+              forget(); // asking again starts a new conversation
+            }
             showError(msg);
           });
         }, function () {

@@ -184,15 +184,19 @@ pub async fn update(
     let base_url = state.config.base_url.clone();
     let ticket = state
         .db(move |conn| {
-            let who = actor(&scope, &label, &ip);
-            let mut ticket = Ticket::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
-            if let Some(assignee) = body.assignee_id {
-                ticket = tickets::assign(conn, &scope, &who, id, assignee.map(UserId), &base_url)?;
-            }
-            if let Some(status) = status {
-                ticket = tickets::set_status(conn, &scope, &who, id, status)?;
-            }
-            Ok(ticket)
+            // Both changes or neither.
+            crate::db::write_transaction(conn, |conn| {
+                let who = actor(&scope, &label, &ip);
+                let mut ticket = Ticket::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+                if let Some(assignee) = body.assignee_id {
+                    ticket =
+                        tickets::assign(conn, &scope, &who, id, assignee.map(UserId), &base_url)?;
+                }
+                if let Some(status) = status {
+                    ticket = tickets::set_status(conn, &scope, &who, id, status)?;
+                }
+                Ok(ticket)
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(ticket_json(ticket)))

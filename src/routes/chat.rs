@@ -338,6 +338,11 @@ pub async fn send(
     Ok(res)
 }
 
+/// A resolved conversation takes no more from the visitor.
+fn closed() -> AppError {
+    AppError::Gone("This conversation is closed; please start a new one.".into())
+}
+
 /// A visitor's message, stored.
 pub(crate) struct Accepted {
     pub conversation: Conversation,
@@ -367,9 +372,7 @@ pub(crate) async fn accept_visitor_message(
         )));
     }
     if conversation.status == RESOLVED {
-        return Err(AppError::Gone(
-            "This conversation is closed; please start a new one.".into(),
-        ));
+        return Err(closed());
     }
     let per_ip = per_address_budget(state);
     let billing = state.config.stripe.clone();
@@ -381,6 +384,12 @@ pub(crate) async fn accept_visitor_message(
                 // Visitor before address, always: see `lock_until_commit`.
                 crate::db::lock_until_commit(conn, &format!("chat:visitor:{}", conversation.visitor_id))?;
                 crate::db::lock_until_commit(conn, &format!("chat:address:{ip}"))?;
+                // Resolved by the team since it was read?
+                Conversation::lock(conn, conversation.id)?;
+                let conversation =
+                    Conversation::find_in(conn, conversation.organization_id, conversation.id)?
+                        .filter(|c| c.status != RESOLVED)
+                        .ok_or_else(closed)?;
                 let since = crate::domain::now() - chrono::TimeDelta::minutes(1);
                 let (by_visitor, by_ip) = Conversation::recent_visitor_messages(
                     conn,
@@ -510,7 +519,8 @@ fn sse(
 
 #[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/escalate", tag = "chat",
     params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)),
-    responses((status = 200, description = "The conversation is escalated"), (status = 404, body = ErrorJson)))]
+    responses((status = 200, description = "The conversation is escalated"), (status = 404, body = ErrorJson),
+        (status = 410, body = ErrorJson, description = "The conversation is closed; start a new one")))]
 pub async fn escalate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -518,8 +528,11 @@ pub async fn escalate(
 ) -> AppResult<HttpResponse> {
     let (org, agent, id) = path.into_inner();
     let (_, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;
-    state
+    let escalated = state
         .db(move |conn| Ok(chat::escalate(conn, &conversation)?))
         .await?;
+    if !escalated {
+        return Err(closed());
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "escalated" })))
 }

@@ -142,8 +142,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 )
                 .service(web::resource("/tickets").get(tickets::list))
                 .service(web::resource("/tickets/{id}").get(tickets::show))
-                .service(web::resource("/tickets/{id}/reply").post(tickets::reply))
-                .service(web::resource("/tickets/{id}/notes").post(tickets::note))
+                .service(
+                    web::resource("/tickets/{id}/reply")
+                        .app_data(long_text_form())
+                        .post(tickets::reply),
+                )
+                .service(
+                    web::resource("/tickets/{id}/notes")
+                        .app_data(long_text_form())
+                        .post(tickets::note),
+                )
                 .service(web::resource("/tickets/{id}/assign").post(tickets::assign))
                 .service(web::resource("/tickets/{id}/status").post(tickets::set_status))
                 .service(web::resource("/members").get(app::members))
@@ -295,6 +303,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .service(web::resource("/api-keys/{id}").delete(api::revoke_api_key))
                 .service(web::resource("/billing").get(billing::api_summary)),
         );
+}
+
+/// A reply or note may be as long as a ticket text can be in any script: each
+/// character up to four bytes, each byte `%XX` in the form body.
+fn long_text_form() -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(crate::services::tickets::MAX_TEXT_CHARS * 12 + 4096)
+        .error_handler(crate::error::form_error)
 }
 
 /// `CORS_ORIGINS`: browser pages on those origins may call the API with an API

@@ -97,7 +97,7 @@ pub fn open_for(
     who: &Actor<'_>,
 ) -> diesel::QueryResult<Ticket> {
     // Two "talk to a person" at once (two tabs, two instances) make one ticket.
-    crate::db::lock_until_commit(conn, &format!("ticket:conversation:{}", conversation.id))?;
+    Conversation::lock(conn, conversation.id)?;
     let subject = subject_of(conn, conversation)?;
     let (ticket, opened) = Ticket::open_for(
         conn,
@@ -155,12 +155,16 @@ fn reload(
     Ticket::find(conn, scope, id)?.ok_or(TicketError::NotFound)
 }
 
+/// The ticket and its conversation, read under the conversation's lock (see
+/// [`Conversation::lock`]): only inside a write transaction.
 fn load(
     conn: &mut DbConnection,
     scope: &TenantScope,
     id: TicketId,
 ) -> Result<(Ticket, Conversation), TicketError> {
-    let ticket = Ticket::find(conn, scope, id)?.ok_or(TicketError::NotFound)?;
+    let found = Ticket::find(conn, scope, id)?.ok_or(TicketError::NotFound)?;
+    Conversation::lock(conn, found.conversation_id)?;
+    let ticket = reload(conn, scope, id)?;
     let conversation =
         Conversation::find(conn, scope, ticket.conversation_id)?.ok_or(TicketError::NotFound)?;
     Ok((ticket, conversation))

@@ -493,6 +493,38 @@ async function teamSite(browser) {
   const ack = await ask(page, 'Thanks, I will come by at 5.', 'team reply, answer');
   check(ack.text.includes('team has your message'), 'team reply: the agent leaves the answer to the team', JSON.stringify(ack.text));
   await shot(page, 'widget-team-reply.png');
+
+  // 8. The team takes a conversation over without the visitor asking: once the
+  //    visitor writes, the widget learns it and shows the team's replies.
+  const { page: other } = await newWatchedContext(browser, 'team takeover', { viewport: { width: 1280, height: 900 } });
+  await gotoOk(other, ALLOWED_PAGE, 'team takeover');
+  await inWidget(other, '.fd-bubble').click();
+  await ask(other, QUESTION, 'team takeover, question');
+  const stored = await other.evaluate((key) => sessionStorage.getItem(key), `frontdesk:conv:${ORG}/${AGENT}`);
+  must(Boolean(stored), 'team takeover: the widget keeps its conversation');
+  const takenId = JSON.parse(stored).id;
+  const put = await fetch(url(`/api/v1/conversations/${takenId}/status`), {
+    method: 'PUT',
+    headers: { ...auth, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ status: 'escalated' }),
+  });
+  must(put.ok, 'team takeover: the team escalates the conversation', `got ${put.status}`);
+  const tickets = await (await fetch(url('/api/v1/tickets?status=all&per_page=200'), { headers: auth })).json();
+  const taken = (tickets.data || []).find((t) => t.conversationId === takenId);
+  must(Boolean(taken), 'team takeover: escalating opened a ticket', JSON.stringify(tickets));
+  const TAKEOVER = 'Sam here: I have taken this over, your bike is ready.';
+  const answered = await fetch(url(`/api/v1/tickets/${taken.id}/replies`), {
+    method: 'POST',
+    headers: { ...auth, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ content: TAKEOVER }),
+  });
+  must(answered.status === 201, 'team takeover: the team replies', `got ${answered.status}`);
+  const asked = await ask(other, 'Is anyone there?', 'team takeover, the visitor writes');
+  check(asked.text.includes('team has your message'), 'team takeover: the agent leaves it to the team', JSON.stringify(asked.text));
+  check(
+    await visible(inWidget(other, '.fd-message.fd-staff', { hasText: TAKEOVER }), 15000),
+    'team takeover: the team\'s reply appears without a reload',
+  );
 }
 
 // Resolves every conversation not resolved yet, through the API; returns how many.

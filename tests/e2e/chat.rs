@@ -1544,6 +1544,13 @@ async fn the_team_resolves_and_reopens_conversations(backend: Backend) {
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "GONE");
     assert!(body["message"].as_str().unwrap().contains("closed"));
+    // Nor can a person be asked for in it: no ticket for a closed conversation.
+    assert_eq!(
+        crate::chat::escalate(&app, "harbor-bikes", "support", &chat).await,
+        StatusCode::GONE
+    );
+    let (_, tickets) = api.get("/api/v1/tickets?status=all").await;
+    assert_eq!(tickets["data"].as_array().unwrap().len(), 0, "{tickets}");
     let (status, body) = api
         .json(
             Method::PUT,

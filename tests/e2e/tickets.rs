@@ -314,6 +314,13 @@ async fn bad_ticket_input_is_refused_and_changes_nothing(backend: Backend) {
         "kept"
     );
     assert_eq!(staff_count(visitor_view(&app, &chat).await), 0);
+    // The longest text fits the form in any script (CJK: three bytes a
+    // character, each sent as %XX).
+    let cjk = "票".repeat(8000);
+    let res = owner
+        .submit(&page, &format!("{page}/notes"), &[("note", &cjk)])
+        .await;
+    assert_eq!(res.status(), 303);
 
     // Markup in a reply is text, on the ticket page and in the visitor's view.
     let xss = "<img src=x onerror=alert(1)> thanks";

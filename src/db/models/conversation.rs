@@ -130,6 +130,16 @@ impl Conversation {
             .get_result(conn)
     }
 
+    /// Taken first by every transaction that changes a conversation's status,
+    /// adds to it or changes its ticket (a visitor's message takes it after its
+    /// rate-limit locks), and the rows read again after it: on PostgreSQL
+    /// such writes then run one at a time per conversation, so none is lost
+    /// and the conversation and ticket rows are never locked in opposite
+    /// orders. SQLite runs one writer at a time anyway.
+    pub fn lock(conn: &mut DbConnection, id: ConversationId) -> QueryResult<()> {
+        crate::db::lock_until_commit(conn, &format!("conversation:{id}"))
+    }
+
     /// Scoped by organization: an id from another tenant finds nothing.
     pub fn find(
         conn: &mut DbConnection,

@@ -434,6 +434,7 @@ pub fn set_status(
     status: &'static str,
 ) -> diesel::QueryResult<Option<Conversation>> {
     write_transaction(conn, |conn| {
+        Conversation::lock(conn, id)?;
         let Some(conversation) = Conversation::find(conn, scope, id)? else {
             return Ok(None);
         };
@@ -478,12 +479,19 @@ pub fn delete_conversation(
 }
 
 /// "Talk to a person": the team picks the conversation up from here, in its
-/// ticket queue.
-pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel::QueryResult<()> {
-    if conversation.status == RESOLVED {
-        return Ok(());
-    }
+/// ticket queue. `false` when the conversation is closed (resolved): the
+/// visitor starts a new one to ask again.
+pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel::QueryResult<bool> {
     write_transaction(conn, |conn| {
+        Conversation::lock(conn, conversation.id)?;
+        let Some(conversation) =
+            Conversation::find_in(conn, conversation.organization_id, conversation.id)?
+        else {
+            return Ok(false);
+        };
+        if conversation.status == RESOLVED {
+            return Ok(false);
+        }
         if conversation.status != ESCALATED {
             conversation.set_status(conn, ESCALATED)?;
         }
@@ -492,8 +500,8 @@ pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel:
             label: "Visitor",
             ip: &conversation.visitor_ip,
         };
-        crate::services::tickets::open_for(conn, conversation, &visitor)?;
-        Ok(())
+        crate::services::tickets::open_for(conn, &conversation, &visitor)?;
+        Ok(true)
     })
 }
 
