@@ -184,7 +184,13 @@ pub async fn switch(
     member: Member,
     CsrfForm(form): CsrfForm<SwitchForm>,
 ) -> AppResult<HttpResponse> {
-    let target = OrganizationId(form.organization_id);
+    switch_to(&member, OrganizationId(form.organization_id))?;
+    Ok(see_other("/app"))
+}
+
+/// Makes `target` the organization the person works in, if they belong to it
+/// and it is not disabled.
+pub(crate) fn switch_to(member: &Member, target: OrganizationId) -> AppResult<()> {
     let Some((organization, _)) = member.memberships.iter().find(|(o, _)| o.id == target) else {
         return Err(AppError::NotFound);
     };
@@ -196,8 +202,7 @@ pub async fn switch(
     member
         .session
         .insert(ORG_KEY, target.0)
-        .map_err(AppError::internal)?;
-    Ok(see_other("/app"))
+        .map_err(AppError::internal)
 }
 
 async fn members_page(

@@ -1,17 +1,17 @@
 //! `/app/tickets`: the team's queue of conversations handed to it, and the
 //! page where one is answered, noted, assigned and closed.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{Either, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::agents::transcript_row;
-use super::app::{act, chrome, when};
+use super::app::{act, chrome, switch_to, when};
 use crate::auth::csrf::CsrfForm;
 use crate::auth::extractors::Member;
 use crate::csrf_protected;
 use crate::db::models::ticket::{Assigned, STATUSES, TicketFilter};
 use crate::db::models::{Agent, Conversation, Membership, Ticket};
-use crate::domain::{Permission, TicketId, UserId};
+use crate::domain::{OrganizationId, Permission, TicketId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::see_other;
 use crate::routes::{flash, keep_page, page_number, unprocessable};
@@ -266,20 +266,37 @@ async fn ticket_page(
 }
 
 /// `GET /app/tickets/{id}`.
+/// `?org=` in an emailed link: the ticket's organization.
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    #[serde(default)]
+    org: Option<String>,
+}
+
 pub async fn show(
     state: web::Data<AppState>,
     member: Member,
     path: web::Path<i64>,
-) -> AppResult<TicketPage> {
+    query: web::Query<ShowQuery>,
+) -> AppResult<Either<HttpResponse, TicketPage>> {
     let id = TicketId(path.into_inner());
-    ticket_page(
+    // A link from an email opens the ticket in its organization, whichever
+    // one the person had open; one they do not belong to is not switched to.
+    if let Some(org) = query.org.as_deref().and_then(|o| o.parse::<i64>().ok())
+        && org != member.organization.id.0
+        && switch_to(&member, OrganizationId(org)).is_ok()
+    {
+        return Ok(Either::Left(see_other(&format!("/app/tickets/{}", id.0))));
+    }
+    let page = ticket_page(
         &state,
         &member,
         id,
         FieldErrors::default(),
         Default::default(),
     )
-    .await
+    .await?;
+    Ok(Either::Right(page))
 }
 
 /// A refused form: the ticket page again, the message beside the field and

@@ -263,6 +263,7 @@ pub fn assign(
                         name: user.name.clone(),
                         ticket_id: ticket.id.0,
                         subject: ticket.subject.clone(),
+                        organization_id: Some(ticket.organization_id.0),
                     },
                     base_url,
                 )),

@@ -210,10 +210,57 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
     )
     .await;
     let link = crate::accounts::link(&mail, &format!("/app/tickets/{id}"));
-    assert!(link.ends_with(&format!("/app/tickets/{id}")), "{link}");
-    let (status, html) = colleague.get(&format!("/app/tickets/{id}")).await;
+    let harbor = org_id(&app);
+    assert!(
+        link.ends_with(&format!("/app/tickets/{id}?org={harbor}")),
+        "{link}"
+    );
+    let emailed = &link[link.find("/app/").unwrap()..];
+    let (status, html) = colleague.get(emailed).await;
     assert_eq!(status, 200, "the emailed link opens the ticket");
     assert!(html.contains("assigned it to"), "{html}");
+
+    // Sam works for another organization too and has it open: the emailed
+    // link opens the ticket in its own organization all the same.
+    let boss = Browser::new(&app);
+    assert_eq!(
+        boss.signup("Other Shop", "boss@other.test").await.status(),
+        303
+    );
+    let other: i64 = {
+        use frontdesk::db::schema::organizations;
+        organizations::table
+            .filter(organizations::slug.eq("other-shop"))
+            .select(organizations::id)
+            .first(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    frontdesk::db::models::Membership::create(
+        &mut app.pool().get().unwrap(),
+        &frontdesk::db::models::NewMembership::new(
+            frontdesk::domain::OrganizationId(other),
+            frontdesk::domain::UserId(sam),
+            Role::Agent,
+        ),
+    )
+    .unwrap();
+    let switched = colleague
+        .submit(
+            "/app/members",
+            "/app/switch",
+            &[("organization_id", &other.to_string())],
+        )
+        .await;
+    assert_eq!(switched.status(), 303);
+    assert_eq!(colleague.get(&format!("/app/tickets/{id}")).await.0, 404);
+    let (status, _) = colleague.get(emailed).await;
+    assert_eq!(status, 303, "switched to the ticket's organization");
+    let (status, html) = colleague.get(&format!("/app/tickets/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("assigned it to"), "{html}");
+    // An organization they do not belong to is not switched to.
+    let (status, _) = boss.get(&format!("/app/tickets/{id}?org={harbor}")).await;
+    assert_eq!(status, 404);
     let (_, mine) = colleague.get("/app/tickets?status=all&assigned=me").await;
     assert!(
         mine.contains(&format!("href=\"/app/tickets/{id}\"")),

@@ -45,6 +45,10 @@ pub enum MailTemplate {
         name: String,
         ticket_id: i64,
         subject: String,
+        /// The ticket's organization, so the link opens it whichever one the
+        /// person has open (absent in emails queued by older versions).
+        #[serde(default)]
+        organization_id: Option<i64>,
     },
     /// To the other members when an owner deletes the organization.
     OrganizationDeleted {
@@ -306,12 +310,17 @@ impl MailTemplate {
                 name,
                 ticket_id,
                 subject,
+                organization_id,
             } => {
+                let path = match organization_id {
+                    Some(org) => format!("/app/tickets/{ticket_id}?org={org}"),
+                    None => format!("/app/tickets/{ticket_id}"),
+                };
                 let m = TicketAssigned {
                     name: name.trim(),
                     ticket_id: *ticket_id,
                     subject,
-                    link: link(base, &format!("/app/tickets/{ticket_id}"), None),
+                    link: link(base, &path, None),
                 };
                 parts(
                     format!("Ticket #{ticket_id} assigned to you: {subject}"),
@@ -425,8 +434,9 @@ mod tests {
                     name: "Bo".into(),
                     ticket_id: 42,
                     subject: "Broken chain".into(),
+                    organization_id: Some(7),
                 },
-                "/app/tickets/42",
+                "/app/tickets/42?org=7",
                 "Broken chain",
             ),
             (
