@@ -413,9 +413,13 @@ pub async fn assign(
     let id = TicketId(path.into_inner());
     let assignee = match form.assignee.trim() {
         "" => None,
-        raw => Some(UserId(raw.parse().map_err(|_| {
-            AppError::Validation("assignee must be a member".into())
-        })?)),
+        raw => match raw.parse() {
+            Ok(user) => Some(UserId(user)),
+            Err(_) => {
+                let error = tickets::TicketError::not_a_responder();
+                return refused(&req, &state, &member, id, error, Default::default()).await;
+            }
+        },
     };
     let base_url = state.config.base_url.clone();
     match act(&state, &member, &req, move |conn, scope, actor| {

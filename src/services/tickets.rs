@@ -43,6 +43,14 @@ impl TicketError {
         }
     }
 
+    /// An assignee who is not a member able to answer, or not a user id at all.
+    pub fn not_a_responder() -> Self {
+        Self::invalid(
+            "assignee",
+            "must be a member of this organization who can answer conversations",
+        )
+    }
+
     /// The form field the problem belongs to, for errors beside the field.
     pub fn field(&self) -> Option<&'static str> {
         match self {
@@ -208,7 +216,7 @@ pub fn note(
         let (ticket, _) = load(conn, scope, id)?;
         ticket.touch(conn)?;
         record(conn, &ticket, actor, "note", &text)?;
-        Ok(ticket)
+        reload(conn, scope, id)
     })
 }
 
@@ -233,12 +241,7 @@ pub fn assign(
                 let user = User::find(conn, user_id)?.filter(|u| u.disabled_at.is_none());
                 match (member, user) {
                     (Some(_), Some(user)) => Some(user),
-                    _ => {
-                        return Err(TicketError::invalid(
-                            "assignee",
-                            "must be a member of this organization who can answer conversations",
-                        ));
-                    }
+                    _ => return Err(TicketError::not_a_responder()),
                 }
             }
         };

@@ -429,6 +429,13 @@ async fn bad_ticket_input_is_refused_and_changes_nothing(backend: Backend) {
             .unwrap()
             .contains("who can answer conversations")
     );
+    // Not a user id at all: the same message beside the field.
+    let res = owner
+        .submit(&page, &format!("{page}/assign"), &[("assignee", "sam")])
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("who can answer conversations"), "{html}");
     let read_key = owner.api_key("read", "read").await;
     let res = app
         .client
