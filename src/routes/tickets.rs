@@ -343,6 +343,12 @@ pub async fn reply(
     require(&member)?;
     let id = TicketId(path.into_inner());
     let content = form.content.clone();
+    let scope = member.scope.clone();
+    // Only for the wording below: a solved ticket's chat was closed to the visitor.
+    let was_solved = state
+        .db(move |conn| Ok(Ticket::find(conn, &scope, id)?))
+        .await?
+        .is_some_and(|t| t.status == crate::db::models::ticket::SOLVED);
     match act(&state, &member, &req, move |conn, scope, actor| {
         tickets::reply(conn, scope, actor, id, &content)
     })
@@ -352,7 +358,11 @@ pub async fn reply(
             flash::set(
                 &member.session,
                 "success",
-                "Reply sent: the visitor sees it in their chat.",
+                if was_solved {
+                    "Reply sent and the ticket is open again. The visitor's chat closed when the ticket was solved: they see the reply if they still have that conversation open."
+                } else {
+                    "Reply sent: the visitor sees it in their chat."
+                },
             );
             Ok(see_other(&format!("/app/tickets/{}", id.0)))
         }

@@ -325,6 +325,31 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
+
+    // A reply to a solved ticket opens it again, and the page does not
+    // promise that the visitor (whose chat closed) sees it.
+    let (status, _) = api
+        .json(
+            Method::PATCH,
+            &format!("/api/v1/tickets/{id}"),
+            json!({"status": "solved"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let page = format!("/app/tickets/{id}");
+    let res = owner
+        .submit(
+            &page,
+            &format!("{page}/reply"),
+            &[("content", "Anything else?")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, html) = owner.get(&page).await;
+    assert!(
+        html.contains("open again") && !html.contains("the visitor sees it in their chat"),
+        "{html}"
+    );
 }
 
 async fn bad_ticket_input_is_refused_and_changes_nothing(backend: Backend) {
