@@ -475,16 +475,8 @@ async function teamSite(browser) {
   must(Boolean(saved), 'team reply: the widget keeps its conversation');
   const conversationId = JSON.parse(saved).id;
   const auth = { Authorization: `Bearer ${API_KEY}` };
-  const list = await (await fetch(url('/api/v1/tickets?status=all&per_page=200'), { headers: auth })).json();
-  const ticket = (list.data || []).find((t) => t.conversationId === conversationId);
-  must(Boolean(ticket), 'team reply: the hand-off opened a ticket', JSON.stringify(list));
   const REPLY = 'Hi, this is Sam from the shop: bring the bike in today.';
-  const sent = await fetch(url(`/api/v1/tickets/${ticket.id}/replies`), {
-    method: 'POST',
-    headers: { ...auth, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ content: REPLY }),
-  });
-  must(sent.status === 201, 'team reply: the team replies from the ticket', `got ${sent.status}`);
+  await replyFromTicket(conversationId, REPLY, 'team reply');
   check(
     await visible(inWidget(page, '.fd-message.fd-staff', { hasText: REPLY }), 15000),
     'team reply: the reply appears in the open widget, labelled as the team',
@@ -509,22 +501,28 @@ async function teamSite(browser) {
     body: JSON.stringify({ status: 'escalated' }),
   });
   must(put.ok, 'team takeover: the team escalates the conversation', `got ${put.status}`);
-  const tickets = await (await fetch(url('/api/v1/tickets?status=all&per_page=200'), { headers: auth })).json();
-  const taken = (tickets.data || []).find((t) => t.conversationId === takenId);
-  must(Boolean(taken), 'team takeover: escalating opened a ticket', JSON.stringify(tickets));
   const TAKEOVER = 'Sam here: I have taken this over, your bike is ready.';
-  const answered = await fetch(url(`/api/v1/tickets/${taken.id}/replies`), {
-    method: 'POST',
-    headers: { ...auth, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ content: TAKEOVER }),
-  });
-  must(answered.status === 201, 'team takeover: the team replies', `got ${answered.status}`);
+  await replyFromTicket(takenId, TAKEOVER, 'team takeover');
   const asked = await ask(other, 'Is anyone there?', 'team takeover, the visitor writes');
   check(asked.text.includes('team has your message'), 'team takeover: the agent leaves it to the team', JSON.stringify(asked.text));
   check(
     await visible(inWidget(other, '.fd-message.fd-staff', { hasText: TAKEOVER }), 15000),
     'team takeover: the team\'s reply appears without a reload',
   );
+}
+
+// The team answers the conversation's ticket through the API.
+async function replyFromTicket(conversationId, content, label) {
+  const auth = { Authorization: `Bearer ${API_KEY}` };
+  const list = await (await fetch(url('/api/v1/tickets?status=all&per_page=200'), { headers: auth })).json();
+  const ticket = (list.data || []).find((t) => t.conversationId === conversationId);
+  must(Boolean(ticket), `${label}: the conversation has a ticket`, JSON.stringify(list));
+  const sent = await fetch(url(`/api/v1/tickets/${ticket.id}/replies`), {
+    method: 'POST',
+    headers: { ...auth, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ content }),
+  });
+  must(sent.status === 201, `${label}: the team replies from the ticket`, `got ${sent.status}`);
 }
 
 // Resolves every conversation not resolved yet, through the API; returns how many.
