@@ -523,13 +523,7 @@ async fn fetch_subscription(ctx: &JobContext, id: &str) -> Result<Subscription, 
             "billing is off (no STRIPE_SECRET_KEY): cannot ask Stripe for the subscription",
         ));
     };
-    api.retrieve_subscription(id).await.map_err(|e| {
-        if e.is_retryable() {
-            JobFailure::retry(e)
-        } else {
-            JobFailure::permanent(e)
-        }
-    })
+    Ok(api.retrieve_subscription(id).await?)
 }
 
 /// The organization a customer belongs to; failing that, the organization the

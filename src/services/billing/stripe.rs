@@ -46,6 +46,18 @@ impl StripeError {
     }
 }
 
+/// A job that called Stripe: tried again later when that may help, buried
+/// with Stripe's message when it cannot.
+impl From<StripeError> for crate::services::jobs::JobFailure {
+    fn from(e: StripeError) -> Self {
+        if e.is_retryable() {
+            Self::retry(e)
+        } else {
+            Self::permanent(e)
+        }
+    }
+}
+
 impl From<stripe::StripeError> for StripeError {
     fn from(err: stripe::StripeError) -> Self {
         match err {

@@ -76,7 +76,7 @@ impl CancelSupersededSubscription {
             Some(status) => format!("had already ended ({status})"),
             None => match api.cancel_subscription(&target).await {
                 Ok(status) => format!("canceled in Stripe with proration (now {status})"),
-                Err(e) if e.is_retryable() => return Err(JobFailure::retry(e)),
+                Err(e) if e.is_retryable() => return Err(e.into()),
                 // Canceled meanwhile (the customer in the portal, say)?
                 Err(e) => match ended(api, &target).await? {
                     Some(status) => format!("had already ended ({status})"),
@@ -116,7 +116,6 @@ async fn ended(api: &StripeApi, id: &str) -> Result<Option<String>, JobFailure> 
         Ok(sub) if sub.is_terminal() => Ok(Some(sub.status)),
         Ok(_) => Ok(None),
         Err(StripeError::Api { status: 404, .. }) => Ok(Some("unknown to Stripe".into())),
-        Err(e) if e.is_retryable() => Err(JobFailure::retry(e)),
-        Err(e) => Err(JobFailure::permanent(e)),
+        Err(e) => Err(e.into()),
     }
 }
