@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use frontdesk::db::models::BillingAccount;
-use frontdesk::db::schema::{audit_log, invoices, jobs, organizations, stripe_events};
+use frontdesk::db::schema::{audit_log, invoices, jobs, stripe_events};
 use frontdesk::domain::OrganizationId;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
@@ -22,9 +22,11 @@ backend_tests!(
     webhooks_refuse_bad_signatures_and_bodies_and_store_nothing,
     a_replayed_event_is_applied_once_and_order_does_not_matter,
     a_second_live_subscription_cancels_the_one_it_replaces,
+    a_stored_subscription_stripe_no_longer_has_gives_way_to_a_new_one,
     every_handled_event_type_is_applied,
     the_same_event_delivered_to_two_instances_at_once_is_applied_once,
     an_event_whose_job_gave_up_is_queued_again_by_maintenance,
+    a_failed_event_is_applied_when_an_operator_retries_its_job,
     checkout_and_portal_send_stripe_the_exact_parameters,
     plan_limits_are_enforced_and_lifted_by_an_upgrade,
     without_stripe_billing_is_off_and_unlimited,
@@ -119,12 +121,7 @@ async fn processed(app: &TestApp, id: &str) -> String {
 }
 
 fn org_id(app: &TestApp, slug: &str) -> OrganizationId {
-    organizations::table
-        .filter(organizations::slug.eq(slug))
-        .select(organizations::id)
-        .first::<i64>(&mut app.pool().get().unwrap())
-        .map(OrganizationId)
-        .unwrap()
+    OrganizationId(app.org_id(slug))
 }
 
 /// Harbor Bikes signed up, its Stripe customer already linked.
@@ -589,6 +586,67 @@ async fn a_second_live_subscription_cancels_the_one_it_replaces(backend: Backend
     assert_eq!(audit_count(&app, "billing.subscription_canceled"), 2);
 }
 
+async fn a_stored_subscription_stripe_no_longer_has_gives_way_to_a_new_one(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    let org = harbor_with_customer(&app, "cus_harbor").await;
+    let old = subscription("sub_gone_1", "cus_harbor", PRICE_PRO, "active");
+    stripe.set_subscription(old.clone());
+    assert_eq!(
+        apply(
+            &app,
+            "evt_gone_1",
+            "customer.subscription.created",
+            now() - 30,
+            old
+        )
+        .await,
+        "processed"
+    );
+    assert_eq!(account(&app, org).plan, "pro");
+
+    // Stripe lost the stored one (deleted with test data, say) without an
+    // event: a new live subscription still becomes the plan, instead of
+    // failing for ever on the 404 when the stored one is looked up.
+    stripe.forget_subscription("sub_gone_1");
+    let new = subscription("sub_gone_2", "cus_harbor", PRICE_BUSINESS, "active");
+    stripe.set_subscription(new.clone());
+    assert_eq!(
+        apply(
+            &app,
+            "evt_gone_2",
+            "customer.subscription.created",
+            now(),
+            new
+        )
+        .await,
+        "processed"
+    );
+    let a = account(&app, org);
+    assert_eq!(
+        (
+            a.plan.as_str(),
+            a.status.as_str(),
+            a.stripe_subscription_id.as_deref()
+        ),
+        ("business", "active", Some("sub_gone_2"))
+    );
+    assert_eq!(
+        stripe
+            .requests_to("GET", "/v1/subscriptions/sub_gone_1")
+            .len(),
+        1,
+        "the stored one is looked up once"
+    );
+    assert!(
+        stripe
+            .requests_to("DELETE", "/v1/subscriptions/sub_gone_2")
+            .is_empty()
+    );
+}
+
 async fn every_handled_event_type_is_applied(backend: Backend) {
     let stripe = FakeStripe::spawn().await;
     let Some(app) = billing_app(backend, &stripe, &[]).await else {
@@ -882,6 +940,66 @@ async fn an_event_whose_job_gave_up_is_queued_again_by_maintenance(backend: Back
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(redriven, 1);
+}
+
+async fn a_failed_event_is_applied_when_an_operator_retries_its_job(backend: Backend) {
+    use frontdesk::db::models::job::Job as JobRow;
+    use frontdesk::domain::JobId;
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    let org = harbor_with_customer(&app, "cus_later").await;
+    // The checkout names a subscription Stripe does not know (yet): a 404 no
+    // retry mends, so the event is kept as failed and its job is dead.
+    let mut session = fixture("checkout_session");
+    session["id"] = json!("cs_test_later");
+    session["mode"] = json!("subscription");
+    session["status"] = json!("complete");
+    session["customer"] = json!("cus_later");
+    session["subscription"] = json!("sub_later");
+    session["client_reference_id"] = json!(org.0.to_string());
+    assert_eq!(
+        apply(
+            &app,
+            "evt_later",
+            "checkout.session.completed",
+            now(),
+            session
+        )
+        .await,
+        "failed"
+    );
+    let mut conn = app.pool().get().unwrap();
+    let dead: i64 = jobs::table
+        .filter(jobs::kind.eq("billing.stripe_event"))
+        .filter(jobs::state.eq("dead"))
+        .select(jobs::id)
+        .first(&mut conn)
+        .unwrap();
+
+    // Mended (Stripe answers now), the operator retries the job: the event
+    // is applied as if it had just come in, instead of being skipped as done.
+    stripe.set_subscription(subscription("sub_later", "cus_later", PRICE_PRO, "active"));
+    assert!(JobRow::revive(&mut conn, JobId(dead)).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state: String = stripe_events::table
+            .find("evt_later")
+            .select(stripe_events::state)
+            .first(&mut conn)
+            .unwrap();
+        if state == "processed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {state}");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    let a = account(&app, org);
+    assert_eq!(
+        (a.plan.as_str(), a.stripe_subscription_id.as_deref()),
+        ("pro", Some("sub_later"))
+    );
 }
 
 async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) {

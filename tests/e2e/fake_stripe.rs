@@ -117,6 +117,15 @@ impl FakeStripe {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, sub);
     }
+
+    /// Stripe no longer has the subscription: it answers 404 from now on.
+    pub fn forget_subscription(&self, id: &str) {
+        self.state
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
 }
 
 impl Drop for FakeStripe {

@@ -206,6 +206,17 @@ impl TestApp {
     pub fn pool(&self) -> frontdesk::db::DbPool {
         self.db.pool()
     }
+
+    /// The id of the organization with `slug`.
+    pub fn org_id(&self, slug: &str) -> i64 {
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        use frontdesk::db::schema::organizations;
+        organizations::table
+            .filter(organizations::slug.eq(slug))
+            .select(organizations::id)
+            .first(&mut self.pool().get().expect("a connection"))
+            .expect("the organization exists")
+    }
 }
 
 pub struct Spawn<'a> {

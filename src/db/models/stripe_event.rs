@@ -9,6 +9,8 @@ use crate::db::schema::stripe_events;
 use crate::domain::OrganizationId;
 
 pub const RECEIVED: &str = "received";
+/// Could not be applied for a reason retrying would not mend (kept with it).
+pub const FAILED: &str = "failed";
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = stripe_events)]
@@ -74,6 +76,22 @@ impl StripeEvent {
                 .filter(stripe_events::state.eq(RECEIVED)),
         )
         .set(stripe_events::state.eq(stripe_events::state))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    /// A failed event back to `received`, for its job to apply it again.
+    pub fn reopen(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+        diesel::update(
+            stripe_events::table
+                .find(id)
+                .filter(stripe_events::state.eq(FAILED)),
+        )
+        .set((
+            stripe_events::state.eq(RECEIVED),
+            stripe_events::detail.eq(None::<String>),
+            stripe_events::processed_at.eq(None::<NaiveDateTime>),
+        ))
         .execute(conn)
         .map(|n| n == 1)
     }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::objects::{self, CheckoutSession, Envelope, Invoice, Subscription};
-use crate::db::models::stripe_event::RECEIVED;
+use crate::db::models::stripe_event::{FAILED, RECEIVED};
 use crate::db::models::{
     BillingAccount, InvoiceUpdate, Organization, StripeEvent, SubscriptionChange,
 };
@@ -16,6 +16,7 @@ use crate::services::accounts::{Actor, audit};
 use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
 use crate::services::mail::MailTemplate;
 
+use super::StripeApi;
 use super::limits::PAST_DUE;
 use super::superseded::CancelSupersededSubscription;
 
@@ -114,8 +115,15 @@ impl ProcessStripeEvent {
                 self.event_id
             )));
         };
-        if event.state != RECEIVED {
-            return Ok(());
+        match event.state.as_str() {
+            RECEIVED => {}
+            // Its job runs again only when an operator retried it (`frontdesk
+            // jobs retry`), the cause mended: applied as if just received.
+            FAILED => {
+                let id = self.event_id.clone();
+                ctx.db(move |conn| StripeEvent::reopen(conn, &id)).await?;
+            }
+            _ => return Ok(()),
         }
         let envelope: Envelope = match serde_json::from_str(&event.payload) {
             Ok(e) => e,
@@ -147,7 +155,7 @@ impl ProcessStripeEvent {
         {
             // Kept with the reason, for an operator to look at (the job is dead too).
             let (id, detail) = (self.event_id.clone(), failure.message.clone());
-            ctx.db(move |conn| StripeEvent::finish(conn, &id, "failed", None, Some(&detail)))
+            ctx.db(move |conn| StripeEvent::finish(conn, &id, FAILED, None, Some(&detail)))
                 .await?;
             ctx.metrics.webhooks.outcome("failed");
         }
@@ -306,7 +314,12 @@ impl ProcessStripeEvent {
         // Two subscriptions live at once: which one is the plan depends on
         // the stored one too, as Stripe has it now.
         let current = match rival(&account, &sub) {
-            Some(id) => Some(fetch_subscription(ctx, id).await?),
+            Some(id) => Some(
+                stripe_api(ctx)?
+                    .find_subscription(id)
+                    .await?
+                    .unwrap_or_else(|| Subscription::gone(id, sub.customer.clone())),
+            ),
             None => None,
         };
         let config = ctx.config.stripe.clone();
@@ -518,12 +531,15 @@ fn parse<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, JobFa
 }
 
 async fn fetch_subscription(ctx: &JobContext, id: &str) -> Result<Subscription, JobFailure> {
-    let Some(api) = ctx.stripe.as_ref() else {
-        return Err(JobFailure::permanent(
+    Ok(stripe_api(ctx)?.retrieve_subscription(id).await?)
+}
+
+fn stripe_api(ctx: &JobContext) -> Result<&StripeApi, JobFailure> {
+    ctx.stripe.as_deref().ok_or_else(|| {
+        JobFailure::permanent(
             "billing is off (no STRIPE_SECRET_KEY): cannot ask Stripe for the subscription",
-        ));
-    };
-    Ok(api.retrieve_subscription(id).await?)
+        )
+    })
 }
 
 /// The organization a customer belongs to; failing that, the organization the
@@ -689,8 +705,14 @@ fn decide(
         Some(_) => {
             if objects::is_terminal(&account.status) && !sub.is_terminal() {
                 Decision::Ignore("already canceled; a canceled subscription does not come back")
+            } else if fresh {
+                // Stripe's state now is the truth, whatever the clocks say.
+                Decision::Apply
             } else if at < account.stripe_state_at {
-                Decision::Ignore("older than the state already applied")
+                // Usually history; but a state fetched from Stripe is stamped
+                // by this server's clock, which Stripe's event times are not
+                // measured against: Stripe settles it.
+                Decision::AskStripe
             } else if at == account.stripe_state_at && account.status != sub.status {
                 Decision::AskStripe
             } else {
@@ -750,10 +772,16 @@ mod tests {
             decide(&b, &sub("sub_1", "past_due"), 300, false, None),
             Decision::Apply
         );
-        assert!(matches!(
+        // An older event asks Stripe (stored states may carry this server's
+        // clock); what Stripe says now is applied whatever its time.
+        assert_eq!(
             decide(&b, &sub("sub_1", "past_due"), 100, false, None),
-            Decision::Ignore(_)
-        ));
+            Decision::AskStripe
+        );
+        assert_eq!(
+            decide(&b, &sub("sub_1", "past_due"), 100, true, None),
+            Decision::Apply
+        );
         assert_eq!(
             decide(&b, &sub("sub_1", "past_due"), 200, false, None),
             Decision::AskStripe

@@ -113,6 +113,23 @@ impl Subscription {
             .map(String::as_str)
     }
 
+    /// A subscription Stripe no longer has (deleted with its customer, or
+    /// test data cleared): as far as the plan goes, it has ended.
+    pub fn gone(id: &str, customer: Ref) -> Self {
+        Self {
+            id: id.to_string(),
+            customer,
+            status: "canceled".into(),
+            created: None,
+            cancel_at_period_end: false,
+            current_period_start: None,
+            current_period_end: None,
+            trial_end: None,
+            items: None,
+            metadata: None,
+        }
+    }
+
     /// Canceled subscriptions never become active again in Stripe.
     pub fn is_terminal(&self) -> bool {
         is_terminal(&self.status)

@@ -203,6 +203,19 @@ impl StripeApi {
         Ok(sub.status.as_str().to_string())
     }
 
+    /// The subscription as Stripe holds it now, or `None` when Stripe has no
+    /// such subscription (deleted with its customer, or test data cleared).
+    pub async fn find_subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<objects::Subscription>, StripeError> {
+        match self.retrieve_subscription(id).await {
+            Ok(sub) => Ok(Some(sub)),
+            Err(StripeError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The subscription as Stripe holds it now (the source of truth when
     /// events disagree).
     pub async fn retrieve_subscription(

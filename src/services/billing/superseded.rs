@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{StripeApi, StripeError};
+use super::StripeApi;
 use crate::db::DbConnection;
 use crate::db::models::BillingAccount;
 use crate::domain::OrganizationId;
@@ -112,10 +112,9 @@ impl CancelSupersededSubscription {
 /// The subscription's status if it has ended in Stripe (or Stripe no longer
 /// has it); `None` while it is live.
 async fn ended(api: &StripeApi, id: &str) -> Result<Option<String>, JobFailure> {
-    match api.retrieve_subscription(id).await {
-        Ok(sub) if sub.is_terminal() => Ok(Some(sub.status)),
-        Ok(_) => Ok(None),
-        Err(StripeError::Api { status: 404, .. }) => Ok(Some("unknown to Stripe".into())),
-        Err(e) => Err(e.into()),
-    }
+    Ok(match api.find_subscription(id).await? {
+        Some(sub) if sub.is_terminal() => Some(sub.status),
+        Some(_) => None,
+        None => Some("unknown to Stripe".into()),
+    })
 }
