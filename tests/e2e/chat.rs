@@ -35,7 +35,57 @@ backend_tests!(
     a_rate_limited_provider_is_retried_and_a_garbled_one_falls_back,
     a_stalled_cut_or_silent_provider_ends_in_the_builtin_answer_and_a_person,
     owners_and_admins_erase_a_conversation_with_its_messages,
+    reindexing_one_document_at_once_never_duplicates_its_passages,
 );
+
+async fn reindexing_one_document_at_once_never_duplicates_its_passages(backend: Backend) {
+    use frontdesk::db::schema::{jobs, knowledge_chunks};
+    let Some((app, key)) = setup(backend, &[("WORKER_CONCURRENCY", "4")]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let agent = api.agent(json!({"name": "Support"})).await;
+    let agent = agent["id"].as_i64().unwrap();
+    let text: String = (1..=40)
+        .map(|n| {
+            format!("# Part {n}\n\nSection {n} of the handbook says what to do on day {n}.\n\n")
+        })
+        .collect();
+    let doc = api
+        .indexed(agent, "Handbook", "text/markdown", text.as_bytes())
+        .await;
+    let doc_id = doc["id"].as_i64().unwrap();
+    let chunks = doc["chunkCount"].as_i64().unwrap();
+    assert!(chunks > 1, "{doc}");
+
+    // Several re-indexes at once: up to four run side by side.
+    let reindex = format!("/api/v1/documents/{doc_id}/reindex");
+    let statuses =
+        futures_util::future::join_all((0..8).map(|_| api.json(Method::POST, &reindex, json!({}))))
+            .await;
+    assert!(statuses.iter().all(|(s, _)| *s == 202), "{statuses:?}");
+    let pending = || -> i64 {
+        jobs::table
+            .filter(jobs::kind.eq("knowledge.index"))
+            .filter(jobs::state.ne("done"))
+            .count()
+            .get_result(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    for _ in 0..400 {
+        if pending() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending(), 0, "the re-indexes did not finish in time");
+    let stored: i64 = knowledge_chunks::table
+        .filter(knowledge_chunks::document_id.eq(doc_id))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(stored, chunks, "each passage is indexed once");
+}
 
 async fn owners_and_admins_erase_a_conversation_with_its_messages(backend: Backend) {
     use frontdesk::db::schema::{audit_log, messages};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::StripeConfig;
 use crate::db::models::knowledge::{self, FAILED, INDEXING, Matching, READY};
 use crate::db::models::{Agent, Document, Passage};
-use crate::db::{DbConnection, write_transaction};
+use crate::db::{DbConnection, lock_until_commit, write_transaction};
 use crate::domain::{AgentId, DocumentId, OrganizationId, TenantScope};
 use crate::services::billing::limits::{self, LimitError, LimitReached, Resource};
 use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
@@ -198,6 +198,10 @@ impl IndexDocument {
         let outcome = ctx
             .db(move |conn| {
                 write_transaction(conn, |conn| {
+                    // Two runs for one document at once (an upload's and a
+                    // re-index's) would each delete only the chunks committed
+                    // before they started on PostgreSQL, and both insert.
+                    lock_until_commit(conn, &format!("document:{id}"))?;
                     Document::replace_chunks(conn, &doc, &rows)?;
                     Document::set_status(conn, id, READY, count, None)
                 })
