@@ -54,6 +54,10 @@ impl ConnectionManager {
                     path: shown,
                     reason: e.to_string(),
                 })?;
+                unicode::register(&mut conn).map_err(|e| DbError::SqliteOpen {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
                 conn.set_instrumentation(SlowQueryLog::new(self.slow_query));
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -81,6 +85,22 @@ impl ConnectionManager {
                 })?;
         }
         Ok(())
+    }
+}
+
+/// SQLite's own `lower()` folds ASCII only, PostgreSQL's all of Unicode: a
+/// search for "émile" found "Émile" on one backend and not the other. The
+/// same SQL means the same thing on both once SQLite's `lower` is Rust's.
+mod unicode {
+    use diesel::SqliteConnection;
+    use diesel::sql_types::{Nullable, Text};
+
+    diesel::define_sql_function! {
+        fn lower(text: Nullable<Text>) -> Nullable<Text>;
+    }
+
+    pub(super) fn register(conn: &mut SqliteConnection) -> diesel::QueryResult<()> {
+        lower_utils::register_impl(conn, |text: Option<String>| text.map(|t| t.to_lowercase()))
     }
 }
 

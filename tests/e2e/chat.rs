@@ -936,7 +936,7 @@ async fn documents_are_indexed_and_the_builtin_agent_answers_with_citations(back
         "harbor-bikes",
         "support",
         &chat,
-        "Do you sell helicopters?",
+        "Émile here: do you sell helicopters?",
     )
     .await;
     let reply: Value = res.json().await.unwrap();
@@ -957,6 +957,9 @@ async fn documents_are_indexed_and_the_builtin_agent_answers_with_citations(back
     assert!(none["data"].as_array().unwrap().is_empty());
     let (_, searched) = api.get("/api/v1/conversations?q=helicopter").await;
     assert_eq!(searched["data"].as_array().unwrap().len(), 1);
+    // Case folds beyond ASCII alike on both backends.
+    let (_, searched) = api.get("/api/v1/conversations?q=%C3%A9MILE").await;
+    assert_eq!(searched["data"].as_array().unwrap().len(), 1, "{searched}");
     let (_, dated) = api
         .get("/api/v1/conversations?from=2000-01-01&to=2000-01-02")
         .await;
