@@ -45,6 +45,9 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Validation(String),
+    /// The thing exists but is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
     /// The thing existed but is closed for good (a resolved conversation).
     #[error("{0}")]
     Gone(String),
@@ -77,6 +80,7 @@ impl AppError {
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Self::Validation(_) => "VALIDATION_FAILED",
+            Self::Conflict(_) => "CONFLICT",
             Self::Gone(_) => "GONE",
             Self::TooManyRequests { .. } => "RATE_LIMITED",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
@@ -197,6 +201,7 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{ErrorJson, List, iso};
 use crate::auth::extractors::{ApiCaller, client_ip};
-use crate::db::models::conversation::STATUSES;
+use crate::db::models::conversation::{self, STATUSES};
 use crate::db::models::{
     Agent, Conversation, ConversationFilter, Document, NewConversation, ProviderCredential,
 };
@@ -610,7 +610,7 @@ pub async fn start_conversation(
     caller: ApiCaller,
     body: web::Json<StartConversation>,
 ) -> AppResult<HttpResponse> {
-    caller.require_write()?;
+    require(&caller, Permission::Respond)?;
     let body = body.into_inner();
     let scope = caller.scope.clone();
     let ip = client_ip(&req);
@@ -639,7 +639,7 @@ pub async fn start_conversation(
                 scope.organization_id(),
                 &NewConversation {
                     agent_id,
-                    channel: "api",
+                    channel: conversation::API,
                     visitor_id: &visitor,
                     visitor_ip: &ip,
                     token_hash: &unusable,
@@ -727,7 +727,10 @@ pub struct ApiMessage {
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)), request_body = ApiMessage,
     responses((status = 200, description = "The reply as JSON, or as Server-Sent Events with `Accept: text/event-stream`", body = crate::services::chat::ReplyOutcome),
         (status = 402, body = ErrorJson, description = "The month's message allowance is used up"),
-        (status = 404, body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
+        (status = 403, body = ErrorJson, description = "A read-only key, or a role that does not answer conversations"),
+        (status = 404, body = ErrorJson),
+        (status = 409, body = ErrorJson, description = "The conversation came in through the chat page or the widget, not the API"),
+        (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
 pub async fn send_message(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -735,11 +738,19 @@ pub async fn send_message(
     path: web::Path<i64>,
     body: web::Json<ApiMessage>,
 ) -> AppResult<HttpResponse> {
-    caller.require_write()?;
+    require(&caller, Permission::Respond)?;
     let (scope, id) = (caller.scope.clone(), ConversationId(path.into_inner()));
     let (conversation, agent) = state
         .db(move |conn| {
             let c = Conversation::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            // Messages sent here are the end user's words: a page or widget
+            // conversation has its own visitor, whom no API caller speaks for.
+            if c.channel != conversation::API {
+                return Err(AppError::Conflict(format!(
+                    "This conversation came in through the {}; only conversations started through the API take messages here. Answer it from its ticket.",
+                    c.channel
+                )));
+            }
             let agent = Agent::find(conn, &scope, c.agent_id)?.ok_or(AppError::NotFound)?;
             Ok((c, agent))
         })

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::api::ErrorJson;
 use crate::auth::extractors::client_ip;
-use crate::db::models::conversation::RESOLVED;
+use crate::db::models::conversation::{self, RESOLVED};
 use crate::db::models::{Agent, Conversation, NewConversation, NewMessage, Organization};
 use crate::db::write_transaction;
 use crate::domain::{ConversationId, Slug};
@@ -186,8 +186,8 @@ pub async fn start(
         visitor_id: None,
     });
     let channel = match body.channel.as_deref() {
-        None | Some("widget") => "widget",
-        Some("page") => "page",
+        None | Some(conversation::WIDGET) => conversation::WIDGET,
+        Some(conversation::PAGE) => conversation::PAGE,
         Some(_) => {
             return Err(AppError::Validation(
                 "channel must be page or widget".into(),
@@ -382,7 +382,10 @@ pub(crate) async fn accept_visitor_message(
         .db(move |conn| {
             write_transaction(conn, |conn| {
                 // Visitor before address, always: see `lock_until_commit`.
-                crate::db::lock_until_commit(conn, &format!("chat:visitor:{}", conversation.visitor_id))?;
+                crate::db::lock_until_commit(
+                    conn,
+                    &format!("chat:visitor:{}:{}", conversation.organization_id, conversation.visitor_id),
+                )?;
                 crate::db::lock_until_commit(conn, &format!("chat:address:{ip}"))?;
                 // Resolved by the team since it was read?
                 Conversation::lock(conn, conversation.id)?;
@@ -393,6 +396,7 @@ pub(crate) async fn accept_visitor_message(
                 let since = crate::domain::now() - chrono::TimeDelta::minutes(1);
                 let (by_visitor, by_ip) = Conversation::recent_visitor_messages(
                     conn,
+                    conversation.organization_id,
                     &conversation.visitor_id,
                     &ip,
                     since,

@@ -1564,6 +1564,48 @@ async fn api_conversations_are_each_their_own_visitor(backend: Backend) {
         .json(Method::POST, &conv(&second), json!({"content": "Hello"}))
         .await;
     assert_eq!(status, 200);
+
+    // A widget visitor's conversation takes no words from the API: they
+    // would read as the visitor's own.
+    let widget = support_chat(&app).await;
+    let (status, err) = api
+        .json(
+            Method::POST,
+            &format!(
+                "/api/v1/conversations/{}/messages",
+                widget["conversationId"]
+            ),
+            json!({"content": "I agree to everything"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{err}");
+    assert_eq!(err["code"], "CONFLICT");
+    assert!(err["message"].as_str().unwrap().contains("widget"), "{err}");
+
+    // A viewer signed in reads conversations but neither starts one nor
+    // writes in one, whatever the API allows their session otherwise.
+    let org = app.org_id("harbor-bikes");
+    let (_, viewer) = crate::accounts::signed_in_member(
+        &app,
+        org,
+        "viewer@harbor.test",
+        frontdesk::domain::Role::Viewer,
+    )
+    .await;
+    let res = viewer
+        .api(Method::POST, &conv(&second), json!({"content": "Hi"}))
+        .await;
+    assert_eq!(res.status(), 403);
+    let res = viewer
+        .api(
+            Method::POST,
+            "/api/v1/conversations",
+            json!({"agentId": id}),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    let res = viewer.api(Method::GET, &conv(&second), json!(null)).await;
+    assert_eq!(res.status(), 200);
 }
 
 async fn the_team_resolves_and_reopens_conversations(backend: Backend) {
@@ -1711,6 +1753,24 @@ async fn a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit(bac
     }
     let res = say(&app, "harbor-bikes", "support", &chat, "One more").await;
     assert_eq!(res.status(), 429, "the visitor's own limit still holds");
+
+    // Visitor ids belong to each organization: another's visitor with the
+    // same id is someone else, with a budget of their own.
+    let (_, other_key) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
+    Api {
+        app: &app,
+        key: other_key,
+    }
+    .agent(json!({"name": "Support"}))
+    .await;
+    let theirs: Value = start_chat(&app, "other-shop", "support", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["visitorId"], chat["visitorId"]);
+    let res = say(&app, "other-shop", "support", &theirs, "Hello").await;
+    assert_eq!(res.status(), 200, "not limited by Harbor Bikes' visitor");
 }
 
 async fn an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin(backend: Backend) {

@@ -12,6 +12,12 @@ pub const ESCALATED: &str = "escalated";
 pub const RESOLVED: &str = "resolved";
 pub const STATUSES: [&str; 3] = [OPEN, ESCALATED, RESOLVED];
 
+/// Where a conversation came in: the public chat page, the widget, or a
+/// caller of the JSON API speaking for its own end user.
+pub const PAGE: &str = "page";
+pub const WIDGET: &str = "widget";
+pub const API: &str = "api";
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = conversations)]
 pub struct Conversation {
@@ -328,15 +334,19 @@ impl Conversation {
             .execute(conn)
     }
 
-    /// Visitor messages since `since` from this visitor id and from this address,
-    /// across every conversation: the rate limit holds across instances.
+    /// Visitor messages since `since` from this visitor (of this organization:
+    /// visitor ids are chosen by each organization's callers, so another's
+    /// visitor of the same id is someone else) and from this address, across
+    /// every conversation: the rate limit holds across instances.
     pub fn recent_visitor_messages(
         conn: &mut DbConnection,
+        organization: OrganizationId,
         visitor_id: &str,
         visitor_ip: &str,
         since: NaiveDateTime,
     ) -> QueryResult<(i64, i64)> {
         let by_visitor = messages::table
+            .filter(messages::organization_id.eq(organization))
             .filter(messages::visitor_id.eq(visitor_id))
             .filter(messages::created_at.ge(since))
             .count()
