@@ -209,21 +209,21 @@ pub struct TicketText {
 }
 
 /// A reply or a note: the same checks, a different step.
-type TextStep = fn(
-    &mut crate::db::DbConnection,
-    &crate::domain::TenantScope,
-    &crate::services::accounts::Actor<'_>,
-    TicketId,
-    &str,
-) -> Result<Ticket, tickets::TicketError>;
-
 async fn add_text(
     req: &HttpRequest,
     state: &AppState,
     caller: &ApiCaller,
     id: i64,
     content: String,
-    step: TextStep,
+    step: impl FnOnce(
+        &mut crate::db::DbConnection,
+        &crate::domain::TenantScope,
+        &crate::services::accounts::Actor<'_>,
+        TicketId,
+        &str,
+    ) -> Result<Ticket, tickets::TicketError>
+    + Send
+    + 'static,
 ) -> AppResult<HttpResponse> {
     require_respond(caller)?;
     let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(req));
@@ -252,13 +252,16 @@ pub async fn reply(
     body: web::Json<TicketText>,
 ) -> AppResult<HttpResponse> {
     let content = body.into_inner().content;
+    let summarize_after = state.config.conversation_idle;
     add_text(
         &req,
         &state,
         &caller,
         path.into_inner(),
         content,
-        tickets::reply,
+        move |conn, scope, actor, id, text| {
+            tickets::reply(conn, scope, actor, id, text, summarize_after)
+        },
     )
     .await
 }

@@ -24,6 +24,7 @@ use crate::rate_limit::Standing;
 use crate::services::billing::limits;
 use crate::services::chat::{
     self, Citation, MAX_MESSAGE_CHARS, ReplyEvent, ReplyOutcome, VISITOR_MESSAGES_PER_MINUTE,
+    schedule_summary,
 };
 use crate::startup::AppState;
 use crate::views::chat::ChatPage;
@@ -375,6 +376,7 @@ pub(crate) async fn accept_visitor_message(
         return Err(closed());
     }
     let per_ip = per_address_budget(state);
+    let summarize_after = state.config.conversation_idle;
     let billing = state.config.stripe.clone();
     let base_url = state.config.base_url.clone();
     let content = trimmed.to_string();
@@ -423,6 +425,11 @@ pub(crate) async fn accept_visitor_message(
                 let team_has_it = crate::services::tickets::visitor_wrote(conn, &conversation)?;
                 let message =
                     conversation.add_message(conn, &NewMessage::written("visitor", &content))?;
+                // No agent reply follows (whose turn would schedule it): the
+                // summary catches up with the visitor's side of the talk.
+                if team_has_it {
+                    schedule_summary(conn, conversation.id, message.id, summarize_after)?;
+                }
                 Ok(Accepted {
                     conversation,
                     standing,

@@ -349,8 +349,9 @@ pub async fn reply(
         .db(move |conn| Ok(Ticket::find(conn, &scope, id)?))
         .await?
         .is_some_and(|t| t.status == crate::db::models::ticket::SOLVED);
+    let summarize_after = state.config.conversation_idle;
     match act(&state, &member, &req, move |conn, scope, actor| {
-        tickets::reply(conn, scope, actor, id, &content)
+        tickets::reply(conn, scope, actor, id, &content, summarize_after)
     })
     .await?
     {

@@ -4,6 +4,8 @@
 //! it and set its status. Every step is a line of the ticket's timeline,
 //! written in the same transaction as the change.
 
+use std::time::Duration;
+
 use url::Url;
 
 use crate::db::models::conversation::{ESCALATED, RESOLVED};
@@ -12,6 +14,7 @@ use crate::db::models::{Conversation, Membership, NewMessage, User};
 use crate::db::{DbConnection, write_transaction};
 use crate::domain::{Email, Permission, TenantScope, TicketId, UserId};
 use crate::services::accounts::Actor;
+use crate::services::chat::schedule_summary;
 use crate::services::jobs::{self, EnqueueOptions, SendEmail};
 use crate::services::mail::{MailTemplate, OutgoingEmail};
 
@@ -179,19 +182,23 @@ fn load(
 }
 
 /// Answers the visitor: a message in the conversation they see, and the ticket
-/// waits for them (`pending`). A solved ticket is taken up again.
+/// waits for them (`pending`). A solved ticket is taken up again. The
+/// conversation's summary is written again once it has been quiet for
+/// `summarize_after`, with the team's part in it.
 pub fn reply(
     conn: &mut DbConnection,
     scope: &TenantScope,
     actor: &Actor<'_>,
     id: TicketId,
     raw: &str,
+    summarize_after: Duration,
 ) -> Result<Ticket, TicketError> {
     require(scope)?;
     let text = checked_text("content", raw)?;
     write_transaction(conn, |conn| {
         let (ticket, conversation) = load(conn, scope, id)?;
-        conversation.add_message(conn, &NewMessage::written("staff", &text))?;
+        let message = conversation.add_message(conn, &NewMessage::written("staff", &text))?;
+        schedule_summary(conn, conversation.id, message.id, summarize_after)?;
         // The visitor can answer back: their conversation is open to them again.
         if conversation.status == RESOLVED {
             conversation.set_status(conn, ESCALATED)?;

@@ -1959,16 +1959,41 @@ async fn idle_conversations_get_a_summary(backend: Backend) {
         .status(),
         200
     );
+    let summary = || async {
+        for _ in 0..100 {
+            let (_, list) = api.get("/api/v1/conversations").await;
+            if let Some(summary) = list["data"][0]["summary"].as_str() {
+                return summary.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no summary was written");
+    };
+    let first = summary().await;
+    assert!(first.contains("Can I return a bike?"), "{first}");
+    assert!(first.contains("Policies"), "{first}");
+
+    // The team takes over: its reply is in the summary written next.
+    assert_eq!(escalate(&app, "harbor-bikes", "support", &chat).await, 200);
+    let (_, tickets) = api.get("/api/v1/tickets").await;
+    let ticket = tickets["data"][0]["id"].as_i64().unwrap();
+    let (status, _) = api
+        .json(
+            Method::POST,
+            &format!("/api/v1/tickets/{ticket}/replies"),
+            json!({"content": "Bring it by on Monday and we will sort it out."}),
+        )
+        .await;
+    assert_eq!(status, 201);
     for _ in 0..100 {
-        let (_, list) = api.get("/api/v1/conversations").await;
-        if let Some(summary) = list["data"][0]["summary"].as_str() {
-            assert!(summary.contains("Can I return a bike?"), "{summary}");
-            assert!(summary.contains("Policies"), "{summary}");
+        let now = summary().await;
+        if now.contains("The team replied 1 time") {
+            assert!(now.contains("Bring it by on Monday"), "{now}");
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no summary was written");
+    panic!("the summary leaves the team's reply out");
 }
 
 async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backend) {

@@ -507,7 +507,7 @@ pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel:
 
 /// Queues the summary for when the conversation has been quiet for `idle`; a
 /// later message queues a later one, and the earlier finds itself outdated.
-fn schedule_summary(
+pub(crate) fn schedule_summary(
     conn: &mut DbConnection,
     conversation: ConversationId,
     last_message: i64,
@@ -578,9 +578,17 @@ impl SummarizeConversation {
             return Ok(());
         };
         let summary = summarize(&*provider, &agent, &messages, &ctx.metrics).await;
+        let last = self.last_message_id;
         db(&ctx.pool, move |conn| {
-            conversation.set_summary(conn, &summary)?;
-            Ok(())
+            write_transaction(conn, |conn| {
+                // A message that came while the model wrote has its own job,
+                // whose summary this one must not overwrite if it ran first.
+                Conversation::lock(conn, conversation.id)?;
+                if conversation.last_message_id(conn)? == Some(last) {
+                    conversation.set_summary(conn, &summary)?;
+                }
+                Ok::<_, ChatError>(())
+            })
         })
         .await
         .map_err(JobFailure::retry)?;

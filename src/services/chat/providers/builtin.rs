@@ -208,6 +208,15 @@ pub fn summary(messages: &[Message]) -> String {
     if handoff {
         summary.push_str(" A person was offered.");
     }
+    let team: Vec<&Message> = messages.iter().filter(|m| m.role == "staff").collect();
+    if let Some(last) = team.last() {
+        summary.push_str(&format!(
+            " The team replied {} time{}, last: \u{201c}{}\u{201d}.",
+            team.len(),
+            if team.len() == 1 { "" } else { "s" },
+            truncate(last.content.trim(), 160)
+        ));
+    }
     summary
 }
 
