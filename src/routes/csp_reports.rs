@@ -6,6 +6,9 @@ use serde_json::Value;
 
 use crate::error::{AppError, AppResult};
 
+/// Reports logged from one request.
+const MAX_LOGGED: usize = 5;
+
 /// Both report formats: the legacy `{"csp-report": {...}}` object and the
 /// Reporting API's array of `{"type": "csp-violation", "body": {...}}`.
 pub async fn receive(body: web::Json<Value>) -> AppResult<HttpResponse> {
@@ -20,7 +23,16 @@ pub async fn receive(body: web::Json<Value>) -> AppResult<HttpResponse> {
                 .into(),
         ));
     }
-    for report in reports {
+    // A page breaks the policy in a few ways at most; a body of thousands of
+    // reports is someone filling the log, who gets a few lines like anyone.
+    if reports.len() > MAX_LOGGED {
+        tracing::warn!(
+            reports = reports.len(),
+            logged = MAX_LOGGED,
+            "content security policy reports beyond the first few not logged"
+        );
+    }
+    for report in reports.into_iter().take(MAX_LOGGED) {
         let field = |names: &[&str]| {
             names
                 .iter()

@@ -569,6 +569,24 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
+    // Five hundred CSP reports in one body are a few log lines, not five hundred.
+    let flood = serde_json::Value::Array(
+        (0..500)
+            .map(|n| serde_json::json!({"type": "csp-violation", "body": {"documentURL": format!("https://x.test/{n}")}}))
+            .collect(),
+    )
+    .to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/csp-reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/reports+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{flood}",
+        flood.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 204"), "{response}");
+
     signal(&server, "TERM");
     assert!(wait_exit(&mut server, Duration::from_secs(10)).success());
     let mut logs = String::new();
@@ -598,6 +616,11 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
     assert_eq!(request["status"], 200);
     assert!(request["latency_ms"].is_number());
     assert!(!logs.contains(SECRETS[0].1), "secrets never reach the log");
+    let violations = lines
+        .iter()
+        .filter(|l| l["message"] == "content security policy violation")
+        .count();
+    assert_eq!(violations, 5, "{logs}");
 
     // SLOW_QUERY_MS=0 makes every statement slow: logged with its SQL, never its values.
     let slow: Vec<_> = lines
