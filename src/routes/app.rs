@@ -113,6 +113,9 @@ pub struct SwitchForm {
     #[serde(default)]
     csrf_token: String,
     organization_id: i64,
+    /// Where to go once switched: a page of the app, never another site.
+    #[serde(default)]
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,12 +188,41 @@ pub async fn switch(
     CsrfForm(form): CsrfForm<SwitchForm>,
 ) -> AppResult<HttpResponse> {
     switch_to(&member, OrganizationId(form.organization_id))?;
-    Ok(see_other("/app"))
+    let next = form
+        .next
+        .as_deref()
+        .filter(|n| is_app_path(n))
+        .unwrap_or("/app");
+    Ok(see_other(next))
+}
+
+/// A path inside `/app` only: no other host (`//evil`), no other scheme.
+fn is_app_path(path: &str) -> bool {
+    path.starts_with("/app/")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_?=&.".contains(&b))
+        && !path.contains("//")
+}
+
+/// The organization of the person's, other than the current one, that a link
+/// names; `None` when it is the current one or not theirs (the page then
+/// answers as it would without it).
+pub(crate) fn other_organization(member: &Member, org: Option<&str>) -> Option<(i64, String)> {
+    let id = org?.parse::<i64>().ok()?;
+    if id == member.organization.id.0 {
+        return None;
+    }
+    member
+        .memberships
+        .iter()
+        .find(|(o, _)| o.id.0 == id && !o.is_disabled())
+        .map(|(o, _)| (id, o.name.clone()))
 }
 
 /// Makes `target` the organization the person works in, if they belong to it
 /// and it is not disabled.
-pub(crate) fn switch_to(member: &Member, target: OrganizationId) -> AppResult<()> {
+fn switch_to(member: &Member, target: OrganizationId) -> AppResult<()> {
     let Some((organization, _)) = member.memberships.iter().find(|(o, _)| o.id == target) else {
         return Err(AppError::NotFound);
     };

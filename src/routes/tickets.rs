@@ -5,20 +5,20 @@ use actix_web::{Either, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::agents::transcript_row;
-use super::app::{act, chrome, switch_to, when};
+use super::app::{act, chrome, other_organization, when};
 use crate::auth::csrf::CsrfForm;
 use crate::auth::extractors::Member;
 use crate::csrf_protected;
 use crate::db::models::ticket::{Assigned, STATUSES, TicketFilter};
 use crate::db::models::{Agent, Conversation, Membership, Ticket};
-use crate::domain::{OrganizationId, Permission, TicketId, UserId};
+use crate::domain::{Permission, TicketId, UserId};
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::see_other;
 use crate::routes::{flash, keep_page, page_number, unprocessable};
 use crate::services::tickets::{self, TicketError};
 use crate::startup::AppState;
 use crate::views::Pager;
-use crate::views::account::FieldErrors;
+use crate::views::account::{FieldErrors, SwitchOrganizationPage};
 use crate::views::tickets::{
     AssigneeChoice, EventRow, StatusTab, TicketPage, TicketRow, TicketsPage,
 };
@@ -278,15 +278,20 @@ pub async fn show(
     member: Member,
     path: web::Path<i64>,
     query: web::Query<ShowQuery>,
-) -> AppResult<Either<HttpResponse, TicketPage>> {
+) -> AppResult<Either<SwitchOrganizationPage, TicketPage>> {
     let id = TicketId(path.into_inner());
-    // A link from an email opens the ticket in its organization, whichever
-    // one the person had open; one they do not belong to is not switched to.
-    if let Some(org) = query.org.as_deref().and_then(|o| o.parse::<i64>().ok())
-        && org != member.organization.id.0
-        && switch_to(&member, OrganizationId(org)).is_ok()
-    {
-        return Ok(Either::Left(see_other(&format!("/app/tickets/{}", id.0))));
+    // A link from an email names the ticket's organization: when the person
+    // has another open, they are asked to switch (a link alone changes
+    // nothing: forms open in other tabs would act on another organization).
+    if let Some((target_id, target_name)) = other_organization(&member, query.org.as_deref()) {
+        let page = SwitchOrganizationPage {
+            chrome: chrome(&member, "tickets", None)?,
+            target_id,
+            target_name,
+            what: format!("ticket #{}", id.0),
+            next: format!("/app/tickets/{}", id.0),
+        };
+        return Ok(Either::Left(page));
     }
     let page = ticket_page(
         &state,

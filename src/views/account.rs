@@ -132,6 +132,19 @@ pub struct AppChrome {
     pub flash: Option<Flash>,
 }
 
+/// A link into another organization of the person's (a ticket in an
+/// email): switching is asked for, never done by a link alone.
+#[derive(Template, WebTemplate)]
+#[template(path = "app/switch.html")]
+pub struct SwitchOrganizationPage {
+    pub chrome: AppChrome,
+    pub target_id: i64,
+    pub target_name: String,
+    /// What the link opens ("ticket #12"), and where it goes after switching.
+    pub what: String,
+    pub next: String,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "app/dashboard.html")]
 pub struct DashboardPage {

@@ -30,12 +30,7 @@ fn user_id(app: &TestApp, email: &str) -> i64 {
 }
 
 fn org_id(app: &TestApp) -> i64 {
-    use frontdesk::db::schema::organizations;
-    organizations::table
-        .filter(organizations::slug.eq("harbor-bikes"))
-        .select(organizations::id)
-        .first(&mut app.pool().get().unwrap())
-        .unwrap()
+    app.org_id("harbor-bikes")
 }
 
 async fn escalate(app: &TestApp, chat: &Value) -> StatusCode {
@@ -227,14 +222,7 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
         boss.signup("Other Shop", "boss@other.test").await.status(),
         303
     );
-    let other: i64 = {
-        use frontdesk::db::schema::organizations;
-        organizations::table
-            .filter(organizations::slug.eq("other-shop"))
-            .select(organizations::id)
-            .first(&mut app.pool().get().unwrap())
-            .unwrap()
-    };
+    let other = app.org_id("other-shop");
     frontdesk::db::models::Membership::create(
         &mut app.pool().get().unwrap(),
         &frontdesk::db::models::NewMembership::new(
@@ -253,11 +241,40 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
         .await;
     assert_eq!(switched.status(), 303);
     assert_eq!(colleague.get(&format!("/app/tickets/{id}")).await.0, 404);
-    let (status, _) = colleague.get(emailed).await;
-    assert_eq!(status, 303, "switched to the ticket's organization");
+    // The emailed link asks before it switches: a link alone changes nothing.
+    let (status, html) = colleague.get(emailed).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Switch to Harbor Bikes"), "{html}");
+    assert_eq!(colleague.get(&format!("/app/tickets/{id}")).await.0, 404);
+    let switched = colleague
+        .submit(
+            emailed,
+            "/app/switch",
+            &[
+                ("organization_id", &harbor.to_string()),
+                ("next", &format!("/app/tickets/{id}")),
+            ],
+        )
+        .await;
+    assert_eq!(switched.status(), 303);
+    assert_eq!(
+        switched.headers()["location"],
+        format!("/app/tickets/{id}").as_str()
+    );
     let (status, html) = colleague.get(&format!("/app/tickets/{id}")).await;
     assert_eq!(status, 200);
     assert!(html.contains("assigned it to"), "{html}");
+    // Where a switch leads is a page of the app, never another site.
+    for next in ["//evil.test/x", "https://evil.test/", "/login"] {
+        let res = colleague
+            .submit(
+                "/app/members",
+                "/app/switch",
+                &[("organization_id", &harbor.to_string()), ("next", next)],
+            )
+            .await;
+        assert_eq!(res.headers()["location"], "/app", "{next}");
+    }
     // An organization they do not belong to is not switched to.
     let (status, _) = boss.get(&format!("/app/tickets/{id}?org={harbor}")).await;
     assert_eq!(status, 404);
