@@ -198,6 +198,12 @@ pub const PUBLIC_FORM_POSTS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_
 /// people, too few for a script to fill the sessions table.
 pub const PUBLIC_FORM_VIEWS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_add(59);
 
+/// Emails per minute a signed-in person can have sent to addresses they type
+/// (invitations, a new address of their own): a person's pace, not a mail
+/// cannon. Per person, not per address: a team behind one office address
+/// does not share it.
+pub const MEMBER_EMAILS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_add(9);
+
 /// Middleware for the public forms: spends one post from the address's budget.
 pub async fn limit_public_forms(
     req: ServiceRequest,

@@ -62,6 +62,8 @@ pub struct AppState {
     /// Per instance, like the API budget.
     pub form_rate_limit: crate::rate_limit::ApiRateLimit,
     pub form_view_rate_limit: crate::rate_limit::ApiRateLimit,
+    /// Emails a signed-in person has sent to addresses they typed, per person.
+    pub member_email_rate_limit: crate::rate_limit::ApiRateLimit,
 }
 
 impl AppState {
@@ -177,6 +179,9 @@ impl Application {
             ),
             form_view_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
                 crate::rate_limit::PUBLIC_FORM_VIEWS_PER_MINUTE,
+            ),
+            member_email_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
+                crate::rate_limit::MEMBER_EMAILS_PER_MINUTE,
             ),
         });
         let server = build_server(listener, state.clone(), options)?;

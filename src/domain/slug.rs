@@ -31,6 +31,20 @@ impl Slug {
         Ok(Self(slug))
     }
 
+    /// A slug made from a name the user typed: ASCII letters and digits
+    /// kept, each run of anything else one hyphen, cut to 40 characters
+    /// without a hyphen at either end; `fallback` when too little is left.
+    pub fn from_name(name: &str, fallback: &'static str) -> Self {
+        let words: Vec<String> = name
+            .to_lowercase()
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect();
+        let joined: String = words.join("-").chars().take(40).collect();
+        Self::parse(joined.trim_end_matches('-')).unwrap_or_else(|_| Self(fallback.into()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -52,6 +66,24 @@ mod tests {
             Slug::parse(" Acme-Support ").unwrap().as_str(),
             "acme-support"
         );
+    }
+
+    #[test]
+    fn names_become_slugs_that_parse() {
+        for (name, slug) in [
+            ("Harbor Bikes", "harbor-bikes"),
+            ("  Café & Co.  ", "caf-co"),
+            ("--Support--", "support"),
+            ("!", "agent"),
+            ("é", "agent"),
+        ] {
+            assert_eq!(Slug::from_name(name, "agent").as_str(), slug, "{name:?}");
+        }
+        // Cut at 40 characters right after a word: no hyphen left at the end.
+        let long = format!("{} b", "a".repeat(39));
+        let slug = Slug::from_name(&long, "agent");
+        assert_eq!(slug.as_str(), "a".repeat(39));
+        assert!(Slug::parse(slug.as_str()).is_ok());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::auth::csrf::{self, CsrfForm};
 use crate::auth::extractors::{Member, ORG_KEY, SignedIn, client_ip};
-use crate::auth::password::{self, Password};
+use crate::auth::password::Password;
 use crate::csrf_protected;
 use crate::db::DbConnection;
 use crate::db::models::{ApiKey, AuditEntry, Invitation, Membership, SessionRow};
@@ -13,7 +13,7 @@ use crate::domain::{Email, MembershipId, OrganizationId, Permission, Role, Tenan
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::{NAME_MAX, see_other, text_field};
 use crate::routes::{flash, unprocessable};
-use crate::services::accounts::{self, AccountError, Actor, NewInvite};
+use crate::services::accounts::{self, AccountError, Actor, NewInvite, PasswordCheck};
 use crate::startup::AppState;
 use crate::views::Pager;
 use crate::views::account::{
@@ -346,6 +346,7 @@ pub async fn invite(
     if role.is_none() {
         errors.add("role", "Choose a role you are allowed to grant.");
     }
+    let email = email.filter(|_| spend_email_budget(&state, &member, &mut errors));
     let (Some(email), Some(role)) = (email, role) else {
         let page = members_page(
             &state,
@@ -382,7 +383,7 @@ pub async fn invite(
             );
             Ok(see_other("/app/members"))
         }
-        Err(e @ AccountError::AlreadyMember) => {
+        Err(e @ (AccountError::AlreadyMember | AccountError::AlreadyInvited)) => {
             let mut errors = FieldErrors::default();
             errors.add("email", e.to_string());
             let page = members_page(
@@ -681,11 +682,60 @@ async fn account_unprocessable(
     Ok(unprocessable(page, req))
 }
 
-/// Checks the current password off the async workers.
-async fn password_matches(member: &Member, candidate: &str) -> AppResult<bool> {
-    let stored = member.user.password_hash.clone();
+/// Spends one of the emails the person may have sent to addresses they type
+/// (an invitation, a new address), once the form is otherwise valid; when
+/// none is left, says beside the address how long to wait, and `false`.
+fn spend_email_budget(state: &AppState, member: &Member, errors: &mut FieldErrors) -> bool {
+    if !errors.is_empty() {
+        return true;
+    }
+    match state
+        .member_email_rate_limit
+        .check(&format!("user:{}", member.user.id))
+    {
+        Ok(_) => true,
+        Err(standing) => {
+            errors.add(
+                "email",
+                format!(
+                    "You have sent many emails in the last minute. Please wait {} second{} and try again.",
+                    standing.reset_secs,
+                    if standing.reset_secs == 1 { "" } else { "s" }
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// Checks the current password off the async workers, throttled like
+/// sign-in; `Err` holds the message for the field.
+async fn confirm_password(
+    state: &AppState,
+    req: &HttpRequest,
+    member: &Member,
+    candidate: &str,
+) -> AppResult<Result<(), String>> {
+    let (pool, user, ip) = (state.pool.clone(), member.user.clone(), client_ip(req));
     let candidate = candidate.to_string();
-    Ok(web::block(move || password::verify(&candidate, stored.as_deref())).await?)
+    let check = web::block(move || -> AppResult<PasswordCheck> {
+        let mut conn = pool.get().map_err(AppError::internal)?;
+        Ok(accounts::confirm_password(
+            &mut conn, &user, &candidate, &ip,
+        )?)
+    })
+    .await??;
+    Ok(match check {
+        PasswordCheck::Correct => Ok(()),
+        PasswordCheck::Wrong => Err("This is not your current password.".into()),
+        PasswordCheck::Throttled(wait) => {
+            let minutes = (wait + 59) / 60;
+            Err(format!(
+                "Too many wrong passwords. Wait {minutes} minute{} and try again.",
+                if minutes == 1 { "" } else { "s" }
+            ))
+        }
+    })
 }
 
 pub async fn change_password(
@@ -695,8 +745,8 @@ pub async fn change_password(
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> AppResult<HttpResponse> {
     let mut errors = FieldErrors::default();
-    if !password_matches(&member, &form.current_password).await? {
-        errors.add("current_password", "This is not your current password.");
+    if let Err(message) = confirm_password(&state, &req, &member, &form.current_password).await? {
+        errors.add("current_password", message);
     }
     let password = Password::parse(&form.new_password, Some(&member.user.email))
         .map_err(|e| errors.add("new_password", e.0))
@@ -732,9 +782,10 @@ pub async fn change_email(
     let email = Email::parse(&form.email)
         .map_err(|e| errors.add("email", format!("Email {e}.")))
         .ok();
-    if !password_matches(&member, &form.current_password).await? {
-        errors.add("email_password", "This is not your current password.");
+    if let Err(message) = confirm_password(&state, &req, &member, &form.current_password).await? {
+        errors.add("email_password", message);
     }
+    let email = email.filter(|_| spend_email_budget(&state, &member, &mut errors));
     let (Some(email), true) = (email, errors.is_empty()) else {
         return account_unprocessable(&req, &member, form.email.trim().into(), errors).await;
     };
@@ -1061,11 +1112,8 @@ pub async fn delete_account(
         errors.add(field, message);
         errors
     };
-    if !password_matches(&member, &form.current_password).await? {
-        let errors = one_error(
-            "delete_password",
-            "This is not your current password.".into(),
-        );
+    if let Err(message) = confirm_password(&state, &req, &member, &form.current_password).await? {
+        let errors = one_error("delete_password", message);
         return account_unprocessable(&req, &member, String::new(), errors).await;
     }
     let (user, ip) = (member.user.clone(), client_ip(&req));

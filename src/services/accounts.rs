@@ -25,7 +25,14 @@ const RESET_TTL: TimeDelta = TimeDelta::hours(1);
 const INVITATION_TTL: TimeDelta = TimeDelta::days(7);
 /// Sign-in throttling window and limits (shared by every instance: it is in the database).
 pub const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
-const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+/// Failures per account from one address: a person who mistypes, or one
+/// machine guessing.
+const MAX_FAILURES_PER_ACCOUNT_AND_IP: i64 = 5;
+/// Failures per account from all addresses together: guessing spread over
+/// many machines. Higher, so that shutting an owner out of their own account
+/// takes that many machines (and a password reset lets them in again).
+const MAX_FAILURES_PER_ACCOUNT: i64 = 30;
+/// Failures per address over all accounts: one machine trying many accounts.
 const MAX_FAILURES_PER_IP: i64 = 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +49,8 @@ pub enum AccountError {
     NotFound,
     #[error("This person is already a member of the organization.")]
     AlreadyMember,
+    #[error("This address already has an open invitation; revoke it to send a new one.")]
+    AlreadyInvited,
     #[error("Type the organization's slug, {0}, to confirm.")]
     ConfirmationMismatch(String),
     #[error(
@@ -120,31 +129,29 @@ fn send(
     .map(|_| ())
 }
 
+/// A write that lost a race with a concurrent one for the same unique value
+/// (an address checked free a moment before) answers `taken`, not an
+/// internal error.
+fn or_taken<T>(written: diesel::QueryResult<T>, taken: AccountError) -> Result<T, AccountError> {
+    match written {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Err(taken),
+        other => Ok(other?),
+    }
+}
+
 /// A slug from the organization's name, made unique with a number if needed.
+/// Organizations are created one at a time (until the transaction ends), so
+/// two named alike at once do not both pick the same free slug.
 fn unique_slug(conn: &mut DbConnection, name: &str) -> diesel::QueryResult<Slug> {
-    let base: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect::<String>()
-        .split('-')
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    let base: String = base
-        .chars()
-        .take(40)
-        .collect::<String>()
-        .trim_matches('-')
-        .to_string();
-    let base = if base.len() < 2 {
-        "org".to_string()
-    } else {
-        base
-    };
+    crate::db::lock_until_commit(conn, "organizations:slug")?;
+    let base = Slug::from_name(name, "org");
+    let base = base.as_str();
     for n in 0..1000 {
         let candidate = if n == 0 {
-            base.clone()
+            base.to_string()
         } else {
             format!("{base}-{n}")
         };
@@ -181,20 +188,13 @@ pub fn signup(
         }
         let slug = unique_slug(conn, input.organization)?;
         let org = Organization::create(conn, &NewOrganization::new(&slug, input.organization))?;
-        let user = match User::create(
-            conn,
-            &NewUser::new(input.email, input.name, Some(input.password_hash)),
-        ) {
-            Ok(user) => user,
-            // Lost a race with a concurrent sign-up for the same address.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => {
-                return Err(AccountError::EmailTaken);
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let user = or_taken(
+            User::create(
+                conn,
+                &NewUser::new(input.email, input.name, Some(input.password_hash)),
+            ),
+            AccountError::EmailTaken,
+        )?;
         Membership::create(conn, &NewMembership::new(org.id, user.id, Role::Owner))?;
         send_verification(conn, &user, base_url)?;
         let actor = Actor {
@@ -407,15 +407,10 @@ pub fn change_email(
         }
         let detail = format!("{} → {}", user.email, new_email.as_str());
         audit_account(conn, user, ip, "account.email_changed", Some(&detail))?;
-        match User::set_email(conn, user.id, new_email) {
-            Ok(_) => {}
-            // Another account took the address between the check and the write.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => return Err(AccountError::EmailTaken),
-            Err(e) => return Err(e.into()),
-        }
+        or_taken(
+            User::set_email(conn, user.id, new_email),
+            AccountError::EmailTaken,
+        )?;
         UserToken::discard_unused(conn, user.id, &[VERIFY_EMAIL, RESET_PASSWORD])?;
         let updated = User::find(conn, user.id)?.ok_or(AccountError::NotFound)?;
         send_verification(conn, &updated, base_url)?;
@@ -531,6 +526,9 @@ pub fn reset_password(
         User::mark_verified(conn, user_id)?;
         SessionRow::delete_for_user(conn, user_id)?;
         let user = User::find(conn, user_id)?.ok_or(AccountError::NotFound)?;
+        // Whoever kept the account throttled with wrong passwords no longer
+        // keeps its owner out.
+        forget_login_failures(conn, &user.email)?;
         audit_account(conn, &user, ip, "account.password_reset", None)?;
         Ok(user_id)
     })
@@ -545,21 +543,32 @@ pub fn throttled(
     use crate::db::schema::login_failures as lf;
     use diesel::prelude::*;
     let since = crate::domain::now() - TimeDelta::seconds(THROTTLE_WINDOW_SECS);
-    let by_account: (i64, Option<chrono::NaiveDateTime>) = lf::table
-        .filter(lf::email.eq(email).and(lf::created_at.gt(since)))
-        .select((diesel::dsl::count_star(), diesel::dsl::min(lf::created_at)))
+    let recent = lf::table.filter(lf::created_at.gt(since));
+    let tally = (diesel::dsl::count_star(), diesel::dsl::min(lf::created_at));
+    let by_account_and_ip: (i64, Option<chrono::NaiveDateTime>) = recent
+        .filter(lf::email.eq(email).and(lf::ip.eq(ip)))
+        .select(tally)
         .first(conn)?;
-    let by_ip: (i64, Option<chrono::NaiveDateTime>) = lf::table
-        .filter(lf::ip.eq(ip).and(lf::created_at.gt(since)))
-        .select((diesel::dsl::count_star(), diesel::dsl::min(lf::created_at)))
+    let by_account: (i64, Option<chrono::NaiveDateTime>) = recent
+        .filter(lf::email.eq(email))
+        .select(tally)
         .first(conn)?;
+    let by_ip: (i64, Option<chrono::NaiveDateTime>) =
+        recent.filter(lf::ip.eq(ip)).select(tally).first(conn)?;
     let wait = |(count, oldest): (i64, Option<chrono::NaiveDateTime>), max: i64| {
         (count >= max).then(|| {
             let oldest = oldest.unwrap_or_else(crate::domain::now);
             (THROTTLE_WINDOW_SECS - (crate::domain::now() - oldest).num_seconds()).max(1)
         })
     };
-    Ok(wait(by_account, MAX_FAILURES_PER_ACCOUNT).max(wait(by_ip, MAX_FAILURES_PER_IP)))
+    Ok([
+        wait(by_account_and_ip, MAX_FAILURES_PER_ACCOUNT_AND_IP),
+        wait(by_account, MAX_FAILURES_PER_ACCOUNT),
+        wait(by_ip, MAX_FAILURES_PER_IP),
+    ]
+    .into_iter()
+    .max()
+    .flatten())
 }
 
 /// Counts this sign-in attempt as a failure before the password is checked, or
@@ -616,10 +625,45 @@ pub fn record_login_success(
     user: &User,
     ip: &str,
 ) -> diesel::QueryResult<()> {
+    forget_login_failures(conn, &user.email)?;
+    audit_account(conn, user, ip, "auth.sign_in", None)
+}
+
+/// What asking for the password again came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Correct,
+    Wrong,
+    /// Too many wrong passwords lately: this many seconds to wait.
+    Throttled(i64),
+}
+
+/// Checks the password a signed-in user types to confirm a sensitive change
+/// (email, password, deleting the account). Counted like a sign-in attempt,
+/// so a session left open is no way to guess the password. Blocking: the
+/// hash is checked here.
+pub fn confirm_password(
+    conn: &mut DbConnection,
+    user: &User,
+    candidate: &str,
+    ip: &str,
+) -> diesel::QueryResult<PasswordCheck> {
+    if let Some(wait) = begin_login_attempt(conn, &user.email, ip)? {
+        return Ok(PasswordCheck::Throttled(wait));
+    }
+    if crate::auth::password::verify(candidate, user.password_hash.as_deref()) {
+        forget_login_failures(conn, &user.email)?;
+        Ok(PasswordCheck::Correct)
+    } else {
+        Ok(PasswordCheck::Wrong)
+    }
+}
+
+/// The account's failed sign-ins stop counting: its owner proved who they are.
+fn forget_login_failures(conn: &mut DbConnection, email: &str) -> diesel::QueryResult<usize> {
     use crate::db::schema::login_failures as lf;
     use diesel::prelude::*;
-    diesel::delete(lf::table.filter(lf::email.eq(&user.email))).execute(conn)?;
-    audit_account(conn, user, ip, "auth.sign_in", None)
+    diesel::delete(lf::table.filter(lf::email.eq(email))).execute(conn)
 }
 
 fn require(scope: &TenantScope, permission: Permission) -> Result<(), AccountError> {
@@ -661,6 +705,15 @@ pub fn invite(
             && Membership::of_user_in(conn, user.id, scope.organization_id())?.is_some()
         {
             return Err(AccountError::AlreadyMember);
+        }
+        // One open invitation per address: asking again would only mail the
+        // same person again (and again). Two asks at once: one at a time.
+        crate::db::lock_until_commit(
+            conn,
+            &format!("invitations:{}:{}", scope.organization_id(), email.as_str()),
+        )?;
+        if Invitation::is_pending_for(conn, scope, email)? {
+            return Err(AccountError::AlreadyInvited);
         }
         limits::ensure_room(conn, billing, scope, Resource::Seat)?;
         let org =
@@ -772,7 +825,10 @@ pub fn accept_invitation(
                 if User::find_by_email(conn, &email)?.is_some() {
                     return Err(AccountError::EmailTaken);
                 }
-                let user = User::create(conn, &NewUser::new(&email, name, Some(password_hash)))?;
+                let user = or_taken(
+                    User::create(conn, &NewUser::new(&email, name, Some(password_hash))),
+                    AccountError::EmailTaken,
+                )?;
                 // The link arrived at this address: it is verified.
                 User::mark_verified(conn, user.id)?;
                 user

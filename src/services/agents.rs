@@ -227,14 +227,14 @@ pub fn create(
     billing: &StripeConfig,
 ) -> Result<Agent, AgentError> {
     let settings = settings(form, None)?;
-    let raw_slug = form
-        .slug
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| slugify(&settings.name));
-    let slug = Slug::parse(&raw_slug).map_err(|e| AgentError::invalid("slug", e.0))?;
+    let slug = match form.slug.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(typed) => Slug::parse(typed).map_err(|e| AgentError::invalid("slug", e.0))?,
+        None => Slug::from_name(&settings.name, "agent"),
+    };
     write_transaction(conn, |conn| {
         limits::ensure_room(conn, billing, scope, Resource::Agent)?;
+        // Two agents named alike at once: the second sees the first's slug.
+        crate::db::lock_until_commit(conn, &format!("agents:slug:{}", scope.organization_id()))?;
         if Agent::slug_taken(conn, scope, &slug)? {
             return Err(AgentError::invalid(
                 "slug",
@@ -362,25 +362,4 @@ pub fn save_provider_key(
         ProviderCredential::find(conn, scope.organization_id(), kind.as_str())?
             .ok_or(AgentError::NotFound)
     })
-}
-
-pub fn slugify(name: &str) -> String {
-    let mut slug = String::new();
-    for c in name.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c);
-        } else if !slug.ends_with('-') && !slug.is_empty() {
-            slug.push('-');
-        }
-    }
-    let slug = slug
-        .trim_end_matches('-')
-        .chars()
-        .take(40)
-        .collect::<String>();
-    if slug.len() < 2 {
-        "agent".to_string()
-    } else {
-        slug
-    }
 }

@@ -17,6 +17,8 @@ backend_tests!(
     csrf_is_required_on_forms_and_cookie_authenticated_api_calls,
     signing_in_rotates_the_session_id_and_signing_out_ends_it,
     sign_in_is_throttled_per_account,
+    wrong_passwords_from_elsewhere_do_not_shut_the_owner_out,
+    invitations_go_out_at_a_persons_pace,
     links_sent_to_an_old_address_stop_working,
     password_reset_answers_the_same_and_links_work_once,
     public_forms_are_rate_limited_per_address,
@@ -51,6 +53,22 @@ impl Browser {
             client: reqwest::Client::builder()
                 .cookie_store(true)
                 .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.address.clone(),
+        }
+    }
+
+    /// A browser at `ip`, as the trusted proxy in front of the server
+    /// (`TRUSTED_PROXIES`) reports it.
+    pub(crate) fn behind_proxy(app: &TestApp, ip: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", ip.parse().unwrap());
+        Self {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
                 .build()
                 .unwrap(),
             base: app.address.clone(),
@@ -682,6 +700,138 @@ async fn sign_in_is_throttled_per_account(backend: Backend) {
     assert_eq!(res.status(), 429, "the address used its 20 failures");
 }
 
+async fn wrong_passwords_from_elsewhere_do_not_shut_the_owner_out(backend: Backend) {
+    let Some(app) = spawn_app(backend)
+        .env("TRUSTED_PROXIES", "127.0.0.1")
+        .start()
+        .await
+    else {
+        return;
+    };
+    let owner = Browser::behind_proxy(&app, "198.51.100.7");
+    assert_eq!(owner.signup("Acme", "target@acme.test").await.status(), 303);
+    let owner = Browser::behind_proxy(&app, "198.51.100.7");
+
+    // Someone elsewhere guesses until refused: only they are refused.
+    let guesser = Browser::behind_proxy(&app, "203.0.113.9");
+    for _ in 0..5 {
+        assert_eq!(
+            guesser
+                .login("target@acme.test", "wrong guess")
+                .await
+                .status(),
+            422
+        );
+    }
+    assert_eq!(
+        guesser.login("target@acme.test", PASSWORD).await.status(),
+        429
+    );
+    assert_eq!(
+        owner.login("target@acme.test", PASSWORD).await.status(),
+        303
+    );
+
+    // Guesses from many machines together shut the account for a while...
+    let mut refused = None;
+    for n in 0..40 {
+        let b = Browser::behind_proxy(&app, &format!("203.0.113.{}", 100 + n));
+        let status = b.login("target@acme.test", "wrong guess").await.status();
+        if status == 429 {
+            refused = Some(n);
+            break;
+        }
+        assert_eq!(status, 422);
+    }
+    assert_eq!(refused, Some(30), "thirty failures from anywhere");
+    let elsewhere = Browser::behind_proxy(&app, "198.51.100.8");
+    assert_eq!(
+        elsewhere.login("target@acme.test", PASSWORD).await.status(),
+        429
+    );
+
+    // ...until its owner resets the password, which proves who they are.
+    let res = elsewhere
+        .submit(
+            "/forgot-password",
+            "/forgot-password",
+            &[("email", "target@acme.test")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let mail = wait_for_mail(
+        &mail_dir(&app),
+        "target@acme.test",
+        "Reset your Frontdesk password",
+    )
+    .await;
+    let reset = link(&mail, "/reset-password?token=");
+    let token = reset.split("token=").nth(1).unwrap().to_string();
+    let new_password = "a brand new passphrase 42";
+    assert_eq!(
+        post_reset(&elsewhere, &token, new_password).await.status(),
+        303
+    );
+    assert_eq!(
+        elsewhere
+            .login("target@acme.test", new_password)
+            .await
+            .status(),
+        303
+    );
+}
+
+async fn invitations_go_out_at_a_persons_pace(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Acme", "boss@acme.test").await.status(), 303);
+    for n in 0..10 {
+        let res = owner
+            .submit(
+                "/app/members",
+                "/app/members/invite",
+                &[
+                    ("email", &format!("person{n}@elsewhere.test")),
+                    ("role", "agent"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 303, "invitation {n}");
+    }
+    // The eleventh within the minute waits, said beside the address, which
+    // is kept; nothing is sent or stored.
+    let res = owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "person10@elsewhere.test"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("sent many emails"), "{html}");
+    assert!(html.contains("value=\"person10@elsewhere.test\""), "{html}");
+    let stored: i64 = invitations::table
+        .filter(invitations::email.eq("person10@elsewhere.test"))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(stored, 0);
+    // Another person of the same address has a pace of their own.
+    let other = Browser::new(&app);
+    assert_eq!(other.signup("Other", "other@acme.test").await.status(), 303);
+    let res = other
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "person10@elsewhere.test"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+}
+
 async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     let Some(app) = spawn_app(backend).start().await else {
         return;
@@ -725,6 +875,23 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     .await;
     let reset = link(&mail, "/reset-password?token=");
     let token = reset.split("token=").nth(1).unwrap().to_string();
+    // Sent, the link is in the inbox only: the email's job keeps no copy.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kept: i64 = frontdesk::db::schema::jobs::table
+            .filter(frontdesk::db::schema::jobs::payload.like(format!("%{token}%")))
+            .count()
+            .get_result(&mut app.pool().get().unwrap())
+            .unwrap();
+        if kept == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reset token stays in the jobs table"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let (status, _) = b.get(&reset).await;
     assert_eq!(status, 200);
     let res = post_reset(&b, &token, "reset is what I did today").await;
@@ -858,6 +1025,22 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
         "invited you to Acme Support",
     )
     .await;
+    // Inviting the same address again mails no one: the open invitation stands.
+    let again = owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "colin@acme.test"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(again.status(), 422);
+    assert!(
+        again
+            .text()
+            .await
+            .unwrap()
+            .contains("already has an open invitation")
+    );
     let accept = link(&mail, "/invitations/accept?token=");
     let token = accept.split("token=").nth(1).unwrap().to_string();
 
@@ -2475,6 +2658,45 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
             .unwrap()
             .contains("not your current password")
     );
+    // A session left open is no way to guess the password: wrong answers
+    // count like failed sign-ins (four more make five).
+    for _ in 0..4 {
+        let res = me
+            .submit(
+                "/app/account",
+                "/app/account/password",
+                &[
+                    ("current_password", "still guessing"),
+                    ("new_password", "a new long passphrase"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 422);
+    }
+    let res = me
+        .submit(
+            "/app/account",
+            "/app/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "a new long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Too many wrong passwords")
+    );
+    // Fifteen minutes on, the failures no longer count (as if expired here).
+    {
+        use frontdesk::db::schema::login_failures;
+        diesel::delete(login_failures::table)
+            .execute(&mut app.pool().get().unwrap())
+            .unwrap();
+    }
 
     let res = me
         .submit(

@@ -56,6 +56,23 @@ impl Invitation {
             .load(conn)
     }
 
+    /// Whether `email` already has an open invitation to the organization.
+    pub fn is_pending_for(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        email: &Email,
+    ) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            invitations::table
+                .filter(invitations::organization_id.eq(scope.organization_id()))
+                .filter(invitations::email.eq(email.as_str()))
+                .filter(invitations::accepted_at.is_null())
+                .filter(invitations::revoked_at.is_null())
+                .filter(invitations::expires_at.gt(crate::domain::now())),
+        ))
+        .get_result(conn)
+    }
+
     /// How many invitations are still open: each holds a seat.
     /// Every invitation ever sent, pending or not, oldest first (for exports).
     pub fn all(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<Invitation>> {

@@ -15,6 +15,8 @@ pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
 pub const DONE: &str = "done";
 pub const DEAD: &str = "dead";
+/// What a done job's payload becomes.
+pub const SPENT_PAYLOAD: &str = "{}";
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = jobs)]
@@ -171,11 +173,15 @@ impl Job {
             .map(|n| n == 1)
     }
 
+    /// Marks the job done. Its payload is not needed again and may hold
+    /// secrets (the one-time links in emails), so it is not kept for the
+    /// retention period the row is.
     pub fn complete(conn: &mut DbConnection, id: JobId, worker: &str) -> QueryResult<bool> {
         let now = crate::domain::now();
         diesel::update(owned!(id, worker))
             .set((
                 jobs::state.eq(DONE),
+                jobs::payload.eq(SPENT_PAYLOAD),
                 jobs::locked_until.eq(None::<NaiveDateTime>),
                 jobs::finished_at.eq(Some(now)),
                 jobs::updated_at.eq(now),
