@@ -11,6 +11,7 @@ use crate::db::models::Job as JobRow;
 use crate::db::models::{NewUser, User, UserToken};
 use crate::db::{self, migrations};
 use crate::domain::{Email, JobId, UserId};
+use crate::services::accounts::{self, AccountError};
 use crate::services::jobs::{self, Diagnostic, EnqueueOptions, JobContext, WorkerPool};
 use crate::services::mail::{MailTemplate, Mailer, OutgoingEmail};
 use crate::startup::{Application, ServeOptions};
@@ -582,7 +583,7 @@ pub fn admin(action: AdminAction) -> ExitCode {
     };
     let result = db::write_transaction(
         &mut conn,
-        |conn| -> Result<(UserId, bool, Option<String>), diesel::result::Error> {
+        |conn| -> Result<(UserId, bool, Option<String>), AccountError> {
             let (user_id, created) = match User::find_by_email(conn, &email)? {
                 Some(user) => (user.id, false),
                 None => {
@@ -602,7 +603,11 @@ pub fn admin(action: AdminAction) -> ExitCode {
             User::mark_verified(conn, user_id)?;
             let link = match &password_hash {
                 Some(hash) => {
-                    User::set_password(conn, user_id, hash)?;
+                    // Often an operator taking an account back: like any
+                    // password change it signs the account out everywhere,
+                    // spends its reset links, and is in the audit log.
+                    let user = User::find(conn, user_id)?.ok_or(AccountError::NotFound)?;
+                    accounts::change_password(conn, &user, hash, "command line")?;
                     None
                 }
                 None => {
@@ -637,7 +642,8 @@ pub fn admin(action: AdminAction) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(db::DbError::Query(e)),
+        Err(AccountError::Db(e)) => fail(db::DbError::Query(e)),
+        Err(e) => fail(e),
     }
 }
 

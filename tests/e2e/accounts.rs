@@ -2328,35 +2328,38 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
     );
     let key = user.api_key("k", "read").await;
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
-        .args([
-            "admin",
-            "create",
-            "--email",
-            "root@platform.test",
-            "--password-stdin",
-        ])
-        .env_clear()
-        .env("DATABASE_URL", &app.db.url)
-        .env("DATA_DIR", app.data_dir())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"platform admin passphrase\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let admin_create = |password: &'static str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+            .args([
+                "admin",
+                "create",
+                "--email",
+                "root@platform.test",
+                "--password-stdin",
+            ])
+            .env_clear()
+            .env("DATABASE_URL", &app.db.url)
+            .env("DATA_DIR", app.data_dir())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                let stdin = child.stdin.take().unwrap();
+                (&stdin).write_all(format!("{password}\n").as_bytes())?;
+                drop(stdin);
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    admin_create("platform admin passphrase");
 
     let admin = Browser::new(&app);
     let res = admin
@@ -2375,6 +2378,26 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
     assert_eq!(
         status, 404,
         "not an admin: the page does not exist for them"
+    );
+
+    // Taking the account back from the command line signs it out everywhere.
+    let intruder = Browser::new(&app);
+    assert_eq!(
+        intruder
+            .login("root@platform.test", "platform admin passphrase")
+            .await
+            .status(),
+        303
+    );
+    admin_create("a passphrase only I know");
+    assert_eq!(intruder.get("/admin").await.0, 303, "signed out");
+    assert_eq!(admin.get("/admin").await.0, 303, "signed out too");
+    assert_eq!(
+        admin
+            .login("root@platform.test", "a passphrase only I know")
+            .await
+            .status(),
+        303
     );
 
     // Many organizations: the lists show the newest, a search finds the rest.
