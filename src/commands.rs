@@ -741,14 +741,12 @@ fn write_beside<T>(
         &mut std::io::BufWriter<std::fs::File>,
     ) -> Result<T, crate::services::export::ExportError>,
 ) -> Result<T, crate::services::export::ExportError> {
-    let partial = crate::files::partial_path(out);
-    let file = std::fs::File::create(&partial)?;
-    crate::files::restrict_to_owner(&partial);
+    let (partial, file) = crate::files::create_partial(out)?;
     let mut writer = std::io::BufWriter::new(file);
     let result = work(&mut writer).and_then(|value| {
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        std::fs::rename(&partial, out)?;
+        crate::files::publish(&partial, out)?;
         Ok(value)
     });
     if result.is_err() {

@@ -13,7 +13,7 @@ use diesel::sql_types::Text;
 use diesel::{Connection as _, QueryableByName, RunQueryDsl as _, SqliteConnection};
 
 use super::{Backend, DbConnection};
-use crate::files::{partial_path, restrict_to_owner};
+use crate::files::{create_partial, publish};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -49,9 +49,9 @@ pub fn backup_sqlite(conn: &mut DbConnection, out: &Path) -> Result<u64, BackupE
         path: shown.clone(),
         reason,
     };
-    let partial = partial_path(out);
-    // A leftover from an interrupted run is ours to replace.
-    let _ = std::fs::remove_file(&partial);
+    // VACUUM INTO writes into an existing empty file, keeping its mode.
+    let (partial, file) = create_partial(out).map_err(|e| write_error(e.to_string()))?;
+    drop(file);
     let target = partial
         .to_str()
         .ok_or_else(|| write_error("the path is not valid UTF-8".into()))?
@@ -72,7 +72,6 @@ pub fn backup_sqlite(conn: &mut DbConnection, out: &Path) -> Result<u64, BackupE
             reason: e,
         });
     }
-    restrict_to_owner(&partial);
     let size = std::fs::File::open(&partial)
         .and_then(|f| {
             f.sync_all()?;
@@ -80,13 +79,17 @@ pub fn backup_sqlite(conn: &mut DbConnection, out: &Path) -> Result<u64, BackupE
         })
         .map(|m| m.len())
         .map_err(|e| write_error(e.to_string()))?;
-    // `rename` replaces silently: check again in case the file appeared meanwhile.
-    if out.exists() {
-        let _ = std::fs::remove_file(&partial);
-        return Err(BackupError::Exists(shown));
+    match publish(&partial, out) {
+        Ok(()) => Ok(size),
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Err(BackupError::Exists(shown))
+            } else {
+                Err(write_error(e.to_string()))
+            }
+        }
     }
-    std::fs::rename(&partial, out).map_err(|e| write_error(e.to_string()))?;
-    Ok(size)
 }
 
 /// Opens the copy on its own and asks SQLite whether it is sound.
