@@ -113,7 +113,8 @@ impl DatabaseUrl {
         }
     }
 
-    /// Safe to log: the password of a PostgreSQL URL is masked.
+    /// Safe to log: the passwords of a PostgreSQL URL are masked, in the user
+    /// part and in the query (libpq takes `?password=` and `?sslpassword=`).
     pub fn redacted(&self) -> String {
         match self {
             Self::Sqlite(path) => format!("sqlite://{}", path.display()),
@@ -121,6 +122,16 @@ impl DatabaseUrl {
                 Ok(mut url) => {
                     if url.password().is_some() {
                         let _ = url.set_password(Some("***"));
+                    }
+                    if url.query().is_some() {
+                        let pairs: Vec<(String, String)> = url
+                            .query_pairs()
+                            .map(|(k, v)| {
+                                let secret = k.to_ascii_lowercase().contains("password");
+                                (k.into_owned(), if secret { "***".into() } else { v.into_owned() })
+                            })
+                            .collect();
+                        url.query_pairs_mut().clear().extend_pairs(pairs);
                     }
                     url.to_string()
                 }
@@ -224,4 +235,25 @@ where
         }
         work(conn)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        let url = DatabaseUrl::parse(
+            Some("postgres://app:s3cret@db.internal:5432/frontdesk?sslmode=require&password=other&sslpassword=keypass"),
+            std::path::Path::new("data"),
+        )
+        .unwrap();
+        let shown = url.redacted();
+        for secret in ["s3cret", "other", "keypass"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("sslmode=require"), "{shown}");
+        assert!(shown.contains("db.internal:5432/frontdesk"), "{shown}");
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
 }
