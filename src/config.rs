@@ -338,6 +338,13 @@ impl Config {
                 "BASE_URL must use https in production, got {base_url}"
             ));
         }
+        // Pages, redirects and emailed links all start at the site's root: a
+        // path here would send some links under it and others past it.
+        if base_url.path() != "/" || base_url.query().is_some() {
+            r.problems.push(format!(
+                "BASE_URL must be the address of the site's root, such as https://support.example.com, without a path; got {base_url} (serve Frontdesk from its own host name)"
+            ));
+        }
 
         let database_url = match DatabaseUrl::parse(r.get("DATABASE_URL").as_deref(), &data_dir) {
             Ok(url) => url,
@@ -611,8 +618,12 @@ impl Config {
             r.problems
                 .push("METRICS_TOKEN must be at least 16 characters".to_string());
         }
-        let conversation_idle =
-            std::time::Duration::from_secs(r.parsed("CONVERSATION_IDLE_SECS", 600u64));
+        // At most 30 days: a summary scheduled further out is never wanted,
+        // and a date that far overflows.
+        let conversation_idle = std::time::Duration::from_secs(
+            r.parsed("CONVERSATION_IDLE_SECS", 600u64)
+                .min(30 * 86_400),
+        );
         let mut previous_encryption_keys = Vec::new();
         for raw in r
             .get("ENCRYPTION_KEY_PREVIOUS")
@@ -858,6 +869,18 @@ mod tests {
         .unwrap();
         assert_eq!((prod.host.as_str(), prod.port), ("0.0.0.0", 5000));
         assert_eq!(prod.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_base_url_with_a_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data = data.to_str().unwrap();
+        let errors = config(&[("DATA_DIR", data), ("BASE_URL", "https://example.com/support")])
+            .unwrap_err();
+        assert!(errors.to_string().contains("without a path"), "{errors}");
+        let root = config(&[("DATA_DIR", data), ("BASE_URL", "https://example.com/")]).unwrap();
+        assert_eq!(root.base_url.as_str(), "https://example.com/");
     }
 
     #[test]
