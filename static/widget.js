@@ -19,13 +19,16 @@
   'use strict';
 
   var MAX_CHARS = 4000;
-  var VISITOR_KEY = 'frontdesk:visitor';
+  // Followed by the organization: one browser is a different visitor to each
+  // business (its chat pages share this origin), so they cannot link it.
+  var VISITOR_KEY = 'frontdesk:visitor:';
   var SVG_NS = 'http://www.w3.org/2000/svg';
   var TXT_UNAVAILABLE = 'This chat is not available on this site.';
   var TXT_HANDOFF = 'Talk to a person';
   var TXT_NOTE = 'A person from the team will follow up here.';
   var TXT_CLOSED = 'The team closed this conversation. Write again to start a new one.';
   var TXT_READY = 'Usually replies instantly';
+  var TXT_UNREACHABLE = 'The chat could not be reached. Check your connection and try again.';
   var ICON_CHAT = 'M20.5 11.5a8.5 8.5 0 0 1-12.2 7.66L3.5 20.5l1.34-4.5A8.5 8.5 0 1 1 20.5 11.5z';
   var ICON_CLOSE = 'M6 6l12 12M18 6L6 18';
   var ICON_SEND = 'M5 12h13M12.5 5.5L19 12l-6.5 6.5';
@@ -477,6 +480,12 @@
     return pump();
   }
 
+  // The conversation is over for this browser: closed (410), erased or never
+  // its own (404), or its token refused (401).
+  function isGone(status) {
+    return status === 401 || status === 404 || status === 410;
+  }
+
   function errorText(res, fallback) {
     return res.json().then(function (j) {
       if (j && typeof j.message === 'string' && j.message) {
@@ -495,6 +504,7 @@
     var channel = pageMode ? 'page' : 'widget';
     var convKey = 'frontdesk:conv:' + org + '/' + agent;
     var openKey = 'frontdesk:open:' + org + '/' + agent;
+    var visitorKey = VISITOR_KEY + org;
     var apiBase = BASE + '/api/v1/chat/' + encodeURIComponent(org) + '/' + encodeURIComponent(agent) + '/conversations';
 
     var state = 'idle'; // idle | loading | ready | unavailable | failed
@@ -789,6 +799,8 @@
     // (while the page is visible) and the team's new replies are shown.
 
     var POLL_MS = 5000;
+    var POLL_MAX_MS = 60000;
+    var pollDelay = POLL_MS;
     var staffShown = 0;
     var pollTimer = null;
 
@@ -822,21 +834,31 @@
       fetch(apiBase + '/' + encodeURIComponent(current.id) + '/messages', {
         headers: { Accept: 'application/json', 'X-Conversation-Token': current.token },
       }).then(function (res) {
-        return res.ok ? res.json() : null;
+        if (isGone(res.status)) {
+          return { status: 'resolved', messages: [] };
+        }
+        if (!res.ok) {
+          throw new Error('poll ' + res.status);
+        }
+        return res.json();
       }).then(function (data) {
         if (conv !== current || !data || !Array.isArray(data.messages)) {
           return;
         }
+        pollDelay = POLL_MS;
         showStaff(data.messages);
         if (data.status === 'resolved') {
           append(el('div', 'fd-note', TXT_CLOSED), true);
           forget();
           return;
         }
-        pollTimer = setTimeout(poll, POLL_MS);
+        pollTimer = setTimeout(poll, pollDelay);
       }).catch(function () {
+        // The server or the network failed for a moment: keep asking, less
+        // often, rather than stop following the team's replies.
         if (conv === current) {
-          pollTimer = setTimeout(poll, POLL_MS);
+          pollDelay = Math.min(pollDelay * 2, POLL_MAX_MS);
+          pollTimer = setTimeout(poll, pollDelay);
         }
       });
     }
@@ -919,30 +941,35 @@
       scrollDown();
     }
 
+    // 'resumed'; 'gone' (closed, erased, or not this browser's: start anew);
+    // or 'failed' (the server or network failed: keep it, try again later).
     function resume(saved) {
       return fetch(apiBase + '/' + encodeURIComponent(saved.id) + '/messages', {
         headers: { Accept: 'application/json', 'X-Conversation-Token': saved.token },
       }).then(function (res) {
+        if (isGone(res.status)) {
+          return 'gone';
+        }
         if (!res.ok) {
-          return false;
+          return 'failed';
         }
         return res.json().then(function (data) {
           if (!data || !Array.isArray(data.messages) || data.status === 'resolved') {
-            return false;
+            return 'gone';
           }
           conv = saved;
           redraw(data);
           becomeReady();
-          return true;
+          return 'resumed';
         });
       }).catch(function () {
-        return false;
+        return 'failed';
       });
     }
 
     function create() {
       var body = { channel: channel };
-      var visitor = storeGet('localStorage', VISITOR_KEY);
+      var visitor = storeGet('localStorage', visitorKey);
       if (visitor) {
         body.visitorId = visitor;
       }
@@ -964,7 +991,7 @@
             return null;
           }
           if (data.visitorId) {
-            storeSet('localStorage', VISITOR_KEY, String(data.visitorId));
+            storeSet('localStorage', visitorKey, String(data.visitorId));
           }
           conv = {
             id: data.conversationId,
@@ -981,9 +1008,16 @@
           return null;
         });
       }, function () {
-        // Network failure, or the browser refused the response (CORS).
-        becomeUnavailable();
-        return null;
+        // The browser refused the answer (this site is not allowed: CORS), or
+        // there is no network. A request whose answer need not be read tells
+        // the two apart: it goes through only when the server can be reached.
+        return fetch(BASE + '/live', { mode: 'no-cors', cache: 'no-store' }).then(function () {
+          becomeUnavailable();
+          return null;
+        }, function () {
+          becomeFailed(TXT_UNREACHABLE);
+          return null;
+        });
       });
     }
 
@@ -1002,8 +1036,13 @@
         saved = null;
       }
       if (saved && saved.id !== undefined && saved.token) {
-        return resume(saved).then(function (resumed) {
-          if (resumed) {
+        return resume(saved).then(function (outcome) {
+          if (outcome === 'resumed') {
+            return null;
+          }
+          if (outcome === 'failed') {
+            // Kept: once the server answers again, the conversation goes on.
+            becomeFailed(TXT_UNREACHABLE);
             return null;
           }
           storeSet('sessionStorage', convKey, null);

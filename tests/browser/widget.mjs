@@ -542,6 +542,60 @@ async function resolveAll() {
   return open.length;
 }
 
+async function outageSite(browser) {
+  // 7. Frontdesk answers 502 for a moment (a deploy): a reload keeps the
+  // conversation, says the chat cannot be reached, and "Try again" brings the
+  // same conversation back once the server answers. The failed loads show up
+  // as console errors: expected here.
+  const { page, w } = await newWatchedContext(
+    browser,
+    'outage',
+    { viewport: { width: 1280, height: 900 } },
+    { expectConsoleErrors: true },
+  );
+  await gotoOk(page, ALLOWED_PAGE, 'outage');
+  await inWidget(page, '.fd-bubble').click();
+  must(await visible(inWidget(page, '.fd-panel')), 'outage: the panel opens');
+  await ask(page, QUESTION, 'outage');
+  const visitorKeys = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('frontdesk:visitor')));
+  check(
+    visitorKeys.length === 1 && visitorKeys[0] === `frontdesk:visitor:${ORG}`,
+    'visitor id: kept per organization, so businesses cannot link one browser',
+    JSON.stringify(visitorKeys),
+  );
+
+  const transcript = (u) => /\/api\/v1\/chat\/.+\/conversations\/[^/]+\/messages$/.test(u.pathname);
+  await page.route(transcript, (route) =>
+    route.request().method() === 'GET'
+      ? route.fulfill({
+          status: 502,
+          contentType: 'text/plain',
+          headers: { 'access-control-allow-origin': new URL(ALLOWED_PAGE).origin },
+          body: 'Bad Gateway',
+        })
+      : route.continue(),
+  );
+  await page.reload({ waitUntil: 'load' });
+  if (!(await visible(inWidget(page, '.fd-panel'), 3000))) await inWidget(page, '.fd-bubble').click();
+  must(
+    await visible(inWidget(page, '.fd-error', { hasText: 'could not be reached' }), 10000),
+    'outage: a reload while the server fails says the chat cannot be reached',
+  );
+  check(
+    (await inWidget(page, '.fd-message.fd-visitor').count()) === 0,
+    'outage: no fresh conversation was started in its place',
+  );
+  await shot(page, 'widget-outage.png');
+  await page.unroute(transcript);
+  // The 502s were ours.
+  w.serverErrors = w.serverErrors.filter((line) => !line.endsWith('-> 502'));
+  await inWidget(page, '.fd-retry').click();
+  check(
+    await visible(inWidget(page, '.fd-message.fd-visitor', { hasText: QUESTION }), 10000),
+    'outage: "Try again" brings the same conversation back',
+  );
+}
+
 async function refusedSite(browser) {
   // 3. The same page on an origin the agent does not allow. The refused request
   // shows up as console errors (CORS / 403): expected here.
@@ -615,9 +669,10 @@ try {
     'chat page': chatPage,
     team: teamSite,
     resolved: resolvedSite,
+    outage: outageSite,
   };
   // PARTS picks some (the resolved part closes conversations other scripts read).
-  const chosen = process.env.PARTS ? process.env.PARTS.split(',') : ['allowed origin', 'refused origin', 'chat page'];
+  const chosen = process.env.PARTS ? process.env.PARTS.split(',') : ['allowed origin', 'refused origin', 'chat page', 'outage'];
   for (const name of chosen) {
     must(name in parts, `PARTS: ${name} is a part of this script`);
     await part(name, parts[name], browser);
