@@ -161,6 +161,41 @@ try {
     ticketProblems.map((p) => `${p.id} (${p.impact}): ${p.help} at ${p.nodes.join(', ')}`).join(' | '),
   );
 
+  // The ticket's link in an email, opened while another organization of the
+  // owner's is the current one: it asks before switching, then opens it.
+  const { OTHER_ORG, TICKET_ORG } = process.env;
+  if (OTHER_ORG && TICKET_ORG) {
+    const workIn = async (p, org) => {
+      await p.goto(url('/app'));
+      await p.selectOption('#org-switch', org);
+      await Promise.all([p.waitForURL(/\/app$/), p.click('header form[action="/app/switch"] button[type=submit]')]);
+    };
+    await workIn(audit.page, OTHER_ORG);
+    await audit.page.goto(url(`${ticketPath}?org=${TICKET_ORG}`), { waitUntil: 'load' });
+    const switchProblems = await accessibilityProblems(audit.page);
+    check(
+      switchProblems.length === 0,
+      'the switch page: no serious accessibility problems (axe-core, WCAG 2.1 AA)',
+      switchProblems.map((p) => `${p.id} (${p.impact}): ${p.help} at ${p.nodes.join(', ')}`).join(' | '),
+    );
+    await workIn(page, OTHER_ORG);
+    const asked = await page.goto(url(`${ticketPath}?org=${TICKET_ORG}`), { waitUntil: 'load' });
+    check(
+      asked?.status() === 200 && (await page.locator('main form[action="/app/switch"]').count()) === 1,
+      'an emailed ticket link into another organization asks before switching',
+      `got ${asked?.status()}`,
+    );
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'tour-switch-desktop.png'), fullPage: true });
+    await Promise.all([
+      page.waitForURL((u) => new URL(u).pathname === ticketPath),
+      page.click('main form[action="/app/switch"] button[type=submit]'),
+    ]);
+    check(
+      (await page.locator('form[action$="/reply"] textarea').count()) === 1,
+      'switching from the link opens the ticket in its organization',
+    );
+  }
+
   for (const [label, view] of [['desktop', desktop], ['phone', phone]]) {
     check(view.problems.length === 0, `${label}: no errors or 4xx/5xx along the way`, view.problems.join(' | '));
   }

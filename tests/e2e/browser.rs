@@ -266,6 +266,23 @@ async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_c
             .execute(&mut app.pool().get().unwrap())
             .unwrap();
     }
+    // A second organization of the owner's, so the tour takes in the switcher
+    // and an emailed ticket link opened while the other one is current.
+    let (ticket_org, other_org) = {
+        use frontdesk::db::models::User;
+        let mut conn = app.pool().get().unwrap();
+        let email = frontdesk::domain::Email::parse(frontdesk::services::demo::EMAIL).unwrap();
+        let owner = User::find_by_email(&mut conn, &email).unwrap().unwrap();
+        let other = frontdesk::services::accounts::create_organization(
+            &mut conn,
+            &owner,
+            // After the demo's name: the demo stays the one open at sign-in.
+            "Wharf Cycles",
+            "127.0.0.1",
+        )
+        .unwrap();
+        (app.org_id("lighthouse-coffee-roasters"), other.id.0)
+    };
     // A visitor who asked for a person, so the tour has a ticket to open.
     let chat: serde_json::Value =
         crate::chat::start_chat(&app, "lighthouse-coffee-roasters", "barista", None)
@@ -301,6 +318,8 @@ async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_c
                     frontdesk::services::demo::AGENT_SLUG
                 )),
             ),
+            ("TICKET_ORG", PathBuf::from(ticket_org.to_string())),
+            ("OTHER_ORG", PathBuf::from(other_org.to_string())),
         ],
     )
     .await;
