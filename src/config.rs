@@ -621,8 +621,7 @@ impl Config {
         // At most 30 days: a summary scheduled further out is never wanted,
         // and a date that far overflows.
         let conversation_idle = std::time::Duration::from_secs(
-            r.parsed("CONVERSATION_IDLE_SECS", 600u64)
-                .min(30 * 86_400),
+            r.parsed("CONVERSATION_IDLE_SECS", 600u64).min(30 * 86_400),
         );
         let mut previous_encryption_keys = Vec::new();
         for raw in r
@@ -876,8 +875,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let data = data.to_str().unwrap();
-        let errors = config(&[("DATA_DIR", data), ("BASE_URL", "https://example.com/support")])
-            .unwrap_err();
+        let errors = config(&[
+            ("DATA_DIR", data),
+            ("BASE_URL", "https://example.com/support"),
+        ])
+        .unwrap_err();
         assert!(errors.to_string().contains("without a path"), "{errors}");
         let root = config(&[("DATA_DIR", data), ("BASE_URL", "https://example.com/")]).unwrap();
         assert_eq!(root.base_url.as_str(), "https://example.com/");

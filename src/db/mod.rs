@@ -128,7 +128,10 @@ impl DatabaseUrl {
                             .query_pairs()
                             .map(|(k, v)| {
                                 let secret = k.to_ascii_lowercase().contains("password");
-                                (k.into_owned(), if secret { "***".into() } else { v.into_owned() })
+                                (
+                                    k.into_owned(),
+                                    if secret { "***".into() } else { v.into_owned() },
+                                )
                             })
                             .collect();
                         url.query_pairs_mut().clear().extend_pairs(pairs);
