@@ -474,22 +474,22 @@ fn html_to_text(html: &str) -> String {
             continue;
         }
         let name = html[name_start..name_start + name_len].to_ascii_lowercase();
-        let (tag_end, self_closing) = skip_attributes(bytes, name_start + name_len);
+        // `/>` closes nothing on these (none is a void element): browsers read
+        // `<script/>` as the start of a script, and so does this.
+        let (tag_end, _self_closing) = skip_attributes(bytes, name_start + name_len);
         pos = tag_end;
 
         if !closing && (name == "script" || name == "style") {
-            if !self_closing {
-                let close = format!("</{name}");
-                pos = find_ascii_ci(bytes, close.as_bytes(), pos)
-                    .map_or(bytes.len(), |i| skip_attributes(bytes, i + close.len()).0);
-            }
+            let close = format!("</{name}");
+            pos = find_ascii_ci(bytes, close.as_bytes(), pos)
+                .map_or(bytes.len(), |i| skip_attributes(bytes, i + close.len()).0);
             continue;
         }
         if let Some(&drop_name) = DROPPED.iter().find(|d| **d == name) {
             let depth = dropped.entry(drop_name).or_insert(0);
             if closing {
                 *depth = depth.saturating_sub(1);
-            } else if !self_closing {
+            } else {
                 *depth += 1;
             }
             continue;
@@ -703,6 +703,15 @@ fn find_ascii_ci(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 /// gigabytes while we read it.
 const PDF_MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
 
+/// Text a PDF may yield per byte of file (text compresses well, but not this
+/// well), between a floor for small files and a ceiling for all.
+const PDF_TEXT_PER_BYTE: usize = 20;
+const PDF_MIN_TEXT_BUDGET: usize = 1024 * 1024;
+const PDF_MAX_TEXT: usize = 64 * 1024 * 1024;
+const PDF_MAX_PAGES: usize = 10_000;
+/// Reading runs on a blocking thread: a file that takes longer is refused.
+const PDF_MAX_READ: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn pdf_to_text(bytes: &[u8]) -> Result<String, TextError> {
     if !looks_like_pdf(bytes) {
         let looks_like = sniff_magic(bytes).unwrap_or_else(|| match decode_text(bytes) {
@@ -733,11 +742,38 @@ fn read_pdf(bytes: &[u8]) -> Result<String, TextError> {
             .map_err(|_| TextError::Pdf("it is password-protected".to_owned()))?;
     }
 
+    let page_ids = doc.get_pages();
+    if page_ids.len() > PDF_MAX_PAGES {
+        return Err(TextError::Pdf(format!(
+            "it has more than {PDF_MAX_PAGES} pages"
+        )));
+    }
+    // Pages may share one content stream: a small file whose thousand pages
+    // all show the same huge stream would yield gigabytes, page by page.
+    let max_text = bytes
+        .len()
+        .saturating_mul(PDF_TEXT_PER_BYTE)
+        .clamp(PDF_MIN_TEXT_BUDGET, PDF_MAX_TEXT);
+    let deadline = std::time::Instant::now() + PDF_MAX_READ;
     let mut pages = Vec::new();
+    let mut total = 0usize;
     let mut failed = false;
-    for page_id in doc.get_pages().into_values() {
+    for page_id in page_ids.into_values() {
+        if std::time::Instant::now() > deadline {
+            return Err(TextError::Pdf(
+                "it took too long to read; try saving it as text".to_owned(),
+            ));
+        }
         match page_text(&doc, page_id) {
-            Ok(text) if !text.trim().is_empty() => pages.push(text),
+            Ok(text) if !text.trim().is_empty() => {
+                total += text.len();
+                if total > max_text {
+                    return Err(TextError::Pdf(
+                        "it holds far more text than a file of its size can; it may be crafted to do so".to_owned(),
+                    ));
+                }
+                pages.push(text);
+            }
             Ok(_) => {}
             Err(_) => failed = true,
         }
@@ -1282,8 +1318,14 @@ pub fn chunk(text: &str, target_chars: usize, overlap_chars: usize) -> Vec<Chunk
     chunks
 }
 
+/// Longer "headings" are paragraphs that start with `#`: a heading is repeated
+/// with every passage of its section (and in prompts and citations), so one
+/// of megabytes would be copied thousands of times.
+const MAX_HEADING_CHARS: usize = 200;
+
 /// Recognises `#`..`######` headings (up to three leading spaces, a space or end of
-/// line after the hashes) and strips an optional closing run of `#`.
+/// line after the hashes, at most [`MAX_HEADING_CHARS`] of title) and strips an
+/// optional closing run of `#`.
 fn atx_heading(line: &str) -> Option<(usize, &str)> {
     let trimmed = line.trim_start_matches(' ');
     if line.len() - trimmed.len() > 3 {
@@ -1301,6 +1343,9 @@ fn atx_heading(line: &str) -> Option<(usize, &str)> {
     let without_closing = title.trim_end_matches('#');
     if without_closing.is_empty() || without_closing.ends_with([' ', '\t']) {
         title = without_closing.trim_end();
+    }
+    if title.chars().nth(MAX_HEADING_CHARS).is_some() {
+        return None;
     }
     Some((level, title))
 }
@@ -1819,6 +1864,8 @@ mod tests {
             <SCRIPT type="text/javascript">document.write("</p>nope")</SCRIPT >
             <style media="print">.x { content: "<b>" }</style>
             <script>var s = "<script>"; if (a<!--b) { x("</p><template>") }</script><p>After.</p>
+            <script src="a.js"/>var token = "x"; trackUser()</script>
+            <style/>.y { color: blue }</style><noscript/><p>No script</p></noscript>
             </body></html>"#;
         assert_eq!(html(page), "Visible bold text.\n\nAfter.");
     }
@@ -1951,6 +1998,64 @@ mod tests {
             objects.len() + 1
         ));
         out.into_bytes()
+    }
+
+    /// A PDF of `pages` pages that all show one shared content stream.
+    fn pdf_sharing_one_stream(pages: usize, content: &str) -> Vec<u8> {
+        let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 5 + i)).collect();
+        let mut objects = vec![
+            "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+            format!(
+                "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+                kids.join(" ")
+            ),
+            HELVETICA.to_owned(),
+            format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            ),
+        ];
+        for _ in 0..pages {
+            objects.push(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+                 /Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+                    .to_owned(),
+            );
+        }
+        let mut out = String::from("%PDF-1.4\n");
+        let mut offsets = Vec::new();
+        for (i, body) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.push_str(&format!("{} 0 obj\n{body}\nendobj\n", i + 1));
+        }
+        let xref = out.len();
+        out.push_str(&format!(
+            "xref\n0 {}\n0000000000 65535 f \n",
+            objects.len() + 1
+        ));
+        for offset in offsets {
+            out.push_str(&format!("{offset:010} 00000 n \n"));
+        }
+        out.push_str(&format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        ));
+        out.into_bytes()
+    }
+
+    #[test]
+    fn a_pdf_whose_pages_share_one_huge_stream_is_refused_not_expanded() {
+        let words = "returns accepted within thirty days ".repeat(1_000);
+        let content = format!("BT /F1 12 Tf 72 700 Td ({words}) Tj ET");
+        let bytes = pdf_sharing_one_stream(2_000, &content);
+        assert!(bytes.len() < 400_000, "{}", bytes.len());
+        match extract(SourceFormat::Pdf, &bytes) {
+            Err(TextError::Pdf(why)) => assert!(why.contains("far more text"), "{why}"),
+            other => panic!("expected a refusal, got {:?}", other.map(|t| t.len())),
+        }
+        // A few pages sharing it are fine.
+        let text = extract(SourceFormat::Pdf, &pdf_sharing_one_stream(3, &content)).unwrap();
+        assert!(text.contains("returns accepted"));
     }
 
     const HELVETICA: &str =
@@ -2203,6 +2308,21 @@ mod tests {
             japanese.iter().all(|c| c.content.ends_with('。')),
             "{japanese:#?}"
         );
+    }
+
+    #[test]
+    fn an_overlong_heading_is_text_not_a_heading_copied_into_every_passage() {
+        let long_title = "word ".repeat(2_000);
+        let body = "Ordinary text about returns. ".repeat(300);
+        let text = format!("# {long_title}\n\n{body}");
+        let chunks = chunk(&text, 900, 150);
+        assert!(chunks.len() > 2);
+        assert!(chunks.iter().all(|c| c.heading.is_none()));
+        let stored: usize = chunks.iter().map(|c| c.content.len()).sum();
+        assert!(stored < text.len() * 2, "{stored} bytes for {}", text.len());
+        // A heading of ordinary length is still one.
+        let chunks = chunk(&format!("# {}\n\nBody.", "a".repeat(200)), 900, 150);
+        assert_eq!(chunks[0].heading.as_deref(), Some("a".repeat(200).as_str()));
     }
 
     #[test]
