@@ -223,6 +223,14 @@ pub struct ApiCaller {
 }
 
 impl ApiCaller {
+    /// Who the caller is, for per-caller budgets: the key, or the member.
+    pub fn budget_key(&self) -> String {
+        match self.scope.user_id() {
+            Some(user) if !self.via_key => format!("user:{user}"),
+            _ => format!("caller:{}", self.label),
+        }
+    }
+
     pub fn require_write(&self) -> Result<(), AppError> {
         if self.can_write {
             Ok(())

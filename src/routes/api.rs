@@ -207,7 +207,7 @@ pub struct NewInvitation {
     role: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), request_body = NewInvitation, responses((status = 201, body = InvitationJson), (status = 402, body = ErrorJson, description = "The plan's seats are taken"), (status = 403, body = ErrorJson), (status = 422, body = ErrorJson)))]
+#[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), request_body = NewInvitation, responses((status = 201, body = InvitationJson), (status = 402, body = ErrorJson, description = "The plan's seats are taken"), (status = 403, body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson, description = "More than 10 invitations a minute from one member or key")))]
 pub async fn create_invitation(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -220,6 +220,17 @@ pub async fn create_invitation(
         Email::parse(&body.email).map_err(|e| AppError::Validation(format!("email {e}")))?;
     let role = crate::domain::Role::parse(&body.role)
         .map_err(|e| AppError::Validation(format!("role {e}")))?;
+    // The same pace as the members page: invitations are email to addresses
+    // the caller typed.
+    if let Err(standing) = state.member_email_rate_limit.check(&caller.budget_key()) {
+        return Err(AppError::TooManyRequests {
+            message: format!(
+                "Too many invitations sent in the last minute; try again in {} s.",
+                standing.reset_secs
+            ),
+            retry_after_secs: standing.reset_secs,
+        });
+    }
     let base_url = state.config.base_url.clone();
     let billing = state.config.stripe.clone();
     let invitation = act(&state, &caller, &req, move |conn, scope, actor| {

@@ -689,10 +689,8 @@ fn spend_email_budget(state: &AppState, member: &Member, errors: &mut FieldError
     if !errors.is_empty() {
         return true;
     }
-    match state
-        .member_email_rate_limit
-        .check(&format!("user:{}", member.user.id))
-    {
+    let key = format!("user:{}", member.user.id);
+    match state.member_email_rate_limit.check(&key) {
         Ok(_) => true,
         Err(standing) => {
             errors.add(

@@ -1351,6 +1351,30 @@ async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 422);
+    // The same invitation again: refused, nobody is mailed twice.
+    let res = api(&write_key, reqwest::Method::POST, "/api/v1/invitations")
+        .json(&invite)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    // Ten invitations a minute per key (two spent above: a malformed address
+    // is refused before it counts), then a wait.
+    for n in 0..8 {
+        let res = api(&write_key, reqwest::Method::POST, "/api/v1/invitations")
+            .json(&serde_json::json!({"email": format!("many{n}@acme.test"), "role": "agent"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "invitation {n}");
+    }
+    let res = api(&write_key, reqwest::Method::POST, "/api/v1/invitations")
+        .json(&serde_json::json!({"email": "one-more@acme.test", "role": "agent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
 
     let keys: Value = api(&write_key, reqwest::Method::GET, "/api/v1/api-keys")
         .send()
