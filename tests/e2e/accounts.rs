@@ -2687,17 +2687,22 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
         303
     );
 
+    let browser = &me;
+    let change_password = |current: &'static str| async move {
+        browser
+            .submit(
+                "/app/account",
+                "/app/account/password",
+                &[
+                    ("current_password", current),
+                    ("new_password", "a new long passphrase"),
+                ],
+            )
+            .await
+    };
+
     // Wrong current password: refused beside the field, nothing changes.
-    let res = me
-        .submit(
-            "/app/account",
-            "/app/account/password",
-            &[
-                ("current_password", "nope nope nope"),
-                ("new_password", "a new long passphrase"),
-            ],
-        )
-        .await;
+    let res = change_password("nope nope nope").await;
     assert_eq!(res.status(), 422);
     assert!(
         res.text()
@@ -2708,28 +2713,9 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
     // A session left open is no way to guess the password: wrong answers
     // count like failed sign-ins (four more make five).
     for _ in 0..4 {
-        let res = me
-            .submit(
-                "/app/account",
-                "/app/account/password",
-                &[
-                    ("current_password", "still guessing"),
-                    ("new_password", "a new long passphrase"),
-                ],
-            )
-            .await;
-        assert_eq!(res.status(), 422);
+        assert_eq!(change_password("still guessing").await.status(), 422);
     }
-    let res = me
-        .submit(
-            "/app/account",
-            "/app/account/password",
-            &[
-                ("current_password", PASSWORD),
-                ("new_password", "a new long passphrase"),
-            ],
-        )
-        .await;
+    let res = change_password(PASSWORD).await;
     assert_eq!(res.status(), 422);
     assert!(
         res.text()
@@ -2745,16 +2731,7 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
             .unwrap();
     }
 
-    let res = me
-        .submit(
-            "/app/account",
-            "/app/account/password",
-            &[
-                ("current_password", PASSWORD),
-                ("new_password", "a new long passphrase"),
-            ],
-        )
-        .await;
+    let res = change_password(PASSWORD).await;
     assert_eq!(res.status(), 303);
     assert_eq!(me.get("/app").await.0, 200, "this browser stays signed in");
     assert_eq!(

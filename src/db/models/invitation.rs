@@ -73,7 +73,6 @@ impl Invitation {
         .get_result(conn)
     }
 
-    /// How many invitations are still open: each holds a seat.
     /// Every invitation ever sent, pending or not, oldest first (for exports).
     pub fn all(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<Invitation>> {
         invitations::table
@@ -83,6 +82,7 @@ impl Invitation {
             .load(conn)
     }
 
+    /// How many invitations are still open: each holds a seat.
     pub fn count_pending(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<i64> {
         invitations::table
             .filter(invitations::organization_id.eq(scope.organization_id()))

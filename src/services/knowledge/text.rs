@@ -1979,25 +1979,7 @@ mod tests {
                 content.len()
             ));
         }
-        let mut out = String::from("%PDF-1.4\n");
-        let mut offsets = Vec::new();
-        for (i, body) in objects.iter().enumerate() {
-            offsets.push(out.len());
-            out.push_str(&format!("{} 0 obj\n{body}\nendobj\n", i + 1));
-        }
-        let xref = out.len();
-        out.push_str(&format!(
-            "xref\n0 {}\n0000000000 65535 f \n",
-            objects.len() + 1
-        ));
-        for offset in offsets {
-            out.push_str(&format!("{offset:010} 00000 n \n"));
-        }
-        out.push_str(&format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        ));
-        out.into_bytes()
+        pdf_file(&objects)
     }
 
     /// A PDF of `pages` pages that all show one shared content stream.
@@ -2022,6 +2004,26 @@ mod tests {
                     .to_owned(),
             );
         }
+        pdf_file(&objects)
+    }
+
+    #[test]
+    fn a_pdf_whose_pages_share_one_huge_stream_is_refused_not_expanded() {
+        let words = "returns accepted within thirty days ".repeat(1_000);
+        let content = format!("BT /F1 12 Tf 72 700 Td ({words}) Tj ET");
+        let bytes = pdf_sharing_one_stream(2_000, &content);
+        assert!(bytes.len() < 400_000, "{}", bytes.len());
+        match extract(SourceFormat::Pdf, &bytes) {
+            Err(TextError::Pdf(why)) => assert!(why.contains("far more text"), "{why}"),
+            other => panic!("expected a refusal, got {:?}", other.map(|t| t.len())),
+        }
+        // A few pages sharing it are fine.
+        let text = extract(SourceFormat::Pdf, &pdf_sharing_one_stream(3, &content)).unwrap();
+        assert!(text.contains("returns accepted"));
+    }
+
+    /// A PDF file of `objects`, numbered from 1 (the first is the catalog).
+    fn pdf_file(objects: &[String]) -> Vec<u8> {
         let mut out = String::from("%PDF-1.4\n");
         let mut offsets = Vec::new();
         for (i, body) in objects.iter().enumerate() {
@@ -2041,21 +2043,6 @@ mod tests {
             objects.len() + 1
         ));
         out.into_bytes()
-    }
-
-    #[test]
-    fn a_pdf_whose_pages_share_one_huge_stream_is_refused_not_expanded() {
-        let words = "returns accepted within thirty days ".repeat(1_000);
-        let content = format!("BT /F1 12 Tf 72 700 Td ({words}) Tj ET");
-        let bytes = pdf_sharing_one_stream(2_000, &content);
-        assert!(bytes.len() < 400_000, "{}", bytes.len());
-        match extract(SourceFormat::Pdf, &bytes) {
-            Err(TextError::Pdf(why)) => assert!(why.contains("far more text"), "{why}"),
-            other => panic!("expected a refusal, got {:?}", other.map(|t| t.len())),
-        }
-        // A few pages sharing it are fine.
-        let text = extract(SourceFormat::Pdf, &pdf_sharing_one_stream(3, &content)).unwrap();
-        assert!(text.contains("returns accepted"));
     }
 
     const HELVETICA: &str =
