@@ -29,7 +29,7 @@ fn load_config() -> Result<Config, ExitCode> {
         eprintln!(
             "frontdesk: configuration is invalid ({} problem{}); nothing was started.",
             errors.0.len(),
-            if errors.0.len() == 1 { "" } else { "s" }
+            crate::wording::plural(errors.0.len() as u64)
         );
         ExitCode::FAILURE
     })

@@ -244,7 +244,7 @@ async fn limit_forms(
             let message = format!(
                 "Too many attempts from your address. Please try again in {} second{}.",
                 standing.reset_secs,
-                if standing.reset_secs == 1 { "" } else { "s" }
+                crate::wording::plural(standing.reset_secs)
             );
             Ok(refuse(req, standing, message))
         }

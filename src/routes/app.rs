@@ -21,6 +21,7 @@ use crate::views::account::{
     FieldErrors, Flash, InvitationRow, MemberRow, MembersPage, OrgChoice, OrganizationPage,
     WelcomePage,
 };
+use crate::wording::plural;
 
 pub(crate) fn when(t: chrono::NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -698,7 +699,7 @@ fn spend_email_budget(state: &AppState, member: &Member, errors: &mut FieldError
                 format!(
                     "You have sent many emails in the last minute. Please wait {} second{} and try again.",
                     standing.reset_secs,
-                    if standing.reset_secs == 1 { "" } else { "s" }
+                    plural(standing.reset_secs)
                 ),
             );
             false
@@ -730,7 +731,7 @@ async fn confirm_password(
             let minutes = (wait + 59) / 60;
             Err(format!(
                 "Too many wrong passwords. Wait {minutes} minute{} and try again.",
-                if minutes == 1 { "" } else { "s" }
+                plural(minutes.unsigned_abs())
             ))
         }
     })

@@ -342,7 +342,7 @@ pub async fn login(
             let mut res = unprocessable(
                 page(&format!(
                     "Too many failed sign-ins. Wait {minutes} minute{} and try again, or reset your password.",
-                    if minutes == 1 { "" } else { "s" }
+                    crate::wording::plural(minutes.unsigned_abs())
                 ))?,
                 &req,
             );

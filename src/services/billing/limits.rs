@@ -8,6 +8,7 @@ use crate::db::DbConnection;
 use crate::db::models::usage_counter::period_of;
 use crate::db::models::{Agent, BillingAccount, Document, Invitation, Membership, UsageCounter};
 use crate::domain::{Limits, OrganizationId, Plan, TenantScope};
+use crate::wording::plural;
 
 /// Subscription statuses under which the paid plan applies.
 const PAYING: [&str; 2] = ["active", "trialing"];
@@ -247,10 +248,6 @@ pub fn messages_used_up(
         &period_of(now),
     )?);
     Ok((used >= limit).then_some((e.plan, limit)))
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 pub fn human_bytes(bytes: u64) -> String {

@@ -9,6 +9,7 @@ use super::{Answered, Provider, ProviderError, Question, Summary};
 use crate::db::models::{Agent, Message};
 use crate::services::chat::Citation;
 use crate::services::knowledge::{ScoredPassage, stem};
+use crate::wording::plural;
 
 /// Needs no network and no key: what an agent uses until a model is set up,
 /// and what a failing model falls back to.
@@ -200,7 +201,7 @@ pub fn summary(messages: &[Message]) -> String {
     };
     summary.push_str(&format!(
         " {visitor} visitor message{} in total.",
-        if visitor == 1 { "" } else { "s" }
+        plural(visitor as u64)
     ));
     if !sources.is_empty() {
         summary.push_str(&format!(" Answered from: {}.", sources.join(", ")));
@@ -213,7 +214,7 @@ pub fn summary(messages: &[Message]) -> String {
         summary.push_str(&format!(
             " The team replied {} time{}, last: \u{201c}{}\u{201d}.",
             team.len(),
-            if team.len() == 1 { "" } else { "s" },
+            plural(team.len() as u64),
             truncate(last.content.trim(), 160)
         ));
     }
