@@ -27,7 +27,9 @@
   var TXT_HANDOFF = 'Talk to a person';
   var TXT_NOTE = 'A person from the team will follow up here.';
   var TXT_CLOSED = 'The team closed this conversation. Write again to start a new one.';
+  var TXT_REOPENED = 'The team wrote again: this conversation is open once more.';
   var TXT_READY = 'Usually replies instantly';
+  var CONV_KEPT_MS = 24 * 60 * 60 * 1000;
   var TXT_UNREACHABLE = 'The chat could not be reached. Check your connection and try again.';
   var ICON_CHAT = 'M20.5 11.5a8.5 8.5 0 0 1-12.2 7.66L3.5 20.5l1.34-4.5A8.5 8.5 0 1 1 20.5 11.5z';
   var ICON_CLOSE = 'M6 6l12 12M18 6L6 18';
@@ -779,8 +781,20 @@
 
     // -- conversation ---------------------------------------------------------
 
+    // Kept in the browser (every tab of the site, and after it is closed) for
+    // a day after the visitor last wrote, so the team's answer finds them.
     function saveConv() {
-      storeSet('sessionStorage', convKey, conv ? JSON.stringify(conv) : null);
+      var kept = null;
+      if (conv) {
+        kept = JSON.stringify({
+          id: conv.id,
+          token: conv.token,
+          agentName: conv.agentName,
+          greeting: conv.greeting,
+          savedAt: Date.now(),
+        });
+      }
+      storeSet('localStorage', convKey, kept);
     }
 
     function forget() {
@@ -789,6 +803,7 @@
       state = 'idle';
       // The next conversation starts with no person asked for yet.
       escalated = false;
+      closedSince = 0;
       staffShown = 0;
       stopPolling();
       updateControls();
@@ -800,6 +815,10 @@
 
     var POLL_MS = 5000;
     var POLL_MAX_MS = 60000;
+    var CLOSED_POLL_MS = 15000;
+    var CLOSED_FOLLOW_MS = 30 * 60 * 1000;
+    // When the team closed the conversation (0: it is not closed).
+    var closedSince = 0;
     var pollDelay = POLL_MS;
     var staffShown = 0;
     var pollTimer = null;
@@ -835,7 +854,7 @@
         headers: { Accept: 'application/json', 'X-Conversation-Token': current.token },
       }).then(function (res) {
         if (isGone(res.status)) {
-          return { status: 'resolved', messages: [] };
+          return { gone: true, messages: [] };
         }
         if (!res.ok) {
           throw new Error('poll ' + res.status);
@@ -847,10 +866,24 @@
         }
         pollDelay = POLL_MS;
         showStaff(data.messages);
-        if (data.status === 'resolved') {
-          append(el('div', 'fd-note', TXT_CLOSED), true);
-          forget();
+        if (data.gone || data.status === 'resolved') {
+          if (!closedSince) {
+            closedSince = Date.now();
+            append(el('div', 'fd-note', TXT_CLOSED), true);
+          }
+          // Closed, it is still followed a while: a reply from the team opens
+          // it again. The visitor's next message starts a new one.
+          if (data.gone || Date.now() - closedSince > CLOSED_FOLLOW_MS) {
+            forget();
+          } else {
+            pollTimer = setTimeout(poll, CLOSED_POLL_MS);
+          }
           return;
+        }
+        if (closedSince) {
+          closedSince = 0;
+          append(el('div', 'fd-note', TXT_REOPENED), true);
+          setStatus('Our team has been notified');
         }
         pollTimer = setTimeout(poll, pollDelay);
       }).catch(function () {
@@ -1031,8 +1064,11 @@
       updateControls();
       var saved = null;
       try {
-        saved = JSON.parse(storeGet('sessionStorage', convKey) || 'null');
+        saved = JSON.parse(storeGet('localStorage', convKey) || 'null');
       } catch (e) {
+        saved = null;
+      }
+      if (saved && !(Date.now() - Number(saved.savedAt || 0) < CONV_KEPT_MS)) {
         saved = null;
       }
       if (saved && saved.id !== undefined && saved.token) {
@@ -1045,7 +1081,7 @@
             becomeFailed(TXT_UNREACHABLE);
             return null;
           }
-          storeSet('sessionStorage', convKey, null);
+          storeSet('localStorage', convKey, null);
           return create();
         });
       }
@@ -1150,6 +1186,9 @@
       }
       streaming = true; // blocks double sends while a conversation starts
       updateControls();
+      if (closedSince) {
+        forget(); // as the closing note says: a new conversation
+      }
       ensure().then(function () {
         if (state !== 'ready') {
           streaming = false;
@@ -1159,6 +1198,7 @@
         }
         input.value = '';
         onInput();
+        saveConv(); // kept a day from the visitor's latest message
         var visitorNode = addVisitor(text);
         var m = addAgent('', null, false);
         list.setAttribute('aria-busy', 'true');
@@ -1173,7 +1213,7 @@
         }).then(function (res) {
           if (!res.ok) {
             return errorText(res).then(function (msg) {
-              if (res.status === 401 || res.status === 404 || res.status === 410) {
+              if (isGone(res.status)) {
                 forget(); // the next message starts a new conversation
               }
               endStream(m, msg, visitorNode, text);
@@ -1205,7 +1245,7 @@
             return null;
           }
           return errorText(res).then(function (msg) {
-            if (res.status === 401 || res.status === 404 || res.status === 410) {
+            if (isGone(res.status)) {
               forget(); // asking again starts a new conversation
             }
             showError(msg);

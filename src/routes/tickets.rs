@@ -365,7 +365,7 @@ pub async fn reply(
                 &member.session,
                 "success",
                 if was_solved {
-                    "Reply sent and the ticket is open again. The visitor's chat closed when the ticket was solved: they see the reply if they still have that conversation open."
+                    "Reply sent; the ticket waits for the visitor again. Their chat showed the conversation as closed: if their page is still open (up to 30 minutes after), the reply appears there and they can answer; otherwise they will not see it."
                 } else {
                     "Reply sent: the visitor sees it in their chat."
                 },

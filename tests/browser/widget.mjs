@@ -471,7 +471,7 @@ async function teamSite(browser) {
     handoff.click(),
   ]);
   must(res.status() === 200, 'team reply: the visitor asks for a person');
-  const saved = await page.evaluate((key) => sessionStorage.getItem(key), `frontdesk:conv:${ORG}/${AGENT}`);
+  const saved = await page.evaluate((key) => localStorage.getItem(key), `frontdesk:conv:${ORG}/${AGENT}`);
   must(Boolean(saved), 'team reply: the widget keeps its conversation');
   const conversationId = JSON.parse(saved).id;
   const auth = { Authorization: `Bearer ${API_KEY}` };
@@ -486,13 +486,32 @@ async function teamSite(browser) {
   check(ack.text.includes('team has your message'), 'team reply: the agent leaves the answer to the team', JSON.stringify(ack.text));
   await shot(page, 'widget-team-reply.png');
 
+  // Solved, the open widget says the conversation is closed; a later reply
+  // from the team opens it again and appears in the same widget.
+  await solveTicket(conversationId, 'team reply');
+  check(
+    await visible(inWidget(page, '.fd-note', { hasText: 'closed this conversation' }), 15000),
+    'team reply: solving the ticket closes the conversation in the open widget',
+  );
+  const AGAIN = 'Sam again: one more thing, we found your lock.';
+  await replyFromTicket(conversationId, AGAIN, 'team reply after solving');
+  check(
+    await visible(inWidget(page, '.fd-message.fd-staff', { hasText: AGAIN }), 25000),
+    'team reply: a reply after solving still reaches the open widget',
+  );
+  check(
+    await visible(inWidget(page, '.fd-note', { hasText: 'open once more' }), 5000),
+    'team reply: the widget says the conversation is open again',
+  );
+  await shot(page, 'widget-reopened.png');
+
   // 8. The team takes a conversation over without the visitor asking: once the
   //    visitor writes, the widget learns it and shows the team's replies.
   const { page: other } = await newWatchedContext(browser, 'team takeover', { viewport: { width: 1280, height: 900 } });
   await gotoOk(other, ALLOWED_PAGE, 'team takeover');
   await inWidget(other, '.fd-bubble').click();
   await ask(other, QUESTION, 'team takeover, question');
-  const stored = await other.evaluate((key) => sessionStorage.getItem(key), `frontdesk:conv:${ORG}/${AGENT}`);
+  const stored = await other.evaluate((key) => localStorage.getItem(key), `frontdesk:conv:${ORG}/${AGENT}`);
   must(Boolean(stored), 'team takeover: the widget keeps its conversation');
   const takenId = JSON.parse(stored).id;
   const put = await fetch(url(`/api/v1/conversations/${takenId}/status`), {
@@ -512,17 +531,35 @@ async function teamSite(browser) {
 }
 
 // The team answers the conversation's ticket through the API.
-async function replyFromTicket(conversationId, content, label) {
+async function ticketOf(conversationId, label) {
   const auth = { Authorization: `Bearer ${API_KEY}` };
   const list = await (await fetch(url('/api/v1/tickets?status=all&per_page=200'), { headers: auth })).json();
   const ticket = (list.data || []).find((t) => t.conversationId === conversationId);
   must(Boolean(ticket), `${label}: the conversation has a ticket`, JSON.stringify(list));
-  const sent = await fetch(url(`/api/v1/tickets/${ticket.id}/replies`), {
+  return ticket.id;
+}
+
+async function replyFromTicket(conversationId, content, label) {
+  const auth = { Authorization: `Bearer ${API_KEY}` };
+  const ticket = await ticketOf(conversationId, label);
+  const sent = await fetch(url(`/api/v1/tickets/${ticket}/replies`), {
     method: 'POST',
     headers: { ...auth, 'Content-Type': 'application/json' },
     body: JSON.stringify({ content }),
   });
   must(sent.status === 201, `${label}: the team replies from the ticket`, `got ${sent.status}`);
+}
+
+// The team marks the conversation's ticket solved, which closes it to the visitor.
+async function solveTicket(conversationId, label) {
+  const auth = { Authorization: `Bearer ${API_KEY}` };
+  const ticket = await ticketOf(conversationId, label);
+  const res = await fetch(url(`/api/v1/tickets/${ticket}`), {
+    method: 'PATCH',
+    headers: { ...auth, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ status: 'solved' }),
+  });
+  must(res.ok, `${label}: the team solves the ticket`, `got ${res.status}`);
 }
 
 // Resolves every conversation not resolved yet, through the API; returns how many.
@@ -547,7 +584,7 @@ async function outageSite(browser) {
   // conversation, says the chat cannot be reached, and "Try again" brings the
   // same conversation back once the server answers. The failed loads show up
   // as console errors: expected here.
-  const { page, w } = await newWatchedContext(
+  const { ctx, page, w } = await newWatchedContext(
     browser,
     'outage',
     { viewport: { width: 1280, height: 900 } },
@@ -585,6 +622,9 @@ async function outageSite(browser) {
     (await inWidget(page, '.fd-message.fd-visitor').count()) === 0,
     'outage: no fresh conversation was started in its place',
   );
+  // A new tab of the site (or the browser reopened) finds the conversation too.
+  const kept = await page.evaluate((key) => localStorage.getItem(key), `frontdesk:conv:${ORG}/${AGENT}`);
+  check(Boolean(kept) && JSON.parse(kept).savedAt > 0, 'outage: the conversation is kept for other tabs', String(kept));
   await shot(page, 'widget-outage.png');
   await page.unroute(transcript);
   // The 502s were ours.
@@ -594,6 +634,16 @@ async function outageSite(browser) {
     await visible(inWidget(page, '.fd-message.fd-visitor', { hasText: QUESTION }), 10000),
     'outage: "Try again" brings the same conversation back',
   );
+
+  // Another tab of the same site carries on with the same conversation.
+  const tab = await ctx.newPage();
+  await gotoOk(tab, ALLOWED_PAGE, 'second tab');
+  if (!(await visible(inWidget(tab, '.fd-panel'), 3000))) await inWidget(tab, '.fd-bubble').click();
+  check(
+    await visible(inWidget(tab, '.fd-message.fd-visitor', { hasText: QUESTION }), 10000),
+    'second tab: the conversation goes on in another tab',
+  );
+  await tab.close();
 }
 
 async function refusedSite(browser) {

@@ -364,7 +364,9 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
     assert_eq!(res.status(), 303);
     let (_, html) = owner.get(&page).await;
     assert!(
-        html.contains("open again") && !html.contains("the visitor sees it in their chat"),
+        html.contains("waits for the visitor again")
+            && html.contains("showed the conversation as closed")
+            && !html.contains("the visitor sees it in their chat"),
         "{html}"
     );
 }
