@@ -483,6 +483,26 @@ async function flow(browser) {
   );
   const leave = b.locator('section[aria-labelledby="members-heading"] tbody tr', { hasText: COLLEAGUE.email }).locator('button', { hasText: 'Leave' });
   const leaveAction = await leave.locator('xpath=ancestor::form').getAttribute('action');
+  // Leaving cannot be undone: the page asks first. Declined, nothing is sent.
+  const asked = [];
+  let posted = 0;
+  const countPosts = (r) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === leaveAction) posted += 1;
+  };
+  b.on('request', countPosts);
+  b.once('dialog', (d) => {
+    asked.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  await leave.click();
+  await b.waitForTimeout(500);
+  check(
+    asked.length === 1 && asked[0].includes(`Leave ${ORG}?`) && posted === 0,
+    'leave: asks first, and declining sends nothing',
+    `asked ${JSON.stringify(asked)}, posted ${posted}`,
+  );
+  b.off('request', countPosts);
+  b.once('dialog', (d) => d.accept().catch(() => {}));
   await submit(b, leave, leaveAction, 'leave');
   await expectPath(b, '/app/welcome', 'leave');
   await expectVisible(b.locator('h1', { hasText: 'Start an organization' }), 'leave: in no organization, /app offers to start one');
