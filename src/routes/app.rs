@@ -1,6 +1,6 @@
 //! The organization app under /app: dashboard, members, API keys, audit log, account.
 
-use actix_web::{HttpRequest, HttpResponse, Responder as _, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::auth::csrf::{self, CsrfForm};
@@ -535,9 +535,24 @@ async fn api_keys_page(
     })
 }
 
+/// The key just created, kept in the session only until the page after the
+/// redirect shows it (so reloading that page creates nothing).
+const NEW_API_KEY: &str = "new_api_key";
+
 pub async fn api_keys(state: web::Data<AppState>, member: Member) -> AppResult<ApiKeysPage> {
     require(&member, Permission::ManageApiKeys)?;
-    api_keys_page(&state, &member, None, String::new(), FieldErrors::default()).await
+    let new_key = member
+        .session
+        .remove_as::<String>(NEW_API_KEY)
+        .and_then(Result::ok);
+    api_keys_page(
+        &state,
+        &member,
+        new_key,
+        String::new(),
+        FieldErrors::default(),
+    )
+    .await
 }
 
 pub async fn create_api_key(
@@ -568,16 +583,12 @@ pub async fn create_api_key(
         accounts::create_api_key(conn, scope, actor, &key_name, write)
     })
     .await??;
-    // Shown once, right here; only its hash is stored.
-    let page = api_keys_page(
-        &state,
-        &member,
-        Some(secret),
-        String::new(),
-        FieldErrors::default(),
-    )
-    .await?;
-    Ok(page.respond_to(&req).map_into_boxed_body())
+    // Shown once, on the page the redirect leads to; only its hash is stored.
+    member
+        .session
+        .insert(NEW_API_KEY, secret)
+        .map_err(AppError::internal)?;
+    Ok(see_other("/app/api-keys"))
 }
 
 pub async fn revoke_api_key(

@@ -145,7 +145,8 @@ impl Browser {
         .await
     }
 
-    /// Creates an API key on the API keys page and returns it whole.
+    /// Creates an API key on the API keys page and returns it whole, as the
+    /// page after the redirect shows it, once.
     pub(crate) async fn api_key(&self, name: &str, scope: &str) -> String {
         let res = self
             .submit(
@@ -154,9 +155,16 @@ impl Browser {
                 &[("name", name), ("scope", scope)],
             )
             .await;
-        let html = res.text().await.unwrap();
+        assert_eq!(res.status(), 303, "created, then shown after a redirect");
+        let (_, html) = self.get("/app/api-keys").await;
         let start = html.find("fd_").expect("the new key is shown once");
-        html[start..start + 3 + 43].to_string()
+        let key = html[start..start + 3 + 43].to_string();
+        let (_, again) = self.get("/app/api-keys").await;
+        assert!(
+            !again.contains(&key),
+            "shown once: a reload does not show it"
+        );
+        key
     }
 
     pub(crate) async fn login(&self, email: &str, password: &str) -> reqwest::Response {
@@ -1197,7 +1205,7 @@ pub(crate) async fn org_with_rows(
             &[("name", "ci"), ("scope", "write")],
         )
         .await;
-    assert_eq!(res.status(), 200);
+    assert_eq!(res.status(), 303);
     let mut conn = app.pool().get().unwrap();
     use frontdesk::db::schema::api_keys;
     let organization: i64 = organizations::table
