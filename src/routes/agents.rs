@@ -321,9 +321,17 @@ async fn agent_page(
     member: &Member,
     id: AgentId,
     typed: Option<AgentFields>,
-    errors: FieldErrors,
+    mut errors: FieldErrors,
     query: Option<String>,
 ) -> AppResult<AgentPage> {
+    // Refused settings: the fields' messages sit far down the page, so the
+    // top of it says the save did not happen.
+    if typed.is_some() && !errors.is_empty() && errors.get("form").is_none() {
+        errors.add(
+            "form",
+            "The settings were not saved: correct the fields marked below.",
+        );
+    }
     let scope = member.scope.clone();
     let (agent, documents) = state
         .db(move |conn| {
@@ -396,6 +404,8 @@ async fn agent_page(
         query: query.unwrap_or_default(),
         passages,
         can_edit: member.role().can(Permission::ManageSettings),
+        paste_title: String::new(),
+        paste_text: String::new(),
     })
 }
 
@@ -487,6 +497,7 @@ async fn add_document(
     id: AgentId,
     upload: Upload,
     field: &'static str,
+    pasted: Option<(String, String)>,
 ) -> AppResult<HttpResponse> {
     let (scope, max) = (member.scope.clone(), state.config.max_upload_bytes);
     let billing = state.config.stripe.clone();
@@ -529,7 +540,12 @@ async fn add_document(
                 _ => e.to_string(),
             };
             errors.add(field, message);
-            let page = agent_page(state, member, id, None, errors, None).await?;
+            let mut page = agent_page(state, member, id, None, errors, None).await?;
+            // Pasted text is kept for another try, as any form keeps what was typed.
+            if let Some((title, text)) = pasted {
+                page.paste_title = title;
+                page.paste_text = text;
+            }
             Ok(unprocessable(page, req))
         }
     }
@@ -543,6 +559,7 @@ pub async fn paste(
     CsrfForm(form): CsrfForm<PasteForm>,
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::ManageSettings)?;
+    let pasted = (form.title.clone(), form.text.clone());
     let upload = Upload {
         title: form.title,
         format: SourceFormat::Markdown,
@@ -555,6 +572,7 @@ pub async fn paste(
         AgentId(path.into_inner()),
         upload,
         "text",
+        Some(pasted),
     )
     .await
 }
@@ -644,6 +662,7 @@ pub async fn upload(
             bytes,
         },
         "file",
+        None,
     )
     .await
 }

@@ -100,6 +100,9 @@ pub struct AgentPage {
     pub query: String,
     pub passages: Option<Vec<PassageRow>>,
     pub can_edit: bool,
+    /// What was pasted, kept when it was refused.
+    pub paste_title: String,
+    pub paste_text: String,
 }
 
 #[derive(Debug, Clone)]

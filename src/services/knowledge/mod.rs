@@ -25,7 +25,7 @@ pub enum KnowledgeError {
     Text(#[from] TextError),
     #[error("the file is larger than the {limit} bytes this server accepts")]
     TooLarge { limit: u64 },
-    #[error("a title is required (at most {MAX_TITLE_CHARS} characters)")]
+    #[error("A title is required (at most {MAX_TITLE_CHARS} characters).")]
     Title,
     #[error("not found")]
     NotFound,
