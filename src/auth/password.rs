@@ -58,9 +58,9 @@ impl Password {
         if let Some(email) = email {
             let local = email.split('@').next().unwrap_or(email).to_lowercase();
             if local.len() >= 3 && lower.contains(&local) {
-                return Err(ParseError(
-                    "Password cannot contain your email address.".into(),
-                ));
+                return Err(ParseError(format!(
+                    "Password cannot contain your email address or its name part, \u{201c}{local}\u{201d}."
+                )));
             }
         }
         Ok(Self(Secret::new(raw.to_string())))

@@ -35,8 +35,8 @@ impl Slug {
     /// kept, each run of anything else one hyphen, cut to 40 characters
     /// without a hyphen at either end; `fallback` when too little is left.
     pub fn from_name(name: &str, fallback: &'static str) -> Self {
-        let words: Vec<String> = name
-            .to_lowercase()
+        let folded: String = name.to_lowercase().chars().map(fold_latin).collect();
+        let words: Vec<String> = folded
             .split(|c: char| !c.is_ascii_alphanumeric())
             .filter(|w| !w.is_empty())
             .map(str::to_string)
@@ -48,6 +48,39 @@ impl Slug {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A lower-case Latin letter with a diacritic as the plain letters people
+/// write it with in an address ("café zürich" → "cafe zurich"); any other
+/// character as it is.
+fn fold_latin(c: char) -> String {
+    let plain = match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'æ' => "ae",
+        'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => "e",
+        'ĝ' | 'ğ' | 'ġ' | 'ģ' => "g",
+        'ĥ' | 'ħ' => "h",
+        'ì' | 'í' | 'î' | 'ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' | 'ı' => "i",
+        'ĵ' => "j",
+        'ķ' => "k",
+        'ĺ' | 'ļ' | 'ľ' | 'ŀ' | 'ł' => "l",
+        'ñ' | 'ń' | 'ņ' | 'ň' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ŏ' | 'ő' => "o",
+        'œ' => "oe",
+        'ŕ' | 'ŗ' | 'ř' => "r",
+        'ś' | 'ŝ' | 'ş' | 'š' | 'ș' => "s",
+        'ß' => "ss",
+        'ţ' | 'ť' | 'ŧ' | 'ț' => "t",
+        'þ' => "th",
+        'ù' | 'ú' | 'û' | 'ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => "u",
+        'ŵ' => "w",
+        'ý' | 'ÿ' | 'ŷ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        other => return other.to_string(),
+    };
+    plain.to_string()
 }
 
 impl AsRef<str> for Slug {
@@ -72,7 +105,9 @@ mod tests {
     fn names_become_slugs_that_parse() {
         for (name, slug) in [
             ("Harbor Bikes", "harbor-bikes"),
-            ("  Café & Co.  ", "caf-co"),
+            ("  Café & Co.  ", "cafe-co"),
+            ("Café Zürich", "cafe-zurich"),
+            ("Straße Łódź Ørsted Œuvre", "strasse-lodz-orsted-oeuvre"),
             ("--Support--", "support"),
             ("!", "agent"),
             ("é", "agent"),
