@@ -494,11 +494,19 @@ impl ConversationQuery {
                 "per_page must be a number from 1 to {MAX_PER_PAGE}"
             )));
         }
+        let (from, to) = (day(&self.from, "from")?, day(&self.to, "to")?);
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(AppError::Validation(format!(
+                "from ({from}) is after to ({to}): no day is in between"
+            )));
+        }
         Ok(ConversationFilter {
             agent_id: self.agent.map(AgentId),
             status,
-            since: day(&self.from, "from")?.and_then(|d| d.and_hms_opt(0, 0, 0)),
-            until: day(&self.to, "to")?
+            since: from.and_then(|d| d.and_hms_opt(0, 0, 0)),
+            until: to
                 .and_then(|d| d.succ_opt())
                 .and_then(|d| d.and_hms_opt(0, 0, 0)),
             search: self.q.clone().filter(|q| !q.trim().is_empty()),

@@ -960,12 +960,32 @@ async fn documents_are_indexed_and_the_builtin_agent_answers_with_citations(back
     // Case folds beyond ASCII alike on both backends.
     let (_, searched) = api.get("/api/v1/conversations?q=%C3%A9MILE").await;
     assert_eq!(searched["data"].as_array().unwrap().len(), 1, "{searched}");
+    // Words, not a phrase: each somewhere in the conversation.
+    let (_, searched) = api
+        .get("/api/v1/conversations?q=helicopters%20%C3%89mile")
+        .await;
+    assert_eq!(searched["data"].as_array().unwrap().len(), 1, "{searched}");
+    let (_, searched) = api
+        .get("/api/v1/conversations?q=helicopters%20submarines")
+        .await;
+    assert!(
+        searched["data"].as_array().unwrap().is_empty(),
+        "{searched}"
+    );
     let (_, dated) = api
         .get("/api/v1/conversations?from=2000-01-01&to=2000-01-02")
         .await;
     assert!(dated["data"].as_array().unwrap().is_empty());
     let (status, _) = api.get("/api/v1/conversations?status=lost").await;
     assert_eq!(status, 422);
+    let (status, body) = api
+        .get("/api/v1/conversations?from=2026-05-02&to=2026-05-01")
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("after"),
+        "{body}"
+    );
     let (_, messages) = api
         .get(&format!(
             "/api/v1/conversations/{}/messages",

@@ -12,6 +12,9 @@ pub const ESCALATED: &str = "escalated";
 pub const RESOLVED: &str = "resolved";
 pub const STATUSES: [&str; 3] = [OPEN, ESCALATED, RESOLVED];
 
+/// Words of a conversation search that count; the rest are ignored.
+const MAX_SEARCH_WORDS: usize = 8;
+
 /// Where a conversation came in: the public chat page, the widget, or a
 /// caller of the JSON API speaking for its own end user.
 pub const PAGE: &str = "page";
@@ -196,8 +199,11 @@ impl Conversation {
         if let Some(until) = filter.until {
             query = query.filter(conversations::created_at.lt(until));
         }
-        if let Some(text) = filter.search.as_deref().filter(|t| !t.is_empty()) {
-            let pattern = super::contains_pattern(text);
+        // Every word somewhere in the conversation, not the words as one
+        // phrase: "photo damage" finds "a photo of the damage".
+        let words = filter.search.as_deref().unwrap_or("").split_whitespace();
+        for word in words.take(MAX_SEARCH_WORDS) {
+            let pattern = super::contains_pattern(word);
             query = query.filter(
                 conversations::id.eq_any(
                     messages::table
