@@ -729,9 +729,10 @@
       return b;
     }
 
+    // The answer itself asks whether the visitor wants a person: the button
+    // under it is the way to say yes.
     function offerHandoff() {
       var box = el('div', 'fd-offer');
-      box.appendChild(el('p', 'fd-offer-text', 'Would you like someone from the team to help?'));
       box.appendChild(handoffButton(true));
       append(box, false);
     }
