@@ -92,9 +92,9 @@ impl AppError {
     fn public_message(&self) -> String {
         match self {
             Self::Internal(_) => default_message(StatusCode::INTERNAL_SERVER_ERROR).into(),
-            Self::NotFound | Self::MethodNotAllowed | Self::Unauthorized => {
-                default_message(self.status_code()).into()
-            }
+            // Only machines read this one (a page sends the browser to sign in).
+            Self::Unauthorized => "Missing, unknown or revoked credentials: send a valid key as `Authorization: Bearer …`, or sign in.".into(),
+            Self::NotFound | Self::MethodNotAllowed => default_message(self.status_code()).into(),
             other => other.to_string(),
         }
     }
