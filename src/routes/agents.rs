@@ -722,10 +722,11 @@ pub async fn conversations(
     query: web::Query<ConversationQuery>,
 ) -> AppResult<ConversationsPage> {
     let query = query.into_inner();
-    let (filter, error) = match query.filter() {
+    let (mut filter, error) = match query.filter() {
         Ok(f) => (f, None),
         Err(e) => (ConversationQuery::default().filter()?, Some(e.to_string())),
     };
+    filter.written_only = true;
     let scope = member.scope.clone();
     let (mut rows, agents) = state
         .db(move |conn| {

@@ -510,6 +510,7 @@ impl ConversationQuery {
                 .and_then(|d| d.succ_opt())
                 .and_then(|d| d.and_hms_opt(0, 0, 0)),
             search: self.q.clone().filter(|q| !q.trim().is_empty()),
+            written_only: false,
             // One more than shown tells whether another page follows.
             limit: per_page + 1,
             offset: (page - 1) * per_page,

@@ -430,8 +430,18 @@ async fn conversation_lists_come_in_pages(backend: Backend) {
     let api = Api { app: &app, key };
     api.agent(json!({"name": "Support"})).await;
     let mut started = Vec::new();
-    for _ in 0..5 {
-        started.push(support_chat(&app).await["conversationId"].as_i64().unwrap());
+    for n in 0..5 {
+        let chat = support_chat(&app).await;
+        let said = say(
+            &app,
+            "harbor-bikes",
+            "support",
+            &chat,
+            &format!("Hello {n}"),
+        )
+        .await;
+        assert_eq!(said.status(), 200);
+        started.push(chat["conversationId"].as_i64().unwrap());
     }
     started.reverse();
 
@@ -493,6 +503,24 @@ async fn conversation_lists_come_in_pages(backend: Backend) {
     );
     assert!(last.contains(&format!("/app/conversations/{}", started[4])));
     assert_eq!(last.matches("<tr>").count(), 2, "a header and one row");
+
+    // A chat opened and left, nobody wrote: the API lists it, the team's
+    // pages leave it out of the list and the counts.
+    let empty = support_chat(&app).await["conversationId"].as_i64().unwrap();
+    let (_, all) = api.get("/api/v1/conversations?per_page=200").await;
+    assert_eq!(all["data"][0]["id"], empty);
+    let (_, page) = owner.get("/app/conversations?per_page=200").await;
+    assert!(
+        !page.contains(&format!("/app/conversations/{empty}\"")),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("<tr>").count(),
+        6,
+        "a header and the five written in"
+    );
+    let (_, dashboard) = owner.get("/app").await;
+    assert!(dashboard.contains("Open conversations: 5"), "{dashboard}");
 }
 
 async fn an_organizations_provider_address_cannot_reach_private_networks(backend: Backend) {

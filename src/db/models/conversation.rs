@@ -103,8 +103,11 @@ pub struct ConversationFilter {
     pub status: Option<String>,
     pub since: Option<NaiveDateTime>,
     pub until: Option<NaiveDateTime>,
-    /// Matches message text (case-insensitive substring).
+    /// Matches message text: every word, case-insensitively, somewhere.
     pub search: Option<String>,
+    /// Only conversations someone wrote in: a chat opened and left says
+    /// nothing to the team (the API lists every one).
+    pub written_only: bool,
     pub limit: i64,
     /// Rows skipped before the first one returned (paging).
     pub offset: i64,
@@ -115,6 +118,12 @@ pub struct ConversationFilter {
 pub struct ConversationListing {
     pub conversation: Conversation,
     pub agent_name: String,
+}
+
+/// The conversation has at least one message.
+#[diesel::dsl::auto_type]
+fn written() -> _ {
+    diesel::dsl::exists(messages::table.filter(messages::conversation_id.eq(conversations::id)))
 }
 
 impl Conversation {
@@ -199,6 +208,9 @@ impl Conversation {
         if let Some(until) = filter.until {
             query = query.filter(conversations::created_at.lt(until));
         }
+        if filter.written_only {
+            query = query.filter(written());
+        }
         // Every word somewhere in the conversation, not the words as one
         // phrase: "photo damage" finds "a photo of the damage".
         let words = filter.search.as_deref().unwrap_or("").split_whitespace();
@@ -245,13 +257,15 @@ impl Conversation {
         .map(|n| n == 1)
     }
 
-    /// How many of the organization's conversations are in each status.
+    /// How many of the organization's conversations someone wrote in are in
+    /// each status.
     pub fn count_by_status(
         conn: &mut DbConnection,
         scope: &TenantScope,
     ) -> QueryResult<Vec<(String, i64)>> {
         conversations::table
             .filter(conversations::organization_id.eq(scope.organization_id()))
+            .filter(written())
             .group_by(conversations::status)
             .select((conversations::status, diesel::dsl::count_star()))
             .load(conn)
