@@ -2,7 +2,7 @@
 
 use actix_session::Session;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{Either, HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::auth::csrf::{self, CsrfForm};
@@ -79,7 +79,7 @@ async fn hash_password(password: Password) -> AppResult<String> {
         .map_err(AppError::internal)
 }
 
-fn is_signed_in(session: &Session) -> bool {
+pub(crate) fn is_signed_in(session: &Session) -> bool {
     session.get::<i64>(USER_KEY).ok().flatten().is_some()
 }
 
@@ -252,13 +252,17 @@ pub async fn signup(
     }
 }
 
-pub async fn login_page(session: Session) -> AppResult<LoginPage> {
-    Ok(LoginPage {
+pub async fn login_page(session: Session) -> AppResult<Either<HttpResponse, LoginPage>> {
+    // Signed in already: the app, not the form again.
+    if is_signed_in(&session) {
+        return Ok(Either::Left(see_other("/app")));
+    }
+    Ok(Either::Right(LoginPage {
         csrf: csrf::token(&session)?,
         email: String::new(),
         errors: FieldErrors::default(),
         flash: flash::take(&session),
-    })
+    }))
 }
 
 pub async fn login(

@@ -1,3 +1,4 @@
+use actix_session::Session;
 use actix_web::web;
 
 use crate::domain::Plan;
@@ -7,10 +8,11 @@ use crate::startup::AppState;
 use crate::views::{IndexPage, PricingCard};
 
 /// `GET /`: the product's front page.
-pub async fn index(state: web::Data<AppState>) -> AppResult<IndexPage> {
+pub async fn index(state: web::Data<AppState>, session: Session) -> AppResult<IndexPage> {
     let demo = state.db(|conn| Ok(demo::find(conn)?)).await?;
     let billing = &state.config.stripe;
     Ok(IndexPage {
+        signed_in: super::auth::is_signed_in(&session),
         demo_chat: demo.map(|d| d.chat_path()),
         plans: billing.enabled().then(|| {
             Plan::ALL

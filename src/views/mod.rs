@@ -13,6 +13,8 @@ use askama_web::WebTemplate;
 #[derive(Template, WebTemplate)]
 #[template(path = "index.html")]
 pub struct IndexPage {
+    /// The header offers the app instead of signing in.
+    pub signed_in: bool,
     /// The demo agent's chat page, when `frontdesk demo` loaded one.
     pub demo_chat: Option<String>,
     /// The plans with their configured limits; `None` when billing is off

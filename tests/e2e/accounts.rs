@@ -2689,6 +2689,22 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
     };
     let me = Browser::new(&app);
     assert_eq!(me.signup("Acme", "me@acme.test").await.status(), 303);
+    // Signed in: the sign-in page leads to the app, the front page offers it.
+    let res = me
+        .client
+        .get(format!("{}/login", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/app");
+    let (_, front) = me.get("/").await;
+    assert!(
+        front.contains("Open the app") && !front.contains(">Sign in<"),
+        "{front}"
+    );
+    let (_, anonymous) = Browser::new(&app).get("/").await;
+    assert!(anonymous.contains(">Sign in<") && !anonymous.contains("Open the app"));
     let other_device = Browser::new(&app);
     assert_eq!(
         other_device.login("me@acme.test", PASSWORD).await.status(),
