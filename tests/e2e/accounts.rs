@@ -1052,6 +1052,16 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
     let accept = link(&mail, "/invitations/accept?token=");
     let token = accept.split("token=").nth(1).unwrap().to_string();
 
+    // Opened by someone signed in as another account: said at once, with a
+    // way out, instead of an "Accept" that is then refused.
+    let (status, page) = owner.get(&accept).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("but you are signed in as owner@acme.test")
+            && !page.contains("Accept and join"),
+        "{page}"
+    );
+
     let colin = Browser::new(&app);
     let (status, page) = colin.get(&accept).await;
     assert_eq!(status, 200);
