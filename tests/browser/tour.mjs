@@ -161,6 +161,22 @@ try {
     ticketProblems.map((p) => `${p.id} (${p.impact}): ${p.help} at ${p.nodes.join(', ')}`).join(' | '),
   );
 
+  // A half-written reply is still there after a note was added (the note's
+  // form sends the page again).
+  await page.goto(url(ticketPath), { waitUntil: 'load' });
+  await page.fill('#t-reply', 'Half a reply, kept for later');
+  await page.fill('#t-note', 'Checked the order history.');
+  await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'GET' && new URL(r.url()).pathname === ticketPath),
+    page.click('form[action$="/notes"] button[type=submit]'),
+  ]);
+  await page.waitForLoadState('load');
+  check(
+    (await page.inputValue('#t-reply')) === 'Half a reply, kept for later' && (await page.inputValue('#t-note')) === '',
+    'ticket: a half-written reply survives adding a note',
+    `reply ${JSON.stringify(await page.inputValue('#t-reply'))}, note ${JSON.stringify(await page.inputValue('#t-note'))}`,
+  );
+
   // The ticket's link in an email, opened while another organization of the
   // owner's is the current one: it asks before switching, then opens it.
   const { OTHER_ORG, TICKET_ORG } = process.env;
