@@ -136,6 +136,20 @@ fn account(app: &TestApp, org: OrganizationId) -> BillingAccount {
     BillingAccount::ensure(&mut app.pool().get().unwrap(), org).unwrap()
 }
 
+/// The organization's plan, status and subscription, for one comparison.
+fn plan_of(app: &TestApp, org: OrganizationId) -> (String, String, String) {
+    let a = account(app, org);
+    (
+        a.plan,
+        a.status,
+        a.stripe_subscription_id.unwrap_or_default(),
+    )
+}
+
+fn on(plan: &str, status: &str, subscription: &str) -> (String, String, String) {
+    (plan.into(), status.into(), subscription.into())
+}
+
 fn link_customer(app: &TestApp, org: OrganizationId, customer: &str) {
     BillingAccount::set_customer(&mut app.pool().get().unwrap(), org, customer).unwrap();
 }
@@ -393,15 +407,7 @@ async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Bac
         .await,
         "processed"
     );
-    let a = account(&app, org);
-    assert_eq!(
-        (
-            a.plan.as_str(),
-            a.status.as_str(),
-            a.stripe_subscription_id.as_deref()
-        ),
-        ("business", "active", Some("sub_harbor_2"))
-    );
+    assert_eq!(plan_of(&app, org), on("business", "active", "sub_harbor_2"));
     let fetched = |id: &str| {
         stripe
             .requests_to("GET", &format!("/v1/subscriptions/{id}"))
@@ -467,16 +473,7 @@ async fn a_second_live_subscription_cancels_the_one_it_replaces(backend: Backend
             .requests_to("DELETE", &format!("/v1/subscriptions/{id}"))
             .len()
     };
-    let plan = || {
-        let a = account(&app, org);
-        (
-            a.plan,
-            a.status,
-            a.stripe_subscription_id.unwrap_or_default(),
-        )
-    };
-    let on =
-        |plan: &str, status: &str, id: &str| (plan.to_string(), status.to_string(), id.to_string());
+    let plan = || plan_of(&app, org);
 
     // The newer one's event comes first, then the older one's: the older is
     // not the plan, and is canceled.
@@ -624,15 +621,7 @@ async fn a_stored_subscription_stripe_no_longer_has_gives_way_to_a_new_one(backe
         .await,
         "processed"
     );
-    let a = account(&app, org);
-    assert_eq!(
-        (
-            a.plan.as_str(),
-            a.status.as_str(),
-            a.stripe_subscription_id.as_deref()
-        ),
-        ("business", "active", Some("sub_gone_2"))
-    );
+    assert_eq!(plan_of(&app, org), on("business", "active", "sub_gone_2"));
     assert_eq!(
         stripe
             .requests_to("GET", "/v1/subscriptions/sub_gone_1")
