@@ -146,6 +146,18 @@ fn plan_of(app: &TestApp, org: OrganizationId) -> (String, String, String) {
     )
 }
 
+/// A subscription-mode Checkout Session that completed for `org`.
+fn completed_checkout(id: &str, customer: &str, subscription: &str, org: OrganizationId) -> Value {
+    let mut session = fixture("checkout_session");
+    session["id"] = json!(id);
+    session["mode"] = json!("subscription");
+    session["status"] = json!("complete");
+    session["customer"] = json!(customer);
+    session["subscription"] = json!(subscription);
+    session["client_reference_id"] = json!(org.0.to_string());
+    session
+}
+
 fn on(plan: &str, status: &str, subscription: &str) -> (String, String, String) {
     (plan.into(), status.into(), subscription.into())
 }
@@ -656,13 +668,7 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     // checkout.session.completed: the session names the organization and the
     // subscription; the subscription's state is fetched from Stripe.
     stripe.set_subscription(subscription("sub_new", "cus_new", PRICE_PRO, "trialing"));
-    let mut session = fixture("checkout_session");
-    session["id"] = json!("cs_test_done");
-    session["mode"] = json!("subscription");
-    session["status"] = json!("complete");
-    session["customer"] = json!("cus_new");
-    session["subscription"] = json!("sub_new");
-    session["client_reference_id"] = json!(org.0.to_string());
+    let session = completed_checkout("cs_test_done", "cus_new", "sub_new", org);
     assert_eq!(
         apply(
             &app,
@@ -941,13 +947,7 @@ async fn a_failed_event_is_applied_when_an_operator_retries_its_job(backend: Bac
     let org = harbor_with_customer(&app, "cus_later").await;
     // The checkout names a subscription Stripe does not know (yet): a 404 no
     // retry mends, so the event is kept as failed and its job is dead.
-    let mut session = fixture("checkout_session");
-    session["id"] = json!("cs_test_later");
-    session["mode"] = json!("subscription");
-    session["status"] = json!("complete");
-    session["customer"] = json!("cus_later");
-    session["subscription"] = json!("sub_later");
-    session["client_reference_id"] = json!(org.0.to_string());
+    let session = completed_checkout("cs_test_later", "cus_later", "sub_later", org);
     assert_eq!(
         apply(
             &app,
@@ -971,19 +971,15 @@ async fn a_failed_event_is_applied_when_an_operator_retries_its_job(backend: Bac
     // is applied as if it had just come in, instead of being skipped as done.
     stripe.set_subscription(subscription("sub_later", "cus_later", PRICE_PRO, "active"));
     assert!(JobRow::revive(&mut conn, JobId(dead)).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state: String = stripe_events::table
+    crate::helpers::eventually("the retried event applied", Duration::from_secs(30), || {
+        stripe_events::table
             .find("evt_later")
             .select(stripe_events::state)
-            .first(&mut conn)
-            .unwrap();
-        if state == "processed" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still {state}");
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
+            .first::<String>(&mut conn)
+            .unwrap()
+            == "processed"
+    })
+    .await;
     let a = account(&app, org);
     assert_eq!(
         (a.plan.as_str(), a.stripe_subscription_id.as_deref()),

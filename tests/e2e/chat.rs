@@ -72,13 +72,10 @@ async fn reindexing_one_document_at_once_never_duplicates_its_passages(backend: 
             .get_result(&mut app.pool().get().unwrap())
             .unwrap()
     };
-    for _ in 0..400 {
-        if pending() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(pending(), 0, "the re-indexes did not finish in time");
+    crate::helpers::eventually("the re-indexes to finish", Duration::from_secs(20), || {
+        pending() == 0
+    })
+    .await;
     let stored: i64 = knowledge_chunks::table
         .filter(knowledge_chunks::document_id.eq(doc_id))
         .count()

@@ -336,3 +336,15 @@ pub async fn metrics_json(address: &str) -> serde_json::Value {
     assert_eq!(res.status(), 200);
     res.json().await.expect("metrics are JSON")
 }
+
+/// Polls (blocking the test thread, not the server's) until `done` holds.
+pub async fn eventually(what: &str, within: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

@@ -14,7 +14,7 @@ use frontdesk::services::jobs::{self as queue, Diagnostic, EnqueueOptions, SendE
 use frontdesk::services::mail::{MailTemplate, OutgoingEmail};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestDb, spawn_app};
+use crate::helpers::{Backend, TestDb, eventually, spawn_app};
 use crate::smtp::SmtpSink;
 
 backend_tests!(
@@ -44,15 +44,6 @@ fn enqueue<J: queue::Job>(pool: &DbPool, job: &J) -> JobId {
     queue::enqueue(&mut pool.get().unwrap(), job, EnqueueOptions::default())
         .unwrap()
         .expect("no idempotency key, always inserted")
-}
-
-/// Polls (blocking the test thread, not the server's) until `done` holds.
-async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn count_jobs(conn: &mut DbConnection) -> i64 {
