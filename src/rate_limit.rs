@@ -204,6 +204,12 @@ pub const PUBLIC_FORM_VIEWS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_
 /// does not share it.
 pub const MEMBER_EMAILS_PER_MINUTE: NonZeroU32 = NonZeroU32::MIN.saturating_add(9);
 
+/// A signed-in member's key in per-person budgets: one budget whether they
+/// act from a page or through the API with their session.
+pub fn member_key(user: crate::domain::UserId) -> String {
+    format!("user:{user}")
+}
+
 /// Middleware for the public forms: spends one post from the address's budget.
 pub async fn limit_public_forms(
     req: ServiceRequest,

@@ -226,7 +226,7 @@ impl ApiCaller {
     /// Who the caller is, for per-caller budgets: the key, or the member.
     pub fn budget_key(&self) -> String {
         match self.scope.user_id() {
-            Some(user) if !self.via_key => format!("user:{user}"),
+            Some(user) if !self.via_key => crate::rate_limit::member_key(user),
             _ => format!("caller:{}", self.label),
         }
     }

@@ -701,7 +701,7 @@ fn spend_email_budget(state: &AppState, member: &Member, errors: &mut FieldError
     if !errors.is_empty() {
         return true;
     }
-    let key = format!("user:{}", member.user.id);
+    let key = crate::rate_limit::member_key(member.user.id);
     match state.member_email_rate_limit.check(&key) {
         Ok(_) => true,
         Err(standing) => {
