@@ -157,8 +157,16 @@ impl Browser {
             .await;
         assert_eq!(res.status(), 303, "created, then shown after a redirect");
         let (_, html) = self.get("/app/api-keys").await;
-        let start = html.find("fd_").expect("the new key is shown once");
-        let key = html[start..start + 3 + 43].to_string();
+        // Read from its own field: the page holds other random strings (the
+        // CSRF token) that may contain "fd_" too.
+        let marker = "id=\"new-key\" type=\"text\" class=\"mono\" value=\"";
+        let start = html.find(marker).expect("the new key is shown once") + marker.len();
+        let key = html[start..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(key.starts_with("fd_") && key.len() == 3 + 43, "{key}");
         let (_, again) = self.get("/app/api-keys").await;
         assert!(
             !again.contains(&key),
