@@ -318,6 +318,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    organization_former_slugs (slug) {
+        slug -> Text,
+        organization_id -> BigInt,
+        retired_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agent_former_slugs (organization_id, slug) {
+        organization_id -> BigInt,
+        slug -> Text,
+        agent_id -> BigInt,
+        retired_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(knowledge_documents -> agents (agent_id));
 diesel::joinable!(conversations -> agents (agent_id));
 diesel::joinable!(knowledge_chunks -> knowledge_documents (document_id));
@@ -350,4 +367,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     stripe_events,
     invoices,
     usage_counters,
+    organization_former_slugs,
+    agent_former_slugs,
 );

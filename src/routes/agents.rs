@@ -10,8 +10,9 @@ use super::app::{act, chrome, require, when};
 use crate::auth::csrf::{self, CsrfForm};
 use crate::auth::extractors::Member;
 use crate::csrf_protected;
-use crate::db::models::{Agent, Conversation, Document, ProviderCredential};
-use crate::domain::{AgentId, ConversationId, DocumentId, Permission};
+use crate::db::models::former_slug;
+use crate::db::models::{Agent, AgentFormerSlug, Conversation, Document, ProviderCredential};
+use crate::domain::{AgentId, ConversationId, DocumentId, Permission, Slug};
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::see_other;
 use crate::routes::{flash, unprocessable};
@@ -186,6 +187,9 @@ pub struct NewAgentForm {
 pub struct SettingsForm {
     csrf_token: String,
     name: String,
+    /// Empty: unchanged.
+    #[serde(default)]
+    slug: String,
     #[serde(default)]
     greeting: String,
     #[serde(default)]
@@ -333,11 +337,12 @@ async fn agent_page(
         );
     }
     let scope = member.scope.clone();
-    let (agent, documents) = state
+    let (agent, documents, former_slugs) = state
         .db(move |conn| {
             let agent = Agent::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
             let docs = Document::list(conn, &scope, id)?;
-            Ok((agent, docs))
+            let former = AgentFormerSlug::list(conn, &scope, id)?;
+            Ok((agent, docs, former))
         })
         .await?;
     let passages = match &query {
@@ -365,6 +370,7 @@ async fn agent_page(
         .to_string();
     let fields = typed.unwrap_or_else(|| AgentFields {
         name: agent.name.clone(),
+        slug: agent.slug.clone(),
         greeting: agent.greeting.clone(),
         instructions: agent.instructions.clone(),
         provider: agent.provider.clone().unwrap_or_default(),
@@ -383,6 +389,8 @@ async fn agent_page(
             agent.slug
         ),
         slug: agent.slug,
+        former_slugs: former_slugs.into_iter().map(|f| f.slug).collect(),
+        former_kept: former_slug::KEPT,
         fields,
         errors,
         indexing: documents
@@ -440,6 +448,7 @@ pub async fn update(
     let threshold = number(&form.handoff_threshold, "handoffThreshold", &mut errors);
     let typed = AgentFields {
         name: form.name.clone(),
+        slug: form.slug.trim().chars().take(Slug::MAX_LEN + 1).collect(),
         greeting: form.greeting.clone(),
         instructions: form.instructions.clone(),
         provider: form.provider.clone(),
@@ -455,7 +464,7 @@ pub async fn update(
     }
     let agent_form = AgentForm {
         name: form.name,
-        slug: None,
+        slug: Some(form.slug),
         greeting: Some(form.greeting),
         instructions: Some(form.instructions),
         provider: Some(form.provider),

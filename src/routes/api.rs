@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::extractors::{ApiCaller, client_ip};
 use crate::db::DbConnection;
-use crate::db::models::{ApiKey, Invitation, MemberWithUser, Membership, Organization};
-use crate::domain::{Email, MembershipId, TenantScope};
+use crate::db::models::{
+    ApiKey, Invitation, MemberWithUser, Membership, Organization, OrganizationFormerSlug,
+};
+use crate::domain::{Email, MembershipId, Slug, TenantScope};
 use crate::error::{AppError, AppResult};
 use crate::services::accounts::{self, AccountError, Actor};
 use crate::startup::AppState;
@@ -266,18 +268,30 @@ pub async fn revoke_invitation(
 pub struct OrganizationJson {
     id: i64,
     name: String,
-    /// In chat addresses (`/c/{slug}/{agent}`) and widget snippets; never changes.
+    /// In chat addresses (`/c/{slug}/{agent}`) and widget snippets.
     slug: String,
+    /// Addresses it had before, newest first: they still lead to it.
+    former_slugs: Vec<String>,
     created_at: String,
 }
 
-fn organization_json(o: Organization) -> OrganizationJson {
-    OrganizationJson {
-        id: o.id.0,
-        name: o.name,
-        slug: o.slug,
-        created_at: iso(o.created_at),
-    }
+/// The scope's organization as the API shows it.
+fn organization_json(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+) -> Result<OrganizationJson, AccountError> {
+    let org = Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)?;
+    let former_slugs = OrganizationFormerSlug::list(conn, scope)?
+        .into_iter()
+        .map(|f| f.slug)
+        .collect();
+    Ok(OrganizationJson {
+        id: org.id.0,
+        name: org.name,
+        slug: org.slug,
+        former_slugs,
+        created_at: iso(org.created_at),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/organization", tag = "organization", security(("api_key" = [])), responses((status = 200, body = OrganizationJson), (status = 401, body = ErrorJson)))]
@@ -287,16 +301,20 @@ pub async fn get_organization(
     caller: ApiCaller,
 ) -> AppResult<HttpResponse> {
     let org = act(&state, &caller, &req, |conn, scope, _| {
-        Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)
+        organization_json(conn, scope)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(organization_json(org)))
+    Ok(HttpResponse::Ok().json(org))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OrganizationUpdate {
     /// 1 to 120 characters.
-    name: String,
+    name: Option<String>,
+    /// 2 to 63 lower-case letters, digits and single hyphens. The old address
+    /// keeps leading to the organization (its 5 most recent ones do).
+    slug: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/organization", tag = "organization", security(("api_key" = [])), request_body = OrganizationUpdate,
@@ -308,22 +326,36 @@ pub async fn update_organization(
     body: web::Json<OrganizationUpdate>,
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
-    let name = body.into_inner().name.trim().to_string();
-    if name.is_empty()
-        || name.chars().count() > crate::routes::auth::NAME_MAX
-        || name.chars().any(char::is_control)
+    let OrganizationUpdate { name, slug } = body.into_inner();
+    if name.is_none() && slug.is_none() {
+        return Err(AppError::Validation("send name, slug or both".into()));
+    }
+    let name = name.map(|n| n.trim().to_string());
+    if let Some(name) = &name
+        && (name.is_empty()
+            || name.chars().count() > crate::routes::auth::NAME_MAX
+            || name.chars().any(char::is_control))
     {
         return Err(AppError::Validation(format!(
             "name must be 1 to {} characters on one line",
             crate::routes::auth::NAME_MAX
         )));
     }
+    let slug = slug
+        .map(|s| Slug::parse(&s).map_err(|e| AppError::Validation(format!("slug {}", e.0))))
+        .transpose()?;
     let org = act(&state, &caller, &req, move |conn, scope, actor| {
-        accounts::rename_organization(conn, scope, actor, &name)?;
-        Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)
+        // The address first: it is the change that can be refused.
+        if let Some(slug) = &slug {
+            accounts::change_organization_slug(conn, scope, actor, slug)?;
+        }
+        if let Some(name) = &name {
+            accounts::rename_organization(conn, scope, actor, name)?;
+        }
+        organization_json(conn, scope)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(organization_json(org)))
+    Ok(HttpResponse::Ok().json(org))
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("api_key" = [])), responses((status = 200, body = List<ApiKeyJson>), (status = 403, body = ErrorJson)))]

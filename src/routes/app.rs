@@ -8,8 +8,11 @@ use crate::auth::extractors::{Member, ORG_KEY, SignedIn, client_ip};
 use crate::auth::password::Password;
 use crate::csrf_protected;
 use crate::db::DbConnection;
-use crate::db::models::{ApiKey, AuditEntry, Invitation, Membership, SessionRow};
-use crate::domain::{Email, MembershipId, OrganizationId, Permission, Role, TenantScope};
+use crate::db::models::former_slug;
+use crate::db::models::{
+    ApiKey, AuditEntry, Invitation, Membership, OrganizationFormerSlug, SessionRow,
+};
+use crate::domain::{Email, MembershipId, OrganizationId, Permission, Role, Slug, TenantScope};
 use crate::error::{AppError, AppResult};
 use crate::routes::auth::{NAME_MAX, see_other, text_field};
 use crate::routes::{flash, unprocessable};
@@ -964,25 +967,52 @@ pub async fn create_organization(
     Ok(see_other("/app"))
 }
 
-fn organization_page(
+/// What the organization page's forms hold: as stored, or as typed when a
+/// change was refused.
+struct OrganizationFields {
+    name: String,
+    slug: String,
+    confirmation: String,
+}
+
+impl OrganizationFields {
+    fn stored(member: &Member) -> Self {
+        Self {
+            name: member.organization.name.clone(),
+            slug: member.organization.slug.clone(),
+            confirmation: String::new(),
+        }
+    }
+}
+
+async fn organization_page(
     state: &AppState,
     member: &Member,
-    name: String,
-    confirmation: String,
+    fields: OrganizationFields,
     errors: FieldErrors,
     flash: Option<Flash>,
 ) -> AppResult<OrganizationPage> {
+    let scope = member.scope.clone();
+    let former_slugs = state
+        .db(move |conn| Ok(OrganizationFormerSlug::list(conn, &scope)?))
+        .await?
+        .into_iter()
+        .map(|f| f.slug)
+        .collect();
     let slug = member.organization.slug.clone();
     Ok(OrganizationPage {
         chrome: chrome(member, "organization", flash)?,
-        name,
+        name: fields.name,
+        new_slug: fields.slug,
         chat_base: format!(
             "{}/c/{slug}/",
             state.config.base_url.as_str().trim_end_matches('/')
         ),
         slug,
+        former_slugs,
+        former_kept: former_slug::KEPT,
         can_delete: member.role().can(Permission::ManageOwners),
-        confirmation,
+        confirmation: fields.confirmation,
         errors,
     })
 }
@@ -994,15 +1024,8 @@ pub async fn organization(
 ) -> AppResult<OrganizationPage> {
     require(&member, Permission::ManageSettings)?;
     let flash = flash::take(&member.session);
-    let name = member.organization.name.clone();
-    organization_page(
-        &state,
-        &member,
-        name,
-        String::new(),
-        FieldErrors::default(),
-        flash,
-    )
+    let fields = OrganizationFields::stored(&member);
+    organization_page(&state, &member, fields, FieldErrors::default(), flash).await
 }
 
 #[derive(Deserialize)]
@@ -1032,7 +1055,11 @@ pub async fn rename_organization(
         NAME_MAX,
     );
     if !errors.is_empty() {
-        let page = organization_page(&state, &member, name, String::new(), errors, None)?;
+        let fields = OrganizationFields {
+            name,
+            ..OrganizationFields::stored(&member)
+        };
+        let page = organization_page(&state, &member, fields, errors, None).await?;
         return Ok(unprocessable(page, &req));
     }
     let new_name = name.clone();
@@ -1047,6 +1074,61 @@ pub async fn rename_organization(
     };
     flash::set(&member.session, "success", &message);
     Ok(see_other("/app/organization"))
+}
+
+#[derive(Deserialize)]
+pub struct AddressForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    slug: String,
+}
+
+csrf_protected!(AddressForm);
+
+/// `POST /app/organization/address`: move the chat pages to a new slug.
+pub async fn change_organization_address(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<AddressForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let refusal = match Slug::parse(&form.slug) {
+        Err(e) => format!("The address {}.", e.0),
+        Ok(slug) => {
+            let new_slug = slug.clone();
+            let changed = act(&state, &member, &req, move |conn, scope, actor| {
+                accounts::change_organization_slug(conn, scope, actor, &new_slug)
+            })
+            .await?;
+            match changed {
+                Ok(changed) => {
+                    let message = if changed {
+                        format!(
+                            "Your chat pages now live at /c/{}/…; links and widgets that use /c/{}/… keep working.",
+                            slug.as_str(),
+                            member.organization.slug
+                        )
+                    } else {
+                        "Nothing changed: that is already the address.".to_string()
+                    };
+                    flash::set(&member.session, "success", &message);
+                    return Ok(see_other("/app/organization"));
+                }
+                Err(e @ AccountError::SlugTaken) => e.to_string(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let mut errors = FieldErrors::default();
+    errors.add("slug", refusal);
+    let fields = OrganizationFields {
+        slug: form.slug.trim().chars().take(Slug::MAX_LEN + 1).collect(),
+        ..OrganizationFields::stored(&member)
+    };
+    let page = organization_page(&state, &member, fields, errors, None).await?;
+    Ok(unprocessable(page, &req))
 }
 
 #[derive(Deserialize)]
@@ -1085,15 +1167,11 @@ pub async fn delete_organization(
         Err(e @ (AccountError::ConfirmationMismatch(_) | AccountError::LiveSubscription)) => {
             let mut errors = FieldErrors::default();
             errors.add("confirmation", e.to_string());
-            let name = member.organization.name.clone();
-            let page = organization_page(
-                &state,
-                &member,
-                name,
-                form.confirmation.trim().chars().take(120).collect(),
-                errors,
-                None,
-            )?;
+            let fields = OrganizationFields {
+                confirmation: form.confirmation.trim().chars().take(120).collect(),
+                ..OrganizationFields::stored(&member)
+            };
+            let page = organization_page(&state, &member, fields, errors, None).await?;
             Ok(unprocessable(page, &req))
         }
         Err(e) => Err(e.into()),

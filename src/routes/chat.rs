@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{Either, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -31,22 +31,36 @@ use crate::views::chat::ChatPage;
 
 pub const TOKEN_HEADER: &str = "X-Conversation-Token";
 
-/// The organization and agent named in the path, if both exist and are enabled.
-async fn resolve(state: &AppState, org: &str, agent: &str) -> AppResult<(Organization, Agent)> {
+/// Where a public chat address leads.
+struct Resolved {
+    org: Organization,
+    agent: Agent,
+    /// Reached through a former address of the organization or the agent.
+    moved: bool,
+}
+
+/// The organization and agent named in the path, if both exist and are
+/// enabled; former addresses lead to them too, so snippets already embedded
+/// keep working after a slug changes.
+async fn resolve(state: &AppState, org: &str, agent: &str) -> AppResult<Resolved> {
     let (Ok(org_slug), Ok(agent_slug)) = (Slug::parse(org), Slug::parse(agent)) else {
         return Err(AppError::NotFound);
     };
     let found = state
         .db(move |conn| {
-            let Some(org) = Organization::find_by_slug(conn, &org_slug)? else {
+            let Some((org, org_moved)) = Organization::public(conn, &org_slug)? else {
                 return Ok(None);
             };
-            let agent = Agent::public(conn, org.id, agent_slug.as_str())?;
-            Ok(agent.map(|a| (org, a)))
+            let agent = Agent::public(conn, org.id, &agent_slug)?;
+            Ok(agent.map(|(agent, agent_moved)| Resolved {
+                org,
+                agent,
+                moved: org_moved || agent_moved,
+            }))
         })
         .await?;
     match found {
-        Some((org, agent)) if !org.is_disabled() && agent.enabled => Ok((org, agent)),
+        Some(found) if !found.org.is_disabled() && found.agent.enabled => Ok(found),
         _ => Err(AppError::NotFound),
     }
 }
@@ -82,7 +96,7 @@ pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> AppResul
         .get("agent")
         .unwrap_or_default()
         .to_string();
-    let (_, agent) = resolve(&state, &org, &agent).await?;
+    let Resolved { agent, .. } = resolve(&state, &org, &agent).await?;
     check_origin(&req, &agent)?;
     Ok(HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
@@ -115,18 +129,28 @@ pub async fn cors(
     Ok(res)
 }
 
+/// `GET /c/{org}/{agent}`: the public chat page. A former address redirects
+/// to the current one, so the link people bookmark from then on is the new one.
 pub async fn page(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-) -> AppResult<ChatPage> {
+) -> AppResult<Either<HttpResponse, ChatPage>> {
     let (org_slug, agent_slug) = path.into_inner();
-    let (org, agent) = resolve(&state, &org_slug, &agent_slug).await?;
-    Ok(ChatPage {
+    let Resolved { org, agent, moved } = resolve(&state, &org_slug, &agent_slug).await?;
+    if moved {
+        let to = format!("/c/{}/{}", org.slug, agent.slug);
+        return Ok(Either::Left(
+            HttpResponse::PermanentRedirect()
+                .insert_header((header::LOCATION, to))
+                .finish(),
+        ));
+    }
+    Ok(Either::Right(ChatPage {
         org_name: org.name,
-        org_slug,
+        org_slug: org.slug,
         agent_name: agent.name,
-        agent_slug,
-    })
+        agent_slug: agent.slug,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -180,7 +204,7 @@ pub async fn start(
     body: Option<web::Json<StartChat>>,
 ) -> AppResult<HttpResponse> {
     let (org_slug, agent_slug) = path.into_inner();
-    let (org, agent) = resolve(&state, &org_slug, &agent_slug).await?;
+    let Resolved { org, agent, .. } = resolve(&state, &org_slug, &agent_slug).await?;
     check_origin(&req, &agent)?;
     let body = body.map(web::Json::into_inner).unwrap_or(StartChat {
         channel: None,
@@ -250,7 +274,7 @@ async fn conversation(
     agent: &str,
     id: i64,
 ) -> AppResult<(Agent, Conversation)> {
-    let (org, agent) = resolve(state, org, agent).await?;
+    let Resolved { org, agent, .. } = resolve(state, org, agent).await?;
     check_origin(req, &agent)?;
     let token = req
         .headers()

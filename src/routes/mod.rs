@@ -174,6 +174,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                         .get(app::organization)
                         .post(app::rename_organization),
                 )
+                .service(
+                    web::resource("/organization/address").post(app::change_organization_address),
+                )
                 .service(web::resource("/organization/delete").post(app::delete_organization))
                 .service(web::resource("/account/delete").post(app::delete_account))
                 .service(web::resource("/account").get(app::account))

@@ -10,8 +10,8 @@ use crate::db::DbConnection;
 use crate::db::models::user_token::{RESET_PASSWORD, VERIFY_EMAIL};
 use crate::db::models::{
     ApiKey, AuditEntry, BillingAccount, Invitation, MemberWithUser, Membership, NewAuditEntry,
-    NewMembership, NewOrganization, NewUser, Organization, SessionRow, TokenProblem, User,
-    UserToken,
+    NewMembership, NewOrganization, NewUser, Organization, OrganizationFormerSlug, SessionRow,
+    TokenProblem, User, UserToken,
 };
 use crate::domain::{
     Email, MembershipId, OrganizationId, Permission, Role, Slug, TenantScope, UserId,
@@ -51,6 +51,8 @@ pub enum AccountError {
     AlreadyMember,
     #[error("This address already has an open invitation; revoke it to send a new one.")]
     AlreadyInvited,
+    #[error("Another organization uses or used this address: choose another.")]
+    SlugTaken,
     #[error("Type the organization's slug, {0}, to confirm.")]
     ConfirmationMismatch(String),
     #[error(
@@ -156,7 +158,7 @@ fn unique_slug(conn: &mut DbConnection, name: &str) -> diesel::QueryResult<Slug>
             format!("{base}-{n}")
         };
         if let Ok(slug) = Slug::parse(&candidate)
-            && Organization::find_by_slug(conn, &slug)?.is_none()
+            && !Organization::slug_taken(conn, None, &slug)?
         {
             return Ok(slug);
         }
@@ -265,6 +267,45 @@ pub fn rename_organization(
             actor,
             "organization.renamed",
             Some(name),
+            Some(&detail),
+        )?;
+        Ok(true)
+    })
+}
+
+/// Moves the organization to a new address (the slug in its chat pages and
+/// widgets). The old address keeps leading to it, so pages and snippets
+/// already out there go on working. `false` when it already is the address.
+pub fn change_organization_slug(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    slug: &Slug,
+) -> Result<bool, AccountError> {
+    require(scope, Permission::ManageSettings)?;
+    crate::db::write_transaction(conn, |conn| {
+        // The same lock new organizations take to pick theirs.
+        crate::db::lock_until_commit(conn, "organizations:slug")?;
+        let org =
+            Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)?;
+        if org.slug == slug.as_str() {
+            return Ok(false);
+        }
+        if Organization::slug_taken(conn, Some(org.id), slug)? {
+            return Err(AccountError::SlugTaken);
+        }
+        OrganizationFormerSlug::retire(conn, scope, &org.slug, slug)?;
+        or_taken(
+            Organization::set_slug(conn, scope, slug),
+            AccountError::SlugTaken,
+        )?;
+        let detail = format!("{} → {}", org.slug, slug.as_str());
+        audit(
+            conn,
+            Some(scope.organization_id()),
+            actor,
+            "organization.address_changed",
+            Some(slug.as_str()),
             Some(&detail),
         )?;
         Ok(true)

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::config::StripeConfig;
 use crate::crypto::{Keyring, hint};
-use crate::db::models::{Agent, AgentSettings, ProviderCredential};
+use crate::db::models::{Agent, AgentFormerSlug, AgentSettings, ProviderCredential};
 use crate::db::{DbConnection, write_transaction};
 use crate::domain::{AgentId, Slug, TenantScope};
 use crate::services::accounts::{Actor, audit};
@@ -18,7 +18,8 @@ use crate::services::chat::providers::ProviderKind;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentForm {
     pub name: String,
-    /// Defaults to one made from the name; fixed once created.
+    /// The agent's address in its chat page and widget. Defaults to one made
+    /// from the name; when changed later, the old address keeps leading to it.
     #[serde(default)]
     pub slug: Option<String>,
     #[serde(default)]
@@ -219,6 +220,34 @@ fn settings(form: &AgentForm, current: Option<&Agent>) -> Result<AgentSettings, 
     })
 }
 
+/// The slug the form asks for, if it names one.
+fn typed_slug(form: &AgentForm) -> Result<Option<Slug>, AgentError> {
+    form.slug
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(|typed| Slug::parse(typed).map_err(|e| AgentError::invalid("slug", e.0)))
+        .transpose()
+}
+
+/// Checks that no other agent of the organization answers at `slug`, now or
+/// through a former address, and holds it until the transaction ends: of two
+/// agents given the same slug at once, the second sees the first's.
+fn claim_slug(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    agent: Option<AgentId>,
+    slug: &Slug,
+) -> Result<(), AgentError> {
+    crate::db::lock_until_commit(conn, &format!("agents:slug:{}", scope.organization_id()))?;
+    if Agent::slug_taken(conn, scope, agent, slug)? {
+        return Err(AgentError::invalid(
+            "slug",
+            "is taken by another agent (its address now or before)",
+        ));
+    }
+    Ok(())
+}
+
 pub fn create(
     conn: &mut DbConnection,
     scope: &TenantScope,
@@ -227,20 +256,10 @@ pub fn create(
     billing: &StripeConfig,
 ) -> Result<Agent, AgentError> {
     let settings = settings(form, None)?;
-    let slug = match form.slug.as_deref().filter(|s| !s.trim().is_empty()) {
-        Some(typed) => Slug::parse(typed).map_err(|e| AgentError::invalid("slug", e.0))?,
-        None => Slug::from_name(&settings.name, "agent"),
-    };
+    let slug = typed_slug(form)?.unwrap_or_else(|| Slug::from_name(&settings.name, "agent"));
     write_transaction(conn, |conn| {
         limits::ensure_room(conn, billing, scope, Resource::Agent)?;
-        // Two agents named alike at once: the second sees the first's slug.
-        crate::db::lock_until_commit(conn, &format!("agents:slug:{}", scope.organization_id()))?;
-        if Agent::slug_taken(conn, scope, &slug)? {
-            return Err(AgentError::invalid(
-                "slug",
-                "is already used by another agent",
-            ));
-        }
+        claim_slug(conn, scope, None, &slug)?;
         let agent = Agent::create(conn, scope, &slug, &settings)?;
         audit(
             conn,
@@ -261,10 +280,25 @@ pub fn update(
     id: AgentId,
     form: &AgentForm,
 ) -> Result<Agent, AgentError> {
+    let slug = typed_slug(form)?;
     write_transaction(conn, |conn| {
         let current = Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)?;
         let settings = settings(form, Some(&current))?;
         Agent::update(conn, scope, id, &settings)?;
+        if let Some(slug) = slug.filter(|s| s.as_str() != current.slug) {
+            claim_slug(conn, scope, Some(id), &slug)?;
+            AgentFormerSlug::retire(conn, scope, id, &current.slug, &slug)?;
+            Agent::set_slug(conn, scope, id, &slug)?;
+            let detail = format!("{} → {}", current.slug, slug.as_str());
+            audit(
+                conn,
+                Some(scope.organization_id()),
+                actor,
+                "agent.address_changed",
+                Some(slug.as_str()),
+                Some(&detail),
+            )?;
+        }
         audit(
             conn,
             Some(scope.organization_id()),

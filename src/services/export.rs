@@ -17,8 +17,8 @@ use diesel::{Connection as _, RunQueryDsl as _};
 use serde::Serialize;
 
 use crate::db::models::{
-    Agent, ApiKey, AuditEntry, BillingAccount, Conversation, Document, Invitation, Invoice,
-    Membership, Organization, ProviderCredential, UsageCounter,
+    Agent, AgentFormerSlug, ApiKey, AuditEntry, BillingAccount, Conversation, Document, Invitation,
+    Invoice, Membership, Organization, OrganizationFormerSlug, ProviderCredential, UsageCounter,
 };
 use crate::db::{Backend, DbConnection};
 use crate::domain::{AgentId, ConversationId, Role, Slug, TenantScope};
@@ -125,6 +125,10 @@ fn write_document(
         &ExportedOrganization {
             id: org.id.0,
             slug: &org.slug,
+            former_slugs: OrganizationFormerSlug::list(conn, scope)?
+                .into_iter()
+                .map(|f| f.slug)
+                .collect(),
             name: &org.name,
             disabled_at: org.disabled_at.map(iso),
             created_at: iso(org.created_at),
@@ -156,24 +160,31 @@ fn write_document(
         })
         .collect();
     field(out, "invitations", &invitations, false)?;
-    let exported_agents: Vec<_> = agents
+    let exported_agents = agents
         .iter()
-        .map(|a| ExportedAgent {
-            id: a.id.0,
-            name: &a.name,
-            slug: &a.slug,
-            greeting: &a.greeting,
-            instructions: &a.instructions,
-            provider: a.provider.as_deref(),
-            model: a.model.as_deref(),
-            temperature: a.temperature,
-            handoff_threshold: a.handoff_threshold,
-            allowed_origins: a.origins().collect(),
-            enabled: a.enabled,
-            created_at: iso(a.created_at),
-            updated_at: iso(a.updated_at),
+        .map(|a| {
+            let former_slugs = AgentFormerSlug::list(conn, scope, a.id)?
+                .into_iter()
+                .map(|f| f.slug)
+                .collect();
+            Ok(ExportedAgent {
+                id: a.id.0,
+                name: &a.name,
+                slug: &a.slug,
+                former_slugs,
+                greeting: &a.greeting,
+                instructions: &a.instructions,
+                provider: a.provider.as_deref(),
+                model: a.model.as_deref(),
+                temperature: a.temperature,
+                handoff_threshold: a.handoff_threshold,
+                allowed_origins: a.origins().collect(),
+                enabled: a.enabled,
+                created_at: iso(a.created_at),
+                updated_at: iso(a.updated_at),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ExportError>>()?;
     field(out, "agents", &exported_agents, false)?;
     let exported_documents: Vec<_> = documents
         .iter()
@@ -352,6 +363,8 @@ fn iso(t: NaiveDateTime) -> String {
 struct ExportedOrganization<'a> {
     id: i64,
     slug: &'a str,
+    /// Addresses it had before that still lead to it, newest first.
+    former_slugs: Vec<String>,
     name: &'a str,
     disabled_at: Option<String>,
     created_at: String,
@@ -386,6 +399,7 @@ struct ExportedAgent<'a> {
     id: i64,
     name: &'a str,
     slug: &'a str,
+    former_slugs: Vec<String>,
     greeting: &'a str,
     instructions: &'a str,
     provider: Option<&'a str>,

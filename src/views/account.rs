@@ -242,8 +242,14 @@ pub struct OrganizationPage {
     /// As typed (after a refused change) or as stored.
     pub name: String,
     pub slug: String,
+    /// The address as typed (after a refused change) or as stored.
+    pub new_slug: String,
     /// Where its agents' public chat pages live, e.g. `https://…/c/acme/`.
     pub chat_base: String,
+    /// Addresses it had before that still lead to it, newest first.
+    pub former_slugs: Vec<String>,
+    /// How many of those are kept.
+    pub former_kept: usize,
     /// Owners may delete it.
     pub can_delete: bool,
     /// The deletion confirmation as typed.

@@ -74,6 +74,7 @@ pub struct PassageRow {
 #[derive(Debug, Clone, Default)]
 pub struct AgentFields {
     pub name: String,
+    pub slug: String,
     pub greeting: String,
     pub instructions: String,
     pub provider: String,
@@ -90,6 +91,10 @@ pub struct AgentPage {
     pub chrome: AppChrome,
     pub id: i64,
     pub slug: String,
+    /// Addresses it had before that still lead to it, newest first.
+    pub former_slugs: Vec<String>,
+    /// How many of those are kept.
+    pub former_kept: usize,
     pub chat_url: String,
     pub embed: String,
     pub fields: AgentFields,

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod addresses;
 mod api_edge;
 mod assets;
 mod backup;

@@ -123,30 +123,70 @@ impl Agent {
     }
 
     /// The public chat page: found by the organization's and the agent's slugs.
+    /// The agent answering at `slug` in the organization, now or through a
+    /// former address (then with `true`: the caller may point to the new one).
     pub fn public(
         conn: &mut DbConnection,
         organization: OrganizationId,
-        slug: &str,
-    ) -> QueryResult<Option<Agent>> {
-        agents::table
-            .filter(agents::organization_id.eq(organization))
-            .filter(agents::slug.eq(slug))
+        slug: &Slug,
+    ) -> QueryResult<Option<(Agent, bool)>> {
+        let of_org = || agents::table.filter(agents::organization_id.eq(organization));
+        let current = of_org()
+            .filter(agents::slug.eq(slug.as_str()))
             .select(Agent::as_select())
             .first(conn)
-            .optional()
+            .optional()?;
+        if let Some(agent) = current {
+            return Ok(Some((agent, false)));
+        }
+        let Some(id) = super::AgentFormerSlug::owner(conn, organization, slug)? else {
+            return Ok(None);
+        };
+        let moved = of_org()
+            .filter(agents::id.eq(id))
+            .select(Agent::as_select())
+            .first(conn)
+            .optional()?;
+        Ok(moved.map(|agent| (agent, true)))
     }
 
+    /// Moves the agent to a new address (slug) within its organization.
+    pub fn set_slug(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        id: AgentId,
+        slug: &Slug,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            agents::table
+                .filter(agents::organization_id.eq(scope.organization_id()))
+                .filter(agents::id.eq(id)),
+        )
+        .set((
+            agents::slug.eq(slug.as_str()),
+            agents::updated_at.eq(crate::domain::now()),
+        ))
+        .execute(conn)
+    }
+
+    /// Whether an agent of the scope's organization other than `except`
+    /// answers at `slug`, now or through a former address.
     pub fn slug_taken(
         conn: &mut DbConnection,
         scope: &TenantScope,
+        except: Option<AgentId>,
         slug: &Slug,
     ) -> QueryResult<bool> {
-        diesel::select(diesel::dsl::exists(
-            agents::table
-                .filter(agents::organization_id.eq(scope.organization_id()))
-                .filter(agents::slug.eq(slug.as_str())),
-        ))
-        .get_result(conn)
+        let another = |id: AgentId| except != Some(id);
+        let current: Option<AgentId> = agents::table
+            .filter(agents::organization_id.eq(scope.organization_id()))
+            .filter(agents::slug.eq(slug.as_str()))
+            .select(agents::id)
+            .first(conn)
+            .optional()?;
+        Ok(current.is_some_and(another)
+            || super::AgentFormerSlug::owner(conn, scope.organization_id(), slug)?
+                .is_some_and(another))
     }
 }
 

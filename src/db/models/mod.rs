@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod audit;
 pub mod billing_account;
 pub mod conversation;
+pub mod former_slug;
 pub mod invitation;
 pub mod invoice;
 pub mod job;
@@ -38,6 +39,7 @@ pub use billing_account::{BillingAccount, SubscriptionChange};
 pub use conversation::{
     Conversation, ConversationFilter, ConversationListing, Message, NewConversation, NewMessage,
 };
+pub use former_slug::{AgentFormerSlug, OrganizationFormerSlug};
 pub use invitation::Invitation;
 pub use invoice::{Invoice, InvoiceUpdate};
 pub use job::{Job, NewJob};

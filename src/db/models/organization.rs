@@ -60,6 +60,35 @@ impl Organization {
             .optional()
     }
 
+    /// The organization answering at `slug`, now or through a former address
+    /// (then with `true`: the caller may point to the new one).
+    pub fn public(conn: &mut DbConnection, slug: &Slug) -> QueryResult<Option<(Self, bool)>> {
+        if let Some(org) = Self::find_by_slug(conn, slug)? {
+            return Ok(Some((org, false)));
+        }
+        let Some(id) = super::OrganizationFormerSlug::owner(conn, slug)? else {
+            return Ok(None);
+        };
+        Ok(Self::find(conn, id)?.map(|org| (org, true)))
+    }
+
+    /// Whether an organization other than `except` answers at `slug`, now or
+    /// through a former address.
+    pub fn slug_taken(
+        conn: &mut DbConnection,
+        except: Option<OrganizationId>,
+        slug: &Slug,
+    ) -> QueryResult<bool> {
+        let another = |id: OrganizationId| except != Some(id);
+        let current: Option<OrganizationId> = organizations::table
+            .filter(organizations::slug.eq(slug.as_str()))
+            .select(organizations::id)
+            .first(conn)
+            .optional()?;
+        Ok(current.is_some_and(another)
+            || super::OrganizationFormerSlug::owner(conn, slug)?.is_some_and(another))
+    }
+
     pub fn is_disabled(&self) -> bool {
         self.disabled_at.is_some()
     }
@@ -75,6 +104,20 @@ impl Organization {
         diesel::update(organizations::table.find(scope.organization_id()))
             .set((
                 organizations::name.eq(name),
+                organizations::updated_at.eq(domain::now()),
+            ))
+            .execute(conn)
+    }
+
+    /// Moves the scope's organization to a new public address (slug).
+    pub fn set_slug(
+        conn: &mut DbConnection,
+        scope: &crate::domain::TenantScope,
+        slug: &Slug,
+    ) -> QueryResult<usize> {
+        diesel::update(organizations::table.find(scope.organization_id()))
+            .set((
+                organizations::slug.eq(slug.as_str()),
                 organizations::updated_at.eq(domain::now()),
             ))
             .execute(conn)

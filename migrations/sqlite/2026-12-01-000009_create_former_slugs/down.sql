@@ -1,0 +1,2 @@
+DROP TABLE agent_former_slugs;
+DROP TABLE organization_former_slugs;

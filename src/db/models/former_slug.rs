@@ -1,0 +1,161 @@
+//! Addresses an organization or an agent used before its slug changed. They
+//! keep leading to it, and nobody else may take them while they do: an old
+//! widget snippet must never start talking to another company's agent.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::{agent_former_slugs, organization_former_slugs};
+use crate::domain::{self, AgentId, OrganizationId, Slug, TenantScope};
+
+/// How many former addresses an organization, or an agent, keeps working.
+/// Without a bound one organization could hold any number of names; past it
+/// the oldest address is let go (the settings page says so).
+pub const KEPT: usize = 5;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = organization_former_slugs)]
+pub struct OrganizationFormerSlug {
+    pub slug: String,
+    pub organization_id: OrganizationId,
+    pub retired_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = agent_former_slugs)]
+pub struct AgentFormerSlug {
+    pub organization_id: OrganizationId,
+    pub slug: String,
+    pub agent_id: AgentId,
+    pub retired_at: NaiveDateTime,
+}
+
+impl OrganizationFormerSlug {
+    /// The organization that used to answer at `slug`.
+    pub fn owner(conn: &mut DbConnection, slug: &Slug) -> QueryResult<Option<OrganizationId>> {
+        organization_former_slugs::table
+            .find(slug.as_str())
+            .select(organization_former_slugs::organization_id)
+            .first(conn)
+            .optional()
+    }
+
+    /// The scope's former addresses, newest first.
+    pub fn list(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<Self>> {
+        organization_former_slugs::table
+            .filter(organization_former_slugs::organization_id.eq(scope.organization_id()))
+            .order((
+                organization_former_slugs::retired_at.desc(),
+                organization_former_slugs::slug.asc(),
+            ))
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// Keeps `old` leading to the scope's organization, which now answers at
+    /// `new` (taking back one of its own former addresses is allowed).
+    pub fn retire(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        old: &str,
+        new: &Slug,
+    ) -> QueryResult<()> {
+        let org = scope.organization_id();
+        diesel::delete(
+            organization_former_slugs::table
+                .filter(organization_former_slugs::organization_id.eq(org))
+                .filter(organization_former_slugs::slug.eq(new.as_str())),
+        )
+        .execute(conn)?;
+        diesel::insert_into(organization_former_slugs::table)
+            .values((
+                organization_former_slugs::slug.eq(old),
+                organization_former_slugs::organization_id.eq(org),
+                organization_former_slugs::retired_at.eq(domain::now()),
+            ))
+            .execute(conn)?;
+        let let_go: Vec<String> = Self::list(conn, scope)?
+            .into_iter()
+            .skip(KEPT)
+            .map(|f| f.slug)
+            .collect();
+        diesel::delete(
+            organization_former_slugs::table
+                .filter(organization_former_slugs::organization_id.eq(org))
+                .filter(organization_former_slugs::slug.eq_any(let_go)),
+        )
+        .execute(conn)?;
+        Ok(())
+    }
+}
+
+impl AgentFormerSlug {
+    /// The agent of the organization that used to answer at `slug`.
+    pub fn owner(
+        conn: &mut DbConnection,
+        organization: OrganizationId,
+        slug: &Slug,
+    ) -> QueryResult<Option<AgentId>> {
+        agent_former_slugs::table
+            .find((organization, slug.as_str()))
+            .select(agent_former_slugs::agent_id)
+            .first(conn)
+            .optional()
+    }
+
+    /// The agent's former addresses, newest first.
+    pub fn list(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        agent: AgentId,
+    ) -> QueryResult<Vec<Self>> {
+        agent_former_slugs::table
+            .filter(agent_former_slugs::organization_id.eq(scope.organization_id()))
+            .filter(agent_former_slugs::agent_id.eq(agent))
+            .order((
+                agent_former_slugs::retired_at.desc(),
+                agent_former_slugs::slug.asc(),
+            ))
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// Keeps `old` leading to the agent, which now answers at `new`.
+    pub fn retire(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        agent: AgentId,
+        old: &str,
+        new: &Slug,
+    ) -> QueryResult<()> {
+        let org = scope.organization_id();
+        diesel::delete(
+            agent_former_slugs::table
+                .filter(agent_former_slugs::organization_id.eq(org))
+                .filter(agent_former_slugs::agent_id.eq(agent))
+                .filter(agent_former_slugs::slug.eq(new.as_str())),
+        )
+        .execute(conn)?;
+        diesel::insert_into(agent_former_slugs::table)
+            .values((
+                agent_former_slugs::organization_id.eq(org),
+                agent_former_slugs::slug.eq(old),
+                agent_former_slugs::agent_id.eq(agent),
+                agent_former_slugs::retired_at.eq(domain::now()),
+            ))
+            .execute(conn)?;
+        let let_go: Vec<String> = Self::list(conn, scope, agent)?
+            .into_iter()
+            .skip(KEPT)
+            .map(|f| f.slug)
+            .collect();
+        diesel::delete(
+            agent_former_slugs::table
+                .filter(agent_former_slugs::organization_id.eq(org))
+                .filter(agent_former_slugs::slug.eq_any(let_go)),
+        )
+        .execute(conn)?;
+        Ok(())
+    }
+}
