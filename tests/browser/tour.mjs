@@ -177,6 +177,30 @@ try {
     `reply ${JSON.stringify(await page.inputValue('#t-reply'))}, note ${JSON.stringify(await page.inputValue('#t-note'))}`,
   );
 
+  // The organization moves to a new address; a link to the old chat page
+  // follows it there.
+  if (chatPage) {
+    await page.goto(url('/app/organization'), { waitUntil: 'load' });
+    await page.fill('#org-slug', 'tour-moved');
+    await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'GET' && new URL(r.url()).pathname === '/app/organization'),
+      page.click('form[action="/app/organization/address"] button[type=submit]'),
+    ]);
+    await page.waitForLoadState('load');
+    check(
+      (await page.locator('main code', { hasText: chatPage.split('/')[2] }).count()) >= 1,
+      'organization: the former address is listed after a move',
+    );
+    await page.screenshot({ path: join(SCREENSHOT_DIR, 'tour-organization-moved.png'), fullPage: true });
+    const res = await page.goto(url(chatPage), { waitUntil: 'load' });
+    const landed = new URL(page.url()).pathname;
+    check(
+      res?.status() === 200 && landed === `/c/tour-moved/${chatPage.split('/')[3]}`,
+      'the old chat address leads to the new one',
+      `got ${res?.status()} at ${landed}`,
+    );
+  }
+
   // The ticket's link in an email, opened while another organization of the
   // owner's is the current one: it asks before switching, then opens it.
   const { OTHER_ORG, TICKET_ORG } = process.env;
