@@ -48,6 +48,30 @@ impl Slug {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// This slug, else the first of `…-1`, `…-2`, … that `taken` calls free
+    /// (made from a name, which is at most 40 characters, so each parses);
+    /// past a thousand, one with a random suffix.
+    pub fn first_free<E>(
+        &self,
+        mut taken: impl FnMut(&Slug) -> Result<bool, E>,
+    ) -> Result<Slug, E> {
+        for n in 0..1000 {
+            let candidate = match n {
+                0 => self.clone(),
+                n => match Self::parse(&format!("{}-{n}", self.0)) {
+                    Ok(slug) => slug,
+                    Err(_) => break,
+                },
+            };
+            if !taken(&candidate)? {
+                return Ok(candidate);
+            }
+        }
+        let suffix = hex::encode(rand::random::<[u8; 4]>());
+        let base: String = self.0.chars().take(Self::MAX_LEN - 9).collect();
+        Ok(Self(format!("{}-{suffix}", base.trim_end_matches('-'))))
+    }
 }
 
 /// A lower-case Latin letter with a diacritic as the plain letters people
@@ -99,6 +123,23 @@ mod tests {
             Slug::parse(" Acme-Support ").unwrap().as_str(),
             "acme-support"
         );
+    }
+
+    #[test]
+    fn the_first_free_slug_is_numbered_after_the_taken_ones() {
+        let base = Slug::parse("harbor").unwrap();
+        let taken = ["harbor", "harbor-1", "harbor-2"];
+        let free = base
+            .first_free(|s| Ok::<_, ()>(taken.contains(&s.as_str())))
+            .unwrap();
+        assert_eq!(free.as_str(), "harbor-3");
+        let free = base.first_free(|_| Ok::<_, ()>(false)).unwrap();
+        assert_eq!(free.as_str(), "harbor");
+        // All numbered ones taken: a random suffix that still parses.
+        let long = Slug::parse(&"a".repeat(63)).unwrap();
+        let free = long.first_free(|_| Ok::<_, ()>(true)).unwrap();
+        assert!(Slug::parse(free.as_str()).is_ok(), "{free:?}");
+        assert_ne!(free, long);
     }
 
     #[test]

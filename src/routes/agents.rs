@@ -341,7 +341,7 @@ async fn agent_page(
         .db(move |conn| {
             let agent = Agent::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
             let docs = Document::list(conn, &scope, id)?;
-            let former = AgentFormerSlug::list(conn, &scope, id)?;
+            let former = AgentFormerSlug::slugs(conn, &scope, id)?;
             Ok((agent, docs, former))
         })
         .await?;
@@ -389,8 +389,8 @@ async fn agent_page(
             agent.slug
         ),
         slug: agent.slug,
-        former_slugs: former_slugs.into_iter().map(|f| f.slug).collect(),
-        former_kept: former_slug::KEPT,
+        former_slugs,
+        max_changes: former_slug::MAX_NEW_PER_WINDOW,
         fields,
         errors,
         indexing: documents

@@ -281,10 +281,7 @@ fn organization_json(
     scope: &TenantScope,
 ) -> Result<OrganizationJson, AccountError> {
     let org = Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)?;
-    let former_slugs = OrganizationFormerSlug::list(conn, scope)?
-        .into_iter()
-        .map(|f| f.slug)
-        .collect();
+    let former_slugs = OrganizationFormerSlug::slugs(conn, scope)?;
     Ok(OrganizationJson {
         id: org.id.0,
         name: org.name,
@@ -307,13 +304,15 @@ pub async fn get_organization(
     Ok(HttpResponse::Ok().json(org))
 }
 
+/// Other fields (those `GET` answers with) are ignored, so what was read can
+/// be sent back changed.
 #[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct OrganizationUpdate {
     /// 1 to 120 characters.
     name: Option<String>,
     /// 2 to 63 lower-case letters, digits and single hyphens. The old address
-    /// keeps leading to the organization (its 5 most recent ones do).
+    /// keeps leading to the organization and stays reserved for it; 5 new
+    /// addresses in 30 days at most.
     slug: Option<String>,
 }
 
@@ -345,13 +344,7 @@ pub async fn update_organization(
         .map(|s| Slug::parse(&s).map_err(|e| AppError::Validation(format!("slug {}", e.0))))
         .transpose()?;
     let org = act(&state, &caller, &req, move |conn, scope, actor| {
-        // The address first: it is the change that can be refused.
-        if let Some(slug) = &slug {
-            accounts::change_organization_slug(conn, scope, actor, slug)?;
-        }
-        if let Some(name) = &name {
-            accounts::rename_organization(conn, scope, actor, name)?;
-        }
+        accounts::update_organization(conn, scope, actor, name.as_deref(), slug.as_ref())?;
         organization_json(conn, scope)
     })
     .await?;

@@ -994,11 +994,8 @@ async fn organization_page(
 ) -> AppResult<OrganizationPage> {
     let scope = member.scope.clone();
     let former_slugs = state
-        .db(move |conn| Ok(OrganizationFormerSlug::list(conn, &scope)?))
-        .await?
-        .into_iter()
-        .map(|f| f.slug)
-        .collect();
+        .db(move |conn| Ok(OrganizationFormerSlug::slugs(conn, &scope)?))
+        .await?;
     let slug = member.organization.slug.clone();
     Ok(OrganizationPage {
         chrome: chrome(member, "organization", flash)?,
@@ -1010,7 +1007,7 @@ async fn organization_page(
         ),
         slug,
         former_slugs,
-        former_kept: former_slug::KEPT,
+        max_changes: former_slug::MAX_NEW_PER_WINDOW,
         can_delete: member.role().can(Permission::ManageOwners),
         confirmation: fields.confirmation,
         errors,

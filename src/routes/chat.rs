@@ -132,16 +132,23 @@ pub async fn cors(
 /// `GET /c/{org}/{agent}`: the public chat page. A former address redirects
 /// to the current one, so the link people bookmark from then on is the new one.
 pub async fn page(
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> AppResult<Either<HttpResponse, ChatPage>> {
     let (org_slug, agent_slug) = path.into_inner();
     let Resolved { org, agent, moved } = resolve(&state, &org_slug, &agent_slug).await?;
     if moved {
-        let to = format!("/c/{}/{}", org.slug, agent.slug);
+        let mut to = format!("/c/{}/{}", org.slug, agent.slug);
+        if !req.query_string().is_empty() {
+            to = format!("{to}?{}", req.query_string());
+        }
+        // Not cached even where headers elsewhere change: moving back to a
+        // former address would otherwise loop in the browser.
         return Ok(Either::Left(
             HttpResponse::PermanentRedirect()
                 .insert_header((header::LOCATION, to))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish(),
         ));
     }

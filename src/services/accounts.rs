@@ -7,6 +7,7 @@ use url::Url;
 use crate::auth::tokens;
 use crate::config::StripeConfig;
 use crate::db::DbConnection;
+use crate::db::models::former_slug::MAX_NEW_PER_WINDOW;
 use crate::db::models::user_token::{RESET_PASSWORD, VERIFY_EMAIL};
 use crate::db::models::{
     ApiKey, AuditEntry, BillingAccount, Invitation, MemberWithUser, Membership, NewAuditEntry,
@@ -53,6 +54,11 @@ pub enum AccountError {
     AlreadyInvited,
     #[error("Another organization uses or used this address: choose another.")]
     SlugTaken,
+    #[error(
+        "The address already changed {} times in the last 30 days, and each former one stays reserved: change it again later.",
+        crate::db::models::former_slug::MAX_NEW_PER_WINDOW
+    )]
+    SlugChangedTooOften,
     #[error("Type the organization's slug, {0}, to confirm.")]
     ConfirmationMismatch(String),
     #[error(
@@ -149,25 +155,7 @@ fn or_taken<T>(written: diesel::QueryResult<T>, taken: AccountError) -> Result<T
 /// two named alike at once do not both pick the same free slug.
 fn unique_slug(conn: &mut DbConnection, name: &str) -> diesel::QueryResult<Slug> {
     crate::db::lock_until_commit(conn, "organizations:slug")?;
-    let base = Slug::from_name(name, "org");
-    let base = base.as_str();
-    for n in 0..1000 {
-        let candidate = if n == 0 {
-            base.to_string()
-        } else {
-            format!("{base}-{n}")
-        };
-        if let Ok(slug) = Slug::parse(&candidate)
-            && !Organization::slug_taken(conn, None, &slug)?
-        {
-            return Ok(slug);
-        }
-    }
-    Slug::parse(&format!(
-        "{base}-{}",
-        hex::encode(rand::random::<[u8; 4]>())
-    ))
-    .map_err(|e| diesel::result::Error::QueryBuilderError(e.0.into()))
+    Slug::from_name(name, "org").first_free(|slug| Organization::slug_taken(conn, None, slug))
 }
 
 pub struct Signup<'a> {
@@ -284,7 +272,8 @@ pub fn change_organization_slug(
 ) -> Result<bool, AccountError> {
     require(scope, Permission::ManageSettings)?;
     crate::db::write_transaction(conn, |conn| {
-        // The same lock new organizations take to pick theirs.
+        // The lock new organizations take to pick theirs, taken before the
+        // organization is read, so a concurrent move of it is seen.
         crate::db::lock_until_commit(conn, "organizations:slug")?;
         let org =
             Organization::find(conn, scope.organization_id())?.ok_or(AccountError::NotFound)?;
@@ -294,7 +283,14 @@ pub fn change_organization_slug(
         if Organization::slug_taken(conn, Some(org.id), slug)? {
             return Err(AccountError::SlugTaken);
         }
-        OrganizationFormerSlug::retire(conn, scope, &org.slug, slug)?;
+        let taking_back = OrganizationFormerSlug::owner(conn, slug)? == Some(org.id);
+        if !taking_back && OrganizationFormerSlug::recent(conn, scope)? >= MAX_NEW_PER_WINDOW {
+            return Err(AccountError::SlugChangedTooOften);
+        }
+        or_taken(
+            OrganizationFormerSlug::retire(conn, scope, &org.slug, slug),
+            AccountError::SlugTaken,
+        )?;
         or_taken(
             Organization::set_slug(conn, scope, slug),
             AccountError::SlugTaken,
@@ -309,6 +305,26 @@ pub fn change_organization_slug(
             Some(&detail),
         )?;
         Ok(true)
+    })
+}
+
+/// Renames the organization and/or moves it to a new address, both or
+/// neither (the API's `PATCH`).
+pub fn update_organization(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    name: Option<&str>,
+    slug: Option<&Slug>,
+) -> Result<(), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        if let Some(slug) = slug {
+            change_organization_slug(conn, scope, actor, slug)?;
+        }
+        if let Some(name) = name {
+            rename_organization(conn, scope, actor, name)?;
+        }
+        Ok(())
     })
 }
 

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::config::StripeConfig;
 use crate::crypto::{Keyring, hint};
+use crate::db::models::former_slug::MAX_NEW_PER_WINDOW;
 use crate::db::models::{Agent, AgentFormerSlug, AgentSettings, ProviderCredential};
 use crate::db::{DbConnection, write_transaction};
 use crate::domain::{AgentId, Slug, TenantScope};
@@ -229,22 +230,77 @@ fn typed_slug(form: &AgentForm) -> Result<Option<Slug>, AgentError> {
         .transpose()
 }
 
-/// Checks that no other agent of the organization answers at `slug`, now or
-/// through a former address, and holds it until the transaction ends: of two
-/// agents given the same slug at once, the second sees the first's.
-fn claim_slug(
+/// Holds the organization's agent addresses until the transaction ends: of
+/// two agents given the same slug at once, the second sees the first's.
+/// Taken before an agent is read, so a concurrent move of it is seen too.
+fn lock_slugs(conn: &mut DbConnection, scope: &TenantScope) -> Result<(), AgentError> {
+    crate::db::lock_until_commit(conn, &format!("agents:slug:{}", scope.organization_id()))?;
+    Ok(())
+}
+
+const SLUG_TAKEN: &str = "is taken by another agent (its address now or before)";
+
+/// Refuses `slug` when another agent of the organization than `agent`
+/// answers at it, now or through a former address.
+fn ensure_free(
     conn: &mut DbConnection,
     scope: &TenantScope,
     agent: Option<AgentId>,
     slug: &Slug,
 ) -> Result<(), AgentError> {
-    crate::db::lock_until_commit(conn, &format!("agents:slug:{}", scope.organization_id()))?;
     if Agent::slug_taken(conn, scope, agent, slug)? {
+        return Err(AgentError::invalid("slug", SLUG_TAKEN));
+    }
+    Ok(())
+}
+
+/// A write that lost a race for a slug anyway answers "taken", not 500.
+fn or_taken<T>(written: diesel::QueryResult<T>) -> Result<T, AgentError> {
+    match written {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Err(AgentError::invalid("slug", SLUG_TAKEN)),
+        other => Ok(other?),
+    }
+}
+
+/// Moves the agent from `current` to `slug`, keeping `current` leading to it.
+fn move_agent(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    current: &Agent,
+    slug: &Slug,
+) -> Result<(), AgentError> {
+    ensure_free(conn, scope, Some(current.id), slug)?;
+    let taking_back =
+        AgentFormerSlug::owner(conn, scope.organization_id(), slug)? == Some(current.id);
+    if !taking_back && AgentFormerSlug::recent(conn, scope, current.id)? >= MAX_NEW_PER_WINDOW {
         return Err(AgentError::invalid(
             "slug",
-            "is taken by another agent (its address now or before)",
+            format!(
+                "has already changed {MAX_NEW_PER_WINDOW} times in the last 30 days, and each former one stays reserved: change it again later"
+            ),
         ));
     }
+    or_taken(AgentFormerSlug::retire(
+        conn,
+        scope,
+        current.id,
+        &current.slug,
+        slug,
+    ))?;
+    or_taken(Agent::set_slug(conn, scope, current.id, slug))?;
+    let detail = format!("{} → {}", current.slug, slug.as_str());
+    audit(
+        conn,
+        Some(scope.organization_id()),
+        actor,
+        "agent.address_changed",
+        Some(slug.as_str()),
+        Some(&detail),
+    )?;
     Ok(())
 }
 
@@ -256,11 +312,20 @@ pub fn create(
     billing: &StripeConfig,
 ) -> Result<Agent, AgentError> {
     let settings = settings(form, None)?;
-    let slug = typed_slug(form)?.unwrap_or_else(|| Slug::from_name(&settings.name, "agent"));
+    let typed = typed_slug(form)?;
     write_transaction(conn, |conn| {
         limits::ensure_room(conn, billing, scope, Resource::Agent)?;
-        claim_slug(conn, scope, None, &slug)?;
-        let agent = Agent::create(conn, scope, &slug, &settings)?;
+        lock_slugs(conn, scope)?;
+        // A slug typed must be free; one made from the name is made free.
+        let slug = match typed {
+            Some(slug) => {
+                ensure_free(conn, scope, None, &slug)?;
+                slug
+            }
+            None => Slug::from_name(&settings.name, "agent")
+                .first_free(|slug| Agent::slug_taken(conn, scope, None, slug))?,
+        };
+        let agent = or_taken(Agent::create(conn, scope, &slug, &settings))?;
         audit(
             conn,
             Some(scope.organization_id()),
@@ -282,32 +347,25 @@ pub fn update(
 ) -> Result<Agent, AgentError> {
     let slug = typed_slug(form)?;
     write_transaction(conn, |conn| {
+        if slug.is_some() {
+            lock_slugs(conn, scope)?;
+        }
         let current = Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)?;
         let settings = settings(form, Some(&current))?;
         Agent::update(conn, scope, id, &settings)?;
         if let Some(slug) = slug.filter(|s| s.as_str() != current.slug) {
-            claim_slug(conn, scope, Some(id), &slug)?;
-            AgentFormerSlug::retire(conn, scope, id, &current.slug, &slug)?;
-            Agent::set_slug(conn, scope, id, &slug)?;
-            let detail = format!("{} → {}", current.slug, slug.as_str());
-            audit(
-                conn,
-                Some(scope.organization_id()),
-                actor,
-                "agent.address_changed",
-                Some(slug.as_str()),
-                Some(&detail),
-            )?;
+            move_agent(conn, scope, actor, &current, &slug)?;
         }
+        let agent = Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)?;
         audit(
             conn,
             Some(scope.organization_id()),
             actor,
             "agent.updated",
-            Some(&current.slug),
+            Some(&agent.slug),
             None,
         )?;
-        Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)
+        Ok(agent)
     })
 }
 

@@ -60,8 +60,9 @@ pub fn export_organization(
     slug: &Slug,
     out: &mut impl Write,
 ) -> Result<ExportSummary, ExportError> {
-    let org = Organization::find_by_slug(conn, slug)?
-        .ok_or_else(|| ExportError::UnknownOrganization(slug.as_str().to_string()))?;
+    // A former address names it too (an operator may only know the old one).
+    let unknown = || ExportError::UnknownOrganization(slug.as_str().to_string());
+    let (org, _) = Organization::public(conn, slug)?.ok_or_else(unknown)?;
     // An operator at the command line speaks for the organization as its owner would.
     let scope = TenantScope::verified(org.id, None, Role::Owner);
     let summary = conn.transaction(|conn| {
@@ -69,6 +70,8 @@ pub fn export_organization(
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(conn)?;
         }
+        // Read again in the snapshot, so its slug agrees with its former ones.
+        let org = Organization::find(conn, org.id)?.ok_or_else(unknown)?;
         write_document(conn, &scope, &org, out)
     })?;
     out.flush()?;
@@ -125,10 +128,7 @@ fn write_document(
         &ExportedOrganization {
             id: org.id.0,
             slug: &org.slug,
-            former_slugs: OrganizationFormerSlug::list(conn, scope)?
-                .into_iter()
-                .map(|f| f.slug)
-                .collect(),
+            former_slugs: OrganizationFormerSlug::slugs(conn, scope)?,
             name: &org.name,
             disabled_at: org.disabled_at.map(iso),
             created_at: iso(org.created_at),
@@ -163,10 +163,7 @@ fn write_document(
     let exported_agents = agents
         .iter()
         .map(|a| {
-            let former_slugs = AgentFormerSlug::list(conn, scope, a.id)?
-                .into_iter()
-                .map(|f| f.slug)
-                .collect();
+            let former_slugs = AgentFormerSlug::slugs(conn, scope, a.id)?;
             Ok(ExportedAgent {
                 id: a.id.0,
                 name: &a.name,

@@ -248,8 +248,8 @@ pub struct OrganizationPage {
     pub chat_base: String,
     /// Addresses it had before that still lead to it, newest first.
     pub former_slugs: Vec<String>,
-    /// How many of those are kept.
-    pub former_kept: usize,
+    /// How many new former addresses it may leave behind in 30 days.
+    pub max_changes: i64,
     /// Owners may delete it.
     pub can_delete: bool,
     /// The deletion confirmation as typed.

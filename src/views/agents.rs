@@ -93,8 +93,8 @@ pub struct AgentPage {
     pub slug: String,
     /// Addresses it had before that still lead to it, newest first.
     pub former_slugs: Vec<String>,
-    /// How many of those are kept.
-    pub former_kept: usize,
+    /// How many new former addresses it may leave behind in 30 days.
+    pub max_changes: i64,
     pub chat_url: String,
     pub embed: String,
     pub fields: AgentFields,

@@ -14,7 +14,8 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 
 backend_tests!(
     an_organization_moves_and_its_old_address_keeps_working,
-    former_addresses_are_nobody_elses_and_the_oldest_are_let_go,
+    former_addresses_are_nobody_elses_and_new_ones_are_bounded,
+    one_address_claimed_at_once_goes_to_one_organization,
     an_agent_moves_and_its_old_address_keeps_working,
     address_changes_are_checked_over_the_api,
 );
@@ -167,7 +168,7 @@ async fn an_organization_moves_and_its_old_address_keeps_working(backend: Backen
     assert_eq!(slug_of(&app, org), "harbor-bikes");
 }
 
-async fn former_addresses_are_nobody_elses_and_the_oldest_are_let_go(backend: Backend) {
+async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Backend) {
     let Some(app) = spawn_app(backend).start().await else {
         return;
     };
@@ -217,37 +218,57 @@ async fn former_addresses_are_nobody_elses_and_the_oldest_are_let_go(backend: Ba
         "the old address still leads to Harbor"
     );
 
-    // Five former addresses are kept; a sixth move lets the oldest go.
-    for n in 1..=5 {
+    // Each former address stays reserved, so only five new ones in 30 days.
+    for n in 1..=4 {
         let res = move_to(&harbor, &format!("harbor-{n}")).await;
         assert_eq!(res.status(), 303);
     }
-    assert_eq!(
-        app.get("/c/harbor-bikes/support").await.status(),
-        404,
-        "the oldest was let go"
+    let res = move_to(&harbor, "harbor-5").await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("already changed 5 times in the last 30 days"),
+        "{html}"
     );
-    for former in ["harbor-cycles", "harbor-1", "harbor-4"] {
+    // Taking one back reserves nothing new: still allowed.
+    assert_eq!(move_to(&harbor, "harbor-bikes").await.status(), 303);
+    for former in [
+        "harbor-cycles",
+        "harbor-1",
+        "harbor-2",
+        "harbor-3",
+        "harbor-4",
+    ] {
         assert_eq!(
             redirect_of(&app, &format!("/c/{former}/support")).await,
             (
                 StatusCode::PERMANENT_REDIRECT,
-                "/c/harbor-5/support".to_string()
+                "/c/harbor-bikes/support".to_string()
             ),
             "{former}"
         );
+        assert_eq!(move_to(&rival, former).await.status(), 422, "{former}");
     }
-    // Once let go, it is free again.
-    assert_eq!(move_to(&rival, "harbor-bikes").await.status(), 303);
-    assert_eq!(app.get("/c/harbor-bikes/support").await.status(), 200);
+    // The redirect keeps the query and is not cached (moving back would loop).
+    let res = app
+        .client
+        .get(app.url("/c/harbor-1/support?utm_source=mail&lang=en"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["location"],
+        "/c/harbor-bikes/support?utm_source=mail&lang=en"
+    );
+    assert_eq!(res.headers()["cache-control"], "no-store");
 
     // Deleting the organization frees its addresses, former ones included.
-    let harbor_id = app.org_id("harbor-5");
+    let harbor_id = app.org_id("harbor-bikes");
     let res = harbor
         .submit(
             "/app/organization",
             "/app/organization/delete",
-            &[("confirmation", "harbor-5")],
+            &[("confirmation", "harbor-bikes")],
         )
         .await;
     assert_eq!(res.status(), 303);
@@ -326,6 +347,17 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
             .status(),
         200
     );
+    // A new agent named like the old one gets an address of its own.
+    let newcomer = api.agent(json!({"name": "Support"})).await;
+    assert_eq!(newcomer["slug"], "support-1");
+    let (status, _) = api
+        .json(
+            Method::DELETE,
+            &format!("/api/v1/agents/{}", newcomer["id"]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
     // The conversation stays with its agent, whatever address reaches it.
     let res = say(&app, "harbor-bikes", "sales", &before, "Wrong agent").await;
     assert_eq!(res.status(), 404);
@@ -384,6 +416,51 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
         .load(&mut app.pool().get().unwrap())
         .unwrap();
     assert_eq!(slugs, ["help"]);
+
+    // Five new former addresses in 30 days; taking one back is not counted.
+    let sales_path = format!("/api/v1/agents/{}", sales["id"]);
+    for n in 1..=4 {
+        let slug = format!("sales-{n}");
+        let (status, body) = api
+            .json(
+                Method::PUT,
+                &sales_path,
+                json!({"name": "Sales", "slug": slug}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = api
+        .json(
+            Method::PUT,
+            &sales_path,
+            json!({"name": "Sales", "slug": "sales-5"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already changed 5 times in the last 30 days"),
+        "{body}"
+    );
+    let (status, body) = api
+        .json(
+            Method::PUT,
+            &sales_path,
+            json!({"name": "Sales", "slug": "sales"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for former in ["help", "sales-1", "sales-4"] {
+        assert_eq!(
+            redirect_of(&app, &format!("/c/harbor-bikes/{former}"))
+                .await
+                .1,
+            "/c/harbor-bikes/sales"
+        );
+    }
 }
 
 async fn address_changes_are_checked_over_the_api(backend: Backend) {
@@ -391,17 +468,19 @@ async fn address_changes_are_checked_over_the_api(backend: Backend) {
         return;
     };
     let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
-    organization_with_key(&app, "Rival Bikes", "owner@rival.test").await;
+    let (rival, _) = organization_with_key(&app, "Rival Bikes", "owner@rival.test").await;
+    assert_eq!(move_to(&rival, "rival-cycles").await.status(), 303);
     let read_key = owner.api_key("read", "read").await;
     let api = Api { app: &app, key };
     let patch = |body: Value| api.json(Method::PATCH, "/api/v1/organization", body);
 
     for (body, status) in [
         (json!({}), 422),
+        (json!({"colour": "red"}), 422),
         (json!({"slug": "x"}), 422),
+        (json!({"slug": "rival-cycles"}), 422),
         (json!({"slug": "rival-bikes"}), 422),
         (json!({"slug": "ok-slug", "name": ""}), 422),
-        (json!({"slug": "ok-slug", "colour": "red"}), 422),
         (json!({"slug": 7}), 422),
     ] {
         let (got, answer) = patch(body.clone()).await;
@@ -430,4 +509,74 @@ async fn address_changes_are_checked_over_the_api(backend: Backend) {
     let (status, body) = patch(json!({"name": "Harbor Cycles Ltd"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["slug"], "harbor-cycles");
+    // What GET answered, sent back changed: the read-only fields are ignored.
+    let mut read = body.clone();
+    read["name"] = json!("Harbor Cycles");
+    let (status, body) = patch(read).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "Harbor Cycles");
+    assert_eq!(body["formerSlugs"], json!(["harbor-bikes"]));
+}
+
+async fn one_address_claimed_at_once_goes_to_one_organization(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (_, harbor_key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let (_, rival_key) = organization_with_key(&app, "Rival Bikes", "owner@rival.test").await;
+    let harbor = Api {
+        app: &app,
+        key: harbor_key,
+    };
+    let rival = Api {
+        app: &app,
+        key: rival_key,
+    };
+    let claims = (0..8).map(|n| {
+        let api = if n % 2 == 0 { &harbor } else { &rival };
+        api.json(
+            Method::PATCH,
+            "/api/v1/organization",
+            json!({"slug": "contested"}),
+        )
+    });
+    let answers = futures_util::future::join_all(claims).await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 422),
+        "taken answers 422, never 500: {statuses:?}"
+    );
+    let holders: Vec<String> = organizations::table
+        .filter(organizations::slug.eq("contested"))
+        .select(organizations::name)
+        .load(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    let winner_even = holders[0] == "Harbor Bikes";
+    for (n, status) in statuses.iter().enumerate() {
+        assert_eq!(*status == 200, (n % 2 == 0) == winner_even, "{statuses:?}");
+    }
+
+    // One agent moved two ways at once: each move sees the one before it.
+    let support = harbor.agent(json!({"name": "Support"})).await;
+    let path = format!("/api/v1/agents/{}", support["id"]);
+    let moves = (0..8).map(|n| {
+        let slug = if n % 2 == 0 { "help" } else { "care" };
+        harbor.json(Method::PUT, &path, json!({"name": "Support", "slug": slug}))
+    });
+    let answers = futures_util::future::join_all(moves).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+    let (_, agent) = harbor.get(&path).await;
+    let now = agent["slug"].as_str().unwrap().to_string();
+    let other = if now == "help" { "care" } else { "help" };
+    let mut former: Vec<String> = frontdesk::db::schema::agent_former_slugs::table
+        .select(frontdesk::db::schema::agent_former_slugs::slug)
+        .load(&mut app.pool().get().unwrap())
+        .unwrap();
+    former.sort();
+    let mut expected = vec![other.to_string(), "support".to_string()];
+    expected.sort();
+    assert_eq!(former, expected, "now at {now}");
 }

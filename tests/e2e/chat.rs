@@ -1197,9 +1197,13 @@ async fn bad_uploads_are_refused_with_a_clear_error(backend: Backend) {
         .await;
     assert_eq!(status, 422);
     let (status, _) = api
-        .json(Method::POST, "/api/v1/agents", json!({"name": "Support"}))
+        .json(
+            Method::POST,
+            "/api/v1/agents",
+            json!({"name": "Help", "slug": "support"}),
+        )
         .await;
-    assert_eq!(status, 422, "the slug is taken");
+    assert_eq!(status, 422, "the slug typed is taken");
 
     // Messages: empty and over-long are refused, markup is stored as text.
     let chat = support_chat(&app).await;

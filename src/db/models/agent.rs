@@ -122,7 +122,6 @@ impl Agent {
         .map(|n| n == 1)
     }
 
-    /// The public chat page: found by the organization's and the agent's slugs.
     /// The agent answering at `slug` in the organization, now or through a
     /// former address (then with `true`: the caller may point to the new one).
     pub fn public(

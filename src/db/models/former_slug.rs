@@ -9,10 +9,13 @@ use crate::db::DbConnection;
 use crate::db::schema::{agent_former_slugs, organization_former_slugs};
 use crate::domain::{self, AgentId, OrganizationId, Slug, TenantScope};
 
-/// How many former addresses an organization, or an agent, keeps working.
-/// Without a bound one organization could hold any number of names; past it
-/// the oldest address is let go (the settings page says so).
-pub const KEPT: usize = 5;
+/// How many new former addresses an organization, or an agent, may leave
+/// behind in [`WINDOW`]. Former addresses stay reserved for as long as their
+/// owner exists (letting one go would let another company's agent answer an
+/// old snippet), so without a bound one could hold any number of names.
+/// Taking back a former address is not counted: it reserves nothing new.
+pub const MAX_NEW_PER_WINDOW: i64 = 5;
+pub const WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = organization_former_slugs)]
@@ -42,15 +45,24 @@ impl OrganizationFormerSlug {
     }
 
     /// The scope's former addresses, newest first.
-    pub fn list(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<Self>> {
+    pub fn slugs(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<String>> {
         organization_former_slugs::table
             .filter(organization_former_slugs::organization_id.eq(scope.organization_id()))
             .order((
                 organization_former_slugs::retired_at.desc(),
                 organization_former_slugs::slug.asc(),
             ))
-            .select(Self::as_select())
+            .select(organization_former_slugs::slug)
             .load(conn)
+    }
+
+    /// How many addresses the scope's organization left behind lately.
+    pub fn recent(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<i64> {
+        organization_former_slugs::table
+            .filter(organization_former_slugs::organization_id.eq(scope.organization_id()))
+            .filter(organization_former_slugs::retired_at.gt(domain::now() - WINDOW))
+            .count()
+            .get_result(conn)
     }
 
     /// Keeps `old` leading to the scope's organization, which now answers at
@@ -74,19 +86,8 @@ impl OrganizationFormerSlug {
                 organization_former_slugs::organization_id.eq(org),
                 organization_former_slugs::retired_at.eq(domain::now()),
             ))
-            .execute(conn)?;
-        let let_go: Vec<String> = Self::list(conn, scope)?
-            .into_iter()
-            .skip(KEPT)
-            .map(|f| f.slug)
-            .collect();
-        diesel::delete(
-            organization_former_slugs::table
-                .filter(organization_former_slugs::organization_id.eq(org))
-                .filter(organization_former_slugs::slug.eq_any(let_go)),
-        )
-        .execute(conn)?;
-        Ok(())
+            .execute(conn)
+            .map(|_| ())
     }
 }
 
@@ -105,11 +106,11 @@ impl AgentFormerSlug {
     }
 
     /// The agent's former addresses, newest first.
-    pub fn list(
+    pub fn slugs(
         conn: &mut DbConnection,
         scope: &TenantScope,
         agent: AgentId,
-    ) -> QueryResult<Vec<Self>> {
+    ) -> QueryResult<Vec<String>> {
         agent_former_slugs::table
             .filter(agent_former_slugs::organization_id.eq(scope.organization_id()))
             .filter(agent_former_slugs::agent_id.eq(agent))
@@ -117,8 +118,22 @@ impl AgentFormerSlug {
                 agent_former_slugs::retired_at.desc(),
                 agent_former_slugs::slug.asc(),
             ))
-            .select(Self::as_select())
+            .select(agent_former_slugs::slug)
             .load(conn)
+    }
+
+    /// How many addresses the agent left behind lately.
+    pub fn recent(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        agent: AgentId,
+    ) -> QueryResult<i64> {
+        agent_former_slugs::table
+            .filter(agent_former_slugs::organization_id.eq(scope.organization_id()))
+            .filter(agent_former_slugs::agent_id.eq(agent))
+            .filter(agent_former_slugs::retired_at.gt(domain::now() - WINDOW))
+            .count()
+            .get_result(conn)
     }
 
     /// Keeps `old` leading to the agent, which now answers at `new`.
@@ -144,18 +159,7 @@ impl AgentFormerSlug {
                 agent_former_slugs::agent_id.eq(agent),
                 agent_former_slugs::retired_at.eq(domain::now()),
             ))
-            .execute(conn)?;
-        let let_go: Vec<String> = Self::list(conn, scope, agent)?
-            .into_iter()
-            .skip(KEPT)
-            .map(|f| f.slug)
-            .collect();
-        diesel::delete(
-            agent_former_slugs::table
-                .filter(agent_former_slugs::organization_id.eq(org))
-                .filter(agent_former_slugs::slug.eq_any(let_go)),
-        )
-        .execute(conn)?;
-        Ok(())
+            .execute(conn)
+            .map(|_| ())
     }
 }
