@@ -502,8 +502,46 @@
   // ---------------------------------------------------------------------------
   // The widget.
 
+  // The chat page reached through a former address: the server's redirect
+  // names it in `from`. The visitor's conversation and id were kept under it,
+  // so they are copied to the current address (never over what is there).
+  function adoptFormerAddress(org, agent) {
+    var url;
+    try {
+      url = new URL(window.location.href);
+    } catch (e) {
+      return;
+    }
+    var from = url.searchParams.get('from');
+    if (!from) {
+      return;
+    }
+    url.searchParams.delete('from');
+    try {
+      window.history.replaceState(window.history.state, '', url.pathname + url.search + url.hash);
+    } catch (e) {
+      // The address bar keeps `from`; nothing else depends on it.
+    }
+    if (!/^[a-z0-9-]+\/[a-z0-9-]+$/.test(from)) {
+      return;
+    }
+    var pairs = [
+      ['frontdesk:conv:' + from, 'frontdesk:conv:' + org + '/' + agent],
+      [VISITOR_KEY + from.split('/')[0], VISITOR_KEY + org],
+    ];
+    pairs.forEach(function (pair) {
+      var kept = storeGet('localStorage', pair[0]);
+      if (kept !== null && storeGet('localStorage', pair[1]) === null) {
+        storeSet('localStorage', pair[1], kept);
+      }
+    });
+  }
+
   function mount(org, agent, pageMode, pageEl) {
     var channel = pageMode ? 'page' : 'widget';
+    if (pageMode) {
+      adoptFormerAddress(org, agent);
+    }
     var convKey = 'frontdesk:conv:' + org + '/' + agent;
     var openKey = 'frontdesk:open:' + org + '/' + agent;
     var visitorKey = VISITOR_KEY + org;

@@ -139,9 +139,20 @@ pub async fn page(
     let (org_slug, agent_slug) = path.into_inner();
     let Resolved { org, agent, moved } = resolve(&state, &org_slug, &agent_slug).await?;
     if moved {
+        // `from` names the address the visitor used: the page's script finds
+        // their conversation kept under it and carries it over.
+        let from = match (Slug::parse(&org_slug), Slug::parse(&agent_slug)) {
+            (Ok(o), Ok(a)) => format!("from={}/{}", o.as_str(), a.as_str()),
+            _ => String::new(),
+        };
+        let query = [req.query_string(), &from]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join("&");
         let mut to = format!("/c/{}/{}", org.slug, agent.slug);
-        if !req.query_string().is_empty() {
-            to = format!("{to}?{}", req.query_string());
+        if !query.is_empty() {
+            to = format!("{to}?{query}");
         }
         // Not cached even where headers elsewhere change: moving back to a
         // former address would otherwise loop in the browser.

@@ -178,8 +178,14 @@ try {
   );
 
   // The organization moves to a new address; a link to the old chat page
-  // follows it there.
+  // follows it there, and the visitor's conversation with it.
   if (chatPage) {
+    const [, oldOrg, agentSlug] = chatPage.split('/').slice(1);
+    await page.goto(url(chatPage), { waitUntil: 'load' });
+    const stored = (key) => page.evaluate((k) => JSON.parse(localStorage.getItem(k) || 'null'), key);
+    const oldKey = `frontdesk:conv:${oldOrg}/${agentSlug}`;
+    await page.waitForFunction((k) => localStorage.getItem(k) !== null, oldKey, { timeout: 10000 });
+    const before = await stored(oldKey);
     await page.goto(url('/app/organization'), { waitUntil: 'load' });
     await page.fill('#org-slug', 'tour-moved');
     await Promise.all([
@@ -188,16 +194,24 @@ try {
     ]);
     await page.waitForLoadState('load');
     check(
-      (await page.locator('main code', { hasText: chatPage.split('/')[2] }).count()) >= 1,
+      (await page.locator('main code', { hasText: oldOrg }).count()) >= 1,
       'organization: the former address is listed after a move',
     );
     await page.screenshot({ path: join(SCREENSHOT_DIR, 'tour-organization-moved.png'), fullPage: true });
     const res = await page.goto(url(chatPage), { waitUntil: 'load' });
-    const landed = new URL(page.url()).pathname;
+    const newKey = `frontdesk:conv:tour-moved/${agentSlug}`;
+    await page.waitForFunction((k) => localStorage.getItem(k) !== null, newKey, { timeout: 10000 }).catch(() => {});
+    const landed = new URL(page.url());
     check(
-      res?.status() === 200 && landed === `/c/tour-moved/${chatPage.split('/')[3]}`,
+      res?.status() === 200 && landed.pathname === `/c/tour-moved/${agentSlug}` && !landed.searchParams.has('from'),
       'the old chat address leads to the new one',
       `got ${res?.status()} at ${landed}`,
+    );
+    const after = await stored(newKey);
+    check(
+      Boolean(before) && after?.id === before.id,
+      "the visitor's conversation follows the move",
+      `before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`,
     );
   }
 

@@ -115,7 +115,7 @@ async fn an_organization_moves_and_its_old_address_keeps_working(backend: Backen
         redirect_of(&app, "/c/harbor-bikes/support").await,
         (
             StatusCode::PERMANENT_REDIRECT,
-            "/c/harbor-cycles/support".to_string()
+            "/c/harbor-cycles/support?from=harbor-bikes/support".to_string()
         )
     );
     // Widgets embedded with the old slug go on working, old conversations too.
@@ -138,7 +138,7 @@ async fn an_organization_moves_and_its_old_address_keeps_working(backend: Backen
     assert_eq!(slug_of(&app, org), "harbor-bikes");
     assert_eq!(
         redirect_of(&app, "/c/harbor-cycles/support").await.1,
-        "/c/harbor-bikes/support"
+        "/c/harbor-bikes/support?from=harbor-cycles/support"
     );
     let (_, page) = owner.get("/app/organization").await;
     assert!(
@@ -214,7 +214,7 @@ async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Bac
     assert_eq!(slugs, ["harbor-cycles", "rival-bikes", "harbor-bikes-1"]);
     assert_eq!(
         redirect_of(&app, "/c/harbor-bikes/support").await.1,
-        "/c/harbor-cycles/support",
+        "/c/harbor-cycles/support?from=harbor-bikes/support",
         "the old address still leads to Harbor"
     );
 
@@ -243,7 +243,7 @@ async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Bac
             redirect_of(&app, &format!("/c/{former}/support")).await,
             (
                 StatusCode::PERMANENT_REDIRECT,
-                "/c/harbor-bikes/support".to_string()
+                format!("/c/harbor-bikes/support?from={former}/support")
             ),
             "{former}"
         );
@@ -258,7 +258,7 @@ async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Bac
         .unwrap();
     assert_eq!(
         res.headers()["location"],
-        "/c/harbor-bikes/support?utm_source=mail&lang=en"
+        "/c/harbor-bikes/support?utm_source=mail&lang=en&from=harbor-1/support"
     );
     assert_eq!(res.headers()["cache-control"], "no-store");
 
@@ -332,7 +332,7 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
         redirect_of(&app, "/c/harbor-bikes/support").await,
         (
             StatusCode::PERMANENT_REDIRECT,
-            "/c/harbor-bikes/help".to_string()
+            "/c/harbor-bikes/help?from=harbor-bikes/support".to_string()
         )
     );
     assert_eq!(
@@ -384,7 +384,7 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
     assert_eq!(app.get("/c/harbor-bikes/support").await.status(), 200);
     assert_eq!(
         redirect_of(&app, "/c/harbor-bikes/help").await.1,
-        "/c/harbor-bikes/support"
+        "/c/harbor-bikes/support?from=harbor-bikes/help"
     );
     let changes: i64 = audit_log::table
         .filter(audit_log::action.eq("agent.address_changed"))
@@ -458,7 +458,7 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
             redirect_of(&app, &format!("/c/harbor-bikes/{former}"))
                 .await
                 .1,
-            "/c/harbor-bikes/sales"
+            format!("/c/harbor-bikes/sales?from=harbor-bikes/{former}")
         );
     }
 }
