@@ -177,7 +177,7 @@ async fn api_key(base: &str) -> anyhow::Result<String> {
         .await?
         .text()
         .await?;
-    let html = browser
+    let res = browser
         .post(format!("{base}/app/api-keys"))
         .form(&[
             ("csrf_token", csrf(&page)?.as_str()),
@@ -185,11 +185,21 @@ async fn api_key(base: &str) -> anyhow::Result<String> {
             ("scope", "write"),
         ])
         .send()
+        .await?;
+    if res.status() != 303 {
+        bail!("creating the API key answered {}", res.status());
+    }
+    // Shown once, on the page the redirect leads to, in its own field.
+    let html = browser
+        .get(format!("{base}/app/api-keys"))
+        .send()
         .await?
         .text()
         .await?;
-    let start = html.find("fd_").context("the new key is shown once")?;
-    Ok(html[start..start + 3 + 43].to_string())
+    let marker = "id=\"new-key\" type=\"text\" class=\"mono\" value=\"";
+    let start = html.find(marker).context("the new key is shown once")? + marker.len();
+    let key = &html[start..start + html[start..].find('"').context("key")?];
+    Ok(key.to_string())
 }
 
 async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> anyhow::Result<()> {
