@@ -8,7 +8,9 @@ use actix_session::{Session, SessionExt as _};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use serde::de::DeserializeOwned;
 
+use super::extractors::ORG_KEY;
 use super::tokens;
+use crate::domain::OrganizationId;
 use crate::error::AppError;
 
 const SESSION_KEY: &str = "csrf";
@@ -32,16 +34,44 @@ pub fn forget(session: &Session) {
     session.remove(SESSION_KEY);
 }
 
+/// The token for a page of one organization: the session's token with the
+/// organization's id, so a form from a tab opened before switching to another
+/// organization cannot act on the new one (the switch is in the session, not
+/// in the page's address). Forms about the person, not the organization
+/// (switching, signing out, the account), carry the plain [`token`].
+pub fn organization_token(
+    session: &Session,
+    organization: OrganizationId,
+) -> Result<String, AppError> {
+    Ok(format!("{}.{}", token(session)?, organization.0))
+}
+
 pub fn verify(session: &Session, presented: Option<&str>) -> Result<(), AppError> {
     // A form posted while the session cannot be read is not a forgery.
     super::session_store::ensure_readable(session)?;
     let expected = session.get::<String>(SESSION_KEY).ok().flatten();
+    // Session tokens are base64url, which has no '.'.
+    let (presented, organization) = match presented.map(|p| p.split_once('.')) {
+        Some(Some((token, organization))) => (Some(token), Some(organization)),
+        Some(None) => (presented, None),
+        None => (None, None),
+    };
     match (expected, presented) {
-        (Some(expected), Some(presented)) if tokens::equal(&expected, presented) => Ok(()),
-        _ => Err(AppError::Forbidden(
-            "The form expired or did not come from this site. Reload the page and try again."
+        (Some(expected), Some(presented)) if tokens::equal(&expected, presented) => {}
+        _ => {
+            return Err(AppError::Forbidden(
+                "The form expired or did not come from this site. Reload the page and try again."
+                    .into(),
+            ));
+        }
+    }
+    let current = session.get::<i64>(ORG_KEY).ok().flatten();
+    match (organization, current) {
+        (Some(page), Some(current)) if page != current.to_string() => Err(AppError::Conflict(
+            "This page belongs to another organization than the one you switched to since: reload it and try again."
                 .into(),
         )),
+        _ => Ok(()),
     }
 }
 

@@ -168,6 +168,13 @@ impl Member {
                 "This organization has been disabled. Contact support.".into(),
             ));
         }
+        if wanted != Some(organization.id) {
+            // The session names the organization its pages are for, which
+            // their forms are checked against (`csrf::organization_token`).
+            session
+                .insert(ORG_KEY, organization.id.0)
+                .map_err(AppError::internal)?;
+        }
         let scope = TenantScope::verified(organization.id, Some(user.id), membership.role());
         Ok(Self {
             user,

@@ -37,7 +37,8 @@ pub(crate) fn chrome(
 ) -> AppResult<AppChrome> {
     let role = member.role();
     Ok(AppChrome {
-        csrf: csrf::token(&member.session)?,
+        csrf: csrf::organization_token(&member.session, member.organization.id)?,
+        csrf_session: csrf::token(&member.session)?,
         user_name: member.user.name.clone(),
         user_email: member.user.email.clone(),
         email_verified: member.user.email_verified_at.is_some(),

@@ -117,7 +117,10 @@ pub struct OrgChoice {
 /// What every page under /app shows around its content.
 #[derive(Debug, Clone)]
 pub struct AppChrome {
+    /// For the page's forms about the organization (bound to it).
     pub csrf: String,
+    /// For forms about the person: switching, signing out, the account.
+    pub csrf_session: String,
     pub user_name: String,
     pub user_email: String,
     pub email_verified: bool,

@@ -12,6 +12,7 @@ use crate::backend_tests;
 use crate::helpers::{Backend, TestApp, spawn_app};
 
 backend_tests!(
+    a_page_opened_for_one_organization_cannot_act_on_another,
     signup_sends_a_single_use_verification_link,
     signup_rejects_bad_input_and_creates_nothing,
     csrf_is_required_on_forms_and_cookie_authenticated_api_calls,
@@ -185,8 +186,11 @@ impl Browser {
     }
 }
 
+/// The page's last form token: that of its own content (the header's forms,
+/// switching and signing out, come first and carry the session's plain one).
 fn csrf_in(html: &str) -> Option<String> {
-    let start = html.find("name=\"csrf_token\" value=\"")? + "name=\"csrf_token\" value=\"".len();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.rfind(marker)? + marker.len();
     Some(html[start..start + html[start..].find('"')?].to_string())
 }
 
@@ -2927,4 +2931,97 @@ async fn signed_out_form_pages_keep_few_short_sessions(backend: Backend) {
         .first(&mut app.pool().get().unwrap())
         .unwrap();
     assert!(until > latest, "{until}");
+}
+
+async fn a_page_opened_for_one_organization_cannot_act_on_another(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(
+        owner
+            .signup("Harbor Bikes", "owner@harbor.test")
+            .await
+            .status(),
+        303
+    );
+    let res = owner
+        .submit(
+            "/app/account",
+            "/app/welcome",
+            &[("organization", "Second Shop")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (harbor, second) = (app.org_id("harbor-bikes"), app.org_id("second-shop"));
+    let switch_to = |org: i64| {
+        let owner = &owner;
+        async move {
+            owner
+                .submit(
+                    "/app",
+                    "/app/switch",
+                    &[("organization_id", org.to_string().as_str())],
+                )
+                .await
+                .status()
+        }
+    };
+    assert_eq!(switch_to(harbor).await, 303);
+
+    // A tab opened on Harbor's members page; another tab switches to the
+    // second shop; the first tab's invitation must not land there.
+    let (_, stale_page) = owner.get("/app/members").await;
+    let stale = csrf_in(&stale_page).unwrap();
+    assert!(stale.ends_with(&format!(".{harbor}")), "{stale}");
+    assert_eq!(switch_to(second).await, 303);
+    let invite = [
+        ("csrf_token", stale.as_str()),
+        ("email", "new@harbor.test"),
+        ("role", "agent"),
+    ];
+    let res = owner.post("/app/members/invite", &invite).await;
+    assert_eq!(res.status(), 409);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("belongs to another organization"),
+    );
+    let invited: i64 = invitations::table
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(invited, 0, "nothing was invited anywhere");
+    // The same over the cookie-authenticated API.
+    let res = owner
+        .client
+        .post(format!("{}/api/v1/invitations", owner.base))
+        .header("x-csrf-token", &stale)
+        .json(&serde_json::json!({"email": "new@harbor.test", "role": "agent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+
+    // The header's forms are about the person and work from any tab.
+    let plain = stale.split('.').next().unwrap();
+    let res = owner
+        .post(
+            "/app/switch",
+            &[
+                ("csrf_token", plain),
+                ("organization_id", harbor.to_string().as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    // Back on Harbor, the page's own form works again.
+    let res = owner.post("/app/members/invite", &invite).await;
+    assert_eq!(res.status(), 303);
+    let to: Vec<i64> = invitations::table
+        .select(invitations::organization_id)
+        .load(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(to, [harbor]);
 }
