@@ -1,6 +1,8 @@
 //! JSON API for agents, their knowledge base and their conversations
 //! (`/api/v1/agents`, `/documents`, `/conversations`), for API keys and sessions.
 
+use std::collections::HashMap;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -9,7 +11,8 @@ use super::api::{ErrorJson, List, iso};
 use crate::auth::extractors::{ApiCaller, client_ip};
 use crate::db::models::conversation::{self, STATUSES};
 use crate::db::models::{
-    Agent, Conversation, ConversationFilter, Document, NewConversation, ProviderCredential,
+    Agent, AgentFormerSlug, Conversation, ConversationFilter, Document, NewConversation,
+    ProviderCredential,
 };
 use crate::domain::{AgentId, ConversationId, DocumentId, Permission};
 use crate::error::{AppError, AppResult};
@@ -46,6 +49,8 @@ pub struct AgentJson {
     id: i64,
     name: String,
     slug: String,
+    /// Addresses it had before, newest first: they still lead to it.
+    former_slugs: Vec<String>,
     greeting: String,
     instructions: String,
     provider: Option<String>,
@@ -58,14 +63,39 @@ pub struct AgentJson {
     created_at: String,
 }
 
-fn agent_json(a: Agent, org_slug: &str, base: &url::Url) -> AgentJson {
+/// What an agent's JSON needs besides the agent: its organization's slug and
+/// the former slugs of the organization's agents.
+struct Addresses {
+    org_slug: String,
+    former: HashMap<AgentId, Vec<String>>,
+}
+
+async fn addresses(state: &AppState, caller: &ApiCaller) -> AppResult<Addresses> {
+    let scope = caller.scope.clone();
+    state
+        .db(move |conn| {
+            let org_slug = crate::db::models::Organization::find(conn, scope.organization_id())?
+                .map(|o| o.slug)
+                .ok_or(AppError::NotFound)?;
+            let mut former: HashMap<AgentId, Vec<String>> = HashMap::new();
+            for (agent, slug) in AgentFormerSlug::of_organization(conn, &scope)? {
+                former.entry(agent).or_default().push(slug);
+            }
+            Ok(Addresses { org_slug, former })
+        })
+        .await
+}
+
+fn agent_json(a: Agent, addresses: &Addresses, base: &url::Url) -> AgentJson {
     AgentJson {
         chat_url: format!(
-            "{}/c/{org_slug}/{}",
+            "{}/c/{}/{}",
             base.as_str().trim_end_matches('/'),
+            addresses.org_slug,
             a.slug
         ),
         allowed_origins: a.origins().map(str::to_string).collect(),
+        former_slugs: addresses.former.get(&a.id).cloned().unwrap_or_default(),
         id: a.id.0,
         name: a.name,
         slug: a.slug,
@@ -80,26 +110,15 @@ fn agent_json(a: Agent, org_slug: &str, base: &url::Url) -> AgentJson {
     }
 }
 
-async fn org_slug(state: &AppState, caller: &ApiCaller) -> AppResult<String> {
-    let id = caller.scope.organization_id();
-    state
-        .db(move |conn| {
-            crate::db::models::Organization::find(conn, id)?
-                .map(|o| o.slug)
-                .ok_or(AppError::NotFound)
-        })
-        .await
-}
-
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", security(("api_key" = [])), responses((status = 200, body = List<AgentJson>)))]
 pub async fn list_agents(state: web::Data<AppState>, caller: ApiCaller) -> AppResult<HttpResponse> {
     let scope = caller.scope.clone();
     let list = state.db(move |conn| Ok(Agent::list(conn, &scope)?)).await?;
-    let slug = org_slug(&state, &caller).await?;
+    let addresses = addresses(&state, &caller).await?;
     Ok(HttpResponse::Ok().json(List {
         data: list
             .into_iter()
-            .map(|a| agent_json(a, &slug, &state.config.base_url))
+            .map(|a| agent_json(a, &addresses, &state.config.base_url))
             .collect(),
     }))
 }
@@ -122,8 +141,8 @@ pub async fn create_agent(
                 .map_err(AppError::from)
         })
         .await?;
-    let slug = org_slug(&state, &caller).await?;
-    Ok(HttpResponse::Created().json(agent_json(agent, &slug, &state.config.base_url)))
+    let addresses = addresses(&state, &caller).await?;
+    Ok(HttpResponse::Created().json(agent_json(agent, &addresses, &state.config.base_url)))
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", security(("api_key" = [])), params(("id" = i64, Path)),
@@ -137,8 +156,8 @@ pub async fn get_agent(
     let agent = state
         .db(move |conn| Agent::find(conn, &scope, id)?.ok_or(AppError::NotFound))
         .await?;
-    let slug = org_slug(&state, &caller).await?;
-    Ok(HttpResponse::Ok().json(agent_json(agent, &slug, &state.config.base_url)))
+    let addresses = addresses(&state, &caller).await?;
+    Ok(HttpResponse::Ok().json(agent_json(agent, &addresses, &state.config.base_url)))
 }
 
 #[utoipa::path(put, path = "/api/v1/agents/{id}", tag = "agents", security(("api_key" = [])), params(("id" = i64, Path)), request_body = AgentForm,
@@ -159,8 +178,8 @@ pub async fn update_agent(
                 .map_err(AppError::from)
         })
         .await?;
-    let slug = org_slug(&state, &caller).await?;
-    Ok(HttpResponse::Ok().json(agent_json(agent, &slug, &state.config.base_url)))
+    let addresses = addresses(&state, &caller).await?;
+    Ok(HttpResponse::Ok().json(agent_json(agent, &addresses, &state.config.base_url)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents", security(("api_key" = [])), params(("id" = i64, Path)),

@@ -381,6 +381,21 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["slug"], "support", "taken back");
+    assert_eq!(body["formerSlugs"], json!(["help"]));
+    let (_, list) = api.get("/api/v1/agents").await;
+    let listed: Vec<(Value, Value)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["slug"].clone(), a["formerSlugs"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (json!("sales"), json!([])),
+            (json!("support"), json!(["help"]))
+        ]
+    );
     assert_eq!(app.get("/c/harbor-bikes/support").await.status(), 200);
     assert_eq!(
         redirect_of(&app, "/c/harbor-bikes/help").await.1,

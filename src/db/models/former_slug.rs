@@ -122,6 +122,23 @@ impl AgentFormerSlug {
             .load(conn)
     }
 
+    /// Every agent's former addresses in the scope's organization, each
+    /// agent's newest first.
+    pub fn of_organization(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+    ) -> QueryResult<Vec<(AgentId, String)>> {
+        agent_former_slugs::table
+            .filter(agent_former_slugs::organization_id.eq(scope.organization_id()))
+            .order((
+                agent_former_slugs::agent_id.asc(),
+                agent_former_slugs::retired_at.desc(),
+                agent_former_slugs::slug.asc(),
+            ))
+            .select((agent_former_slugs::agent_id, agent_former_slugs::slug))
+            .load(conn)
+    }
+
     /// How many addresses the agent left behind lately.
     pub fn recent(
         conn: &mut DbConnection,
