@@ -113,6 +113,7 @@ impl From<crate::services::accounts::AccountError> for AppError {
             E::NotFound => Self::NotFound,
             E::Limit(limit) => Self::PaymentRequired(limit.message),
             E::Forbidden(why) => Self::Forbidden(why.into()),
+            e @ E::InviterUnverified => Self::Forbidden(e.to_string()),
             E::Db(e) => Self::internal(e),
             other => Self::Validation(other.to_string()),
         }

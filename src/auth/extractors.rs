@@ -225,6 +225,8 @@ pub struct ApiCaller {
     pub can_write: bool,
     /// Called with an API key rather than a browser session.
     pub via_key: bool,
+    /// The person it acts for (a key's creator) confirmed their email address.
+    pub verified: bool,
     /// How the audit log names the caller.
     pub label: String,
 }
@@ -271,21 +273,23 @@ impl ApiCaller {
                     // A key speaks for whoever made it, with no more rights than
                     // they have now: disabling that account, removing it from the
                     // organization or demoting it reaches its keys too.
-                    let creator_role = match key.created_by {
+                    let (creator_role, creator_verified) = match key.created_by {
                         Some(id) => {
-                            let enabled = User::find(conn, id)
-                                .map_err(AppError::internal)?
-                                .is_some_and(|u| u.disabled_at.is_none());
+                            let creator = User::find(conn, id).map_err(AppError::internal)?;
+                            let enabled = creator.as_ref().is_some_and(|u| u.disabled_at.is_none());
+                            let verified = creator
+                                .as_ref()
+                                .is_some_and(|u| u.email_verified_at.is_some());
                             let membership = Membership::of_user_in(conn, id, key.organization_id)
                                 .map_err(AppError::internal)?;
-                            membership.filter(|_| enabled).map(|m| m.role())
+                            (membership.filter(|_| enabled).map(|m| m.role()), verified)
                         }
-                        None => None,
+                        None => (None, false),
                     };
-                    Ok(Some((key, org, creator_role)))
+                    Ok(Some((key, org, creator_role, creator_verified)))
                 })
                 .await?;
-            let Some((key, Some(org), creator_role)) = found else {
+            let Some((key, Some(org), creator_role, creator_verified)) = found else {
                 return Err(AppError::Unauthorized);
             };
             if org.is_disabled() {
@@ -308,6 +312,7 @@ impl ApiCaller {
                 scope: TenantScope::verified(org.id, None, role),
                 can_write: key.can_write(),
                 via_key: true,
+                verified: creator_verified,
                 label: format!("API key {}…", key.prefix),
             });
         }
@@ -323,6 +328,7 @@ impl ApiCaller {
         Ok(Self {
             can_write: true,
             via_key: false,
+            verified: member.user.email_verified_at.is_some(),
             label: member.user.email.clone(),
             scope: member.scope,
         })

@@ -235,9 +235,11 @@ pub async fn create_invitation(
     }
     let base_url = state.config.base_url.clone();
     let billing = state.config.stripe.clone();
+    let inviter_verified = caller.verified;
     let invitation = act(&state, &caller, &req, move |conn, scope, actor| {
         let invite = accounts::NewInvite {
             inviter: actor.label,
+            inviter_verified,
             email: &email,
             role,
         };

@@ -367,9 +367,11 @@ pub async fn invite(
     let billing = state.config.stripe.clone();
     let invited = email.clone();
     let inviter = member.user.name.clone();
+    let inviter_verified = member.user.email_verified_at.is_some();
     match act(&state, &member, &req, move |conn, scope, actor| {
         let invite = NewInvite {
             inviter: &inviter,
+            inviter_verified,
             email: &invited,
             role,
         };
@@ -388,7 +390,11 @@ pub async fn invite(
             );
             Ok(see_other("/app/members"))
         }
-        Err(e @ (AccountError::AlreadyMember | AccountError::AlreadyInvited)) => {
+        Err(
+            e @ (AccountError::AlreadyMember
+            | AccountError::AlreadyInvited
+            | AccountError::InviterUnverified),
+        ) => {
             let mut errors = FieldErrors::default();
             errors.add("email", e.to_string());
             let page = members_page(

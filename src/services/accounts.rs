@@ -52,6 +52,10 @@ pub enum AccountError {
     AlreadyMember,
     #[error("This address already has an open invitation; revoke it to send a new one.")]
     AlreadyInvited,
+    #[error(
+        "Confirm your email address first (with the link we sent you): invitations go out in your name."
+    )]
+    InviterUnverified,
     #[error("Another organization uses or used this address: choose another.")]
     SlugTaken,
     #[error(
@@ -734,6 +738,10 @@ fn require(scope: &TenantScope, permission: Permission) -> Result<(), AccountErr
 /// Who is invited, with which role, and by whom (the name in the email).
 pub struct NewInvite<'a> {
     pub inviter: &'a str,
+    /// The inviter (a key's creator) confirmed their own email address.
+    /// Invitations carry the organization's name to any address: only someone
+    /// who showed they own a mailbox may send them.
+    pub inviter_verified: bool,
     pub email: &'a Email,
     pub role: Role,
 }
@@ -752,10 +760,14 @@ pub fn invite(
         inviter,
         email,
         role,
+        ..
     } = *invite;
     require(scope, Permission::ManageMembers)?;
     if role == Role::Owner {
         require(scope, Permission::ManageOwners)?;
+    }
+    if !invite.inviter_verified {
+        return Err(AccountError::InviterUnverified);
     }
     crate::db::write_transaction(conn, |conn| {
         if let Some(user) = User::find_by_email(conn, email)?

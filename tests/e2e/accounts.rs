@@ -12,6 +12,7 @@ use crate::backend_tests;
 use crate::helpers::{Backend, TestApp, spawn_app};
 
 backend_tests!(
+    only_a_confirmed_address_sends_invitations,
     a_page_opened_for_one_organization_cannot_act_on_another,
     signup_sends_a_single_use_verification_link,
     signup_rejects_bad_input_and_creates_nothing,
@@ -296,6 +297,7 @@ fn count(app: &TestApp, what: &str) -> i64 {
         "organizations" => organizations::table.count().get_result(&mut conn).unwrap(),
         "users" => users::table.count().get_result(&mut conn).unwrap(),
         "memberships" => memberships::table.count().get_result(&mut conn).unwrap(),
+        "invitations" => invitations::table.count().get_result(&mut conn).unwrap(),
         _ => unreachable!(),
     }
 }
@@ -807,6 +809,7 @@ async fn invitations_go_out_at_a_persons_pace(backend: Backend) {
     };
     let owner = Browser::new(&app);
     assert_eq!(owner.signup("Acme", "boss@acme.test").await.status(), 303);
+    confirm_email(&app, "boss@acme.test").await;
     for n in 0..10 {
         let res = owner
             .submit(
@@ -842,6 +845,7 @@ async fn invitations_go_out_at_a_persons_pace(backend: Backend) {
     // Another person of the same address has a pace of their own.
     let other = Browser::new(&app);
     assert_eq!(other.signup("Other", "other@acme.test").await.status(), 303);
+    confirm_email(&app, "other@acme.test").await;
     let res = other
         .submit(
             "/app/members",
@@ -1028,6 +1032,7 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
             .status(),
         303
     );
+    confirm_email(&app, "owner@acme.test").await;
     let res = owner
         .submit(
             "/app/members",
@@ -1211,6 +1216,7 @@ pub(crate) async fn org_with_rows(
     invitee: &str,
 ) -> OrgRows {
     assert_eq!(b.signup(org, owner).await.status(), 303);
+    confirm_email(app, owner).await;
     b.submit(
         "/app/members",
         "/app/members/invite",
@@ -1340,6 +1346,7 @@ async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
     };
     let owner = Browser::new(&app);
     assert_eq!(owner.signup("Acme", "keys@acme.test").await.status(), 303);
+    confirm_email(&app, "keys@acme.test").await;
     let read_key = owner.api_key("read", "read").await;
     let write_key = owner.api_key("write", "write").await;
     let (_, list) = owner.get("/app/api-keys").await;
@@ -2882,6 +2889,15 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
 }
 
 /// Signs up a new organization through the pages and makes a write API key.
+/// Confirms `email` with the link from its verification email, as someone
+/// who goes on to invite colleagues has to.
+pub(crate) async fn confirm_email(app: &TestApp, email: &str) {
+    let mail = wait_for_mail(&mail_dir(app), email, "Confirm your email address").await;
+    let verify = link(&mail, "/verify-email?token=");
+    let (status, page) = Browser::new(app).get(&verify).await;
+    assert_eq!(status, 200, "{page}");
+}
+
 pub(crate) async fn organization_with_key(
     app: &TestApp,
     org: &str,
@@ -2889,6 +2905,7 @@ pub(crate) async fn organization_with_key(
 ) -> (Browser, String) {
     let owner = Browser::new(app);
     assert_eq!(owner.signup(org, email).await.status(), 303);
+    confirm_email(app, email).await;
     let key = owner.api_key("tests", "write").await;
     (owner, key)
 }
@@ -2945,6 +2962,7 @@ async fn a_page_opened_for_one_organization_cannot_act_on_another(backend: Backe
             .status(),
         303
     );
+    confirm_email(&app, "owner@harbor.test").await;
     let res = owner
         .submit(
             "/app/account",
@@ -3024,4 +3042,74 @@ async fn a_page_opened_for_one_organization_cannot_act_on_another(backend: Backe
         .load(&mut app.pool().get().unwrap())
         .unwrap();
     assert_eq!(to, [harbor]);
+}
+
+async fn only_a_confirmed_address_sends_invitations(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Acme", "owner@acme.test").await.status(), 303);
+    let key = owner.api_key("invites", "write").await;
+    let (_, page) = owner.get("/app/members").await;
+    assert!(
+        page.contains("Confirm your own email address first"),
+        "{page}"
+    );
+
+    // Invitations carry the organization's name to any address: not from an
+    // address nobody showed they own, by page, session API or key.
+    let res = owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "new@acme.test"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("invite-email-error") && html.contains("Confirm your email address first"),
+        "{html}"
+    );
+    let invite = serde_json::json!({"email": "new@acme.test", "role": "agent"});
+    let res = owner
+        .api(reqwest::Method::POST, "/api/v1/invitations", invite.clone())
+        .await;
+    assert_eq!(res.status(), 403);
+    let by_key = || {
+        app.client
+            .post(format!("{}/api/v1/invitations", app.address))
+            .bearer_auth(&key)
+            .json(&invite)
+            .send()
+    };
+    let res = by_key().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Confirm your email address first"),
+        "{body}"
+    );
+    assert_eq!(count(&app, "invitations"), 0);
+    assert!(
+        all_mail(&mail_dir(&app), "new@acme.test", "invited you").is_empty(),
+        "nothing was sent"
+    );
+
+    // Once confirmed, the same key and the page send them.
+    confirm_email(&app, "owner@acme.test").await;
+    assert_eq!(by_key().await.unwrap().status(), 201);
+    let res = owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "second@acme.test"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(count(&app, "invitations"), 2);
 }
