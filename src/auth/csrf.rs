@@ -67,13 +67,15 @@ pub fn verify(session: &Session, presented: Option<&str>) -> Result<(), AppError
     }
     let current = session.get::<i64>(ORG_KEY).ok().flatten();
     match (organization, current) {
-        (Some(page), Some(current)) if page != current.to_string() => Err(AppError::Conflict(
-            "This page belongs to another organization than the one you switched to since: reload it and try again."
-                .into(),
-        )),
+        (Some(page), current) if current.is_none_or(|c| page != c.to_string()) => {
+            Err(AppError::Conflict(OTHER_ORGANIZATION.into()))
+        }
         _ => Ok(()),
     }
 }
+
+/// Why a form from a page of one organization was refused in another.
+pub const OTHER_ORGANIZATION: &str = "This page belongs to another organization than the one you are now in (switched in another tab, disabled or left): reload it and try again.";
 
 /// A form body that names its CSRF token field.
 pub trait CsrfProtected {

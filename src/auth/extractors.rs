@@ -139,7 +139,10 @@ impl Member {
         self.scope.role()
     }
 
-    async fn extract(req: HttpRequest) -> Result<Self, AppError> {
+    /// `writes` refuses a write when the organization the session named is
+    /// not the one it is in now (see below); switching is the one write that
+    /// must go through then.
+    async fn extract(req: HttpRequest, writes: bool) -> Result<Self, AppError> {
         let SignedIn { user, session } = SignedIn::extract(req.clone()).await?;
         let state = state(&req)?;
         let user_id = user.id;
@@ -174,6 +177,12 @@ impl Member {
             session
                 .insert(ORG_KEY, organization.id.0)
                 .map_err(AppError::internal)?;
+            // A write meant for the organization the session named (since
+            // disabled, or left) must not land in the one it falls back to;
+            // the form's own check cannot tell, as it may run first.
+            if writes && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+                return Err(AppError::Conflict(csrf::OTHER_ORGANIZATION.into()));
+            }
         }
         let scope = TenantScope::verified(organization.id, Some(user.id), membership.role());
         Ok(Self {
@@ -192,7 +201,21 @@ impl FromRequest for Member {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { Ok(Self::extract(req).await?) })
+        Box::pin(async move { Ok(Self::extract(req, true).await?) })
+    }
+}
+
+/// A member switching organizations: unlike [`Member`], allowed to write
+/// when the session's organization was left behind (disabled, or left).
+pub struct Switching(pub Member);
+
+impl FromRequest for Switching {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Ok(Self(Member::extract(req, false).await?)) })
     }
 }
 
@@ -317,7 +340,7 @@ impl ApiCaller {
             });
         }
 
-        let member = Member::extract(req.clone()).await?;
+        let member = Member::extract(req.clone(), true).await?;
         if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
             let presented = req
                 .headers()

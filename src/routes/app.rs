@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::auth::csrf::{self, CsrfForm};
-use crate::auth::extractors::{Member, ORG_KEY, SignedIn, client_ip};
+use crate::auth::extractors::{Member, ORG_KEY, SignedIn, Switching, client_ip};
 use crate::auth::password::Password;
 use crate::csrf_protected;
 use crate::db::DbConnection;
@@ -189,7 +189,7 @@ csrf_protected!(
 
 /// `POST /app/switch`: only to an organization the user belongs to.
 pub async fn switch(
-    member: Member,
+    Switching(member): Switching,
     CsrfForm(form): CsrfForm<SwitchForm>,
 ) -> AppResult<HttpResponse> {
     switch_to(&member, OrganizationId(form.organization_id))?;

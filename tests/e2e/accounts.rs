@@ -3042,6 +3042,42 @@ async fn a_page_opened_for_one_organization_cannot_act_on_another(backend: Backe
         .load(&mut app.pool().get().unwrap())
         .unwrap();
     assert_eq!(to, [harbor]);
+
+    // Harbor is left behind (here: the membership is gone) while its page is
+    // open: its form must not land in the organization the session falls
+    // back to, whichever check runs first.
+    let (_, stale_page) = owner.get("/app/members").await;
+    let stale = csrf_in(&stale_page).unwrap();
+    diesel::delete(
+        memberships::table
+            .filter(memberships::organization_id.eq(harbor))
+            .filter(memberships::role.eq("owner")),
+    )
+    .execute(&mut app.pool().get().unwrap())
+    .unwrap();
+    let invite = [
+        ("csrf_token", stale.as_str()),
+        ("email", "third@harbor.test"),
+        ("role", "agent"),
+    ];
+    let res = owner.post("/app/members/invite", &invite).await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(count(&app, "invitations"), 1, "nothing more was invited");
+    // Reloaded, the page is the second shop's, and its form works there.
+    let res = owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "third@harbor.test"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let to: Vec<i64> = invitations::table
+        .order(invitations::id.asc())
+        .select(invitations::organization_id)
+        .load(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(to, [harbor, second]);
 }
 
 async fn only_a_confirmed_address_sends_invitations(backend: Backend) {
