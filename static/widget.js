@@ -503,31 +503,27 @@
   // The widget.
 
   // The chat page reached through a former address: the server's redirect
-  // names it in `from`. The visitor's conversation and id were kept under it,
-  // so they are copied to the current address (never over what is there).
-  function adoptFormerAddress(org, agent) {
-    var url;
+  // named it, and the page (having checked it leads here) hands it over in
+  // data-from. The visitor's conversation and id were kept under it, so they
+  // are copied to the current address (never over what is there).
+  function adoptFormerAddress(org, agent, pageEl) {
     try {
-      url = new URL(window.location.href);
+      var url = new URL(window.location.href);
+      if (url.searchParams.has('fd_from')) {
+        url.searchParams.delete('fd_from');
+        window.history.replaceState(window.history.state, '', url.pathname + url.search + url.hash);
+      }
     } catch (e) {
-      return;
+      // The address bar keeps the parameter; nothing depends on it.
     }
-    var from = url.searchParams.get('from');
-    if (!from) {
-      return;
-    }
-    url.searchParams.delete('from');
-    try {
-      window.history.replaceState(window.history.state, '', url.pathname + url.search + url.hash);
-    } catch (e) {
-      // The address bar keeps `from`; nothing else depends on it.
-    }
-    if (!/^[a-z0-9-]+\/[a-z0-9-]+$/.test(from)) {
+    var from = pageEl.getAttribute('data-from');
+    var slash = from ? from.indexOf('/') : -1;
+    if (slash < 1) {
       return;
     }
     var pairs = [
       ['frontdesk:conv:' + from, 'frontdesk:conv:' + org + '/' + agent],
-      [VISITOR_KEY + from.split('/')[0], VISITOR_KEY + org],
+      [VISITOR_KEY + from.slice(0, slash), VISITOR_KEY + org],
     ];
     pairs.forEach(function (pair) {
       var kept = storeGet('localStorage', pair[0]);
@@ -540,7 +536,7 @@
   function mount(org, agent, pageMode, pageEl) {
     var channel = pageMode ? 'page' : 'widget';
     if (pageMode) {
-      adoptFormerAddress(org, agent);
+      adoptFormerAddress(org, agent, pageEl);
     }
     var convKey = 'frontdesk:conv:' + org + '/' + agent;
     var openKey = 'frontdesk:open:' + org + '/' + agent;

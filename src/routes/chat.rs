@@ -129,8 +129,13 @@ pub async fn cors(
     Ok(res)
 }
 
+/// The query parameter a redirect from a former address adds, naming it.
+const FROM_PARAM: &str = "fd_from";
+
 /// `GET /c/{org}/{agent}`: the public chat page. A former address redirects
-/// to the current one, so the link people bookmark from then on is the new one.
+/// to the current one, so the link people bookmark from then on is the new
+/// one; the redirect names the former address, so the page's script can carry
+/// the visitor's conversation kept under it over.
 pub async fn page(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -138,22 +143,23 @@ pub async fn page(
 ) -> AppResult<Either<HttpResponse, ChatPage>> {
     let (org_slug, agent_slug) = path.into_inner();
     let Resolved { org, agent, moved } = resolve(&state, &org_slug, &agent_slug).await?;
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
     if moved {
-        // `from` names the address the visitor used: the page's script finds
-        // their conversation kept under it and carries it over.
-        let from = match (Slug::parse(&org_slug), Slug::parse(&agent_slug)) {
-            (Ok(o), Ok(a)) => format!("from={}/{}", o.as_str(), a.as_str()),
-            _ => String::new(),
-        };
-        let query = [req.query_string(), &from]
-            .into_iter()
-            .filter(|part| !part.is_empty())
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut to = format!("/c/{}/{}", org.slug, agent.slug);
-        if !query.is_empty() {
-            to = format!("{to}?{query}");
+        let mut to = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in query.iter().filter(|(key, _)| key != FROM_PARAM) {
+            to.append_pair(key, value);
         }
+        to.append_pair(
+            FROM_PARAM,
+            &format!(
+                "{}/{}",
+                org_slug.trim().to_ascii_lowercase(),
+                agent_slug.trim().to_ascii_lowercase()
+            ),
+        );
+        let to = format!("/c/{}/{}?{}", org.slug, agent.slug, to.finish());
         // Not cached even where headers elsewhere change: moving back to a
         // former address would otherwise loop in the browser.
         return Ok(Either::Left(
@@ -163,11 +169,33 @@ pub async fn page(
                 .finish(),
         ));
     }
+    // Vouched for only when it really is a former address of this agent:
+    // a link naming another business's address must not make the script
+    // hand this one the visitor's id kept for that one.
+    let from = match query.iter().rev().find(|(key, _)| key == FROM_PARAM) {
+        Some((_, named)) => match named.split_once('/') {
+            Some((o, a)) => match resolve(&state, o, a).await {
+                Ok(former)
+                    if former.moved && former.org.id == org.id && former.agent.id == agent.id =>
+                {
+                    Some(format!(
+                        "{}/{}",
+                        o.trim().to_ascii_lowercase(),
+                        a.trim().to_ascii_lowercase()
+                    ))
+                }
+                _ => None,
+            },
+            None => None,
+        },
+        None => None,
+    };
     Ok(Either::Right(ChatPage {
         org_name: org.name,
         org_slug: org.slug,
         agent_name: agent.name,
         agent_slug: agent.slug,
+        from,
     }))
 }
 

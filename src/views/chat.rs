@@ -10,4 +10,7 @@ pub struct ChatPage {
     pub org_slug: String,
     pub agent_name: String,
     pub agent_slug: String,
+    /// A former address of this agent the visitor came through
+    /// (`org/agent`), checked by the server.
+    pub from: Option<String>,
 }

@@ -203,7 +203,7 @@ try {
     await page.waitForFunction((k) => localStorage.getItem(k) !== null, newKey, { timeout: 10000 }).catch(() => {});
     const landed = new URL(page.url());
     check(
-      res?.status() === 200 && landed.pathname === `/c/tour-moved/${agentSlug}` && !landed.searchParams.has('from'),
+      res?.status() === 200 && landed.pathname === `/c/tour-moved/${agentSlug}` && !landed.searchParams.has('fd_from'),
       'the old chat address leads to the new one',
       `got ${res?.status()} at ${landed}`,
     );

@@ -115,7 +115,7 @@ async fn an_organization_moves_and_its_old_address_keeps_working(backend: Backen
         redirect_of(&app, "/c/harbor-bikes/support").await,
         (
             StatusCode::PERMANENT_REDIRECT,
-            "/c/harbor-cycles/support?from=harbor-bikes/support".to_string()
+            "/c/harbor-cycles/support?fd_from=harbor-bikes%2Fsupport".to_string()
         )
     );
     // Widgets embedded with the old slug go on working, old conversations too.
@@ -138,7 +138,7 @@ async fn an_organization_moves_and_its_old_address_keeps_working(backend: Backen
     assert_eq!(slug_of(&app, org), "harbor-bikes");
     assert_eq!(
         redirect_of(&app, "/c/harbor-cycles/support").await.1,
-        "/c/harbor-bikes/support?from=harbor-cycles/support"
+        "/c/harbor-bikes/support?fd_from=harbor-cycles%2Fsupport"
     );
     let (_, page) = owner.get("/app/organization").await;
     assert!(
@@ -197,6 +197,34 @@ async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Bac
         );
     }
     assert_eq!(slug_of(&app, app.org_id("rival-bikes")), "rival-bikes");
+    // The page hands its script only a former address of its own agent, so a
+    // link naming another business's cannot pass that one's visitor id on.
+    let vouched = |query: &'static str| {
+        let app = &app;
+        async move {
+            let page = app
+                .get(&format!("/c/harbor-cycles/support?{query}"))
+                .await
+                .text()
+                .await
+                .unwrap();
+            page.split("data-from=\"")
+                .nth(1)
+                .map(|rest| rest.split('"').next().unwrap_or_default().to_string())
+        }
+    };
+    assert_eq!(
+        vouched("fd_from=harbor-bikes%2Fsupport").await.as_deref(),
+        Some("harbor-bikes/support")
+    );
+    for query in [
+        "fd_from=rival-bikes%2Fsupport",
+        "fd_from=harbor-cycles%2Fsupport",
+        "fd_from=harbor-bikes",
+        "fd_from=%22%3E%3Cscript%3E%2Fx",
+    ] {
+        assert_eq!(vouched(query).await, None, "{query}");
+    }
     // A new organization named like the old one gets a slug of its own.
     let newcomer = Browser::new(&app);
     assert_eq!(
@@ -214,7 +242,7 @@ async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Bac
     assert_eq!(slugs, ["harbor-cycles", "rival-bikes", "harbor-bikes-1"]);
     assert_eq!(
         redirect_of(&app, "/c/harbor-bikes/support").await.1,
-        "/c/harbor-cycles/support?from=harbor-bikes/support",
+        "/c/harbor-cycles/support?fd_from=harbor-bikes%2Fsupport",
         "the old address still leads to Harbor"
     );
 
@@ -243,7 +271,7 @@ async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Bac
             redirect_of(&app, &format!("/c/{former}/support")).await,
             (
                 StatusCode::PERMANENT_REDIRECT,
-                format!("/c/harbor-bikes/support?from={former}/support")
+                format!("/c/harbor-bikes/support?fd_from={former}%2Fsupport")
             ),
             "{former}"
         );
@@ -258,7 +286,7 @@ async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Bac
         .unwrap();
     assert_eq!(
         res.headers()["location"],
-        "/c/harbor-bikes/support?utm_source=mail&lang=en&from=harbor-1/support"
+        "/c/harbor-bikes/support?utm_source=mail&lang=en&fd_from=harbor-1%2Fsupport"
     );
     assert_eq!(res.headers()["cache-control"], "no-store");
 
@@ -332,7 +360,7 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
         redirect_of(&app, "/c/harbor-bikes/support").await,
         (
             StatusCode::PERMANENT_REDIRECT,
-            "/c/harbor-bikes/help?from=harbor-bikes/support".to_string()
+            "/c/harbor-bikes/help?fd_from=harbor-bikes%2Fsupport".to_string()
         )
     );
     assert_eq!(
@@ -399,7 +427,7 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
     assert_eq!(app.get("/c/harbor-bikes/support").await.status(), 200);
     assert_eq!(
         redirect_of(&app, "/c/harbor-bikes/help").await.1,
-        "/c/harbor-bikes/support?from=harbor-bikes/help"
+        "/c/harbor-bikes/support?fd_from=harbor-bikes%2Fhelp"
     );
     let changes: i64 = audit_log::table
         .filter(audit_log::action.eq("agent.address_changed"))
@@ -473,7 +501,7 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
             redirect_of(&app, &format!("/c/harbor-bikes/{former}"))
                 .await
                 .1,
-            format!("/c/harbor-bikes/sales?from=harbor-bikes/{former}")
+            format!("/c/harbor-bikes/sales?fd_from=harbor-bikes%2F{former}")
         );
     }
 }
