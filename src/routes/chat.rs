@@ -37,6 +37,8 @@ struct Resolved {
     agent: Agent,
     /// Reached through a former address of the organization or the agent.
     moved: bool,
+    /// The address it was reached at, `org/agent`, as parsed.
+    address: String,
 }
 
 /// The organization and agent named in the path, if both exist and are
@@ -56,6 +58,7 @@ async fn resolve(state: &AppState, org: &str, agent: &str) -> AppResult<Resolved
                 org,
                 agent,
                 moved: org_moved || agent_moved,
+                address: format!("{}/{}", org_slug.as_str(), agent_slug.as_str()),
             }))
         })
         .await?;
@@ -142,7 +145,12 @@ pub async fn page(
     path: web::Path<(String, String)>,
 ) -> AppResult<Either<HttpResponse, ChatPage>> {
     let (org_slug, agent_slug) = path.into_inner();
-    let Resolved { org, agent, moved } = resolve(&state, &org_slug, &agent_slug).await?;
+    let Resolved {
+        org,
+        agent,
+        moved,
+        address,
+    } = resolve(&state, &org_slug, &agent_slug).await?;
     let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
@@ -151,14 +159,7 @@ pub async fn page(
         for (key, value) in query.iter().filter(|(key, _)| key != FROM_PARAM) {
             to.append_pair(key, value);
         }
-        to.append_pair(
-            FROM_PARAM,
-            &format!(
-                "{}/{}",
-                org_slug.trim().to_ascii_lowercase(),
-                agent_slug.trim().to_ascii_lowercase()
-            ),
-        );
+        to.append_pair(FROM_PARAM, &address);
         let to = format!("/c/{}/{}?{}", org.slug, agent.slug, to.finish());
         // Not cached even where headers elsewhere change: moving back to a
         // former address would otherwise loop in the browser.
@@ -172,22 +173,17 @@ pub async fn page(
     // Vouched for only when it really is a former address of this agent:
     // a link naming another business's address must not make the script
     // hand this one the visitor's id kept for that one.
-    let from = match query.iter().rev().find(|(key, _)| key == FROM_PARAM) {
-        Some((_, named)) => match named.split_once('/') {
-            Some((o, a)) => match resolve(&state, o, a).await {
-                Ok(former)
-                    if former.moved && former.org.id == org.id && former.agent.id == agent.id =>
-                {
-                    Some(format!(
-                        "{}/{}",
-                        o.trim().to_ascii_lowercase(),
-                        a.trim().to_ascii_lowercase()
-                    ))
-                }
-                _ => None,
-            },
-            None => None,
-        },
+    let named = query
+        .iter()
+        .rev()
+        .find(|(key, _)| key == FROM_PARAM)
+        .and_then(|(_, named)| named.split_once('/'));
+    let from = match named {
+        Some((o, a)) => resolve(&state, o, a)
+            .await
+            .ok()
+            .filter(|former| former.moved && former.org.id == org.id && former.agent.id == agent.id)
+            .map(|former| former.address),
         None => None,
     };
     Ok(Either::Right(ChatPage {
