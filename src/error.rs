@@ -393,11 +393,14 @@ fn render(
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         })
     } else {
+        let (back_href, back_label) = ErrorPage::back_for(path);
         let page = ErrorPage {
             status: status.as_u16(),
             title: page_title(status).to_string(),
             message,
             correlation_id: correlation_id.to_string(),
+            back_href,
+            back_label,
         };
         match page.render() {
             Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),

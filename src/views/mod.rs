@@ -81,12 +81,42 @@ pub struct ErrorPage {
     pub title: String,
     pub message: String,
     pub correlation_id: String,
+    pub back_href: &'static str,
+    pub back_label: &'static str,
+}
+
+impl ErrorPage {
+    /// Where the page's one button leads: back into the area the request came
+    /// from, so a signed-in user who hit a stale form is not dropped on the
+    /// marketing page.
+    pub fn back_for(path: &str) -> (&'static str, &'static str) {
+        let under = |area: &str| {
+            path.strip_prefix(area)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        if under("/app") {
+            ("/app", "Back to your dashboard")
+        } else if under("/admin") {
+            ("/admin", "Back to the platform admin")
+        } else {
+            ("/", "Back to the home page")
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::PricingCard;
+    use super::{ErrorPage, PricingCard};
     use crate::domain::{Limits, Plan};
+
+    #[test]
+    fn an_error_page_leads_back_into_the_area_it_was_met_in() {
+        assert_eq!(ErrorPage::back_for("/app/agents/7").0, "/app");
+        assert_eq!(ErrorPage::back_for("/app").0, "/app");
+        assert_eq!(ErrorPage::back_for("/admin/users").0, "/admin");
+        assert_eq!(ErrorPage::back_for("/application").0, "/");
+        assert_eq!(ErrorPage::back_for("/c/acme/help").0, "/");
+    }
 
     #[test]
     fn pricing_cards_say_what_the_configured_limits_are() {
