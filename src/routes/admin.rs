@@ -188,6 +188,17 @@ pub async fn toggle_user(
             } else {
                 organizations.iter().map(|(o, _)| Some(o.id)).collect()
             };
+            if disable {
+                for (organization, _) in &organizations {
+                    crate::services::tickets::release_assignments(
+                        conn,
+                        organization.id,
+                        &user,
+                        &actor,
+                        "was disabled by a platform admin",
+                    )?;
+                }
+            }
             for org in scopes {
                 accounts::audit(
                     conn,

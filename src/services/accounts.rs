@@ -952,6 +952,16 @@ pub fn change_role(
         }
         Membership::set_role(conn, scope, id, role)?;
         let user = User::find(conn, membership.user_id)?.ok_or(AccountError::NotFound)?;
+        if membership.role().can(Permission::Respond) && !role.can(Permission::Respond) {
+            let why = format!("can no longer answer (now {})", role.as_str());
+            crate::services::tickets::release_assignments(
+                conn,
+                scope.organization_id(),
+                &user,
+                actor,
+                &why,
+            )?;
+        }
         let detail = format!("{} → {}", membership.role().as_str(), role.as_str());
         audit(
             conn,
@@ -986,11 +996,18 @@ pub fn remove_member(
         }
         Membership::remove(conn, scope, id)?;
         let user = User::find(conn, membership.user_id)?.ok_or(AccountError::NotFound)?;
-        let action = if leaving_self {
-            "member.left"
+        let (action, why) = if leaving_self {
+            ("member.left", "left the organization")
         } else {
-            "member.removed"
+            ("member.removed", "was removed from the organization")
         };
+        crate::services::tickets::release_assignments(
+            conn,
+            scope.organization_id(),
+            &user,
+            actor,
+            why,
+        )?;
         audit(
             conn,
             Some(scope.organization_id()),

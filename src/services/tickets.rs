@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::db::models::conversation::{ESCALATED, RESOLVED};
+use crate::db::models::conversation::{ESCALATED, OPEN, RESOLVED};
 use crate::db::models::ticket::{self, NewTicketEvent, Opened, Ticket};
 use crate::db::models::{Conversation, Membership, NewMessage, User};
 use crate::db::{DbConnection, write_transaction};
-use crate::domain::{Email, Permission, TenantScope, TicketId, UserId};
+use crate::domain::{Email, OrganizationId, Permission, TenantScope, TicketId, UserId};
 use crate::services::accounts::Actor;
 use crate::services::chat::schedule_summary;
 use crate::services::jobs::{self, EnqueueOptions, SendEmail};
@@ -199,8 +199,10 @@ pub fn reply(
         let (ticket, conversation) = load(conn, scope, id)?;
         let message = conversation.add_message(conn, &NewMessage::written("staff", &text))?;
         schedule_summary(conn, conversation.id, message.id, summarize_after)?;
-        // The visitor can answer back: their conversation is open to them again.
-        if conversation.status == RESOLVED {
+        // The team has the conversation now, whatever it was: a resolved one
+        // opens to the visitor again, one handed back to the agent is taken
+        // back (or the agent would answer the visitor over the team).
+        if conversation.status != ESCALATED {
             conversation.set_status(conn, ESCALATED)?;
         }
         ticket.set_status(conn, ticket::PENDING)?;
@@ -362,6 +364,26 @@ pub fn visitor_wrote(
     conversation.has_staff_reply(conn)
 }
 
+/// Someone who can no longer answer in `organization` (removed, left, made a
+/// viewer, disabled) gives up the tickets they had: each goes back to the
+/// "nobody yet" queue with a line on its timeline saying why, so none waits on
+/// a person who will not come. Runs in the caller's transaction.
+pub fn release_assignments(
+    conn: &mut DbConnection,
+    organization: OrganizationId,
+    user: &User,
+    who: &Actor<'_>,
+    why: &str,
+) -> diesel::QueryResult<usize> {
+    let held = Ticket::assigned_to(conn, organization, user.id)?;
+    let reason = format!("{} {why}", display_name(user));
+    for ticket in &held {
+        ticket.set_assignee(conn, None)?;
+        record(conn, ticket, who, "unassigned", &reason)?;
+    }
+    Ok(held.len())
+}
+
 /// When the team closes or reopens the conversation itself (its page or API),
 /// the ticket follows.
 pub fn conversation_status_changed(
@@ -379,7 +401,9 @@ pub fn conversation_status_changed(
     else {
         return Ok(());
     };
-    if status == RESOLVED && ticket.status != ticket::SOLVED {
+    // Resolved, or handed back to the agent (open): either way the team no
+    // longer owes the visitor an answer, and the agent answers them again.
+    if (status == RESOLVED || status == OPEN) && ticket.status != ticket::SOLVED {
         ticket.set_status(conn, ticket::SOLVED)?;
         record(conn, &ticket, who, "status", ticket::SOLVED)?;
     }

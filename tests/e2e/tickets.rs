@@ -17,6 +17,8 @@ backend_tests!(
     a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket,
     bad_ticket_input_is_refused_and_changes_nothing,
     another_organizations_tickets_answer_404,
+    a_member_who_can_no_longer_answer_gives_their_tickets_back,
+    a_conversation_handed_back_to_the_agent_and_its_ticket_agree,
 );
 
 const QUESTION: &str = "My bike chain broke on the way to work, can someone help?";
@@ -553,4 +555,149 @@ async fn another_organizations_tickets_answer_404(backend: Backend) {
         assert_eq!(status, 404, "{method} {path}: {err}");
         assert_eq!(err["code"], "NOT_FOUND");
     }
+}
+
+async fn a_member_who_can_no_longer_answer_gives_their_tickets_back(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, api, _chat, id) = escalated(&app).await;
+    let org = org_id(&app);
+    let (ann, _) = signed_in_member(&app, org, "ann@harbor.test", Role::Agent).await;
+    let (bea, _) = signed_in_member(&app, org, "bea@harbor.test", Role::Agent).await;
+    let ticket = format!("/api/v1/tickets/{id}");
+    let assign = |email: &'static str| {
+        let api = &api;
+        let ticket = &ticket;
+        let user = user_id(&app, email);
+        async move {
+            let (status, body) = api
+                .json(Method::PATCH, ticket, json!({"assigneeId": user}))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["assigneeId"], user);
+        }
+    };
+    let last_event = || async {
+        let (_, body) = api.get(&ticket).await;
+        assert_eq!(body["assigneeId"], Value::Null, "{body}");
+        body["events"].as_array().unwrap().last().unwrap().clone()
+    };
+    let queued = || async {
+        let (_, html) = owner.get("/app/tickets?status=all&assigned=nobody").await;
+        html.contains(&format!("href=\"/app/tickets/{id}\""))
+    };
+
+    // Made a viewer: the ticket goes back to the queue, saying why.
+    assign("ann@harbor.test").await;
+    assert!(!queued().await);
+    let res = owner
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/members/{ann}"),
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let event = last_event().await;
+    assert_eq!(event["kind"], "unassigned");
+    assert!(
+        event["body"]
+            .as_str()
+            .unwrap()
+            .contains("can no longer answer"),
+        "{event}"
+    );
+    assert!(queued().await, "back in the nobody-yet queue");
+    let (_, page) = owner.get(&format!("/app/tickets/{id}")).await;
+    assert!(page.contains("unassigned it: "), "{page}");
+
+    // Removed: the same.
+    assign("bea@harbor.test").await;
+    let res = owner
+        .submit("/app/members", &format!("/app/members/{bea}/remove"), &[])
+        .await;
+    assert_eq!(res.status(), 303);
+    let event = last_event().await;
+    assert!(
+        event["body"].as_str().unwrap().contains("removed"),
+        "{event}"
+    );
+    assert!(queued().await);
+
+    // A change between roles that may both answer keeps the ticket.
+    let (cat, _) = signed_in_member(&app, org, "cat@harbor.test", Role::Agent).await;
+    assign("cat@harbor.test").await;
+    let res = owner
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/members/{cat}"),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let (_, body) = api.get(&ticket).await;
+    assert_eq!(body["assigneeId"], user_id(&app, "cat@harbor.test"));
+}
+
+async fn a_conversation_handed_back_to_the_agent_and_its_ticket_agree(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (_owner, api, chat, id) = escalated(&app).await;
+    let ticket = format!("/api/v1/tickets/{id}");
+    let conversation = format!("/api/v1/conversations/{}", chat["conversationId"]);
+    let (status, _) = api
+        .json(
+            Method::POST,
+            &format!("{ticket}/replies"),
+            json!({"content": "Looking into it."}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    // The team hands the conversation back: the ticket is done with, and the
+    // agent answers the visitor again instead of "the team has it".
+    let (status, body) = api
+        .json(
+            Method::PUT,
+            &format!("{conversation}/status"),
+            json!({"status": "open"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, t) = api.get(&ticket).await;
+    assert_eq!(t["status"], "solved", "{t}");
+    let res = say(
+        &app,
+        "harbor-bikes",
+        "support",
+        &chat,
+        "Thanks, and the opening hours?",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let reply: Value = res.json().await.unwrap();
+    assert_ne!(reply["provider"], "team", "{reply}");
+
+    // A reply from the ticket takes the conversation back for the team.
+    let (status, _) = api
+        .json(
+            Method::POST,
+            &format!("{ticket}/replies"),
+            json!({"content": "One more thing from us."}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, list) = api.get("/api/v1/conversations").await;
+    let c = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == chat["conversationId"])
+        .unwrap();
+    assert_eq!(c["status"], "escalated", "{c}");
+    let res = say(&app, "harbor-bikes", "support", &chat, "Ok!").await;
+    let reply: Value = res.json().await.unwrap();
+    assert_eq!(reply["provider"], "team", "{reply}");
 }

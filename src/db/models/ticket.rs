@@ -165,7 +165,9 @@ impl Ticket {
             .left_join(users::table.on(tickets::assignee_id.eq(users::id.nullable())))
             .filter(tickets::organization_id.eq(scope.organization_id()))
             .select((Ticket::as_select(), agents::name, users::name.nullable()))
-            // The id breaks ties so that pages neither repeat nor skip rows.
+            // The id breaks ties so that equal times keep one order. (Offset
+            // paging: a ticket that moves up between two page loads shifts the
+            // rows after it by one.)
             .order((tickets::updated_at.desc(), tickets::id.desc()))
             .limit(filter.limit)
             .offset(filter.offset)
@@ -243,6 +245,20 @@ impl Ticket {
                 tickets::updated_at.eq(crate::domain::now()),
             ))
             .execute(conn)
+    }
+
+    /// Every ticket in `organization_id` given to `user`, whatever its status.
+    pub fn assigned_to(
+        conn: &mut DbConnection,
+        organization_id: OrganizationId,
+        user: UserId,
+    ) -> QueryResult<Vec<Ticket>> {
+        tickets::table
+            .filter(tickets::organization_id.eq(organization_id))
+            .filter(tickets::assignee_id.eq(user))
+            .order(tickets::id.asc())
+            .select(Ticket::as_select())
+            .load(conn)
     }
 
     /// Moves the ticket up the list (something happened on it).
