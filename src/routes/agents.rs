@@ -520,11 +520,25 @@ async fn add_document(
         Err(e) => Err(e),
     };
     match added {
-        Err(KnowledgeError::Limit(limit)) => Ok(flash::limit(
-            &member.session,
-            &limit,
-            &format!("/app/agents/{id}"),
-        )),
+        Err(KnowledgeError::Limit(limit)) => match pasted {
+            // Pasted text is kept (for a shorter try or after an upgrade); a
+            // file is still on the user's disk.
+            Some((title, text)) => {
+                flash::set(&member.session, "limit", &limit.message);
+                let mut page =
+                    agent_page(state, member, id, None, FieldErrors::default(), None).await?;
+                page.paste_title = title;
+                page.paste_text = text;
+                let mut res = actix_web::Responder::respond_to(page, req);
+                *res.status_mut() = actix_web::http::StatusCode::PAYMENT_REQUIRED;
+                Ok(res)
+            }
+            None => Ok(flash::limit(
+                &member.session,
+                &limit,
+                &format!("/app/agents/{id}"),
+            )),
+        },
         Ok(_) => {
             flash::set(
                 &member.session,

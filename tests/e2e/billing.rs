@@ -1226,6 +1226,21 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     let (status, body) = api.upload(agent, "Big", "text/plain", big).await;
     assert_eq!(status, 402, "{body}");
     assert!(body["message"].as_str().unwrap().contains("of knowledge"));
+    // In the page, pasted text comes back with the banner, not lost.
+    let page = format!("/app/agents/{agent}");
+    let pasted = "Opening hours: 9 to 5. ".repeat(50_000);
+    let res = owner
+        .submit(
+            &page,
+            &format!("{page}/documents"),
+            &[("title", "Everything"), ("text", &pasted)],
+        )
+        .await;
+    assert_eq!(res.status(), 402);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("alert-limit"), "{html}");
+    assert!(html.contains("value=\"Everything\""));
+    assert!(html.contains(&pasted[..200]));
 
     // Seats: the owner plus one invitation fill two.
     let invite = |email: &'static str| {
