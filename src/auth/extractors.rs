@@ -56,6 +56,21 @@ pub fn client_ip(req: &HttpRequest) -> String {
     client_address(peer, &forwarded.join(","), trusted).to_string()
 }
 
+/// The address a per-address limit counts against: an IPv6 client is its /64,
+/// the block one subscriber line usually gets, or each of its 2^64 addresses
+/// would have a budget of its own. IPv4 (and anything unparsable) as given.
+pub fn address_bucket(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => ipnet::Ipv6Net::new(v6, 64)
+            .map(|net| net.trunc().to_string())
+            .unwrap_or_else(|_| ip.to_string()),
+        Ok(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| ip.to_string(), |v4| v4.to_string()),
+        _ => ip.to_string(),
+    }
+}
+
 /// The client behind trusted proxies: `X-Forwarded-For` read from the right (the
 /// hop our own proxy appended) past every trusted address. Anything further left
 /// was written by the client and is not believed.
@@ -370,7 +385,23 @@ impl FromRequest for ApiCaller {
 
 #[cfg(test)]
 mod tests {
-    use super::client_address;
+    use super::{address_bucket, client_address};
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        assert_eq!(address_bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            address_bucket("2001:db8:1:2:bbbb::9"),
+            address_bucket("2001:db8:1:2:aaaa::1")
+        );
+        assert_ne!(
+            address_bucket("2001:db8:1:3::1"),
+            address_bucket("2001:db8:1:2::1")
+        );
+        assert_eq!(address_bucket("203.0.113.7"), "203.0.113.7");
+        assert_eq!(address_bucket("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(address_bucket("unknown"), "unknown");
+    }
 
     fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()

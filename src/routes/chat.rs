@@ -442,6 +442,9 @@ pub(crate) async fn accept_visitor_message(
         return Err(closed());
     }
     let per_ip = per_address_budget(state);
+    // Counted where each message comes from, not where the conversation began:
+    // conversations started from one address cannot carry another's flood.
+    let address = crate::auth::extractors::address_bucket(&ip);
     let summarize_after = state.config.conversation_idle;
     let billing = state.config.stripe.clone();
     let base_url = state.config.base_url.clone();
@@ -454,7 +457,7 @@ pub(crate) async fn accept_visitor_message(
                     conn,
                     &format!("chat:visitor:{}:{}", conversation.organization_id, conversation.visitor_id),
                 )?;
-                crate::db::lock_until_commit(conn, &format!("chat:address:{ip}"))?;
+                crate::db::lock_until_commit(conn, &format!("chat:address:{address}"))?;
                 // Resolved by the team since it was read?
                 Conversation::lock(conn, conversation.id)?;
                 let conversation =
@@ -466,7 +469,7 @@ pub(crate) async fn accept_visitor_message(
                     conn,
                     conversation.organization_id,
                     &conversation.visitor_id,
-                    &ip,
+                    &address,
                     since,
                 )?;
                 if by_visitor >= VISITOR_MESSAGES_PER_MINUTE || by_ip >= per_ip {
@@ -490,7 +493,7 @@ pub(crate) async fn accept_visitor_message(
                 limits::count_message(conn, &billing, conversation.organization_id, &base_url)?;
                 let team_has_it = crate::services::tickets::visitor_wrote(conn, &conversation)?;
                 let message =
-                    conversation.add_message(conn, &NewMessage::written("visitor", &content))?;
+                    conversation.add_message(conn, &NewMessage::from_visitor(&content, &address))?;
                 // No agent reply follows (whose turn would schedule it): the
                 // summary catches up with the visitor's side of the talk.
                 if team_has_it {

@@ -19,6 +19,7 @@ backend_tests!(
     another_organizations_page_actions_answer_404,
     embedding_sites_are_checked_against_allowed_origins,
     a_flooding_visitor_is_rate_limited,
+    messages_count_against_the_address_they_are_sent_from,
     messages_and_starts_sent_at_once_get_no_more_than_the_limit,
     api_conversations_are_each_their_own_visitor,
     the_team_resolves_and_reopens_conversations,
@@ -226,13 +227,14 @@ async fn a_stalled_cut_or_silent_provider_ends_in_the_builtin_answer_and_a_perso
     };
 
     // Words already shown stay; the visitor is told and offered a person.
+    // The model wrote them (and billed them), so the message is its own.
     for started in ["Returns take ", "Bikes can "] {
         let reply = ask().await;
         let content = reply["content"].as_str().unwrap();
         assert!(content.starts_with(started), "{reply}");
         assert!(content.contains("The answer was interrupted"), "{reply}");
         assert_eq!(reply["handoffOffered"], true);
-        assert_eq!(reply["provider"], "builtin");
+        assert_eq!(reply["provider"], "openai");
     }
     // Nothing at all, or only blanks: the builtin answer from the knowledge
     // base instead.
@@ -249,6 +251,32 @@ async fn a_stalled_cut_or_silent_provider_ends_in_the_builtin_answer_and_a_perso
         llm.requests().len(),
         6,
         "two replies, one try and two retries, then the blank one"
+    );
+
+    // What the cut replies read and wrote is counted, estimated as the model
+    // never sent its counts; the silent tries cost nothing.
+    let (_, messages) = api
+        .get(&format!(
+            "/api/v1/conversations/{}/messages",
+            chat["conversationId"]
+        ))
+        .await;
+    let replies: Vec<&Value> = messages["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "agent")
+        .collect();
+    assert_eq!(replies.len(), 4, "{messages}");
+    for cut in &replies[..2] {
+        assert!(cut["tokensIn"].as_i64().unwrap() > 0, "{cut}");
+        assert!(cut["tokensOut"].as_i64().unwrap() > 0, "{cut}");
+    }
+    assert!(replies[2]["tokensIn"].is_null(), "{}", replies[2]);
+    assert!(
+        replies[3]["tokensIn"].as_i64().unwrap() > 0,
+        "the blank answer was paid for: {}",
+        replies[3]
     );
 }
 
@@ -1532,6 +1560,81 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
     assert_eq!(refused.headers()["retry-after"], "60");
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
+}
+
+async fn messages_count_against_the_address_they_are_sent_from(backend: Backend) {
+    let Some((app, key)) = setup(
+        backend,
+        &[
+            ("RATE_LIMIT_PER_MINUTE", "10"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let start_from = |address: &'static str, visitor: String| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .post(app.url("/api/v1/chat/harbor-bikes/support/conversations"))
+                .header("x-forwarded-for", address)
+                .json(&json!({ "visitorId": visitor }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let say_from = |address: &'static str, chat: &Value, text: &str| {
+        app.client
+            .post(app.url(&format!(
+                "/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
+                chat["conversationId"]
+            )))
+            .header("x-conversation-token", chat["token"].as_str().unwrap())
+            .header("x-forwarded-for", address)
+            .json(&json!({ "content": text }))
+            .send()
+    };
+    // Conversations started from one address, written into from another:
+    // each visitor is within its own twelve, the sending address is not.
+    let mut chats = Vec::new();
+    for v in 0..3 {
+        chats.push(start_from("203.0.113.1", format!("visitor-{v:04}")).await);
+    }
+    let mut passed = 0;
+    let mut refused = 0;
+    for n in 0..15 {
+        // Two addresses of one IPv6 /64 are one sender.
+        let from = if n % 2 == 0 {
+            "2001:db8:1:2::5"
+        } else {
+            "2001:db8:1:2:ffff::6"
+        };
+        match say_from(from, &chats[n % 3], "Hi")
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+        {
+            200 => passed += 1,
+            429 => refused += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!((passed, refused), (10, 5), "ten a minute from that /64");
+    // Other senders are not charged for it: the address the conversations
+    // were started from, and another network.
+    for from in ["203.0.113.1", "2001:db8:1:3::5"] {
+        let res = say_from(from, &chats[0], "Still there?").await.unwrap();
+        assert_eq!(res.status(), 200, "{from}");
+    }
 }
 
 async fn messages_and_starts_sent_at_once_get_no_more_than_the_limit(backend: Backend) {

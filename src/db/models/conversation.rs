@@ -62,6 +62,9 @@ pub struct Message {
 pub struct NewMessage<'a> {
     pub role: &'a str,
     pub content: &'a str,
+    /// Where a visitor's message came from, as the per-address limit counts
+    /// it (see `address_bucket`); `None` for anyone else's.
+    pub visitor_address: Option<&'a str>,
     pub provider: Option<&'a str>,
     pub latency_ms: Option<i32>,
     pub tokens_in: Option<i32>,
@@ -72,10 +75,20 @@ pub struct NewMessage<'a> {
 
 impl<'a> NewMessage<'a> {
     /// A message written by a person (the visitor or the team): just its text.
+    /// A visitor's message, sent from `address`: the request's, not the one
+    /// the conversation was started from.
+    pub fn from_visitor(content: &'a str, address: &'a str) -> Self {
+        Self {
+            visitor_address: Some(address),
+            ..Self::written("visitor", content)
+        }
+    }
+
     pub fn written(role: &'a str, content: &'a str) -> Self {
         Self {
             role,
             content,
+            visitor_address: None,
             provider: None,
             latency_ms: None,
             tokens_in: None,
@@ -297,7 +310,7 @@ impl Conversation {
         diesel::insert_into(messages::table)
             .values((
                 messages::visitor_id.eq(visitor.then_some(self.visitor_id.as_str())),
-                messages::visitor_ip.eq(visitor.then_some(self.visitor_ip.as_str())),
+                messages::visitor_ip.eq(if visitor { m.visitor_address } else { None }),
                 messages::organization_id.eq(self.organization_id),
                 messages::conversation_id.eq(self.id),
                 messages::role.eq(m.role),

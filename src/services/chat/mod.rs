@@ -57,6 +57,42 @@ impl Citation {
     }
 }
 
+/// How long a reply waits on a listener that stopped reading (a client that
+/// holds the stream open without reading it) before it goes on without one:
+/// the reply is still produced and stored, the stalled client just misses it.
+const LISTENER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The reply's side of the channel to whoever streams it.
+struct Listener {
+    events: mpsc::Sender<ReplyEvent>,
+    patience: Duration,
+    gone: bool,
+}
+
+impl Listener {
+    fn new(events: mpsc::Sender<ReplyEvent>) -> Self {
+        Self {
+            events,
+            patience: LISTENER_PATIENCE,
+            gone: false,
+        }
+    }
+
+    async fn tell(&mut self, event: ReplyEvent) {
+        if self.gone {
+            return;
+        }
+        if self
+            .events
+            .send_timeout(event, self.patience)
+            .await
+            .is_err()
+        {
+            self.gone = true;
+        }
+    }
+}
+
 /// What a reply sends to its listener while it is produced.
 #[derive(Debug, Clone)]
 pub enum ReplyEvent {
@@ -243,22 +279,22 @@ impl ChatEngine {
             passages: &passages,
         };
         let (tx, mut rx) = mpsc::channel::<String>(64);
-        let forward = {
-            let events = events.clone();
-            async move {
-                let mut text = String::new();
-                while let Some(delta) = rx.recv().await {
-                    text.push_str(&delta);
-                    let _ = events.send(ReplyEvent::Delta(delta)).await;
-                }
-                text
+        let forward = async move {
+            let mut listener = Listener::new(events);
+            let mut text = String::new();
+            while let Some(delta) = rx.recv().await {
+                text.push_str(&delta);
+                listener.tell(ReplyEvent::Delta(delta)).await;
             }
+            (text, listener)
         };
-        let (result, text) = tokio::join!(provider.answer(asked, tx), forward);
-        if let Ok(providers::Answered {
-            usage: Some(usage), ..
-        }) = &result
-        {
+        let (result, (text, mut listener)) = tokio::join!(provider.answer(asked, tx), forward);
+        // A model that failed partway was still paid for what it read and wrote.
+        let spent = match &result {
+            Ok(answered) => answered.usage,
+            Err(failed) => failed.spent,
+        };
+        if let Some(usage) = spent {
             self.metrics.llm_tokens(
                 provider.name(),
                 "reply",
@@ -285,12 +321,13 @@ impl ChatEngine {
                 } else {
                     text
                 };
+                let model_text_kept = !full.is_empty();
                 let addition = if full.is_empty() {
                     fallback.text.clone()
                 } else {
                     format!("\n\n_The answer was interrupted._ {}", builtin::OFFER)
                 };
-                let _ = events.send(ReplyEvent::Delta(addition.clone())).await;
+                listener.tell(ReplyEvent::Delta(addition.clone())).await;
                 let cited = prompt::cited(&full, &passages);
                 full.push_str(&addition);
                 let citations = if cited.is_empty() {
@@ -298,7 +335,13 @@ impl ChatEngine {
                 } else {
                     cited
                 };
-                (full, citations, true, Builtin.name().to_string(), None)
+                // The message is the model's as long as some of its text is kept.
+                let author = if model_text_kept {
+                    provider.name()
+                } else {
+                    Builtin.name()
+                };
+                (full, citations, true, author.to_string(), spent)
             }
         };
 
@@ -317,6 +360,7 @@ impl ChatEngine {
                         &NewMessage {
                             role: "agent",
                             content: &text,
+                            visitor_address: None,
                             provider: Some(&provider),
                             latency_ms: Some(i32::try_from(latency_ms).unwrap_or(i32::MAX)),
                             tokens_in: usage.map(|u| clamp(u.input_tokens)),
@@ -340,7 +384,7 @@ impl ChatEngine {
             latency_ms,
             provider,
         };
-        let _ = events.send(ReplyEvent::Done(outcome.clone())).await;
+        listener.tell(ReplyEvent::Done(outcome.clone())).await;
         Ok(outcome)
     }
 }
@@ -370,11 +414,21 @@ async fn summarize(
                 "provider returned an empty summary"
             );
         }
-        Err(e) => tracing::warn!(
-            error = %e,
-            provider = provider.name(),
-            "provider could not summarize; using an extractive summary"
-        ),
+        Err(e) => {
+            if let Some(usage) = e.spent {
+                metrics.llm_tokens(
+                    provider.name(),
+                    "summary",
+                    usage.input_tokens,
+                    usage.output_tokens,
+                );
+            }
+            tracing::warn!(
+                error = %e,
+                provider = provider.name(),
+                "provider could not summarize; using an extractive summary"
+            );
+        }
     }
     builtin::summary(messages)
 }
@@ -425,7 +479,8 @@ pub fn parse_status(status: &str) -> Option<&'static str> {
 
 /// Sets a conversation's status in the organization; `None` when it is not one
 /// of the organization's.
-/// Its ticket follows: escalating opens one, resolving solves it.
+/// Its ticket follows: escalating opens one; resolving, or handing it back to
+/// the agent (`open`), solves it.
 pub fn set_status(
     conn: &mut DbConnection,
     scope: &crate::domain::TenantScope,
@@ -620,5 +675,33 @@ pub(crate) fn new_request(system: String, turns: Vec<Turn>, temperature: f64) ->
         turns,
         temperature,
         max_tokens: 800,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::{Listener, ReplyEvent};
+
+    #[tokio::test]
+    async fn a_listener_that_stopped_reading_is_left_behind() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut listener = Listener {
+            patience: Duration::from_millis(50),
+            ..Listener::new(tx)
+        };
+        listener.tell(ReplyEvent::Delta("one".into())).await;
+        // The channel is full and nobody reads: the reply waits its patience,
+        // then stops waiting for good.
+        listener.tell(ReplyEvent::Delta("two".into())).await;
+        assert!(listener.gone);
+        let started = std::time::Instant::now();
+        listener.tell(ReplyEvent::Delta("three".into())).await;
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert!(matches!(rx.recv().await, Some(ReplyEvent::Delta(d)) if d == "one"));
     }
 }

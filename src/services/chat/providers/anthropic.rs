@@ -5,35 +5,17 @@ use serde_json::json;
 
 use super::sse::SseEvent;
 use super::{
-    ChatRequest, Decoded, ProviderError, Reported, Role, clamp_temperature, saturating_u32,
-    stream_error,
+    ChatRequest, Decoded, ProviderError, Reported, clamp_temperature, saturating_u32, stream_error,
+    wire_turns,
 };
 
 pub(super) const PATH: &str = "messages";
 pub(super) const VERSION: &str = "2023-06-01";
 
 pub(super) fn request_body(model: &str, request: &ChatRequest) -> serde_json::Value {
-    // The API rejects blank text blocks, and a conversation could hold one
-    // (e.g. a reply that was cut off before any text).
-    let mut messages: Vec<(Role, String)> = Vec::with_capacity(request.turns.len());
-    for turn in request
-        .turns
-        .iter()
-        .filter(|t| !t.content.trim().is_empty())
-    {
-        // Merged so that dropping a blank turn cannot leave two turns of the
-        // same role side by side.
-        match messages.last_mut() {
-            Some((role, content)) if *role == turn.role => {
-                content.push_str("\n\n");
-                content.push_str(&turn.content);
-            }
-            _ => messages.push((turn.role.clone(), turn.content.clone())),
-        }
-    }
-    let messages: Vec<_> = messages
+    let messages: Vec<_> = wire_turns(&request.turns)
         .into_iter()
-        .map(|(role, content)| json!({"role": role.as_str(), "content": content}))
+        .map(|turn| json!({"role": turn.role.as_str(), "content": turn.content}))
         .collect();
     let mut body = json!({
         "model": model,
@@ -184,7 +166,7 @@ mod tests {
     use super::super::test_server::{
         collect, hang, pieces, request, serve, sse_chunked, sse_then_stall, sse_until_close, status,
     };
-    use super::super::{Decoder as _, ProviderError, ProviderKind, Turn, Usage, stage};
+    use super::super::{Decoder as _, ProviderError, ProviderKind, Role, Turn, Usage, stage};
     use super::*;
 
     fn event(name: &str, data: serde_json::Value) -> String {

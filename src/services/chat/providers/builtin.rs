@@ -5,7 +5,7 @@
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::{Answered, Provider, ProviderError, Question, Summary};
+use super::{Answered, Failed, Provider, Question, Summary};
 use crate::db::models::{Agent, Message};
 use crate::services::chat::Citation;
 use crate::services::knowledge::{ScoredPassage, stem};
@@ -25,7 +25,7 @@ impl Provider for Builtin {
         &'a self,
         question: Question<'a>,
         deltas: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<Answered, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Answered, Failed>> {
         Box::pin(async move {
             let a = answer(
                 question.terms,
@@ -47,7 +47,7 @@ impl Provider for Builtin {
         &'a self,
         _agent: &'a Agent,
         messages: &'a [Message],
-    ) -> BoxFuture<'a, Result<Summary, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Summary, Failed>> {
         Box::pin(async move {
             Ok(Summary {
                 text: summary(messages),

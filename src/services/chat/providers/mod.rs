@@ -159,6 +159,29 @@ pub struct Turn {
     pub content: String,
 }
 
+/// `turns` in the shape every chat API accepts. The Messages API and the strict
+/// chat templates of self-hosted models (Mistral, Llama) refuse blank turns, two
+/// turns of one role side by side and an assistant turn first; a conversation
+/// makes all three: a reply cut off before any text, a visitor writing twice
+/// while the team has it, a history window that begins after a visitor's turn.
+fn wire_turns(turns: &[Turn]) -> Vec<Turn> {
+    let mut wire: Vec<Turn> = Vec::with_capacity(turns.len());
+    for turn in turns
+        .iter()
+        .filter(|t| !t.content.trim().is_empty())
+        .skip_while(|t| t.role == Role::Assistant)
+    {
+        match wire.last_mut() {
+            Some(last) if last.role == turn.role => {
+                last.content.push_str("\n\n");
+                last.content.push_str(&turn.content);
+            }
+            _ => wire.push(turn.clone()),
+        }
+    }
+    wire
+}
+
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
     pub system: String,
@@ -171,6 +194,15 @@ pub struct ChatRequest {
 pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
+}
+
+impl Usage {
+    fn plus(self, other: Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+        }
+    }
 }
 
 /// What a provider answers: the newest visitor message in `history`, with the
@@ -220,14 +252,30 @@ pub trait Provider: Send + Sync {
         &'a self,
         question: Question<'a>,
         deltas: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<Answered, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Answered, Failed>>;
 
     /// A short account of a conversation for the team.
     fn summarize<'a>(
         &'a self,
         agent: &'a Agent,
         messages: &'a [Message],
-    ) -> BoxFuture<'a, Result<Summary, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Summary, Failed>>;
+}
+
+/// A reply that could not be had, and what its attempts cost: a provider that
+/// began answering before the stream broke bills those tokens all the same.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failed {
+    pub error: ProviderError,
+    /// `None` when no attempt got as far as an answer (refused, 4xx/5xx).
+    pub spent: Option<Usage>,
+}
+
+impl From<ProviderError> for Failed {
+    fn from(error: ProviderError) -> Self {
+        Self { error, spent: None }
+    }
 }
 
 /// Why a reply could not be had. Messages may be shown to an operator: they
@@ -345,23 +393,43 @@ impl RemoteProvider {
     ///
     /// The whole reply has [`RemoteSettings::total_timeout`]; past it the
     /// reply ends with [`ProviderError::Timeout`] and whatever was sent stays sent.
+    ///
+    /// A failure carries the tokens of attempts the provider began answering
+    /// (it bills them): its counts where it sent them, else estimates.
     pub async fn stream(
         &self,
         request: &ChatRequest,
         deltas: mpsc::Sender<String>,
-    ) -> Result<Usage, ProviderError> {
-        tokio::time::timeout(
+    ) -> Result<Usage, Failed> {
+        let mut tally = Tally {
+            input_estimate: estimate_tokens(
+                request.system.chars().count()
+                    + request
+                        .turns
+                        .iter()
+                        .map(|t| t.content.chars().count())
+                        .sum::<usize>(),
+            ),
+            spent: None,
+            progress: Progress::default(),
+        };
+        let within = tokio::time::timeout(
             self.settings.total_timeout,
-            self.stream_within(request, deltas),
+            self.stream_within(request, deltas, &mut tally),
         )
-        .await
-        .unwrap_or_else(|_| {
+        .await;
+        within.unwrap_or_else(|_| {
             tracing::debug!(
                 provider = self.kind.as_str(),
                 model = %self.settings.model,
                 "model reply exceeded its total time"
             );
-            Err(ProviderError::Timeout(stage::TOTAL))
+            let cut = tally.progress;
+            let spent = tally.add(Reported::default(), &cut);
+            Err(Failed {
+                error: ProviderError::Timeout(stage::TOTAL),
+                spent,
+            })
         })
     }
 
@@ -369,33 +437,34 @@ impl RemoteProvider {
         &self,
         request: &ChatRequest,
         deltas: mpsc::Sender<String>,
-    ) -> Result<Usage, ProviderError> {
+        tally: &mut Tally,
+    ) -> Result<Usage, Failed> {
         let body = match self.kind {
             ProviderKind::OpenAi => openai::request_body(&self.settings.model, request),
             ProviderKind::Anthropic => anthropic::request_body(&self.settings.model, request),
             ProviderKind::Builtin => {
-                return Err(ProviderError::Config(
+                return Err(Failed::from(ProviderError::Config(
                     "the built-in model is not a remote provider".into(),
-                ));
+                )));
             }
         };
         let body = body.to_string();
-        let input_estimate = estimate_tokens(
-            request.system.chars().count()
-                + request
-                    .turns
-                    .iter()
-                    .map(|t| t.content.chars().count())
-                    .sum::<usize>(),
-        );
 
         let mut attempt = 0;
         loop {
-            let mut progress = Progress::default();
-            let failure = match self.attempt(&body, &deltas, &mut progress).await {
-                Ok(reported) => return Ok(reported.resolve(input_estimate, &progress)),
+            tally.progress = Progress::default();
+            let failure = match self.attempt(&body, &deltas, &mut tally.progress).await {
+                Ok(reported) => {
+                    let progress = tally.progress;
+                    return Ok(tally.add(reported, &progress).unwrap_or_default());
+                }
                 Err(failure) => failure,
             };
+            let progress = tally.progress;
+            tally.progress = Progress::default();
+            if let Some(reported) = failure.spent {
+                tally.add(reported, &progress);
+            }
             let error = self.redact(failure.error);
             let delay =
                 if failure.retryable && !progress.sent_any && attempt < self.settings.max_retries {
@@ -412,7 +481,10 @@ impl RemoteProvider {
                     error = %error,
                     "model request failed"
                 );
-                return Err(error);
+                return Err(Failed {
+                    error,
+                    spent: tally.spent,
+                });
             };
             tracing::info!(
                 provider = self.kind.as_str(),
@@ -423,7 +495,7 @@ impl RemoteProvider {
                 "model request failed; retrying"
             );
             tokio::select! {
-                () = deltas.closed() => return Ok(Reported::default().resolve(input_estimate, &progress)),
+                () = deltas.closed() => return Ok(tally.spent.unwrap_or_default()),
                 () = tokio::time::sleep(delay) => {}
             }
             attempt += 1;
@@ -461,22 +533,40 @@ impl RemoteProvider {
                 "it answered with JSON instead of an event stream".into(),
             )));
         }
+        progress.answering = true;
         match self.kind {
             ProviderKind::Anthropic => {
-                self.read_events(response, anthropic::Decoder::default(), deltas, progress)
+                self.answering(response, anthropic::Decoder::default(), deltas, progress)
                     .await
             }
             _ => {
-                self.read_events(response, openai::Decoder::default(), deltas, progress)
+                self.answering(response, openai::Decoder::default(), deltas, progress)
                     .await
             }
         }
     }
 
-    async fn read_events<D: Decoder>(
+    /// Reads an answer the provider began; a failure from here on carries
+    /// what the provider counted so far (the caller estimates the rest).
+    async fn answering<D: Decoder>(
         &self,
         response: reqwest::Response,
         mut decoder: D,
+        deltas: &mpsc::Sender<String>,
+        progress: &mut Progress,
+    ) -> Result<Reported, Failure> {
+        self.read_events(response, &mut decoder, deltas, progress)
+            .await
+            .map_err(|failure| Failure {
+                spent: Some(decoder.reported(true)),
+                ..failure
+            })
+    }
+
+    async fn read_events<D: Decoder>(
+        &self,
+        response: reqwest::Response,
+        decoder: &mut D,
         deltas: &mpsc::Sender<String>,
         progress: &mut Progress,
     ) -> Result<Reported, Failure> {
@@ -499,7 +589,7 @@ impl RemoteProvider {
                 Ok(Some(Ok(chunk))) => chunk,
             };
             for event in parser.feed(&chunk) {
-                match deliver(&mut decoder, event, deltas, progress).await? {
+                match deliver(decoder, event, deltas, progress).await? {
                     Flow::Continue => {}
                     Flow::Done => return Ok(decoder.reported(false)),
                     Flow::ListenerGone => return Ok(decoder.reported(true)),
@@ -512,7 +602,7 @@ impl RemoteProvider {
             }
         }
         if let Some(event) = parser.finish() {
-            match deliver(&mut decoder, event, deltas, progress).await? {
+            match deliver(decoder, event, deltas, progress).await? {
                 Flow::Continue => {}
                 Flow::Done => return Ok(decoder.reported(false)),
                 Flow::ListenerGone => return Ok(decoder.reported(true)),
@@ -544,9 +634,9 @@ impl RemoteProvider {
             }
         };
         Failure {
-            error,
             retry_after,
             retryable: code == 408 || code == 429 || status.is_server_error(),
+            ..Failure::new(error)
         }
     }
 
@@ -580,7 +670,7 @@ impl RemoteProvider {
         &self,
         request: &ChatRequest,
         outward: Option<&mpsc::Sender<String>>,
-    ) -> (Result<Usage, ProviderError>, String) {
+    ) -> (Result<Usage, Failed>, String) {
         let (tx, mut rx) = mpsc::channel::<String>(64);
         let collect = async move {
             let mut text = String::new();
@@ -607,7 +697,7 @@ impl Provider for RemoteProvider {
         &'a self,
         question: Question<'a>,
         deltas: mpsc::Sender<String>,
-    ) -> BoxFuture<'a, Result<Answered, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Answered, Failed>> {
         Box::pin(async move {
             let request = super::prompt::request(
                 question.agent,
@@ -629,7 +719,7 @@ impl Provider for RemoteProvider {
         &'a self,
         agent: &'a Agent,
         messages: &'a [Message],
-    ) -> BoxFuture<'a, Result<Summary, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Summary, Failed>> {
         Box::pin(async move {
             let request = super::prompt::summary_request(agent, messages);
             let (result, text) = self.collected(&request, None).await;
@@ -676,10 +766,32 @@ impl Reported {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Progress {
+    /// The provider accepted the request and began an answer.
+    answering: bool,
     sent_any: bool,
     chars_sent: usize,
+}
+
+/// What one reply's attempts have cost so far.
+struct Tally {
+    input_estimate: u32,
+    spent: Option<Usage>,
+    /// The attempt under way: if the total timeout cuts it, only this is left.
+    progress: Progress,
+}
+
+impl Tally {
+    /// Counts an attempt that got an answer going; one that never did cost
+    /// nothing. Returns the total so far.
+    fn add(&mut self, reported: Reported, progress: &Progress) -> Option<Usage> {
+        if progress.answering {
+            let cost = reported.resolve(self.input_estimate, progress);
+            self.spent = Some(self.spent.map_or(cost, |s| s.plus(cost)));
+        }
+        self.spent
+    }
 }
 
 enum Flow {
@@ -714,6 +826,8 @@ struct Failure {
     error: ProviderError,
     retry_after: Option<Duration>,
     retryable: bool,
+    /// Set once the provider had begun answering.
+    spent: Option<Reported>,
 }
 
 impl Failure {
@@ -731,14 +845,14 @@ impl Failure {
             error,
             retry_after: None,
             retryable,
+            spent: None,
         }
     }
 
     fn fatal(error: ProviderError) -> Self {
         Self {
-            error,
-            retry_after: None,
             retryable: false,
+            ..Self::new(error)
         }
     }
 }
@@ -750,9 +864,11 @@ fn broken_off(progress: &Progress, why: &str) -> Failure {
         Failure::fatal(ProviderError::Interrupted(clip(why)))
     } else {
         Failure {
-            error: ProviderError::Interrupted(format!("{} before any text arrived", clip(why))),
-            retry_after: None,
             retryable: true,
+            ..Failure::new(ProviderError::Interrupted(format!(
+                "{} before any text arrived",
+                clip(why)
+            )))
         }
     }
 }
@@ -1204,6 +1320,15 @@ pub(crate) mod test_server {
         provider: &RemoteProvider,
         request: &super::ChatRequest,
     ) -> (String, usize, Result<super::Usage, super::ProviderError>) {
+        let (text, count, result) = collect_costed(provider, request).await;
+        (text, count, result.map_err(|failed| failed.error))
+    }
+
+    /// [`collect`], keeping what a failure cost.
+    pub async fn collect_costed(
+        provider: &RemoteProvider,
+        request: &super::ChatRequest,
+    ) -> (String, usize, Result<super::Usage, super::Failed>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         let result = provider.stream(request, tx).await;
         let mut text = String::new();
@@ -1459,6 +1584,34 @@ mod tests {
         assert!(!message.contains("127.0.0.1"), "{message}");
     }
 
+    #[test]
+    fn turns_sent_start_with_the_visitor_and_alternate() {
+        let turn = |role: Role, content: &str| Turn {
+            role,
+            content: content.into(),
+        };
+        let window = [
+            turn(Role::Assistant, "Hello! How can I help?"),
+            turn(Role::User, "Can I return a bike?"),
+            turn(Role::Assistant, " "),
+            turn(Role::User, "Hello?"),
+            turn(Role::Assistant, "Yes, within 30 days."),
+        ];
+        let wire = super::wire_turns(&window);
+        let shape: Vec<(Role, &str)> = wire
+            .iter()
+            .map(|t| (t.role.clone(), t.content.as_str()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (Role::User, "Can I return a bike?\n\nHello?"),
+                (Role::Assistant, "Yes, within 30 days."),
+            ]
+        );
+        assert!(super::wire_turns(&window[..1]).is_empty());
+    }
+
     #[tokio::test]
     async fn builtin_kind_cannot_stream() {
         // `new` refuses Builtin, so this only guards the match in `stream`.
@@ -1468,7 +1621,10 @@ mod tests {
         let (tx, _rx) = mpsc::channel(1);
         assert!(matches!(
             provider.stream(&test_server::request(), tx).await,
-            Err(ProviderError::Config(_))
+            Err(Failed {
+                error: ProviderError::Config(_),
+                spent: None
+            })
         ));
     }
 }

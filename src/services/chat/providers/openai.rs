@@ -7,6 +7,7 @@ use serde_json::json;
 use super::sse::SseEvent;
 use super::{
     ChatRequest, Decoded, ProviderError, Reported, clamp_temperature, saturating_u32, stream_error,
+    wire_turns,
 };
 
 pub(super) const PATH: &str = "chat/completions";
@@ -17,9 +18,8 @@ pub(super) fn request_body(model: &str, request: &ChatRequest) -> serde_json::Va
         messages.push(json!({"role": "system", "content": request.system}));
     }
     messages.extend(
-        request
-            .turns
-            .iter()
+        wire_turns(&request.turns)
+            .into_iter()
             .map(|turn| json!({"role": turn.role.as_str(), "content": turn.content})),
     );
     json!({
@@ -140,9 +140,10 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::test_server::{
-        collect, hang, pieces, request, serve, sse_chunked, sse_then_stall, sse_until_close, status,
+        collect, collect_costed, hang, pieces, request, serve, sse_chunked, sse_then_stall,
+        sse_until_close, status,
     };
-    use super::super::{Decoder as _, ProviderError, ProviderKind, Usage, stage};
+    use super::super::{Decoder as _, ProviderError, ProviderKind, Usage, estimate_tokens, stage};
     use super::*;
 
     fn chunk(content: &str) -> String {
@@ -495,6 +496,98 @@ mod tests {
             "{result:?}"
         );
         assert_eq!(server.received().len(), 1, "no retry after text was sent");
+    }
+
+    /// The estimate for `request()`'s prompt, as a failure without counts uses.
+    fn prompt_estimate() -> u32 {
+        let r = request();
+        estimate_tokens(
+            r.system.chars().count()
+                + r.turns
+                    .iter()
+                    .map(|t| t.content.chars().count())
+                    .sum::<usize>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_reply_cut_after_text_still_costs_its_tokens() {
+        let server = serve(vec![sse_until_close(vec![
+            chunk("Half an answer").into_bytes(),
+        ])])
+        .await;
+        let (_, _, result) =
+            collect_costed(&server.provider(ProviderKind::OpenAi), &request()).await;
+        let failed = result.unwrap_err();
+        assert!(
+            matches!(failed.error, ProviderError::Interrupted(_)),
+            "{failed:?}"
+        );
+        assert_eq!(
+            failed.spent,
+            Some(Usage {
+                input_tokens: prompt_estimate(),
+                output_tokens: estimate_tokens("Half an answer".len()),
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_costs_nothing() {
+        let server = serve(vec![status(
+            "400 Bad Request",
+            &[("Content-Type", "application/json")],
+            r#"{"error":{"message":"no"}}"#,
+        )])
+        .await;
+        let (_, _, result) =
+            collect_costed(&server.provider(ProviderKind::OpenAi), &request()).await;
+        assert_eq!(result.unwrap_err().spent, None);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_broke_before_its_text_and_was_retried_adds_its_prompt() {
+        let server = serve(vec![
+            sse_until_close(vec![]),
+            sse_chunked(vec![full_stream(&["Hello"]).into_bytes()], true),
+        ])
+        .await;
+        let (got, _, result) =
+            collect_costed(&server.provider(ProviderKind::OpenAi), &request()).await;
+        assert_eq!(got, "Hello");
+        assert_eq!(server.received().len(), 2);
+        assert_eq!(
+            result.unwrap(),
+            Usage {
+                input_tokens: 31 + prompt_estimate(),
+                output_tokens: 7,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_cut_by_the_total_deadline_costs_what_it_sent() {
+        use super::super::test_server::Step;
+        let mut steps = sse_until_close(vec![chunk("tick ").into_bytes()]);
+        steps.push(Step::Hang);
+        let server = serve(vec![steps]).await;
+        let mut settings = server.settings("m");
+        settings.idle_timeout = Duration::from_secs(5);
+        settings.total_timeout = Duration::from_millis(400);
+        let provider = super::super::RemoteProvider::new(ProviderKind::OpenAi, settings).unwrap();
+        let (_, _, result) = collect_costed(&provider, &request()).await;
+        let failed = result.unwrap_err();
+        assert!(
+            matches!(failed.error, ProviderError::Timeout(s) if s == stage::TOTAL),
+            "{failed:?}"
+        );
+        assert_eq!(
+            failed.spent,
+            Some(Usage {
+                input_tokens: prompt_estimate(),
+                output_tokens: estimate_tokens("tick ".len()),
+            })
+        );
     }
 
     #[tokio::test]
