@@ -210,6 +210,42 @@ pub fn member_key(user: crate::domain::UserId) -> String {
     format!("user:{user}")
 }
 
+/// The public chat API's budget per client address (an IPv6 client by its
+/// /64), as a multiple of `RATE_LIMIT_PER_MINUTE`: every request there costs a
+/// few queries however wrong its token, so none comes free. Generous enough
+/// for a whole office behind one address, each open chat polling at most 12
+/// times a minute. Sending and starting also have their own budgets, counted
+/// in the database across instances; this one is per instance.
+pub const PUBLIC_CHAT_BUDGETS: u32 = 5;
+
+/// Middleware for the public chat API: spends one request from the address's budget.
+pub async fn limit_public_chat(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let Some(limits) = state.as_ref().and_then(|s| s.chat_rate_limit.as_ref()) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let address =
+        crate::auth::extractors::address_bucket(&crate::auth::extractors::client_ip(req.request()));
+    let key = format!("chat:{address}");
+    match limits.check(&key) {
+        // The answer's X-RateLimit headers are the message budgets', where
+        // there are any: those are the ones a visitor runs into.
+        Ok(_) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(standing) => {
+            tracing::warn!(client = %key, path = req.path(), "public chat rate limit reached");
+            let message = format!(
+                "Too many requests from your address. Please try again in {} second{}.",
+                standing.reset_secs,
+                crate::wording::plural(standing.reset_secs)
+            );
+            Ok(refuse(req, standing, message))
+        }
+    }
+}
+
 /// Middleware for the public forms: spends one post from the address's budget.
 pub async fn limit_public_forms(
     req: ServiceRequest,

@@ -62,6 +62,8 @@ pub struct AppState {
     /// Per instance, like the API budget.
     pub form_rate_limit: crate::rate_limit::ApiRateLimit,
     pub form_view_rate_limit: crate::rate_limit::ApiRateLimit,
+    /// The public chat API, per address; `None` when `RATE_LIMIT_PER_MINUTE` is 0.
+    pub chat_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
     /// Emails a signed-in person has sent to addresses they typed, per person.
     pub member_email_rate_limit: crate::rate_limit::ApiRateLimit,
 }
@@ -164,6 +166,11 @@ impl Application {
             )
         });
         let api_rate_limit = crate::rate_limit::ApiRateLimit::new(config.rate_limit_per_minute);
+        let chat_rate_limit = crate::rate_limit::ApiRateLimit::new(
+            config
+                .rate_limit_per_minute
+                .saturating_mul(crate::rate_limit::PUBLIC_CHAT_BUDGETS),
+        );
         let state = web::Data::new(AppState {
             config,
             pool,
@@ -180,6 +187,7 @@ impl Application {
             form_view_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
                 crate::rate_limit::PUBLIC_FORM_VIEWS_PER_MINUTE,
             ),
+            chat_rate_limit,
             member_email_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
                 crate::rate_limit::MEMBER_EMAILS_PER_MINUTE,
             ),

@@ -203,6 +203,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
         // public chat answers the agent's own allowed origins and has its own limits.
         .service(
             web::scope("/api/v1/chat/{org}/{agent}")
+                // Inside CORS, so a refusal reaches the widget's script readable.
+                .wrap(actix_web::middleware::from_fn(
+                    crate::rate_limit::limit_public_chat,
+                ))
                 .wrap(actix_web::middleware::from_fn(chat::cors))
                 .service(
                     web::resource("/conversations")

@@ -177,6 +177,41 @@ try {
     `reply ${JSON.stringify(await page.inputValue('#t-reply'))}, note ${JSON.stringify(await page.inputValue('#t-note'))}`,
   );
 
+  // A reply refused as a whole (a stale form token, as after signing in again
+  // in another tab) gets an error page that cannot show it: it is still in the
+  // box when the ticket is opened again, and gone once it was sent.
+  const lost = 'A reply that must not be lost';
+  const problemsBefore = desktop.problems.length;
+  await page.fill('#t-reply', lost);
+  await page.evaluate(() => {
+    document.querySelector('form[action$="/reply"] input[name=csrf_token]').value = 'stale';
+  });
+  const [refused] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith('/reply')),
+    page.click('form[action$="/reply"] button[type=submit]'),
+  ]);
+  await page.waitForLoadState('load');
+  check(refused.status() === 403, 'ticket: a reply with a stale form token is refused', `${refused.status()}`);
+  // That refusal (and the browser's console line about it) was the point.
+  desktop.problems.splice(problemsBefore);
+  await page.goto(url(ticketPath), { waitUntil: 'load' });
+  check(
+    (await page.inputValue('#t-reply')) === lost,
+    'ticket: a reply refused as a whole is kept as a draft',
+    JSON.stringify(await page.inputValue('#t-reply')),
+  );
+  await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'GET' && new URL(r.url()).pathname === ticketPath),
+    page.click('form[action$="/reply"] button[type=submit]'),
+  ]);
+  await page.waitForLoadState('load');
+  await page.goto(url(ticketPath), { waitUntil: 'load' });
+  check(
+    (await page.inputValue('#t-reply')) === '' && (await page.getByText(lost).count()) > 0,
+    'ticket: a sent reply is shown as sent, not offered again as a draft',
+    JSON.stringify(await page.inputValue('#t-reply')),
+  );
+
   // The organization moves to a new address; a link to the old chat page
   // follows it there, and the visitor's conversation with it.
   if (chatPage) {

@@ -20,6 +20,7 @@ backend_tests!(
     embedding_sites_are_checked_against_allowed_origins,
     a_flooding_visitor_is_rate_limited,
     messages_count_against_the_address_they_are_sent_from,
+    the_public_chat_api_has_a_request_budget_per_address,
     messages_and_starts_sent_at_once_get_no_more_than_the_limit,
     api_conversations_are_each_their_own_visitor,
     the_team_resolves_and_reopens_conversations,
@@ -1635,6 +1636,43 @@ async fn messages_count_against_the_address_they_are_sent_from(backend: Backend)
         let res = say_from(from, &chats[0], "Still there?").await.unwrap();
         assert_eq!(res.status(), 200, "{from}");
     }
+}
+
+async fn the_public_chat_api_has_a_request_budget_per_address(backend: Backend) {
+    // Five times RATE_LIMIT_PER_MINUTE: twenty requests a minute here.
+    let Some((app, key)) = setup(backend, &[("RATE_LIMIT_PER_MINUTE", "4")]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let chat = support_chat(&app).await;
+    // Reading a transcript with a wrong token costs the same as with the right one.
+    let read = |token: &'static str| {
+        app.client
+            .get(app.url(&format!(
+                "/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
+                chat["conversationId"]
+            )))
+            .header("x-conversation-token", token)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for n in 0..25 {
+        let token = if n % 2 == 0 { "wrong" } else { "also-wrong" };
+        statuses.push(read(token).await.unwrap().status().as_u16());
+    }
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    // One request (the start) was spent before.
+    assert_eq!(refused, 6, "{statuses:?}");
+    assert!(statuses[..19].iter().all(|s| *s == 404), "{statuses:?}");
+    let res = read("wrong").await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED");
+    // The rest of the API is another budget.
+    let (status, _) = api.get("/api/v1/agents").await;
+    assert_eq!(status, 200);
 }
 
 async fn messages_and_starts_sent_at_once_get_no_more_than_the_limit(backend: Backend) {
