@@ -311,12 +311,13 @@ pub fn worker() -> ExitCode {
         Ok(pool) => pool,
         Err(code) => return code,
     };
-    let mailer = match Mailer::from_config(&config) {
-        Ok(m) => std::sync::Arc::new(m),
-        Err(e) => return fail(e),
-    };
     let system = actix_web::rt::System::new();
     system.block_on(async move {
+        // The SMTP transport's connection pool lives on the runtime: build it there.
+        let mailer = match Mailer::from_config(&config) {
+            Ok(m) => std::sync::Arc::new(m),
+            Err(e) => return fail(e),
+        };
         let metrics = std::sync::Arc::new(crate::telemetry::metrics::Metrics::default());
         let chat = std::sync::Arc::new(crate::services::chat::ChatEngine::new(
             &config,

@@ -26,6 +26,7 @@ backend_tests!(
     email_goes_out_over_smtp_with_both_parts_and_links,
     smtp_down_then_back_delivers_exactly_once,
     two_worker_processes_run_1000_jobs_exactly_once,
+    a_worker_process_sends_email_over_smtp,
     a_worker_killed_mid_job_is_replaced_after_its_lease,
     a_poisoned_job_ends_dead_and_the_cli_shows_and_retries_it,
     a_panicking_job_is_a_failed_attempt_and_the_worker_survives,
@@ -382,6 +383,38 @@ fn process_of(locked_by: &str) -> String {
         .rsplit_once(':')
         .map_or(locked_by, |(process, _)| process)
         .to_string()
+}
+
+async fn a_worker_process_sends_email_over_smtp(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = TestDb::create(backend, &dir) else {
+        return;
+    };
+    let sink = SmtpSink::start();
+    let pool = db.pool();
+    let id = enqueue(&pool, &verification_email("cy@customer.test"));
+    let url = sink.url();
+    let mut workers = Workers::spawn(
+        &db.url,
+        1,
+        &[
+            ("SMTP_URL", url.as_str()),
+            ("MAIL_FROM", "Acme Support <support@example.com>"),
+        ],
+    );
+    eventually("the email arrived", Duration::from_secs(20), || {
+        sink.messages().len() == 1
+    })
+    .await;
+    assert!(
+        workers.0[0].try_wait().unwrap().is_none(),
+        "the worker is still running"
+    );
+    eventually("the job is done", Duration::from_secs(5), || {
+        job(&pool, id).state == "done"
+    })
+    .await;
+    assert_eq!(header(&sink.messages()[0], "To"), "cy@customer.test");
 }
 
 async fn two_worker_processes_run_1000_jobs_exactly_once(backend: Backend) {
