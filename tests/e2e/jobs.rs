@@ -5,6 +5,7 @@ use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
 use frontdesk::db::models::Job as JobRow;
 use frontdesk::db::schema::jobs;
@@ -33,6 +34,7 @@ backend_tests!(
     sigterm_lets_the_running_job_finish,
     a_job_still_running_when_the_grace_ends_goes_back_to_the_queue,
     a_run_that_lost_its_lease_stops,
+    a_run_that_cannot_renew_its_lease_stops_before_it_runs_out,
 );
 
 fn job(pool: &DbPool, id: JobId) -> JobRow {
@@ -724,4 +726,59 @@ async fn a_run_that_lost_its_lease_stops(backend: Backend) {
     let row = job(&pool, id);
     assert_eq!(row.locked_by.as_deref(), Some("another-host:1:abc/0"));
     assert_eq!(row.state, "running", "the new holder's run is left alone");
+}
+
+async fn a_run_that_cannot_renew_its_lease_stops_before_it_runs_out(backend: Backend) {
+    let Some(app) = spawn_app(backend).env("JOB_LEASE_SECS", "1").start().await else {
+        return;
+    };
+    let pool = app.pool();
+    let id = enqueue(
+        &pool,
+        &Diagnostic {
+            sleep_ms: 30_000,
+            ..Diagnostic::default()
+        },
+    );
+    eventually("the job is running", Duration::from_secs(10), || {
+        job(&pool, id).state == "running"
+    })
+    .await;
+    // The job's row is locked for three seconds (a long migration, a stuck
+    // transaction): renewals wait behind it while the one-second lease runs
+    // out, after which another worker could take the job.
+    let mut conn = pool.get().unwrap();
+    let holder = std::thread::spawn(move || {
+        let lock = match backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE".to_string(),
+            Backend::Postgres => {
+                format!("BEGIN; SELECT id FROM jobs WHERE id = {} FOR UPDATE", id.0)
+            }
+        };
+        conn.batch_execute(&lock).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        conn.batch_execute("COMMIT").unwrap();
+    });
+    let released = || async {
+        let health: serde_json::Value = app.get("/health").await.json().await.unwrap();
+        health["checks"]["jobs"]["counters"]["released"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    loop {
+        if released().await > 0 {
+            assert!(
+                !holder.is_finished(),
+                "stopped while the lease could not be renewed, not after"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the run went on with a lease it could not renew"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    holder.join().unwrap();
 }

@@ -294,17 +294,38 @@ impl Worker {
         let (lost, lease_lost) = oneshot::channel();
         let task = actix_web::rt::spawn(async move {
             let every = (lease / 3).max(Duration::from_millis(200));
+            // Measured on this instance's monotonic clock from before each
+            // request, so it never runs later than the lease in the database.
+            let mut held_until = std::time::Instant::now() + lease;
             loop {
                 actix_web::rt::time::sleep(every).await;
                 let worker = worker.clone();
+                let asked = std::time::Instant::now();
                 let until = lease_until(lease);
-                match ctx
-                    .db(move |conn| JobRow::heartbeat(conn, id, &worker, until))
-                    .await
-                {
-                    Ok(true) => {}
+                // A renewal stuck behind a lock or an exhausted pool counts as
+                // failed once the next one is due.
+                let renewed = tokio::time::timeout(
+                    every,
+                    ctx.db(move |conn| JobRow::heartbeat(conn, id, &worker, until)),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(JobFailure::retry(
+                        "the lease renewal did not finish in time",
+                    ))
+                });
+                match renewed {
+                    Ok(true) => held_until = asked + lease,
                     Ok(false) => {
                         // Released or taken over: nothing left to renew.
+                        let _ = lost.send(());
+                        return;
+                    }
+                    Err(e) if std::time::Instant::now() + every >= held_until => {
+                        // The lease runs out before the next try: another
+                        // worker may take the job then. Stopping now is what
+                        // keeps it from running twice at once.
+                        tracing::warn!(error = %e.message, "could not renew job lease before it ran out; stopping this run");
                         let _ = lost.send(());
                         return;
                     }
