@@ -287,9 +287,7 @@ fn report(problems: &[String]) -> ExitCode {
 /// Opens a TCP connection to the SMTP server: proves the address, not the credentials.
 fn smtp_reachable(url: &url::Url) -> Result<String, String> {
     let host = url.host_str().ok_or("SMTP_URL has no host")?;
-    let port = url
-        .port()
-        .unwrap_or(if url.scheme() == "smtps" { 465 } else { 587 });
+    let port = crate::services::mail::smtp_port(url);
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?

@@ -638,8 +638,15 @@ impl Config {
         let jobs = JobSettings {
             concurrency: r.parsed("WORKER_CONCURRENCY", 2usize).clamp(1, 64),
             poll: std::time::Duration::from_millis(r.parsed("JOB_POLL_MS", 1000u64).max(10)),
-            lease: std::time::Duration::from_secs(r.parsed("JOB_LEASE_SECS", 300u64).max(1)),
-            retry_base: std::time::Duration::from_millis(r.parsed("JOB_RETRY_BASE_MS", 5000u64)),
+            // A day at most: a lease is added to dates, and no run needs more.
+            lease: std::time::Duration::from_secs(
+                r.parsed("JOB_LEASE_SECS", 300u64).clamp(1, 86_400),
+            ),
+            // Never 0: a failed job would be claimed again at once, using up
+            // its attempts within seconds of an outage.
+            retry_base: std::time::Duration::from_millis(
+                r.parsed("JOB_RETRY_BASE_MS", 5000u64).max(10),
+            ),
             retention_days: r.parsed("JOB_RETENTION_DAYS", 14u32).max(1),
             // Within the 25 s the web server gives in-flight requests on SIGTERM
             // unless raised on purpose.

@@ -104,7 +104,7 @@ impl Mailer {
                         "SMTP_URL is not set: emails are written as files and not delivered"
                     );
                 }
-                std::fs::create_dir_all(&dir).map_err(|e| {
+                private_dir(&dir).map_err(|e| {
                     MailError::Config(format!(
                         "SMTP_URL is not set, so emails go to files, but {} cannot be created: {e}",
                         dir.display()
@@ -169,11 +169,43 @@ fn build(from: &Mailbox, email: &OutgoingEmail, base_url: &Url) -> Result<Messag
         .map_err(|e| MailError::Build(e.to_string()))
 }
 
+/// The emails hold working sign-in, reset and invitation links: only the
+/// server's own user may read them.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
 fn one_line(text: &str) -> String {
     text.split(|c: char| c.is_control())
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The port `SMTP_URL` leads to: its own, or the usual one for how it asks to
+/// connect (465 implicit TLS, 25 plain, else 587 for STARTTLS). `frontdesk
+/// check` tries the same one the mailer uses.
+pub fn smtp_port(url: &Url) -> u16 {
+    url.port().unwrap_or_else(|| {
+        let plain = url.query_pairs().any(|(k, v)| k == "tls" && v == "none");
+        match url.scheme() {
+            "smtps" => 465,
+            _ if plain => 25,
+            _ => 587,
+        }
+    })
 }
 
 /// `smtps://` is implicit TLS (465); `smtp://` is STARTTLS (587), required unless
@@ -202,26 +234,18 @@ fn smtp_transport(
             .map_err(|e| MailError::Config(e.to_string()))
     };
     let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous;
-    let mut builder = match (url.scheme(), tls.as_deref()) {
-        ("smtps", _) => smtp(host).port(465).tls(Tls::Wrapper(tls_params()?)),
-        ("smtp", None | Some("required")) => smtp(host).port(587).tls(Tls::Required(tls_params()?)),
-        ("smtp", Some("opportunistic")) => {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-                .port(587)
-                .tls(Tls::Opportunistic(tls_params()?))
-        }
-        ("smtp", Some("none")) => {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(25)
-        }
+    let builder = match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) => smtp(host).tls(Tls::Wrapper(tls_params()?)),
+        ("smtp", None | Some("required")) => smtp(host).tls(Tls::Required(tls_params()?)),
+        ("smtp", Some("opportunistic")) => smtp(host).tls(Tls::Opportunistic(tls_params()?)),
+        ("smtp", Some("none")) => smtp(host),
         (scheme, tls) => {
             return Err(MailError::Config(format!(
                 "unsupported scheme {scheme:?} with tls={tls:?}"
             )));
         }
     };
-    if let Some(port) = url.port() {
-        builder = builder.port(port);
-    }
+    let mut builder = builder.port(smtp_port(url));
     if !url.username().is_empty() {
         builder = builder.credentials(Credentials::new(
             percent_decode(url.username()),
@@ -241,7 +265,33 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{MailTemplate, OutgoingEmail, build, percent_decode};
+    use super::{MailTemplate, OutgoingEmail, build, percent_decode, private_dir, smtp_port};
+
+    #[test]
+    fn the_port_is_the_urls_or_the_one_its_tls_mode_uses() {
+        let port = |u: &str| smtp_port(&url::Url::parse(u).unwrap());
+        assert_eq!(port("smtps://mail.example.com"), 465);
+        assert_eq!(port("smtp://mail.example.com"), 587);
+        assert_eq!(port("smtp://mail.example.com?tls=opportunistic"), 587);
+        assert_eq!(port("smtp://relay?tls=none"), 25);
+        assert_eq!(port("smtp://relay:2525?tls=none"), 2525);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_mail_folder_is_the_servers_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mail = dir.path().join("data").join("mail");
+        private_dir(&mail).unwrap();
+        let mode = std::fs::metadata(&mail).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // An existing folder is tightened too.
+        std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&mail).unwrap();
+        let mode = std::fs::metadata(&mail).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
 
     #[test]
     fn a_line_break_in_a_name_does_not_become_a_header() {
