@@ -16,7 +16,7 @@ use crate::accounts::{Browser, organization_with_key};
 use crate::backend_tests;
 use crate::chat::{Api, say, support_chat};
 use crate::fake_stripe::{FakeStripe, fixture, subscription};
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, TestApp, eventually, spawn_app};
 
 backend_tests!(
     webhooks_refuse_bad_signatures_and_bodies_and_store_nothing,
@@ -30,6 +30,7 @@ backend_tests!(
     checkout_and_portal_send_stripe_the_exact_parameters,
     plan_limits_are_enforced_and_lifted_by_an_upgrade,
     without_stripe_billing_is_off_and_unlimited,
+    a_state_stripe_gave_before_a_newer_event_does_not_overwrite_it,
 );
 
 const SECRET: &str = "whsec_test_current_0123456789";
@@ -155,6 +156,7 @@ fn completed_checkout(id: &str, customer: &str, subscription: &str, org: Organiz
     session["customer"] = json!(customer);
     session["subscription"] = json!(subscription);
     session["client_reference_id"] = json!(org.0.to_string());
+    session["metadata"] = json!({"organization_id": org.0.to_string()});
     session
 }
 
@@ -664,6 +666,31 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
     }
     let (owner, _) = organization_with_key(&app, ORG, OWNER).await;
     let org = org_id(&app, "harbor-bikes");
+
+    // A session only a payer's link names the organization in (a Payment
+    // Link's client_reference_id, which whoever opens it sets), for a customer
+    // nobody here knows: not attached to that organization.
+    stripe.set_subscription(subscription(
+        "sub_link",
+        "cus_stranger",
+        PRICE_PRO,
+        "active",
+    ));
+    let mut foreign = completed_checkout("cs_test_link", "cus_stranger", "sub_link", org);
+    foreign["metadata"] = json!({});
+    assert_eq!(
+        apply(
+            &app,
+            "evt_all_0",
+            "checkout.session.completed",
+            now(),
+            foreign
+        )
+        .await,
+        "unmatched"
+    );
+    assert_eq!(account(&app, org).stripe_customer_id, None);
+    assert_eq!(account(&app, org).plan, "free");
 
     // checkout.session.completed: the session names the organization and the
     // subscription; the subscription's state is fetched from Stripe.
@@ -1440,4 +1467,74 @@ async fn without_stripe_billing_is_off_and_unlimited(backend: Backend) {
     let res = post_event(&app.address, &body, Some(signature(SECRET, now(), &body))).await;
     assert_eq!(res.status(), 503);
     assert_eq!(event_count(&app), 0);
+}
+
+async fn a_state_stripe_gave_before_a_newer_event_does_not_overwrite_it(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[("JOB_RETRY_BASE_MS", "200")]).await else {
+        return;
+    };
+    let org = harbor_with_customer(&app, "cus_harbor").await;
+    let pro = subscription("sub_race", "cus_harbor", PRICE_PRO, "active");
+    let t = now();
+    assert_eq!(
+        apply(
+            &app,
+            "evt_race_1",
+            "customer.subscription.created",
+            t,
+            pro.clone()
+        )
+        .await,
+        "processed"
+    );
+    // A late event makes the server ask Stripe, which answers slowly: Pro,
+    // as it was when asked.
+    stripe.set_subscription(pro.clone());
+    stripe.delay_lookups(Duration::from_millis(1500));
+    let late = event(
+        "evt_race_late",
+        "customer.subscription.updated",
+        t - 100,
+        pro,
+    );
+    assert_eq!(deliver(&app, &late).await.status(), 200);
+    eventually("Stripe is asked", Duration::from_secs(10), || {
+        !stripe
+            .requests_to("GET", "/v1/subscriptions/sub_race")
+            .is_empty()
+    })
+    .await;
+    // Meanwhile the customer upgrades: Stripe has Business, and its event is
+    // applied while the slow answer is on its way.
+    let business = subscription("sub_race", "cus_harbor", PRICE_BUSINESS, "active");
+    stripe.set_subscription(business.clone());
+    stripe.delay_lookups(Duration::ZERO);
+    assert_eq!(
+        apply(
+            &app,
+            "evt_race_2",
+            "customer.subscription.updated",
+            t + 5,
+            business
+        )
+        .await,
+        "processed"
+    );
+    assert_eq!(account(&app, org).plan, "business");
+    // The slow answer arrives after the upgrade: it is not laid over it.
+    let late_outcome = processed(&app, "evt_race_late").await;
+
+    assert_eq!(late_outcome, "processed");
+    assert_eq!(
+        plan_of(&app, org),
+        on("business", "active", "sub_race"),
+        "Stripe was asked again rather than its older answer applied"
+    );
+    assert!(
+        stripe
+            .requests_to("GET", "/v1/subscriptions/sub_race")
+            .len()
+            >= 2
+    );
 }

@@ -39,6 +39,9 @@ struct State {
     /// key with the first result.
     idempotent: Mutex<HashMap<String, Value>>,
     counter: Mutex<u64>,
+    /// How long a subscription lookup takes to answer, with the state it read
+    /// when asked (a slow network: the answer can be overtaken by events).
+    lookup_delay: Mutex<std::time::Duration>,
 }
 
 pub struct FakeStripe {
@@ -118,6 +121,15 @@ impl FakeStripe {
             .insert(id, sub);
     }
 
+    /// Subscription lookups answer after `delay`, with the state of when they were asked.
+    pub fn delay_lookups(&self, delay: std::time::Duration) {
+        *self
+            .state
+            .lookup_delay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = delay;
+    }
+
     /// Stripe no longer has the subscription: it answers 404 from now on.
     pub fn forget_subscription(&self, id: &str) {
         self.state
@@ -156,6 +168,12 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    // Read before the request is recorded: a test that sees it recorded and
+    // then changes the delay does not change this request's.
+    let lookup_delay = *state
+        .lookup_delay
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let recorded = Recorded {
         method: req.method().to_string(),
         path: req.path().to_string(),
@@ -218,13 +236,18 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         }
         ("GET", path) if path.starts_with("/v1/subscriptions/") => {
             let id = path.trim_start_matches("/v1/subscriptions/");
-            match state
+            // Read, and the lock let go, before the answer's delay.
+            let found = state
                 .subscriptions
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(id)
-            {
-                Some(sub) => sub.clone(),
+                .cloned();
+            match found {
+                Some(sub) => {
+                    actix_web::rt::time::sleep(lookup_delay).await;
+                    sub
+                }
                 None => return stripe_error(404, &format!("No such subscription: '{id}'")),
             }
         }

@@ -139,7 +139,10 @@ impl ProcessStripeEvent {
             "customer.subscription.created"
             | "customer.subscription.updated"
             | "customer.subscription.deleted" => match parse::<Subscription>(&envelope) {
-                Ok(sub) => self.subscription(ctx, sub, envelope.created, false).await,
+                Ok(sub) => {
+                    self.subscription(ctx, sub, envelope.created, false, None)
+                        .await
+                }
                 Err(e) => Err(e),
             },
             "invoice.paid" | "invoice.payment_failed" => self.invoice(ctx, &envelope).await,
@@ -230,16 +233,14 @@ impl ProcessStripeEvent {
                 .finish(ctx, Outcome::Ignored(None, detail), |_| Ok(()))
                 .await;
         }
+        // Only the metadata this server set on the session can claim an
+        // organization for a customer it does not know. Never
+        // `client_reference_id`: on a Payment Link or Pricing Table whoever
+        // opens the link sets it, and Stripe signs the event all the same.
         let claimed = session
-            .client_reference_id
-            .as_deref()
-            .or_else(|| {
-                session
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.get("organization_id"))
-                    .map(String::as_str)
-            })
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("organization_id"))
             .and_then(|raw| raw.parse::<i64>().ok())
             .map(OrganizationId);
         let customer = session.customer.as_ref().map(|c| c.0.clone());
@@ -257,10 +258,13 @@ impl ProcessStripeEvent {
                 .finish(ctx, Outcome::Unmatched(detail), |_| Ok(()))
                 .await;
         };
-        if let Some(customer) = customer {
-            ctx.db(move |conn| link_customer(conn, org, &customer))
-                .await?;
-        }
+        // As it is before Stripe is asked: see `subscription`'s `seen`.
+        let before = ctx
+            .db(move |conn| match customer {
+                Some(customer) => link_customer(conn, org, &customer),
+                None => BillingAccount::ensure(conn, org),
+            })
+            .await?;
         let Some(sub_id) = session.subscription.map(|s| s.0) else {
             let detail = format!("checkout session {} has no subscription yet", session.id);
             return self
@@ -269,15 +273,22 @@ impl ProcessStripeEvent {
         };
         // The session only names the subscription: its state comes from Stripe.
         let sub = fetch_subscription(ctx, &sub_id).await?;
-        self.subscription(ctx, sub, fetched_now(), true).await
+        self.subscription(ctx, sub, fetched_now(), true, Some(before.updated_at))
+            .await
     }
 
+    /// Applies `sub` if it is newer than what the organization has. A `fresh`
+    /// state (read from Stripe) comes with `seen`, the account's `updated_at`
+    /// from before Stripe was asked: if another event changed the account
+    /// meanwhile, Stripe's answer may predate that change, so it is asked again
+    /// rather than laid over a newer state.
     async fn subscription(
         &self,
         ctx: &JobContext,
         sub: Subscription,
         at: i64,
         fresh: bool,
+        seen: Option<chrono::NaiveDateTime>,
     ) -> Result<(), JobFailure> {
         let customer = sub.customer.0.clone();
         let claimed = sub
@@ -305,11 +316,14 @@ impl ProcessStripeEvent {
         // asked (no network call may run inside it); the decision that counts
         // is made again on the locked row.
         // State read from Stripe is as of now, not as of the event.
-        let (sub, fresh, at) = match decide(&account, &sub, at, fresh, None) {
-            Decision::AskStripe if !fresh => {
-                (fetch_subscription(ctx, &sub.id).await?, true, fetched_now())
-            }
-            _ => (sub, fresh, at),
+        let (sub, fresh, at, seen) = match decide(&account, &sub, at, fresh, None) {
+            Decision::AskStripe if !fresh => (
+                fetch_subscription(ctx, &sub.id).await?,
+                true,
+                fetched_now(),
+                Some(account.updated_at),
+            ),
+            _ => (sub, fresh, at, seen),
         };
         // Two subscriptions live at once: which one is the plan depends on
         // the stored one too, as Stripe has it now.
@@ -325,6 +339,12 @@ impl ProcessStripeEvent {
         let config = ctx.config.stripe.clone();
         self.settle(ctx, move |conn| {
             let account = BillingAccount::lock(conn, org)?;
+            if seen.is_some_and(|seen| seen != account.updated_at) {
+                return Ok(Step::Retry(format!(
+                    "the organization's billing changed while Stripe was asked about {}; asking again",
+                    sub.id
+                )));
+            }
             let mut replaces = None;
             match decide(&account, &sub, at, fresh, current.as_ref()) {
                 Decision::Ignore(why) => {
@@ -372,8 +392,16 @@ impl ProcessStripeEvent {
                 current_period_end: end,
                 cancel_at_period_end: sub.cancel_at_period_end,
                 trial_end: sub.trial_end.and_then(objects::timestamp),
-                past_due_since: (sub.status == PAST_DUE)
-                    .then(|| account.past_due_since.unwrap_or(now)),
+                // From when it happened, not from when this job ran: a
+                // redelivered or retried event must not lengthen the grace.
+                past_due_since: (sub.status == PAST_DUE).then(|| {
+                    let since = if fresh {
+                        now
+                    } else {
+                        objects::timestamp(at).map_or(now, |t| t.min(now))
+                    };
+                    account.past_due_since.unwrap_or(since)
+                }),
                 stripe_state_at: at.max(account.stripe_state_at),
                 updated_at: now,
             };
@@ -530,6 +558,9 @@ fn parse<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, JobFa
     })
 }
 
+/// The subscription as Stripe has it now. A 404 stays an error (the event is
+/// kept as failed for an operator): it may as well mean a key of another
+/// Stripe account as a deleted subscription, and an ending needs no asking.
 async fn fetch_subscription(ctx: &JobContext, id: &str) -> Result<Subscription, JobFailure> {
     Ok(stripe_api(ctx)?.retrieve_subscription(id).await?)
 }
@@ -705,6 +736,10 @@ fn decide(
         Some(_) => {
             if objects::is_terminal(&account.status) && !sub.is_terminal() {
                 Decision::Ignore("already canceled; a canceled subscription does not come back")
+            } else if sub.is_terminal() {
+                // An end is final whenever it is told: no need to ask Stripe
+                // (which may no longer have the subscription at all).
+                Decision::Apply
             } else if fresh {
                 // Stripe's state now is the truth, whatever the clocks say.
                 Decision::Apply
@@ -713,7 +748,9 @@ fn decide(
                 // by this server's clock, which Stripe's event times are not
                 // measured against: Stripe settles it.
                 Decision::AskStripe
-            } else if at == account.stripe_state_at && account.status != sub.status {
+            } else if at == account.stripe_state_at {
+                // Two changes in one second (a cancellation at period end and
+                // its undoing, say): their order is Stripe's to tell.
                 Decision::AskStripe
             } else {
                 Decision::Apply
@@ -788,6 +825,11 @@ mod tests {
         );
         assert_eq!(
             decide(&b, &sub("sub_1", "active"), 200, false, None),
+            Decision::AskStripe
+        );
+        // An end needs no asking, however old the event: it is final.
+        assert_eq!(
+            decide(&b, &sub("sub_1", "canceled"), 100, false, None),
             Decision::Apply
         );
     }

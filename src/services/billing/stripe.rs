@@ -39,7 +39,9 @@ impl StripeError {
     /// failures, the network), as Stripe's retry guidance says.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Api { status, .. } => matches!(status, 409 | 429) || *status >= 500,
+            // 401/403: the key was revoked or rotated, which an operator
+            // fixes; the events waiting on it must not be lost meanwhile.
+            Self::Api { status, .. } => matches!(status, 401 | 403 | 409 | 429) || *status >= 500,
             Self::Unreachable(_) | Self::Unreadable(_) => true,
             Self::Config(_) => false,
         }
