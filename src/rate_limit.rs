@@ -133,7 +133,7 @@ fn key_of(req: &ServiceRequest) -> String {
         .filter(|token| token.starts_with("fd_") && token.len() >= 12);
     match bearer {
         Some(token) => format!("key:{}", &token[..12]),
-        None => format!("ip:{}", crate::auth::extractors::client_ip(req.request())),
+        None => format!("ip:{}", client_address(req)),
     }
 }
 
@@ -227,9 +227,7 @@ pub async fn limit_public_chat(
     let Some(limits) = state.as_ref().and_then(|s| s.chat_rate_limit.as_ref()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let address =
-        crate::auth::extractors::address_bucket(&crate::auth::extractors::client_ip(req.request()));
-    let key = format!("chat:{address}");
+    let key = format!("chat:{}", client_address(&req));
     match limits.check(&key) {
         // The answer's X-RateLimit headers are the message budgets', where
         // there are any: those are the ones a visitor runs into.
@@ -244,6 +242,11 @@ pub async fn limit_public_chat(
             Ok(refuse(req, standing, message))
         }
     }
+}
+
+/// The caller's address as budgets count it: an IPv6 client by its /64.
+fn client_address(req: &ServiceRequest) -> String {
+    crate::auth::extractors::address_bucket(&crate::auth::extractors::client_ip(req.request()))
 }
 
 /// Middleware for the public forms: spends one post from the address's budget.
@@ -278,7 +281,7 @@ async fn limit_forms(
     let (Some(limits), true) = (limits, *req.method() == method) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let key = format!("ip:{}", crate::auth::extractors::client_ip(req.request()));
+    let key = format!("ip:{}", client_address(&req));
     match limits.check(&key) {
         Ok(_) => Ok(next.call(req).await?.map_into_left_body()),
         Err(standing) => {

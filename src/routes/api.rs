@@ -141,6 +141,22 @@ pub struct MemberUpdate {
     role: String,
 }
 
+/// A key may bring in or promote people who answer conversations, never one
+/// who manages members or keys: like a key made by a key, that access would
+/// outlive the key's revocation.
+fn key_may_grant(caller: &ApiCaller, role: crate::domain::Role) -> AppResult<()> {
+    use crate::domain::Permission;
+    if caller.via_key
+        && (role.can(Permission::ManageMembers) || role.can(Permission::ManageApiKeys))
+    {
+        return Err(AppError::Forbidden(format!(
+            "An API key cannot make anyone {} (that access would outlive the key); sign in to Frontdesk to do it.",
+            role.as_str()
+        )));
+    }
+    Ok(())
+}
+
 #[utoipa::path(patch, path = "/api/v1/members/{id}", tag = "members", security(("api_key" = [])), params(("id" = i64, Path, description = "The membership id")), request_body = MemberUpdate,
     responses((status = 200, body = MemberJson), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson, description = "Unknown role, or the last owner would be demoted")))]
 pub async fn update_member(
@@ -154,6 +170,7 @@ pub async fn update_member(
     let id = MembershipId(path.into_inner());
     let role = crate::domain::Role::parse(&body.role)
         .map_err(|e| AppError::Validation(format!("role {e}")))?;
+    key_may_grant(&caller, role)?;
     let member = act(&state, &caller, &req, move |conn, scope, actor| {
         accounts::change_role(conn, scope, actor, id, role)
     })
@@ -222,6 +239,7 @@ pub async fn create_invitation(
         Email::parse(&body.email).map_err(|e| AppError::Validation(format!("email {e}")))?;
     let role = crate::domain::Role::parse(&body.role)
         .map_err(|e| AppError::Validation(format!("role {e}")))?;
+    key_may_grant(&caller, role)?;
     // The same pace as the members page: invitations are email to addresses
     // the caller typed.
     if let Err(standing) = state.member_email_rate_limit.check(&caller.budget_key()) {

@@ -397,7 +397,7 @@ pub fn delete_account(conn: &mut DbConnection, user: &User, ip: &str) -> Result<
                 continue;
             }
             let scope = TenantScope::verified(org.id, Some(user.id), Role::Owner);
-            if Membership::count_owners(conn, &scope)? <= 1 {
+            if Membership::other_active_owners(conn, &scope, membership.id)? == 0 {
                 return Err(AccountError::SoleOwner(org.name));
             }
         }
@@ -463,6 +463,7 @@ pub fn change_email(
     base_url: &Url,
 ) -> Result<(), AccountError> {
     crate::db::write_transaction(conn, |conn| {
+        crate::db::lock_until_commit(conn, &account_lock(user.id))?;
         if User::find_by_email(conn, new_email)?.is_some() {
             return Err(AccountError::EmailTaken);
         }
@@ -515,6 +516,11 @@ pub fn verify_email(conn: &mut DbConnection, token: &str) -> Result<UserId, Acco
     })
 }
 
+/// Serializes the changes that decide where an account's links go.
+fn account_lock(user: UserId) -> String {
+    format!("account:{user}")
+}
+
 /// Sends a reset link if the address belongs to an enabled account; the caller
 /// answers the same either way, so the form does not reveal who has an account.
 pub fn request_password_reset(
@@ -523,10 +529,19 @@ pub fn request_password_reset(
     base_url: &Url,
 ) -> Result<(), AccountError> {
     crate::db::write_transaction(conn, |conn| {
-        let Some(user) = User::find_by_email(conn, email)?.filter(|u| u.disabled_at.is_none())
+        let Some(found) = User::find_by_email(conn, email)? else {
+            return Ok(());
+        };
+        // Read again under the account's lock: an email change committing in
+        // between must not leave a link to the account at its old address.
+        crate::db::lock_until_commit(conn, &account_lock(found.id))?;
+        let Some(user) = User::find(conn, found.id)?
+            .filter(|u| u.disabled_at.is_none() && u.email == email.as_str())
         else {
             return Ok(());
         };
+        // Only the newest link works: asking again does not pile up live ones.
+        UserToken::discard_unused(conn, user.id, &[RESET_PASSWORD])?;
         let token = tokens::generate();
         UserToken::create(
             conn,
@@ -643,6 +658,9 @@ pub fn begin_login_attempt(
 ) -> diesel::QueryResult<Option<i64>> {
     use crate::db::schema::login_failures as lf;
     use diesel::prelude::*;
+    // An IPv6 host has a whole /64 to rotate through: it is one address here.
+    let ip = crate::auth::extractors::address_bucket(ip);
+    let ip = ip.as_str();
     crate::db::write_transaction(conn, |conn| {
         crate::db::lock_until_commit(conn, &format!("login:account:{email}"))?;
         crate::db::lock_until_commit(conn, &format!("login:address:{ip}"))?;
@@ -946,7 +964,7 @@ pub fn change_role(
         }
         if membership.role() == Role::Owner
             && role != Role::Owner
-            && Membership::count_owners(conn, scope)? <= 1
+            && Membership::other_active_owners(conn, scope, id)? == 0
         {
             return Err(AccountError::LastOwner);
         }
@@ -991,7 +1009,9 @@ pub fn remove_member(
                 require(scope, Permission::ManageOwners)?;
             }
         }
-        if membership.role() == Role::Owner && Membership::count_owners(conn, scope)? <= 1 {
+        if membership.role() == Role::Owner
+            && Membership::other_active_owners(conn, scope, id)? == 0
+        {
             return Err(AccountError::LastOwner);
         }
         Membership::remove(conn, scope, id)?;

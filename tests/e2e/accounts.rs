@@ -20,6 +20,9 @@ backend_tests!(
     signing_in_rotates_the_session_id_and_signing_out_ends_it,
     sign_in_is_throttled_per_account,
     wrong_passwords_from_elsewhere_do_not_shut_the_owner_out,
+    an_ipv6_host_is_one_address_to_sign_in_throttling,
+    an_api_key_cannot_make_admins_or_owners,
+    a_disabled_owner_does_not_count_as_someone_in_charge,
     invitations_go_out_at_a_persons_pace,
     links_sent_to_an_old_address_stop_working,
     password_reset_answers_the_same_and_links_work_once,
@@ -722,6 +725,38 @@ async fn sign_in_is_throttled_per_account(backend: Backend) {
     assert_eq!(res.status(), 429, "the address used its 20 failures");
 }
 
+async fn an_ipv6_host_is_one_address_to_sign_in_throttling(backend: Backend) {
+    let Some(app) = spawn_app(backend)
+        .env("TRUSTED_PROXIES", "127.0.0.1")
+        .start()
+        .await
+    else {
+        return;
+    };
+    let owner = Browser::behind_proxy(&app, "198.51.100.7");
+    assert_eq!(owner.signup("Acme", "target@acme.test").await.status(), 303);
+    // A new address of the same /64 for every guess: still one guesser.
+    for n in 1..=5 {
+        let b = Browser::behind_proxy(&app, &format!("2001:db8:7:7::{n:x}"));
+        assert_eq!(
+            b.login("target@acme.test", "wrong guess").await.status(),
+            422
+        );
+    }
+    let b = Browser::behind_proxy(&app, "2001:db8:7:7:ffff::1");
+    assert_eq!(
+        b.login("target@acme.test", PASSWORD).await.status(),
+        429,
+        "five failures from the /64 for this account"
+    );
+    let next_door = Browser::behind_proxy(&app, "2001:db8:7:8::1");
+    assert_eq!(
+        next_door.login("target@acme.test", PASSWORD).await.status(),
+        303,
+        "another /64 is another address"
+    );
+}
+
 async fn wrong_passwords_from_elsewhere_do_not_shut_the_owner_out(backend: Backend) {
     let Some(app) = spawn_app(backend)
         .env("TRUSTED_PROXIES", "127.0.0.1")
@@ -915,6 +950,37 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     .await;
     let (status, _) = b.get(&reset).await;
     assert_eq!(status, 200);
+    // Asking again leaves only the newest link alive, never a pile of them.
+    let live_links = || {
+        use frontdesk::db::schema::user_tokens as t;
+        t::table
+            .filter(t::purpose.eq("reset_password"))
+            .filter(t::used_at.is_null())
+            .count()
+            .get_result::<i64>(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    assert_eq!(live_links(), 1);
+    let again = b
+        .submit(
+            "/forgot-password",
+            "/forgot-password",
+            &[("email", "reset@acme.test")],
+        )
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(live_links(), 1);
+    let stale = post_reset(&b, &token, "a passphrase for the old link").await;
+    assert_eq!(stale.status(), 422, "the earlier link was replaced");
+    let second = next_link(
+        &mail_dir(&app),
+        "reset@acme.test",
+        "Reset your Frontdesk password",
+        "/reset-password?token=",
+        &[reset.as_str()],
+    )
+    .await;
+    let token = second.split("token=").nth(1).unwrap().to_string();
     let res = post_reset(&b, &token, "reset is what I did today").await;
     assert_eq!(
         res.status(),
@@ -971,7 +1037,7 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
         "reset@acme.test",
         subject,
         "/reset-password?token=",
-        &[&reset],
+        &[&reset, &second],
     )
     .await;
     let (status, page) = b.get(&expired).await;
@@ -1693,13 +1759,13 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
         reqwest::Method::PATCH,
         format!("/api/v1/members/{agent}"),
     )
-    .json(&serde_json::json!({"role": "admin"}))
+    .json(&serde_json::json!({"role": "viewer"}))
     .send()
     .await
     .unwrap();
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["role"], "admin");
+    assert_eq!(body["role"], "viewer");
     assert_eq!(body["email"], "agent@crew.test");
     assert_eq!(body["id"], agent);
 
@@ -2908,6 +2974,117 @@ pub(crate) async fn organization_with_key(
     confirm_email(app, email).await;
     let key = owner.api_key("tests", "write").await;
     (owner, key)
+}
+
+async fn an_api_key_cannot_make_admins_or_owners(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, "Relay", "owner@relay.test").await;
+    let org = app.org_id("relay");
+    let (agent, _) = signed_in_member(
+        &app,
+        org,
+        "agent@relay.test",
+        frontdesk::domain::Role::Agent,
+    )
+    .await;
+    let call = |method: reqwest::Method, path: String, body: Value| {
+        app.client
+            .request(method, app.url(&path))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    for role in ["admin", "owner"] {
+        let res = call(
+            reqwest::Method::POST,
+            "/api/v1/invitations".into(),
+            serde_json::json!({"email": format!("{role}@elsewhere.test"), "role": role}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 403, "invite as {role}");
+        let res = call(
+            reqwest::Method::PATCH,
+            format!("/api/v1/members/{agent}"),
+            serde_json::json!({"role": role}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 403, "promote to {role}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "FORBIDDEN");
+    }
+    // People who answer conversations, yes.
+    let res = call(
+        reqwest::Method::POST,
+        "/api/v1/invitations".into(),
+        serde_json::json!({"email": "new.agent@elsewhere.test", "role": "agent"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    // The owner, signed in, still can.
+    let res = owner
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/members/{agent}"),
+            serde_json::json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
+async fn a_disabled_owner_does_not_count_as_someone_in_charge(backend: Backend) {
+    use frontdesk::domain::Role;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Crew", "owner@crew.test").await.status(), 303);
+    let (org, mine): (i64, i64) = memberships::table
+        .inner_join(users::table)
+        .filter(users::email.eq("owner@crew.test"))
+        .select((memberships::organization_id, memberships::id))
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    let other = add_member(
+        &mut app.pool().get().unwrap(),
+        org,
+        "second@crew.test",
+        Role::Owner,
+    );
+    let second: i64 = users::table
+        .filter(users::email.eq("second@crew.test"))
+        .select(users::id)
+        .first(&mut app.pool().get().unwrap())
+        .unwrap();
+    frontdesk::db::models::User::set_disabled(
+        &mut app.pool().get().unwrap(),
+        frontdesk::domain::UserId(second),
+        true,
+    )
+    .unwrap();
+    // The other owner is disabled: nobody would be left to act.
+    for (method, body) in [
+        (reqwest::Method::PATCH, serde_json::json!({"role": "admin"})),
+        (reqwest::Method::DELETE, Value::Null),
+    ] {
+        let res = owner
+            .api(method.clone(), &format!("/api/v1/members/{mine}"), body)
+            .await;
+        assert_eq!(res.status(), 422, "{method}");
+    }
+    // The disabled owner can be removed by the one who acts.
+    let res = owner
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/members/{other}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(res.status(), 204);
 }
 
 async fn signed_out_form_pages_keep_few_short_sessions(backend: Backend) {

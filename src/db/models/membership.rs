@@ -2,7 +2,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::schema::{memberships, organizations};
+use crate::db::schema::{memberships, organizations, users};
 use crate::domain::{self, MembershipId, OrganizationId, Role, UserId};
 
 use super::Organization;
@@ -93,7 +93,6 @@ impl Membership {
         conn: &mut DbConnection,
         scope: &crate::domain::TenantScope,
     ) -> QueryResult<Vec<MemberWithUser>> {
-        use crate::db::schema::users;
         let rows: Vec<(Membership, super::User)> = memberships::table
             .inner_join(users::table)
             .filter(memberships::organization_id.eq(scope.organization_id()))
@@ -132,7 +131,6 @@ impl Membership {
         conn: &mut DbConnection,
         organization_id: OrganizationId,
     ) -> QueryResult<Vec<String>> {
-        use crate::db::schema::users;
         memberships::table
             .inner_join(users::table)
             .filter(memberships::organization_id.eq(organization_id))
@@ -147,9 +145,13 @@ impl Membership {
     /// owner rows stay locked until it ends, so two owners demoting each other
     /// at once cannot both see the other still there (the second waits, then
     /// counts one); SQLite's write transaction already runs them one by one.
-    pub fn count_owners(
+    ///
+    /// Owners other than `except` who can still act: a disabled account is no
+    /// one in charge, so the last enabled owner cannot leave it to them.
+    pub fn other_active_owners(
         conn: &mut DbConnection,
         scope: &crate::domain::TenantScope,
+        except: MembershipId,
     ) -> QueryResult<i64> {
         if conn.backend() == crate::db::Backend::Postgres {
             diesel::sql_query(
@@ -159,8 +161,11 @@ impl Membership {
             .execute(conn)?;
         }
         memberships::table
+            .inner_join(users::table)
             .filter(memberships::organization_id.eq(scope.organization_id()))
             .filter(memberships::role.eq(Role::Owner.as_str()))
+            .filter(memberships::id.ne(except))
+            .filter(users::disabled_at.is_null())
             .count()
             .get_result(conn)
     }
