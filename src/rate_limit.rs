@@ -121,19 +121,37 @@ pub fn set_headers(headers: &mut HeaderMap, standing: Standing) {
     headers.insert(RESET, HeaderValue::from(standing.reset_secs));
 }
 
-/// The caller's budget key: the API key's public prefix when a well-formed one
-/// is presented (checked by the handler; a forged one still spends from the
-/// budget it names), otherwise the client address.
-fn key_of(req: &ServiceRequest) -> String {
+/// How many times the per-address budget one address may spend in all, across
+/// the API keys it presents: a service with several keys behind one address
+/// has room, while made-up keys (each naming a budget of its own before any
+/// is checked) cannot buy unlimited requests.
+pub const KEYED_ADDRESS_BUDGETS: u32 = 10;
+
+/// The caller's budget key: a digest of the API key when a well-formed one is
+/// presented (checked by the handler; a forged one still spends from the budget
+/// it names, and from its address's), otherwise the client address. A digest,
+/// not the key's text: budget names are logged.
+fn key_of(req: &ServiceRequest) -> (String, Option<String>) {
+    use sha2::Digest as _;
     let bearer = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|token| token.starts_with("fd_") && token.len() >= 12);
+    let address = client_address(req);
     match bearer {
-        Some(token) => format!("key:{}", &token[..12]),
-        None => format!("ip:{}", client_address(req)),
+        Some(token) => {
+            let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+            (
+                format!("key:{}", &digest[..16]),
+                Some(format!("keys:{address}")),
+            )
+        }
+        // Browsers send CSP reports on their own: a budget apart from the
+        // page's API calls.
+        None if req.path() == "/api/v1/csp-reports" => (format!("csp:{address}"), None),
+        None => (format!("ip:{address}"), None),
     }
 }
 
@@ -146,12 +164,22 @@ pub async fn limit_api(
     let Some(limits) = state.as_ref().and_then(|s| s.api_rate_limit.as_ref()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    // Browsers send CSP reports on their own. (The public chat is outside the
-    // /api/v1 scope: its limits are per visitor and address, in the database.)
-    if req.path() == "/api/v1/csp-reports" {
-        return Ok(next.call(req).await?.map_into_left_body());
+    // (The public chat is outside the /api/v1 scope: its limits are per
+    // visitor and address, in the database, and per address here.)
+    let (key, address) = key_of(&req);
+    let keyed = state
+        .as_ref()
+        .and_then(|s| s.api_keyed_address_rate_limit.as_ref());
+    if let (Some(address), Some(keyed)) = (address, keyed)
+        && let Err(standing) = keyed.check(&address)
+    {
+        tracing::warn!(client = %address, "API rate limit of an address across keys reached");
+        let message = format!(
+            "Too many API requests from your address; try again in {} s.",
+            standing.reset_secs
+        );
+        return Ok(refuse(req, standing, message));
     }
-    let key = key_of(&req);
     match limits.check(&key) {
         Ok(standing) => {
             let mut res = next.call(req).await?;

@@ -62,6 +62,9 @@ pub struct AppState {
     /// Per instance, like the API budget.
     pub form_rate_limit: crate::rate_limit::ApiRateLimit,
     pub form_view_rate_limit: crate::rate_limit::ApiRateLimit,
+    /// All keys presented from one address together; `None` when
+    /// `RATE_LIMIT_PER_MINUTE` is 0.
+    pub api_keyed_address_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
     /// The public chat API, per address; `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub chat_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
     /// Emails a signed-in person has sent to addresses they typed, per person.
@@ -166,6 +169,11 @@ impl Application {
             )
         });
         let api_rate_limit = crate::rate_limit::ApiRateLimit::new(config.rate_limit_per_minute);
+        let api_keyed_address_rate_limit = crate::rate_limit::ApiRateLimit::new(
+            config
+                .rate_limit_per_minute
+                .saturating_mul(crate::rate_limit::KEYED_ADDRESS_BUDGETS),
+        );
         let chat_rate_limit = crate::rate_limit::ApiRateLimit::new(
             config
                 .rate_limit_per_minute
@@ -188,6 +196,7 @@ impl Application {
                 crate::rate_limit::PUBLIC_FORM_VIEWS_PER_MINUTE,
             ),
             chat_rate_limit,
+            api_keyed_address_rate_limit,
             member_email_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
                 crate::rate_limit::MEMBER_EMAILS_PER_MINUTE,
             ),

@@ -139,10 +139,19 @@ impl SessionStore for DbSessionStore {
         let hash = tokens::hash(key.as_ref());
         let until = expires_for(&state, ttl);
         let user = user_of(&state);
-        let updated = self
+        // A failed write must not turn the handler's answer (its changes
+        // already committed) into a bare 500 without the application's headers:
+        // the session keeps its last stored state and the answer goes out.
+        let updated = match self
             .run(move |conn| Ok(SessionRow::update(conn, &hash, user, &json, until)?))
             .await
-            .map_err(UpdateError::Other)?;
+        {
+            Ok(updated) => updated,
+            Err(e) => {
+                tracing::error!(error = %e, "could not store the session's changes; kept as it was");
+                return Ok(key);
+            }
+        };
         if updated {
             Ok(key)
         } else {
@@ -159,8 +168,14 @@ impl SessionStore for DbSessionStore {
         let hash = tokens::hash(key.as_ref());
         let until = expires(ttl);
         let anonymous_until = expires_for(&HashMap::new(), ttl);
-        self.run(move |conn| Ok(SessionRow::touch(conn, &hash, until, anonymous_until)?))
-            .await?;
+        // As in `update`: a session not extended this time is no reason to fail
+        // the answer.
+        if let Err(e) = self
+            .run(move |conn| Ok(SessionRow::touch(conn, &hash, until, anonymous_until)?))
+            .await
+        {
+            tracing::warn!(error = %e, "could not extend the session");
+        }
         Ok(())
     }
 

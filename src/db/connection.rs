@@ -64,9 +64,11 @@ impl ConnectionManager {
             DatabaseUrl::Postgres(raw) => {
                 init_tls();
                 let mut conn =
-                    PgConnection::establish(raw).map_err(|e| DbError::PostgresConnect {
-                        target: self.url.redacted(),
-                        reason: first_sentence(&e.to_string()),
+                    PgConnection::establish(&with_connect_timeout(raw)).map_err(|e| {
+                        DbError::PostgresConnect {
+                            target: self.url.redacted(),
+                            reason: first_sentence(&e.to_string()),
+                        }
                     })?;
                 conn.set_instrumentation(SlowQueryLog::new(self.slow_query));
                 Ok(DbConnection::Postgres(conn))
@@ -86,6 +88,25 @@ impl ConnectionManager {
         }
         Ok(())
     }
+}
+
+/// Seconds libpq waits for a connection unless the URL says otherwise.
+const PG_CONNECT_TIMEOUT_SECS: u32 = 5;
+
+/// libpq waits as long as the kernel does for an unanswered connection (two
+/// minutes and more): start-up, `migrate` and the probes would hang on a
+/// database host that drops packets instead of saying so. A `connect_timeout`
+/// the user set is kept.
+fn with_connect_timeout(url: &str) -> String {
+    let (_, query) = url.split_once('?').unwrap_or((url, ""));
+    if query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("connect_timeout"))
+    {
+        return url.to_string();
+    }
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}connect_timeout={PG_CONNECT_TIMEOUT_SECS}")
 }
 
 /// SQLite's own `lower()` folds ASCII only, PostgreSQL's all of Unicode: a
@@ -142,4 +163,25 @@ impl ManageConnection for ConnectionManager {
 /// first initialisation decides, so this runs before any PostgreSQL connection.
 pub fn init_tls() {
     openssl_sys::init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_connect_timeout;
+
+    #[test]
+    fn a_postgres_url_gets_a_connect_timeout_unless_it_has_one() {
+        assert_eq!(
+            with_connect_timeout("postgres://u@db/app"),
+            "postgres://u@db/app?connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://u@db/app?sslmode=require"),
+            "postgres://u@db/app?sslmode=require&connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://u@db/app?connect_timeout=20"),
+            "postgres://u@db/app?connect_timeout=20"
+        );
+    }
 }

@@ -39,6 +39,8 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    #[error("the database did not answer within {0:?}")]
+    Unresponsive(std::time::Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

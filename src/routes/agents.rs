@@ -615,6 +615,10 @@ pub async fn upload(
     let mut token = None;
     let mut file: Option<(Option<String>, Option<String>, Vec<u8>)> = None;
     let mut too_large = false;
+    // The whole request counts, not each field: other fields (any number of
+    // them) may not stream on past the limit either. Room for the token.
+    let mut total = 0usize;
+    let total_max = max.saturating_add(64 * 1024);
     while let Some(field) = payload.next().await {
         let mut field = field
             .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
@@ -628,11 +632,14 @@ pub async fn upload(
         while let Some(chunk) = field.next().await {
             let chunk = chunk
                 .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
-            if bytes.len() + chunk.len() > max {
+            total = total.saturating_add(chunk.len());
+            if bytes.len() + chunk.len() > max || total > total_max {
                 too_large = true;
                 break;
             }
-            bytes.extend_from_slice(&chunk);
+            if matches!(name.as_str(), "csrf_token" | "file") {
+                bytes.extend_from_slice(&chunk);
+            }
         }
         match name.as_str() {
             "csrf_token" => token = Some(String::from_utf8_lossy(&bytes).into_owned()),

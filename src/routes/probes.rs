@@ -130,7 +130,9 @@ async fn run_checks(
     let backend = state.config.database_url.backend().as_str();
     let production = state.config.environment.is_production();
     let span = tracing::Span::current();
-    let outcome = web::block(move || {
+    // A database host that drops packets must not hold the probe (and its
+    // thread) for minutes: past the budget the answer is "unreachable".
+    let checks = web::block(move || {
         let _entered = span.enter();
         let started = Instant::now();
         let ping = db::ping(&state.pool, DB_CHECK_TIMEOUT);
@@ -144,12 +146,18 @@ async fn run_checks(
             .then(|| cached_queue_stats(&state))
             .flatten();
         (ping, latency_ms, migrations, queue)
-    })
-    .await;
+    });
+    let outcome = tokio::time::timeout(DB_CHECK_TIMEOUT * 3, checks).await;
 
     let (ping, latency_ms, migrations, queue) = match outcome {
-        Ok(parts) => parts,
-        Err(e) => (Err(db::DbError::Migration(e.to_string())), 0.0, None, None),
+        Ok(Ok(parts)) => parts,
+        Ok(Err(e)) => (Err(db::DbError::Migration(e.to_string())), 0.0, None, None),
+        Err(_) => (
+            Err(db::DbError::Unresponsive(DB_CHECK_TIMEOUT * 3)),
+            0.0,
+            None,
+            None,
+        ),
     };
     let database = DbCheck {
         status: if ping.is_ok() { "ok" } else { "error" },

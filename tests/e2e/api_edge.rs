@@ -12,6 +12,7 @@ backend_tests!(
     forwarded_addresses_count_only_from_trusted_proxies,
     cors_origins_may_call_the_api_with_a_key_and_others_may_not,
     without_cors_origins_the_api_grants_no_site,
+    made_up_keys_and_csp_reports_do_not_escape_the_address_budget,
 );
 
 fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
@@ -205,4 +206,45 @@ async fn without_cors_origins_the_api_grants_no_site(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert!(!res.headers().contains_key("access-control-allow-origin"));
+}
+
+async fn made_up_keys_and_csp_reports_do_not_escape_the_address_budget(backend: Backend) {
+    let Some(app) = spawn_app(backend)
+        .env("RATE_LIMIT_PER_MINUTE", "2")
+        .start()
+        .await
+    else {
+        return;
+    };
+    // Each made-up key names a budget of its own; the address they all come
+    // from has ten budgets' worth in all.
+    let mut statuses = Vec::new();
+    for n in 0..21 {
+        let key = format!("fd_madeup{n:08}xxxxxxxxxxxxxxxx");
+        statuses.push(
+            get_with(&app, "/api/v1/agents", Some(&key), None)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(statuses[20], 429, "{statuses:?}");
+
+    // CSP reports have a budget of their own per address, not none.
+    let report = serde_json::json!({"csp-report": {"document-uri": "https://x.test/", "violated-directive": "script-src"}});
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let res = app
+            .client
+            .post(app.url("/api/v1/csp-reports"))
+            .header("content-type", "application/csp-report")
+            .body(report.to_string())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses[2], 429, "{statuses:?}");
+    assert!(statuses[..2].iter().all(|s| *s < 300), "{statuses:?}");
 }

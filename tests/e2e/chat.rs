@@ -2245,6 +2245,23 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     .await;
     assert_eq!(res.status(), 303);
 
+    // Fields other than the file count against the limit too: a form that
+    // streams on in extra fields is cut off like an oversized file.
+    let junk = "x".repeat(1024 * 1024);
+    let mut form = reqwest::multipart::Form::new().text("csrf_token", csrf.clone());
+    for n in 0..12 {
+        form = form.text(format!("extra{n}"), junk.clone());
+    }
+    let res = owner
+        .client
+        .post(format!("{}{upload}", owner.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("larger than"));
+
     // An unsupported file: the error sits beside the field, nothing is added.
     let sheet = b"PK\x03\x04".to_vec();
     let res = upload_form(

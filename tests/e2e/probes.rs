@@ -24,6 +24,15 @@ async fn live_reports_pid_and_uptime(backend: Backend) {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["pid"], std::process::id());
     assert!(body["uptimeSeconds"].is_u64());
+    // Load balancers and monitors that probe with HEAD get the same answer.
+    for path in ["/live", "/ready", "/health", "/health/db"] {
+        let res = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "HEAD {path}");
+        assert!(
+            res.text().await.unwrap().is_empty(),
+            "HEAD {path} has no body"
+        );
+    }
 }
 
 async fn ready_when_database_answers_and_migrations_applied(backend: Backend) {
