@@ -255,15 +255,27 @@ pub async fn limit_public_chat(
     let Some(limits) = state.as_ref().and_then(|s| s.chat_rate_limit.as_ref()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
+    // The answer's X-RateLimit headers are the message budgets', where there
+    // are any: those are the ones a visitor runs into.
     let key = format!("chat:{}", client_address(&req));
-    match limits.check(&key) {
-        // The answer's X-RateLimit headers are the message budgets', where
-        // there are any: those are the ones a visitor runs into.
+    spend_by_address(req, next, limits, &key, "Too many requests").await
+}
+
+/// Spends one request of `key`'s budget and passes the request on, or answers
+/// 429 saying "`what` from your address", and logs whose budget ran out.
+async fn spend_by_address<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+    limits: &ApiRateLimit,
+    key: &str,
+    what: &str,
+) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, actix_web::Error> {
+    match limits.check(key) {
         Ok(_) => Ok(next.call(req).await?.map_into_left_body()),
         Err(standing) => {
-            tracing::warn!(client = %key, path = req.path(), "public chat rate limit reached");
+            tracing::warn!(client = %key, path = req.path(), "{what} from one address: rate limit reached");
             let message = format!(
-                "Too many requests from your address. Please try again in {} second{}.",
+                "{what} from your address. Please try again in {} second{}.",
                 standing.reset_secs,
                 crate::wording::plural(standing.reset_secs)
             );
@@ -310,18 +322,7 @@ async fn limit_forms(
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let key = format!("ip:{}", client_address(&req));
-    match limits.check(&key) {
-        Ok(_) => Ok(next.call(req).await?.map_into_left_body()),
-        Err(standing) => {
-            tracing::warn!(client = %key, path = req.path(), "public form rate limit reached");
-            let message = format!(
-                "Too many attempts from your address. Please try again in {} second{}.",
-                standing.reset_secs,
-                crate::wording::plural(standing.reset_secs)
-            );
-            Ok(refuse(req, standing, message))
-        }
-    }
+    spend_by_address(req, next, limits, &key, "Too many attempts").await
 }
 
 #[cfg(test)]

@@ -877,9 +877,31 @@ pub fn find_invitation(
     if invitation.expires_at <= crate::domain::now() {
         return Err(AccountError::Token(TokenProblem::Expired));
     }
+    if !inviter_still_vouches(conn, &invitation)? {
+        return Err(AccountError::Token(TokenProblem::Unknown));
+    }
     let org =
         Organization::find(conn, invitation.organization_id)?.ok_or(AccountError::NotFound)?;
     Ok((invitation, org))
+}
+
+/// An invitation is good while whoever sent it could still send it: someone
+/// removed, disabled or demoted since cannot leave a way in behind them (an
+/// admin about to go, inviting a second address of their own).
+fn inviter_still_vouches(
+    conn: &mut DbConnection,
+    invitation: &Invitation,
+) -> diesel::QueryResult<bool> {
+    let Some(inviter) = invitation.invited_by else {
+        return Ok(false);
+    };
+    let active = User::find(conn, inviter)?.is_some_and(|u| u.disabled_at.is_none());
+    let role = Membership::of_user_in(conn, inviter, invitation.organization_id)?.map(|m| m.role());
+    let may = role.is_some_and(|r| {
+        r.can(Permission::ManageMembers)
+            && (invitation.role() != Role::Owner || r.can(Permission::ManageOwners))
+    });
+    Ok(active && may)
 }
 
 pub enum Joiner<'a> {

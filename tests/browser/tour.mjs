@@ -192,6 +192,11 @@ try {
   ]);
   await page.waitForLoadState('load');
   check(refused.status() === 403, 'ticket: a reply with a stale form token is refused', `${refused.status()}`);
+  check(
+    (await page.locator('main a.btn[href="/app"]').count()) === 1,
+    'a refused form leads back to the dashboard, not the front page',
+  );
+  await page.screenshot({ path: join(SCREENSHOT_DIR, 'tour-refused-form.png') });
   // That refusal (and the browser's console line about it) was the point.
   desktop.problems.splice(problemsBefore);
   await page.goto(url(ticketPath), { waitUntil: 'load' });

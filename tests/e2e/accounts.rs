@@ -23,6 +23,7 @@ backend_tests!(
     an_ipv6_host_is_one_address_to_sign_in_throttling,
     an_api_key_cannot_make_admins_or_owners,
     a_disabled_owner_does_not_count_as_someone_in_charge,
+    an_invitation_lapses_when_its_sender_can_no_longer_invite,
     invitations_go_out_at_a_persons_pace,
     links_sent_to_an_old_address_stop_working,
     password_reset_answers_the_same_and_links_work_once,
@@ -3085,6 +3086,52 @@ async fn a_disabled_owner_does_not_count_as_someone_in_charge(backend: Backend) 
         )
         .await;
     assert_eq!(res.status(), 204);
+}
+
+async fn an_invitation_lapses_when_its_sender_can_no_longer_invite(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Crew", "owner@crew.test").await.status(), 303);
+    let org = app.org_id("crew");
+    let (admin, admin_browser) =
+        signed_in_member(&app, org, "admin@crew.test", frontdesk::domain::Role::Admin).await;
+    // Added directly, so no confirmation email: confirmed here instead.
+    diesel::update(users::table.filter(users::email.eq("admin@crew.test")))
+        .set(users::email_verified_at.eq(Some(frontdesk::domain::now())))
+        .execute(&mut app.pool().get().unwrap())
+        .unwrap();
+    let res = admin_browser
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "second.me@elsewhere.test"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let mail = wait_for_mail(
+        &mail_dir(&app),
+        "second.me@elsewhere.test",
+        "invited you to Crew",
+    )
+    .await;
+    let accept = link(&mail, "/invitations/accept?token=");
+    let (status, _) = Browser::new(&app).get(&accept).await;
+    assert_eq!(status, 200, "good while its sender may invite");
+
+    // The admin is made an agent: what they sent no longer lets anyone in.
+    let res = owner
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/members/{admin}"),
+            serde_json::json!({"role": "agent"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let (status, page) = Browser::new(&app).get(&accept).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("not valid"), "{page}");
 }
 
 async fn signed_out_form_pages_keep_few_short_sessions(backend: Backend) {

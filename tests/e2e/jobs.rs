@@ -15,7 +15,7 @@ use frontdesk::services::jobs::{self as queue, Diagnostic, EnqueueOptions, SendE
 use frontdesk::services::mail::{MailTemplate, OutgoingEmail};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestDb, eventually, spawn_app};
+use crate::helpers::{Backend, TestApp, TestDb, eventually, spawn_app};
 use crate::smtp::SmtpSink;
 
 backend_tests!(
@@ -685,10 +685,12 @@ async fn a_job_still_running_when_the_grace_ends_goes_back_to_the_queue(backend:
     assert!(returned.locked_until.is_none());
 }
 
-async fn a_run_that_lost_its_lease_stops(backend: Backend) {
-    let Some(app) = spawn_app(backend).env("JOB_LEASE_SECS", "1").start().await else {
-        return;
-    };
+/// A server whose leases last a second, running a job that takes 30 s.
+async fn a_long_job_running(backend: Backend) -> Option<(TestApp, DbPool, JobId)> {
+    let app = spawn_app(backend)
+        .env("JOB_LEASE_SECS", "1")
+        .start()
+        .await?;
     let pool = app.pool();
     let id = enqueue(
         &pool,
@@ -701,6 +703,13 @@ async fn a_run_that_lost_its_lease_stops(backend: Backend) {
         job(&pool, id).state == "running"
     })
     .await;
+    Some((app, pool, id))
+}
+
+async fn a_run_that_lost_its_lease_stops(backend: Backend) {
+    let Some((app, pool, id)) = a_long_job_running(backend).await else {
+        return;
+    };
     // Another worker took it over (this one stalled past its lease, say).
     diesel::update(jobs::table.filter(jobs::id.eq(id.0)))
         .set((
@@ -729,21 +738,9 @@ async fn a_run_that_lost_its_lease_stops(backend: Backend) {
 }
 
 async fn a_run_that_cannot_renew_its_lease_stops_before_it_runs_out(backend: Backend) {
-    let Some(app) = spawn_app(backend).env("JOB_LEASE_SECS", "1").start().await else {
+    let Some((app, pool, id)) = a_long_job_running(backend).await else {
         return;
     };
-    let pool = app.pool();
-    let id = enqueue(
-        &pool,
-        &Diagnostic {
-            sleep_ms: 30_000,
-            ..Diagnostic::default()
-        },
-    );
-    eventually("the job is running", Duration::from_secs(10), || {
-        job(&pool, id).state == "running"
-    })
-    .await;
     // The job's row is locked for three seconds (a long migration, a stuck
     // transaction): renewals wait behind it while the one-second lease runs
     // out, after which another worker could take the job.
