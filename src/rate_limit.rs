@@ -121,16 +121,60 @@ pub fn set_headers(headers: &mut HeaderMap, standing: Standing) {
     headers.insert(RESET, HeaderValue::from(standing.reset_secs));
 }
 
-/// How many times the per-address budget one address may spend in all, across
-/// the API keys it presents: a service with several keys behind one address
-/// has room, while made-up keys (each naming a budget of its own before any
-/// is checked) cannot buy unlimited requests.
-pub const KEYED_ADDRESS_BUDGETS: u32 = 10;
+/// Keys that failed to authenticate, per address. A made-up key names a budget
+/// of its own before any key is checked, so what made-up keys cost is counted
+/// against the address they come from once they fail (`RATE_LIMIT_PER_MINUTE`
+/// a minute); an address past that is refused before its keys are looked up.
+/// Valid keys are never charged here, so tenants whose integrations share an
+/// address (a cloud NAT) cannot use up each other's budgets.
+pub struct FailedKeys {
+    budget: ApiRateLimit,
+    /// Addresses refused until then.
+    refused: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl FailedKeys {
+    /// `None` when `per_minute` is 0 (limit off).
+    pub fn new(per_minute: u32) -> Option<Self> {
+        Some(Self {
+            budget: ApiRateLimit::new(per_minute)?,
+            refused: Default::default(),
+        })
+    }
+
+    /// Seconds until `address` may present keys again, if it is refused now.
+    fn refused_for(&self, address: &str) -> Option<u64> {
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = *refused.get(address)?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(left.as_secs().max(1))
+    }
+
+    fn failed(&self, address: &str) {
+        if let Err(standing) = self.budget.check(address) {
+            let mut refused = self
+                .refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            if refused.len() > 10_000 {
+                refused.retain(|_, until| *until > now);
+            }
+            refused.insert(
+                address.to_string(),
+                now + Duration::from_secs(standing.reset_secs),
+            );
+        }
+    }
+}
 
 /// The caller's budget key: a digest of the API key when a well-formed one is
 /// presented (checked by the handler; a forged one still spends from the budget
-/// it names, and from its address's), otherwise the client address. A digest,
-/// not the key's text: budget names are logged.
+/// it names, and once it fails from its address's [`FailedKeys`]), otherwise the
+/// client address. A digest, not the key's text: budget names are logged.
 fn key_of(req: &ServiceRequest) -> (String, Option<String>) {
     use sha2::Digest as _;
     let bearer = req
@@ -167,22 +211,29 @@ pub async fn limit_api(
     // (The public chat is outside the /api/v1 scope: its limits are per
     // visitor and address, in the database, and per address here.)
     let (key, address) = key_of(&req);
-    let keyed = state
-        .as_ref()
-        .and_then(|s| s.api_keyed_address_rate_limit.as_ref());
-    if let (Some(address), Some(keyed)) = (address, keyed)
-        && let Err(standing) = keyed.check(&address)
+    let failed_keys = state.as_ref().and_then(|s| s.failed_key_limit.as_ref());
+    if let (Some(address), Some(failed_keys)) = (&address, failed_keys)
+        && let Some(wait) = failed_keys.refused_for(address)
     {
-        tracing::warn!(client = %address, "API rate limit of an address across keys reached");
+        tracing::warn!(client = %address, "too many failed API keys from one address");
+        let standing = Standing {
+            limit: limits.per_minute,
+            remaining: 0,
+            reset_secs: wait,
+        };
         let message = format!(
-            "Too many API requests from your address; try again in {} s.",
-            standing.reset_secs
+            "Too many requests with API keys that do not work from your address; try again in {wait} s."
         );
         return Ok(refuse(req, standing, message));
     }
     match limits.check(&key) {
         Ok(standing) => {
             let mut res = next.call(req).await?;
+            if let (Some(address), Some(failed_keys)) = (&address, failed_keys)
+                && res.status() == actix_web::http::StatusCode::UNAUTHORIZED
+            {
+                failed_keys.failed(address);
+            }
             set_headers(res.headers_mut(), standing);
             Ok(res.map_into_left_body())
         }

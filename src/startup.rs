@@ -62,9 +62,9 @@ pub struct AppState {
     /// Per instance, like the API budget.
     pub form_rate_limit: crate::rate_limit::ApiRateLimit,
     pub form_view_rate_limit: crate::rate_limit::ApiRateLimit,
-    /// All keys presented from one address together; `None` when
+    /// Keys that failed to authenticate, per address; `None` when
     /// `RATE_LIMIT_PER_MINUTE` is 0.
-    pub api_keyed_address_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
+    pub failed_key_limit: Option<crate::rate_limit::FailedKeys>,
     /// The public chat API, per address; `None` when `RATE_LIMIT_PER_MINUTE` is 0.
     pub chat_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
     /// Emails a signed-in person has sent to addresses they typed, per person.
@@ -169,11 +169,7 @@ impl Application {
             )
         });
         let api_rate_limit = crate::rate_limit::ApiRateLimit::new(config.rate_limit_per_minute);
-        let api_keyed_address_rate_limit = crate::rate_limit::ApiRateLimit::new(
-            config
-                .rate_limit_per_minute
-                .saturating_mul(crate::rate_limit::KEYED_ADDRESS_BUDGETS),
-        );
+        let failed_key_limit = crate::rate_limit::FailedKeys::new(config.rate_limit_per_minute);
         let chat_rate_limit = crate::rate_limit::ApiRateLimit::new(
             config
                 .rate_limit_per_minute
@@ -196,7 +192,7 @@ impl Application {
                 crate::rate_limit::PUBLIC_FORM_VIEWS_PER_MINUTE,
             ),
             chat_rate_limit,
-            api_keyed_address_rate_limit,
+            failed_key_limit,
             member_email_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
                 crate::rate_limit::MEMBER_EMAILS_PER_MINUTE,
             ),

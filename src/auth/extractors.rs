@@ -265,6 +265,8 @@ pub struct ApiCaller {
     pub via_key: bool,
     /// The person it acts for (a key's creator) confirmed their email address.
     pub verified: bool,
+    /// The person it acts for: the signed-in member, or the key's creator.
+    pub acts_for: Option<UserId>,
     /// How the audit log names the caller.
     pub label: String,
 }
@@ -351,6 +353,7 @@ impl ApiCaller {
                 can_write: key.can_write(),
                 via_key: true,
                 verified: creator_verified,
+                acts_for: key.created_by,
                 label: format!("API key {}…", key.prefix),
             });
         }
@@ -367,6 +370,7 @@ impl ApiCaller {
             can_write: true,
             via_key: false,
             verified: member.user.email_verified_at.is_some(),
+            acts_for: Some(member.user.id),
             label: member.user.email.clone(),
             scope: member.scope,
         })

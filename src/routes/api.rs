@@ -254,9 +254,11 @@ pub async fn create_invitation(
     let base_url = state.config.base_url.clone();
     let billing = state.config.stripe.clone();
     let inviter_verified = caller.verified;
+    let inviter_id = caller.acts_for;
     let invitation = act(&state, &caller, &req, move |conn, scope, actor| {
         let invite = accounts::NewInvite {
             inviter: actor.label,
+            inviter_id,
             inviter_verified,
             email: &email,
             role,

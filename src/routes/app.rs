@@ -368,9 +368,11 @@ pub async fn invite(
     let invited = email.clone();
     let inviter = member.user.name.clone();
     let inviter_verified = member.user.email_verified_at.is_some();
+    let inviter_id = Some(member.user.id);
     match act(&state, &member, &req, move |conn, scope, actor| {
         let invite = NewInvite {
             inviter: &inviter,
+            inviter_id,
             inviter_verified,
             email: &invited,
             role,

@@ -266,7 +266,9 @@ pub async fn start(
         .filter(|v| valid_visitor_id(v))
         .unwrap_or_else(|| format!("v_{}", hex::encode(rand::random::<[u8; 12]>())));
     let token = hex::encode(rand::random::<[u8; 24]>());
-    let ip = client_ip(&req);
+    // Kept, and counted, as the per-address limits see it: an IPv6 visitor by
+    // its /64, so rotating through it does not start conversations unlimited.
+    let ip = crate::auth::extractors::address_bucket(&client_ip(&req));
     let conversation = {
         let (visitor_id, hash) = (visitor_id.clone(), token_hash(&token));
         let org_id = org.id;

@@ -464,6 +464,9 @@ pub fn change_email(
 ) -> Result<(), AccountError> {
     crate::db::write_transaction(conn, |conn| {
         crate::db::lock_until_commit(conn, &account_lock(user.id))?;
+        // As it is now, under the lock: two changes at once each see the
+        // address the other left.
+        let user = &User::find(conn, user.id)?.ok_or(AccountError::NotFound)?;
         if User::find_by_email(conn, new_email)?.is_some() {
             return Err(AccountError::EmailTaken);
         }
@@ -476,6 +479,14 @@ pub fn change_email(
         UserToken::discard_unused(conn, user.id, &[VERIFY_EMAIL, RESET_PASSWORD])?;
         let updated = User::find(conn, user.id)?.ok_or(AccountError::NotFound)?;
         send_verification(conn, &updated, base_url)?;
+        if let Ok(old) = Email::parse(&user.email) {
+            send(
+                conn,
+                &old,
+                MailTemplate::email_changed(&user.name, new_email),
+                base_url,
+            )?;
+        }
         Ok(())
     })
 }
@@ -756,6 +767,9 @@ fn require(scope: &TenantScope, permission: Permission) -> Result<(), AccountErr
 /// Who is invited, with which role, and by whom (the name in the email).
 pub struct NewInvite<'a> {
     pub inviter: &'a str,
+    /// Who vouches for it (a key's creator for a key): the invitation lapses
+    /// when they can no longer invite.
+    pub inviter_id: Option<UserId>,
     /// The inviter (a key's creator) confirmed their own email address.
     /// Invitations carry the organization's name to any address: only someone
     /// who showed they own a mailbox may send them.
@@ -776,6 +790,7 @@ pub fn invite(
 ) -> Result<Invitation, AccountError> {
     let NewInvite {
         inviter,
+        inviter_id,
         email,
         role,
         ..
@@ -809,6 +824,7 @@ pub fn invite(
         let invitation = Invitation::create(
             conn,
             scope,
+            inviter_id,
             email,
             role,
             &tokens::hash(&token),

@@ -245,6 +245,10 @@ pub fn assign(
         let person = match assignee {
             None => None,
             Some(user_id) => {
+                crate::db::lock_until_commit(
+                    conn,
+                    &responder_lock(scope.organization_id(), user_id),
+                )?;
                 let member = Membership::of_user_in(conn, user_id, scope.organization_id())?
                     .filter(|m| m.role().can(Permission::Respond));
                 let user = User::find(conn, user_id)?.filter(|u| u.disabled_at.is_none());
@@ -375,13 +379,23 @@ pub fn release_assignments(
     who: &Actor<'_>,
     why: &str,
 ) -> diesel::QueryResult<usize> {
+    crate::db::lock_until_commit(conn, &responder_lock(organization, user.id))?;
     let held = Ticket::assigned_to(conn, organization, user.id)?;
     let reason = format!("{} {why}", display_name(user));
+    let mut released = 0;
     for ticket in &held {
-        ticket.set_assignee(conn, None)?;
-        record(conn, ticket, who, "unassigned", &reason)?;
+        if ticket.unassign_from(conn, user.id)? {
+            record(conn, ticket, who, "unassigned", &reason)?;
+            released += 1;
+        }
     }
-    Ok(held.len())
+    Ok(released)
+}
+
+/// Taken by an assignment to `user` and by taking their tickets back, so an
+/// assignment cannot land just after the person stopped being able to answer.
+fn responder_lock(organization: OrganizationId, user: UserId) -> String {
+    format!("responder:{organization}:{user}")
 }
 
 /// When the team closes or reopens the conversation itself (its page or API),

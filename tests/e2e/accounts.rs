@@ -2893,6 +2893,17 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
         "Confirm your email address",
     )
     .await;
+    // The old address hears of it, in case it was not its owner's doing.
+    let notice = wait_for_mail(
+        &mail_dir(&app),
+        "me@acme.test",
+        "Your Frontdesk email address was changed",
+    )
+    .await;
+    assert!(
+        notice.contains("m\u{2022}\u{2022}\u{2022}@acme.test"),
+        "the new address, partly hidden: {notice}"
+    );
     let (_, audit) = me.get("/app/audit").await;
     assert!(
         audit.contains("me@acme.test → me2@acme.test"),
@@ -3026,6 +3037,16 @@ async fn an_api_key_cannot_make_admins_or_owners(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(res.status(), 201);
+    // …and the invitation works: the key's creator vouches for it.
+    let mail = wait_for_mail(
+        &mail_dir(&app),
+        "new.agent@elsewhere.test",
+        "invited you to Relay",
+    )
+    .await;
+    let accept = link(&mail, "/invitations/accept?token=");
+    let (status, page) = Browser::new(&app).get(&accept).await;
+    assert_eq!(status, 200, "{page}");
     // The owner, signed in, still can.
     let res = owner
         .api(

@@ -1491,7 +1491,7 @@ async fn a_state_stripe_gave_before_a_newer_event_does_not_overwrite_it(backend:
     // A late event makes the server ask Stripe, which answers slowly: Pro,
     // as it was when asked.
     stripe.set_subscription(pro.clone());
-    stripe.delay_lookups(Duration::from_millis(1500));
+    stripe.delay_lookups(Duration::from_secs(3));
     let late = event(
         "evt_race_late",
         "customer.subscription.updated",

@@ -28,10 +28,6 @@ async fn live_reports_pid_and_uptime(backend: Backend) {
     for path in ["/live", "/ready", "/health", "/health/db"] {
         let res = app.client.head(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 200, "HEAD {path}");
-        assert!(
-            res.text().await.unwrap().is_empty(),
-            "HEAD {path} has no body"
-        );
     }
 }
 

@@ -26,6 +26,7 @@ impl Invitation {
     pub fn create(
         conn: &mut DbConnection,
         scope: &TenantScope,
+        invited_by: Option<UserId>,
         email: &Email,
         role: Role,
         token_hash: &str,
@@ -37,7 +38,7 @@ impl Invitation {
                 invitations::email.eq(email.as_str()),
                 invitations::role.eq(role.as_str()),
                 invitations::token_hash.eq(token_hash),
-                invitations::invited_by.eq(scope.user_id()),
+                invitations::invited_by.eq(invited_by),
                 invitations::expires_at.eq(expires_at),
                 invitations::created_at.eq(crate::domain::now()),
             ))

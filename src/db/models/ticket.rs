@@ -261,6 +261,22 @@ impl Ticket {
             .load(conn)
     }
 
+    /// Takes the ticket from `user` if they still have it (a reassignment
+    /// that came first stands); `false` when they no longer had it.
+    pub fn unassign_from(&self, conn: &mut DbConnection, user: UserId) -> QueryResult<bool> {
+        diesel::update(
+            tickets::table
+                .find(self.id)
+                .filter(tickets::assignee_id.eq(user)),
+        )
+        .set((
+            tickets::assignee_id.eq(None::<UserId>),
+            tickets::updated_at.eq(crate::domain::now()),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
     /// Moves the ticket up the list (something happened on it).
     pub fn touch(&self, conn: &mut DbConnection) -> QueryResult<usize> {
         diesel::update(tickets::table.find(self.id))

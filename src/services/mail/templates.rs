@@ -55,8 +55,32 @@ pub enum MailTemplate {
         organization: String,
         by: String,
     },
+    /// To the old address when an account's email changes: its owner hears
+    /// of it even if it was not them.
+    EmailChanged {
+        name: String,
+        /// The new address, partly hidden (`m•••@example.com`).
+        new_email: String,
+    },
     /// `frontdesk mail test`: proves the configuration end to end.
     Test,
+}
+
+impl MailTemplate {
+    /// The notice for `old`'s owner that the account now answers to `new`.
+    pub fn email_changed(name: &str, new: &crate::domain::Email) -> Self {
+        let shown = match new.as_str().split_once('@') {
+            Some((local, domain)) => {
+                let first: String = local.chars().take(1).collect();
+                format!("{first}\u{2022}\u{2022}\u{2022}@{domain}")
+            }
+            None => new.as_str().to_string(),
+        };
+        Self::EmailChanged {
+            name: name.to_string(),
+            new_email: shown,
+        }
+    }
 }
 
 pub struct Rendered {
@@ -172,6 +196,17 @@ email_parts!(
     OrganizationDeletedText = "email/organization_deleted/body.txt"
 );
 
+struct EmailChanged<'a> {
+    name: &'a str,
+    new_email: &'a str,
+    link: String,
+}
+email_parts!(
+    EmailChanged<'a>,
+    EmailChangedHtml = "email/email_changed/body.html",
+    EmailChangedText = "email/email_changed/body.txt"
+);
+
 struct TestEmail {
     link: String,
 }
@@ -213,6 +248,7 @@ impl MailTemplate {
             Self::AllowanceReached { .. } => "allowance_reached",
             Self::TicketAssigned { .. } => "ticket_assigned",
             Self::OrganizationDeleted { .. } => "organization_deleted",
+            Self::EmailChanged { .. } => "email_changed",
             Self::Test => "test",
         }
     }
@@ -340,6 +376,18 @@ impl MailTemplate {
                     OrganizationDeletedText { m: &m },
                 )
             }
+            Self::EmailChanged { name, new_email } => {
+                let m = EmailChanged {
+                    name: name.trim(),
+                    new_email,
+                    link: link(base, "/login", None),
+                };
+                parts(
+                    "Your Frontdesk email address was changed".into(),
+                    EmailChangedHtml { m: &m },
+                    EmailChangedText { m: &m },
+                )
+            }
             Self::Test => {
                 let m = TestEmail {
                     link: link(base, "/", None),
@@ -357,6 +405,22 @@ impl MailTemplate {
 #[cfg(test)]
 mod tests {
     use super::MailTemplate;
+
+    #[test]
+    fn the_email_changed_notice_hides_most_of_the_new_address() {
+        let new = crate::domain::Email::parse("Maria.New@Example.com").unwrap();
+        let mail = MailTemplate::email_changed("Maria", &new);
+        let r = mail
+            .render(&url::Url::parse("https://support.example.com").unwrap())
+            .unwrap();
+        assert!(
+            r.text.contains("m\u{2022}\u{2022}\u{2022}@example.com"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("maria.new@"), "{}", r.text);
+        assert!(r.html.contains("https://support.example.com/login"));
+    }
 
     #[test]
     fn links_come_from_base_url_and_text_is_escaped_in_html() {
