@@ -287,6 +287,12 @@ pub(crate) async fn next_link(
     }
 }
 
+/// Waits for the invitation emailed to `to`; returns its accept link.
+pub(crate) async fn invitation_link(app: &TestApp, to: &str) -> String {
+    let mail = wait_for_mail(&mail_dir(app), to, "invited you").await;
+    link(&mail, "/invitations/accept?token=")
+}
+
 /// The path and query of the first link to `path` in a text.
 pub(crate) fn link(text: &str, path: &str) -> String {
     let start = text
@@ -1205,8 +1211,7 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
             &[("email", "dana@dana.test"), ("role", "viewer")],
         )
         .await;
-    let mail = wait_for_mail(&mail_dir(&app), "dana@dana.test", "invited you").await;
-    let accept = link(&mail, "/invitations/accept?token=");
+    let accept = invitation_link(&app, "dana@dana.test").await;
     let token = accept.split("token=").nth(1).unwrap().to_string();
     assert_eq!(
         dana.submit(&accept, "/invitations/accept", &[("token", &token)])
@@ -1228,8 +1233,7 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
             &[("email", "eve@acme.test"), ("role", "agent")],
         )
         .await;
-    let mail = wait_for_mail(&mail_dir(&app), "eve@acme.test", "invited you").await;
-    let eve_link = link(&mail, "/invitations/accept?token=");
+    let eve_link = invitation_link(&app, "eve@acme.test").await;
     let id: i64 = invitations::table
         .filter(invitations::email.eq("eve@acme.test"))
         .select(invitations::id)
@@ -3038,13 +3042,7 @@ async fn an_api_key_cannot_make_admins_or_owners(backend: Backend) {
     .unwrap();
     assert_eq!(res.status(), 201);
     // …and the invitation works: the key's creator vouches for it.
-    let mail = wait_for_mail(
-        &mail_dir(&app),
-        "new.agent@elsewhere.test",
-        "invited you to Relay",
-    )
-    .await;
-    let accept = link(&mail, "/invitations/accept?token=");
+    let accept = invitation_link(&app, "new.agent@elsewhere.test").await;
     let (status, page) = Browser::new(&app).get(&accept).await;
     assert_eq!(status, 200, "{page}");
     // The owner, signed in, still can.
@@ -3131,13 +3129,7 @@ async fn an_invitation_lapses_when_its_sender_can_no_longer_invite(backend: Back
         )
         .await;
     assert_eq!(res.status(), 303);
-    let mail = wait_for_mail(
-        &mail_dir(&app),
-        "second.me@elsewhere.test",
-        "invited you to Crew",
-    )
-    .await;
-    let accept = link(&mail, "/invitations/accept?token=");
+    let accept = invitation_link(&app, "second.me@elsewhere.test").await;
     let (status, _) = Browser::new(&app).get(&accept).await;
     assert_eq!(status, 200, "good while its sender may invite");
 

@@ -1411,11 +1411,9 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     assert!(page.contains("subscription has ended"), "{page}");
 
     // Invitations sent on Pro: on Free only as many people join as seats allow.
-    let mail_dir = app.data_dir().join("mail");
     let mut outcomes = Vec::new();
     for email in ["one@harbor.test", "two@harbor.test"] {
-        let mail = crate::accounts::wait_for_mail(&mail_dir, email, "invited you").await;
-        let accept = crate::accounts::link(&mail, "/invitations/accept?token=");
+        let accept = crate::accounts::invitation_link(&app, email).await;
         let token = accept.split("token=").nth(1).unwrap().to_string();
         let joiner = Browser::new(&app);
         let res = joiner
