@@ -100,9 +100,22 @@ impl AppError {
     }
 }
 
+/// What a visitor reads while the database cannot be reached.
+pub const DATABASE_UNAVAILABLE: &str =
+    "Frontdesk cannot reach its database right now. Please try again in a moment.";
+
 impl From<crate::db::DbError> for AppError {
     fn from(err: crate::db::DbError) -> Self {
-        Self::internal(err)
+        use crate::db::DbError as E;
+        match err {
+            // No connection to be had (down, or the pool exhausted): a retry can
+            // help, so 503 rather than 500. The cause is logged by the caller.
+            E::Pool(_) | E::Unresponsive(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                Self::Unavailable(DATABASE_UNAVAILABLE.into())
+            }
+            other => Self::internal(other),
+        }
     }
 }
 

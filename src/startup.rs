@@ -82,7 +82,7 @@ impl AppState {
         let span = tracing::Span::current();
         web::block(move || {
             let _entered = span.enter();
-            let mut conn = pool.get().map_err(AppError::internal)?;
+            let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
             work(&mut conn)
         })
         .await?
@@ -369,6 +369,8 @@ fn build_server(
                     )
                     .build(),
             )
+            // Outside the session middleware, whose store needs the schema.
+            .wrap(from_fn(routes::until_migrated))
             .wrap(from_fn(error::render_errors))
             .wrap(Compress::default())
             .wrap(headers.middleware())

@@ -25,7 +25,7 @@ pub const UNAVAILABLE_KEY: &str = "_store_unavailable";
 pub fn ensure_readable(session: &actix_session::Session) -> Result<(), crate::error::AppError> {
     match session.get::<bool>(UNAVAILABLE_KEY) {
         Ok(Some(true)) => Err(crate::error::AppError::Unavailable(
-            "Frontdesk cannot reach its database right now. Please try again in a moment.".into(),
+            crate::error::DATABASE_UNAVAILABLE.into(),
         )),
         _ => Ok(()),
     }
@@ -118,9 +118,16 @@ impl SessionStore for DbSessionStore {
         let hash = tokens::hash(&key);
         let until = expires_for(&state, ttl);
         let user = user_of(&state);
-        self.run(move |conn| Ok(SessionRow::insert(conn, &hash, user, &json, until)?))
+        // As in `update`: an error here would become a bare 500 from outside
+        // every other middleware (no headers, no page, no correlation id). The
+        // answer goes out instead, with a cookie naming no stored session, so
+        // the next request starts afresh.
+        if let Err(e) = self
+            .run(move |conn| Ok(SessionRow::insert(conn, &hash, user, &json, until)?))
             .await
-            .map_err(SaveError::Other)?;
+        {
+            tracing::error!(error = %e, "could not store a new session; the answer goes out without it");
+        }
         Ok(session_key)
     }
 

@@ -1,6 +1,7 @@
 //! Embedded migrations, one set per backend with matching names.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection as _;
@@ -74,6 +75,9 @@ fn apply_all(
 /// migrations are pending so a release phase on another machine is noticed.
 pub struct MigrationStatus {
     state: Mutex<(Vec<String>, Instant)>,
+    /// Set once nothing is pending (it never becomes unset): read on every
+    /// request, so without the lock.
+    up_to_date: AtomicBool,
 }
 
 const RECHECK_EVERY: Duration = Duration::from_secs(2);
@@ -81,6 +85,7 @@ const RECHECK_EVERY: Duration = Duration::from_secs(2);
 impl MigrationStatus {
     pub fn new(pending: Vec<String>) -> Self {
         Self {
+            up_to_date: AtomicBool::new(pending.is_empty()),
             state: Mutex::new((pending, Instant::now())),
         }
     }
@@ -96,12 +101,15 @@ impl MigrationStatus {
         let mut conn = pool.get()?;
         let fresh = pending(&mut conn)?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if fresh.is_empty() {
+            self.up_to_date.store(true, Ordering::Release);
+        }
         *state = (fresh.clone(), Instant::now());
         Ok(fresh)
     }
 
     /// Cheap check that never touches the database.
     pub fn known_up_to_date(&self) -> bool {
-        self.state.lock().map(|s| s.0.is_empty()).unwrap_or(false)
+        self.up_to_date.load(Ordering::Acquire)
     }
 }

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
@@ -9,6 +12,7 @@ use serde_json::json;
 use crate::db;
 use crate::db::models::Job as JobRow;
 use crate::db::models::job::QueueStats;
+use crate::error::AppError;
 use crate::services::jobs::JobCounters;
 use crate::startup::AppState;
 
@@ -204,6 +208,57 @@ fn shown(production: bool, what: &str, cause: String) -> String {
     } else {
         cause
     }
+}
+
+/// What keeps answering while migrations are pending: the probes (which say
+/// why nothing else does), metrics, and the assets, which need no schema.
+fn answers_before_migrations(path: &str) -> bool {
+    matches!(
+        path,
+        "/live"
+            | "/ready"
+            | "/readiness"
+            | "/health"
+            | "/health/db"
+            | "/metrics"
+            | "/metrics/json"
+            | "/widget.js"
+            | "/widget.css"
+    ) || path.starts_with("/static/")
+}
+
+/// Middleware: while migrations are pending (production without `--migrate`)
+/// every other request answers 503 instead of running against a schema that
+/// is not there yet. Until `frontdesk migrate` has run, the pending list is
+/// re-read at most every few seconds (see `MigrationStatus::current`).
+pub async fn until_migrated(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .filter(|s| !s.migrations.known_up_to_date() && !answers_before_migrations(req.path()))
+        .cloned();
+    if let Some(state) = state {
+        // Unknown (the database cannot say) counts as still pending.
+        let pending = web::block(move || {
+            state
+                .migrations
+                .current(&state.pool)
+                .map_or(true, |p| !p.is_empty())
+        })
+        .await
+        .unwrap_or(true);
+        if pending {
+            let refused = AppError::Unavailable(
+                "Frontdesk is being upgraded. Please try again in a few minutes.".into(),
+            );
+            return Ok(req.error_response(refused).map_into_right_body());
+        }
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// `GET /ready` and `/readiness`: 200 only when the database answers and every

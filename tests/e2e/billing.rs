@@ -1066,9 +1066,26 @@ async fn checkout_and_portal_send_stripe_the_exact_parameters(backend: Backend) 
         c.param("metadata[organization_id]"),
         Some(org.0.to_string().as_str())
     );
+    // Keyed by the organization and its creation time: another deployment on
+    // the same Stripe account, with its own organization of this id, gets its
+    // own customer.
+    let created_at = frontdesk::db::models::organization::Organization::find(
+        &mut app.pool().get().unwrap(),
+        org,
+    )
+    .unwrap()
+    .unwrap()
+    .created_at;
     assert_eq!(
         c.idempotency_key.as_deref(),
-        Some(format!("frontdesk-customer-{}", org.0).as_str())
+        Some(
+            format!(
+                "frontdesk-customer-{}-{}",
+                org.0,
+                created_at.and_utc().timestamp_micros()
+            )
+            .as_str()
+        )
     );
     assert_eq!(c.authorization.as_deref(), Some("Bearer sk_test_frontdesk"));
 

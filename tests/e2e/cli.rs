@@ -489,7 +489,36 @@ fn serve_migrate_flag_applies_migrations_in_production() {
     let (status, body) = http_get(port, "/ready").unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("pending migrations"), "{body}");
+    // Nothing else runs against the missing schema: pages and the API answer
+    // 503 (the HTML page, the JSON error shape), the probes still answer.
+    let (status, page) = http_get(port, "/login").unwrap();
+    assert_eq!(status, 503, "{page}");
+    assert!(page.contains("being upgraded"), "{page}");
+    let (status, body) = http_get(port, "/api/v1/agents").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"code\":\"SERVICE_UNAVAILABLE\""), "{body}");
+    assert_eq!(http_get(port, "/live").unwrap().0, 200);
+    assert_eq!(http_get(port, "/widget.js").unwrap().0, 200);
+
+    // The release phase runs elsewhere: the running server notices and serves.
+    let mut migrate = frontdesk(dir.path());
+    migrate
+        .env("APP_ENV", "production")
+        .env("HOST", "127.0.0.1")
+        .env("BASE_URL", "https://support.example.com")
+        .env("DATA_DIR", "data")
+        .envs(SECRETS)
+        .arg("migrate");
+    let migrated = migrate.output().unwrap();
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http_get(port, "/login").map(|(s, _)| s) != Some(200) {
+        assert!(Instant::now() < deadline, "still refusing after migrate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(http_get(port, "/ready").unwrap().0, 200);
     drop(server);
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
 
     let port = free_port();
     let _server = start(with_flag, port);

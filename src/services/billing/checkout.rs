@@ -99,10 +99,15 @@ async fn customer(
     if let Some(id) = account.stripe_customer_id {
         return Ok(id);
     }
-    let name = organization.map_or_else(|| format!("Organization {org}"), |o| o.name);
+    let (name, created_at) = organization.map_or_else(
+        || (format!("Organization {org}"), account.created_at),
+        |o| (o.name, o.created_at),
+    );
     // The idempotency key is per organization: two instances racing here get
     // the same customer back from Stripe.
-    let created = api.create_customer(org, &name, &buyer.email).await?;
+    let created = api
+        .create_customer(org, created_at, &name, &buyer.email)
+        .await?;
     let buyer = buyer.clone();
     db(pool, move |conn| {
         crate::db::write_transaction(conn, |conn| {

@@ -566,9 +566,12 @@ async fn fetch_subscription(ctx: &JobContext, id: &str) -> Result<Subscription, 
 }
 
 fn stripe_api(ctx: &JobContext) -> Result<&StripeApi, JobFailure> {
+    // Retried, not failed for good: Stripe was already answered 200 and will
+    // not send the event again, and an instance without the key (a rolling
+    // deploy, a separately configured worker) may be the one that claimed it.
     ctx.stripe.as_deref().ok_or_else(|| {
-        JobFailure::permanent(
-            "billing is off (no STRIPE_SECRET_KEY): cannot ask Stripe for the subscription",
+        JobFailure::retry(
+            "billing is off on this instance (no STRIPE_SECRET_KEY): cannot ask Stripe for the subscription",
         )
     })
 }

@@ -99,6 +99,14 @@ fn idempotent(key: &str) -> Result<RequestStrategy, StripeError> {
         .map_err(|e| StripeError::Config(format!("idempotency key: {e}")))
 }
 
+/// The idempotency key of the Stripe customer made for `org`.
+pub fn customer_idempotency_key(org: OrganizationId, created_at: chrono::NaiveDateTime) -> String {
+    format!(
+        "frontdesk-customer-{org}-{}",
+        created_at.and_utc().timestamp_micros()
+    )
+}
+
 fn organization_metadata(org: OrganizationId, plan: Option<Plan>) -> HashMap<String, String> {
     let mut metadata = HashMap::from([("organization_id".to_string(), org.to_string())]);
     if let Some(plan) = plan {
@@ -131,18 +139,23 @@ impl StripeApi {
     }
 
     /// One customer per organization: the key makes a retry return the same one.
+    /// Stripe keeps idempotency keys per Stripe account, which several
+    /// deployments (staging, CI, a laptop) may share and where each has an
+    /// organization 1: the organization's creation time tells theirs apart.
     pub async fn create_customer(
         &self,
         org: OrganizationId,
+        org_created_at: chrono::NaiveDateTime,
         name: &str,
         email: &str,
     ) -> Result<String, StripeError> {
+        let key = customer_idempotency_key(org, org_created_at);
         let customer = CreateCustomer::new()
             .name(name)
             .email(email)
             .metadata(organization_metadata(org, None))
             .customize()
-            .request_strategy(idempotent(&format!("frontdesk-customer-{org}"))?)
+            .request_strategy(idempotent(&key)?)
             .send(&self.client)
             .await?;
         Ok(customer.id.as_str().to_string())

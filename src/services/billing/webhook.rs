@@ -73,7 +73,9 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(WebhookError::MalformedSignature);
     }
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    // abs_diff: a timestamp near i64::MIN must not overflow (it is read
+    // before any signature is checked).
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(WebhookError::StaleSignature);
     }
     let matched = secrets.iter().any(|secret| {
@@ -197,6 +199,18 @@ mod tests {
             verify(BODY, Some(&header), &secrets(&["whsec_a"]), 1000 + 299),
             Ok(())
         );
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_stale_not_a_panic() {
+        let s = secrets(&["whsec_a"]);
+        for t in [i64::MIN, i64::MAX] {
+            let header = format!("t={t},v1=00");
+            assert_eq!(
+                verify(BODY, Some(&header), &s, 1_700_000_000),
+                Err(WebhookError::StaleSignature)
+            );
+        }
     }
 
     #[test]
