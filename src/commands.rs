@@ -98,17 +98,30 @@ pub fn migrate(dry_run: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let pool = match db::connect(&config.database_url, Some(1)) {
-        Ok(pool) => pool,
-        Err(e) => return fail(e),
+    let target = config.database_url.redacted();
+    // A dry run changes nothing, so it does not create the SQLite file either.
+    let not_created = match &config.database_url {
+        db::DatabaseUrl::Sqlite(path) => dry_run && !path.exists(),
+        db::DatabaseUrl::Postgres(_) => false,
     };
-    let mut conn = match pool.get() {
+    let pool = if not_created {
+        None
+    } else {
+        match db::connect(&config.database_url, Some(1)) {
+            Ok(pool) => Some(pool),
+            Err(e) => return fail(e),
+        }
+    };
+    let mut conn = match pool.as_ref().map(|p| p.get()).transpose() {
         Ok(conn) => conn,
         Err(e) => return fail(db::DbError::Pool(e)),
     };
-    let target = config.database_url.redacted();
     if dry_run {
-        return match migrations::pending(&mut conn) {
+        let pending = match conn.as_deref_mut() {
+            Some(conn) => migrations::pending(conn),
+            None => migrations::all_sqlite(),
+        };
+        return match pending {
             Ok(pending) if pending.is_empty() => {
                 println!("{target}: no pending migrations");
                 ExitCode::SUCCESS
@@ -123,7 +136,10 @@ pub fn migrate(dry_run: bool) -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    match migrations::run_pending(&mut conn, |name| println!("applied {name}")) {
+    let Some(conn) = conn.as_deref_mut() else {
+        return fail(db::DbError::Migration("no database connection".into()));
+    };
+    match migrations::run_pending(conn, |name| println!("applied {name}")) {
         Ok(applied) if applied.is_empty() => {
             println!("{target}: already up to date");
             ExitCode::SUCCESS

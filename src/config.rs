@@ -247,6 +247,20 @@ struct Reader<'a> {
     problems: Vec<String>,
 }
 
+/// The unsigned integers settings are read as, with the largest each takes.
+trait WholeNumber: std::str::FromStr {
+    const MAX: u64;
+}
+
+macro_rules! whole_number {
+    ($($t:ty),*) => {$(
+        impl WholeNumber for $t {
+            const MAX: u64 = <$t>::MAX as u64;
+        }
+    )*};
+}
+whole_number!(u16, u32, u64, usize);
+
 impl Reader<'_> {
     fn get(&self, key: &str) -> Option<String> {
         (self.lookup)(key)
@@ -254,14 +268,32 @@ impl Reader<'_> {
             .filter(|v| !v.is_empty())
     }
 
-    fn parsed<T: std::str::FromStr>(&mut self, key: &str, default: T) -> T {
+    fn parsed<T: WholeNumber>(&mut self, key: &str, default: T) -> T {
         match self.get(key) {
             None => default,
             Some(raw) => raw.parse().unwrap_or_else(|_| {
-                self.problems
-                    .push(format!("{key} must be a whole number, got {raw:?}"));
+                self.problems.push(format!(
+                    "{key} must be a whole number from 0 to {}, got {raw:?}",
+                    T::MAX
+                ));
                 default
             }),
+        }
+    }
+
+    /// `true`/`false`, also as `1`/`0`, `yes`/`no`, `on`/`off`.
+    fn flag(&mut self, key: &str, default: bool) -> bool {
+        let Some(raw) = self.get(key) else {
+            return default;
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => {
+                self.problems
+                    .push(format!("{key} must be true or false, got {raw:?}"));
+                default
+            }
         }
     }
 
@@ -309,6 +341,11 @@ impl Config {
 
         let default_host = if prod { "0.0.0.0" } else { "127.0.0.1" };
         let host = r.get("HOST").unwrap_or_else(|| default_host.to_string());
+        // `[::1]` as written in URLs is the same address as `::1`.
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(inner) if inner.parse::<std::net::Ipv6Addr>().is_ok() => inner.to_string(),
+            _ => host,
+        };
         let port = r.parsed("PORT", 5000u16);
         let data_dir = PathBuf::from(r.get("DATA_DIR").unwrap_or_else(|| "./data".into()));
 
@@ -321,10 +358,13 @@ impl Config {
                             .into(),
                     );
                 }
-                let shown_host = if host == "0.0.0.0" {
-                    "127.0.0.1"
-                } else {
-                    &host
+                // Links name a reachable address: the wildcard's loopback, and an
+                // IPv6 literal in brackets.
+                let shown_host = match host.parse::<std::net::IpAddr>() {
+                    Ok(ip) if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+                    Ok(ip) if ip.is_unspecified() => "[::1]".to_string(),
+                    Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+                    _ => host.clone(),
                 };
                 Url::parse(&format!("http://{shown_host}:{port}")).unwrap_or_else(|_| {
                     r.problems
@@ -396,7 +436,7 @@ impl Config {
         };
 
         let log_level = r.get("LOG_LEVEL").unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        if !valid_log_filter(&log_level) {
             r.problems.push(format!(
                 "LOG_LEVEL must be a level (error, warn, info, debug, trace) or a filter directive, got {log_level:?}"
             ));
@@ -485,10 +525,12 @@ impl Config {
                     None
                 }
             });
-        let default_from = format!(
-            "Frontdesk <no-reply@{}>",
-            base_url.host_str().unwrap_or("localhost")
-        );
+        // An IPv6 literal is no mail domain the mailer takes.
+        let mail_domain = match base_url.host() {
+            Some(url::Host::Ipv6(_)) | None => "localhost".to_string(),
+            Some(host) => host.to_string(),
+        };
+        let default_from = format!("Frontdesk <no-reply@{mail_domain}>");
         let mail_from = r.get("MAIL_FROM").unwrap_or(default_from);
         // Parsed the way the mailer will, so `check` catches what start-up would.
         if let Err(e) = mail_from.parse::<lettre::message::Mailbox>() {
@@ -580,7 +622,7 @@ impl Config {
             base_url: r.url("LLM_BASE_URL"),
             api_key: r.get("LLM_API_KEY").map(Secret::new),
             model: r.get("LLM_MODEL"),
-            allow_private_urls: r.parsed("ALLOW_PRIVATE_PROVIDER_URLS", false),
+            allow_private_urls: r.flag("ALLOW_PRIVATE_PROVIDER_URLS", false),
             first_byte_timeout: std::time::Duration::from_secs(
                 r.parsed("LLM_FIRST_BYTE_TIMEOUT_SECS", 20u64).clamp(1, 600),
             ),
@@ -715,7 +757,11 @@ impl Config {
     }
 
     pub fn bind_address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.host.parse::<std::net::Ipv6Addr>().is_ok() {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -730,6 +776,21 @@ fn parse_network(raw: &str) -> Option<ipnet::IpNet> {
 #[allow(clippy::expect_used)] // only ever called with constants that parse
 fn fallback_url(literal: &str) -> Url {
     Url::parse(literal).expect("URL literal in config.rs parses")
+}
+
+/// A level, or tracing filter directives. A bare word that is not a level
+/// would parse as a target name (`warning` = only the target `warning`) and
+/// silently turn every log line off, errors included.
+fn valid_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let directives_ok = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .all(|directive| {
+            directive.contains('=') || LEVELS.contains(&directive.to_ascii_lowercase().as_str())
+        });
+    directives_ok && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
 }
 
 fn check_session_secret(secret: &str) -> Result<(), String> {
@@ -759,21 +820,17 @@ struct DevSecrets {
 impl DevSecrets {
     fn load_or_create(data_dir: &Path) -> Result<Self, String> {
         let path = data_dir.join(SECRETS_FILE);
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let value = |key: &str| {
-                text.lines()
-                    .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-                    .map(str::to_string)
-            };
-            if let (Some(session_secret), Some(Ok(encryption_key))) = (
-                value("SESSION_SECRET"),
-                value("ENCRYPTION_KEY").map(|k| EncryptionKey::parse(&k)),
-            ) {
-                return Ok(Self {
-                    session_secret,
-                    encryption_key,
-                });
-            }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Self::parse(&text).map_err(|why| {
+                // Never written over: its ENCRYPTION_KEY may have sealed
+                // provider keys that a new one could not open.
+                format!(
+                    "{} {why}: correct it, or delete the file to have new secrets generated (provider keys saved under the old ENCRYPTION_KEY are then lost)",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         }
 
         let session_secret = hex::encode(rand::random::<[u8; 32]>());
@@ -790,6 +847,26 @@ impl DevSecrets {
         );
         write_private(&path, &contents)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(Self {
+            session_secret,
+            encryption_key,
+        })
+    }
+}
+
+impl DevSecrets {
+    fn parse(text: &str) -> Result<Self, String> {
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
+                .map(|v| v.trim().to_string())
+                .ok_or_else(|| format!("has no {key} line"))
+        };
+        let session_secret = value("SESSION_SECRET")?;
+        check_session_secret(&session_secret)
+            .map_err(|why| format!("has a SESSION_SECRET that {why}"))?;
+        let encryption_key = EncryptionKey::parse(&value("ENCRYPTION_KEY")?)
+            .map_err(|why| format!("has an ENCRYPTION_KEY that {why}"))?;
         Ok(Self {
             session_secret,
             encryption_key,
@@ -835,6 +912,84 @@ mod tests {
         assert!(text.contains("SESSION_SECRET"), "{text}");
         assert!(text.contains("ENCRYPTION_KEY"), "{text}");
         assert!(text.lines().all(|l| l.starts_with("[config] FATAL ")));
+    }
+
+    #[test]
+    fn an_ipv6_host_makes_a_bracketed_base_url_and_bind_address() {
+        for (host, base, bind) in [
+            ("::1", "http://[::1]:5000/", "[::1]:5000"),
+            ("[::1]", "http://[::1]:5000/", "[::1]:5000"),
+            ("::", "http://[::1]:5000/", "[::]:5000"),
+            ("0.0.0.0", "http://127.0.0.1:5000/", "0.0.0.0:5000"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().display().to_string();
+            let c = config(&[("HOST", host), ("DATA_DIR", &data)]).unwrap();
+            assert_eq!(c.base_url.as_str(), base, "{host}");
+            assert_eq!(c.bind_address(), bind, "{host}");
+        }
+    }
+
+    #[test]
+    fn a_log_level_that_would_log_nothing_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        for good in [
+            "info",
+            "WARN",
+            "info,frontdesk=debug",
+            "frontdesk::jobs=trace",
+            "debug,",
+        ] {
+            assert!(
+                config(&[("LOG_LEVEL", good), ("DATA_DIR", &data)]).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in ["warning", "verbose", "info,loud"] {
+            let text = config(&[("LOG_LEVEL", bad), ("DATA_DIR", &data)])
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains("LOG_LEVEL"), "{bad}: {text}");
+        }
+    }
+
+    #[test]
+    fn numbers_and_flags_are_named_for_what_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let c = config(&[("ALLOW_PRIVATE_PROVIDER_URLS", "1"), ("DATA_DIR", &data)]).unwrap();
+        assert!(c.llm.allow_private_urls);
+        let text = config(&[
+            ("PORT", "99999"),
+            ("ALLOW_PRIVATE_PROVIDER_URLS", "maybe"),
+            ("DATA_DIR", &data),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("PORT must be a whole number from 0 to 65535, got \"99999\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("ALLOW_PRIVATE_PROVIDER_URLS must be true or false"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_secrets_file_is_reported_and_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let path = dir.path().join(SECRETS_FILE);
+        let damaged = format!("SESSION_SECRET=short\nENCRYPTION_KEY={}\n", "ab".repeat(32));
+        std::fs::write(&path, &damaged).unwrap();
+        let text = config(&[("DATA_DIR", &data)]).unwrap_err().to_string();
+        assert!(
+            text.contains("SESSION_SECRET") && text.contains("secrets.env"),
+            "{text}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), damaged);
     }
 
     #[test]

@@ -63,3 +63,16 @@ pub fn is_json_content_type(mime: mime_guess::Mime) -> bool {
             || mime.suffix().is_some_and(|s| s == "json")
             || mime.subtype() == "csp-report")
 }
+
+/// Middleware: `HEAD` is answered wherever `GET` is (RFC 9110 asks it; uptime
+/// monitors and link checkers send it), by routing it as `GET`. The HTTP/1
+/// codec remembers the request was `HEAD` and sends the headers only.
+pub async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
+}

@@ -29,6 +29,18 @@ pub fn pending(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     names.map_err(|e| DbError::Migration(e.to_string()))
 }
 
+/// Every SQLite migration, oldest first: what a database not yet created has
+/// pending.
+pub fn all_sqlite() -> Result<Vec<String>, DbError> {
+    use diesel::migration::MigrationSource as _;
+    let migrations: Vec<Box<dyn diesel::migration::Migration<diesel::sqlite::Sqlite>>> = SQLITE
+        .migrations()
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+    let mut names: Vec<String> = migrations.iter().map(|m| m.name().to_string()).collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Applies every pending migration, calling `applied` with each name as it lands.
 pub fn run_pending(
     conn: &mut DbConnection,

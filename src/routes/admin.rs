@@ -38,7 +38,7 @@ pub async fn index(
         .collect::<String>();
     let wanted = search.clone();
     let ((orgs, org_total), (users, user_total)) = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         let search = Some(wanted.as_str());
         Ok::<_, AppError>((
             Organization::search_with_member_counts(&mut conn, search, LIST_LIMIT)?,
@@ -94,7 +94,7 @@ pub async fn toggle_organization(
         admin.user.id,
     );
     let message = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         let org = Organization::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
         let disable = form.disable;
         if disable == org.is_disabled() {
@@ -154,7 +154,7 @@ pub async fn toggle_user(
         admin.user.id,
     );
     let message = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         let user = User::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
         let disable = form.disable;
         if disable == user.disabled_at.is_some() {

@@ -98,7 +98,7 @@ async fn act<T: Send + 'static>(
         state.pool.clone(),
     );
     web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         let actor = Actor {
             user_id: scope.user_id(),
             label: &label,

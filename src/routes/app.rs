@@ -741,7 +741,7 @@ async fn confirm_password(
     let (pool, user, ip) = (state.pool.clone(), member.user.clone(), client_ip(req));
     let candidate = candidate.to_string();
     let check = web::block(move || -> AppResult<PasswordCheck> {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         Ok(accounts::confirm_password(
             &mut conn, &user, &candidate, &ip,
         )?)

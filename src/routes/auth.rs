@@ -217,7 +217,7 @@ pub async fn signup(
     let pool = state.pool.clone();
     let email_for_job = email.clone();
     let result = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         let input = accounts::Signup {
             organization: &org_name,
             name: &user_name,
@@ -297,7 +297,7 @@ pub async fn login(
     let candidate = form.password.clone();
     let outcome = web::block(
         move || -> AppResult<Result<(User, &'static str), LoginProblem>> {
-            let mut conn = pool.get().map_err(AppError::internal)?;
+            let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
             if let Some(wait) = accounts::begin_login_attempt(&mut conn, &typed, &ip)? {
                 return Ok(Err(LoginProblem::Throttled(wait)));
             }
@@ -394,7 +394,7 @@ pub async fn verify_email(
     let token = query.into_inner().token;
     let pool = state.pool.clone();
     let result = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         Ok::<_, AppError>(accounts::verify_email(&mut conn, &token))
     })
     .await??;
@@ -455,7 +455,7 @@ pub async fn forgot_password(
     let base_url = state.config.base_url.clone();
     let shown = email.as_str().to_string();
     web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         accounts::request_password_reset(&mut conn, &email, &base_url).map_err(AppError::from)
     })
     .await??;
@@ -484,7 +484,7 @@ pub async fn reset_password_page(
     let pool = state.pool.clone();
     let checked = token.clone();
     let result = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         Ok::<_, AppError>(accounts::check_reset_token(&mut conn, &checked))
     })
     .await??;
@@ -550,7 +550,7 @@ pub async fn reset_password(
     let token = form.token.clone();
     let ip = client_ip(&req);
     let result = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         Ok::<_, AppError>(accounts::reset_password(&mut conn, &token, &hash, &ip))
     })
     .await??;
@@ -584,7 +584,7 @@ async fn invitation_page(
     let pool = state.pool.clone();
     let lookup = token.clone();
     let found = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         let found = accounts::find_invitation(&mut conn, &lookup);
         let existing = match &found {
             Ok((invitation, _)) => Email::parse(&invitation.email)
@@ -694,7 +694,7 @@ pub async fn accept_invitation(
     let joiner_name = name.clone();
     let billing = state.config.stripe.clone();
     let result = web::block(move || {
-        let mut conn = pool.get().map_err(AppError::internal)?;
+        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
         if let Some(user) = &joiner_user {
             let (invitation, _) = match accounts::find_invitation(&mut conn, &token) {
                 Ok(found) => found,

@@ -8,6 +8,7 @@ backend_tests!(
     assets_are_served_in_the_best_accepted_encoding,
     unchanged_assets_answer_304,
     unknown_and_variant_names_are_404,
+    head_is_answered_wherever_get_is,
 );
 
 async fn css_path(app: &TestApp) -> String {
@@ -121,4 +122,34 @@ async fn unknown_and_variant_names_are_404(backend: Backend) {
     ] {
         assert_eq!(fetch(&app, &path, None).await.status(), 404, "{path}");
     }
+}
+
+async fn head_is_answered_wherever_get_is(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let css = css_path(&app).await;
+    for path in ["/", "/login", "/signup", "/widget.js", css.as_str()] {
+        let get = app.get(path).await;
+        assert_eq!(get.status(), 200, "GET {path}");
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(
+            head.headers()["content-type"],
+            get.headers()["content-type"],
+            "HEAD {path}"
+        );
+        assert!(
+            head.headers().contains_key("x-correlation-id"),
+            "HEAD {path}"
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} has no body"
+        );
+    }
+    // A route without GET still says which methods it has.
+    let head = app.client.head(app.url("/logout")).send().await.unwrap();
+    assert_eq!(head.status(), 405);
+    assert_eq!(head.headers()["allow"], "POST");
 }

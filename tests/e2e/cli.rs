@@ -355,6 +355,13 @@ async fn migrate_lists_then_applies_each_migration(backend: Backend) {
     );
     let still = run(&["migrate", "--dry-run"]);
     assert_eq!(listed, still, "a dry run changes nothing");
+    if backend == Backend::Sqlite {
+        let file = db.url.trim_start_matches("sqlite://");
+        assert!(
+            !std::path::Path::new(file).exists(),
+            "a dry run does not create the database"
+        );
+    }
 
     let applied = run(&["migrate"]);
     for name in &names {
