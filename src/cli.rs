@@ -94,13 +94,20 @@ pub enum JobsAction {
     /// Counts by state and the most recent dead jobs (the default).
     Status {
         /// How many dead jobs to list.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
-    /// Give a dead job a fresh set of attempts.
+    /// Give a dead job (or, with --all, every dead job) a fresh set of attempts.
     Retry {
         /// The job id shown by `frontdesk jobs`.
-        id: i64,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Every dead job (after an outage of the SMTP relay, say).
+        #[arg(long)]
+        all: bool,
+        /// With --all: only dead jobs of this kind (`email.send`).
+        #[arg(long, requires = "all")]
+        kind: Option<String>,
     },
     /// Enqueue diagnostic jobs to check that workers are running.
     Ping {

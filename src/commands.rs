@@ -302,9 +302,9 @@ fn report(problems: &[String]) -> ExitCode {
 
 /// Opens a TCP connection to the SMTP server: proves the address, not the credentials.
 fn smtp_reachable(url: &url::Url) -> Result<String, String> {
-    let host = url.host_str().ok_or("SMTP_URL has no host")?;
+    let host = crate::services::mail::smtp_host(url).ok_or("SMTP_URL has no host")?;
     let port = crate::services::mail::smtp_port(url);
-    let addr = (host, port)
+    let addr = (host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
@@ -447,7 +447,7 @@ pub fn jobs(action: Option<JobsAction>) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        JobsAction::Retry { id } => match JobRow::revive(&mut conn, JobId(id)) {
+        JobsAction::Retry { id: Some(id), .. } => match JobRow::revive(&mut conn, JobId(id)) {
             Ok(true) => {
                 println!("job #{id} is queued again with a fresh set of attempts");
                 ExitCode::SUCCESS
@@ -455,6 +455,19 @@ pub fn jobs(action: Option<JobsAction>) -> ExitCode {
             Ok(false) => fail(format!("there is no dead job #{id}")),
             Err(e) => fail(db::DbError::Query(e)),
         },
+        JobsAction::Retry { id: None, kind, .. } => {
+            match JobRow::revive_all(&mut conn, kind.as_deref()) {
+                Ok(n) => {
+                    let which = kind.map_or_else(String::new, |k| format!(" {k}"));
+                    println!(
+                        "{n} dead{which} job{} queued again with a fresh set of attempts",
+                        crate::wording::plural(n as u64)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(db::DbError::Query(e)),
+            }
+        }
         JobsAction::Ping {
             count,
             sleep_ms,

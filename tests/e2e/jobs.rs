@@ -24,8 +24,10 @@ backend_tests!(
     delayed_jobs_wait_for_their_time,
     unknown_kinds_and_bad_payloads_end_dead_without_blocking_the_queue,
     health_reports_queue_depth_and_oldest_due_age,
+    retention_deletes_old_done_jobs_and_keeps_dead_ones_longer,
     email_goes_out_over_smtp_with_both_parts_and_links,
     smtp_down_then_back_delivers_exactly_once,
+    a_relay_refusing_every_email_is_retried_a_refused_mailbox_is_not,
     two_worker_processes_run_1000_jobs_exactly_once,
     a_worker_process_sends_email_over_smtp,
     a_worker_killed_mid_job_is_replaced_after_its_lease,
@@ -214,6 +216,74 @@ async fn health_reports_queue_depth_and_oldest_due_age(backend: Backend) {
     let age = jobs["oldestDueAgeSeconds"].as_i64().unwrap();
     assert!((3600..3700).contains(&age), "{jobs}");
     assert_eq!(jobs["dead"], 0);
+
+    // A job whose worker died two hours ago waits as much as a queued one:
+    // it counts, and its lease's end is the oldest wait.
+    let orphan = enqueue(&pool, &Diagnostic::default());
+    let two_hours_ago = frontdesk::domain::now() - chrono::TimeDelta::hours(2);
+    diesel::update(jobs::table.find(orphan))
+        .set((
+            jobs::state.eq("running"),
+            jobs::locked_by.eq(Some("gone:1:x/0")),
+            jobs::locked_until.eq(Some(two_hours_ago)),
+        ))
+        .execute(&mut pool.get().unwrap())
+        .unwrap();
+    // Past the statistics cache's second.
+    actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+    let health: serde_json::Value = app.get("/health").await.json().await.unwrap();
+    let jobs = &health["checks"]["jobs"];
+    assert_eq!(jobs["queueDepth"], 4, "{jobs}");
+    let age = jobs["oldestDueAgeSeconds"].as_i64().unwrap();
+    assert!((7200..7300).contains(&age), "{jobs}");
+}
+
+async fn retention_deletes_old_done_jobs_and_keeps_dead_ones_longer(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let pool = app.pool();
+    let ago = |days| Some(frontdesk::domain::now() - chrono::TimeDelta::days(days));
+    let finished = |state: &str, days| {
+        // Not due, so the workers leave it to this test.
+        let tomorrow = frontdesk::domain::now() + chrono::TimeDelta::days(1);
+        let id = queue::enqueue(
+            &mut pool.get().unwrap(),
+            &Diagnostic::default(),
+            EnqueueOptions {
+                run_at: Some(tomorrow),
+                idempotency_key: None,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        diesel::update(jobs::table.find(id))
+            .set((jobs::state.eq(state), jobs::finished_at.eq(ago(days))))
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+        id
+    };
+    let old_done = finished("done", 30);
+    let recent_done = finished("done", 1);
+    let month_dead = finished("dead", 30);
+    let ancient_dead = finished("dead", 100);
+
+    let cleanup = enqueue(&pool, &frontdesk::services::jobs::CleanupFinishedJobs {});
+    eventually("the clean-up ran", Duration::from_secs(10), || {
+        JobRow::find(&mut pool.get().unwrap(), cleanup)
+            .unwrap()
+            .is_some_and(|j| j.state == "done")
+    })
+    .await;
+    let exists = |id| {
+        JobRow::find(&mut pool.get().unwrap(), id)
+            .unwrap()
+            .is_some()
+    };
+    assert!(!exists(old_done), "done for longer than the retention");
+    assert!(exists(recent_done));
+    assert!(exists(month_dead), "dead jobs wait for an operator");
+    assert!(!exists(ancient_dead), "but not forever");
 }
 
 fn header<'a>(message: &'a str, name: &str) -> &'a str {
@@ -312,6 +382,52 @@ async fn smtp_down_then_back_delivers_exactly_once(backend: Backend) {
     .await;
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.messages().len(), 1, "exactly once");
+}
+
+async fn a_relay_refusing_every_email_is_retried_a_refused_mailbox_is_not(backend: Backend) {
+    let sink = SmtpSink::start();
+    // Refused as a sender (the relay's policy, wrong credentials): every
+    // email fails alike until the relay is mended, so none is given up.
+    sink.refuse(Some(("MAIL", "554 5.7.1 relay access denied")));
+    let Some(app) = spawn_app(backend)
+        .env("SMTP_URL", &sink.url())
+        .start()
+        .await
+    else {
+        return;
+    };
+    let pool = app.pool();
+    let id = enqueue(&pool, &verification_email("cy@customer.test"));
+    eventually(
+        "attempts refused by the relay",
+        Duration::from_secs(10),
+        || job(&pool, id).attempts >= 2,
+    )
+    .await;
+    let refused = job(&pool, id);
+    assert_ne!(refused.state, "dead", "retried, not given up");
+    assert!(refused.last_error.unwrap().contains("554"));
+    sink.refuse(None);
+    eventually(
+        "delivered once the relay accepts",
+        Duration::from_secs(20),
+        || job(&pool, id).state == "done",
+    )
+    .await;
+    assert_eq!(sink.messages().len(), 1);
+
+    // This one mailbox does not exist: asking again cannot help.
+    sink.refuse(Some(("RCPT", "550 5.1.1 no such user")));
+    let id = enqueue(&pool, &verification_email("nobody@customer.test"));
+    eventually(
+        "the refused mailbox's email is dead",
+        Duration::from_secs(10),
+        || job(&pool, id).state == "dead",
+    )
+    .await;
+    let dead = job(&pool, id);
+    assert_eq!(dead.attempts, 1);
+    assert!(dead.last_error.unwrap().contains("550"));
 }
 
 /// Worker processes of the real binary on the test's database.
@@ -594,6 +710,31 @@ async fn a_poisoned_job_ends_dead_and_the_cli_shows_and_retries_it(backend: Back
     let (ok, text) = cli(&db.url, &["jobs", "retry", "999999"]);
     assert!(!ok);
     assert!(text.contains("there is no dead job #999999"), "{text}");
+    let (ok, text) = cli(&db.url, &["jobs", "status", "--limit=-1"]);
+    assert!(
+        !ok,
+        "a negative limit is refused alike on both backends: {text}"
+    );
+
+    // Dead again; after an outage every dead job of a kind is retried at once.
+    let mut workers = Workers::spawn(&db.url, 1, &[]);
+    eventually("dead again", Duration::from_secs(20), || {
+        job(&pool, id).state == "dead"
+    })
+    .await;
+    workers.signal(0, "TERM");
+    assert!(workers.wait(0, Duration::from_secs(10)).success());
+    let (ok, text) = cli(&db.url, &["jobs", "retry", "--all", "--kind", "email.send"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("0 dead email.send jobs queued again"),
+        "{text}"
+    );
+    assert_eq!(job(&pool, id).state, "dead");
+    let (ok, text) = cli(&db.url, &["jobs", "retry", "--all"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("1 dead job queued again"), "{text}");
+    assert_eq!(job(&pool, id).state, "queued");
 }
 
 async fn a_panicking_job_is_a_failed_attempt_and_the_worker_survives(backend: Backend) {

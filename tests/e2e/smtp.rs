@@ -61,10 +61,15 @@ impl TestCertificates {
 /// What the sink received: the message and whether it came over TLS.
 type Inbox = Arc<Mutex<Vec<(String, bool)>>>;
 
+/// A reply the sink gives to one verb instead of accepting it:
+/// `("MAIL", "554 5.7.1 relay access denied")`.
+type Refusal = Arc<Mutex<Option<(&'static str, &'static str)>>>;
+
 pub struct SmtpSink {
     pub port: u16,
     messages: Inbox,
     stop: Arc<AtomicBool>,
+    refusal: Refusal,
 }
 
 impl SmtpSink {
@@ -88,14 +93,15 @@ impl SmtpSink {
         let port = listener.local_addr().unwrap().port();
         let messages: Inbox = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (messages.clone(), stop.clone());
+        let refusal: Refusal = Arc::new(Mutex::new(None));
+        let (m, s, r) = (messages.clone(), stop.clone(), refusal.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let (m, tls) = (m.clone(), tls.clone());
+                        let (m, r, tls) = (m.clone(), r.clone(), tls.clone());
                         std::thread::spawn(move || {
-                            let _ = serve(stream, &m, mode, tls);
+                            let _ = serve(stream, &m, &r, mode, tls);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -106,7 +112,13 @@ impl SmtpSink {
             port,
             messages,
             stop,
+            refusal,
         }
+    }
+
+    /// From now on answers `verb` with `reply` (`None`: accepts again).
+    pub fn refuse(&self, refusal: Option<(&'static str, &'static str)>) {
+        *self.refusal.lock().unwrap() = refusal;
     }
 
     pub fn url(&self) -> String {
@@ -142,6 +154,7 @@ impl Drop for SmtpSink {
 fn serve(
     stream: TcpStream,
     messages: &Mutex<Vec<(String, bool)>>,
+    refusal: &Refusal,
     mode: TlsMode,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
@@ -153,14 +166,22 @@ fn serve(
         Ok(rustls::StreamOwned::new(connection, stream))
     };
     match mode {
-        TlsMode::None => session(stream, messages, Session::plain()).map(drop),
-        TlsMode::Implicit => session(secure(stream)?, messages, Session::encrypted(true)).map(drop),
-        TlsMode::StartTls => match session(stream, messages, Session::offering_starttls())? {
-            Some(upgraded) => {
-                session(secure(upgraded)?, messages, Session::encrypted(false)).map(drop)
+        TlsMode::None => session(stream, messages, refusal, Session::plain()).map(drop),
+        TlsMode::Implicit => {
+            session(secure(stream)?, messages, refusal, Session::encrypted(true)).map(drop)
+        }
+        TlsMode::StartTls => {
+            match session(stream, messages, refusal, Session::offering_starttls())? {
+                Some(upgraded) => session(
+                    secure(upgraded)?,
+                    messages,
+                    refusal,
+                    Session::encrypted(false),
+                )
+                .map(drop),
+                None => Ok(()),
             }
-            None => Ok(()),
-        },
+        }
     }
 }
 
@@ -201,6 +222,7 @@ impl Session {
 fn session<S: Read + Write>(
     stream: S,
     messages: &Mutex<Vec<(String, bool)>>,
+    refusal: &Refusal,
     how: Session,
 ) -> std::io::Result<Option<S>> {
     let mut reader = BufReader::new(stream);
@@ -217,6 +239,16 @@ fn session<S: Read + Write>(
             return Ok(None);
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+        let refused = *refusal.lock().unwrap();
+        if let Some((refused_verb, reply)) = refused
+            && refused_verb == verb
+        {
+            reader
+                .get_mut()
+                .write_all(format!("{reply}\r\n").as_bytes())?;
+            reader.get_mut().flush()?;
+            continue;
+        }
         let reply: &[u8] = match verb.as_str() {
             "EHLO" if how.offer_starttls => {
                 b"250-sink.test\r\n250-8BITMIME\r\n250-STARTTLS\r\n250 SMTPUTF8\r\n"

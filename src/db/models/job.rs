@@ -262,6 +262,27 @@ impl Job {
             .map(|n| n == 1)
     }
 
+    /// [`Job::revive`] for every dead job, or every dead job of `kind`; returns
+    /// how many.
+    pub fn revive_all(conn: &mut DbConnection, kind: Option<&str>) -> QueryResult<usize> {
+        let now = crate::domain::now();
+        let mut dead = jobs::table.filter(jobs::state.eq(DEAD)).into_boxed();
+        if let Some(kind) = kind {
+            dead = dead.filter(jobs::kind.eq(kind));
+        }
+        let ids: Vec<i64> = dead.select(jobs::id).load(conn)?;
+        diesel::update(jobs::table.filter(jobs::id.eq_any(ids).and(jobs::state.eq(DEAD))))
+            .set((
+                jobs::state.eq(QUEUED),
+                jobs::attempts.eq(0),
+                jobs::run_at.eq(now),
+                jobs::locked_by.eq(None::<String>),
+                jobs::finished_at.eq(None::<NaiveDateTime>),
+                jobs::updated_at.eq(now),
+            ))
+            .execute(conn)
+    }
+
     pub fn find(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<Job>> {
         jobs::table
             .find(id)
@@ -290,10 +311,24 @@ impl Job {
 
     pub fn stats(conn: &mut DbConnection) -> QueryResult<QueueStats> {
         let now = crate::domain::now();
-        let (due, oldest_due): (i64, Option<NaiveDateTime>) = jobs::table
+        let (queued, oldest_queued): (i64, Option<NaiveDateTime>) = jobs::table
             .filter(jobs::state.eq(QUEUED).and(jobs::run_at.le(now)))
             .select((diesel::dsl::count_star(), diesel::dsl::min(jobs::run_at)))
             .first(conn)?;
+        // A job whose worker died waits too, since its lease ran out: exactly
+        // the case these numbers are watched for.
+        let (orphaned, oldest_orphaned): (i64, Option<NaiveDateTime>) = jobs::table
+            .filter(jobs::state.eq(RUNNING).and(jobs::locked_until.lt(now)))
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::min(jobs::locked_until),
+            ))
+            .first(conn)?;
+        let due = queued + orphaned;
+        let oldest_due = match (oldest_queued, oldest_orphaned) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let running = jobs::table
             .filter(jobs::state.eq(RUNNING))
             .count()
@@ -323,18 +358,22 @@ impl Job {
         .get_result(conn)
     }
 
-    /// Retention: deletes finished jobs (done or dead) that finished before `cutoff`.
+    /// Retention: deletes done jobs that finished before `done_cutoff`, and
+    /// dead ones (kept longer: an operator may still retry them) that died
+    /// before `dead_cutoff`.
     pub fn delete_finished_before(
         conn: &mut DbConnection,
-        cutoff: NaiveDateTime,
+        done_cutoff: NaiveDateTime,
+        dead_cutoff: NaiveDateTime,
     ) -> QueryResult<usize> {
-        diesel::delete(
-            jobs::table.filter(
-                jobs::state
-                    .eq_any([DONE, DEAD])
-                    .and(jobs::finished_at.lt(cutoff)),
-            ),
+        let done = diesel::delete(
+            jobs::table.filter(jobs::state.eq(DONE).and(jobs::finished_at.lt(done_cutoff))),
         )
-        .execute(conn)
+        .execute(conn)?;
+        let dead = diesel::delete(
+            jobs::table.filter(jobs::state.eq(DEAD).and(jobs::finished_at.lt(dead_cutoff))),
+        )
+        .execute(conn)?;
+        Ok(done + dead)
     }
 }

@@ -39,7 +39,11 @@ impl SendEmail {
     }
 }
 
-/// Retention: deletes finished jobs older than `JOB_RETENTION_DAYS`, expired
+/// Dead jobs are kept at least this long, for an operator to retry.
+const DEAD_RETENTION_DAYS: i64 = 90;
+
+/// Retention: deletes done jobs older than `JOB_RETENTION_DAYS` (dead ones after
+/// at least [`DEAD_RETENTION_DAYS`]), expired
 /// sessions and stale sign-in failures. Enqueued
 /// once per hour by the periodic scheduler, whatever the number of instances.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,11 +57,13 @@ impl Job for CleanupFinishedJobs {
 impl CleanupFinishedJobs {
     pub async fn run(self, ctx: &JobContext) -> Result<(), JobFailure> {
         let days = i64::from(ctx.settings().retention_days);
-        let cutoff = crate::domain::now() - chrono::TimeDelta::days(days);
+        let now = crate::domain::now();
+        let cutoff = now - chrono::TimeDelta::days(days);
+        let dead_cutoff = now - chrono::TimeDelta::days(days.max(DEAD_RETENTION_DAYS));
         let (deleted, sessions, failures, redriven) = ctx
             .db(move |conn| {
                 Ok((
-                    JobRow::delete_finished_before(conn, cutoff)?,
+                    JobRow::delete_finished_before(conn, cutoff, dead_cutoff)?,
                     crate::db::models::SessionRow::delete_expired(conn)?,
                     crate::services::accounts::forget_old_login_failures(conn)?,
                     crate::services::billing::events::redrive_stuck(conn)?,

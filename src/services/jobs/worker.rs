@@ -239,6 +239,9 @@ impl Worker {
                 actix_web::rt::time::sleep(grace).await;
             };
             tokio::select! {
+                // A run that has finished is recorded, even if the lease was
+                // given up in the same poll: its effects have happened.
+                biased;
                 result = run => Ending::Ran(result),
                 _ = deadline => Ending::Shutdown,
                 // Another worker holds the job now and runs it: this copy

@@ -43,7 +43,15 @@ impl MailError {
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::Address { .. } | Self::Render(_) | Self::Build(_) | Self::Config(_) => true,
-            Self::Smtp(e) => e.is_permanent(),
+            // Only a refusal of this recipient's mailbox is final. Other 5xx
+            // replies (bad credentials, a relay refusing us at the greeting)
+            // fail every email alike and pass once the relay is mended.
+            Self::Smtp(e) => {
+                e.is_permanent()
+                    && e.status().is_some_and(|code| {
+                        matches!(code.to_string().as_str(), "550" | "551" | "552" | "553")
+                    })
+            }
             Self::File(_) => false,
         }
     }
@@ -194,6 +202,15 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
+/// The host `SMTP_URL` names, as a resolver takes it: an IPv6 literal without
+/// the brackets a URL writes it in.
+pub fn smtp_host(url: &Url) -> Option<String> {
+    match url.host()? {
+        url::Host::Ipv6(ip) => Some(ip.to_string()),
+        host => Some(host.to_string()),
+    }
+}
+
 /// The port `SMTP_URL` leads to: its own, or the usual one for how it asks to
 /// connect (465 implicit TLS, 25 plain, else 587 for STARTTLS). `frontdesk
 /// check` tries the same one the mailer uses.
@@ -215,9 +232,7 @@ fn smtp_transport(
     url: &Url,
     extra_ca: Option<&[u8]>,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| MailError::Config("it has no host".into()))?;
+    let host = smtp_host(url).ok_or_else(|| MailError::Config("it has no host".into()))?;
     let tls = url
         .query_pairs()
         .find(|(k, _)| k == "tls")
@@ -235,10 +250,12 @@ fn smtp_transport(
     };
     let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous;
     let builder = match (url.scheme(), tls.as_deref()) {
-        ("smtps", _) => smtp(host).tls(Tls::Wrapper(tls_params()?)),
-        ("smtp", None | Some("required")) => smtp(host).tls(Tls::Required(tls_params()?)),
-        ("smtp", Some("opportunistic")) => smtp(host).tls(Tls::Opportunistic(tls_params()?)),
-        ("smtp", Some("none")) => smtp(host),
+        ("smtps", _) => smtp(host.as_str()).tls(Tls::Wrapper(tls_params()?)),
+        ("smtp", None | Some("required")) => smtp(host.as_str()).tls(Tls::Required(tls_params()?)),
+        ("smtp", Some("opportunistic")) => {
+            smtp(host.as_str()).tls(Tls::Opportunistic(tls_params()?))
+        }
+        ("smtp", Some("none")) => smtp(host.as_str()),
         (scheme, tls) => {
             return Err(MailError::Config(format!(
                 "unsupported scheme {scheme:?} with tls={tls:?}"
