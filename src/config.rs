@@ -829,7 +829,12 @@ impl DevSecrets {
                     path.display()
                 )
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Not there yet (nor, perhaps, its folder): made below.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) => {}
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         }
 
