@@ -519,7 +519,7 @@ async fn api_keys_page(
     state: &web::Data<AppState>,
     member: &Member,
     new_key: Option<String>,
-    name: String,
+    (name, write): (String, bool),
     errors: FieldErrors,
 ) -> AppResult<ApiKeysPage> {
     let scope = member.scope.clone();
@@ -543,25 +543,44 @@ async fn api_keys_page(
             .collect(),
         new_key,
         name,
+        write,
         errors,
     })
 }
 
 /// The key just created, kept in the session only until the page after the
-/// redirect shows it (so reloading that page creates nothing).
+/// redirect shows it (so reloading that page creates nothing). Sealed under
+/// ENCRYPTION_KEY: session state is stored in the database, where a working
+/// key must never be readable (backups, a read-only database user).
 const NEW_API_KEY: &str = "new_api_key";
+
+/// Binds the sealed key to this organization's session entry.
+fn new_key_context(member: &Member) -> String {
+    format!(
+        "session:{NEW_API_KEY}:org:{}",
+        member.scope.organization_id()
+    )
+}
 
 pub async fn api_keys(state: web::Data<AppState>, member: Member) -> AppResult<ApiKeysPage> {
     require(&member, Permission::ManageApiKeys)?;
     let new_key = member
         .session
         .remove_as::<String>(NEW_API_KEY)
-        .and_then(Result::ok);
+        .and_then(Result::ok)
+        .and_then(|sealed| {
+            state
+                .chat
+                .keyring()
+                .open(&sealed, &new_key_context(&member))
+                .map_err(|e| tracing::warn!(error = %e, "the new API key cannot be shown"))
+                .ok()
+        });
     api_keys_page(
         &state,
         &member,
         new_key,
-        String::new(),
+        (String::new(), false),
         FieldErrors::default(),
     )
     .await
@@ -586,7 +605,7 @@ pub async fn create_api_key(
     };
     if !errors.is_empty() {
         return Ok(unprocessable(
-            api_keys_page(&state, &member, None, name, errors).await?,
+            api_keys_page(&state, &member, None, (name, write), errors).await?,
             &req,
         ));
     }
@@ -596,9 +615,14 @@ pub async fn create_api_key(
     })
     .await??;
     // Shown once, on the page the redirect leads to; only its hash is stored.
+    let sealed = state
+        .chat
+        .keyring()
+        .seal(&secret, &new_key_context(&member))
+        .map_err(AppError::internal)?;
     member
         .session
-        .insert(NEW_API_KEY, secret)
+        .insert(NEW_API_KEY, sealed)
         .map_err(AppError::internal)?;
     Ok(see_other("/app/api-keys"))
 }

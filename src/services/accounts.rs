@@ -112,6 +112,12 @@ pub fn audit(
     target: Option<&str>,
     detail: Option<&str>,
 ) -> diesel::QueryResult<()> {
+    // The log's filter offers exactly AUDIT_ACTIONS: an action missing there
+    // could be written but never filtered for. Every test run checks it.
+    debug_assert!(
+        AUDIT_ACTIONS.contains(&action),
+        "audit action {action:?} is not in AUDIT_ACTIONS"
+    );
     AuditEntry::record(
         conn,
         &NewAuditEntry {
@@ -898,6 +904,13 @@ pub fn find_invitation(
     }
     let org =
         Organization::find(conn, invitation.organization_id)?.ok_or(AccountError::NotFound)?;
+    // A disabled organization gains no one (and a newcomer would get an
+    // account whose only organization they cannot open).
+    if org.is_disabled() {
+        return Err(AccountError::Forbidden(
+            "This organization has been disabled, so its invitations cannot be accepted.",
+        ));
+    }
     Ok((invitation, org))
 }
 
@@ -1151,6 +1164,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "agent.created",
     "agent.updated",
     "agent.deleted",
+    "agent.address_changed",
     "provider_key.saved",
     "conversation.deleted",
     "billing.customer_created",
@@ -1164,6 +1178,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "billing.trial_will_end",
     "organization.created",
     "organization.renamed",
+    "organization.address_changed",
     "organization.deleted",
     "organization.disabled",
     "organization.enabled",

@@ -213,6 +213,8 @@ pub struct ApiKeysPage {
     /// The full key, shown once right after creation.
     pub new_key: Option<String>,
     pub name: String,
+    /// The access chosen in a refused form ("Read and write" stays chosen).
+    pub write: bool,
     pub errors: FieldErrors,
 }
 

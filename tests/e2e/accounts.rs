@@ -12,6 +12,8 @@ use crate::backend_tests;
 use crate::helpers::{Backend, TestApp, spawn_app};
 
 backend_tests!(
+    a_disabled_organizations_invitations_cannot_be_accepted,
+    a_new_api_key_is_never_readable_in_the_session_store,
     only_a_confirmed_address_sends_invitations,
     a_page_opened_for_one_organization_cannot_act_on_another,
     signup_sends_a_single_use_verification_link,
@@ -397,6 +399,111 @@ async fn signup_rejects_bad_input_and_creates_nothing(backend: Backend) {
         (count(&app, "organizations"), count(&app, "users")),
         before,
         "nothing half-created"
+    );
+}
+
+async fn a_disabled_organizations_invitations_cannot_be_accepted(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(
+        owner.signup("Gone Co", "owner@gone.test").await.status(),
+        303
+    );
+    confirm_email(&app, "owner@gone.test").await;
+    let res = owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "late@gone.test"), ("role", "agent")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let accept = invitation_link(&app, "late@gone.test").await;
+    let token = accept.split("token=").nth(1).unwrap().to_string();
+
+    let mut conn = app.pool().get().unwrap();
+    let org = frontdesk::domain::OrganizationId(app.org_id("gone-co"));
+    frontdesk::db::models::Organization::set_disabled(&mut conn, org, true).unwrap();
+
+    let newcomer = Browser::new(&app);
+    let (status, page) = newcomer.get(&accept).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("has been disabled"), "{page}");
+    let res = newcomer
+        .post(
+            "/invitations/accept",
+            &[
+                ("csrf_token", &newcomer.csrf("/login").await),
+                ("token", &token),
+                ("name", "Late"),
+                ("password", "a long enough passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("has been disabled"));
+    let created: i64 = users::table
+        .filter(users::email.eq("late@gone.test"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(
+        created, 0,
+        "no account is made for an organization nobody can use"
+    );
+}
+
+async fn a_new_api_key_is_never_readable_in_the_session_store(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let b = Browser::new(&app);
+    assert_eq!(b.signup("Acme", "keys@acme.test").await.status(), 303);
+
+    // Refused for its name: the access chosen stays chosen.
+    let refused = b
+        .submit(
+            "/app/api-keys",
+            "/app/api-keys",
+            &[("name", "   "), ("scope", "write")],
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains(r#"value="write" checked"#), "{page}");
+    assert!(!page.contains(r#"value="read" checked"#), "{page}");
+
+    // Between the creating POST and the page that shows it, the key waits in
+    // the session, which is a database row: sealed there, never in clear.
+    let key = b.api_key("ci", "write").await;
+    let created = b
+        .submit(
+            "/app/api-keys",
+            "/app/api-keys",
+            &[("name", "deploy"), ("scope", "read")],
+        )
+        .await;
+    assert_eq!(created.status(), 303);
+    let states: Vec<String> = frontdesk::db::schema::sessions::table
+        .select(frontdesk::db::schema::sessions::state)
+        .load(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert!(
+        states.iter().any(|s| s.contains("new_api_key")),
+        "{states:?}"
+    );
+    assert!(
+        states
+            .iter()
+            .all(|s| !s.contains("fd_") && !s.contains(&key)),
+        "{states:?}"
+    );
+    let (_, shown) = b.get("/app/api-keys").await;
+    assert!(
+        shown.contains("id=\"new-key\""),
+        "the sealed key is shown once"
     );
 }
 
