@@ -69,8 +69,11 @@ async fn resolve(state: &AppState, org: &str, agent: &str) -> AppResult<Resolved
 }
 
 /// Same-origin requests (our own chat page) and the agent's allowed origins pass;
-/// a request without `Origin` is not from a browser page and passes too.
-fn check_origin(req: &HttpRequest, agent: &Agent) -> AppResult<()> {
+/// a request without `Origin` is not from a browser page and passes too. Our
+/// own origin is the request's host or `BASE_URL`'s: a reverse proxy that
+/// rewrites `Host` (nginx's default `proxy_pass`) must not lock the chat page
+/// out of its own API.
+fn check_origin(req: &HttpRequest, state: &AppState, agent: &Agent) -> AppResult<()> {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -81,7 +84,8 @@ fn check_origin(req: &HttpRequest, agent: &Agent) -> AppResult<()> {
     let host = req.connection_info().host().to_string();
     let same_origin = origin
         .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(&host));
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(&host))
+        || origin.eq_ignore_ascii_case(&state.config.base_url.origin().ascii_serialization());
     if same_origin || agent.allows_origin(origin) {
         Ok(())
     } else {
@@ -100,7 +104,7 @@ pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> AppResul
         .unwrap_or_default()
         .to_string();
     let Resolved { agent, .. } = resolve(&state, &org, &agent).await?;
-    check_origin(&req, &agent)?;
+    check_origin(&req, &state, &agent)?;
     Ok(HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
         .insert_header((
@@ -247,7 +251,7 @@ pub async fn start(
 ) -> AppResult<HttpResponse> {
     let (org_slug, agent_slug) = path.into_inner();
     let Resolved { org, agent, .. } = resolve(&state, &org_slug, &agent_slug).await?;
-    check_origin(&req, &agent)?;
+    check_origin(&req, &state, &agent)?;
     let body = body.map(web::Json::into_inner).unwrap_or(StartChat {
         channel: None,
         visitor_id: None,
@@ -319,7 +323,7 @@ async fn conversation(
     id: i64,
 ) -> AppResult<(Agent, Conversation)> {
     let Resolved { org, agent, .. } = resolve(state, org, agent).await?;
-    check_origin(req, &agent)?;
+    check_origin(req, state, &agent)?;
     let token = req
         .headers()
         .get(TOKEN_HEADER)

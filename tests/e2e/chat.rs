@@ -18,6 +18,7 @@ backend_tests!(
     another_organizations_agents_documents_and_conversations_answer_404,
     another_organizations_page_actions_answer_404,
     embedding_sites_are_checked_against_allowed_origins,
+    the_chat_page_behind_a_proxy_that_rewrites_host_reaches_its_api,
     a_flooding_visitor_is_rate_limited,
     messages_count_against_the_address_they_are_sent_from,
     the_public_chat_api_has_a_request_budget_per_address,
@@ -1483,6 +1484,33 @@ async fn embedding_sites_are_checked_against_allowed_origins(backend: Backend) {
     );
     assert_eq!(js.headers()["cache-control"], "public, max-age=300");
     assert_eq!(app.get("/widget.css").await.status(), 200);
+}
+
+async fn the_chat_page_behind_a_proxy_that_rewrites_host_reaches_its_api(backend: Backend) {
+    // The proxy serves https://chat.harbor.example and passes requests on with
+    // Host set to the upstream's address (nginx's default proxy_pass).
+    let Some((app, key)) = setup(backend, &[("BASE_URL", "https://chat.harbor.example")]).await
+    else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let res = start_chat(
+        &app,
+        "harbor-bikes",
+        "support",
+        Some("https://chat.harbor.example"),
+    )
+    .await;
+    assert_eq!(res.status(), 201, "our own page, by BASE_URL");
+    let res = start_chat(
+        &app,
+        "harbor-bikes",
+        "support",
+        Some("https://chat.harbor.example.evil.test"),
+    )
+    .await;
+    assert_eq!(res.status(), 403);
 }
 
 async fn a_flooding_visitor_is_rate_limited(backend: Backend) {

@@ -450,7 +450,7 @@ pub fn default_base_url(kind: ProviderKind) -> &'static str {
 
 pub fn default_model(kind: ProviderKind) -> &'static str {
     match kind {
-        ProviderKind::Anthropic => "claude-3-5-haiku-latest",
+        ProviderKind::Anthropic => "claude-haiku-4-5",
         _ => "gpt-4o-mini",
     }
 }

@@ -440,7 +440,11 @@ impl RemoteProvider {
         tally: &mut Tally,
     ) -> Result<Usage, Failed> {
         let body = match self.kind {
-            ProviderKind::OpenAi => openai::request_body(&self.settings.model, request),
+            ProviderKind::OpenAi => openai::request_body(
+                &self.settings.model,
+                request,
+                openai::Dialect::of(&self.endpoint),
+            ),
             ProviderKind::Anthropic => anthropic::request_body(&self.settings.model, request),
             ProviderKind::Builtin => {
                 return Err(Failed::from(ProviderError::Config(

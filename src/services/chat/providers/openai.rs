@@ -12,7 +12,40 @@ use super::{
 
 pub(super) const PATH: &str = "chat/completions";
 
-pub(super) fn request_body(model: &str, request: &ChatRequest) -> serde_json::Value {
+/// Where compatible servers part ways on the request's fields, told by the
+/// endpoint's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    /// api.openai.com: `max_tokens` is refused by its reasoning models (o-series,
+    /// gpt-5), which take `max_completion_tokens`; every model takes that.
+    OpenAi,
+    /// api.mistral.ai refuses unknown fields (`stream_options`) and reports
+    /// usage in the last chunk without being asked.
+    Mistral,
+    /// vLLM, Ollama, llama.cpp server, LiteLLM and other proxies: `max_tokens`,
+    /// and usage only when asked for.
+    Compatible,
+}
+
+impl Dialect {
+    pub(super) fn of(endpoint: &reqwest::Url) -> Self {
+        let host = endpoint.host_str().unwrap_or_default().to_ascii_lowercase();
+        let on = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+        if on("api.openai.com") {
+            Self::OpenAi
+        } else if on("mistral.ai") {
+            Self::Mistral
+        } else {
+            Self::Compatible
+        }
+    }
+}
+
+pub(super) fn request_body(
+    model: &str,
+    request: &ChatRequest,
+    dialect: Dialect,
+) -> serde_json::Value {
     let mut messages = Vec::with_capacity(request.turns.len() + 1);
     if !request.system.trim().is_empty() {
         messages.push(json!({"role": "system", "content": request.system}));
@@ -22,15 +55,22 @@ pub(super) fn request_body(model: &str, request: &ChatRequest) -> serde_json::Va
             .into_iter()
             .map(|turn| json!({"role": turn.role.as_str(), "content": turn.content})),
     );
-    json!({
+    let mut body = json!({
         "model": model,
         "messages": messages,
         "temperature": clamp_temperature(request.temperature, 2.0),
-        "max_tokens": request.max_tokens.max(1),
         "stream": true,
+    });
+    let limit = json!(request.max_tokens.max(1));
+    match dialect {
+        Dialect::OpenAi => body["max_completion_tokens"] = limit,
+        Dialect::Mistral | Dialect::Compatible => body["max_tokens"] = limit,
+    }
+    if dialect != Dialect::Mistral {
         // Without this the stream carries no token counts at all.
-        "stream_options": {"include_usage": true},
-    })
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
 }
 
 // Every field optional: compatible servers differ in what they fill in, and
@@ -184,9 +224,41 @@ mod tests {
         })
     }
 
+    fn dialect(url: &str) -> Dialect {
+        Dialect::of(&reqwest::Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn each_server_gets_the_fields_it_takes() {
+        assert_eq!(
+            dialect("https://api.openai.com/v1/chat/completions"),
+            Dialect::OpenAi
+        );
+        assert_eq!(
+            dialect("https://api.mistral.ai/v1/chat/completions"),
+            Dialect::Mistral
+        );
+        assert_eq!(
+            dialect("http://127.0.0.1:11434/v1/chat/completions"),
+            Dialect::Compatible
+        );
+        assert_eq!(
+            dialect("https://api.openai.com.evil.test/v1"),
+            Dialect::Compatible
+        );
+
+        let openai = request_body("gpt-5-mini", &request(), Dialect::OpenAi);
+        assert_eq!(openai["max_completion_tokens"], 256);
+        assert!(openai.get("max_tokens").is_none());
+        assert_eq!(openai["stream_options"]["include_usage"], true);
+        let mistral = request_body("mistral-small-latest", &request(), Dialect::Mistral);
+        assert_eq!(mistral["max_tokens"], 256);
+        assert!(mistral.get("stream_options").is_none());
+    }
+
     #[test]
     fn body_has_system_first_and_streams_with_usage() {
-        let body = request_body("gpt-4o-mini", &request());
+        let body = request_body("gpt-4o-mini", &request(), Dialect::Compatible);
         assert_eq!(body["model"], "gpt-4o-mini");
         assert_eq!(body["stream"], true);
         assert_eq!(body["stream_options"]["include_usage"], true);
@@ -208,7 +280,7 @@ mod tests {
         let mut r = request();
         r.system = "  ".into();
         r.temperature = 9.0;
-        let body = request_body("m", &r);
+        let body = request_body("m", &r, Dialect::Compatible);
         assert_eq!(body["messages"][0]["role"], "user");
         assert_eq!(body["temperature"], 2.0);
     }
