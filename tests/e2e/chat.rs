@@ -18,6 +18,7 @@ backend_tests!(
     another_organizations_agents_documents_and_conversations_answer_404,
     another_organizations_page_actions_answer_404,
     embedding_sites_are_checked_against_allowed_origins,
+    both_backends_find_the_same_words,
     the_chat_page_behind_a_proxy_that_rewrites_host_reaches_its_api,
     a_flooding_visitor_is_rate_limited,
     messages_count_against_the_address_they_are_sent_from,
@@ -1484,6 +1485,73 @@ async fn embedding_sites_are_checked_against_allowed_origins(backend: Backend) {
     );
     assert_eq!(js.headers()["cache-control"], "public, max-age=300");
     assert_eq!(app.get("/widget.css").await.status(), 200);
+}
+
+/// What each question finds: the top passage's title and its score, or
+/// nothing. Written once, expected of SQLite and PostgreSQL alike.
+async fn both_backends_find_the_same_words(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let agent = api.agent(json!({"name": "Support"})).await;
+    let id = agent["id"].as_i64().unwrap();
+    for (title, body) in [
+        (
+            "Café",
+            "# Our cafés\n\nEvery Café Harbor serves espresso drinks all day.",
+        ),
+        (
+            "Prices",
+            "# Prices\n\nA tune-up costs 4.50 a week, paid at the counter.",
+        ),
+        (
+            "Contact",
+            "# Contact\n\nWrite to hello@harbor.example or see harbor.example/help.",
+        ),
+        (
+            "About",
+            "# About\n\nWe are a family shop, the most popular in town.",
+        ),
+    ] {
+        api.indexed(id, title, "text/markdown", body.as_bytes())
+            .await;
+    }
+    for (question, expected) in [
+        // Folded letters match their plain spelling, both ways.
+        ("cafe espresso", Some(("Café", 1.0))),
+        ("CAFÉS", Some(("Café", 1.0))),
+        // Numbers, addresses and paths are words split at their punctuation.
+        ("4.50", Some(("Prices", 1.0))),
+        ("hello@harbor.example", Some(("Contact", 1.0))),
+        ("help page", Some(("Contact", 0.5))),
+        // Stop words are nobody's search terms.
+        ("tell about most popular", Some(("About", 0.5))),
+        ("about you", None),
+    ] {
+        let (status, found) = api
+            .get(&format!(
+                "/api/v1/agents/{id}/search?q={}",
+                url::form_urlencoded::byte_serialize(question.as_bytes()).collect::<String>()
+            ))
+            .await;
+        assert_eq!(status, 200, "{found}");
+        let top = found["data"].as_array().unwrap().first();
+        let got = top.map(|p| {
+            (
+                p["title"].as_str().unwrap().to_string(),
+                p["score"].as_f64().unwrap(),
+            )
+        });
+        match (expected, got) {
+            (None, None) => {}
+            (Some((title, score)), Some((got_title, got_score))) => {
+                assert_eq!(got_title, title, "{question}: {found}");
+                assert!((got_score - score).abs() < 1e-9, "{question}: {found}");
+            }
+            (expected, got) => panic!("{question}: expected {expected:?}, got {got:?}"),
+        }
+    }
 }
 
 async fn the_chat_page_behind_a_proxy_that_rewrites_host_reaches_its_api(backend: Backend) {

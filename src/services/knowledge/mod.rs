@@ -295,13 +295,12 @@ pub fn retrieve(
 /// finds "returned" as the full-text index itself does. A term matches the
 /// start of a word, never its middle: "art" is not in "spare parts".
 fn coverage(terms: &[String], passage: &Passage) -> f64 {
-    let haystack = format!(
+    let haystack = text::search_fold(&format!(
         "{} {} {}",
         passage.title,
         passage.heading.as_deref().unwrap_or_default(),
         passage.content
-    )
-    .to_lowercase();
+    ));
     let words: Vec<&str> = haystack
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())

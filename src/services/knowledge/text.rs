@@ -1548,12 +1548,251 @@ fn ends_sentence(c: char) -> bool {
 // Query terms
 // ---------------------------------------------------------------------------------
 
+/// Words a question is searched without: PostgreSQL's `english` stop words
+/// (its full-text configuration drops them from documents, so a question
+/// holding them would find nothing there and something on SQLite), and a few
+/// greetings and fillers of our own.
 const STOP_WORDS: &[&str] = &[
-    "the", "a", "an", "is", "are", "do", "does", "what", "how", "i", "you", "to", "of", "for",
-    "in", "on", "and", "or", "my", "your", "it", "can", "with", "be", "at", "this", "that", "me",
-    "we", "our", "there", "when", "where", "which", "who", "will", "would", "should", "please",
-    "hi", "hello",
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "don",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "hello",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "hi",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "me",
+    "more",
+    "most",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "please",
+    "s",
+    "same",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "t",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
 ];
+
+/// Latin letters with a diacritic, and the plain letter each is searched as:
+/// exactly the ones SQLite's `unicode61` tokenizer folds (remove_diacritics=1).
+/// PostgreSQL's index folds the same ones (migration
+/// `2026-12-06-000010_fold_search_text`), and the coverage score and quoting
+/// too, so "cafe" finds "Cafés" alike everywhere. The letters it keeps (ø, æ,
+/// ß, ł, đ, ħ, ı, œ, þ, ð, ŀ, ŧ) are kept everywhere.
+pub const FOLDED: &[(char, char)] = &[
+    ('à', 'a'),
+    ('á', 'a'),
+    ('â', 'a'),
+    ('ã', 'a'),
+    ('ä', 'a'),
+    ('å', 'a'),
+    ('ā', 'a'),
+    ('ă', 'a'),
+    ('ą', 'a'),
+    ('ç', 'c'),
+    ('ć', 'c'),
+    ('ĉ', 'c'),
+    ('ċ', 'c'),
+    ('č', 'c'),
+    ('ď', 'd'),
+    ('è', 'e'),
+    ('é', 'e'),
+    ('ê', 'e'),
+    ('ë', 'e'),
+    ('ē', 'e'),
+    ('ĕ', 'e'),
+    ('ė', 'e'),
+    ('ę', 'e'),
+    ('ě', 'e'),
+    ('ĝ', 'g'),
+    ('ğ', 'g'),
+    ('ġ', 'g'),
+    ('ģ', 'g'),
+    ('ĥ', 'h'),
+    ('ì', 'i'),
+    ('í', 'i'),
+    ('î', 'i'),
+    ('ï', 'i'),
+    ('ĩ', 'i'),
+    ('ī', 'i'),
+    ('ĭ', 'i'),
+    ('į', 'i'),
+    ('ĵ', 'j'),
+    ('ķ', 'k'),
+    ('ĺ', 'l'),
+    ('ļ', 'l'),
+    ('ľ', 'l'),
+    ('ñ', 'n'),
+    ('ń', 'n'),
+    ('ņ', 'n'),
+    ('ň', 'n'),
+    ('ò', 'o'),
+    ('ó', 'o'),
+    ('ô', 'o'),
+    ('õ', 'o'),
+    ('ö', 'o'),
+    ('ō', 'o'),
+    ('ŏ', 'o'),
+    ('ő', 'o'),
+    ('ŕ', 'r'),
+    ('ŗ', 'r'),
+    ('ř', 'r'),
+    ('ś', 's'),
+    ('ŝ', 's'),
+    ('ş', 's'),
+    ('š', 's'),
+    ('ș', 's'),
+    ('ţ', 't'),
+    ('ť', 't'),
+    ('ț', 't'),
+    ('ù', 'u'),
+    ('ú', 'u'),
+    ('û', 'u'),
+    ('ü', 'u'),
+    ('ũ', 'u'),
+    ('ū', 'u'),
+    ('ŭ', 'u'),
+    ('ů', 'u'),
+    ('ű', 'u'),
+    ('ų', 'u'),
+    ('ŵ', 'w'),
+    ('ý', 'y'),
+    ('ÿ', 'y'),
+    ('ŷ', 'y'),
+    ('ź', 'z'),
+    ('ż', 'z'),
+    ('ž', 'z'),
+];
+
+/// `text` lower-cased and with [`FOLDED`] letters made plain: how questions,
+/// passages and the indexes compare words.
+pub fn search_fold(text: &str) -> String {
+    text.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| {
+            if c.is_ascii() {
+                return c;
+            }
+            FOLDED
+                .iter()
+                .find(|(marked, _)| *marked == c)
+                .map_or(c, |(_, plain)| *plain)
+        })
+        .collect()
+}
 
 const MAX_TERMS: usize = 24;
 const MAX_TERM_CHARS: usize = 48;
@@ -1569,9 +1808,8 @@ pub fn terms(query: &str) -> Vec<String> {
             break;
         }
         // Lower-casing can produce combining marks (İ → i̇), which are not alphanumeric.
-        let term: String = word
+        let term: String = search_fold(word)
             .chars()
-            .flat_map(char::to_lowercase)
             .filter(|c| c.is_alphanumeric())
             .take(MAX_TERM_CHARS)
             .collect();
@@ -1589,6 +1827,24 @@ pub fn terms(query: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgresql_folds_exactly_the_letters_the_rust_side_folds() {
+        let sql = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/postgres/2026-12-06-000010_fold_search_text/up.sql"
+        ));
+        let marked = FOLDED.iter().map(|(m, _)| *m);
+        let from: String = marked
+            .clone()
+            .chain(marked.flat_map(char::to_uppercase))
+            .collect();
+        let plain: String = FOLDED.iter().map(|(_, p)| *p).collect();
+        assert!(sql.contains(&format!("'{from}'")), "{sql}");
+        assert!(sql.contains(&format!("'{plain}{plain}'")), "{sql}");
+        assert_eq!(search_fold("Crème BRÛLÉE øre"), "creme brulee øre");
+        assert_eq!(terms("Café? the CAFÉS, about"), ["cafe", "cafes"]);
+    }
 
     const RETURNS_PDF: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -2374,7 +2630,7 @@ mod tests {
     fn terms_handle_unicode_and_limits() {
         assert_eq!(
             terms("Fahrräder ZURÜCKGEBEN café—crème"),
-            vec!["fahrräder", "zurückgeben", "café", "crème"]
+            vec!["fahrrader", "zuruckgeben", "cafe", "creme"]
         );
         assert_eq!(terms("İstanbul"), vec!["istanbul"]);
         assert_eq!(terms("自転車 返品"), vec!["自転車", "返品"]);

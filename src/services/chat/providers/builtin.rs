@@ -122,7 +122,7 @@ fn quote(terms: &[String], content: &str, count: usize) -> String {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let lower = s.to_lowercase();
+            let lower = crate::services::knowledge::text::search_fold(s);
             (i, terms.iter().filter(|t| lower.contains(stem(t))).count())
         })
         .collect();
