@@ -260,6 +260,57 @@ async fn every_route_with_an_id_answers_404_for_another_organizations_ids(backen
     }
     assert!(walked >= 35, "{walked} requests");
 
+    // Ids sent in bodies, forms and query strings rather than paths.
+    let alice_api = Api {
+        app: &app,
+        key: alice_key.clone(),
+    };
+    let (status, body) = alice_api
+        .json(
+            Method::POST,
+            "/api/v1/conversations",
+            json!({"agentId": beta.agent}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "start on Beta's agent: {body}"
+    );
+    for query in [
+        format!("/api/v1/conversations?agent={}", beta.agent),
+        format!("/api/v1/tickets?agent={}", beta.agent),
+    ] {
+        let (status, list) = alice_api.get(&query).await;
+        assert!(
+            status == StatusCode::NOT_FOUND
+                || (status == StatusCode::OK && list["data"].as_array().is_some_and(Vec::is_empty)),
+            "{query}: {status} {list}"
+        );
+    }
+    let (_, page) = alice
+        .get(&format!("/app/conversations?agent={}", beta.agent))
+        .await;
+    assert!(
+        !page.contains("Returns?"),
+        "Beta's visitor is not listed: {page}"
+    );
+    let switch = alice
+        .submit(
+            "/app",
+            "/app/switch",
+            &[(
+                "organization_id",
+                beta.org.organization.to_string().as_str(),
+            )],
+        )
+        .await;
+    assert_eq!(
+        switch.status(),
+        StatusCode::NOT_FOUND,
+        "no switching into Beta"
+    );
+
     // The ids were real: Beta reads every one of them, and nothing changed.
     for route in routes.iter().filter(|r| r.path.starts_with("/api/v1/")) {
         if route.methods.contains(&Method::GET) {
