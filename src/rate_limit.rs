@@ -177,11 +177,7 @@ impl FailedKeys {
 /// client address. A digest, not the key's text: budget names are logged.
 fn key_of(req: &ServiceRequest) -> (String, Option<String>) {
     use sha2::Digest as _;
-    let bearer = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let bearer = crate::auth::bearer_token(req.headers())
         .filter(|token| token.starts_with("fd_") && token.len() >= 12);
     let address = client_address(req);
     match bearer {

@@ -289,12 +289,7 @@ impl ApiCaller {
     }
 
     async fn extract(req: HttpRequest) -> Result<Self, AppError> {
-        let bearer = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let bearer = crate::auth::bearer_token(req.headers());
         if let Some(key) = bearer {
             if !key.starts_with("fd_") {
                 return Err(AppError::Unauthorized);

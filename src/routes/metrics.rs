@@ -53,12 +53,7 @@ fn authorize(req: &HttpRequest, state: &AppState) -> AppResult<()> {
     let Some(expected) = &state.config.metrics_token else {
         return Ok(());
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = crate::auth::bearer_token(req.headers()).unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
         Ok(())
     } else {

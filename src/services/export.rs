@@ -314,6 +314,8 @@ fn write_document(
                         .iter()
                         .map(|m| ExportedMessage {
                             role: &m.role,
+                            visitor_id: m.visitor_id.as_deref(),
+                            visitor_ip: m.visitor_ip.as_deref(),
                             content: &m.content,
                             provider: m.provider.as_deref(),
                             latency_ms: m.latency_ms,
@@ -530,6 +532,10 @@ struct ExportedConversation<'a> {
 #[serde(rename_all = "camelCase")]
 struct ExportedMessage<'a> {
     role: &'a str,
+    /// Who sent a visitor's message, and from where: personal data, which an
+    /// access request covers (each message keeps its own).
+    visitor_id: Option<&'a str>,
+    visitor_ip: Option<&'a str>,
     content: &'a str,
     provider: Option<&'a str>,
     latency_ms: Option<i32>,

@@ -93,7 +93,16 @@ async fn export_writes_one_organization_and_no_secrets(backend: Backend) {
     let messages = conversations[0]["messages"].as_array().unwrap();
     assert_eq!(messages[0]["role"], "visitor");
     assert_eq!(messages[0]["content"], "Do you roast decaf <b>beans</b>?");
+    // Each visitor message says who sent it and from where (personal data).
+    assert_eq!(
+        messages[0]["visitorId"], conversations[0]["visitorId"],
+        "{}",
+        messages[0]
+    );
+    assert!(messages[0]["visitorId"].is_string(), "{}", messages[0]);
+    assert_eq!(messages[0]["visitorIp"], "127.0.0.1");
     assert_eq!(messages[1]["role"], "agent");
+    assert!(messages[1]["visitorIp"].is_null());
     assert!(messages[1]["citations"].is_array());
     // Secrets and the other tenant never leave.
     for absent in [

@@ -111,5 +111,14 @@ async fn a_metrics_token_guards_both_formats(backend: Backend) {
             .await
             .unwrap();
         assert_eq!(right.status(), 200, "{path}");
+        // The scheme's name is case-insensitive.
+        let lower = app
+            .client
+            .get(app.url(path))
+            .header("authorization", format!("bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lower.status(), 200, "{path}");
     }
 }
