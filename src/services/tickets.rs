@@ -207,6 +207,10 @@ pub fn reply(
         }
         ticket.set_status(conn, ticket::PENDING)?;
         record(conn, &ticket, actor, "reply", &text)?;
+        // Taken up again: the timeline says so, not only that someone replied.
+        if ticket.status == ticket::SOLVED {
+            record(conn, &ticket, actor, "status", ticket::PENDING)?;
+        }
         reload(conn, scope, id)
     })
 }

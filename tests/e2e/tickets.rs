@@ -371,6 +371,16 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
             && !html.contains("the visitor sees it in their chat"),
         "{html}"
     );
+    // The timeline says it was taken up again, after the reply.
+    let (_, ticket) = api.get(&format!("/api/v1/tickets/{id}")).await;
+    let events = ticket["events"].as_array().unwrap();
+    let last = &events[events.len() - 1];
+    assert_eq!(
+        (last["kind"].as_str(), last["body"].as_str()),
+        (Some("status"), Some("pending")),
+        "{ticket}"
+    );
+    assert_eq!(events[events.len() - 2]["kind"], "reply", "{ticket}");
 }
 
 async fn bad_ticket_input_is_refused_and_changes_nothing(backend: Backend) {
