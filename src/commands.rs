@@ -742,6 +742,11 @@ pub fn export(org: &str, out: &Path) -> ExitCode {
     };
     match exported {
         Ok(summary) => {
+            if let Err(e) = crate::services::export::record_export(&mut conn, &summary) {
+                return fail(format!(
+                    "the export was written, but the audit log refused its entry: {e}"
+                ));
+            }
             if !to_stdout {
                 println!(
                     "Exported {} to {}: {} members, {} agents, {} documents, {} conversations, {} messages.",

@@ -43,8 +43,9 @@ pub enum ExportError {
 }
 
 /// What was exported, for the operator's terminal.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportSummary {
+    pub organization_id: crate::domain::OrganizationId,
     pub organization: String,
     pub members: usize,
     pub agents: usize,
@@ -53,8 +54,8 @@ pub struct ExportSummary {
     pub messages: usize,
 }
 
-/// Writes the organization `slug` to `out` as one JSON object, then records the
-/// export in the organization's audit log.
+/// Writes the organization `slug` to `out` as one JSON object. Once the file is
+/// in place, [`record_export`] puts it in the organization's audit log.
 pub fn export_organization(
     conn: &mut DbConnection,
     slug: &Slug,
@@ -75,6 +76,12 @@ pub fn export_organization(
         write_document(conn, &scope, &org, out)
     })?;
     out.flush()?;
+    Ok(summary)
+}
+
+/// The audit log's line for an export that was delivered (written in full and
+/// given its name), so a failed one is never recorded as made.
+pub fn record_export(conn: &mut DbConnection, summary: &ExportSummary) -> diesel::QueryResult<()> {
     let detail = format!(
         "{} members, {} agents, {} documents, {} conversations, {} messages",
         summary.members, summary.agents, summary.documents, summary.conversations, summary.messages
@@ -86,13 +93,12 @@ pub fn export_organization(
     };
     audit(
         conn,
-        Some(org.id),
+        Some(summary.organization_id),
         &operator,
         "organization.exported",
-        Some(&org.slug),
+        Some(&summary.organization),
         Some(&detail),
-    )?;
-    Ok(summary)
+    )
 }
 
 fn write_document(
@@ -111,11 +117,13 @@ fn write_document(
     let slug_of = |id: AgentId| slugs.get(&id).copied().unwrap_or_default().to_string();
 
     let mut summary = ExportSummary {
+        organization_id: org.id,
         organization: org.slug.clone(),
         members: members.len(),
         agents: agents.len(),
         documents: documents.len(),
-        ..Default::default()
+        conversations: 0,
+        messages: 0,
     };
 
     out.write_all(b"{")?;
