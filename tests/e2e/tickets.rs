@@ -289,6 +289,15 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
         .get("/app/tickets?status=all&assigned=nobody")
         .await;
     assert!(!nobodys.contains(&format!("href=\"/app/tickets/{id}\"")));
+    // A user id from a link stays the filter shown, not "Anyone".
+    let (_, by_id) = colleague
+        .get("/app/tickets?status=all&assigned=424242")
+        .await;
+    assert!(
+        by_id.contains(r#"<option value="424242" selected>"#)
+            && !by_id.contains(r#"<option value="anyone" selected>"#),
+        "{by_id}"
+    );
 
     // Solved: the conversation closes to the visitor.
     let (status, solved) = api
