@@ -93,6 +93,24 @@ pub fn demo() -> ExitCode {
     }
 }
 
+/// `migrate --dry-run`'s answer.
+fn list_pending(target: &str, pending: Result<Vec<String>, db::DbError>) -> ExitCode {
+    match pending {
+        Ok(pending) if pending.is_empty() => {
+            println!("{target}: no pending migrations");
+            ExitCode::SUCCESS
+        }
+        Ok(pending) => {
+            println!("{target}: {} pending migration(s):", pending.len());
+            for name in pending {
+                println!("  {name}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 pub fn migrate(dry_run: bool) -> ExitCode {
     let config = match load_config() {
         Ok(c) => c,
@@ -100,46 +118,21 @@ pub fn migrate(dry_run: bool) -> ExitCode {
     };
     let target = config.database_url.redacted();
     // A dry run changes nothing, so it does not create the SQLite file either.
-    let not_created = match &config.database_url {
-        db::DatabaseUrl::Sqlite(path) => dry_run && !path.exists(),
-        db::DatabaseUrl::Postgres(_) => false,
+    if dry_run && matches!(&config.database_url, db::DatabaseUrl::Sqlite(path) if !path.exists()) {
+        return list_pending(&target, migrations::all_sqlite());
+    }
+    let pool = match db::connect(&config.database_url, Some(1)) {
+        Ok(pool) => pool,
+        Err(e) => return fail(e),
     };
-    let pool = if not_created {
-        None
-    } else {
-        match db::connect(&config.database_url, Some(1)) {
-            Ok(pool) => Some(pool),
-            Err(e) => return fail(e),
-        }
-    };
-    let mut conn = match pool.as_ref().map(|p| p.get()).transpose() {
+    let mut conn = match pool.get() {
         Ok(conn) => conn,
         Err(e) => return fail(db::DbError::Pool(e)),
     };
     if dry_run {
-        let pending = match conn.as_deref_mut() {
-            Some(conn) => migrations::pending(conn),
-            None => migrations::all_sqlite(),
-        };
-        return match pending {
-            Ok(pending) if pending.is_empty() => {
-                println!("{target}: no pending migrations");
-                ExitCode::SUCCESS
-            }
-            Ok(pending) => {
-                println!("{target}: {} pending migration(s):", pending.len());
-                for name in pending {
-                    println!("  {name}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        };
+        return list_pending(&target, migrations::pending(&mut conn));
     }
-    let Some(conn) = conn.as_deref_mut() else {
-        return fail(db::DbError::Migration("no database connection".into()));
-    };
-    match migrations::run_pending(conn, |name| println!("applied {name}")) {
+    match migrations::run_pending(&mut conn, |name| println!("applied {name}")) {
         Ok(applied) if applied.is_empty() => {
             println!("{target}: already up to date");
             ExitCode::SUCCESS

@@ -857,9 +857,7 @@ impl DevSecrets {
             encryption_key,
         })
     }
-}
 
-impl DevSecrets {
     fn parse(text: &str) -> Result<Self, String> {
         let value = |key: &str| {
             text.lines()

@@ -248,36 +248,41 @@ impl Job {
     /// Operator action: a dead job gets a fresh set of attempts. Its last error is
     /// kept until the next run replaces it.
     pub fn revive(conn: &mut DbConnection, id: JobId) -> QueryResult<bool> {
-        Self::revive_dead(conn, vec![id.0]).map(|n| n == 1)
-    }
-
-    /// Those of `ids` still dead, queued again with a fresh set of attempts.
-    fn revive_dead(conn: &mut DbConnection, ids: Vec<i64>) -> QueryResult<usize> {
-        let now = crate::domain::now();
-        diesel::update(jobs::table.filter(jobs::id.eq_any(ids).and(jobs::state.eq(DEAD))))
-            .set((
-                jobs::state.eq(QUEUED),
-                jobs::attempts.eq(0),
-                jobs::run_at.eq(now),
-                jobs::locked_by.eq(None::<String>),
-                jobs::finished_at.eq(None::<NaiveDateTime>),
-                jobs::updated_at.eq(now),
-            ))
-            .execute(conn)
+        Self::revive_dead(conn, Some(id), None).map(|n| n == 1)
     }
 
     /// [`Job::revive`] for every dead job, or every dead job of `kind`; returns
     /// how many.
     pub fn revive_all(conn: &mut DbConnection, kind: Option<&str>) -> QueryResult<usize> {
-        let mut dead = jobs::table.filter(jobs::state.eq(DEAD)).into_boxed();
+        Self::revive_dead(conn, None, kind)
+    }
+
+    /// Dead jobs (the one `id`, those of `kind`, or all), queued again with a
+    /// fresh set of attempts, in one statement.
+    fn revive_dead(
+        conn: &mut DbConnection,
+        id: Option<JobId>,
+        kind: Option<&str>,
+    ) -> QueryResult<usize> {
+        let now = crate::domain::now();
+        let mut dead = diesel::update(jobs::table)
+            .filter(jobs::state.eq(DEAD))
+            .into_boxed();
+        if let Some(id) = id {
+            dead = dead.filter(jobs::id.eq(id));
+        }
         if let Some(kind) = kind {
             dead = dead.filter(jobs::kind.eq(kind));
         }
-        let ids: Vec<i64> = dead.select(jobs::id).load(conn)?;
-        // In batches: both backends cap the bound parameters of one statement.
-        ids.chunks(1000).try_fold(0, |revived, batch| {
-            Ok(revived + Self::revive_dead(conn, batch.to_vec())?)
-        })
+        dead.set((
+            jobs::state.eq(QUEUED),
+            jobs::attempts.eq(0),
+            jobs::run_at.eq(now),
+            jobs::locked_by.eq(None::<String>),
+            jobs::finished_at.eq(None::<NaiveDateTime>),
+            jobs::updated_at.eq(now),
+        ))
+        .execute(conn)
     }
 
     pub fn find(conn: &mut DbConnection, id: JobId) -> QueryResult<Option<Job>> {
@@ -322,10 +327,7 @@ impl Job {
             ))
             .first(conn)?;
         let due = queued + orphaned;
-        let oldest_due = match (oldest_queued, oldest_orphaned) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let oldest_due = oldest_queued.into_iter().chain(oldest_orphaned).min();
         let running = jobs::table
             .filter(jobs::state.eq(RUNNING))
             .count()

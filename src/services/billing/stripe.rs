@@ -100,7 +100,7 @@ fn idempotent(key: &str) -> Result<RequestStrategy, StripeError> {
 }
 
 /// The idempotency key of the Stripe customer made for `org`.
-pub fn customer_idempotency_key(org: OrganizationId, created_at: chrono::NaiveDateTime) -> String {
+fn customer_idempotency_key(org: OrganizationId, created_at: chrono::NaiveDateTime) -> String {
     format!(
         "frontdesk-customer-{org}-{}",
         created_at.and_utc().timestamp_micros()
