@@ -233,8 +233,11 @@ fn write_document(
         status: b.status,
         stripe_customer_id: b.stripe_customer_id,
         stripe_subscription_id: b.stripe_subscription_id,
+        current_period_start: b.current_period_start.map(iso),
         current_period_end: b.current_period_end.map(iso),
         cancel_at_period_end: b.cancel_at_period_end,
+        trial_end: b.trial_end.map(iso),
+        past_due_since: b.past_due_since.map(iso),
     });
     field(out, "billing", &billing, false)?;
     let invoices: Vec<_> = Invoice::recent(conn, scope, i64::MAX)?
@@ -462,8 +465,11 @@ struct ExportedBilling {
     status: String,
     stripe_customer_id: Option<String>,
     stripe_subscription_id: Option<String>,
+    current_period_start: Option<String>,
     current_period_end: Option<String>,
     cancel_at_period_end: bool,
+    trial_end: Option<String>,
+    past_due_since: Option<String>,
 }
 
 #[derive(Serialize)]

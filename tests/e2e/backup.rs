@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use diesel::prelude::*;
+use frontdesk::db::schema::billing_accounts;
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -59,6 +60,26 @@ async fn export_writes_one_organization_and_no_secrets(backend: Backend) {
     .await;
     assert_eq!(res.status(), 200);
 
+    // A subscription in its trial: the export says when what ends.
+    let at = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+    diesel::insert_into(billing_accounts::table)
+        .values((
+            billing_accounts::organization_id.eq(app.org_id(DEMO)),
+            billing_accounts::stripe_customer_id.eq(Some("cus_lighthouse")),
+            billing_accounts::stripe_subscription_id.eq(Some("sub_lighthouse")),
+            billing_accounts::plan.eq("pro"),
+            billing_accounts::status.eq("trialing"),
+            billing_accounts::current_period_start.eq(Some(at("2026-12-01 00:00:00"))),
+            billing_accounts::current_period_end.eq(Some(at("2027-01-01 00:00:00"))),
+            billing_accounts::trial_end.eq(Some(at("2026-12-15 00:00:00"))),
+            billing_accounts::cancel_at_period_end.eq(false),
+            billing_accounts::stripe_state_at.eq(1_i64),
+            billing_accounts::created_at.eq(at("2026-12-01 00:00:00")),
+            billing_accounts::updated_at.eq(at("2026-12-01 00:00:00")),
+        ))
+        .execute(&mut app.pool().get().unwrap())
+        .unwrap();
+
     let out = app.dir.path().join("lighthouse.json");
     let out_arg = out.to_str().unwrap();
     let done = run(&app, &["export", "--org", DEMO, "--out", out_arg]);
@@ -81,6 +102,28 @@ async fn export_writes_one_organization_and_no_secrets(backend: Backend) {
     assert_eq!(members[0]["email"], "demo@lighthouse-coffee.example");
     assert_eq!(members[0]["role"], "owner");
     assert_eq!(doc["agents"][0]["slug"], "barista");
+    let billing = &doc["billing"];
+    assert_eq!(billing["plan"], "pro", "{billing}");
+    assert_eq!(billing["status"], "trialing", "{billing}");
+    assert!(
+        billing["currentPeriodStart"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2026-12-01")),
+        "{billing}"
+    );
+    assert!(
+        billing["currentPeriodEnd"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2027-01-01")),
+        "{billing}"
+    );
+    assert!(
+        billing["trialEnd"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2026-12-15")),
+        "{billing}"
+    );
+    assert!(billing["pastDueSince"].is_null(), "{billing}");
     let documents = doc["knowledgeDocuments"].as_array().unwrap();
     assert!(!documents.is_empty());
     assert!(
