@@ -28,7 +28,6 @@ pub async fn index(
     admin: PlatformAdmin,
     query: web::Query<AdminQuery>,
 ) -> AppResult<AdminPage> {
-    let pool = state.pool.clone();
     let search = query
         .into_inner()
         .q
@@ -37,15 +36,15 @@ pub async fn index(
         .take(100)
         .collect::<String>();
     let wanted = search.clone();
-    let ((orgs, org_total), (users, user_total)) = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        let search = Some(wanted.as_str());
-        Ok::<_, AppError>((
-            Organization::search_with_member_counts(&mut conn, search, LIST_LIMIT)?,
-            User::search(&mut conn, search, LIST_LIMIT)?,
-        ))
-    })
-    .await??;
+    let ((orgs, org_total), (users, user_total)) = state
+        .db(move |conn| {
+            let search = Some(wanted.as_str());
+            Ok::<_, AppError>((
+                Organization::search_with_member_counts(conn, search, LIST_LIMIT)?,
+                User::search(conn, search, LIST_LIMIT)?,
+            ))
+        })
+        .await?;
     let date = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d").to_string();
     Ok(AdminPage {
         csrf: csrf::token(&admin.session)?,
@@ -87,46 +86,41 @@ pub async fn toggle_organization(
     CsrfForm(form): CsrfForm<SetDisabledForm>,
 ) -> AppResult<HttpResponse> {
     let id = OrganizationId(path.into_inner());
-    let (pool, ip, label, admin_id) = (
-        state.pool.clone(),
-        client_ip(&req),
-        admin.user.email.clone(),
-        admin.user.id,
-    );
-    let message = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        let org = Organization::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
-        let disable = form.disable;
-        if disable == org.is_disabled() {
-            // A repeated or stale submit: already so, nothing to record.
-            return Ok(format!("{} is already {}.", org.name, state_word(disable)));
-        }
-        // The change and its audit entry land together or not at all.
-        write_transaction(&mut conn, |conn| {
-            Organization::set_disabled(conn, id, disable)?;
-            let action = if disable {
-                "organization.disabled"
-            } else {
-                "organization.enabled"
-            };
-            let actor = Actor {
-                user_id: Some(admin_id),
-                label: &label,
-                ip: &ip,
-            };
-            accounts::audit(
-                conn,
-                Some(id),
-                &actor,
-                action,
-                Some(&org.name),
-                Some("platform admin"),
-            )?;
-            Ok::<_, AppError>(())
-        })?;
-        Ok::<_, AppError>(format!("{} is now {}.", org.name, state_word(disable)))
-    })
-    .await??;
+    let (ip, label, admin_id) = (client_ip(&req), admin.user.email.clone(), admin.user.id);
+    let message = state
+        .db(move |conn| {
+            let org = Organization::find(conn, id)?.ok_or(AppError::NotFound)?;
+            let disable = form.disable;
+            if disable == org.is_disabled() {
+                // A repeated or stale submit: already so, nothing to record.
+                return Ok(format!("{} is already {}.", org.name, state_word(disable)));
+            }
+            // The change and its audit entry land together or not at all.
+            write_transaction(conn, |conn| {
+                Organization::set_disabled(conn, id, disable)?;
+                let action = if disable {
+                    "organization.disabled"
+                } else {
+                    "organization.enabled"
+                };
+                let actor = Actor {
+                    user_id: Some(admin_id),
+                    label: &label,
+                    ip: &ip,
+                };
+                accounts::audit(
+                    conn,
+                    Some(id),
+                    &actor,
+                    action,
+                    Some(&org.name),
+                    Some("platform admin"),
+                )?;
+                Ok::<_, AppError>(())
+            })?;
+            Ok::<_, AppError>(format!("{} is now {}.", org.name, state_word(disable)))
+        })
+        .await?;
     flash::set(&admin.session, "success", &message);
     Ok(see_other("/admin"))
 }
@@ -147,73 +141,68 @@ pub async fn toggle_user(
         );
         return Ok(see_other("/admin"));
     }
-    let (pool, ip, label, admin_id) = (
-        state.pool.clone(),
-        client_ip(&req),
-        admin.user.email.clone(),
-        admin.user.id,
-    );
-    let message = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        let user = User::find(&mut conn, id)?.ok_or(AppError::NotFound)?;
-        let disable = form.disable;
-        if disable == user.disabled_at.is_some() {
-            return Ok(format!(
-                "{} is already {}.",
-                user.email,
-                state_word(disable)
-            ));
-        }
-        let organizations = Membership::organizations_of(&mut conn, id)?;
-        write_transaction(&mut conn, |conn| {
-            User::set_disabled(conn, id, disable)?;
-            if disable {
-                // A disabled account is signed out at once, everywhere.
-                SessionRow::delete_for_user(conn, id)?;
+    let (ip, label, admin_id) = (client_ip(&req), admin.user.email.clone(), admin.user.id);
+    let message = state
+        .db(move |conn| {
+            let user = User::find(conn, id)?.ok_or(AppError::NotFound)?;
+            let disable = form.disable;
+            if disable == user.disabled_at.is_some() {
+                return Ok(format!(
+                    "{} is already {}.",
+                    user.email,
+                    state_word(disable)
+                ));
             }
-            let actor = Actor {
-                user_id: Some(admin_id),
-                label: &label,
-                ip: &ip,
-            };
-            let action = if disable {
-                "user.disabled"
-            } else {
-                "user.enabled"
-            };
-            // Each organization's owners see it in their log; an account in
-            // none is recorded at platform level.
-            let scopes: Vec<Option<OrganizationId>> = if organizations.is_empty() {
-                vec![None]
-            } else {
-                organizations.iter().map(|(o, _)| Some(o.id)).collect()
-            };
-            if disable {
-                for (organization, _) in &organizations {
-                    crate::services::tickets::release_assignments(
+            let organizations = Membership::organizations_of(conn, id)?;
+            write_transaction(conn, |conn| {
+                User::set_disabled(conn, id, disable)?;
+                if disable {
+                    // A disabled account is signed out at once, everywhere.
+                    SessionRow::delete_for_user(conn, id)?;
+                }
+                let actor = Actor {
+                    user_id: Some(admin_id),
+                    label: &label,
+                    ip: &ip,
+                };
+                let action = if disable {
+                    "user.disabled"
+                } else {
+                    "user.enabled"
+                };
+                // Each organization's owners see it in their log; an account in
+                // none is recorded at platform level.
+                let scopes: Vec<Option<OrganizationId>> = if organizations.is_empty() {
+                    vec![None]
+                } else {
+                    organizations.iter().map(|(o, _)| Some(o.id)).collect()
+                };
+                if disable {
+                    for (organization, _) in &organizations {
+                        crate::services::tickets::release_assignments(
+                            conn,
+                            organization.id,
+                            &user,
+                            &actor,
+                            "was disabled by a platform admin",
+                        )?;
+                    }
+                }
+                for org in scopes {
+                    accounts::audit(
                         conn,
-                        organization.id,
-                        &user,
+                        org,
                         &actor,
-                        "was disabled by a platform admin",
+                        action,
+                        Some(user.email.as_str()),
+                        Some("platform admin"),
                     )?;
                 }
-            }
-            for org in scopes {
-                accounts::audit(
-                    conn,
-                    org,
-                    &actor,
-                    action,
-                    Some(user.email.as_str()),
-                    Some("platform admin"),
-                )?;
-            }
-            Ok::<_, AppError>(())
-        })?;
-        Ok::<_, AppError>(format!("{} is now {}.", user.email, state_word(disable)))
-    })
-    .await??;
+                Ok::<_, AppError>(())
+            })?;
+            Ok::<_, AppError>(format!("{} is now {}.", user.email, state_word(disable)))
+        })
+        .await?;
     flash::set(&admin.session, "success", &message);
     Ok(see_other("/admin"))
 }

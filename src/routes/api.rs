@@ -91,22 +91,17 @@ async fn act<T: Send + 'static>(
     + Send
     + 'static,
 ) -> AppResult<T> {
-    let (scope, label, ip, pool) = (
-        caller.scope.clone(),
-        caller.label.clone(),
-        client_ip(req),
-        state.pool.clone(),
-    );
-    web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        let actor = Actor {
-            user_id: scope.user_id(),
-            label: &label,
-            ip: &ip,
-        };
-        op(&mut conn, &scope, &actor).map_err(AppError::from)
-    })
-    .await?
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(req));
+    state
+        .db(move |conn| {
+            let actor = Actor {
+                user_id: scope.user_id(),
+                label: &label,
+                ip: &ip,
+            };
+            op(conn, &scope, &actor).map_err(AppError::from)
+        })
+        .await
 }
 
 #[utoipa::path(get, path = "/api/v1/members", tag = "members", security(("api_key" = [])), responses((status = 200, body = List<MemberJson>), (status = 401, body = ErrorJson)))]

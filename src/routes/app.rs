@@ -366,7 +366,7 @@ pub async fn invite(
     let base_url = state.config.base_url.clone();
     let billing = state.config.stripe.clone();
     let invited = email.clone();
-    let inviter = member.user.name.clone();
+    let inviter = member.user.display_name().to_string();
     let inviter_verified = member.user.email_verified_at.is_some();
     let inviter_id = Some(member.user.id);
     match act(&state, &member, &req, move |conn, scope, actor| {
@@ -762,15 +762,13 @@ async fn confirm_password(
     member: &Member,
     candidate: &str,
 ) -> AppResult<Result<(), String>> {
-    let (pool, user, ip) = (state.pool.clone(), member.user.clone(), client_ip(req));
+    let (user, ip) = (member.user.clone(), client_ip(req));
     let candidate = candidate.to_string();
-    let check = web::block(move || -> AppResult<PasswordCheck> {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        Ok(accounts::confirm_password(
-            &mut conn, &user, &candidate, &ip,
-        )?)
-    })
-    .await??;
+    let check = state
+        .db(move |conn| -> AppResult<PasswordCheck> {
+            Ok(accounts::confirm_password(conn, &user, &candidate, &ip)?)
+        })
+        .await?;
     Ok(match check {
         PasswordCheck::Correct => Ok(()),
         PasswordCheck::Wrong => Err("This is not your current password.".into()),

@@ -214,19 +214,18 @@ pub async fn signup(
     let ip = client_ip(&req);
     let base_url = state.config.base_url.clone();
     let (org_name, user_name) = (organization.clone(), name.clone());
-    let pool = state.pool.clone();
     let email_for_job = email.clone();
-    let result = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        let input = accounts::Signup {
-            organization: &org_name,
-            name: &user_name,
-            email: &email_for_job,
-            password_hash: &hash,
-        };
-        Ok::<_, AppError>(accounts::signup(&mut conn, &input, &base_url, &ip))
-    })
-    .await??;
+    let result = state
+        .db(move |conn| {
+            let input = accounts::Signup {
+                organization: &org_name,
+                name: &user_name,
+                email: &email_for_job,
+                password_hash: &hash,
+            };
+            Ok::<_, AppError>(accounts::signup(conn, &input, &base_url, &ip))
+        })
+        .await?;
     match result {
         Ok((user, org)) => {
             sign_in(&session, user.id, Some(org.id))?;
@@ -293,48 +292,47 @@ pub async fn login(
         ));
     }
     let ip = client_ip(&req);
-    let pool = state.pool.clone();
     let candidate = form.password.clone();
-    let outcome = web::block(
-        move || -> AppResult<Result<(User, &'static str), LoginProblem>> {
-            let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-            if let Some(wait) = accounts::begin_login_attempt(&mut conn, &typed, &ip)? {
-                return Ok(Err(LoginProblem::Throttled(wait)));
-            }
-            let user = Email::parse(&typed)
-                .ok()
-                .map(|email| User::find_by_email(&mut conn, &email))
-                .transpose()?
-                .flatten();
-            let ok = password::verify(
-                &candidate,
-                user.as_ref().and_then(|u| u.password_hash.as_deref()),
-            );
-            match user {
-                Some(user) if ok => {
-                    if user.disabled_at.is_some() {
-                        return Ok(Err(LoginProblem::Disabled));
+    let outcome = state
+        .db(
+            move |conn| -> AppResult<Result<(User, &'static str), LoginProblem>> {
+                if let Some(wait) = accounts::begin_login_attempt(conn, &typed, &ip)? {
+                    return Ok(Err(LoginProblem::Throttled(wait)));
+                }
+                let user = Email::parse(&typed)
+                    .ok()
+                    .map(|email| User::find_by_email(conn, &email))
+                    .transpose()?
+                    .flatten();
+                let ok = password::verify(
+                    &candidate,
+                    user.as_ref().and_then(|u| u.password_hash.as_deref()),
+                );
+                match user {
+                    Some(user) if ok => {
+                        if user.disabled_at.is_some() {
+                            return Ok(Err(LoginProblem::Disabled));
+                        }
+                        accounts::record_login_success(conn, &user, &ip)?;
+                        // A platform admin who belongs to no organization has nothing in /app.
+                        let landing = if user.is_platform_admin
+                            && crate::db::models::Membership::organizations_of(conn, user.id)?
+                                .is_empty()
+                        {
+                            "/admin"
+                        } else {
+                            "/app"
+                        };
+                        Ok(Ok((user, landing)))
                     }
-                    accounts::record_login_success(&mut conn, &user, &ip)?;
-                    // A platform admin who belongs to no organization has nothing in /app.
-                    let landing = if user.is_platform_admin
-                        && crate::db::models::Membership::organizations_of(&mut conn, user.id)?
-                            .is_empty()
-                    {
-                        "/admin"
-                    } else {
-                        "/app"
-                    };
-                    Ok(Ok((user, landing)))
+                    user => {
+                        accounts::record_login_failure(conn, &ip, user.as_ref())?;
+                        Ok(Err(LoginProblem::Wrong))
+                    }
                 }
-                user => {
-                    accounts::record_login_failure(&mut conn, &ip, user.as_ref())?;
-                    Ok(Err(LoginProblem::Wrong))
-                }
-            }
-        },
-    )
-    .await??;
+            },
+        )
+        .await?;
 
     match outcome {
         Ok((user, landing)) => {
@@ -392,12 +390,9 @@ pub async fn verify_email(
     query: web::Query<TokenQuery>,
 ) -> AppResult<HttpResponse> {
     let token = query.into_inner().token;
-    let pool = state.pool.clone();
-    let result = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        Ok::<_, AppError>(accounts::verify_email(&mut conn, &token))
-    })
-    .await??;
+    let result = state
+        .db(move |conn| Ok::<_, AppError>(accounts::verify_email(conn, &token)))
+        .await?;
     Ok(match result {
         Ok(_) => message(
             "Email confirmed",
@@ -451,14 +446,13 @@ pub async fn forgot_password(
             return Ok(unprocessable(page, &req));
         }
     };
-    let pool = state.pool.clone();
     let base_url = state.config.base_url.clone();
     let shown = email.as_str().to_string();
-    web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        accounts::request_password_reset(&mut conn, &email, &base_url).map_err(AppError::from)
-    })
-    .await??;
+    state
+        .db(move |conn| {
+            accounts::request_password_reset(conn, &email, &base_url).map_err(AppError::from)
+        })
+        .await?;
     // The same answer whether or not the address has an account.
     let page = ForgotPasswordPage {
         csrf: csrf::token(&session)?,
@@ -481,13 +475,10 @@ pub async fn reset_password_page(
     query: web::Query<TokenQuery>,
 ) -> AppResult<HttpResponse> {
     let token = query.into_inner().token;
-    let pool = state.pool.clone();
     let checked = token.clone();
-    let result = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        Ok::<_, AppError>(accounts::check_reset_token(&mut conn, &checked))
-    })
-    .await??;
+    let result = state
+        .db(move |conn| Ok::<_, AppError>(accounts::check_reset_token(conn, &checked)))
+        .await?;
     Ok(match result {
         Ok(_) => ResetPasswordPage {
             csrf: csrf::token(&session)?,
@@ -546,14 +537,11 @@ pub async fn reset_password(
         return Ok(unprocessable(page(errors)?, &req));
     };
     let hash = hash_password(password).await?;
-    let pool = state.pool.clone();
     let token = form.token.clone();
     let ip = client_ip(&req);
-    let result = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        Ok::<_, AppError>(accounts::reset_password(&mut conn, &token, &hash, &ip))
-    })
-    .await??;
+    let result = state
+        .db(move |conn| Ok::<_, AppError>(accounts::reset_password(conn, &token, &hash, &ip)))
+        .await?;
     match result {
         Ok(_) => {
             session.purge();
@@ -581,23 +569,22 @@ async fn invitation_page(
     name: String,
     errors: FieldErrors,
 ) -> AppResult<Result<AcceptInvitationPage, AccountError>> {
-    let pool = state.pool.clone();
     let lookup = token.clone();
-    let found = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
-        let found = accounts::find_invitation(&mut conn, &lookup);
-        let existing = match &found {
-            Ok((invitation, _)) => Email::parse(&invitation.email)
-                .ok()
-                .map(|e| User::find_by_email(&mut conn, &e))
-                .transpose()?
-                .flatten()
-                .is_some(),
-            Err(_) => false,
-        };
-        Ok::<_, AppError>(found.map(|f| (f, existing)))
-    })
-    .await??;
+    let found = state
+        .db(move |conn| {
+            let found = accounts::find_invitation(conn, &lookup);
+            let existing = match &found {
+                Ok((invitation, _)) => Email::parse(&invitation.email)
+                    .ok()
+                    .map(|e| User::find_by_email(conn, &e))
+                    .transpose()?
+                    .flatten()
+                    .is_some(),
+                Err(_) => false,
+            };
+            Ok::<_, AppError>(found.map(|f| (f, existing)))
+        })
+        .await?;
     Ok(match found {
         Ok(((invitation, org), existing_user)) => Ok(AcceptInvitationPage {
             csrf: csrf::token(session)?,
@@ -654,7 +641,6 @@ pub async fn accept_invitation(
     CsrfForm(form): CsrfForm<AcceptForm>,
 ) -> AppResult<HttpResponse> {
     let ip = client_ip(&req);
-    let pool = state.pool.clone();
     let mut errors = FieldErrors::default();
     let (name, hash) = match &signed_in {
         Some(_) => (String::new(), None),
@@ -693,10 +679,9 @@ pub async fn accept_invitation(
     let joiner_user = user.clone();
     let joiner_name = name.clone();
     let billing = state.config.stripe.clone();
-    let result = web::block(move || {
-        let mut conn = pool.get().map_err(crate::db::DbError::Pool)?;
+    let result = state.db(move |conn| {
         if let Some(user) = &joiner_user {
-            let (invitation, _) = match accounts::find_invitation(&mut conn, &token) {
+            let (invitation, _) = match accounts::find_invitation(conn, &token) {
                 Ok(found) => found,
                 Err(e) => return Ok(Err(e)),
             };
@@ -714,9 +699,9 @@ pub async fn accept_invitation(
             },
             (None, None) => return Ok(Err(AccountError::NotFound)),
         };
-        Ok::<_, AppError>(accounts::accept_invitation(&mut conn, &token, joiner, &ip, &billing))
+        Ok::<_, AppError>(accounts::accept_invitation(conn, &token, joiner, &ip, &billing))
     })
-    .await??;
+    .await?;
     match result {
         Ok((user_id, org_id)) => {
             if user.is_some() {

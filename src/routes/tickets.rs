@@ -197,13 +197,7 @@ async fn ticket_page(
             Ok((ticket, conversation, agent, messages, events, members))
         })
         .await?;
-    let name = |m: &crate::db::models::MemberWithUser| {
-        if m.user.name.trim().is_empty() {
-            m.user.email.clone()
-        } else {
-            m.user.name.clone()
-        }
-    };
+    let name = |m: &crate::db::models::MemberWithUser| m.user.display_name().to_string();
     let assignee = members
         .iter()
         .find(|m| Some(m.user.id) == ticket.assignee_id)
@@ -234,8 +228,12 @@ async fn ticket_page(
         events: events
             .into_iter()
             .map(|e| {
+                // A visitor asks for a person; the team (or a key) opens it.
+                let staff = e.actor_id.is_some() || e.actor_label != tickets::VISITOR_LABEL;
                 let what = match e.kind.as_str() {
+                    "opened" if staff => "opened it".to_string(),
                     "opened" => "asked for a person".to_string(),
+                    "reopened" if staff => "reopened it".to_string(),
                     "reopened" => "asked for a person again".to_string(),
                     "assigned" => format!("assigned it to {}", e.body),
                     "unassigned" if e.body.is_empty() => "unassigned it".to_string(),

@@ -81,6 +81,9 @@ fn require(scope: &TenantScope) -> Result<(), TicketError> {
     }
 }
 
+/// The timeline's name for the person in the chat (who has no account).
+pub const VISITOR_LABEL: &str = "Visitor";
+
 /// Writes one line of the ticket's timeline, as `actor`.
 fn record(
     conn: &mut DbConnection,
@@ -267,7 +270,7 @@ pub fn assign(
         }
         ticket.set_assignee(conn, person.as_ref().map(|u| u.id))?;
         let (kind, body) = match &person {
-            Some(user) => ("assigned", display_name(user)),
+            Some(user) => ("assigned", user.display_name().to_string()),
             None => ("unassigned", String::new()),
         };
         let event = record(conn, &ticket, actor, kind, &body)?;
@@ -295,14 +298,6 @@ pub fn assign(
         }
         reload(conn, scope, id)
     })
-}
-
-fn display_name(user: &User) -> String {
-    if user.name.trim().is_empty() {
-        user.email.clone()
-    } else {
-        user.name.clone()
-    }
 }
 
 /// `open`, `pending` or `solved`, or the 422 that names them.
@@ -362,7 +357,7 @@ pub fn visitor_wrote(
         ticket.set_status(conn, ticket::OPEN)?;
         let visitor = Actor {
             user_id: None,
-            label: "Visitor",
+            label: VISITOR_LABEL,
             ip: &conversation.visitor_ip,
         };
         record(conn, &ticket, &visitor, "status", ticket::OPEN)?;
@@ -385,7 +380,7 @@ pub fn release_assignments(
 ) -> diesel::QueryResult<usize> {
     crate::db::lock_until_commit(conn, &responder_lock(organization, user.id))?;
     let held = Ticket::assigned_to(conn, organization, user.id)?;
-    let reason = format!("{} {why}", display_name(user));
+    let reason = format!("{} {why}", user.display_name());
     let mut released = 0;
     for ticket in &held {
         if ticket.unassign_from(conn, user.id)? {

@@ -663,7 +663,7 @@ async fn a_conversation_handed_back_to_the_agent_and_its_ticket_agree(backend: B
     let Some(app) = spawn_app(backend).start().await else {
         return;
     };
-    let (_owner, api, chat, id) = escalated(&app).await;
+    let (owner, api, chat, id) = escalated(&app).await;
     let ticket = format!("/api/v1/tickets/{id}");
     let conversation = format!("/api/v1/conversations/{}", chat["conversationId"]);
     let (status, _) = api
@@ -719,4 +719,27 @@ async fn a_conversation_handed_back_to_the_agent_and_its_ticket_agree(backend: B
     let res = say(&app, "harbor-bikes", "support", &chat, "Ok!").await;
     let reply: Value = res.json().await.unwrap();
     assert_eq!(reply["provider"], "team", "{reply}");
+
+    // Handed back once more, then taken up again from the conversation page:
+    // the timeline says the owner reopened it, not that the visitor asked again.
+    let (status, _) = api
+        .json(
+            Method::PUT,
+            &format!("{conversation}/status"),
+            json!({"status": "open"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let page = format!("/app/conversations/{}", chat["conversationId"]);
+    let res = owner
+        .submit(&page, &format!("{page}/status"), &[("status", "escalated")])
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, t) = api.get(&ticket).await;
+    assert_eq!(t["status"], "open", "{t}");
+    let (status, html) = owner.get(&format!("/app/tickets/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("reopened it"), "{html}");
+    assert!(!html.contains("asked for a person again"), "{html}");
+    assert!(html.contains("asked for a person"), "{html}");
 }

@@ -164,7 +164,12 @@ impl Ticket {
             .inner_join(conversations::table.inner_join(agents::table))
             .left_join(users::table.on(tickets::assignee_id.eq(users::id.nullable())))
             .filter(tickets::organization_id.eq(scope.organization_id()))
-            .select((Ticket::as_select(), agents::name, users::name.nullable()))
+            .select((
+                Ticket::as_select(),
+                agents::name,
+                users::name.nullable(),
+                users::email.nullable(),
+            ))
             // The id breaks ties so that equal times keep one order. (Offset
             // paging: a ticket that moves up between two page loads shifts the
             // rows after it by one.)
@@ -181,13 +186,15 @@ impl Ticket {
             Assigned::To(user) => query = query.filter(tickets::assignee_id.eq(user)),
         }
         query
-            .load::<(Ticket, String, Option<String>)>(conn)
+            .load::<(Ticket, String, Option<String>, Option<String>)>(conn)
             .map(|rows| {
                 rows.into_iter()
-                    .map(|(ticket, agent_name, assignee_name)| TicketListing {
+                    .map(|(ticket, agent_name, name, email)| TicketListing {
                         ticket,
                         agent_name,
-                        assignee_name,
+                        assignee_name: name.zip(email).map(|(name, email)| {
+                            super::user::shown_name(&name, &email).to_string()
+                        }),
                     })
                     .collect()
             })

@@ -43,6 +43,12 @@ impl<'a> NewUser<'a> {
 }
 
 impl User {
+    /// The name to show, or the email address for an account without one
+    /// (a platform admin made on the command line, say).
+    pub fn display_name(&self) -> &str {
+        shown_name(&self.name, &self.email)
+    }
+
     pub fn create(conn: &mut DbConnection, new: &NewUser<'_>) -> QueryResult<Self> {
         diesel::insert_into(users::table)
             .values(new)
@@ -64,6 +70,11 @@ impl User {
             .first(conn)
             .optional()
     }
+}
+
+/// `name`, or `email` when the name is blank.
+pub fn shown_name<'a>(name: &'a str, email: &'a str) -> &'a str {
+    if name.trim().is_empty() { email } else { name }
 }
 
 impl User {

@@ -552,7 +552,7 @@ pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel:
         }
         let visitor = crate::services::accounts::Actor {
             user_id: None,
-            label: "Visitor",
+            label: crate::services::tickets::VISITOR_LABEL,
             ip: &conversation.visitor_ip,
         };
         crate::services::tickets::open_for(conn, &conversation, &visitor)?;
