@@ -182,6 +182,7 @@ pub async fn remove_member(
     caller: ApiCaller,
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
+    caller.require_write()?;
     let id = MembershipId(path.into_inner());
     act(&state, &caller, &req, move |conn, scope, actor| {
         accounts::remove_member(conn, scope, actor, id)

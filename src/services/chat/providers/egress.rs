@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => is_public_v4(v4),
             None => is_public_v6(v6),
         },
@@ -35,16 +35,44 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a >= 240)
 }
 
+/// The IPv4 address an IPv6 one carries to an IPv4 host: mapped
+/// (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`, which
+/// a NAT64 gateway forwards to that IPv4 host, private ones included) and
+/// 6to4 (`2002::/16`). Judged by the IPv4 rules, or `64:ff9b::10.0.0.5` would
+/// pass as public.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let [.., a, b, c, d] = ip.octets();
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, ..] | [0, 0, 0, 0, 0, 0, ..] | [0x64, 0xff9b, 0, 0, 0, 0, ..] => {
+            Some(Ipv4Addr::new(a, b, c, d))
+        }
+        [0x2002, hi, lo, ..] => {
+            let [a, b] = hi.to_be_bytes();
+            let [c, d] = lo.to_be_bytes();
+            Some(Ipv4Addr::new(a, b, c, d))
+        }
+        _ => None,
+    }
+}
+
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let s = ip.segments();
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        // Unique local fc00::/7 and link-local fe80::/10.
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
+        // Unique local fc00::/7, link-local fe80::/10, old site-local fec0::/10.
+        || (s[0] & 0xfe00) == 0xfc00
+        || (s[0] & 0xffc0) == 0xfe80
+        || (s[0] & 0xffc0) == 0xfec0
+        // Teredo 2001::/32 (an IPv4 address inside, obscured).
+        || (s[0] == 0x2001 && s[1] == 0)
         // Documentation 2001:db8::/32.
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8))
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+        // Local-use NAT64 64:ff9b:1::/48: translated to whatever the network chose.
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+        // Discard-only 100::/64.
+        || (s[0] == 0x100 && s[1..4] == [0, 0, 0]))
 }
 
 /// A DNS resolver for reqwest that drops every non-public address, so a name
@@ -109,10 +137,27 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            // IPv4 inside IPv6: NAT64, 6to4, compatible; Teredo, site-local.
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::10.0.0.5",
+            "64:ff9b:1::1.1.1.1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::",
+            "::10.0.0.1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
+            "100::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["1.1.1.1", "104.18.6.192", "2606:4700::6810:1"] {
+        for ip in [
+            "1.1.1.1",
+            "104.18.6.192",
+            "2606:4700::6810:1",
+            "64:ff9b::1.1.1.1",
+            "2002:101:101::1",
+            "::ffff:1.1.1.1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

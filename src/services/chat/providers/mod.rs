@@ -349,7 +349,11 @@ impl RemoteProvider {
         let mut http = reqwest::Client::builder();
         if settings.public_only {
             egress::check_host(&endpoint).map_err(ProviderError::Config)?;
-            http = http.dns_resolver(std::sync::Arc::new(egress::PublicOnly));
+            // A proxy from HTTP(S)_PROXY would resolve the name itself, past
+            // the resolver that keeps the request off private addresses.
+            http = http
+                .dns_resolver(std::sync::Arc::new(egress::PublicOnly))
+                .no_proxy();
         }
         let http = http
             .use_rustls_tls()
