@@ -355,9 +355,10 @@ pub fn delete_organization(
         if confirmation.trim() != org.slug {
             return Err(AccountError::ConfirmationMismatch(org.slug));
         }
-        if BillingAccount::find(conn, scope)?
-            .is_some_and(|a| crate::services::billing::checkout::has_live_subscription(&a))
-        {
+        // Locked like a webhook that settles a subscription: one arriving
+        // meanwhile waits for this deletion, or this one sees what it set.
+        let billing = BillingAccount::lock(conn, scope.organization_id())?;
+        if crate::services::billing::checkout::has_live_subscription(&billing) {
             return Err(AccountError::LiveSubscription);
         }
         // The other members learn why it is gone (queued with the deletion).

@@ -40,7 +40,38 @@ backend_tests!(
     a_stalled_cut_or_silent_provider_ends_in_the_builtin_answer_and_a_person,
     owners_and_admins_erase_a_conversation_with_its_messages,
     reindexing_one_document_at_once_never_duplicates_its_passages,
+    a_provider_key_saved_several_times_at_once_is_one_key,
 );
+
+async fn a_provider_key_saved_several_times_at_once_is_one_key(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    // A double-clicked form, or two admins at once; the first save of all
+    // and a replacement alike.
+    for round in 0..2 {
+        let saves = (0..6).map(|n| {
+            let api = &api;
+            async move {
+                api.json(
+                    Method::PUT,
+                    "/api/v1/provider-keys/openai",
+                    json!({"apiKey": format!("sk-race-{round}-key-000{n}"), "baseUrl": "https://api.mistral.ai"}),
+                )
+                .await
+            }
+        });
+        for (status, body) in futures_util::future::join_all(saves).await {
+            assert_eq!(status, 200, "{body}");
+        }
+        let (_, keys) = api.get("/api/v1/provider-keys").await;
+        let keys = keys["data"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let hint = keys[0]["keyHint"].as_str().unwrap();
+        assert!((0..6).any(|n| hint == format!("…000{n}")), "{hint}");
+    }
+}
 
 async fn reindexing_one_document_at_once_never_duplicates_its_passages(backend: Backend) {
     use frontdesk::db::schema::{jobs, knowledge_chunks};

@@ -44,7 +44,8 @@ impl ProviderCredential {
             .optional()
     }
 
-    /// Replaces the organization's key for `provider` (one per provider).
+    /// Replaces the organization's key for `provider` (one per provider), in
+    /// the caller's transaction.
     pub fn save(
         conn: &mut DbConnection,
         scope: &TenantScope,
@@ -53,6 +54,12 @@ impl ProviderCredential {
         sealed_key: &str,
         key_hint: &str,
     ) -> QueryResult<()> {
+        // Two saves at once: without it, on PostgreSQL the second's delete
+        // misses the first's new row and its insert breaks the unique key.
+        crate::db::lock_until_commit(
+            conn,
+            &format!("provider_credential:{}:{provider}", scope.organization_id()),
+        )?;
         let now = crate::domain::now();
         Self::delete(conn, scope, provider)?;
         diesel::insert_into(provider_credentials::table)
