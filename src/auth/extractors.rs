@@ -234,6 +234,46 @@ impl FromRequest for Switching {
     }
 }
 
+/// Someone at their own account's pages, in an organization or in none: who
+/// left their last one still changes their password, signs out everywhere or
+/// deletes the account.
+pub struct AccountHolder {
+    pub user: User,
+    pub session: Session,
+    /// The organization the page's header and navigation are for.
+    pub member: Option<Member>,
+}
+
+impl FromRequest for AccountHolder {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            // Account forms are not bound to an organization, so a write from
+            // a session whose organization changed is fine here.
+            match Member::extract(req.clone(), false).await {
+                Ok(member) => Ok(Self {
+                    user: member.user.clone(),
+                    session: member.session.clone(),
+                    member: Some(member),
+                }),
+                // None, or only disabled ones.
+                Err(AppError::NoOrganization | AppError::Forbidden(_)) => {
+                    let SignedIn { user, session } = SignedIn::extract(req).await?;
+                    Ok(Self {
+                        user,
+                        session,
+                        member: None,
+                    })
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}
+
 /// A platform administrator (`frontdesk admin create`).
 pub struct PlatformAdmin {
     pub user: User,

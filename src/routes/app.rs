@@ -4,13 +4,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::auth::csrf::{self, CsrfForm};
-use crate::auth::extractors::{Member, ORG_KEY, SignedIn, Switching, client_ip};
+use crate::auth::extractors::{AccountHolder, Member, ORG_KEY, SignedIn, Switching, client_ip};
 use crate::auth::password::Password;
 use crate::csrf_protected;
 use crate::db::DbConnection;
 use crate::db::models::former_slug;
 use crate::db::models::{
-    ApiKey, AuditEntry, Invitation, Membership, OrganizationFormerSlug, SessionRow,
+    ApiKey, AuditEntry, Invitation, Membership, OrganizationFormerSlug, SessionRow, User,
 };
 use crate::domain::{Email, MembershipId, OrganizationId, Permission, Role, Slug, TenantScope};
 use crate::error::{AppError, AppResult};
@@ -42,6 +42,7 @@ pub(crate) fn chrome(
         user_name: member.user.name.clone(),
         user_email: member.user.email.clone(),
         email_verified: member.user.email_verified_at.is_some(),
+        has_organization: true,
         org_name: member.organization.name.clone(),
         role: role.as_str().into(),
         orgs: member
@@ -57,6 +58,30 @@ pub(crate) fn chrome(
         can_manage: role.can(Permission::ManageMembers),
         is_platform_admin: member.user.is_platform_admin,
         active,
+        flash,
+    })
+}
+
+/// The header and navigation of an account page: the organization's when
+/// there is one, else the person's alone.
+fn account_chrome(holder: &AccountHolder, flash: Option<Flash>) -> AppResult<AppChrome> {
+    if let Some(member) = &holder.member {
+        return chrome(member, "account", flash);
+    }
+    let csrf = csrf::token(&holder.session)?;
+    Ok(AppChrome {
+        csrf: csrf.clone(),
+        csrf_session: csrf,
+        user_name: holder.user.name.clone(),
+        user_email: holder.user.email.clone(),
+        email_verified: holder.user.email_verified_at.is_some(),
+        has_organization: false,
+        org_name: String::new(),
+        role: String::new(),
+        orgs: Vec::new(),
+        can_manage: false,
+        is_platform_admin: holder.user.is_platform_admin,
+        active: "account",
         flash,
     })
 }
@@ -351,7 +376,7 @@ pub async fn invite(
     if role.is_none() {
         errors.add("role", "Choose a role you are allowed to grant.");
     }
-    let email = email.filter(|_| spend_email_budget(&state, &member, &mut errors));
+    let email = email.filter(|_| spend_email_budget(&state, &member.user, &mut errors));
     let (Some(email), Some(role)) = (email, role) else {
         let page = members_page(
             &state,
@@ -707,10 +732,10 @@ pub async fn audit(
     })
 }
 
-pub async fn account(member: Member) -> AppResult<AccountPage> {
-    let flash = flash::take(&member.session);
+pub async fn account(holder: AccountHolder) -> AppResult<AccountPage> {
+    let flash = flash::take(&holder.session);
     Ok(AccountPage {
-        chrome: chrome(&member, "account", flash)?,
+        chrome: account_chrome(&holder, flash)?,
         email: String::new(),
         errors: FieldErrors::default(),
     })
@@ -718,12 +743,12 @@ pub async fn account(member: Member) -> AppResult<AccountPage> {
 
 async fn account_unprocessable(
     req: &HttpRequest,
-    member: &Member,
+    holder: &AccountHolder,
     email: String,
     errors: FieldErrors,
 ) -> AppResult<HttpResponse> {
     let page = AccountPage {
-        chrome: chrome(member, "account", None)?,
+        chrome: account_chrome(holder, None)?,
         email,
         errors,
     };
@@ -733,11 +758,11 @@ async fn account_unprocessable(
 /// Spends one of the emails the person may have sent to addresses they type
 /// (an invitation, a new address), once the form is otherwise valid; when
 /// none is left, says beside the address how long to wait, and `false`.
-fn spend_email_budget(state: &AppState, member: &Member, errors: &mut FieldErrors) -> bool {
+fn spend_email_budget(state: &AppState, user: &User, errors: &mut FieldErrors) -> bool {
     if !errors.is_empty() {
         return true;
     }
-    let key = crate::rate_limit::member_key(member.user.id);
+    let key = crate::rate_limit::member_key(user.id);
     match state.member_email_rate_limit.check(&key) {
         Ok(_) => true,
         Err(standing) => {
@@ -759,10 +784,10 @@ fn spend_email_budget(state: &AppState, member: &Member, errors: &mut FieldError
 async fn confirm_password(
     state: &AppState,
     req: &HttpRequest,
-    member: &Member,
+    user: &User,
     candidate: &str,
 ) -> AppResult<Result<(), String>> {
-    let (user, ip) = (member.user.clone(), client_ip(req));
+    let (user, ip) = (user.clone(), client_ip(req));
     let candidate = candidate.to_string();
     let check = state
         .db(move |conn| -> AppResult<PasswordCheck> {
@@ -785,31 +810,33 @@ async fn confirm_password(
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
-    member: Member,
+    holder: AccountHolder,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> AppResult<HttpResponse> {
     let mut errors = FieldErrors::default();
-    if let Err(message) = confirm_password(&state, &req, &member, &form.current_password).await? {
+    if let Err(message) =
+        confirm_password(&state, &req, &holder.user, &form.current_password).await?
+    {
         errors.add("current_password", message);
     }
-    let password = Password::parse(&form.new_password, Some(&member.user.email))
+    let password = Password::parse(&form.new_password, Some(&holder.user.email))
         .map_err(|e| errors.add("new_password", e.0))
         .ok();
     let (Some(password), true) = (password, errors.is_empty()) else {
-        return account_unprocessable(&req, &member, String::new(), errors).await;
+        return account_unprocessable(&req, &holder, String::new(), errors).await;
     };
     let hash = web::block(move || password.hash())
         .await?
         .map_err(AppError::internal)?;
-    let user = member.user.clone();
+    let user = holder.user.clone();
     let ip = client_ip(&req);
     state
         .db(move |conn| Ok(accounts::change_password(conn, &user, &hash, &ip)?))
         .await?;
     // This browser stays signed in, under a fresh session id.
-    member.session.renew();
+    holder.session.renew();
     flash::set(
-        &member.session,
+        &holder.session,
         "success",
         "Password changed. Other devices were signed out.",
     );
@@ -819,21 +846,23 @@ pub async fn change_password(
 pub async fn change_email(
     req: HttpRequest,
     state: web::Data<AppState>,
-    member: Member,
+    holder: AccountHolder,
     CsrfForm(form): CsrfForm<ChangeEmailForm>,
 ) -> AppResult<HttpResponse> {
     let mut errors = FieldErrors::default();
     let email = Email::parse(&form.email)
         .map_err(|e| errors.add("email", format!("Email {e}.")))
         .ok();
-    if let Err(message) = confirm_password(&state, &req, &member, &form.current_password).await? {
+    if let Err(message) =
+        confirm_password(&state, &req, &holder.user, &form.current_password).await?
+    {
         errors.add("email_password", message);
     }
-    let email = email.filter(|_| spend_email_budget(&state, &member, &mut errors));
+    let email = email.filter(|_| spend_email_budget(&state, &holder.user, &mut errors));
     let (Some(email), true) = (email, errors.is_empty()) else {
-        return account_unprocessable(&req, &member, form.email.trim().into(), errors).await;
+        return account_unprocessable(&req, &holder, form.email.trim().into(), errors).await;
     };
-    let user = member.user.clone();
+    let user = holder.user.clone();
     let ip = client_ip(&req);
     let base_url = state.config.base_url.clone();
     let new_email = email.clone();
@@ -849,12 +878,12 @@ pub async fn change_email(
         Err(AccountError::EmailTaken) => {
             let mut errors = FieldErrors::default();
             errors.add("email", "Another account uses this address.");
-            return account_unprocessable(&req, &member, form.email.trim().into(), errors).await;
+            return account_unprocessable(&req, &holder, form.email.trim().into(), errors).await;
         }
         Err(e) => return Err(e.into()),
     }
     flash::set(
-        &member.session,
+        &holder.session,
         "success",
         &format!(
             "Email changed. We sent a confirmation link to {}.",
@@ -867,10 +896,10 @@ pub async fn change_email(
 pub async fn sign_out_everywhere(
     req: HttpRequest,
     state: web::Data<AppState>,
-    member: Member,
+    holder: AccountHolder,
     CsrfForm(_): CsrfForm<PlainForm>,
 ) -> AppResult<HttpResponse> {
-    let user = member.user.clone();
+    let user = holder.user.clone();
     let ip = client_ip(&req);
     state
         .db(move |conn| {
@@ -879,17 +908,17 @@ pub async fn sign_out_everywhere(
             Ok(())
         })
         .await?;
-    member.session.purge();
+    holder.session.purge();
     Ok(see_other("/login"))
 }
 
 /// Sends a fresh confirmation link (the banner's "Send it again").
 pub async fn resend_verification(
     state: web::Data<AppState>,
-    member: Member,
+    holder: AccountHolder,
     CsrfForm(_): CsrfForm<PlainForm>,
 ) -> AppResult<HttpResponse> {
-    let (user_id, base_url) = (member.user.id, state.config.base_url.clone());
+    let (user_id, base_url) = (holder.user.id, state.config.base_url.clone());
     let sent = state
         .db(move |conn| {
             accounts::resend_verification(conn, user_id, &base_url).map_err(AppError::from)
@@ -898,12 +927,12 @@ pub async fn resend_verification(
     let message = if sent {
         format!(
             "We sent a new confirmation link to {}. Earlier links no longer work.",
-            member.user.email
+            holder.user.email
         )
     } else {
         "Your email address is already confirmed.".to_string()
     };
-    flash::set(&member.session, "success", &message);
+    flash::set(&holder.session, "success", &message);
     Ok(see_other("/app/account"))
 }
 
@@ -1220,7 +1249,7 @@ csrf_protected!(DeleteAccountForm);
 pub async fn delete_account(
     req: HttpRequest,
     state: web::Data<AppState>,
-    member: Member,
+    holder: AccountHolder,
     CsrfForm(form): CsrfForm<DeleteAccountForm>,
 ) -> AppResult<HttpResponse> {
     let one_error = |field: &'static str, message: String| {
@@ -1228,17 +1257,19 @@ pub async fn delete_account(
         errors.add(field, message);
         errors
     };
-    if let Err(message) = confirm_password(&state, &req, &member, &form.current_password).await? {
+    if let Err(message) =
+        confirm_password(&state, &req, &holder.user, &form.current_password).await?
+    {
         let errors = one_error("delete_password", message);
-        return account_unprocessable(&req, &member, String::new(), errors).await;
+        return account_unprocessable(&req, &holder, String::new(), errors).await;
     }
-    let (user, ip) = (member.user.clone(), client_ip(&req));
+    let (user, ip) = (holder.user.clone(), client_ip(&req));
     let deleted = state
         .db(move |conn| Ok(accounts::delete_account(conn, &user, &ip)))
         .await?;
     match deleted {
         Ok(()) => {
-            member.session.purge();
+            holder.session.purge();
             let page = crate::views::account::MessagePage {
                 title: "Your account has been deleted".into(),
                 message: "Your account and its sign-ins are gone. Thank you for using Frontdesk."
@@ -1252,7 +1283,7 @@ pub async fn delete_account(
         }
         Err(e @ AccountError::SoleOwner(_)) => {
             let errors = one_error("delete", e.to_string());
-            account_unprocessable(&req, &member, String::new(), errors).await
+            account_unprocessable(&req, &holder, String::new(), errors).await
         }
         Err(e) => Err(e.into()),
     }

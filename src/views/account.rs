@@ -124,6 +124,9 @@ pub struct AppChrome {
     pub user_name: String,
     pub user_email: String,
     pub email_verified: bool,
+    /// False on the account pages of someone in no (active) organization:
+    /// only what is about the person is offered.
+    pub has_organization: bool,
     pub org_name: String,
     pub role: String,
     pub orgs: Vec<OrgChoice>,

@@ -1994,6 +1994,45 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
         page.contains("You left Crew.") && page.contains("Start an organization"),
         "{page}"
     );
+    // Their account is still theirs to manage: the page, with only what is
+    // about the person, and its forms work.
+    assert!(page.contains("href=\"/app/account\""), "{page}");
+    let (status, account) = colleague.get("/app/account").await;
+    assert_eq!(status, 200, "{account}");
+    assert!(
+        account.contains("Change password") && account.contains("Delete your account"),
+        "{account}"
+    );
+    assert!(!account.contains(">Dashboard<"), "{account}");
+    assert!(!account.contains("badge-role"), "{account}");
+    assert!(account.contains("href=\"/app/welcome\""), "{account}");
+    let res = colleague
+        .submit(
+            "/app/account",
+            "/app/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "a-new-and-longer-secret-42"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/app/account");
+    let (_, account) = colleague.get("/app/account").await;
+    assert!(account.contains("Password changed."), "{account}");
+    let res = colleague
+        .submit(
+            "/app/account",
+            "/app/account/password",
+            &[("current_password", "not-it-at-all"), ("new_password", "x")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("This is not your current password.") && !html.contains(">Dashboard<"),
+        "{html}"
+    );
     let res = colleague
         .submit("/app/welcome", "/app/welcome", &[("organization", "   ")])
         .await;
