@@ -211,6 +211,9 @@ pub struct Config {
     pub slow_request_ms: u64,
     pub slow_query_ms: u64,
     pub rate_limit_per_minute: u32,
+    /// Public chat messages one address may send one organization's agents
+    /// in 24 hours (`CHAT_MESSAGES_PER_ADDRESS_PER_DAY`); 0 turns it off.
+    pub chat_messages_per_address_per_day: u32,
     pub max_upload_bytes: u64,
     /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`); empty:
     /// the peer address is the client.
@@ -637,6 +640,8 @@ impl Config {
         let slow_request_ms = r.parsed("SLOW_REQUEST_MS", 1000u64);
         let slow_query_ms = r.parsed("SLOW_QUERY_MS", 500u64);
         let rate_limit_per_minute = r.parsed("RATE_LIMIT_PER_MINUTE", 120u32);
+        let chat_messages_per_address_per_day =
+            r.parsed("CHAT_MESSAGES_PER_ADDRESS_PER_DAY", 200u32);
         let max_upload_bytes = r.parsed("MAX_UPLOAD_BYTES", 10 * 1024 * 1024u64);
         let mut trusted_proxies = Vec::new();
         for raw in r
@@ -743,6 +748,7 @@ impl Config {
             slow_request_ms,
             slow_query_ms,
             rate_limit_per_minute,
+            chat_messages_per_address_per_day,
             max_upload_bytes,
             trusted_proxies,
             metrics_token: metrics_token.map(Secret::new),

@@ -788,9 +788,14 @@ pub async fn send_message(
     }
     let content = body.into_inner().content;
     // The API budget's headers describe this caller (the middleware sets them).
-    let accepted =
-        super::chat::accept_visitor_message(&state, conversation, content.clone(), client_ip(&req))
-            .await?;
+    let accepted = super::chat::accept_visitor_message(
+        &state,
+        conversation,
+        content.clone(),
+        client_ip(&req),
+        None,
+    )
+    .await?;
     super::chat::respond(&req, &state, accepted, agent, content).await
 }
 

@@ -404,7 +404,11 @@ pub async fn send(
     let (agent, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;
     let content = body.into_inner().content;
     let ip = client_ip(&req);
-    let accepted = accept_visitor_message(&state, conversation, content.clone(), ip).await?;
+    let daily = match state.config.chat_messages_per_address_per_day {
+        0 => None,
+        n => Some(i64::from(n)),
+    };
+    let accepted = accept_visitor_message(&state, conversation, content.clone(), ip, daily).await?;
     let standing = accepted.standing;
     let mut res = respond(&req, &state, accepted, agent, content).await?;
     crate::rate_limit::set_headers(res.headers_mut(), standing);
@@ -429,11 +433,16 @@ pub(crate) struct Accepted {
 
 /// Validates, rate-limits and stores a visitor's message; says where the
 /// visitor stands against the tighter of its two limits (per visitor, per address).
+/// `daily_per_address` caps what one address spends of the organization's
+/// messages in 24 hours (the public chat: fresh conversations are free to
+/// start, so without it one address could use up a month's allowance in
+/// minutes); the API, called by the organization's own servers, has none.
 pub(crate) async fn accept_visitor_message(
     state: &AppState,
     conversation: Conversation,
     content: String,
     ip: String,
+    daily_per_address: Option<i64>,
 ) -> AppResult<Accepted> {
     let trimmed = content.trim();
     if trimmed.is_empty() {
@@ -483,6 +492,24 @@ pub(crate) async fn accept_visitor_message(
                         message: "You are sending messages too quickly. Please wait a moment and try again.".into(),
                         retry_after_secs: 60,
                     });
+                }
+                if let Some(cap) = daily_per_address {
+                    let day = chrono::TimeDelta::days(1);
+                    let now = crate::domain::now();
+                    let (today, first) = Conversation::messages_from_address(
+                        conn,
+                        conversation.organization_id,
+                        &address,
+                        now - day,
+                    )?;
+                    if today >= cap {
+                        // Whole again once the oldest of them is a day old.
+                        let wait = first.map_or(day, |first| first + day - now);
+                        return Err(AppError::TooManyRequests {
+                            message: "Many messages were sent from your network today. Please try again later.".into(),
+                            retry_after_secs: u64::try_from(wait.num_seconds().max(1)).unwrap_or(60),
+                        });
+                    }
                 }
                 // Counted over the last minute, so the budget is whole again a
                 // minute after this message at the latest.

@@ -41,7 +41,83 @@ backend_tests!(
     owners_and_admins_erase_a_conversation_with_its_messages,
     reindexing_one_document_at_once_never_duplicates_its_passages,
     a_provider_key_saved_several_times_at_once_is_one_key,
+    one_address_spends_a_bounded_share_of_an_organizations_messages_a_day,
 );
+
+async fn one_address_spends_a_bounded_share_of_an_organizations_messages_a_day(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[("CHAT_MESSAGES_PER_ADDRESS_PER_DAY", "4")]).await
+    else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let agent = api.agent(json!({"name": "Support"})).await;
+    // Fresh conversations (fresh visitors) do not reset it.
+    for _ in 0..2 {
+        let chat = support_chat(&app).await;
+        for _ in 0..2 {
+            let res = say(&app, "harbor-bikes", "support", &chat, "Hello?").await;
+            assert_eq!(res.status(), 200);
+        }
+    }
+    let chat = support_chat(&app).await;
+    let res = say(&app, "harbor-bikes", "support", &chat, "Hello?").await;
+    assert_eq!(res.status(), 429);
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((86_000..=86_400).contains(&wait), "{wait}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("today"),
+        "{body}"
+    );
+    // Nothing of the refused message was kept.
+    let (status, kept) = api
+        .get(&format!(
+            "/api/v1/conversations/{}/messages",
+            chat["conversationId"]
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(kept["data"], json!([]), "{kept}");
+
+    // Another organization's agents answer that address still, and the
+    // organization's own servers (the API) are not capped.
+    let (_, other) =
+        crate::accounts::organization_with_key(&app, "Other Shop", "owner@other.test").await;
+    Api {
+        app: &app,
+        key: other,
+    }
+    .agent(json!({"name": "Support"}))
+    .await;
+    let theirs: Value = start_chat(&app, "other-shop", "support", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = say(&app, "other-shop", "support", &theirs, "Hello?").await;
+    assert_eq!(res.status(), 200);
+    let (status, started) = api
+        .json(
+            Method::POST,
+            "/api/v1/conversations",
+            json!({"agentId": agent["id"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let (status, reply) = api
+        .json(
+            Method::POST,
+            &format!("/api/v1/conversations/{}/messages", started["id"]),
+            json!({"content": "From our own server"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+}
 
 async fn a_provider_key_saved_several_times_at_once_is_one_key(backend: Backend) {
     let Some((app, key)) = setup(backend, &[]).await else {

@@ -392,6 +392,25 @@ impl Conversation {
         Ok((by_visitor, by_ip))
     }
 
+    /// How many messages `visitor_ip` sent `organization`'s agents since
+    /// `since`, and when the first of them was sent.
+    pub fn messages_from_address(
+        conn: &mut DbConnection,
+        organization: OrganizationId,
+        visitor_ip: &str,
+        since: NaiveDateTime,
+    ) -> QueryResult<(i64, Option<NaiveDateTime>)> {
+        messages::table
+            .filter(messages::visitor_ip.eq(visitor_ip))
+            .filter(messages::created_at.ge(since))
+            .filter(messages::organization_id.eq(organization))
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::min(messages::created_at),
+            ))
+            .get_result(conn)
+    }
+
     /// Conversations started from `visitor_ip` since `since`, across instances.
     pub fn recently_started_from(
         conn: &mut DbConnection,
