@@ -581,10 +581,13 @@ pub(crate) async fn respond(
     let engine = state.chat.clone();
     let pool = state.pool.clone();
     let task = actix_web::rt::spawn(async move {
-        engine
-            .reply(pool, conversation, agent, question, tx)
-            .await
-            .map_err(|e| tracing::error!(error = %e, "reply failed"))
+        let reply = engine.reply(pool, conversation, agent, question, tx).await;
+        match &reply {
+            Ok(_) => {}
+            Err(e @ chat::ChatError::Erased) => tracing::info!(error = %e, "reply not kept"),
+            Err(e) => tracing::error!(error = %e, "reply failed"),
+        }
+        reply
     });
     if wants_stream {
         return Ok(event_stream(rx));
@@ -592,6 +595,7 @@ pub(crate) async fn respond(
     drop(rx);
     match task.await {
         Ok(Ok(outcome)) => Ok(HttpResponse::Ok().json(outcome)),
+        Ok(Err(chat::ChatError::Erased)) => Err(closed()),
         _ => Err(AppError::internal("the reply could not be produced")),
     }
 }

@@ -42,7 +42,68 @@ backend_tests!(
     reindexing_one_document_at_once_never_duplicates_its_passages,
     a_provider_key_saved_several_times_at_once_is_one_key,
     one_address_spends_a_bounded_share_of_an_organizations_messages_a_day,
+    a_conversation_erased_while_its_reply_is_written_keeps_nothing,
 );
+
+async fn a_conversation_erased_while_its_reply_is_written_keeps_nothing(backend: Backend) {
+    use frontdesk::db::schema::messages;
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let llm = fake_llm::spawn(vec![Reply::text(
+        "Our workshop fixes chains the same day, come by before six.",
+    )])
+    .await;
+    llm.set_piece_delay(std::time::Duration::from_millis(150));
+    let (status, _) = api
+        .json(
+            Method::PUT,
+            "/api/v1/provider-keys/openai",
+            json!({"apiKey": "sk-slow-model-0123456789", "baseUrl": llm.base_url}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    api.agent(json!({"name": "Support", "provider": "openai"}))
+        .await;
+    let chat = support_chat(&app).await;
+    let asking = say(
+        &app,
+        "harbor-bikes",
+        "support",
+        &chat,
+        "Can you fix a chain?",
+    );
+    let erasing = async {
+        // The model is writing: erase the conversation (a visitor's request).
+        assert_eq!(
+            llm.wait_for_requests(1, std::time::Duration::from_secs(10))
+                .await
+                .len(),
+            1
+        );
+        let res = app
+            .client
+            .delete(app.url(&format!("/api/v1/conversations/{}", chat["conversationId"])))
+            .bearer_auth(&api.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    };
+    let (res, ()) = futures_util::join!(asking, erasing);
+    // The visitor hears the conversation is gone, not a server error; nothing
+    // of it is written back.
+    assert_eq!(res.status(), 410);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "GONE", "{body}");
+    let left: i64 = messages::table
+        .filter(messages::conversation_id.eq(chat["conversationId"].as_i64().unwrap()))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(left, 0);
+}
 
 async fn one_address_spends_a_bounded_share_of_an_organizations_messages_a_day(backend: Backend) {
     let Some((app, key)) = setup(backend, &[("CHAT_MESSAGES_PER_ADDRESS_PER_DAY", "4")]).await

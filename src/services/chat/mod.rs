@@ -117,6 +117,9 @@ pub enum ChatError {
     Db(#[from] diesel::result::Error),
     #[error("database: {0}")]
     Pool(String),
+    /// The team erased the conversation while its reply was being written.
+    #[error("the conversation was erased while its reply was written")]
+    Erased,
 }
 
 /// Server-wide provider defaults (`LLM_*`) and the keyring that opens the
@@ -355,6 +358,14 @@ impl ChatEngine {
             let provider = provider.clone();
             move |conn| {
                 write_transaction(conn, |conn| {
+                    // Erased meanwhile (its delete takes this lock too): the
+                    // reply has nothing left to belong to.
+                    Conversation::lock(conn, conversation.id)?;
+                    if Conversation::find_in(conn, conversation.organization_id, conversation.id)?
+                        .is_none()
+                    {
+                        return Err(ChatError::Erased);
+                    }
                     let message = conversation.add_message(
                         conn,
                         &NewMessage {
@@ -515,6 +526,8 @@ pub fn delete_conversation(
     id: ConversationId,
 ) -> diesel::QueryResult<bool> {
     crate::db::write_transaction(conn, |conn| {
+        // A reply being stored, or a visitor's message, waits for it or is done.
+        Conversation::lock(conn, id)?;
         let Some(conversation) = Conversation::find(conn, scope, id)? else {
             return Ok(false);
         };
