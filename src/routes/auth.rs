@@ -461,7 +461,7 @@ pub async fn forgot_password(
         flash: Some(Flash {
             kind: "success",
             message: format!(
-                "If {shown} belongs to an account, we sent it a link to reset the password. The link works for one hour."
+                "If {shown} belongs to an account, we sent it a link to reset the password. The link works for one hour; asking again within a minute sends nothing new."
             ),
         }),
     };

@@ -23,6 +23,8 @@ use crate::services::mail::{MailTemplate, OutgoingEmail};
 
 const VERIFY_TTL: TimeDelta = TimeDelta::hours(24);
 const RESET_TTL: TimeDelta = TimeDelta::hours(1);
+/// One reset email per account this often, at most.
+const RESET_RESEND_AFTER: TimeDelta = TimeDelta::minutes(1);
 const INVITATION_TTL: TimeDelta = TimeDelta::days(7);
 /// Sign-in throttling window and limits (shared by every instance: it is in the database).
 pub const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
@@ -558,6 +560,14 @@ pub fn request_password_reset(
         else {
             return Ok(());
         };
+        // The link sent moments ago is on its way: asking again and again
+        // must not fill someone's inbox (whoever typed the address).
+        let now = crate::domain::now();
+        if UserToken::newest_live_at(conn, user.id, RESET_PASSWORD)?
+            .is_some_and(|sent| now - sent < RESET_RESEND_AFTER)
+        {
+            return Ok(());
+        }
         // Only the newest link works: asking again does not pile up live ones.
         UserToken::discard_unused(conn, user.id, &[RESET_PASSWORD])?;
         let token = tokens::generate();

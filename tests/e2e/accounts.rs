@@ -29,6 +29,7 @@ backend_tests!(
     invitations_go_out_at_a_persons_pace,
     links_sent_to_an_old_address_stop_working,
     password_reset_answers_the_same_and_links_work_once,
+    reset_emails_go_out_at_most_once_a_minute,
     public_forms_are_rate_limited_per_address,
     invitations_are_accepted_once_and_expire,
     another_organizations_ids_answer_404,
@@ -1075,6 +1076,24 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
             .unwrap()
     };
     assert_eq!(live_links(), 1);
+    let live_hash = || {
+        use frontdesk::db::schema::user_tokens as t;
+        t::table
+            .filter(t::purpose.eq("reset_password"))
+            .filter(t::used_at.is_null())
+            .select(t::token_hash)
+            .first::<String>(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    let first_hash = live_hash();
+    // A minute later (the link just sent is not replaced sooner).
+    {
+        use frontdesk::db::schema::user_tokens as t;
+        diesel::update(t::table.filter(t::purpose.eq("reset_password")))
+            .set(t::created_at.eq(chrono::Utc::now().naive_utc() - chrono::TimeDelta::minutes(2)))
+            .execute(&mut app.pool().get().unwrap())
+            .unwrap();
+    }
     let again = b
         .submit(
             "/forgot-password",
@@ -1084,6 +1103,7 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
         .await;
     assert_eq!(again.status(), 200);
     assert_eq!(live_links(), 1);
+    assert_ne!(live_hash(), first_hash);
     let stale = post_reset(&b, &token, "a passphrase for the old link").await;
     assert_eq!(stale.status(), 422, "the earlier link was replaced");
     let second = next_link(
@@ -1198,6 +1218,61 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     assert_eq!(res.status(), 303);
     let (status, page) = b.get(&pending).await;
     assert_eq!(status, 422, "{page}");
+}
+
+async fn reset_emails_go_out_at_most_once_a_minute(backend: Backend) {
+    use frontdesk::db::schema::user_tokens as t;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let owner = Browser::new(&app);
+    assert_eq!(owner.signup("Acme", "flood@acme.test").await.status(), 303);
+    let subject = "Reset your Frontdesk password";
+    let ask = || async {
+        let res = Browser::new(&app)
+            .submit(
+                "/forgot-password",
+                "/forgot-password",
+                &[("email", "flood@acme.test")],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        assert!(res.text().await.unwrap().contains("we sent it a link"));
+    };
+    let live = || {
+        t::table
+            .filter(t::purpose.eq("reset_password"))
+            .filter(t::used_at.is_null())
+            .select(t::token_hash)
+            .load::<String>(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    ask().await;
+    let mail = wait_for_mail(&mail_dir(&app), "flood@acme.test", subject).await;
+    let first = live();
+    assert_eq!(first.len(), 1);
+    // Asked again and again at once (by anyone who knows the address): the
+    // link on its way stays the one, and no other email follows.
+    for _ in 0..4 {
+        ask().await;
+    }
+    assert_eq!(live(), first);
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        all_mail(&mail_dir(&app), "flood@acme.test", subject).len(),
+        1
+    );
+    let (status, _) = owner.get(&link(&mail, "/reset-password?token=")).await;
+    assert_eq!(status, 200, "the first link still works");
+    // A minute on, asking sends a fresh link in place of the first.
+    diesel::update(t::table.filter(t::purpose.eq("reset_password")))
+        .set(t::created_at.eq(chrono::Utc::now().naive_utc() - chrono::TimeDelta::minutes(2)))
+        .execute(&mut app.pool().get().unwrap())
+        .unwrap();
+    ask().await;
+    let now_live = live();
+    assert_eq!(now_live.len(), 1);
+    assert_ne!(now_live, first);
 }
 
 async fn invitations_are_accepted_once_and_expire(backend: Backend) {

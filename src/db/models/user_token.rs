@@ -50,6 +50,21 @@ impl UserToken {
     }
 
     /// Deletes the user's links for these purposes that were never used.
+    /// When the newest link for `purpose` that still works was made, if any.
+    pub fn newest_live_at(
+        conn: &mut DbConnection,
+        user_id: UserId,
+        purpose: &str,
+    ) -> QueryResult<Option<NaiveDateTime>> {
+        user_tokens::table
+            .filter(user_tokens::user_id.eq(user_id))
+            .filter(user_tokens::purpose.eq(purpose))
+            .filter(user_tokens::used_at.is_null())
+            .filter(user_tokens::expires_at.gt(crate::domain::now()))
+            .select(diesel::dsl::max(user_tokens::created_at))
+            .first(conn)
+    }
+
     pub fn discard_unused(
         conn: &mut DbConnection,
         user_id: UserId,
