@@ -152,6 +152,9 @@ pub struct LlmConfig {
     pub base_url: Option<Url>,
     pub api_key: Option<Secret<String>>,
     pub model: Option<String>,
+    /// Models an agent may pick while the server's own key pays
+    /// (`LLM_ALLOWED_MODELS`); with the organization's key any model goes.
+    pub allowed_models: AllowedModels,
     /// `ALLOW_PRIVATE_PROVIDER_URLS`: organizations' own provider addresses may
     /// be private or local (off by default: see `providers::egress`).
     pub allow_private_urls: bool,
@@ -161,6 +164,38 @@ pub struct LlmConfig {
     pub idle_timeout: std::time::Duration,
     /// The whole answer, retries included (`LLM_TIMEOUT_SECS`).
     pub total_timeout: std::time::Duration,
+}
+
+/// `LLM_ALLOWED_MODELS`: unset, none but `LLM_MODEL` (an organization on
+/// the server's key cannot pick the priciest model on its bill, nor the
+/// biggest local one that starves the others); `*`, any; else a comma list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedModels {
+    Any,
+    Only(Vec<String>),
+}
+
+impl AllowedModels {
+    pub fn parse(raw: Option<&str>) -> Self {
+        match raw.map(str::trim) {
+            Some("*") => Self::Any,
+            raw => Self::Only(
+                raw.unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn allows(&self, model: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(models) => models.iter().any(|m| m == model),
+        }
+    }
 }
 
 /// How background workers poll, lease and retry.
@@ -625,6 +660,7 @@ impl Config {
             base_url: r.url("LLM_BASE_URL"),
             api_key: r.get("LLM_API_KEY").map(Secret::new),
             model: r.get("LLM_MODEL"),
+            allowed_models: AllowedModels::parse(r.get("LLM_ALLOWED_MODELS").as_deref()),
             allow_private_urls: r.flag("ALLOW_PRIVATE_PROVIDER_URLS", false),
             first_byte_timeout: std::time::Duration::from_secs(
                 r.parsed("LLM_FIRST_BYTE_TIMEOUT_SECS", 20u64).clamp(1, 600),
@@ -911,6 +947,22 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn allowed_models_are_none_by_default_a_list_or_any() {
+        let allowed = |raw| {
+            config(&[("LLM_ALLOWED_MODELS", raw)])
+                .unwrap()
+                .llm
+                .allowed_models
+        };
+        assert!(!config(&[]).unwrap().llm.allowed_models.allows("gpt-x"));
+        assert!(!allowed("").allows("gpt-x"));
+        let list = allowed(" gpt-mini , llama3:8b,,");
+        assert!(list.allows("gpt-mini") && list.allows("llama3:8b"));
+        assert!(!list.allows("gpt-pro") && !list.allows(""));
+        assert!(allowed("*").allows("anything-at-all"));
     }
 
     #[test]

@@ -43,7 +43,47 @@ backend_tests!(
     a_provider_key_saved_several_times_at_once_is_one_key,
     one_address_spends_a_bounded_share_of_an_organizations_messages_a_day,
     a_conversation_erased_while_its_reply_is_written_keeps_nothing,
+    the_servers_provider_answers_with_the_models_the_operator_offers,
 );
+
+async fn the_servers_provider_answers_with_the_models_the_operator_offers(backend: Backend) {
+    let llm = fake_llm::spawn(Vec::new()).await;
+    for (allowed, expected) in [
+        (None, "house-model"),
+        (Some("house-model, gpt-pricey"), "gpt-pricey"),
+    ] {
+        let mut spawn = spawn_app(backend)
+            .env("LLM_PROVIDER", "openai")
+            .env("LLM_BASE_URL", &llm.base_url)
+            .env("LLM_API_KEY", "sk-operator-0123456789")
+            .env("LLM_MODEL", "house-model");
+        if let Some(list) = allowed {
+            spawn = spawn.env("LLM_ALLOWED_MODELS", list);
+        }
+        let Some(app) = spawn.start().await else {
+            return;
+        };
+        let (_, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+        let api = Api { app: &app, key };
+        // No key of the organization's own: the server's key pays.
+        api.agent(json!({"name": "Support", "model": "gpt-pricey"}))
+            .await;
+        let before = llm.requests().len();
+        let chat = support_chat(&app).await;
+        let reply: Value = say(&app, "harbor-bikes", "support", &chat, "Hello there")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(reply["provider"], "openai", "{reply}");
+        let sent = &llm.requests()[before];
+        assert_eq!(
+            sent.header("authorization"),
+            Some("Bearer sk-operator-0123456789")
+        );
+        assert_eq!(sent.body["model"], expected, "allowed: {allowed:?}");
+    }
+}
 
 async fn a_conversation_erased_while_its_reply_is_written_keeps_nothing(backend: Backend) {
     use frontdesk::db::schema::messages;

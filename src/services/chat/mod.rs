@@ -129,6 +129,7 @@ pub struct ChatEngine {
     default_base_url: Option<String>,
     default_api_key: Option<String>,
     default_model: Option<String>,
+    allowed_models: crate::config::AllowedModels,
     allow_private_urls: bool,
     timeouts: (Duration, Duration, Duration),
     keyring: Keyring,
@@ -147,6 +148,7 @@ impl ChatEngine {
             default_base_url: config.llm.base_url.as_ref().map(|u| u.to_string()),
             default_api_key: config.llm.api_key.as_ref().map(|k| k.expose().clone()),
             default_model: config.llm.model.clone(),
+            allowed_models: config.llm.allowed_models.clone(),
             allow_private_urls: config.llm.allow_private_urls,
             timeouts: (
                 config.llm.first_byte_timeout,
@@ -194,6 +196,7 @@ impl ChatEngine {
         let stored = ProviderCredential::find(conn, agent.organization_id, kind.as_str())?;
         // An address an organization typed in may only reach the public internet.
         let public_only = |url: &Option<String>| url.is_some() && !self.allow_private_urls;
+        let own_key = stored.is_some();
         let (base_url, api_key, public_only) = match stored {
             Some(cred) => {
                 let context = credential_context(agent.organization_id, kind);
@@ -227,6 +230,8 @@ impl ChatEngine {
             .model
             .clone()
             .filter(|m| !m.trim().is_empty())
+            // On the server's key, only the models the operator offers.
+            .filter(|m| own_key || self.allowed_models.allows(m))
             .or_else(|| self.default_model.clone())
             .unwrap_or_else(|| default_model(kind).to_string());
         let (first_byte_timeout, idle_timeout, total_timeout) = self.timeouts;
