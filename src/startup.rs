@@ -69,6 +69,8 @@ pub struct AppState {
     pub chat_rate_limit: Option<crate::rate_limit::ApiRateLimit>,
     /// Emails a signed-in person has sent to addresses they typed, per person.
     pub member_email_rate_limit: crate::rate_limit::ApiRateLimit,
+    /// Recognizes browsers that signed in before (sign-in throttling).
+    pub device_key: crate::auth::device::DeviceKey,
 }
 
 impl AppState {
@@ -176,7 +178,6 @@ impl Application {
                 .saturating_mul(crate::rate_limit::PUBLIC_CHAT_BUDGETS),
         );
         let state = web::Data::new(AppState {
-            config,
             pool,
             migrations,
             queue_stats: Default::default(),
@@ -196,6 +197,8 @@ impl Application {
             member_email_rate_limit: crate::rate_limit::ApiRateLimit::per_minute(
                 crate::rate_limit::MEMBER_EMAILS_PER_MINUTE,
             ),
+            device_key: crate::auth::device::DeviceKey::derive(config.session_secret.expose()),
+            config,
         });
         let server = build_server(listener, state.clone(), options)?;
         tracing::info!(

@@ -2,6 +2,7 @@
 //! into a [`crate::domain::TenantScope`].
 
 pub mod csrf;
+pub mod device;
 pub mod extractors;
 pub mod password;
 pub mod session_store;

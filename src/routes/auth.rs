@@ -237,7 +237,7 @@ pub async fn signup(
                     user.email
                 ),
             );
-            Ok(see_other("/app"))
+            signed_in_here(&state, see_other("/app"), &user.email)
         }
         Err(AccountError::EmailTaken) => {
             let mut errors = FieldErrors::default();
@@ -293,10 +293,13 @@ pub async fn login(
     }
     let ip = client_ip(&req);
     let candidate = form.password.clone();
+    let known_device = state.device_key.known(&req, &typed);
+    let device_email = typed.clone();
     let outcome = state
         .db(
             move |conn| -> AppResult<Result<(User, &'static str), LoginProblem>> {
-                if let Some(wait) = accounts::begin_login_attempt(conn, &typed, &ip)? {
+                if let Some(wait) = accounts::begin_login_attempt(conn, &typed, &ip, known_device)?
+                {
                     return Ok(Err(LoginProblem::Throttled(wait)));
                 }
                 let user = Email::parse(&typed)
@@ -337,7 +340,7 @@ pub async fn login(
     match outcome {
         Ok((user, landing)) => {
             sign_in(&session, user.id, None)?;
-            Ok(see_other(landing))
+            signed_in_here(&state, see_other(landing), &device_email)
         }
         Err(LoginProblem::Throttled(wait)) => {
             let minutes = (wait + 59) / 60;
@@ -362,6 +365,15 @@ pub async fn login(
             &req,
         )),
     }
+}
+
+/// `res` with the device cookie: this browser is known to the account from
+/// now on (see [`crate::auth::device`]).
+fn signed_in_here(state: &AppState, mut res: HttpResponse, email: &str) -> AppResult<HttpResponse> {
+    let secure = state.config.environment.is_production();
+    res.add_cookie(&state.device_key.cookie(email, secure))
+        .map_err(AppError::internal)?;
+    Ok(res)
 }
 
 enum LoginProblem {

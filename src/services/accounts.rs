@@ -639,10 +639,14 @@ pub fn reset_password(
 }
 
 /// `Some(seconds)` to wait when sign-in is throttled for this account or address.
+/// A `known_device` (one that signed in to the account before, see
+/// [`crate::auth::device`]) is not held to the account's limit over all
+/// addresses, which others can use up; the limits per address still apply.
 pub fn throttled(
     conn: &mut DbConnection,
     email: &str,
     ip: &str,
+    known_device: bool,
 ) -> diesel::QueryResult<Option<i64>> {
     use crate::db::schema::login_failures as lf;
     use diesel::prelude::*;
@@ -667,7 +671,7 @@ pub fn throttled(
     };
     Ok([
         wait(by_account_and_ip, MAX_FAILURES_PER_ACCOUNT_AND_IP),
-        wait(by_account, MAX_FAILURES_PER_ACCOUNT),
+        wait(by_account, MAX_FAILURES_PER_ACCOUNT).filter(|_| !known_device),
         wait(by_ip, MAX_FAILURES_PER_IP),
     ]
     .into_iter()
@@ -683,6 +687,7 @@ pub fn begin_login_attempt(
     conn: &mut DbConnection,
     email: &str,
     ip: &str,
+    known_device: bool,
 ) -> diesel::QueryResult<Option<i64>> {
     use crate::db::schema::login_failures as lf;
     use diesel::prelude::*;
@@ -692,7 +697,7 @@ pub fn begin_login_attempt(
     crate::db::write_transaction(conn, |conn| {
         crate::db::lock_until_commit(conn, &format!("login:account:{email}"))?;
         crate::db::lock_until_commit(conn, &format!("login:address:{ip}"))?;
-        if let Some(wait) = throttled(conn, email, ip)? {
+        if let Some(wait) = throttled(conn, email, ip, known_device)? {
             return Ok(Some(wait));
         }
         diesel::insert_into(lf::table)
@@ -755,7 +760,8 @@ pub fn confirm_password(
     candidate: &str,
     ip: &str,
 ) -> diesel::QueryResult<PasswordCheck> {
-    if let Some(wait) = begin_login_attempt(conn, &user.email, ip)? {
+    // Signed in: the session vouches for the browser as a device cookie would.
+    if let Some(wait) = begin_login_attempt(conn, &user.email, ip, true)? {
         return Ok(PasswordCheck::Throttled(wait));
     }
     if crate::auth::password::verify(candidate, user.password_hash.as_deref()) {

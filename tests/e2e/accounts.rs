@@ -921,6 +921,14 @@ async fn wrong_passwords_from_elsewhere_do_not_shut_the_owner_out(backend: Backe
         elsewhere.login("target@acme.test", PASSWORD).await.status(),
         429
     );
+    // ...except for a browser that signed in to it before (its device
+    // cookie): the guessers cannot shut the owner out.
+    let res = owner.submit("/app", "/logout", &[]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        owner.login("target@acme.test", PASSWORD).await.status(),
+        303
+    );
 
     // ...until its owner resets the password, which proves who they are.
     let res = elsewhere
