@@ -39,4 +39,13 @@ impl TenantScope {
     pub fn role(&self) -> Role {
         self.role
     }
+
+    /// The same scope held to `role` as well: it can only lose rights (the
+    /// caller's role read again, say, after it changed during the request).
+    pub fn narrowed(&self, role: Role) -> Self {
+        Self {
+            role: self.role.weaker(role),
+            ..self.clone()
+        }
+    }
 }

@@ -401,6 +401,16 @@ pub fn delete_organization(
 /// owner of an organization, which would be left with nobody in charge.
 pub fn delete_account(conn: &mut DbConnection, user: &User, ip: &str) -> Result<(), AccountError> {
     crate::db::write_transaction(conn, |conn| {
+        // As every membership change does (in one order, so two deletions
+        // cannot wait on each other); then read again under the locks.
+        let mut orgs: Vec<_> = Membership::organizations_of(conn, user.id)?
+            .into_iter()
+            .map(|(org, _)| org.id)
+            .collect();
+        orgs.sort_by_key(|id| id.0);
+        for org in orgs {
+            crate::db::lock_until_commit(conn, &format!("memberships:{org}"))?;
+        }
         for (org, membership) in Membership::organizations_of(conn, user.id)? {
             if membership.role() != Role::Owner {
                 continue;
@@ -1016,6 +1026,25 @@ pub fn accept_invitation(
     })
 }
 
+/// Taken first by every change to an organization's memberships, so each one
+/// decides on what the one before it left (roles read before another change
+/// committed could otherwise leave it without an owner, or let an admin
+/// remove a member just made owner); returns the caller's scope held to the
+/// role the caller has now, which may have changed since the request began.
+fn memberships_locked(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+) -> Result<TenantScope, AccountError> {
+    crate::db::lock_until_commit(conn, &format!("memberships:{}", scope.organization_id()))?;
+    let Some(user) = scope.user_id() else {
+        return Ok(scope.clone());
+    };
+    let current = Membership::of_user_in(conn, user, scope.organization_id())?.ok_or(
+        AccountError::Forbidden("You are no longer a member of this organization."),
+    )?;
+    Ok(scope.narrowed(current.role()))
+}
+
 pub fn change_role(
     conn: &mut DbConnection,
     scope: &TenantScope,
@@ -1025,6 +1054,8 @@ pub fn change_role(
 ) -> Result<MemberWithUser, AccountError> {
     require(scope, Permission::ManageMembers)?;
     crate::db::write_transaction(conn, |conn| {
+        let scope = &memberships_locked(conn, scope)?;
+        require(scope, Permission::ManageMembers)?;
         let membership = Membership::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
         let touches_owner = membership.role() == Role::Owner || role == Role::Owner;
         if touches_owner {
@@ -1069,6 +1100,7 @@ pub fn remove_member(
     id: MembershipId,
 ) -> Result<(), AccountError> {
     crate::db::write_transaction(conn, |conn| {
+        let scope = &memberships_locked(conn, scope)?;
         let membership = Membership::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
         let leaving_self = Some(membership.user_id) == scope.user_id();
         if !leaving_self {
