@@ -144,17 +144,20 @@ pub async fn toggle_user(
     let (ip, label, admin_id) = (client_ip(&req), admin.user.email.clone(), admin.user.id);
     let message = state
         .db(move |conn| {
-            let user = User::find(conn, id)?.ok_or(AppError::NotFound)?;
-            let disable = form.disable;
-            if disable == user.disabled_at.is_some() {
-                return Ok(format!(
-                    "{} is already {}.",
-                    user.email,
-                    state_word(disable)
-                ));
-            }
-            let organizations = Membership::organizations_of(conn, id)?;
             write_transaction(conn, |conn| {
+                // Read under a lock: a double submit records one change, and
+                // a membership that joined meanwhile gives up its tickets too.
+                crate::db::lock_until_commit(conn, &format!("admin:user:{id}"))?;
+                let user = User::find(conn, id)?.ok_or(AppError::NotFound)?;
+                let disable = form.disable;
+                if disable == user.disabled_at.is_some() {
+                    return Ok(format!(
+                        "{} is already {}.",
+                        user.email,
+                        state_word(disable)
+                    ));
+                }
+                let organizations = Membership::organizations_of(conn, id)?;
                 User::set_disabled(conn, id, disable)?;
                 if disable {
                     // A disabled account is signed out at once, everywhere.
@@ -198,9 +201,8 @@ pub async fn toggle_user(
                         Some("platform admin"),
                     )?;
                 }
-                Ok::<_, AppError>(())
-            })?;
-            Ok::<_, AppError>(format!("{} is now {}.", user.email, state_word(disable)))
+                Ok::<_, AppError>(format!("{} is now {}.", user.email, state_word(disable)))
+            })
         })
         .await?;
     flash::set(&admin.session, "success", &message);
