@@ -127,6 +127,12 @@ impl Application {
             );
         }
 
+        if config.environment.is_production() && config.metrics_token.is_none() {
+            tracing::warn!(
+                "METRICS_TOKEN is not set: /metrics and /metrics/json answer anyone who reaches this server"
+            );
+        }
+
         let address = config.bind_address();
         let listener = TcpListener::bind(&address).map_err(|e| StartupError::Bind {
             address: address.clone(),
