@@ -111,8 +111,11 @@ fn origin(raw: &str) -> Result<String, AgentError> {
 /// Validates the form into settings; `None` fields keep `current`'s values.
 fn settings(form: &AgentForm, current: Option<&Agent>) -> Result<AgentSettings, AgentError> {
     let name = form.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 80 {
-        return Err(AgentError::invalid("name", "must be 1 to 80 characters"));
+    if name.is_empty() {
+        return Err(AgentError::invalid("name", "cannot be empty"));
+    }
+    if name.chars().count() > 80 {
+        return Err(AgentError::invalid("name", "can be at most 80 characters"));
     }
     let text = |value: &Option<String>, old: Option<&String>, field, max: usize| {
         let v = value

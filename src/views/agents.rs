@@ -142,6 +142,17 @@ pub struct ConversationsPage {
     pub pager: super::Pager,
 }
 
+impl ConversationsPage {
+    /// Some filter is set: an empty list says so, not "no conversations yet".
+    pub fn filtered(&self) -> bool {
+        self.agents.iter().any(|a| a.selected)
+            || !self.status.is_empty()
+            || !self.from.is_empty()
+            || !self.to.is_empty()
+            || !self.q.is_empty()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TranscriptRow {
     pub visitor: bool,

@@ -1427,6 +1427,28 @@ async fn bad_uploads_are_refused_with_a_clear_error(backend: Backend) {
         .json(Method::POST, "/api/v1/agents", json!({"name": ""}))
         .await;
     assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("name cannot be empty"),
+        "{body}"
+    );
+    let (status, body) = api
+        .json(
+            Method::POST,
+            "/api/v1/agents",
+            json!({"name": "n".repeat(81)}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 80 characters"),
+        "{body}"
+    );
     let (status, _) = api
         .json(
             Method::POST,
@@ -2495,6 +2517,20 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
         return;
     };
     let (owner, _) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    // Nothing yet, and nothing under a filter, are told apart.
+    let (_, html) = owner.get("/app/conversations").await;
+    assert!(html.contains("No conversations yet."), "{html}");
+    let (_, html) = owner.get("/app/conversations?status=resolved").await;
+    assert!(
+        html.contains("No conversations match these filters."),
+        "{html}"
+    );
+    // An empty name is told as such, beside the field.
+    let res = owner
+        .submit("/app/agents", "/app/agents", &[("name", "  ")])
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("Cannot be empty."));
     // A chosen address: refused beside its field when malformed, the name kept.
     let res = owner
         .submit(
