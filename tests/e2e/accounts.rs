@@ -635,6 +635,18 @@ async fn signing_in_rotates_the_session_id_and_signing_out_ends_it(backend: Back
         )
         .await;
     assert_eq!(res.status(), 303);
+    // The device cookie (sign-in throttling) is as out of reach of scripts.
+    let device = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("fd_device="))
+        .expect("a device cookie at sign-in");
+    assert!(
+        device.contains("HttpOnly") && device.contains("SameSite=Lax") && device.contains("Path=/"),
+        "{device}"
+    );
     let after = session_id(&res).expect("a new session cookie at sign-in");
     assert_ne!(before, after, "session id changes at sign-in");
     let res = b.post("/logout", &[("csrf_token", &token)]).await;
