@@ -393,7 +393,7 @@ pub struct SendMessage {
 #[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/messages", tag = "chat",
     params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)), request_body = SendMessage,
     responses((status = 200, description = "The reply: JSON, or Server-Sent Events (`delta`, `done`) with `Accept: text/event-stream`", body = ReplyOutcome),
-        (status = 402, body = ErrorJson), (status = 404, body = ErrorJson), (status = 410, description = "The conversation was resolved: start a new one", body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
+        (status = 402, body = ErrorJson), (status = 404, body = ErrorJson), (status = 410, description = "The conversation was resolved (or erased while its reply was written): start a new one", body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, description = "Too many messages from this visitor or address (a minute), or from this address today", body = ErrorJson)))]
 pub async fn send(
     req: HttpRequest,
     state: web::Data<AppState>,
