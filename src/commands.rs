@@ -43,6 +43,8 @@ pub fn serve(migrate: bool, demo: bool) -> ExitCode {
     telemetry::init(&config.log_level, config.log_format);
     let system = actix_web::rt::System::new();
     system.block_on(async move {
+        // Before the workers and the listener start (see `ShutdownSignals`).
+        let signals = crate::startup::ShutdownSignals::install();
         let options = ServeOptions {
             migrate,
             http_workers: None,
@@ -53,7 +55,7 @@ pub fn serve(migrate: bool, demo: bool) -> ExitCode {
             Ok(app) => app,
             Err(e) => return fail(e),
         };
-        match app.run_until_stopped(true).await {
+        match app.run_until_stopped(Some(signals)).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format!("the server stopped with an error: {e}")),
         }
@@ -320,6 +322,8 @@ pub fn worker() -> ExitCode {
     };
     let system = actix_web::rt::System::new();
     system.block_on(async move {
+        // Before the workers start (see `ShutdownSignals`).
+        let signals = crate::startup::ShutdownSignals::install();
         // The SMTP transport's connection pool lives on the runtime: build it there.
         let mailer = match Mailer::from_config(&config) {
             Ok(m) => std::sync::Arc::new(m),
@@ -339,7 +343,7 @@ pub fn worker() -> ExitCode {
             chat,
             stripe,
         }));
-        let signal = crate::startup::wait_for_signal().await;
+        let signal = signals.recv().await;
         tracing::info!(signal, "shutting down: finishing running jobs");
         workers.shutdown().await;
         tracing::info!("stopped");

@@ -235,14 +235,14 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until [`ServerHandle::stop`] or, when `signals` is set, until SIGTERM
-    /// or SIGINT: then stops accepting and lets in-flight requests finish.
-    pub async fn run_until_stopped(self, signals: bool) -> std::io::Result<()> {
+    /// Serves until [`ServerHandle::stop`] or, when `signals` are given, until
+    /// SIGTERM or SIGINT: then stops accepting and lets in-flight requests finish.
+    pub async fn run_until_stopped(self, signals: Option<ShutdownSignals>) -> std::io::Result<()> {
         let handle = self.server.handle();
-        if signals {
+        if let Some(signals) = signals {
             let stop_jobs = self.workers.as_ref().map(WorkerPool::stopper);
             actix_web::rt::spawn(async move {
-                let signal = wait_for_signal().await;
+                let signal = signals.recv().await;
                 tracing::info!(
                     signal,
                     "shutting down: finishing in-flight requests and jobs"
@@ -404,27 +404,46 @@ fn build_server(
     Ok(server)
 }
 
-pub async fn wait_for_signal() -> &'static str {
+/// SIGTERM and SIGINT, caught from the moment this is made: made before the
+/// job workers or the listener start, a signal that arrives while they start
+/// (a platform stopping an instance at once) is a graceful stop, not the
+/// default action that kills the process mid-job. Must be made inside the
+/// runtime.
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl ShutdownSignals {
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Self { unix }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Waits for the first of them; names it.
+    pub async fn recv(self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.unix {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
-        "ctrl-c"
+        "SIGINT"
     }
 }

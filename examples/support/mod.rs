@@ -65,7 +65,7 @@ pub async fn start_server(
     .await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let (state, handle) = (app.state(), app.handle());
-    actix_web::rt::spawn(app.run_until_stopped(false));
+    actix_web::rt::spawn(app.run_until_stopped(None));
     Ok((base, state, handle))
 }
 

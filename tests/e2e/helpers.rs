@@ -198,7 +198,7 @@ impl TestApp {
         .await
         .expect("second instance starts");
         let address = format!("http://127.0.0.1:{}", app.port());
-        actix_web::rt::spawn(app.run_until_stopped(false));
+        actix_web::rt::spawn(app.run_until_stopped(None));
         address
     }
 
@@ -257,7 +257,7 @@ impl<'a> Spawn<'a> {
             .await
             .expect("application starts");
         let address = format!("http://127.0.0.1:{}", app.port());
-        actix_web::rt::spawn(app.run_until_stopped(false));
+        actix_web::rt::spawn(app.run_until_stopped(None));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
