@@ -6,6 +6,7 @@ mod plan;
 mod role;
 mod scope;
 mod slug;
+pub mod text;
 
 pub use email::Email;
 pub use ids::{

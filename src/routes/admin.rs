@@ -28,10 +28,7 @@ pub async fn index(
     admin: PlatformAdmin,
     query: web::Query<AdminQuery>,
 ) -> AppResult<AdminPage> {
-    let search = query
-        .into_inner()
-        .q
-        .trim()
+    let search = crate::domain::text::clean(query.into_inner().q.trim(), false)
         .chars()
         .take(100)
         .collect::<String>();

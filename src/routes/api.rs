@@ -417,9 +417,9 @@ pub async fn create_api_key(
     }
     let body = body.into_inner();
     let name = body.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 80 {
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
         return Err(AppError::Validation(
-            "name must be 1 to 80 characters".into(),
+            "name must be 1 to 80 characters on one line".into(),
         ));
     }
     let write = match body.scope.as_deref() {

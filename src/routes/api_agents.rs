@@ -528,7 +528,11 @@ impl ConversationQuery {
             until: to
                 .and_then(|d| d.succ_opt())
                 .and_then(|d| d.and_hms_opt(0, 0, 0)),
-            search: self.q.clone().filter(|q| !q.trim().is_empty()),
+            search: self
+                .q
+                .as_deref()
+                .map(|q| crate::domain::text::clean(q, false).trim().to_string())
+                .filter(|q| !q.is_empty()),
             written_only: false,
             // One more than shown tells whether another page follows.
             limit: per_page + 1,

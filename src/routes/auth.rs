@@ -270,7 +270,8 @@ pub async fn login(
     session: Session,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> AppResult<HttpResponse> {
-    let typed = form.email.trim().to_lowercase();
+    // Counted (and stored) as typed, less what no text column holds.
+    let typed = crate::domain::text::clean(form.email.trim(), false).to_lowercase();
     let page = |message: &str| -> AppResult<LoginPage> {
         let mut errors = FieldErrors::default();
         errors.add("form", message);

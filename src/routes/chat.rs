@@ -444,7 +444,8 @@ pub(crate) async fn accept_visitor_message(
     ip: String,
     daily_per_address: Option<i64>,
 ) -> AppResult<Accepted> {
-    let trimmed = content.trim();
+    let cleaned = crate::domain::text::clean(&content, true);
+    let trimmed = cleaned.trim();
     if trimmed.is_empty() {
         return Err(AppError::Validation("The message is empty.".into()));
     }

@@ -110,7 +110,9 @@ fn origin(raw: &str) -> Result<String, AgentError> {
 
 /// Validates the form into settings; `None` fields keep `current`'s values.
 fn settings(form: &AgentForm, current: Option<&Agent>) -> Result<AgentSettings, AgentError> {
-    let name = form.name.trim().to_string();
+    let name = crate::domain::text::clean(form.name.trim(), false)
+        .trim()
+        .to_string();
     if name.is_empty() {
         return Err(AgentError::invalid("name", "cannot be empty"));
     }
@@ -118,10 +120,8 @@ fn settings(form: &AgentForm, current: Option<&Agent>) -> Result<AgentSettings, 
         return Err(AgentError::invalid("name", "can be at most 80 characters"));
     }
     let text = |value: &Option<String>, old: Option<&String>, field, max: usize| {
-        let v = value
-            .clone()
-            .or_else(|| old.cloned())
-            .unwrap_or_default()
+        let v = value.clone().or_else(|| old.cloned()).unwrap_or_default();
+        let v = crate::domain::text::clean(v.trim(), true)
             .trim()
             .to_string();
         if v.chars().count() > max {

@@ -147,7 +147,8 @@ fn subject_of(conn: &mut DbConnection, conversation: &Conversation) -> diesel::Q
 }
 
 fn checked_text(field: &'static str, raw: &str) -> Result<String, TicketError> {
-    let text = raw.trim();
+    let text = crate::domain::text::clean(raw, true);
+    let text = text.trim();
     if text.is_empty() {
         return Err(TicketError::invalid(field, "is empty"));
     }

@@ -13,6 +13,7 @@ backend_tests!(
     cors_origins_may_call_the_api_with_a_key_and_others_may_not,
     without_cors_origins_the_api_grants_no_site,
     made_up_keys_and_csp_reports_do_not_escape_the_address_budget,
+    nul_and_other_control_characters_never_reach_the_database,
 );
 
 fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
@@ -248,4 +249,127 @@ async fn made_up_keys_and_csp_reports_do_not_escape_the_address_budget(backend: 
     }
     assert_eq!(statuses[2], 429, "{statuses:?}");
     assert!(statuses[..2].iter().all(|s| *s < 300), "{statuses:?}");
+}
+
+/// PostgreSQL refuses NUL in text and SQLite's `length()` stops at it: typed or
+/// pasted into a name, a title, a message, a search or a sign-in, it is cleaned
+/// away or refused with a 4xx, never a 500 on either backend.
+async fn nul_and_other_control_characters_never_reach_the_database(backend: Backend) {
+    use crate::chat::{Api, say, support_chat};
+    use reqwest::Method;
+    use serde_json::json;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app: &app, key };
+
+    // Names: nothing but a NUL is no name; around one, the NUL goes.
+    let (status, body) = api
+        .json(Method::POST, "/api/v1/agents", json!({"name": "\u{0}"}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, agent) = api
+        .json(
+            Method::POST,
+            "/api/v1/agents",
+            json!({"name": "Support\u{0}Desk", "slug": "support", "greeting": "Hi\u{0}!\nAsk away.\u{7}"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{agent}");
+    assert_eq!(agent["name"], "Support Desk");
+    assert_eq!(agent["greeting"], "Hi!\nAsk away.");
+    let id = agent["id"].as_i64().unwrap();
+    let (status, body) = api
+        .json(
+            Method::PUT,
+            &format!("/api/v1/agents/{id}"),
+            json!({"name": "\u{0}\u{0}"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+
+    // Document titles, from the query or the file name.
+    let (status, body) = api.upload(id, "%00", "text/plain", b"hello".to_vec()).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, doc) = api
+        .upload(
+            id,
+            "Opening%00hours",
+            "text/plain",
+            b"Open daily from 9 to 5.".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 201, "{doc}");
+    assert_eq!(doc["title"], "Opening hours");
+
+    // Searches: the agent's knowledge and the conversations.
+    for path in [
+        format!("/api/v1/agents/{id}/search?q=%00"),
+        format!("/api/v1/agents/{id}/search?q=open%00daily"),
+        "/api/v1/conversations?q=%00".to_string(),
+        "/api/v1/conversations?q=bike%00".to_string(),
+    ] {
+        let (status, body) = api.get(&path).await;
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "{path}: {status} {body}"
+        );
+    }
+
+    // A visitor's messages, and the team's answer.
+    let chat = support_chat(&app).await;
+    let res = say(&app, "harbor-bikes", "support", &chat, "\u{0}").await;
+    assert_eq!(res.status(), 422);
+    let res = say(
+        &app,
+        "harbor-bikes",
+        "support",
+        &chat,
+        "When\u{0} are you open?",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let (_, messages) = api
+        .get(&format!(
+            "/api/v1/conversations/{}/messages",
+            chat["conversationId"]
+        ))
+        .await;
+    assert_eq!(
+        messages["data"][0]["content"], "When are you open?",
+        "{messages}"
+    );
+    let res = crate::chat::escalate(&app, "harbor-bikes", "support", &chat).await;
+    assert_eq!(res, 200);
+    let (_, tickets) = api.get("/api/v1/tickets").await;
+    let ticket = tickets["data"][0]["id"].as_i64().unwrap();
+    let (status, reply) = api
+        .json(
+            Method::POST,
+            &format!("/api/v1/tickets/{ticket}/replies"),
+            json!({"content": "We open\u{0} at nine."}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+
+    // Signing in with one typed into the address.
+    let res = crate::accounts::Browser::new(&app)
+        .login("owner\u{0}@harbor.test", "whatever it is")
+        .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    // The pages' filters.
+    for path in [
+        "/app/conversations?q=%00&status=%00&agent=%00",
+        "/app/tickets?status=%00&assigned=%00",
+        "/app/audit?action=%00&user=%00",
+        "/api/v1/tickets?status=%00",
+        "/api/v1/conversations?status=%00&agentId=%00",
+    ] {
+        let (status, body) = owner.get(path).await;
+        assert!(!status.is_server_error(), "{path}: {status} {body}");
+    }
+    // Still signed in and working: nothing above broke the server.
+    let (status, _) = owner.get("/app").await;
+    assert_eq!(status, 200);
 }

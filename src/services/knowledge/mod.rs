@@ -82,7 +82,8 @@ pub fn prepare(upload: Upload, max_bytes: u64) -> Result<Prepared, KnowledgeErro
     if size > max_bytes {
         return Err(KnowledgeError::TooLarge { limit: max_bytes });
     }
-    let title = upload.title.trim();
+    let title = crate::domain::text::clean(upload.title.trim(), false);
+    let title = title.trim();
     if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
         return Err(KnowledgeError::Title);
     }
