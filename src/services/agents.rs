@@ -95,8 +95,18 @@ fn origin(raw: &str) -> Result<String, AgentError> {
             format!("{raw:?} is not a URL like https://shop.example"),
         )
     })?;
+    // An origin is matched exactly: a `*` would be taken literally and match
+    // no real site, so it is refused rather than saved to do nothing.
+    let host = parsed.host_str().unwrap_or_default();
+    if host.contains('*') {
+        return Err(AgentError::invalid(
+            "allowedOrigins",
+            format!("{raw:?} has a wildcard: list each site's origin, like https://shop.example"),
+        ));
+    }
     let ok = matches!(parsed.scheme(), "http" | "https")
-        && parsed.host_str().is_some()
+        && !host.is_empty()
+        && host.len() <= 253
         && parsed.path() == "/"
         && parsed.query().is_none();
     if !ok {

@@ -1457,6 +1457,29 @@ async fn bad_uploads_are_refused_with_a_clear_error(backend: Backend) {
         )
         .await;
     assert_eq!(status, 422);
+    // A wildcard would be matched literally (no site): refused, said why.
+    let long_host = format!("https://{}.example", "a".repeat(300));
+    for origin in ["https://*.shop.example", long_host.as_str()] {
+        let (status, body) = api
+            .json(
+                Method::POST,
+                "/api/v1/agents",
+                json!({"name": "X", "allowedOrigins": [origin]}),
+            )
+            .await;
+        assert_eq!(status, 422, "{origin}: {body}");
+    }
+    let (_, body) = api
+        .json(
+            Method::POST,
+            "/api/v1/agents",
+            json!({"name": "X", "allowedOrigins": ["https://*.shop.example"]}),
+        )
+        .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("wildcard"),
+        "{body}"
+    );
     let (status, _) = api
         .json(
             Method::POST,
