@@ -247,15 +247,27 @@ pub async fn start(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: Option<web::Json<StartChat>>,
+    body: web::Bytes,
 ) -> AppResult<HttpResponse> {
     let (org_slug, agent_slug) = path.into_inner();
     let Resolved { org, agent, .. } = resolve(&state, &org_slug, &agent_slug).await?;
     check_origin(&req, &state, &agent)?;
-    let body = body.map(web::Json::into_inner).unwrap_or(StartChat {
-        channel: None,
-        visitor_id: None,
-    });
+    // No body starts a conversation with the defaults; a body that is there
+    // must be the documented one (not silently taken for no body).
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        StartChat {
+            channel: None,
+            visitor_id: None,
+        }
+    } else {
+        serde_json::from_slice::<StartChat>(&body).map_err(|e| {
+            if e.is_data() {
+                AppError::Validation(format!("The body does not fit: {e}"))
+            } else {
+                AppError::BadRequest(format!("The body is not valid JSON: {e}"))
+            }
+        })?
+    };
     let channel = match body.channel.as_deref() {
         None | Some(conversation::WIDGET) => conversation::WIDGET,
         Some(conversation::PAGE) => conversation::PAGE,

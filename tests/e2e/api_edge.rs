@@ -14,7 +14,51 @@ backend_tests!(
     without_cors_origins_the_api_grants_no_site,
     made_up_keys_and_csp_reports_do_not_escape_the_address_budget,
     nul_and_other_control_characters_never_reach_the_database,
+    starting_a_public_chat_takes_no_body_or_the_documented_one,
 );
+
+async fn starting_a_public_chat_takes_no_body_or_the_documented_one(backend: Backend) {
+    use crate::chat::Api;
+    use serde_json::json;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (_, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    Api { app: &app, key }
+        .agent(json!({"name": "Support"}))
+        .await;
+    let start = |body: &'static str| {
+        app.client
+            .post(app.url("/api/v1/chat/harbor-bikes/support/conversations"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for (body, status) in [
+        ("", 201),
+        (r#"{}"#, 201),
+        (r#"{"channel": "page", "visitorId": "visitor-0001"}"#, 201),
+        ("garbage", 400),
+        (r#"{"channel": "page""#, 400),
+        ("[]", 422),
+        ("1", 422),
+        (r#"{"zzz": 1}"#, 422),
+        (r#"{"visitorId": 5}"#, 422),
+        (r#"{"channel": "evil"}"#, 422),
+    ] {
+        let res = start(body).await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{body:?}");
+        let json: Value = res.json().await.unwrap();
+        if status != 201 {
+            assert!(
+                json["code"].is_string() && json["message"].is_string(),
+                "{json}"
+            );
+        } else {
+            assert!(json["conversationId"].is_i64(), "{json}");
+        }
+    }
+}
 
 fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
     res.headers().get(name)?.to_str().ok()?.parse().ok()
