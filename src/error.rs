@@ -397,6 +397,13 @@ fn render(
         // Nothing in /app without an organization: offer to start one.
         return see_other("/app/welcome");
     }
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 9110: a 401 names the scheme that would be accepted.
+        builder.insert_header((
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"frontdesk\""),
+        ));
+    }
     if api {
         builder.json(ErrorBody {
             error: status.canonical_reason().unwrap_or("Error"),

@@ -1722,6 +1722,11 @@ async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer realm=\"frontdesk\"",
+        "the 401 names the scheme"
+    );
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "UNAUTHORIZED");
 
