@@ -509,11 +509,15 @@ pub(crate) async fn accept_visitor_message(
                 if let Some(cap) = daily_per_address {
                     let day = chrono::TimeDelta::days(1);
                     let now = crate::domain::now();
-                    let (org, since) = (conversation.organization_id, now - day);
-                    if Conversation::messages_from_address(conn, org, &address, since, cap)? >= cap {
+                    let (today, first) = Conversation::messages_from_address(
+                        conn,
+                        conversation.organization_id,
+                        &address,
+                        now - day,
+                        cap,
+                    )?;
+                    if today >= cap {
                         // Whole again once the oldest of them is a day old.
-                        let first =
-                            Conversation::first_message_from_address(conn, org, &address, since)?;
                         let wait = first.map_or(day, |first| first + day - now);
                         return Err(AppError::TooManyRequests {
                             message: "Many messages were sent from your network today. Please try again later.".into(),

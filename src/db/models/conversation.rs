@@ -394,37 +394,26 @@ impl Conversation {
 
     /// How many messages `visitor_ip` sent `organization`'s agents since
     /// `since`, counted up to `cap` (so a turn reads at most that many rows,
-    /// however busy the address).
+    /// however busy the address), and when the first of them was sent.
     pub fn messages_from_address(
         conn: &mut DbConnection,
         organization: OrganizationId,
         visitor_ip: &str,
         since: NaiveDateTime,
         cap: i64,
-    ) -> QueryResult<i64> {
-        let ids: Vec<i64> = messages::table
+    ) -> QueryResult<(i64, Option<NaiveDateTime>)> {
+        let sent: Vec<NaiveDateTime> = messages::table
             .filter(messages::visitor_ip.eq(visitor_ip))
             .filter(messages::created_at.ge(since))
             .filter(messages::organization_id.eq(organization))
-            .select(messages::id)
+            .select(messages::created_at)
+            .order(messages::created_at.asc())
             .limit(cap)
             .load(conn)?;
-        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
-    }
-
-    /// When `visitor_ip` first wrote to `organization`'s agents since `since`.
-    pub fn first_message_from_address(
-        conn: &mut DbConnection,
-        organization: OrganizationId,
-        visitor_ip: &str,
-        since: NaiveDateTime,
-    ) -> QueryResult<Option<NaiveDateTime>> {
-        messages::table
-            .filter(messages::visitor_ip.eq(visitor_ip))
-            .filter(messages::created_at.ge(since))
-            .filter(messages::organization_id.eq(organization))
-            .select(diesel::dsl::min(messages::created_at))
-            .first(conn)
+        Ok((
+            i64::try_from(sent.len()).unwrap_or(i64::MAX),
+            sent.first().copied(),
+        ))
     }
 
     /// Conversations started from `visitor_ip` since `since`, across instances.
