@@ -347,17 +347,9 @@ pub async fn update_organization(
     if name.is_none() && slug.is_none() {
         return Err(AppError::Validation("send name, slug or both".into()));
     }
-    let name = name.map(|n| n.trim().to_string());
-    if let Some(name) = &name
-        && (name.is_empty()
-            || name.chars().count() > crate::routes::auth::NAME_MAX
-            || name.chars().any(char::is_control))
-    {
-        return Err(AppError::Validation(format!(
-            "name must be 1 to {} characters on one line",
-            crate::routes::auth::NAME_MAX
-        )));
-    }
+    let name = name
+        .map(|n| one_line_name(&n, crate::routes::auth::NAME_MAX))
+        .transpose()?;
     let slug = slug
         .map(|s| Slug::parse(&s).map_err(|e| AppError::Validation(format!("slug {}", e.0))))
         .transpose()?;
@@ -416,12 +408,7 @@ pub async fn create_api_key(
         ));
     }
     let body = body.into_inner();
-    let name = body.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
-        return Err(AppError::Validation(
-            "name must be 1 to 80 characters on one line".into(),
-        ));
-    }
+    let name = one_line_name(&body.name, 80)?;
     let write = match body.scope.as_deref() {
         None | Some("read") => false,
         Some("write") => true,
@@ -502,4 +489,16 @@ pub async fn openapi() -> HttpResponse {
     doc.merge(super::api_agents::AgentsApiDoc::openapi());
     doc.merge(super::api_tickets::TicketsApiDoc::openapi());
     HttpResponse::Ok().json(doc)
+}
+
+/// A name sent to the API, trimmed: 1 to `max` characters on one line (it
+/// travels into page titles, email subjects and the audit log).
+fn one_line_name(raw: &str, max: usize) -> AppResult<String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > max || name.chars().any(char::is_control) {
+        return Err(AppError::Validation(format!(
+            "name must be 1 to {max} characters on one line"
+        )));
+    }
+    Ok(name.to_string())
 }
