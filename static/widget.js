@@ -25,6 +25,9 @@
   var SVG_NS = 'http://www.w3.org/2000/svg';
   var TXT_UNAVAILABLE = 'This chat is not available on this site.';
   var TXT_HANDOFF = 'Talk to a person';
+  // Under an answer that asks whether the visitor wants a person: a reply to
+  // that question, not a second copy of the footer's button.
+  var TXT_HANDOFF_YES = 'Yes, talk to a person';
   var TXT_NOTE = 'A person from the team will follow up here.';
   var TXT_CLOSED = 'The team closed this conversation. Write again to start a new one.';
   var TXT_REOPENED = 'The team wrote again: this conversation is open once more.';
@@ -757,7 +760,9 @@
     }
 
     function handoffButton(inlineOffer) {
-      var b = button('fd-handoff' + (inlineOffer ? ' fd-handoff-inline' : ''), TXT_HANDOFF, ICON_PERSON);
+      var b = inlineOffer
+        ? button('fd-handoff fd-handoff-inline', TXT_HANDOFF_YES, ICON_PERSON)
+        : button('fd-handoff', TXT_HANDOFF, ICON_PERSON);
       b.addEventListener('click', escalate);
       b.disabled = escalated || state === 'unavailable';
       return b;

@@ -380,6 +380,18 @@ async function allowedSite(browser) {
   );
   check(imgs === 0, 'html injection: no <img> element was created', `${imgs} found`);
 
+  // 3. A question the knowledge base cannot answer: the answer offers a
+  // person, and the button under it reads as the reply to that question.
+  await ask(page, 'Zeppelin quasar plumbus?', 'offer');
+  const offer = inWidget(page, '.fd-offer .fd-handoff-inline').last();
+  must(await visible(offer), 'offer: a weak match offers a person under the answer');
+  check(
+    ((await offer.textContent()) || '').trim() === 'Yes, talk to a person',
+    'offer: the button under the answer reads "Yes, talk to a person"',
+    JSON.stringify(await offer.textContent()),
+  );
+  await shot(page, 'widget-offer.png');
+
   // 4. Talk to a person.
   const handoff = inWidget(page, '.fd-footer .fd-handoff');
   must(await visible(handoff), 'handoff: "Talk to a person" is in the panel footer');
