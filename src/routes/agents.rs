@@ -675,12 +675,8 @@ pub async fn upload(
     };
     let title = filename
         .as_deref()
-        .map(|f| f.rsplit_once('.').map_or(f, |(stem, _)| stem))
-        .filter(|t| !t.trim().is_empty())
-        .unwrap_or("Untitled document")
-        .chars()
-        .take(knowledge::MAX_TITLE_CHARS)
-        .collect();
+        .and_then(knowledge::title_from_filename)
+        .unwrap_or_else(|| "Untitled document".into());
     add_document(
         &req,
         &state,

@@ -278,7 +278,12 @@ pub async fn upload_document(
     let format = SourceFormat::from_upload(query.filename.as_deref(), content_type.as_deref())?;
     let title = query
         .title
-        .or(query.filename)
+        .or_else(|| {
+            query
+                .filename
+                .as_deref()
+                .and_then(crate::services::knowledge::title_from_filename)
+        })
         .unwrap_or_else(|| "Untitled document".into());
     let upload = Upload {
         title,

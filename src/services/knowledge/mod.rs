@@ -12,7 +12,7 @@ use crate::db::{DbConnection, lock_until_commit, write_transaction};
 use crate::domain::{AgentId, DocumentId, OrganizationId, TenantScope};
 use crate::services::billing::limits::{self, LimitError, LimitReached, Resource};
 use crate::services::jobs::{self, EnqueueOptions, Job, JobContext, JobFailure};
-pub use text::{ACCEPTED, SourceFormat, TextError};
+pub use text::{ACCEPTED, SourceFormat, TextError, title_from_filename};
 
 /// About a paragraph or two: small enough to quote, big enough to answer.
 const CHUNK_CHARS: usize = 900;

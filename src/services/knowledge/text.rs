@@ -76,9 +76,13 @@ impl SourceFormat {
             }
         }
 
+        // Named in the message, so kept short: it echoes what the caller sent.
         let given = match (extension, essence) {
-            (Some(ext), _) => format!(".{ext}"),
-            (None, Some(essence)) => essence,
+            (Some(ext), _) if ext.chars().count() <= 16 => format!(".{ext}"),
+            (Some(_), _) => "an unknown extension".to_owned(),
+            (None, Some(essence)) if essence.len() <= 80 => essence,
+            (None, Some(_)) => "an unknown content type".to_owned(),
+            (None, None) if filename.is_some() => "a file name without an extension".to_owned(),
             (None, None) => "no file name or type given".to_owned(),
         };
         Err(TextError::Unsupported { given })
@@ -135,12 +139,24 @@ pub fn extract(format: SourceFormat, bytes: &[u8]) -> Result<String, TextError> 
 // Format detection
 // ---------------------------------------------------------------------------------
 
+/// The name without any folders: browsers on Windows have been known to send
+/// the full client path, and an API caller may send anything.
+fn base_name(filename: &str) -> &str {
+    filename.rsplit(['/', '\\']).next().unwrap_or(filename)
+}
+
 fn extension_of(filename: &str) -> Option<String> {
-    // Browsers on Windows have been known to send the full client path.
-    let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
-    let (_, ext) = base.rsplit_once('.')?;
+    let (_, ext) = base_name(filename).rsplit_once('.')?;
     let ext = ext.trim();
     (!ext.is_empty()).then(|| ext.to_ascii_lowercase())
+}
+
+/// A document's title from the uploaded file's name: `guides/Returns.md` is
+/// "Returns", cut to [`super::MAX_TITLE_CHARS`]; `None` when nothing is left.
+pub fn title_from_filename(filename: &str) -> Option<String> {
+    let base = base_name(filename);
+    let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem).trim();
+    (!stem.is_empty()).then(|| stem.chars().take(super::MAX_TITLE_CHARS).collect())
 }
 
 /// Formats we refuse to read as text but can name, so the error tells the person what
@@ -1950,6 +1966,19 @@ mod tests {
         );
         let none = SourceFormat::from_upload(None, None).unwrap_err();
         assert!(matches!(none, TextError::Unsupported { .. }));
+        assert_eq!(
+            SourceFormat::from_upload(Some("../../etc/passwd"), None),
+            Err(TextError::Unsupported {
+                given: "a file name without an extension".to_owned()
+            })
+        );
+        let long = format!("x.{}", "z".repeat(5000));
+        assert_eq!(
+            SourceFormat::from_upload(Some(&long), None),
+            Err(TextError::Unsupported {
+                given: "an unknown extension".to_owned()
+            })
+        );
         let message = SourceFormat::from_upload(Some("a.exe"), None)
             .unwrap_err()
             .to_string();
@@ -1960,6 +1989,29 @@ mod tests {
                 "message should list {ext}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn titles_come_from_the_file_name_without_folders_or_extension() {
+        assert_eq!(
+            title_from_filename("Returns.md").as_deref(),
+            Some("Returns")
+        );
+        assert_eq!(
+            title_from_filename("C:\\Users\\sam\\Shop guide.v2.pdf").as_deref(),
+            Some("Shop guide.v2")
+        );
+        assert_eq!(
+            title_from_filename("../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(title_from_filename("folder/.md"), None);
+        assert_eq!(title_from_filename("  "), None);
+        let long = format!("{}.txt", "a".repeat(500));
+        assert_eq!(
+            title_from_filename(&long).map(|t| t.chars().count()),
+            Some(super::super::MAX_TITLE_CHARS)
+        );
     }
 
     // --- plain text and Markdown -------------------------------------------------
