@@ -419,10 +419,12 @@ pub fn save_provider_key(
         .filter(|k| *k != ProviderKind::Builtin)
         .ok_or_else(|| AgentError::invalid("provider", "must be openai or anthropic"))?;
     let api_key = api_key.trim();
-    if api_key.len() < 8 || api_key.len() > 400 || api_key.chars().any(char::is_whitespace) {
+    // Sent in a request header, which carries visible ASCII only: anything
+    // else could never authenticate, so it is refused here, not at each reply.
+    if api_key.len() < 8 || api_key.len() > 400 || !api_key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(AgentError::invalid(
             "apiKey",
-            "does not look like an API key",
+            "does not look like an API key (8 to 400 letters, digits and symbols, no spaces)",
         ));
     }
     let base_url = match base_url.map(str::trim).filter(|b| !b.is_empty()) {

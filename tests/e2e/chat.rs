@@ -2242,10 +2242,23 @@ async fn provider_keys_are_saved_on_the_agents_page_and_never_shown_again(backen
     assert_eq!(res.status(), 422);
     let html = res.text().await.unwrap();
     assert!(
-        html.contains("This does not look like an API key."),
+        html.contains(
+            "This does not look like an API key (8 to 400 letters, digits and symbols, no spaces)."
+        ),
         "{html}"
     );
     assert!(html.contains("value=\"https://api.mistral.ai\""), "{html}");
+    // Nor does a key no request header can carry.
+    for bad in ["éééééééééé", "sk-\u{7f}0123456789"] {
+        let (status, body) = api
+            .json(
+                Method::PUT,
+                "/api/v1/provider-keys/openai",
+                json!({"apiKey": bad}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {body}");
+    }
     let (_, keys) = api.get("/api/v1/provider-keys").await;
     assert!(keys["data"].as_array().unwrap().is_empty());
 
