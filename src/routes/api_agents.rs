@@ -416,7 +416,7 @@ pub async fn search_agent(
 pub struct ConversationJson {
     id: i64,
     agent_id: i64,
-    agent_name: Option<String>,
+    agent_name: String,
     channel: String,
     visitor_id: String,
     status: String,
@@ -425,7 +425,7 @@ pub struct ConversationJson {
     updated_at: String,
 }
 
-fn conversation_json(c: Conversation, agent_name: Option<String>) -> ConversationJson {
+fn conversation_json(c: Conversation, agent_name: String) -> ConversationJson {
     ConversationJson {
         id: c.id.0,
         agent_id: c.agent_id.0,
@@ -564,7 +564,7 @@ pub async fn list_conversations(
     Ok(HttpResponse::Ok().json(ConversationPageJson {
         data: rows
             .into_iter()
-            .map(|r| conversation_json(r.conversation, Some(r.agent_name)))
+            .map(|r| conversation_json(r.conversation, r.agent_name))
             .collect(),
         page: query.page(),
         per_page: query.per_page(),
@@ -671,7 +671,7 @@ pub async fn start_conversation(
             }
             // API conversations are reached with the key, not a visitor token.
             let unusable = format!("api:{}", hex::encode(rand::random::<[u8; 16]>()));
-            Ok(Conversation::start(
+            let started = Conversation::start(
                 conn,
                 scope.organization_id(),
                 &NewConversation {
@@ -681,10 +681,11 @@ pub async fn start_conversation(
                     visitor_ip: &ip,
                     token_hash: &unusable,
                 },
-            )?)
+            )?;
+            Ok(conversation_json(started, agent.name))
         })
         .await?;
-    Ok(HttpResponse::Created().json(conversation_json(conversation, None)))
+    Ok(HttpResponse::Created().json(conversation))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -715,17 +716,21 @@ pub async fn set_conversation_status(
     let id = ConversationId(path.into_inner());
     let conversation = state
         .db(move |conn| {
-            crate::services::chat::set_status(
+            let conversation = crate::services::chat::set_status(
                 conn,
                 &scope,
                 &actor(&scope, &label, &ip),
                 id,
                 status,
             )?
-            .ok_or(AppError::NotFound)
+            .ok_or(AppError::NotFound)?;
+            // Its agent is there: deleting an agent deletes its conversations.
+            let agent = Agent::find(conn, &scope, conversation.agent_id)?
+                .ok_or_else(|| AppError::internal("a conversation without its agent"))?;
+            Ok(conversation_json(conversation, agent.name))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(conversation_json(conversation, None)))
+    Ok(HttpResponse::Ok().json(conversation))
 }
 
 #[utoipa::path(delete, path = "/api/v1/conversations/{id}", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)),

@@ -210,6 +210,8 @@ async fn one_address_spends_a_bounded_share_of_an_organizations_messages_a_day(b
         )
         .await;
     assert_eq!(status, 201, "{started}");
+    assert_eq!(started["agentName"], "Support", "{started}");
+    assert_eq!(started["channel"], "api");
     let (status, reply) = api
         .json(
             Method::POST,
@@ -2173,6 +2175,7 @@ async fn the_team_resolves_and_reopens_conversations(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "resolved");
+    assert_eq!(body["agentName"], "Support", "the same shape as the list's");
     let refused = say(&app, "harbor-bikes", "support", &chat, "Still there?").await;
     assert_eq!(refused.status(), 410, "gone: the widget starts a new one");
     let body: Value = refused.json().await.unwrap();
