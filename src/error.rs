@@ -479,9 +479,27 @@ pub fn json_error(
             AppError::Validation(format!("The JSON body is not valid: {e}"))
         }
         E::Deserialize(e) => AppError::BadRequest(format!("The body is not valid JSON: {e}")),
+        E::Payload(e) => unreadable_body(e),
         other => AppError::BadRequest(format!("The body could not be read: {other}")),
     };
     app.into()
+}
+
+/// A body that could not be read to its end: said plainly, without the
+/// I/O error's debug form that actix-web's own message carries.
+fn unreadable_body(err: &actix_web::error::PayloadError) -> AppError {
+    use actix_web::error::PayloadError as P;
+    match err {
+        P::Overflow => AppError::PayloadTooLarge("The body exceeds the size limit.".into()),
+        // With an I/O error inside, it is the decoder that failed (a client
+        // whose connection broke reads no answer anyway).
+        P::Incomplete(None) => {
+            AppError::BadRequest("The body ended before the length it announced.".into())
+        }
+        _ => AppError::BadRequest(
+            "The body could not be read: it is not what its Content-Encoding says (send it uncompressed, or compressed as declared).".into(),
+        ),
+    }
 }
 
 pub fn form_error(
@@ -496,6 +514,7 @@ pub fn form_error(
         E::ContentType => AppError::UnsupportedMediaType(
             "Send the form as application/x-www-form-urlencoded.".into(),
         ),
+        E::Payload(e) => unreadable_body(e),
         other => AppError::BadRequest(format!("The form could not be read: {other}")),
     };
     app.into()

@@ -76,3 +76,33 @@ pub async fn head_as_get(
     }
     next.call(req).await
 }
+
+/// Middleware: a request body in a content coding the server cannot decode is
+/// refused with 415 (RFC 9110 §15.5.16) instead of being read as if it were
+/// plain, which would store compressed bytes or fail with a puzzling message.
+/// Decoded are the codings actix-web was built with: gzip, deflate, brotli.
+pub async fn decodable_body(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    use actix_web::http::header::ContentEncoding;
+    let decodable = match req.headers().get(header::CONTENT_ENCODING) {
+        None => true,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<ContentEncoding>().ok())
+            .is_some_and(|coding| coding != ContentEncoding::Zstd),
+    };
+    if decodable {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let error = crate::error::AppError::UnsupportedMediaType(
+        "The request body's Content-Encoding is not one this server decodes: send it as gzip, deflate, br or uncompressed.".into(),
+    );
+    let (req, _) = req.into_parts();
+    Ok(actix_web::dev::ServiceResponse::from_err(error, req).map_into_right_body())
+}

@@ -380,6 +380,7 @@ fn build_server(
             )
             // Outside the session middleware, whose store needs the schema.
             .wrap(from_fn(routes::until_migrated))
+            .wrap(from_fn(security::decodable_body))
             .wrap(from_fn(error::render_errors))
             .wrap(from_fn(security::head_as_get))
             .wrap(Compress::default())

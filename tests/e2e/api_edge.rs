@@ -15,7 +15,71 @@ backend_tests!(
     made_up_keys_and_csp_reports_do_not_escape_the_address_budget,
     nul_and_other_control_characters_never_reach_the_database,
     starting_a_public_chat_takes_no_body_or_the_documented_one,
+    request_bodies_are_read_as_their_content_encoding_says,
 );
+
+async fn request_bodies_are_read_as_their_content_encoding_says(backend: Backend) {
+    use std::io::Write as _;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (_, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let create = |encoding: &'static str, body: Vec<u8>| {
+        app.client
+            .post(app.url("/api/v1/agents"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(br#"{"name": "Compressed"}"#).unwrap();
+    let res = create("gzip", gz.finish().unwrap()).await.unwrap();
+    assert_eq!(res.status(), 201, "a gzip body is decoded");
+    let agent: Value = res.json().await.unwrap();
+    assert_eq!(agent["name"], "Compressed");
+
+    // Plain bytes that claim to be gzip: a plain sentence, not an I/O error's
+    // debug form.
+    let res = create("gzip", br#"{"name": "Plain"}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("Content-Encoding"), "{message}");
+    assert!(
+        !message.contains("Custom") && !message.contains("kind"),
+        "{message}"
+    );
+
+    // A coding the server does not decode is refused, not read as plain.
+    for coding in ["zstd", "x-unknown", "gzip, br"] {
+        let res = create(coding, br#"{"name": "Unknown"}"#.to_vec())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 415, "{coding}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "UNSUPPORTED_MEDIA_TYPE", "{coding}");
+        assert!(body["message"].as_str().unwrap().contains("gzip"), "{body}");
+    }
+    let res = app
+        .client
+        .get(app.url("/api/v1/agents"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let agents: Value = res.json().await.unwrap();
+    let names: Vec<&str> = agents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Compressed"], "nothing else was created");
+}
 
 async fn starting_a_public_chat_takes_no_body_or_the_documented_one(backend: Backend) {
     use crate::chat::Api;
