@@ -52,8 +52,11 @@ pub enum AppError {
     #[error("{0}")]
     Gone(String),
     #[error("{message}")]
+    /// Over a budget of `limit` requests: `X-RateLimit-*` and `Retry-After`
+    /// say which, and when to come back.
     TooManyRequests {
         message: String,
+        limit: u32,
         retry_after_secs: u64,
     },
     #[error("{0}")]
@@ -228,15 +231,20 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::new(self.status_code());
         if let Self::TooManyRequests {
-            retry_after_secs, ..
+            limit,
+            retry_after_secs,
+            ..
         } = self
         {
             let headers = res.headers_mut();
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-            headers.insert(crate::rate_limit::REMAINING, HeaderValue::from(0));
-            headers.insert(
-                crate::rate_limit::RESET,
-                HeaderValue::from(*retry_after_secs),
+            crate::rate_limit::set_headers(
+                headers,
+                crate::rate_limit::Standing {
+                    limit: *limit,
+                    remaining: 0,
+                    reset_secs: *retry_after_secs,
+                },
             );
         }
         res

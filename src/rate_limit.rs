@@ -230,7 +230,11 @@ pub async fn limit_api(
             {
                 failed_keys.failed(address);
             }
-            set_headers(res.headers_mut(), standing);
+            // A tighter budget of the endpoint's own (invitations a minute)
+            // that refused the call is the one to report.
+            if !res.headers().contains_key(REMAINING) {
+                set_headers(res.headers_mut(), standing);
+            }
             Ok(res.map_into_left_body())
         }
         Err(standing) => {
@@ -253,12 +257,11 @@ fn refuse<B>(
 ) -> ServiceResponse<EitherBody<B, BoxBody>> {
     let error = AppError::TooManyRequests {
         message,
+        limit: standing.limit,
         retry_after_secs: standing.reset_secs,
     };
     let (req, _) = req.into_parts();
-    let mut res = ServiceResponse::from_err(error, req);
-    set_headers(res.headers_mut(), standing);
-    res.map_into_right_body()
+    ServiceResponse::from_err(error, req).map_into_right_body()
 }
 
 /// Posts per minute and client address to the public forms that create
@@ -302,10 +305,19 @@ pub async fn limit_public_chat(
     let Some(limits) = state.as_ref().and_then(|s| s.chat_rate_limit.as_ref()) else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    // The answer's X-RateLimit headers are the message budgets', where there
-    // are any: those are the ones a visitor runs into.
     let key = format!("chat:{}", client_address(&req));
-    spend_by_address(req, next, limits, &key, "Too many requests").await
+    match limits.check(&key) {
+        Ok(standing) => {
+            let mut res = next.call(req).await?;
+            // Where an endpoint has a tighter budget of its own (starting,
+            // sending), its headers are the ones a visitor runs into.
+            if !res.headers().contains_key(REMAINING) {
+                set_headers(res.headers_mut(), standing);
+            }
+            Ok(res.map_into_left_body())
+        }
+        Err(standing) => Ok(refused_by_address(req, standing, &key, "Too many requests")),
+    }
 }
 
 /// Spends one request of `key`'s budget and passes the request on, or answers
@@ -319,16 +331,24 @@ async fn spend_by_address<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, actix_web::Error> {
     match limits.check(key) {
         Ok(_) => Ok(next.call(req).await?.map_into_left_body()),
-        Err(standing) => {
-            tracing::warn!(client = %key, path = req.path(), "{what} from one address: rate limit reached");
-            let message = format!(
-                "{what} from your address. Please try again in {} second{}.",
-                standing.reset_secs,
-                crate::wording::plural(standing.reset_secs)
-            );
-            Ok(refuse(req, standing, message))
-        }
+        Err(standing) => Ok(refused_by_address(req, standing, key, what)),
     }
+}
+
+/// The 429 saying "`what` from your address", with the budget's wait logged.
+fn refused_by_address<B>(
+    req: ServiceRequest,
+    standing: Standing,
+    key: &str,
+    what: &str,
+) -> ServiceResponse<EitherBody<B, BoxBody>> {
+    tracing::warn!(client = %key, path = req.path(), "{what} from one address: rate limit reached");
+    let message = format!(
+        "{what} from your address. Please try again in {} second{}.",
+        standing.reset_secs,
+        crate::wording::plural(standing.reset_secs)
+    );
+    refuse(req, standing, message)
 }
 
 /// The caller's address as budgets count it: an IPv6 client by its /64.

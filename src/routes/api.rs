@@ -244,6 +244,7 @@ pub async fn create_invitation(
                 "Too many invitations sent in the last minute; try again in {} s.",
                 standing.reset_secs
             ),
+            limit: standing.limit,
             retry_after_secs: standing.reset_secs,
         });
     }

@@ -130,7 +130,9 @@ pub async fn cors(
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Retry-After, X-Correlation-Id"),
+            HeaderValue::from_static(
+                "Retry-After, X-Correlation-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset",
+            ),
         );
     }
     Ok(res)
@@ -285,24 +287,33 @@ pub async fn start(
     // Kept, and counted, as the per-address limits see it: an IPv6 visitor by
     // its /64, so rotating through it does not start conversations unlimited.
     let ip = crate::auth::extractors::address_bucket(&client_ip(&req));
-    let conversation = {
+    let per_ip = per_address_budget(&state);
+    let started = {
         let (visitor_id, hash) = (visitor_id.clone(), token_hash(&token));
         let org_id = org.id;
         let agent_id = agent.id;
-        let per_ip = per_address_budget(&state);
         state
             .db(move |conn| {
                 write_transaction(conn, |conn| {
                 // Each start writes a row: one address may not fill the table.
                 crate::db::lock_until_commit(conn, &format!("chat:address:{ip}"))?;
                 let since = crate::domain::now() - chrono::TimeDelta::minutes(1);
-                if Conversation::recently_started_from(conn, &ip, since)? >= per_ip {
+                let started = Conversation::recently_started_from(conn, &ip, since)?;
+                let limit = u32::try_from(per_ip).unwrap_or(u32::MAX);
+                if started >= per_ip {
                     return Err(AppError::TooManyRequests {
                         message: "Too many conversations were started from this address. Please wait a moment and try again.".into(),
+                        limit,
                         retry_after_secs: 60,
                     });
                 }
-                Ok(Conversation::start(
+                // Counted over the last minute, like the messages.
+                let standing = Standing {
+                    limit,
+                    remaining: u32::try_from(per_ip - started - 1).unwrap_or(0),
+                    reset_secs: 60,
+                };
+                Ok((standing, Conversation::start(
                     conn,
                     org_id,
                     &NewConversation {
@@ -312,18 +323,24 @@ pub async fn start(
                         visitor_ip: &ip,
                         token_hash: &hash,
                     },
-                )?)
+                )?))
                 })
             })
             .await?
     };
-    Ok(HttpResponse::Created().json(ChatStarted {
+    let (standing, conversation) = started;
+    let mut res = HttpResponse::Created().json(ChatStarted {
         conversation_id: conversation.id.0,
         token,
         visitor_id,
         greeting: agent.greeting,
         agent_name: agent.name,
-    }))
+    });
+    // With the per-address budget off, the address middleware's is the one.
+    if per_ip != i64::MAX {
+        crate::rate_limit::set_headers(res.headers_mut(), standing);
+    }
+    Ok(res)
 }
 
 /// The conversation named in the path, if the caller holds its token.
@@ -501,8 +518,14 @@ pub(crate) async fn accept_visitor_message(
                     since,
                 )?;
                 if by_visitor >= VISITOR_MESSAGES_PER_MINUTE || by_ip >= per_ip {
+                    let limit = if by_visitor >= VISITOR_MESSAGES_PER_MINUTE {
+                        VISITOR_MESSAGES_PER_MINUTE
+                    } else {
+                        per_ip
+                    };
                     return Err(AppError::TooManyRequests {
                         message: "You are sending messages too quickly. Please wait a moment and try again.".into(),
+                        limit: u32::try_from(limit).unwrap_or(u32::MAX),
                         retry_after_secs: 60,
                     });
                 }
@@ -521,6 +544,7 @@ pub(crate) async fn accept_visitor_message(
                         let wait = first.map_or(day, |first| first + day - now);
                         return Err(AppError::TooManyRequests {
                             message: "Many messages were sent from your network today. Please try again later.".into(),
+                            limit: u32::try_from(cap).unwrap_or(u32::MAX),
                             retry_after_secs: u64::try_from(wait.num_seconds().max(1)).unwrap_or(60),
                         });
                     }

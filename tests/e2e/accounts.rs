@@ -1682,6 +1682,9 @@ async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
+    // The budget that refused is the one reported, not the API's own.
+    assert_eq!(res.headers()["x-ratelimit-limit"], "10");
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
 
     let keys: Value = api(&write_key, reqwest::Method::GET, "/api/v1/api-keys")
         .send()

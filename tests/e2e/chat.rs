@@ -1868,7 +1868,13 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
     let (n, res) = limited.expect("a visitor cannot send without limit");
     assert_eq!(n, 12, "twelve messages a minute per visitor");
     assert_eq!(res.headers()["retry-after"], "60");
+    assert_eq!(
+        res.headers()["x-ratelimit-limit"],
+        "12",
+        "the budget that refused"
+    );
     assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(res.headers()["x-ratelimit-reset"], "60");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
 
@@ -1904,14 +1910,44 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
             .await
             .unwrap()
     };
-    for _ in 0..10 {
-        assert_eq!(start().await.status(), 201);
+    for left in (0..10).rev() {
+        let res = start().await;
+        assert_eq!(res.status(), 201);
+        assert_eq!(res.headers()["x-ratelimit-limit"], "20");
+        assert_eq!(
+            res.headers()["x-ratelimit-remaining"],
+            left.to_string().as_str()
+        );
     }
     let refused = start().await;
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "60");
+    assert_eq!(refused.headers()["x-ratelimit-limit"], "20");
+    assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
+
+    // Reading the transcript and asking for a person spend the address's
+    // request budget (five times RATE_LIMIT_PER_MINUTE), and say so.
+    let read = app
+        .client
+        .get(app.url(&format!(
+            "/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
+            chat["conversationId"]
+        )))
+        .header("x-conversation-token", chat["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["x-ratelimit-limit"], "100");
+    let remaining: u32 = read.headers()["x-ratelimit-remaining"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(remaining < 100, "{remaining}");
+    assert!(read.headers().contains_key("x-ratelimit-reset"));
 }
 
 async fn messages_count_against_the_address_they_are_sent_from(backend: Backend) {
