@@ -289,12 +289,19 @@ async fn members_page(
     let role = member.role();
     let roles = role.grantable();
     let flash = flash::take(&member.session);
+    let owners = members
+        .iter()
+        .filter(|m| m.membership.role() == Role::Owner)
+        .count();
     Ok(MembersPage {
         chrome: chrome(member, "members", flash)?,
         members: members
             .into_iter()
             .map(|m| {
                 let their_role = m.membership.role();
+                // Offered no change the server would refuse: an organization
+                // keeps at least one owner.
+                let last_owner = their_role == Role::Owner && owners == 1;
                 MemberRow {
                     membership_id: m.membership.id.0,
                     name: m.user.name,
@@ -302,7 +309,9 @@ async fn members_page(
                     role: their_role.as_str().into(),
                     is_you: m.user.id == member.user.id,
                     editable: role.can(Permission::ManageMembers)
-                        && (their_role != Role::Owner || role.can(Permission::ManageOwners)),
+                        && (their_role != Role::Owner || role.can(Permission::ManageOwners))
+                        && !last_owner,
+                    last_owner,
                 }
             })
             .collect(),

@@ -174,6 +174,8 @@ pub struct MemberRow {
     pub is_you: bool,
     /// The viewer may change this member's role or remove them.
     pub editable: bool,
+    /// The organization's only owner: cannot leave or be demoted.
+    pub last_owner: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -94,10 +94,11 @@ impl ErrorPage {
             path.strip_prefix(area)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         };
-        if under("/app") {
+        // The platform admin answers 404 to everyone else, so its pages'
+        // errors lead to the app too: a link back to /admin would loop there
+        // (and name an area a member cannot see); admins reach it from the app.
+        if under("/app") || under("/admin") {
             ("/app", "Back to your dashboard")
-        } else if under("/admin") {
-            ("/admin", "Back to the platform admin")
         } else {
             ("/", "Back to the home page")
         }
@@ -113,7 +114,8 @@ mod tests {
     fn an_error_page_leads_back_into_the_area_it_was_met_in() {
         assert_eq!(ErrorPage::back_for("/app/agents/7").0, "/app");
         assert_eq!(ErrorPage::back_for("/app").0, "/app");
-        assert_eq!(ErrorPage::back_for("/admin/users").0, "/admin");
+        assert_eq!(ErrorPage::back_for("/admin/users").0, "/app");
+        assert_eq!(ErrorPage::back_for("/admin").0, "/app");
         assert_eq!(ErrorPage::back_for("/application").0, "/");
         assert_eq!(ErrorPage::back_for("/c/acme/help").0, "/");
     }

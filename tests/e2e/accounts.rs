@@ -1888,6 +1888,15 @@ async fn the_last_owner_cannot_be_demoted_or_removed(backend: Backend) {
         .select(memberships::id)
         .first(&mut app.pool().get().unwrap())
         .unwrap();
+    // The page offers neither: it says why instead.
+    let (_, page) = owner.get("/app/members").await;
+    assert!(
+        page.contains("The only owner: make someone else owner to leave"),
+        "{page}"
+    );
+    assert!(!page.contains("aria-label=\"Leave Solo\""), "{page}");
+    assert!(!page.contains(&format!("id=\"role-{id}\"")), "{page}");
+    // Nor does the server, asked anyway.
     let res = owner
         .submit(
             "/app/members",
