@@ -181,6 +181,14 @@ fn settings(form: &AgentForm, current: Option<&Agent>) -> Result<AgentSettings, 
                 "can be at most 100 characters",
             ));
         }
+        // A model's name is one word of its provider's (gpt-4o-mini,
+        // meta-llama/Llama-3.1-8B-Instruct, llama3.1:8b): nothing invisible.
+        Some(m) if m.chars().any(|c| c.is_control() || c.is_whitespace()) => {
+            return Err(AgentError::invalid(
+                "model",
+                "cannot contain spaces or control characters",
+            ));
+        }
         Some(m) => Some(m.to_string()),
     };
     let temperature = form

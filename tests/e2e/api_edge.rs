@@ -396,6 +396,22 @@ async fn nul_and_other_control_characters_never_reach_the_database(backend: Back
         )
         .await;
     assert_eq!(status, 422, "{body}");
+    // A model's name is refused, not cleaned: a changed name is another model.
+    for model in ["gpt\u{0}4o", "a\u{1b}[31mb", "gpt 4o"] {
+        for (method, path) in [
+            (Method::PUT, format!("/api/v1/agents/{id}")),
+            (Method::POST, "/api/v1/agents".to_string()),
+        ] {
+            let (status, body) = api
+                .json(method, &path, json!({"name": "Modelled", "model": model}))
+                .await;
+            assert_eq!(status, 422, "{model:?}: {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("model"),
+                "{body}"
+            );
+        }
+    }
 
     // Document titles, from the query or the file name.
     let (status, body) = api.upload(id, "%00", "text/plain", b"hello".to_vec()).await;
