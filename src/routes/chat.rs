@@ -568,7 +568,7 @@ pub(crate) async fn accept_visitor_message(
                 // No agent reply follows (whose turn would schedule it): the
                 // summary catches up with the visitor's side of the talk.
                 if team_has_it {
-                    schedule_summary(conn, conversation.id, message.id, summarize_after)?;
+                    schedule_summary(conn, &conversation, message.id, summarize_after)?;
                 }
                 Ok(Accepted {
                     conversation,

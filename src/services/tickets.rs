@@ -202,7 +202,7 @@ pub fn reply(
     write_transaction(conn, |conn| {
         let (ticket, conversation) = load(conn, scope, id)?;
         let message = conversation.add_message(conn, &NewMessage::written("staff", &text))?;
-        schedule_summary(conn, conversation.id, message.id, summarize_after)?;
+        schedule_summary(conn, &conversation, message.id, summarize_after)?;
         // The team has the conversation now, whatever it was: a resolved one
         // opens to the visitor again, one handed back to the agent is taken
         // back (or the agent would answer the visitor over the team).

@@ -30,6 +30,7 @@ backend_tests!(
     an_openai_compatible_provider_streams_and_failures_fall_back_to_builtin,
     the_anthropic_provider_streams_with_the_org_key,
     idle_conversations_get_a_summary,
+    a_summary_job_touches_only_its_own_organizations_conversation,
     the_app_pages_manage_agents_documents_and_conversations,
     provider_keys_are_saved_on_the_agents_page_and_never_shown_again,
     an_organizations_provider_address_cannot_reach_private_networks,
@@ -2585,6 +2586,92 @@ async fn idle_conversations_get_a_summary(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the summary leaves the team's reply out");
+}
+
+async fn a_summary_job_touches_only_its_own_organizations_conversation(backend: Backend) {
+    use frontdesk::db::schema::{conversations, jobs, messages, organizations};
+    use frontdesk::domain::{ConversationId, OrganizationId};
+    use frontdesk::services::chat::SummarizeConversation;
+    use frontdesk::services::jobs::{EnqueueOptions, enqueue};
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+    let chat = support_chat(&app).await;
+    let res = say(&app, "harbor-bikes", "support", &chat, "Where is my order?").await;
+    assert_eq!(res.status(), 200);
+    organization_with_key(&app, "Other Shop", "owner@other.test").await;
+    let mut conn = app.pool().get().unwrap();
+    let id = ConversationId(chat["conversationId"].as_i64().unwrap());
+    let org_of = |conn: &mut _, slug: &str| {
+        OrganizationId(
+            organizations::table
+                .filter(organizations::slug.eq(slug))
+                .select(organizations::id)
+                .first::<i64>(conn)
+                .unwrap(),
+        )
+    };
+    let (ours, theirs) = (
+        org_of(&mut conn, "harbor-bikes"),
+        org_of(&mut conn, "other-shop"),
+    );
+    let last: i64 = messages::table
+        .filter(messages::conversation_id.eq(id.0))
+        .select(diesel::dsl::max(messages::id))
+        .first::<Option<i64>>(&mut conn)
+        .unwrap()
+        .unwrap();
+    // As if queued for another organization's conversation that had this id
+    // (and message ids) before it was deleted and the ids were given again.
+    let run = |conn: &mut _, org: OrganizationId| {
+        let job = enqueue(
+            conn,
+            &SummarizeConversation {
+                conversation_id: id,
+                organization_id: Some(org),
+                last_message_id: last,
+            },
+            EnqueueOptions::default(),
+        )
+        .unwrap()
+        .unwrap();
+        job
+    };
+    let settled = |job: frontdesk::domain::JobId| {
+        let pool = app.pool();
+        async move {
+            for _ in 0..100 {
+                let state: String = jobs::table
+                    .find(job.0)
+                    .select(jobs::state)
+                    .first(&mut pool.get().unwrap())
+                    .unwrap();
+                if state == "done" {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the summary job did not run");
+        }
+    };
+    let summary = |conn: &mut _| -> Option<String> {
+        conversations::table
+            .find(id.0)
+            .select(conversations::summary)
+            .first(conn)
+            .unwrap()
+    };
+    settled(run(&mut conn, theirs)).await;
+    assert_eq!(
+        summary(&mut conn),
+        None,
+        "another organization's job wrote nothing"
+    );
+    settled(run(&mut conn, ours)).await;
+    let written = summary(&mut conn).expect("its own organization's job writes the summary");
+    assert!(written.contains("Where is my order?"), "{written}");
 }
 
 async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backend) {

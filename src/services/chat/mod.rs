@@ -385,7 +385,7 @@ impl ChatEngine {
                             handoff_offered: handoff,
                         },
                     )?;
-                    schedule_summary(conn, conversation.id, message.id, idle)?;
+                    schedule_summary(conn, &conversation, message.id, idle)?;
                     Ok::<_, ChatError>(message)
                 })
             }
@@ -582,18 +582,21 @@ pub fn escalate(conn: &mut DbConnection, conversation: &Conversation) -> diesel:
 /// later message queues a later one, and the earlier finds itself outdated.
 pub(crate) fn schedule_summary(
     conn: &mut DbConnection,
-    conversation: ConversationId,
+    conversation: &Conversation,
     last_message: i64,
     idle: Duration,
 ) -> diesel::QueryResult<()> {
     let run_at = crate::domain::now()
         + chrono::TimeDelta::from_std(idle).unwrap_or(chrono::TimeDelta::minutes(10));
-    let key = format!("summary:{conversation}:{last_message}");
+    // With the organization: on SQLite a deleted conversation's id (and its
+    // messages') can be given again, to another organization's conversation.
+    let org = conversation.organization_id;
+    let key = format!("summary:{org}:{}:{last_message}", conversation.id);
     jobs::enqueue(
         conn,
         &SummarizeConversation {
-            conversation_id: conversation,
-            organization_id: None,
+            conversation_id: conversation.id,
+            organization_id: Some(org),
             last_message_id: last_message,
         },
         EnqueueOptions {
@@ -608,7 +611,9 @@ pub(crate) fn schedule_summary(
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SummarizeConversation {
     pub conversation_id: ConversationId,
-    /// Unused; kept optional so the payload can grow without breaking queued jobs.
+    /// Whose conversation: a job for a conversation since deleted must not
+    /// summarize another organization's that was given its id. Optional only
+    /// for jobs queued by versions that did not write it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<OrganizationId>,
     pub last_message_id: i64,
@@ -630,6 +635,10 @@ impl SummarizeConversation {
                 .select(Conversation::as_select())
                 .first(conn)
                 .optional()?
+                .filter(|c| {
+                    self.organization_id
+                        .is_none_or(|org| c.organization_id == org)
+                })
             else {
                 return Ok(None);
             };
