@@ -333,8 +333,18 @@ pub async fn render_errors(
         return Ok(res.map_into_left_body());
     }
 
+    // A body extractor without an error handler of ours (raw bytes: the
+    // public chat start, uploads, webhooks) fails with actix-web's own words.
+    let payload = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<actix_web::error::PayloadError>())
+        .map(unreadable_body);
     let (app_error, detail) = match res.response().error() {
-        Some(e) => (e.as_error::<AppError>(), e.to_string()),
+        Some(e) => (
+            payload.as_ref().or_else(|| e.as_error::<AppError>()),
+            e.to_string(),
+        ),
         None => (None, String::new()),
     };
     let mut rendered = render(
@@ -483,9 +493,10 @@ pub fn json_error(
         E::ContentType => AppError::UnsupportedMediaType(
             "Send the body as JSON with Content-Type: application/json.".into(),
         ),
-        E::Deserialize(e) if e.is_data() => {
-            AppError::Validation(format!("The JSON body is not valid: {e}"))
-        }
+        E::Deserialize(e) if e.is_data() => AppError::Validation(format!(
+            "The JSON body is not valid: {}",
+            plain_serde(&e.to_string())
+        )),
         E::Deserialize(e) => AppError::BadRequest(format!("The body is not valid JSON: {e}")),
         E::Payload(e) => unreadable_body(e),
         other => AppError::BadRequest(format!("The body could not be read: {other}")),
@@ -532,11 +543,102 @@ pub fn query_error(
     err: actix_web::error::QueryPayloadError,
     _: &actix_web::HttpRequest,
 ) -> actix_web::Error {
-    AppError::BadRequest(format!("The query string is not valid: {err}")).into()
+    use actix_web::error::QueryPayloadError as Q;
+    let why = match &err {
+        Q::Deserialize(e) => plain_serde(&e.to_string()),
+        other => other.to_string(),
+    };
+    AppError::BadRequest(format!("The query string is not valid: {why}")).into()
+}
+
+/// serde's explanation without the Rust in it: it names the server's own
+/// types ("expected struct AgentForm with 10 elements") and Rust's number
+/// types ("expected i64"), which say nothing to a caller of a JSON API.
+pub(crate) fn plain_serde(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("struct ") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "struct ".len()..];
+        let name = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if !after.starts_with(|c: char| c.is_ascii_uppercase()) {
+            out.push_str("struct ");
+            rest = after;
+            continue;
+        }
+        let mut tail = &after[name..];
+        // "… with 10 elements": how many fields the type has.
+        if let Some(count) = tail.strip_prefix(" with ") {
+            let digits = count.find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
+            if digits > 0 {
+                let unit = &count[digits..];
+                if let Some(t) = unit
+                    .strip_prefix(" elements")
+                    .or_else(|| unit.strip_prefix(" element"))
+                {
+                    tail = t;
+                }
+            }
+        }
+        out.push_str("a JSON object");
+        rest = tail;
+    }
+    out.push_str(rest);
+    const NUMBERS: [(&str, &str); 10] = [
+        ("i8", "an integer"),
+        ("i16", "an integer"),
+        ("i32", "an integer"),
+        ("i64", "an integer"),
+        ("u8", "a whole number"),
+        ("u16", "a whole number"),
+        ("u32", "a whole number"),
+        ("u64", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ];
+    for (rust, plain) in NUMBERS {
+        out = out.replace(&format!("expected {rust}"), &format!("expected {plain}"));
+    }
+    out
 }
 
 pub fn path_error(_: actix_web::error::PathError, _: &actix_web::HttpRequest) -> actix_web::Error {
     AppError::NotFound.into()
+}
+
+#[cfg(test)]
+mod plain_serde_tests {
+    use super::plain_serde;
+
+    #[test]
+    fn serde_messages_lose_the_rust_type_names() {
+        assert_eq!(
+            plain_serde("invalid type: null, expected struct AgentForm at line 1 column 4"),
+            "invalid type: null, expected a JSON object at line 1 column 4"
+        );
+        assert_eq!(
+            plain_serde("invalid length 0, expected struct AgentForm with 10 elements"),
+            "invalid length 0, expected a JSON object"
+        );
+        assert_eq!(
+            plain_serde("invalid type: string \"1\", expected i64 at line 1 column 15"),
+            "invalid type: string \"1\", expected an integer at line 1 column 15"
+        );
+        assert_eq!(
+            plain_serde("invalid type: string \"hot\", expected f64"),
+            "invalid type: string \"hot\", expected a number"
+        );
+        // Nothing else changes: field names are the caller's own words.
+        for kept in [
+            "unknown field `zzz`, expected one of `name`, `slug`",
+            "missing field `q`",
+            "a struct of words",
+        ] {
+            assert_eq!(plain_serde(kept), kept);
+        }
+    }
 }
 
 #[cfg(test)]

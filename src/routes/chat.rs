@@ -264,7 +264,10 @@ pub async fn start(
     } else {
         serde_json::from_slice::<StartChat>(&body).map_err(|e| {
             if e.is_data() {
-                AppError::Validation(format!("The body does not fit: {e}"))
+                AppError::Validation(format!(
+                    "The JSON body is not valid: {}",
+                    crate::error::plain_serde(&e.to_string())
+                ))
             } else {
                 AppError::BadRequest(format!("The body is not valid JSON: {e}"))
             }
