@@ -83,14 +83,20 @@ async fn request_bodies_are_read_as_their_content_encoding_says(backend: Backend
     // What serde says, without the server's own type names.
     for (body, said) in [
         ("null", "expected a JSON object"),
-        (r#"{"name": "X", "temperature": "hot"}"#, "expected a number"),
+        (
+            r#"{"name": "X", "temperature": "hot"}"#,
+            "expected a number",
+        ),
     ] {
         let res = create("identity", body.as_bytes().to_vec()).await.unwrap();
         assert_eq!(res.status(), 422, "{body}");
         let json: Value = res.json().await.unwrap();
         let message = json["message"].as_str().unwrap();
         assert!(message.contains(said), "{message}");
-        assert!(!message.contains("AgentForm") && !message.contains("f64"), "{message}");
+        assert!(
+            !message.contains("AgentForm") && !message.contains("f64"),
+            "{message}"
+        );
     }
     let res = app
         .client
@@ -115,7 +121,10 @@ async fn request_bodies_are_read_as_their_content_encoding_says(backend: Backend
     assert_eq!(res.status(), 413);
     let json: Value = res.json().await.unwrap();
     assert_eq!(json["code"], "PAYLOAD_TOO_LARGE", "{json}");
-    assert_eq!(json["message"], "The body exceeds the size limit.", "{json}");
+    assert_eq!(
+        json["message"], "The body exceeds the size limit.",
+        "{json}"
+    );
 }
 
 async fn starting_a_public_chat_takes_no_body_or_the_documented_one(backend: Backend) {

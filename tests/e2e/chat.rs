@@ -2626,7 +2626,7 @@ async fn a_summary_job_touches_only_its_own_organizations_conversation(backend: 
     // As if queued for another organization's conversation that had this id
     // (and message ids) before it was deleted and the ids were given again.
     let run = |conn: &mut _, org: OrganizationId| {
-        let job = enqueue(
+        enqueue(
             conn,
             &SummarizeConversation {
                 conversation_id: id,
@@ -2636,8 +2636,7 @@ async fn a_summary_job_touches_only_its_own_organizations_conversation(backend: 
             EnqueueOptions::default(),
         )
         .unwrap()
-        .unwrap();
-        job
+        .unwrap()
     };
     let settled = |job: frontdesk::domain::JobId| {
         let pool = app.pool();
