@@ -489,7 +489,85 @@ pub async fn openapi() -> HttpResponse {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::api_agents::AgentsApiDoc::openapi());
     doc.merge(super::api_tickets::TicketsApiDoc::openapi());
+    document_common_errors(&mut doc);
     HttpResponse::Ok().json(doc)
+}
+
+/// Adds the answers any operation of a kind can get where it does not
+/// document them itself: a caller's own mistakes are met the same way
+/// everywhere (an unreadable body or query, a body too big or not JSON, no
+/// or a wrong key, a budget spent), so each operation lists them all.
+fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorJson")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let public_chat = path.starts_with("/api/v1/chat/");
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.patch, true),
+            (&mut item.delete, true),
+        ];
+        for (operation, writes) in operations {
+            let Some(op) = operation.as_mut() else {
+                continue;
+            };
+            let params = op.parameters.iter().flatten();
+            let has_query = params
+                .clone()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            let has_path = params
+                .clone()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+            let has_body = op.request_body.is_some();
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut expected: Vec<(&str, &str)> = Vec::new();
+            if has_body || has_query {
+                expected.push(("400", "The request cannot be read: malformed JSON, a query parameter of the wrong type, or a body that is not what its Content-Encoding says"));
+            }
+            if has_body {
+                expected.push(("413", "The body is over the size limit"));
+                expected.push(("415", "The body is not JSON (`Content-Type: application/json`), or its Content-Encoding is not gzip, deflate or br"));
+                expected.push((
+                    "422",
+                    "The body does not fit the schema, or a value is out of range",
+                ));
+            }
+            if secured {
+                expected.push(("401", "Missing, unknown or revoked credentials"));
+                if writes {
+                    expected.push(("403", "A read-only key, or a role that does not allow this"));
+                }
+            }
+            if has_path {
+                expected.push(("404", "Not found in the caller's organization"));
+            }
+            if secured || public_chat {
+                expected.push((
+                    "429",
+                    "Over a rate limit: see `Retry-After` and `X-RateLimit-*`",
+                ));
+            }
+            for (status, description) in expected {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description).into());
+            }
+        }
+    }
 }
 
 /// A name sent to the API, trimmed: 1 to `max` characters on one line (it

@@ -328,7 +328,7 @@ pub async fn delete_document(
 }
 
 #[utoipa::path(post, path = "/api/v1/documents/{id}/reindex", tag = "knowledge", security(("api_key" = [])), params(("id" = i64, Path)),
-    responses((status = 202), (status = 404, body = ErrorJson)))]
+    responses((status = 202, body = StatusJson, description = "Queued: `{\"status\": \"pending\"}`; the document's status follows its indexing"), (status = 404, body = ErrorJson)))]
 pub async fn reindex_document(
     state: web::Data<AppState>,
     caller: ApiCaller,
@@ -339,7 +339,7 @@ pub async fn reindex_document(
     state
         .db(move |conn| knowledge::reindex(conn, &scope, id).map_err(AppError::from))
         .await?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({ "status": "pending" })))
+    Ok(HttpResponse::Accepted().json(StatusJson { status: "pending" }))
 }
 
 #[derive(Deserialize)]
@@ -409,6 +409,12 @@ pub async fn search_agent(
             })
             .collect(),
     }))
+}
+
+/// The answer of a call that starts something: where it stands now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatusJson {
+    pub(crate) status: &'static str,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -772,6 +778,7 @@ pub struct ApiMessage {
         (status = 403, body = ErrorJson, description = "A read-only key, or a role that does not answer conversations"),
         (status = 404, body = ErrorJson),
         (status = 409, body = ErrorJson, description = "The conversation came in through the chat page or the widget, not the API"),
+        (status = 410, body = ErrorJson, description = "The conversation was resolved (or erased while its reply was written)"),
         (status = 422, body = ErrorJson), (status = 429, body = ErrorJson)))]
 pub async fn send_message(
     req: HttpRequest,
@@ -900,7 +907,7 @@ pub async fn put_provider_key(
         delete_document, reindex_document, search_agent, list_conversations, list_messages, start_conversation,
         send_message, set_conversation_status, delete_conversation, list_provider_keys, put_provider_key,
         super::chat::start, super::chat::transcript, super::chat::send, super::chat::escalate),
-    components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, ConversationJson, ConversationPageJson, MessageJson,
+    components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, StatusJson, ConversationJson, ConversationPageJson, MessageJson,
         StartConversation, ApiMessage, ConversationStatus, ProviderKeyJson, ProviderKeyForm, Citation, crate::services::chat::ReplyOutcome,
         super::chat::StartChat, super::chat::ChatStarted, super::chat::PublicTranscript, super::chat::PublicMessage,
         super::chat::SendMessage)),

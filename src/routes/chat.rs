@@ -677,7 +677,7 @@ fn sse(
 
 #[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/escalate", tag = "chat",
     params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)),
-    responses((status = 200, description = "The conversation is escalated"), (status = 404, body = ErrorJson),
+    responses((status = 200, body = super::api_agents::StatusJson, description = "The team is asked: `{\"status\": \"escalated\"}`"), (status = 404, body = ErrorJson),
         (status = 410, body = ErrorJson, description = "The conversation is closed; start a new one")))]
 pub async fn escalate(
     req: HttpRequest,
@@ -692,5 +692,7 @@ pub async fn escalate(
     if !escalated {
         return Err(closed());
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "escalated" })))
+    Ok(HttpResponse::Ok().json(super::api_agents::StatusJson {
+        status: "escalated",
+    }))
 }

@@ -3007,6 +3007,49 @@ async fn the_openapi_document_describes_the_api(backend: Backend) {
     );
     assert!(doc["components"]["schemas"]["ErrorJson"]["properties"]["correlationId"].is_object());
 
+    // The answers a caller's own mistakes get are listed where they can happen.
+    let responses = |path: &str, method: &str| -> Vec<String> {
+        doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let agents_post = responses("/api/v1/agents", "post");
+    for status in [
+        "201", "400", "401", "402", "403", "413", "415", "422", "429",
+    ] {
+        assert!(
+            agents_post.contains(&status.to_string()),
+            "POST /agents {status}: {agents_post:?}"
+        );
+    }
+    let listed = responses("/api/v1/conversations", "get");
+    for status in ["200", "400", "401", "422", "429"] {
+        assert!(
+            listed.contains(&status.to_string()),
+            "GET /conversations {status}: {listed:?}"
+        );
+    }
+    assert!(!listed.contains(&"415".to_string()), "no body, no 415");
+    let start = responses("/api/v1/chat/{org}/{agent}/conversations", "post");
+    for status in ["201", "400", "404", "413", "415", "422", "429"] {
+        assert!(
+            start.contains(&status.to_string()),
+            "chat start {status}: {start:?}"
+        );
+    }
+    assert!(
+        !start.contains(&"401".to_string()),
+        "the public chat needs no key"
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/documents/{id}/reindex"]["post"]["responses"]["202"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/StatusJson"
+    );
+
     // Every schema the document points at is in it (utoipa only lists the
     // components it is told about).
     fn refs(value: &Value, found: &mut Vec<String>) {
