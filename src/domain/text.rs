@@ -8,14 +8,23 @@ use std::borrow::Cow;
 
 /// `text` without control characters: line breaks and tabs stay where
 /// `multiline`; on one line every control character becomes a space.
+/// Invisible characters that only disguise text go too: the bidirectional
+/// embeddings and overrides (U+202A–U+202E: U+202E before "gnp.exe" makes it
+/// read as "exe.png") and the zero-width space, word joiner and BOM (a name of them
+/// alone looks empty). The marks and joiners that right-to-left scripts,
+/// Persian and emoji need (U+200C–U+200F) stay.
 pub fn clean(text: &str, multiline: bool) -> Cow<'_, str> {
     let kept = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
-    if !text.chars().any(|c| c.is_control() && !kept(c)) {
+    if !text
+        .chars()
+        .any(|c| (c.is_control() && !kept(c)) || disguise(c))
+    {
         return Cow::Borrowed(text);
     }
     Cow::Owned(
         text.chars()
             .filter_map(|c| match c {
+                c if disguise(c) => None,
                 c if !c.is_control() || kept(c) => Some(c),
                 _ if multiline => None,
                 _ => Some(' '),
@@ -24,9 +33,26 @@ pub fn clean(text: &str, multiline: bool) -> Cow<'_, str> {
     )
 }
 
+fn disguise(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{200B}' | '\u{2060}' | '\u{FEFF}'
+    )
+}
+
+/// `text` without the characters that only disguise it (see [`clean`]), for
+/// fields that refuse control characters instead of cleaning them.
+pub fn undisguised(text: &str) -> Cow<'_, str> {
+    if text.chars().any(disguise) {
+        Cow::Owned(text.chars().filter(|&c| !disguise(c)).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::clean;
+    use super::{clean, undisguised};
 
     #[test]
     fn control_characters_go_line_breaks_stay_where_asked() {
@@ -43,5 +69,18 @@ mod tests {
             clean("emoji 🚲 and RTL \u{200f}", false),
             "emoji 🚲 and RTL \u{200f}"
         );
+    }
+
+    #[test]
+    fn characters_that_disguise_text_go() {
+        assert_eq!(clean("\u{202e}gnp.exe", false), "gnp.exe");
+        assert_eq!(clean("a\u{202a}b\u{202c}c", true), "abc");
+        assert_eq!(clean("\u{200b}", false), "");
+        assert_eq!(clean("\u{feff}Title\u{2060}", false), "Title");
+        // Joiners make one emoji of several, and a word of Persian letters.
+        let family = "👨\u{200d}👩\u{200d}👧";
+        assert_eq!(clean(family, false), family);
+        assert_eq!(clean("می\u{200c}خواهم", false), "می\u{200c}خواهم");
+        assert_eq!(undisguised("\u{202e}a\u{0}b"), "a\u{0}b");
     }
 }

@@ -573,7 +573,8 @@ fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
 /// A name sent to the API, trimmed: 1 to `max` characters on one line (it
 /// travels into page titles, email subjects and the audit log).
 fn one_line_name(raw: &str, max: usize) -> AppResult<String> {
-    let name = raw.trim();
+    let name = crate::domain::text::undisguised(raw);
+    let name = name.trim();
     if name.is_empty() || name.chars().count() > max || name.chars().any(char::is_control) {
         return Err(AppError::Validation(format!(
             "name must be 1 to {max} characters on one line"

@@ -37,7 +37,7 @@ pub fn text_field(
     raw: &str,
     max: usize,
 ) -> String {
-    let value = raw.trim().to_string();
+    let value = crate::domain::text::undisguised(raw).trim().to_string();
     if value.is_empty() {
         errors.add(field, format!("{label} is required."));
     } else if value.chars().count() > max {

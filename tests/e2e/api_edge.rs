@@ -442,6 +442,25 @@ async fn nul_and_other_control_characters_never_reach_the_database(backend: Back
         )
         .await;
     assert_eq!(status, 422, "{body}");
+    // Characters that only disguise a name go with the control characters.
+    let (status, disguised) = api
+        .json(
+            Method::PUT,
+            &format!("/api/v1/agents/{id}"),
+            json!({"name": "\u{202e}gnp.exe\u{200b}"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{disguised}");
+    assert_eq!(disguised["name"], "gnp.exe");
+    let (status, body) = api
+        .json(
+            Method::PATCH,
+            "/api/v1/organization",
+            json!({"name": "\u{200b}\u{feff}"}),
+        )
+        .await;
+    assert_eq!(status, 422, "an invisible name is no name: {body}");
+
     // A model's name is refused, not cleaned: a changed name is another model.
     for model in ["gpt\u{0}4o", "a\u{1b}[31mb", "gpt 4o"] {
         for (method, path) in [
