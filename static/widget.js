@@ -28,6 +28,9 @@
   // Under an answer that asks whether the visitor wants a person: a reply to
   // that question, not a second copy of the footer's button.
   var TXT_HANDOFF_YES = 'Yes, talk to a person';
+  // The footer's button once asked: a disabled "Talk to a person" reads as
+  // broken, this says why it is done.
+  var TXT_HANDOFF_DONE = 'A person has been asked';
   var TXT_NOTE = 'A person from the team will follow up here.';
   var TXT_CLOSED = 'The team closed this conversation. Write again to start a new one.';
   var TXT_REOPENED = 'The team wrote again: this conversation is open once more.';
@@ -780,6 +783,10 @@
       var blocked = state === 'unavailable' || streaming;
       input.disabled = blocked;
       sendBtn.disabled = blocked || !input.value.trim();
+      var footerLabel = handoffBtn && handoffBtn.querySelector('.fd-label');
+      if (footerLabel) {
+        footerLabel.textContent = escalated ? TXT_HANDOFF_DONE : TXT_HANDOFF;
+      }
       var buttons = root.querySelectorAll('.fd-handoff');
       for (var i = 0; i < buttons.length; i++) {
         buttons[i].disabled = escalated || handoffBusy || state === 'unavailable';

@@ -32,8 +32,9 @@ impl Slug {
     }
 
     /// A slug made from a name the user typed: ASCII letters and digits
-    /// kept, each run of anything else one hyphen, cut to 40 characters
-    /// without a hyphen at either end; `fallback` when too little is left.
+    /// kept, each run of anything else one hyphen, as many whole words as fit
+    /// in 40 characters (a first word longer than that is cut); `fallback`
+    /// when too little is left.
     pub fn from_name(name: &str, fallback: &'static str) -> Self {
         let folded: String = name.to_lowercase().chars().map(fold_latin).collect();
         let words: Vec<String> = folded
@@ -41,8 +42,22 @@ impl Slug {
             .filter(|w| !w.is_empty())
             .map(str::to_string)
             .collect();
-        let joined: String = words.join("-").chars().take(40).collect();
-        Self::parse(joined.trim_end_matches('-')).unwrap_or_else(|_| Self(fallback.into()))
+        // Whole words: "…-of-greater-co" reads as a typo in every link.
+        let mut joined = String::new();
+        for word in &words {
+            let needed = word.len() + usize::from(!joined.is_empty());
+            if joined.len() + needed > 40 {
+                if joined.is_empty() {
+                    joined = word.chars().take(40).collect();
+                }
+                break;
+            }
+            if !joined.is_empty() {
+                joined.push('-');
+            }
+            joined.push_str(word);
+        }
+        Self::parse(&joined).unwrap_or_else(|_| Self(fallback.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -160,6 +175,14 @@ mod tests {
         let slug = Slug::from_name(&long, "agent");
         assert_eq!(slug.as_str(), "a".repeat(39));
         assert!(Slug::parse(slug.as_str()).is_ok());
+        assert_eq!(
+            Slug::from_name("Nordic Knitwear Collective of Greater Copenhagen", "org").as_str(),
+            "nordic-knitwear-collective-of-greater"
+        );
+        assert_eq!(
+            Slug::from_name(&"x".repeat(60), "org").as_str(),
+            "x".repeat(40)
+        );
     }
 
     #[test]

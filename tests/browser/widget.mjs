@@ -405,6 +405,11 @@ async function allowedSite(browser) {
   must(res.status() === 200, 'handoff: POST …/escalate -> 200', `got ${res.status()}`);
   must(await visible(inWidget(page, '.fd-note', { hasText: NOTE })), `handoff: the panel says "${NOTE}"`);
   check(await handoff.isDisabled(), 'handoff: the button is disabled afterwards');
+  check(
+    ((await handoff.textContent()) || '').includes('A person has been asked'),
+    'handoff: the disabled button says a person has been asked',
+    JSON.stringify(await handoff.textContent()),
+  );
 
   // Escape closes the panel and gives focus back to the bubble.
   await input.focus();
