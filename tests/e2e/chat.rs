@@ -2678,6 +2678,16 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
         return;
     };
     let (owner, _) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    // A new organization's dashboard says what to do first.
+    let (_, dashboard) = owner.get("/app").await;
+    assert!(
+        dashboard.contains("Get started in three steps"),
+        "{dashboard}"
+    );
+    assert!(
+        dashboard.contains("href=\"/app/agents#new-agent-heading\""),
+        "{dashboard}"
+    );
     // Nothing yet, and nothing under a filter, are told apart.
     let (_, html) = owner.get("/app/conversations").await;
     assert!(html.contains("No conversations yet."), "{html}");
@@ -2714,6 +2724,9 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     assert_eq!(res.status(), 303);
     let page = res.headers()["location"].to_str().unwrap().to_string();
     assert!(page.starts_with("/app/agents/"));
+    // With an agent, the dashboard shows the numbers alone.
+    let (_, dashboard) = owner.get("/app").await;
+    assert!(!dashboard.contains("Get started"), "{dashboard}");
     let res = owner
         .submit(
             "/app/agents",
