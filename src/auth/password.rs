@@ -39,6 +39,9 @@ pub struct Password(Secret<String>);
 impl Password {
     pub fn parse(raw: &str, email: Option<&str>) -> Result<Self, ParseError> {
         let length = raw.chars().count();
+        if length == 0 {
+            return Err(ParseError("Password is required.".into()));
+        }
         if !(MIN_LEN..=MAX_LEN).contains(&length) {
             return Err(ParseError(format!("Password {RULE}.")));
         }
@@ -103,6 +106,9 @@ mod tests {
 
     #[test]
     fn the_rule_refuses_short_common_and_email_passwords() {
+        let message = |raw: &str| Password::parse(raw, None).err().map(|e| e.0);
+        assert_eq!(message("").as_deref(), Some("Password is required."));
+        assert!(message("short").is_some_and(|m| m.contains("10 to 128")));
         assert!(Password::parse("short", None).is_err());
         assert!(Password::parse("password123", None).is_err());
         assert!(Password::parse("aaaaaaaaaaaa", None).is_err());
