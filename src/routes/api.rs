@@ -166,11 +166,24 @@ pub async fn update_member(
     let role = crate::domain::Role::parse(&body.role)
         .map_err(|e| AppError::Validation(format!("role {e}")))?;
     key_may_grant(&caller, role)?;
+    let via_key = caller.via_key;
     let member = act(&state, &caller, &req, move |conn, scope, actor| {
         accounts::change_role(conn, scope, actor, id, role)
     })
-    .await?;
+    .await
+    .map_err(|e| owners_are_out_of_a_keys_reach(e, via_key))?;
     Ok(HttpResponse::Ok().json(member_json(member)))
+}
+
+/// A key acts as an admin, whom owners are out of reach of: said so, instead
+/// of "your role" to a caller who has no role but the key's.
+fn owners_are_out_of_a_keys_reach(err: AppError, via_key: bool) -> AppError {
+    match err {
+        AppError::Forbidden(_) if via_key => AppError::Forbidden(
+            "An API key acts as an admin, and an admin cannot change or remove an owner; sign in to Frontdesk as an owner to do it.".into(),
+        ),
+        other => other,
+    }
 }
 
 /// Removes a member; a session caller removing their own membership leaves.
@@ -184,10 +197,12 @@ pub async fn remove_member(
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
     let id = MembershipId(path.into_inner());
+    let via_key = caller.via_key;
     act(&state, &caller, &req, move |conn, scope, actor| {
         accounts::remove_member(conn, scope, actor, id)
     })
-    .await?;
+    .await
+    .map_err(|e| owners_are_out_of_a_keys_reach(e, via_key))?;
     Ok(HttpResponse::NoContent().finish())
 }
 

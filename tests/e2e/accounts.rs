@@ -2007,17 +2007,27 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
         let body: Value = res.json().await.unwrap();
         assert!(body["code"].is_string(), "{body}");
     }
-    // A key acts as an admin: owners are out of its reach.
-    let res = call(
-        &write_key,
-        reqwest::Method::PATCH,
-        format!("/api/v1/members/{owner_membership}"),
-    )
-    .json(&serde_json::json!({"role": "viewer"}))
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 403);
+    // A key acts as an admin: owners are out of its reach, and it is told so.
+    for method in [reqwest::Method::PATCH, reqwest::Method::DELETE] {
+        let res = call(
+            &write_key,
+            method.clone(),
+            format!("/api/v1/members/{owner_membership}"),
+        )
+        .json(&serde_json::json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 403, "{method}");
+        let body: Value = res.json().await.unwrap();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("An API key acts as an admin"),
+            "{method}: {body}"
+        );
+    }
     // The owner themself cannot step down while they are the last one.
     let res = owner
         .api(
