@@ -51,9 +51,9 @@ pub enum AppError {
     /// The thing existed but is closed for good (a resolved conversation).
     #[error("{0}")]
     Gone(String),
-    #[error("{message}")]
     /// Over a budget of `limit` requests: `X-RateLimit-*` and `Retry-After`
     /// say which, and when to come back.
+    #[error("{message}")]
     TooManyRequests {
         message: String,
         limit: u32,
@@ -493,15 +493,24 @@ pub fn json_error(
         E::ContentType => AppError::UnsupportedMediaType(
             "Send the body as JSON with Content-Type: application/json.".into(),
         ),
-        E::Deserialize(e) if e.is_data() => AppError::Validation(format!(
-            "The JSON body is not valid: {}",
-            plain_serde(&e.to_string())
-        )),
-        E::Deserialize(e) => AppError::BadRequest(format!("The body is not valid JSON: {e}")),
+        E::Deserialize(e) => invalid_json(e),
         E::Payload(e) => unreadable_body(e),
         other => AppError::BadRequest(format!("The body could not be read: {other}")),
     };
     app.into()
+}
+
+/// A JSON body serde refused: not JSON at all is a 400, JSON of the wrong
+/// shape a 422.
+pub(crate) fn invalid_json(e: &serde_json::Error) -> AppError {
+    if e.is_data() {
+        AppError::Validation(format!(
+            "The JSON body is not valid: {}",
+            plain_serde(&e.to_string())
+        ))
+    } else {
+        AppError::BadRequest(format!("The body is not valid JSON: {e}"))
+    }
 }
 
 /// A body that could not be read to its end: said plainly, without the
@@ -554,7 +563,7 @@ pub fn query_error(
 /// serde's explanation without the Rust in it: it names the server's own
 /// types ("expected struct AgentForm with 10 elements") and Rust's number
 /// types ("expected i64"), which say nothing to a caller of a JSON API.
-pub(crate) fn plain_serde(message: &str) -> String {
+fn plain_serde(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(at) = rest.find("struct ") {

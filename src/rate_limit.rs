@@ -121,6 +121,15 @@ pub fn set_headers(headers: &mut HeaderMap, standing: Standing) {
     headers.insert(RESET, HeaderValue::from(standing.reset_secs));
 }
 
+/// [`set_headers`], unless the endpoint already said where the caller stands
+/// against a tighter budget of its own (or one that refused the call): that
+/// is the budget the caller runs into.
+fn set_headers_unless_told(headers: &mut HeaderMap, standing: Standing) {
+    if !headers.contains_key(REMAINING) {
+        set_headers(headers, standing);
+    }
+}
+
 /// Keys that failed to authenticate, per address. A made-up key names a budget
 /// of its own before any key is checked, so what made-up keys cost is counted
 /// against the address they come from once they fail (`RATE_LIMIT_PER_MINUTE`
@@ -230,11 +239,8 @@ pub async fn limit_api(
             {
                 failed_keys.failed(address);
             }
-            // A tighter budget of the endpoint's own (invitations a minute)
-            // that refused the call is the one to report.
-            if !res.headers().contains_key(REMAINING) {
-                set_headers(res.headers_mut(), standing);
-            }
+            // Invitations a minute have a budget of their own.
+            set_headers_unless_told(res.headers_mut(), standing);
             Ok(res.map_into_left_body())
         }
         Err(standing) => {
@@ -309,11 +315,8 @@ pub async fn limit_public_chat(
     match limits.check(&key) {
         Ok(standing) => {
             let mut res = next.call(req).await?;
-            // Where an endpoint has a tighter budget of its own (starting,
-            // sending), its headers are the ones a visitor runs into.
-            if !res.headers().contains_key(REMAINING) {
-                set_headers(res.headers_mut(), standing);
-            }
+            // Starting and sending have budgets of their own.
+            set_headers_unless_told(res.headers_mut(), standing);
             Ok(res.map_into_left_body())
         }
         Err(standing) => Ok(refused_by_address(req, standing, &key, "Too many requests")),

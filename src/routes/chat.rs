@@ -262,16 +262,7 @@ pub async fn start(
             visitor_id: None,
         }
     } else {
-        serde_json::from_slice::<StartChat>(&body).map_err(|e| {
-            if e.is_data() {
-                AppError::Validation(format!(
-                    "The JSON body is not valid: {}",
-                    crate::error::plain_serde(&e.to_string())
-                ))
-            } else {
-                AppError::BadRequest(format!("The body is not valid JSON: {e}"))
-            }
-        })?
+        serde_json::from_slice::<StartChat>(&body).map_err(|e| crate::error::invalid_json(&e))?
     };
     let channel = match body.channel.as_deref() {
         None | Some(conversation::WIDGET) => conversation::WIDGET,

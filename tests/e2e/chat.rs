@@ -1073,6 +1073,19 @@ pub(crate) async fn support_chat(app: &TestApp) -> Value {
         .unwrap()
 }
 
+/// The visitor's transcript of a Harbor Bikes support chat, read with its token.
+pub(crate) async fn transcript(app: &TestApp, chat: &Value) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!(
+            "/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
+            chat["conversationId"]
+        )))
+        .header("x-conversation-token", chat["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The visitor's "talk to a person", with the conversation's token.
 pub(crate) async fn escalate(app: &TestApp, org: &str, agent: &str, chat: &Value) -> StatusCode {
     app.client
@@ -1930,16 +1943,7 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
 
     // Reading the transcript and asking for a person spend the address's
     // request budget (five times RATE_LIMIT_PER_MINUTE), and say so.
-    let read = app
-        .client
-        .get(app.url(&format!(
-            "/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
-            chat["conversationId"]
-        )))
-        .header("x-conversation-token", chat["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let read = transcript(&app, &chat).await;
     assert_eq!(read.status(), 200);
     assert_eq!(read.headers()["x-ratelimit-limit"], "100");
     let remaining: u32 = read.headers()["x-ratelimit-remaining"]

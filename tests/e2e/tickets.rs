@@ -41,15 +41,8 @@ async fn escalate(app: &TestApp, chat: &Value) -> StatusCode {
 
 /// What the visitor's chat shows: the public transcript, with its token.
 async fn visitor_view(app: &TestApp, chat: &Value) -> Value {
-    app.client
-        .get(app.url(&format!(
-            "/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
-            chat["conversationId"]
-        )))
-        .header("x-conversation-token", chat["token"].as_str().unwrap())
-        .send()
+    crate::chat::transcript(app, chat)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap()
