@@ -14,7 +14,7 @@ pub mod flash;
 mod metrics;
 mod pages;
 mod probes;
-pub use probes::{QueueStatsCache, until_migrated};
+pub use probes::{ChecksInFlight, QueueStatsCache, until_migrated};
 mod tickets;
 mod webhooks;
 

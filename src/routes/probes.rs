@@ -1,5 +1,6 @@
 //! Liveness, readiness and health: JSON, never cached, never rate limited.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
@@ -24,11 +25,11 @@ const QUEUE_STATS_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The last queue statistics read, shared by every HTTP worker.
 #[derive(Default)]
-pub struct QueueStatsCache(std::sync::Mutex<Option<(Instant, QueueStats)>>);
+pub struct QueueStatsCache(Mutex<Option<(Instant, QueueStats)>>);
 
 impl QueueStatsCache {
     fn fresh(&self) -> Option<QueueStats> {
-        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         cached
             .as_ref()
             .filter(|(at, _)| at.elapsed() < QUEUE_STATS_MAX_AGE)
@@ -36,7 +37,41 @@ impl QueueStatsCache {
     }
 
     fn store(&self, stats: &QueueStats) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), stats.clone()));
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), stats.clone()));
+    }
+}
+
+/// How much a probe looks at.
+#[derive(Clone, Copy)]
+enum Depth {
+    /// `/health/db`: the database answers.
+    Database,
+    /// `/ready`: and every migration is applied.
+    Schema,
+    /// `/health`: and the job queue's state.
+    Everything,
+}
+
+/// The checks running right now, one run per [`Depth`], which requests arriving
+/// meanwhile wait for instead of starting their own. A load balancer, a
+/// platform's health checker and a dashboard may ask thousands of times a second;
+/// they get an answer no older than the request itself took, while the database
+/// sees one ping per round trip rather than one per request. Nothing is cached
+/// past the run: an unreachable database shows in the very next answer.
+#[derive(Default)]
+pub struct ChecksInFlight([Mutex<Option<Arc<tokio::sync::OnceCell<Checks>>>>; 3]);
+
+impl ChecksInFlight {
+    /// The run a request arriving now shares: the one still going, else a new one.
+    fn join(&self, depth: Depth) -> Arc<tokio::sync::OnceCell<Checks>> {
+        let mut slot = self.0[depth as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some(run) if !run.initialized() => Arc::clone(run),
+            _ => Arc::clone(slot.insert(Arc::new(tokio::sync::OnceCell::new()))),
+        }
     }
 }
 
@@ -76,7 +111,7 @@ pub async fn live(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DbCheck {
     status: &'static str,
@@ -86,7 +121,7 @@ struct DbCheck {
     error: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MigrationCheck {
     status: &'static str,
@@ -95,6 +130,7 @@ struct MigrationCheck {
     error: Option<String>,
 }
 
+#[derive(Clone)]
 struct Checks {
     database: DbCheck,
     migrations: MigrationCheck,
@@ -124,12 +160,17 @@ impl Checks {
     }
 }
 
+/// The checks `depth` asks for, shared with every request of that depth that
+/// arrives while they run (see [`ChecksInFlight`]).
+async fn run_checks(state: &web::Data<AppState>, depth: Depth) -> Checks {
+    let run = state.checks_in_flight.join(depth);
+    run.get_or_init(|| check_now(state, depth)).await.clone()
+}
+
 /// Runs the database and migration checks on the blocking pool.
-async fn run_checks(
-    state: &web::Data<AppState>,
-    with_migrations: bool,
-    with_queue: bool,
-) -> Checks {
+async fn check_now(state: &web::Data<AppState>, depth: Depth) -> Checks {
+    let with_migrations = !matches!(depth, Depth::Database);
+    let with_queue = matches!(depth, Depth::Everything);
     let state = state.clone();
     let backend = state.config.database_url.backend().as_str();
     let production = state.config.environment.is_production();
@@ -264,7 +305,7 @@ pub async fn until_migrated(
 /// `GET /ready` and `/readiness`: 200 only when the database answers and every
 /// migration is applied, so a load balancer sends no traffic before that.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let checks = run_checks(&state, true, false).await;
+    let checks = run_checks(&state, Depth::Schema).await;
     match checks.reason() {
         None => HttpResponse::Ok().json(json!({
             "status": "ready",
@@ -330,7 +371,7 @@ struct MemoryCheck {
 
 /// `GET /health`: everything an operator looks at first.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let checks = run_checks(&state, true, true).await;
+    let checks = run_checks(&state, Depth::Everything).await;
     let healthy = checks.healthy();
     let pool = state.pool.state();
     let body = Health {
@@ -384,7 +425,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /health/db`: the database alone.
 pub async fn health_db(state: web::Data<AppState>) -> HttpResponse {
-    let checks = run_checks(&state, false, false).await;
+    let checks = run_checks(&state, Depth::Database).await;
     if checks.database.status == "ok" {
         HttpResponse::Ok().json(checks.database)
     } else {
@@ -396,7 +437,7 @@ pub async fn health_db(state: web::Data<AppState>) -> HttpResponse {
 /// elsewhere. Read at most once a second: `/health` may be asked thousands of
 /// times a second, and the kernel builds `/proc/self/status` afresh each time.
 pub(super) fn resident_memory_bytes() -> Option<u64> {
-    use std::sync::{Mutex, OnceLock, PoisonError};
+    use std::sync::OnceLock;
     /// When it was last read, and what it said.
     type Reading = Option<(Instant, Option<u64>)>;
     static LAST: OnceLock<Mutex<Reading>> = OnceLock::new();
@@ -419,4 +460,50 @@ fn read_vm_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checks() -> Checks {
+        Checks {
+            database: DbCheck {
+                status: "ok",
+                backend: "sqlite",
+                latency_ms: 0.1,
+                error: None,
+            },
+            migrations: MigrationCheck {
+                status: "ok",
+                pending: Vec::new(),
+                error: None,
+            },
+            queue: None,
+        }
+    }
+
+    #[test]
+    fn requests_share_the_run_in_flight_and_start_anew_once_it_answered() {
+        let in_flight = ChecksInFlight::default();
+        let first = in_flight.join(Depth::Everything);
+        let meanwhile = in_flight.join(Depth::Everything);
+        assert!(
+            Arc::ptr_eq(&first, &meanwhile),
+            "a run still going is shared"
+        );
+        let other_depth = in_flight.join(Depth::Database);
+        assert!(
+            !Arc::ptr_eq(&first, &other_depth),
+            "each depth runs its own checks"
+        );
+
+        first.set(checks()).ok();
+        let after = in_flight.join(Depth::Everything);
+        assert!(
+            !Arc::ptr_eq(&first, &after),
+            "an answered run is never reused"
+        );
+        assert!(!after.initialized());
+    }
 }
