@@ -1,12 +1,15 @@
 /*
- * Frontdesk's pages work without JavaScript; this only adds two comforts:
+ * Frontdesk's pages work without JavaScript; this only adds three comforts:
  * - a question before a form does what cannot be undone (its data-confirm
  *   holds the question);
  * - a textarea marked data-draft keeps what was typed in it, for this tab,
  *   while another form of the page is sent (a ticket's reply while a note is
  *   added), and when its own form is refused as a whole (an expired session,
  *   another organization chosen in another tab); it is let go once its form
- *   was accepted: the page it led to shows the textarea empty and unflagged.
+ *   was accepted: the page it led to shows the textarea empty and unflagged;
+ * - a button marked data-copy="ID" (hidden until this script shows it)
+ *   copies the element with that id (an input's value, else its text): a new
+ *   API key, the widget's embed snippet.
  * Kept plain for build.rs's simple minifier: no modules, no regex literals, no
  * template literals, explicit semicolons.
  */
@@ -64,7 +67,59 @@
     }
   });
 
+  // The fallback for browsers without the asynchronous clipboard (or outside a
+  // secure context, e.g. a server reached over plain HTTP by its LAN address).
+  function copyBySelection(source) {
+    var selection = window.getSelection();
+    if (typeof source.select === 'function') {
+      source.select();
+    } else if (selection) {
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      selection.removeAllRanges();
+      selection.addRange(range);
+    }
+    try {
+      return document.execCommand('copy');
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function copied(button, ok) {
+    var label = button.getAttribute('data-label') || button.textContent;
+    button.setAttribute('data-label', label);
+    // Left selected when copying failed, so the reader can press Ctrl+C.
+    button.textContent = ok ? 'Copied' : 'Press Ctrl+C to copy';
+    window.clearTimeout(Number(button.getAttribute('data-timer')) || 0);
+    button.setAttribute('data-timer', String(window.setTimeout(function () {
+      button.textContent = label;
+    }, 2000)));
+  }
+
+  document.addEventListener('click', function (event) {
+    var button = event.target && event.target.closest ? event.target.closest('button[data-copy]') : null;
+    var source = button ? document.getElementById(button.getAttribute('data-copy')) : null;
+    if (!source) {
+      return;
+    }
+    var text = 'value' in source ? source.value : source.textContent;
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () {
+        copied(button, true);
+      }, function () {
+        copied(button, copyBySelection(source));
+      });
+    } else {
+      copied(button, copyBySelection(source));
+    }
+  });
+
   document.addEventListener('DOMContentLoaded', function () {
+    var copiers = document.querySelectorAll('button[data-copy]');
+    for (var c = 0; c < copiers.length; c++) {
+      copiers[c].hidden = false;
+    }
     var sent = load(SENT);
     store(SENT, null);
     var areas = document.querySelectorAll('textarea[data-draft]');

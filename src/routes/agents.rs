@@ -380,9 +380,11 @@ async fn agent_page(
         allowed_origins: agent.origins().collect::<Vec<_>>().join("\n"),
         enabled: agent.enabled,
     });
+    let embeddable_nowhere = agent.origins().next().is_none();
     Ok(AgentPage {
         chrome: chrome(member, "agents", flash::take(&member.session))?,
         id: agent.id.0,
+        embeddable_nowhere,
         chat_url: chat_url(state, &org, &agent.slug),
         embed: format!(
             "<script src=\"{base}/widget.js\" data-org=\"{org}\" data-agent=\"{}\" async></script>",

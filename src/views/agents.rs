@@ -97,6 +97,8 @@ pub struct AgentPage {
     pub max_changes: i64,
     pub chat_url: String,
     pub embed: String,
+    /// The saved list of sites allowed to embed it is empty: the widget answers nowhere yet.
+    pub embeddable_nowhere: bool,
     pub fields: AgentFields,
     pub errors: FieldErrors,
     pub documents: Vec<DocumentRow>,

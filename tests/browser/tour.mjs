@@ -124,6 +124,35 @@ try {
   check(/score/i.test(await page.textContent('main')), 'test retrieval shows passages with scores');
   await page.screenshot({ path: join(SCREENSHOT_DIR, 'tour-agent.png'), fullPage: true });
 
+  // Copy buttons: the widget's embed snippet, and a new API key shown once.
+  await desktop.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: ORIGIN });
+  const clipboardAfter = async (selector) => {
+    const button = page.locator(`button[data-copy="${selector}"]`);
+    if (!(await button.isVisible())) return null;
+    await button.click();
+    await page.waitForFunction((id) => document.querySelector(`button[data-copy="${id}"]`).textContent === 'Copied', selector, { timeout: 5000 });
+    return page.evaluate(() => navigator.clipboard.readText());
+  };
+  const snippet = (await page.textContent('#embed-code'))?.trim();
+  const copiedSnippet = await clipboardAfter('embed-code');
+  check(
+    Boolean(snippet) && copiedSnippet?.trim() === snippet && snippet.includes('<script'),
+    'agent: "Copy the snippet" puts the embed snippet on the clipboard',
+    JSON.stringify(copiedSnippet),
+  );
+  await page.goto(url('/app/api-keys'), { waitUntil: 'load' });
+  await page.fill('#key-name', 'Tour copy test');
+  await Promise.all([page.waitForLoadState('load'), page.click('form[action="/app/api-keys"] button[type=submit]')]);
+  await page.waitForSelector('#new-key');
+  const newKey = await page.inputValue('#new-key');
+  const copiedKey = await clipboardAfter('new-key');
+  check(
+    newKey.startsWith('fd_') && copiedKey === newKey,
+    'API keys: Copy puts the new key on the clipboard',
+    `${JSON.stringify(copiedKey)} vs ${JSON.stringify(newKey)}`,
+  );
+  await page.screenshot({ path: join(SCREENSHOT_DIR, 'tour-api-key-copied.png') });
+
   for (const [path, form] of [
     ['/app/conversations', 'form.filters'],
     ['/app/tickets', 'form.filters'],

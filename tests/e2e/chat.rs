@@ -2681,7 +2681,7 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     let Some(app) = spawn_app(backend).start().await else {
         return;
     };
-    let (owner, _) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
     // A new organization's dashboard says what to do first.
     let (_, dashboard) = owner.get("/app").await;
     assert!(
@@ -2728,6 +2728,24 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     assert_eq!(res.status(), 303);
     let page = res.headers()["location"].to_str().unwrap().to_string();
     assert!(page.starts_with("/app/agents/"));
+    // No site may embed a new agent yet: its embed snippet says so, and where
+    // to list one; once one is listed, the warning is gone.
+    let (_, html) = owner.get(&page).await;
+    assert!(html.contains("No site may show the widget yet"), "{html}");
+    assert!(html.contains("href=\"#agent-origins\""), "{html}");
+    let id = page.trim_start_matches("/app/agents/");
+    let res = app
+        .client
+        .put(app.url(&format!("/api/v1/agents/{id}")))
+        .bearer_auth(&key)
+        .json(&json!({"name": "Front Desk", "allowedOrigins": ["https://shop.example"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, html) = owner.get(&page).await;
+    assert!(!html.contains("No site may show the widget yet"), "{html}");
+    assert!(html.contains("https://shop.example"), "{html}");
     // With an agent, the dashboard shows the numbers alone.
     let (_, dashboard) = owner.get("/app").await;
     assert!(!dashboard.contains("Get started"), "{dashboard}");
