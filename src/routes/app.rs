@@ -697,8 +697,8 @@ pub async fn audit(
     require(&member, Permission::ViewAudit)?;
     let action = accounts::AUDIT_ACTIONS
         .iter()
-        .find(|a| **a == query.action)
-        .copied();
+        .map(|(code, _)| *code)
+        .find(|code| *code == query.action);
     let page = crate::routes::page_number(query.page)?;
     let scope = member.scope.clone();
     let mut entries = state
@@ -730,6 +730,8 @@ pub async fn audit(
             .map(|e| AuditRow {
                 when: e.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
                 actor: e.actor_label,
+                action_label: accounts::audit_label(&e.action)
+                    .map_or_else(|| e.action.clone(), str::to_string),
                 action: e.action,
                 target: e.target.unwrap_or_default(),
                 ip: e.ip.unwrap_or_default(),
@@ -738,6 +740,7 @@ pub async fn audit(
             .collect(),
         action: action.unwrap_or("").into(),
         actions: accounts::AUDIT_ACTIONS.to_vec(),
+        action_label: action.and_then(accounts::audit_label).unwrap_or(""),
     })
 }
 

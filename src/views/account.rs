@@ -227,7 +227,10 @@ pub struct ApiKeysPage {
 pub struct AuditRow {
     pub when: String,
     pub actor: String,
+    /// The code, as the API and the filter know it.
     pub action: String,
+    /// The code said for people.
+    pub action_label: String,
     pub target: String,
     pub ip: String,
     pub detail: String,
@@ -241,7 +244,9 @@ pub struct AuditPage {
     pub pager: super::Pager,
     /// The action filter in effect ("" for all).
     pub action: String,
-    pub actions: Vec<&'static str>,
+    pub action_label: &'static str,
+    /// Every action the filter offers: its code and what it reads as.
+    pub actions: Vec<(&'static str, &'static str)>,
 }
 
 /// `/app/organization`: the organization's own settings.
