@@ -2,6 +2,8 @@
 //! Callers authenticate with an API key or a browser session (see `ApiCaller`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::json::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::extractors::{ApiCaller, client_ip};
@@ -159,7 +161,7 @@ pub async fn update_member(
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<i64>,
-    body: web::Json<MemberUpdate>,
+    body: Json<MemberUpdate>,
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
     let id = MembershipId(path.into_inner());
@@ -242,7 +244,7 @@ pub async fn create_invitation(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: ApiCaller,
-    body: web::Json<NewInvitation>,
+    body: Json<NewInvitation>,
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
     let body = body.into_inner();
@@ -356,7 +358,7 @@ pub async fn update_organization(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: ApiCaller,
-    body: web::Json<OrganizationUpdate>,
+    body: Json<OrganizationUpdate>,
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
     let OrganizationUpdate { name, slug } = body.into_inner();
@@ -414,7 +416,7 @@ pub async fn create_api_key(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: ApiCaller,
-    body: web::Json<NewApiKey>,
+    body: Json<NewApiKey>,
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
     // Otherwise a leaked key could mint a successor that outlives its revocation.

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::json::Json;
 use serde::{Deserialize, Serialize};
 
 use super::api::{ErrorJson, List, iso};
@@ -129,7 +131,7 @@ pub async fn create_agent(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: ApiCaller,
-    body: web::Json<AgentForm>,
+    body: Json<AgentForm>,
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::ManageSettings)?;
     let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
@@ -167,7 +169,7 @@ pub async fn update_agent(
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<i64>,
-    body: web::Json<AgentForm>,
+    body: Json<AgentForm>,
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::ManageSettings)?;
     let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
@@ -651,7 +653,7 @@ pub async fn start_conversation(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: ApiCaller,
-    body: web::Json<StartConversation>,
+    body: Json<StartConversation>,
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::Respond)?;
     let body = body.into_inner();
@@ -714,7 +716,7 @@ pub async fn set_conversation_status(
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<i64>,
-    body: web::Json<ConversationStatus>,
+    body: Json<ConversationStatus>,
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::Respond)?;
     let status = conversation_status(&body.status)?;
@@ -785,7 +787,7 @@ pub async fn send_message(
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<i64>,
-    body: web::Json<ApiMessage>,
+    body: Json<ApiMessage>,
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::Respond)?;
     let (scope, id) = (caller.scope.clone(), ConversationId(path.into_inner()));
@@ -869,7 +871,7 @@ pub async fn put_provider_key(
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<String>,
-    body: web::Json<ProviderKeyForm>,
+    body: Json<ProviderKeyForm>,
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::ManageSettings)?;
     let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));

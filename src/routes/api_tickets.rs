@@ -2,6 +2,8 @@
 //! with its timeline, and replying, noting, assigning and closing.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::json::Json;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::api::{ErrorJson, iso};
@@ -165,7 +167,7 @@ pub async fn update(
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<i64>,
-    body: web::Json<TicketUpdate>,
+    body: Json<TicketUpdate>,
 ) -> AppResult<HttpResponse> {
     require_respond(&caller)?;
     let body = body.into_inner();
@@ -249,7 +251,7 @@ pub async fn reply(
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<i64>,
-    body: web::Json<TicketText>,
+    body: Json<TicketText>,
 ) -> AppResult<HttpResponse> {
     let content = body.into_inner().content;
     let summarize_after = state.config.conversation_idle;
@@ -274,7 +276,7 @@ pub async fn note(
     state: web::Data<AppState>,
     caller: ApiCaller,
     path: web::Path<i64>,
-    body: web::Json<TicketText>,
+    body: Json<TicketText>,
 ) -> AppResult<HttpResponse> {
     let content = body.into_inner().content;
     add_text(

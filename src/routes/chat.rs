@@ -7,6 +7,8 @@ use std::convert::Infallible;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{Either, HttpRequest, HttpResponse, web};
+
+use super::json::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -262,7 +264,7 @@ pub async fn start(
             visitor_id: None,
         }
     } else {
-        serde_json::from_slice::<StartChat>(&body).map_err(|e| crate::error::invalid_json(&e))?
+        super::json::from_slice::<StartChat>(&body).map_err(|e| crate::error::invalid_json(&e))?
     };
     let channel = match body.channel.as_deref() {
         None | Some(conversation::WIDGET) => conversation::WIDGET,
@@ -421,7 +423,7 @@ pub async fn send(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String, i64)>,
-    body: web::Json<SendMessage>,
+    body: Json<SendMessage>,
 ) -> AppResult<HttpResponse> {
     let (org, agent, id) = path.into_inner();
     let (agent, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;

@@ -11,6 +11,7 @@ mod billing;
 mod chat;
 mod csp_reports;
 pub mod flash;
+mod json;
 mod metrics;
 mod pages;
 mod probes;

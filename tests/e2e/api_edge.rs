@@ -83,6 +83,8 @@ async fn request_bodies_are_read_as_their_content_encoding_says(backend: Backend
     // What serde says, without the server's own type names.
     for (body, said) in [
         ("null", "expected a JSON object"),
+        // serde alone would take the fields in order and create "Listed".
+        (r#"["Listed", "Be brief"]"#, "expected a JSON object"),
         (
             r#"{"name": "X", "temperature": "hot"}"#,
             "expected a number",
@@ -151,6 +153,8 @@ async fn starting_a_public_chat_takes_no_body_or_the_documented_one(backend: Bac
         ("garbage", 400),
         (r#"{"channel": "page""#, 400),
         ("[]", 422),
+        // The fields in order: what serde's derive alone would take.
+        (r#"["page", "visitor-0001"]"#, 422),
         ("1", 422),
         (r#"{"zzz": 1}"#, 422),
         (r#"{"visitorId": 5}"#, 422),
