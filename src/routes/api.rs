@@ -235,7 +235,10 @@ pub async fn list_invitations(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    /// `owner`, `admin`, `agent` or `viewer`; through an API key only `agent`
+    /// or `viewer`.
     role: String,
 }
 
@@ -345,10 +348,12 @@ pub async fn get_organization(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct OrganizationUpdate {
     /// 1 to 120 characters.
+    #[schema(min_length = 1, max_length = 120)]
     name: Option<String>,
     /// 2 to 63 lower-case letters, digits and single hyphens. The old address
     /// keeps leading to the organization and stays reserved for it; 5 new
     /// addresses in 30 days at most.
+    #[schema(min_length = 2, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     slug: Option<String>,
 }
 
@@ -406,7 +411,10 @@ pub async fn list_api_keys(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
+    /// On one line.
+    #[schema(min_length = 1, max_length = 80)]
     name: String,
+    /// `read` (the default) or `write`.
     #[serde(default)]
     scope: Option<String>,
 }

@@ -644,6 +644,7 @@ pub async fn list_messages(
 pub struct StartConversation {
     agent_id: i64,
     /// Your id for the end user (8–64 letters, digits, `-`, `_`).
+    #[schema(min_length = 8, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     visitor_id: Option<String>,
 }
 
@@ -771,6 +772,8 @@ pub async fn delete_conversation(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiMessage {
+    /// Counted once trimmed.
+    #[schema(min_length = 1, max_length = 4000)]
     content: String,
 }
 
@@ -858,6 +861,7 @@ pub async fn list_provider_keys(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProviderKeyForm {
+    #[schema(min_length = 8, max_length = 400)]
     pub api_key: String,
     /// For OpenAI-compatible servers other than OpenAI (Mistral, Ollama, vLLM…).
     pub base_url: Option<String>,

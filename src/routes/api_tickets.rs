@@ -207,6 +207,8 @@ pub async fn update(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketText {
+    /// Counted once trimmed.
+    #[schema(min_length = 1, max_length = 8000)]
     content: String,
 }
 

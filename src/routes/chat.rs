@@ -209,6 +209,7 @@ pub struct StartChat {
     /// `page` or `widget`.
     channel: Option<String>,
     /// The browser's own id for the visitor, kept across conversations.
+    #[schema(min_length = 8, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     visitor_id: Option<String>,
 }
 
@@ -412,6 +413,8 @@ pub async fn transcript(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
+    /// Counted once trimmed.
+    #[schema(min_length = 1, max_length = 4000)]
     content: String,
 }
 

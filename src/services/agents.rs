@@ -18,27 +18,38 @@ use crate::services::chat::providers::ProviderKind;
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentForm {
+    // The limits in `#[schema]` are the ones `settings` enforces; a test
+    // sends each documented limit and one past it.
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
     /// The agent's address in its chat page and widget. Defaults to one made
     /// from the name; when changed later, the old address keeps leading to it.
     #[serde(default)]
+    #[schema(min_length = 2, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub greeting: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub instructions: Option<String>,
     /// `builtin`, `openai` or `anthropic`; empty means the server's default.
     #[serde(default)]
     pub provider: Option<String>,
+    /// One word of the provider's (`gpt-4o-mini`); empty means its default.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub model: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,
     /// 0 to 1: below this share of the question found in the best passage, offer a person.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     pub handoff_threshold: Option<f64>,
     /// Origins (`https://shop.example`) allowed to embed the widget.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub allowed_origins: Option<Vec<String>>,
     #[serde(default)]
     pub enabled: Option<bool>,

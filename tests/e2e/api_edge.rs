@@ -16,6 +16,7 @@ backend_tests!(
     nul_and_other_control_characters_never_reach_the_database,
     starting_a_public_chat_takes_no_body_or_the_documented_one,
     request_bodies_are_read_as_their_content_encoding_says,
+    the_documented_limits_are_the_ones_enforced,
 );
 
 async fn request_bodies_are_read_as_their_content_encoding_says(backend: Backend) {
@@ -565,4 +566,130 @@ async fn nul_and_other_control_characters_never_reach_the_database(backend: Back
     // Still signed in and working: nothing above broke the server.
     let (status, _) = owner.get("/app").await;
     assert_eq!(status, 200);
+}
+
+/// The limits `schema` documents, as (field, keyword, limit).
+fn documented_limits(doc: &Value, schema: &str) -> Vec<(String, &'static str, f64)> {
+    let properties = doc["components"]["schemas"][schema]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{schema} is documented"));
+    let mut limits = Vec::new();
+    for (field, property) in properties {
+        for keyword in ["maxLength", "maximum", "minimum", "maxItems"] {
+            if let Some(limit) = property[keyword].as_f64() {
+                limits.push((field.clone(), keyword, limit));
+            }
+        }
+    }
+    limits
+}
+
+/// A value for `keyword`'s `limit`, `past` it by one step or right at it.
+fn at_limit(field: &str, keyword: &str, limit: f64, past: bool) -> Value {
+    use serde_json::json;
+    let step = if past { 1 } else { 0 };
+    // The documented counts are small, exact integers.
+    let count = limit as usize + step;
+    match keyword {
+        "maxLength" => json!("a".repeat(count)),
+        "maxItems" => json!(
+            (0..count)
+                .map(|i| format!("https://shop{i}.example"))
+                .collect::<Vec<_>>()
+        ),
+        "maximum" => json!(if past { limit + 0.01 } else { limit }),
+        "minimum" => json!(if past { limit - 0.01 } else { limit }),
+        other => panic!("{field}: no value for {other}"),
+    }
+}
+
+async fn the_documented_limits_are_the_ones_enforced(backend: Backend) {
+    use crate::chat::Api;
+    use reqwest::Method;
+    use serde_json::json;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app: &app, key };
+    let (_, doc) = api.get("/api/v1/openapi.json").await;
+
+    let agent = api.agent(json!({"name": "Limits"})).await;
+    let path = format!("/api/v1/agents/{}", agent["id"]);
+    let limits = documented_limits(&doc, "AgentForm");
+    for field in [
+        "name",
+        "slug",
+        "greeting",
+        "instructions",
+        "model",
+        "temperature",
+        "handoffThreshold",
+        "allowedOrigins",
+    ] {
+        assert!(
+            limits.iter().any(|(f, ..)| f == field),
+            "{field} has a documented limit: {limits:?}"
+        );
+    }
+    for (field, keyword, limit) in &limits {
+        let mut body = json!({"name": "Limits"});
+        body[field] = at_limit(field, keyword, *limit, false);
+        let (status, answer) = api.json(Method::PUT, &path, body.clone()).await;
+        assert_eq!(status, 200, "{field} at its {keyword} {limit}: {answer}");
+        body[field] = at_limit(field, keyword, *limit, true);
+        let (status, answer) = api.json(Method::PUT, &path, body).await;
+        assert_eq!(status, 422, "{field} past its {keyword} {limit}: {answer}");
+        assert_eq!(answer["code"], "VALIDATION_FAILED", "{answer}");
+    }
+
+    // Keys are made by people signed in (with the page's CSRF token).
+    let limits = documented_limits(&doc, "NewApiKey");
+    assert_eq!(limits, [("name".to_string(), "maxLength", 80.0)]);
+    let token = owner.csrf("/app/api-keys").await;
+    for past in [false, true] {
+        let name = at_limit("name", "maxLength", 80.0, past);
+        let res = owner
+            .client
+            .post(app.url("/api/v1/api-keys"))
+            .header("x-csrf-token", &token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), if past { 422 } else { 201 }, "past: {past}");
+    }
+
+    let limits = documented_limits(&doc, "OrganizationUpdate");
+    for (field, keyword, limit) in &limits {
+        for past in [false, true] {
+            let mut value = at_limit(field, keyword, *limit, past);
+            if field == "slug" && !past {
+                value = json!("h".repeat(*limit as usize));
+            }
+            let (status, answer) = api
+                .json(Method::PATCH, "/api/v1/organization", json!({field: value}))
+                .await;
+            assert_eq!(
+                status,
+                if past { 422 } else { 200 },
+                "{field} {keyword} {limit} (past: {past}): {answer}"
+            );
+        }
+    }
+    assert!(limits.iter().any(|(f, ..)| f == "name"), "{limits:?}");
+    assert!(limits.iter().any(|(f, ..)| f == "slug"), "{limits:?}");
+
+    // Messages and ticket texts are counted as their schema says, too.
+    for schema in ["ApiMessage", "SendMessage"] {
+        assert_eq!(
+            documented_limits(&doc, schema),
+            [("content".to_string(), "maxLength", 4000.0)],
+            "{schema}"
+        );
+    }
+    assert_eq!(
+        documented_limits(&doc, "TicketText"),
+        [("content".to_string(), "maxLength", 8000.0)]
+    );
 }
