@@ -408,6 +408,9 @@ pub async fn list_api_keys(
     }))
 }
 
+/// What a key may do: read only, or read and write.
+const API_KEY_SCOPES: [&str; 2] = ["read", "write"];
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
@@ -435,9 +438,11 @@ pub async fn create_api_key(
     }
     let body = body.into_inner();
     let name = one_line_name(&body.name, 80)?;
+    let [read_only, read_write] = API_KEY_SCOPES;
     let write = match body.scope.as_deref() {
-        None | Some("read") => false,
-        Some("write") => true,
+        None => false,
+        Some(scope) if scope == read_only => false,
+        Some(scope) if scope == read_write => true,
         Some(_) => return Err(AppError::Validation("scope must be read or write".into())),
     };
     let (secret, key) = act(&state, &caller, &req, move |conn, scope, actor| {
@@ -510,12 +515,84 @@ pub struct ApiDoc;
 
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> HttpResponse {
+    let mut doc = merged_document();
+    document_common_errors(&mut doc);
+    document_choices(&mut doc);
+    HttpResponse::Ok().json(doc)
+}
+
+/// The API's parts, one document.
+fn merged_document() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi as _;
     let mut doc = ApiDoc::openapi();
     doc.merge(super::api_agents::AgentsApiDoc::openapi());
     doc.merge(super::api_tickets::TicketsApiDoc::openapi());
-    document_common_errors(&mut doc);
-    HttpResponse::Ok().json(doc)
+    doc
+}
+
+/// The fields that take one of a fixed set of words, with the constants the
+/// server checks them against: (schema, property, words).
+fn choices() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    use crate::db::models::{conversation, ticket};
+    use crate::domain::Role;
+    use crate::services::chat::providers::ProviderKind;
+    let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+    let providers: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.as_str()).collect();
+    let channels = vec![conversation::PAGE, conversation::WIDGET];
+    vec![
+        ("MemberUpdate", "role", roles.clone()),
+        ("NewInvitation", "role", roles.clone()),
+        ("MemberJson", "role", roles.clone()),
+        ("InvitationJson", "role", roles),
+        ("NewApiKey", "scope", API_KEY_SCOPES.to_vec()),
+        ("AgentForm", "provider", providers.clone()),
+        ("AgentJson", "provider", providers),
+        ("StartChat", "channel", channels.clone()),
+        ("ConversationJson", "channel", channels),
+        (
+            "ConversationStatus",
+            "status",
+            conversation::STATUSES.to_vec(),
+        ),
+        (
+            "ConversationJson",
+            "status",
+            conversation::STATUSES.to_vec(),
+        ),
+        ("StatusJson", "status", conversation::STATUSES.to_vec()),
+        ("TicketUpdate", "status", ticket::STATUSES.to_vec()),
+        ("TicketJson", "status", ticket::STATUSES.to_vec()),
+    ]
+}
+
+/// Lists each field's words as its `enum` (with `null` where it is
+/// optional), so a generated client offers exactly what the server takes.
+/// Returns the fields it found no property for (none, a test checks).
+fn document_choices(doc: &mut utoipa::openapi::OpenApi) -> Vec<String> {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    let mut missing = Vec::new();
+    let schemas = doc.components.as_mut().map(|c| &mut c.schemas);
+    let Some(schemas) = schemas else {
+        return vec!["components".into()];
+    };
+    for (schema, field, words) in choices() {
+        let property = match schemas.get_mut(schema) {
+            Some(RefOr::T(Schema::Object(object))) => object.properties.get_mut(field),
+            _ => None,
+        };
+        let Some(RefOr::T(Schema::Object(property))) = property else {
+            missing.push(format!("{schema}.{field}"));
+            continue;
+        };
+        let optional = matches!(&property.schema_type, SchemaType::Array(types) if types.contains(&Type::Null));
+        let mut values: Vec<serde_json::Value> = words.into_iter().map(Into::into).collect();
+        if optional {
+            values.push(serde_json::Value::Null);
+        }
+        property.enum_values = Some(values);
+    }
+    missing
 }
 
 /// Adds the answers any operation of a kind can get where it does not
@@ -606,4 +683,24 @@ fn one_line_name(raw: &str, max: usize) -> AppResult<String> {
         )));
     }
     Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_field_with_fixed_words_lists_them() {
+        let mut doc = super::merged_document();
+        assert_eq!(super::document_choices(&mut doc), Vec::<String>::new());
+        let doc = serde_json::to_value(&doc).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["TicketUpdate"]["properties"]["status"]["enum"],
+            serde_json::json!(["open", "pending", "solved", null]),
+            "an optional field may also be null"
+        );
+        assert_eq!(
+            schemas["MemberUpdate"]["properties"]["role"]["enum"],
+            serde_json::json!(["owner", "admin", "agent", "viewer"])
+        );
+    }
 }

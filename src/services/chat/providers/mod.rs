@@ -52,6 +52,8 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    pub const ALL: [Self; 3] = [Self::Builtin, Self::OpenAi, Self::Anthropic];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Builtin => "builtin",
@@ -62,7 +64,7 @@ impl ProviderKind {
 
     pub fn parse(value: &str) -> Option<Self> {
         let value = value.trim();
-        [Self::Builtin, Self::OpenAi, Self::Anthropic]
+        Self::ALL
             .into_iter()
             .find(|kind| kind.as_str().eq_ignore_ascii_case(value))
     }
