@@ -538,7 +538,9 @@ fn choices() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     use crate::services::chat::providers::ProviderKind;
     let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
     let providers: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.as_str()).collect();
-    let channels = vec![conversation::PAGE, conversation::WIDGET];
+    // A visitor starts on the page or in the widget; the API speaks for its own.
+    let visitor_channels = vec![conversation::PAGE, conversation::WIDGET];
+    let channels = vec![conversation::PAGE, conversation::WIDGET, conversation::API];
     vec![
         ("MemberUpdate", "role", roles.clone()),
         ("NewInvitation", "role", roles.clone()),
@@ -547,7 +549,7 @@ fn choices() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
         ("NewApiKey", "scope", API_KEY_SCOPES.to_vec()),
         ("AgentForm", "provider", providers.clone()),
         ("AgentJson", "provider", providers),
-        ("StartChat", "channel", channels.clone()),
+        ("StartChat", "channel", visitor_channels),
         ("ConversationJson", "channel", channels),
         (
             "ConversationStatus",
@@ -701,6 +703,11 @@ mod tests {
         assert_eq!(
             schemas["MemberUpdate"]["properties"]["role"]["enum"],
             serde_json::json!(["owner", "admin", "agent", "viewer"])
+        );
+        assert_eq!(
+            schemas["ConversationJson"]["properties"]["channel"]["enum"],
+            serde_json::json!(["page", "widget", "api"]),
+            "what the API lists includes its own conversations"
         );
     }
 }

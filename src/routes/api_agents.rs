@@ -555,7 +555,9 @@ impl ConversationQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("api_key" = [])),
-    params(("agent" = Option<i64>, Query), ("status" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("q" = Option<String>, Query),
+    params(("agent" = Option<i64>, Query, description = "An agent's id"), ("status" = Option<String>, Query, description = "`open`, `escalated` or `resolved`; empty for all"),
+        ("from" = Option<String>, Query, format = Date, description = "Started on this day (UTC) or later, like 2026-11-23"), ("to" = Option<String>, Query, format = Date, description = "Started on this day (UTC) or earlier"),
+        ("q" = Option<String>, Query, description = "Words in the messages (up to 8)"),
         ("page" = Option<i64>, Query, description = "1-based; newest first"), ("per_page" = Option<i64>, Query, description = "1 to 200, default 50")),
     responses((status = 200, body = ConversationPageJson), (status = 422, body = ErrorJson)))]
 pub async fn list_conversations(
