@@ -1288,6 +1288,7 @@ pub async fn delete_account(
                     .into(),
                 link_href: "/".into(),
                 link_label: "Back to the home page".into(),
+                in_app: false,
             };
             Ok(HttpResponse::Ok()
                 .content_type("text/html; charset=utf-8")

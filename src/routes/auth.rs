@@ -394,6 +394,16 @@ fn message(title: &str, message: &str, href: &str, label: &str) -> MessagePage {
         message: message.into(),
         link_href: href.into(),
         link_label: label.into(),
+        in_app: false,
+    }
+}
+
+impl MessagePage {
+    fn seen_signed_in(self, signed_in: bool) -> Self {
+        Self {
+            in_app: signed_in,
+            ..self
+        }
     }
 }
 
@@ -401,8 +411,10 @@ pub async fn verify_email(
     req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<TokenQuery>,
+    signed_in: Option<SignedIn>,
 ) -> AppResult<HttpResponse> {
     let token = query.into_inner().token;
+    let signed_in = signed_in.is_some();
     let result = state
         .db(move |conn| Ok::<_, AppError>(accounts::verify_email(conn, &token)))
         .await?;
@@ -413,6 +425,7 @@ pub async fn verify_email(
             "/app",
             "Continue",
         )
+        .seen_signed_in(signed_in)
         .respond_to(&req)
         .map_into_boxed_body(),
         Err(AccountError::Token(problem)) => unprocessable(
@@ -421,7 +434,8 @@ pub async fn verify_email(
                 &AccountError::Token(problem).to_string(),
                 "/app/account",
                 "Go to your account",
-            ),
+            )
+            .seen_signed_in(signed_in),
             &req,
         ),
         Err(e) => return Err(e.into()),
@@ -622,6 +636,7 @@ pub async fn invitation(
     signed_in: Option<SignedIn>,
 ) -> AppResult<HttpResponse> {
     let token = query.into_inner().token;
+    let in_app = signed_in.is_some();
     let page = invitation_page(
         &state,
         &session,
@@ -639,7 +654,8 @@ pub async fn invitation(
                 &e.to_string(),
                 "/",
                 "Go to the home page",
-            ),
+            )
+            .seen_signed_in(in_app),
             &req,
         ),
         Err(e) => return Err(e.into()),
@@ -750,7 +766,8 @@ pub async fn accept_invitation(
                 &e.to_string(),
                 "/app",
                 "Go to the app",
-            ),
+            )
+            .seen_signed_in(user.is_some()),
             &req,
         )),
         Err(e) => Err(e.into()),

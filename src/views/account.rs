@@ -88,6 +88,8 @@ pub struct MessagePage {
     pub message: String,
     pub link_href: String,
     pub link_label: String,
+    /// Someone is signed in: the header leads back to the app, not to sign-up.
+    pub in_app: bool,
 }
 
 #[derive(Template, WebTemplate)]

@@ -341,6 +341,14 @@ async fn signup_sends_a_single_use_verification_link(backend: Backend) {
     let (status, page) = Browser::new(&app).get(&verify).await;
     assert_eq!(status, 200);
     assert!(page.contains("Email confirmed"));
+    assert!(page.contains("Start free"), "another browser is signed out");
+
+    let (status, page) = owner.get(&verify).await;
+    assert_eq!(status, 422, "a used link is refused");
+    assert!(
+        page.contains("Open the app") && !page.contains("Start free"),
+        "the signed-in owner's header leads back to the app: {page}"
+    );
     let (_, dashboard) = owner.get("/app").await;
     assert!(
         !dashboard.contains("we sent you a link"),
@@ -1350,11 +1358,19 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
             && !page.contains("Accept and join"),
         "{page}"
     );
+    assert!(
+        page.contains("Open the app") && !page.contains("Start free"),
+        "{page}"
+    );
 
     let colin = Browser::new(&app);
     let (status, page) = colin.get(&accept).await;
     assert_eq!(status, 200);
     assert!(page.contains("Acme Support") && page.contains("agent"));
+    assert!(
+        page.contains("Start free"),
+        "a stranger's header offers sign-up"
+    );
     let res = colin
         .submit(
             &accept,
