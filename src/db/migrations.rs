@@ -69,8 +69,12 @@ fn apply_all(
                 .map_err(|e| DbError::Migration(e.to_string()))?;
             for migration in pending {
                 let name = migration.name().to_string();
-                $c.run_migration(&migration)
-                    .map_err(|e| DbError::Migration(format!("{name}: {e}")))?;
+                $c.run_migration(&migration).map_err(|e| {
+                    if !migration.metadata().run_in_transaction() {
+                        restore_after_own_transaction(&mut *$c);
+                    }
+                    DbError::Migration(format!("{name}: {e}"))
+                })?;
                 applied(&name);
                 names.push(name);
             }
@@ -81,6 +85,17 @@ fn apply_all(
         DbConnection::Postgres(c) => apply!(c, POSTGRES),
     }
     Ok(names)
+}
+
+/// A migration that takes its own transaction (to rebuild SQLite tables with
+/// foreign keys off) and failed half-way leaves that transaction open and the
+/// checks off on a pooled connection: both are put back. The rollback fails
+/// harmlessly when no transaction was open.
+fn restore_after_own_transaction(conn: &mut impl diesel::connection::SimpleConnection) {
+    let _ = conn.batch_execute("ROLLBACK");
+    if let Err(e) = conn.batch_execute("PRAGMA foreign_keys = ON") {
+        tracing::error!(error = %e, "could not turn foreign keys back on after a failed migration");
+    }
 }
 
 /// What readiness knows about migrations, re-read at most every few seconds while
@@ -123,5 +138,186 @@ impl MigrationStatus {
     /// Cheap check that never touches the database.
     pub fn known_up_to_date(&self) -> bool {
         self.up_to_date.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::sqlite::SqliteConnection;
+    use diesel::{Connection as _, QueryableByName, RunQueryDsl as _, sql_query};
+    use diesel_migrations::MigrationHarness as _;
+
+    const IDS_NEVER_REUSED: &str = "2026-12-07-000011_ids_never_reused";
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    #[derive(QueryableByName)]
+    struct Definition {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Text)]
+        sql: String,
+    }
+
+    fn count(conn: &mut SqliteConnection, query: &str) -> i64 {
+        sql_query(query).get_result::<Count>(conn).unwrap().n
+    }
+
+    /// A database as the release before kept it: every migration up to
+    /// `IDS_NEVER_REUSED` applied.
+    fn before_ids_never_reused(path: &std::path::Path) -> SqliteConnection {
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        for migration in conn.pending_migrations(super::SQLITE).unwrap() {
+            if migration.name().to_string() == IDS_NEVER_REUSED {
+                break;
+            }
+            conn.run_migration(&migration).unwrap();
+        }
+        conn
+    }
+
+    const ROWS: &str = "
+        INSERT INTO organizations (id, slug, name, created_at, updated_at) VALUES
+            (1, 'kept', 'Kept', '2026-12-01 00:00:00', '2026-12-01 00:00:00'),
+            (2, 'gone', 'Gone', '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+        INSERT INTO agents (id, organization_id, name, slug, created_at, updated_at) VALUES
+            (1, 1, 'Support', 'support', '2026-12-01 00:00:00', '2026-12-01 00:00:00'),
+            (2, 2, 'Other', 'other', '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+        INSERT INTO knowledge_documents (id, organization_id, agent_id, title, format, size_bytes,
+            content, status, created_at, updated_at) VALUES
+            (1, 1, 1, 'Returns', 'text', 10, 'Bikes return', 'ready', '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+        INSERT INTO knowledge_chunks (id, organization_id, agent_id, document_id, ordinal, heading, content)
+            VALUES (1, 1, 1, 1, 0, 'Returns', 'Bikes can be returned within thirty days');
+        INSERT INTO conversations (id, organization_id, agent_id, channel, visitor_id, visitor_ip,
+            token_hash, status, created_at, updated_at) VALUES
+            (1, 1, 1, 'page', 'visitor-1', '127.0.0.1', 'x', 'open', '2026-12-01 00:00:00', '2026-12-01 00:00:00'),
+            (2, 1, 1, 'page', 'visitor-2', '127.0.0.1', 'y', 'open', '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+        INSERT INTO messages (id, organization_id, conversation_id, role, content, created_at) VALUES
+            (1, 1, 1, 'visitor', 'Can I return a bike?', '2026-12-01 00:00:00');
+        -- The newest of each, deleted before the upgrade: their ids were free
+        -- to come back until now.
+        DELETE FROM conversations WHERE id = 2;
+        DELETE FROM organizations WHERE id = 2;
+    ";
+
+    #[test]
+    fn the_upgrade_keeps_every_row_and_link_and_no_id_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = before_ids_never_reused(&path);
+        conn.batch_execute(ROWS).unwrap();
+        assert_eq!(
+            count(&mut conn, "SELECT count(*) AS n FROM agents"),
+            1,
+            "cascaded"
+        );
+
+        let applied = super::run_pending(&mut super::DbConnection::Sqlite(conn), |_| {}).unwrap();
+        assert_eq!(applied.last().map(String::as_str), Some(IDS_NEVER_REUSED));
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+
+        // Every row and every reference survived the rebuild.
+        for (table, rows) in [
+            ("organizations", 1),
+            ("agents", 1),
+            ("knowledge_documents", 1),
+            ("knowledge_chunks", 1),
+            ("conversations", 1),
+            ("messages", 1),
+        ] {
+            let n = count(&mut conn, &format!("SELECT count(*) AS n FROM {table}"));
+            assert_eq!(n, rows, "{table}");
+        }
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT count(*) AS n FROM pragma_foreign_key_check"
+            ),
+            0
+        );
+        // The knowledge index kept its passage and still follows the table.
+        let found = "SELECT count(*) AS n FROM knowledge_fts WHERE knowledge_fts MATCH 'returned'";
+        assert_eq!(count(&mut conn, found), 1);
+        conn.batch_execute("DELETE FROM knowledge_chunks WHERE id = 1")
+            .unwrap();
+        assert_eq!(count(&mut conn, found), 0, "the delete trigger is back");
+
+        // Ids deleted before the upgrade, and after it, stay used.
+        conn.batch_execute(
+            "INSERT INTO organizations (slug, name, created_at, updated_at)
+             VALUES ('next', 'Next', '2026-12-02 00:00:00', '2026-12-02 00:00:00');
+             INSERT INTO conversations (organization_id, agent_id, channel, visitor_id, visitor_ip,
+                token_hash, status, created_at, updated_at)
+             VALUES (1, 1, 'page', 'visitor-3', '127.0.0.1', 'z', 'open',
+                '2026-12-02 00:00:00', '2026-12-02 00:00:00')",
+        )
+        .unwrap();
+        let newest = |conn: &mut SqliteConnection, table: &str| {
+            count(conn, &format!("SELECT max(id) AS n FROM {table}"))
+        };
+        // The rows that held 2 were deleted before the upgrade, when nothing
+        // remembered them: the table's largest id then was 1.
+        assert_eq!(newest(&mut conn, "organizations"), 2);
+        assert_eq!(newest(&mut conn, "conversations"), 2);
+        conn.batch_execute(
+            "DELETE FROM conversations WHERE id = 2;
+             INSERT INTO conversations (organization_id, agent_id, channel, visitor_id, visitor_ip,
+                token_hash, status, created_at, updated_at)
+             VALUES (1, 1, 'page', 'visitor-4', '127.0.0.1', 'w', 'open',
+                '2026-12-02 00:00:00', '2026-12-02 00:00:00')",
+        )
+        .unwrap();
+        assert_eq!(
+            newest(&mut conn, "conversations"),
+            3,
+            "2 is not handed out again"
+        );
+
+        // Foreign keys still cascade.
+        conn.batch_execute("DELETE FROM organizations WHERE id = 1")
+            .unwrap();
+        assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM messages"), 0);
+    }
+
+    #[test]
+    fn every_table_with_an_integer_id_never_reuses_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.run_pending_migrations(super::SQLITE).unwrap();
+        let tables: Vec<Definition> = sql_query(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL \
+             AND name NOT LIKE 'knowledge_fts%'",
+        )
+        .load(&mut conn)
+        .unwrap();
+        let with_ids: Vec<&Definition> = tables
+            .iter()
+            .filter(|t| t.sql.contains("id INTEGER PRIMARY KEY"))
+            .collect();
+        assert!(with_ids.len() >= 18, "{}", with_ids.len());
+        for table in with_ids {
+            assert!(
+                table.sql.contains("id INTEGER PRIMARY KEY AUTOINCREMENT"),
+                "{} would hand a deleted row's id to the next one",
+                table.name
+            );
+        }
+        // And the migration's own transaction put the checks back.
+        assert_eq!(
+            count(
+                &mut conn,
+                "SELECT foreign_keys AS n FROM pragma_foreign_keys"
+            ),
+            1
+        );
     }
 }
