@@ -132,6 +132,8 @@ fn member_json(m: MemberWithUser) -> MemberJson {
     }
 }
 
+/// Other fields (those `GET /api/v1/members` answers with) are ignored, so
+/// what was read can be sent back changed.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct MemberUpdate {
     /// `owner`, `admin`, `agent` or `viewer`.
@@ -503,7 +505,7 @@ impl utoipa::Modify for ApiKeyAuth {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Frontdesk API", description = "The organization's members, invitations, API keys, agents, knowledge, conversations, tickets and billing.\n\nRate limits: every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the budget is whole again). Over budget the answer is 429 (`RATE_LIMITED`) with `Retry-After`. The budget is per API key, or per client address without one.\n\nErrors share one shape: `error`, `code`, `message`, `correlationId`, `timestamp`."),
+    info(title = "Frontdesk API", description = "The organization's members, invitations, API keys, agents, knowledge, conversations, tickets and billing.\n\nRate limits: every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the budget is whole again). Over budget the answer is 429 (`RATE_LIMITED`) with `Retry-After`. The budget is per API key, or per client address without one.\n\nErrors share one shape: `error`, `code`, `message`, `correlationId`, `timestamp`.\n\nBodies are JSON objects; a field the schema does not list is refused (422), except by the two `PATCH`es of what a `GET` answered (organization, member), which ignore the fields they do not change. A query parameter the operation does not list is refused (400)."),
     paths(get_organization, update_organization, list_members, update_member, remove_member, list_invitations, create_invitation, revoke_invitation, list_api_keys, create_api_key, revoke_api_key,
         super::billing::api_summary),
     components(schemas(OrganizationJson, OrganizationUpdate, MemberJson, MemberUpdate, InvitationJson, ApiKeyJson, NewInvitation, NewApiKey, ErrorJson,
@@ -519,6 +521,71 @@ pub async fn openapi() -> HttpResponse {
     document_common_errors(&mut doc);
     document_choices(&mut doc);
     HttpResponse::Ok().json(doc)
+}
+
+/// Each documented operation's query parameters, by method and route
+/// pattern (`GET /api/v1/conversations`), read from the OpenAPI document once.
+static QUERY_PARAMETERS: std::sync::LazyLock<
+    std::collections::HashMap<(String, String), Vec<String>>,
+> = std::sync::LazyLock::new(|| {
+    use utoipa::openapi::path::ParameterIn;
+    let doc = merged_document();
+    let mut known = std::collections::HashMap::new();
+    for (path, item) in &doc.paths.paths {
+        let operations = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let names = operation
+                .parameters
+                .iter()
+                .flatten()
+                .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
+                .map(|p| p.name.clone())
+                .collect();
+            known.insert((method.to_string(), path.clone()), names);
+        }
+    }
+    known
+});
+
+/// Refuses a query parameter the operation does not take: `?stauts=open`
+/// read as no filter at all would list (or a script act on) every
+/// conversation. Operations the document does not describe are left alone.
+pub async fn refuse_unknown_query_parameters(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    if !req.query_string().is_empty()
+        && let Some(pattern) = req.match_pattern()
+        && let Some(known) = QUERY_PARAMETERS.get(&(req.method().to_string(), pattern))
+    {
+        let unknown = url::form_urlencoded::parse(req.query_string().as_bytes())
+            .map(|(name, _)| name)
+            .find(|name| !known.iter().any(|k| k == name));
+        if let Some(name) = unknown {
+            let takes = if known.is_empty() {
+                "no query parameters".to_string()
+            } else {
+                known.join(", ")
+            };
+            // A response carrying the error, which `error::render_errors`
+            // gives the API's shape (an `Err` would skip it).
+            let error = AppError::BadRequest(format!(
+                "The query string is not valid: unknown parameter `{name}`; this endpoint takes {takes}."
+            ));
+            return Ok(req.error_response(error).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// The API's parts, one document.

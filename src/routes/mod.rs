@@ -205,6 +205,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
         // public chat answers the agent's own allowed origins and has its own limits.
         .service(
             web::scope("/api/v1/chat/{org}/{agent}")
+                .wrap(actix_web::middleware::from_fn(
+                    api::refuse_unknown_query_parameters,
+                ))
                 // Inside CORS, so a refusal reaches the widget's script readable.
                 .wrap(actix_web::middleware::from_fn(
                     crate::rate_limit::limit_public_chat,
@@ -229,6 +232,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
         )
         .service(
             web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(
+                    api::refuse_unknown_query_parameters,
+                ))
                 .wrap(actix_web::middleware::from_fn(crate::rate_limit::limit_api))
                 .wrap(actix_web::middleware::Condition::new(
                     !cors_origins.is_empty(),

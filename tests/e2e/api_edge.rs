@@ -17,6 +17,7 @@ backend_tests!(
     starting_a_public_chat_takes_no_body_or_the_documented_one,
     request_bodies_are_read_as_their_content_encoding_says,
     the_documented_limits_are_the_ones_enforced,
+    a_query_parameter_an_endpoint_does_not_take_is_refused,
 );
 
 async fn request_bodies_are_read_as_their_content_encoding_says(backend: Backend) {
@@ -691,5 +692,60 @@ async fn the_documented_limits_are_the_ones_enforced(backend: Backend) {
     assert_eq!(
         documented_limits(&doc, "TicketText"),
         [("content".to_string(), "maxLength", 8000.0)]
+    );
+}
+
+async fn a_query_parameter_an_endpoint_does_not_take_is_refused(backend: Backend) {
+    use crate::chat::Api;
+    use serde_json::json;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (_, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app: &app, key };
+    api.agent(json!({"name": "Support"})).await;
+
+    // A misspelt filter would otherwise list everything.
+    let (status, body) = api.get("/api/v1/conversations?stauts=resolved").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "BAD_REQUEST");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("`stauts`") && message.contains("status") && message.contains("per_page"),
+        "the parameter and the ones taken are named: {message}"
+    );
+    let (status, body) = api.get("/api/v1/agents?include=documents").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no query parameters"),
+        "{body}"
+    );
+    // The documented ones, and none, pass.
+    for path in [
+        "/api/v1/conversations?status=resolved&page=1&per_page=10",
+        "/api/v1/conversations",
+        "/api/v1/tickets?status=open&assigned=anyone",
+        "/api/v1/agents",
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // The public chat too, where the widget reads its answer.
+    let res = app
+        .client
+        .post(app.url("/api/v1/chat/harbor-bikes/support/conversations?debug=1"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("`debug`"),
+        "{body}"
     );
 }

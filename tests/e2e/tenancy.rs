@@ -277,9 +277,19 @@ async fn every_route_with_an_id_answers_404_for_another_organizations_ids(backen
         StatusCode::NOT_FOUND,
         "start on Beta's agent: {body}"
     );
+    // Tickets filter by assignee: Beta's owner is no one Alice's tickets have.
+    let beta_owner: i64 = {
+        use diesel::prelude::*;
+        use frontdesk::db::schema::memberships;
+        memberships::table
+            .find(beta.org.membership)
+            .select(memberships::user_id)
+            .first(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
     for query in [
         format!("/api/v1/conversations?agent={}", beta.agent),
-        format!("/api/v1/tickets?agent={}", beta.agent),
+        format!("/api/v1/tickets?assigned={beta_owner}&status=all"),
     ] {
         let (status, list) = alice_api.get(&query).await;
         assert!(
