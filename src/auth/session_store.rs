@@ -31,6 +31,33 @@ pub fn ensure_readable(session: &actix_session::Session) -> Result<(), crate::er
     }
 }
 
+/// The state as this request loaded it (its stored JSON), carried in the
+/// state itself so `update` can tell what the request changed from what
+/// another request wrote meanwhile. Never stored.
+const BASE_KEY: &str = "_base";
+
+/// `current` (stored now) with the changes this request made to `base`
+/// (what it loaded) to arrive at `new`: two requests of one browser that
+/// change different entries (one switches organization while another renews
+/// the idle timer, or takes a form's token) both keep their change instead of
+/// the later one writing back the earlier state whole.
+fn merge(
+    base: &HashMap<String, String>,
+    new: HashMap<String, String>,
+    mut current: HashMap<String, String>,
+) -> HashMap<String, String> {
+    for key in base.keys().chain(new.keys()) {
+        if base.get(key) == new.get(key) {
+            continue;
+        }
+        match new.get(key) {
+            Some(value) => current.insert(key.clone(), value.clone()),
+            None => current.remove(key),
+        };
+    }
+    current
+}
+
 fn unreadable(state: &HashMap<String, String>) -> bool {
     state.contains_key(UNAVAILABLE_KEY)
 }
@@ -95,17 +122,22 @@ impl SessionStore for DbSessionStore {
                 return Ok(Some(marker));
             }
         };
-        state
-            .map(|s| serde_json::from_str(&s))
-            .transpose()
-            .map_err(|e| LoadError::Deserialization(e.into()))
+        let Some(stored) = state else {
+            return Ok(None);
+        };
+        let mut state: HashMap<String, String> =
+            serde_json::from_str(&stored).map_err(|e| LoadError::Deserialization(e.into()))?;
+        state.insert(BASE_KEY.to_string(), stored);
+        Ok(Some(state))
     }
 
     async fn save(
         &self,
-        state: HashMap<String, String>,
+        mut state: HashMap<String, String>,
         ttl: &Duration,
     ) -> Result<SessionKey, SaveError> {
+        // A renewed session (a new key at sign-in) starts from its own state.
+        state.remove(BASE_KEY);
         if unreadable(&state) {
             return Err(SaveError::Other(anyhow::anyhow!(
                 "the session could not be read; not saving one derived from it"
@@ -134,23 +166,39 @@ impl SessionStore for DbSessionStore {
     async fn update(
         &self,
         key: SessionKey,
-        state: HashMap<String, String>,
+        mut state: HashMap<String, String>,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
         if unreadable(&state) {
             // Never overwrite the stored session with one built on a failed read.
             return Ok(key);
         }
-        let json =
-            serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let base = state.remove(BASE_KEY);
         let hash = tokens::hash(key.as_ref());
-        let until = expires_for(&state, ttl);
-        let user = user_of(&state);
+        let ttl_now = *ttl;
+        let new = state.clone();
         // A failed write must not turn the handler's answer (its changes
         // already committed) into a bare 500 without the application's headers:
         // the session keeps its last stored state and the answer goes out.
         let updated = match self
-            .run(move |conn| Ok(SessionRow::update(conn, &hash, user, &json, until)?))
+            .run(move |conn| {
+                crate::db::write_transaction(conn, |conn| {
+                    let Some(current) = SessionRow::load_for_update(conn, &hash)? else {
+                        return Ok(false);
+                    };
+                    let state = match base {
+                        Some(base) if base != current => merge(
+                            &serde_json::from_str(&base)?,
+                            new,
+                            serde_json::from_str(&current)?,
+                        ),
+                        _ => new,
+                    };
+                    let json = serde_json::to_string(&state)?;
+                    let (user, until) = (user_of(&state), expires_for(&state, &ttl_now));
+                    Ok(SessionRow::update(conn, &hash, user, &json, until)?)
+                })
+            })
             .await
         {
             Ok(updated) => updated,

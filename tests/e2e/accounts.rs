@@ -12,6 +12,7 @@ use crate::backend_tests;
 use crate::helpers::{Backend, TestApp, spawn_app};
 
 backend_tests!(
+    two_requests_changing_one_session_both_keep_their_change,
     a_disabled_organizations_invitations_cannot_be_accepted,
     a_new_api_key_is_never_readable_in_the_session_store,
     only_a_confirmed_address_sends_invitations,
@@ -3718,4 +3719,67 @@ async fn only_a_confirmed_address_sends_invitations(backend: Backend) {
         .await;
     assert_eq!(res.status(), 303);
     assert_eq!(count(&app, "invitations"), 2);
+}
+
+async fn two_requests_changing_one_session_both_keep_their_change(backend: Backend) {
+    use actix_session::storage::{SessionKey, SessionStore as _};
+    use frontdesk::auth::session_store::DbSessionStore;
+    use std::collections::HashMap;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let store = DbSessionStore::new(app.pool());
+    let ttl = actix_web::cookie::time::Duration::hours(1);
+    let entries = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let key = store
+        .save(
+            entries(&[("org", "1"), ("seen", "100"), ("flash", "hi")]),
+            &ttl,
+        )
+        .await
+        .unwrap();
+    let again = |key: &SessionKey| SessionKey::try_from(key.as_ref().to_string()).unwrap();
+
+    // Two requests of one browser load the session at the same moment.
+    let mut switching = store.load(&key).await.unwrap().unwrap();
+    let mut renewing = store.load(&key).await.unwrap().unwrap();
+    // One switches organization and takes the flash; the other, answered
+    // later, only renews the idle timer.
+    switching.insert("org".into(), "2".into());
+    switching.remove("flash");
+    let key = store.update(again(&key), switching, &ttl).await.unwrap();
+    renewing.insert("seen".into(), "200".into());
+    let key = store.update(again(&key), renewing, &ttl).await.unwrap();
+
+    let mut stored = store.load(&key).await.unwrap().unwrap();
+    stored.remove("_base");
+    assert_eq!(
+        stored,
+        entries(&[("org", "2"), ("seen", "200")]),
+        "neither request undid the other's change"
+    );
+    // What a request loaded to compare with is never written back.
+    let mut conn = app.pool().get().unwrap();
+    use frontdesk::db::schema::sessions;
+    let states: Vec<String> = sessions::table
+        .select(sessions::state)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(states.len(), 1);
+    assert!(!states[0].contains("_base"), "{}", states[0]);
+
+    // A request whose session was deleted meanwhile (signed out everywhere)
+    // starts a new, signed-out one rather than bringing the old one back.
+    let mut late = store.load(&key).await.unwrap().unwrap();
+    late.insert("uid".into(), "1".into());
+    store.delete(&key).await.unwrap();
+    let fresh = store.update(again(&key), late, &ttl).await.unwrap();
+    assert_ne!(fresh.as_ref(), key.as_ref());
+    let reborn = store.load(&fresh).await.unwrap().unwrap();
+    assert!(!reborn.contains_key("uid"), "{reborn:?}");
 }

@@ -29,6 +29,16 @@ impl SessionRow {
             .optional()
     }
 
+    /// The state of a live session, held until the transaction ends (on
+    /// PostgreSQL a no-op update takes the row's lock; SQLite's write
+    /// transaction holds the database).
+    pub fn load_for_update(conn: &mut DbConnection, key_hash: &str) -> QueryResult<Option<String>> {
+        diesel::update(sessions::table.filter(sessions::key_hash.eq(key_hash)))
+            .set(sessions::updated_at.eq(sessions::updated_at))
+            .execute(conn)?;
+        Self::load(conn, key_hash)
+    }
+
     pub fn insert(
         conn: &mut DbConnection,
         key_hash: &str,
