@@ -600,7 +600,7 @@ fn merged_document() -> utoipa::openapi::OpenApi {
 /// The fields that take one of a fixed set of words, with the constants the
 /// server checks them against: (schema, property, words).
 fn choices() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
-    use crate::db::models::{conversation, ticket};
+    use crate::db::models::{conversation, knowledge, ticket};
     use crate::domain::Role;
     use crate::services::chat::providers::ProviderKind;
     let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
@@ -631,6 +631,12 @@ fn choices() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
         ("StatusJson", "status", conversation::STATUSES.to_vec()),
         ("TicketUpdate", "status", ticket::STATUSES.to_vec()),
         ("TicketJson", "status", ticket::STATUSES.to_vec()),
+        ("MessageJson", "role", conversation::MESSAGE_ROLES.to_vec()),
+        (
+            "DocumentJson",
+            "status",
+            knowledge::DOCUMENT_STATUSES.to_vec(),
+        ),
     ]
 }
 

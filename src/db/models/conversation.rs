@@ -21,6 +21,10 @@ pub const PAGE: &str = "page";
 pub const WIDGET: &str = "widget";
 pub const API: &str = "api";
 
+/// Who wrote a message: the visitor, the AI agent, or a person of the team
+/// (the roles the messages table's CHECK allows).
+pub const MESSAGE_ROLES: [&str; 3] = ["visitor", "agent", "staff"];
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = conversations)]
 pub struct Conversation {

@@ -13,6 +13,7 @@ pub const PENDING: &str = "pending";
 pub const INDEXING: &str = "indexing";
 pub const READY: &str = "ready";
 pub const FAILED: &str = "failed";
+pub const DOCUMENT_STATUSES: [&str; 4] = [PENDING, INDEXING, READY, FAILED];
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = knowledge_documents)]
