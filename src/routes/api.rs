@@ -632,8 +632,16 @@ fn choices() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
         ("TicketUpdate", "status", ticket::STATUSES.to_vec()),
         ("TicketJson", "status", ticket::STATUSES.to_vec()),
         ("MessageJson", "role", conversation::MESSAGE_ROLES.to_vec()),
-        ("PublicMessage", "role", conversation::MESSAGE_ROLES.to_vec()),
-        ("PublicTranscript", "status", conversation::STATUSES.to_vec()),
+        (
+            "PublicMessage",
+            "role",
+            conversation::MESSAGE_ROLES.to_vec(),
+        ),
+        (
+            "PublicTranscript",
+            "status",
+            conversation::STATUSES.to_vec(),
+        ),
         (
             "DocumentJson",
             "status",

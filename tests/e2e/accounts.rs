@@ -13,6 +13,7 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 
 backend_tests!(
     two_requests_changing_one_session_both_keep_their_change,
+    a_busy_api_key_is_not_written_on_every_request,
     a_disabled_organizations_invitations_cannot_be_accepted,
     a_new_api_key_is_never_readable_in_the_session_store,
     only_a_confirmed_address_sends_invitations,
@@ -3782,4 +3783,47 @@ async fn two_requests_changing_one_session_both_keep_their_change(backend: Backe
     assert_ne!(fresh.as_ref(), key.as_ref());
     let reborn = store.load(&fresh).await.unwrap().unwrap();
     assert!(!reborn.contains_key("uid"), "{reborn:?}");
+}
+
+async fn a_busy_api_key_is_not_written_on_every_request(backend: Backend) {
+    use frontdesk::db::schema::api_keys;
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (_, key) = organization_with_key(&app, "Busy Keys", "owner@busy-keys.test").await;
+    let call = || async {
+        let res = app
+            .client
+            .get(app.url("/api/v1/agents"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    };
+    let last_used = || -> Option<chrono::NaiveDateTime> {
+        api_keys::table
+            .select(api_keys::last_used_at)
+            .first(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    assert_eq!(last_used(), None, "not used yet");
+    call().await;
+    let first = last_used().expect("the first call is recorded");
+    call().await;
+    call().await;
+    assert_eq!(
+        last_used(),
+        Some(first),
+        "calls within the minute write nothing"
+    );
+
+    // A minute later the next call is recorded again.
+    let earlier = first - frontdesk::db::models::ApiKey::LAST_USED_GRANULARITY;
+    diesel::update(api_keys::table)
+        .set(api_keys::last_used_at.eq(Some(earlier)))
+        .execute(&mut app.pool().get().unwrap())
+        .unwrap();
+    call().await;
+    assert!(last_used().is_some_and(|at| at > earlier + chrono::TimeDelta::seconds(59)));
 }

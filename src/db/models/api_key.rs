@@ -77,6 +77,11 @@ impl ApiKey {
         .map(|n| n == 1)
     }
 
+    /// How fresh "last used" is kept. Writing it on every call would make
+    /// each request of a busy key a write: one writer at a time on SQLite,
+    /// and every request of the key queued on its row's lock on PostgreSQL.
+    pub const LAST_USED_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
     /// Authentication: a live key by its hash (this is where a scope comes from).
     pub fn authenticate(conn: &mut DbConnection, key_hash: &str) -> QueryResult<Option<ApiKey>> {
         let key: Option<ApiKey> = api_keys::table
@@ -85,9 +90,14 @@ impl ApiKey {
             .select(ApiKey::as_select())
             .first(conn)
             .optional()?;
-        if let Some(key) = &key {
+        let now = crate::domain::now();
+        if let Some(key) = &key
+            && key
+                .last_used_at
+                .is_none_or(|at| now - at >= Self::LAST_USED_GRANULARITY)
+        {
             diesel::update(api_keys::table.filter(api_keys::id.eq(key.id)))
-                .set(api_keys::last_used_at.eq(Some(crate::domain::now())))
+                .set(api_keys::last_used_at.eq(Some(now)))
                 .execute(conn)?;
         }
         Ok(key)
