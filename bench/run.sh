@@ -121,6 +121,7 @@ COLD_LINE="$(grep -v '^COLDSTART' "$tmp/coldstart.out" | head -n1)"
 
 # ---------------------------------------------------------------- idle RSS
 log "idle RSS"
+export RATE_LIMIT_PER_MINUTE=0   # for the API throughput run below
 start_server
 sleep 1
 RSS_KB="$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")"
@@ -163,6 +164,37 @@ if [[ -n "$CSS_PATH" ]]; then
 else
     STATIC_LINE="static asset (br): skipped (no /static/app.<hash>.css href found in GET /)"
 fi
+# The JSON API as a script calls it: one organization with three agents and a
+# read key, written straight into the database (WAL lets the running server
+# see it), and GET /api/v1/agents with the key. The request budget is off for
+# this server (RATE_LIMIT_PER_MINUTE=0), or the key would be answered 429.
+API_KEY="fd_bench$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+python3 - "$tmp/data/bench.db" "$API_KEY" <<'PY'
+import hashlib, sqlite3, sys
+db, key = sys.argv[1], sys.argv[2]
+now = "2026-01-01 00:00:00"
+c = sqlite3.connect(db, timeout=10)
+c.execute("PRAGMA foreign_keys = ON")
+org = c.execute("INSERT INTO organizations (slug, name, created_at, updated_at) "
+                "VALUES ('bench-api', 'Bench API', ?, ?)", (now, now)).lastrowid
+user = c.execute("INSERT INTO users (email, name, email_verified_at, created_at, updated_at) "
+                 "VALUES ('bench@api.test', 'Bench', ?, ?, ?)", (now, now, now)).lastrowid
+c.execute("INSERT INTO memberships (organization_id, user_id, role, created_at, updated_at) "
+          "VALUES (?, ?, 'owner', ?, ?)", (org, user, now, now))
+for name in ("Support", "Sales", "Returns"):
+    c.execute("INSERT INTO agents (organization_id, name, slug, created_at, updated_at) "
+              "VALUES (?, ?, ?, ?, ?)", (org, name, name.lower(), now, now))
+c.execute("INSERT INTO api_keys (organization_id, name, prefix, key_hash, scopes, created_by, created_at) "
+          "VALUES (?, 'bench', ?, ?, 'read', ?, ?)",
+          (org, key[:10], hashlib.sha256(key.encode()).hexdigest(), user, now))
+c.commit()
+PY
+run_wrk api "$BASE/api/v1/agents" -H "Authorization: Bearer $API_KEY"
+WRK_RES="$(wrk_result api)"
+read -r API_RPS API_P99 API_ERRS <<<"$WRK_RES"
+API_LINE="API GET /api/v1/agents (read key, 3 agents) @$CONNS conns: $API_RPS req/s, p99 $API_P99 ms"
+[[ -z "${API_ERRS:-}" ]] || API_LINE+="   [$API_ERRS]"
+
 # The widget as a customer's site loads it: script and styles, brotli.
 WIDGET_BR=0
 for asset in /widget.js /widget.css; do
@@ -174,6 +206,7 @@ HEALTH_LINE="/health @$CONNS conns: $HEALTH_RPS req/s, p99 $HEALTH_P99 ms   targ
 [[ -z "${HEALTH_ERRS:-}" ]] || HEALTH_LINE+="   [$HEALTH_ERRS]"
 
 stop_server
+unset RATE_LIMIT_PER_MINUTE
 
 # ---------------------------------------------------------------- binary size / linkage
 SIZE_MB="$(awk -v b="$(stat -c %s "$BIN")" 'BEGIN {printf "%.1f", b/1048576}')"
@@ -199,6 +232,7 @@ echo "$COLD_LINE   target < 50 ms"
 echo "idle RSS after start: $RSS_MB MB   target < 25 MB"
 echo "$HEALTH_LINE"
 echo "$STATIC_LINE"
+echo "$API_LINE"
 echo "$WIDGET_LINE"
 echo "binary size: $SIZE_MB MB ($STRIPPED); ldd: $LDD_LINES lines; dynamic libsqlite3/libpq: $DYN"
 
