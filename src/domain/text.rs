@@ -50,6 +50,31 @@ pub fn undisguised(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// `text` on one line (every run of spaces, line breaks and control
+/// characters one space) and at most `max` characters, with "…" when cut.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for word in text.split(|c: char| c.is_whitespace() || c.is_control()) {
+        if word.is_empty() {
+            continue;
+        }
+        for c in (!out.is_empty())
+            .then_some(' ')
+            .into_iter()
+            .chain(word.chars())
+        {
+            if count == max {
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+            count += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::{clean, undisguised};

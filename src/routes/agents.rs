@@ -744,6 +744,9 @@ async fn document_action(
     Ok(see_other(&format!("/app/agents/{agent}")))
 }
 
+/// How much of a visitor's first message the conversation list shows.
+const QUESTION_CHARS: usize = 140;
+
 pub async fn conversations(
     state: web::Data<AppState>,
     member: Member,
@@ -756,14 +759,21 @@ pub async fn conversations(
     };
     filter.written_only = true;
     let scope = member.scope.clone();
-    let (mut rows, agents) = state
+    let (mut rows, agents, questions) = state
         .db(move |conn| {
-            Ok((
-                Conversation::list(conn, &scope, &filter)?,
-                Agent::list(conn, &scope)?,
-            ))
+            let rows = Conversation::list(conn, &scope, &filter)?;
+            // Until its summary is written, a conversation is told apart by
+            // what the visitor asked first.
+            let unsummarized: Vec<_> = rows
+                .iter()
+                .filter(|r| r.conversation.summary.is_none())
+                .map(|r| r.conversation.id)
+                .collect();
+            let questions = Conversation::first_visitor_messages(conn, &scope, &unsummarized)?;
+            Ok((rows, Agent::list(conn, &scope)?, questions))
         })
         .await?;
+    let mut questions: std::collections::HashMap<_, _> = questions.into_iter().collect();
     // A refused filter shows the unfiltered first page, at the default size.
     let (page, per_page) = if error.is_some() {
         (1, super::api_agents::DEFAULT_PER_PAGE)
@@ -784,6 +794,10 @@ pub async fn conversations(
                 channel: r.conversation.channel,
                 status: r.conversation.status,
                 visitor: r.conversation.visitor_id,
+                question: questions
+                    .remove(&r.conversation.id)
+                    .map(|q| crate::domain::text::one_line(&q, QUESTION_CHARS))
+                    .unwrap_or_default(),
                 summary: r.conversation.summary.unwrap_or_default(),
                 updated: when(r.conversation.updated_at),
             })

@@ -119,6 +119,8 @@ pub struct ConversationRow {
     pub channel: String,
     pub status: String,
     pub visitor: String,
+    /// The visitor's first message, on one line (when there is no summary yet).
+    pub question: String,
     pub summary: String,
     pub updated: String,
 }

@@ -2860,6 +2860,12 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     let (_, list) = owner.get("/app/conversations?status=open").await;
     let link = format!("/app/conversations/{}", chat["conversationId"]);
     assert!(list.contains(&link), "{list}");
+    // Before its summary is written, the list says what the visitor asked
+    // (as text, like everything the visitor wrote).
+    assert!(
+        list.contains("“Can I return a &#60;b&#62;bike&#60;/b&#62;?”"),
+        "{list}"
+    );
     let (_, transcript) = owner.get(&link).await;
     assert!(
         !transcript.contains("<b>bike</b>") && transcript.contains("bike&#60;/b&#62;"),

@@ -258,6 +258,31 @@ impl Conversation {
         })
     }
 
+    /// The first thing the visitor wrote in each of `ids` (of the
+    /// organization's conversations), for a list that has no summary yet.
+    pub fn first_visitor_messages(
+        conn: &mut DbConnection,
+        scope: &TenantScope,
+        ids: &[ConversationId],
+    ) -> QueryResult<Vec<(ConversationId, String)>> {
+        let firsts: Vec<Option<i64>> = messages::table
+            .filter(messages::organization_id.eq(scope.organization_id()))
+            .filter(messages::conversation_id.eq_any(ids.iter().map(|id| id.0)))
+            .filter(messages::role.eq("visitor"))
+            .group_by(messages::conversation_id)
+            .select(diesel::dsl::min(messages::id))
+            .load(conn)?;
+        let rows: Vec<(i64, String)> = messages::table
+            .filter(messages::organization_id.eq(scope.organization_id()))
+            .filter(messages::id.eq_any(firsts.into_iter().flatten()))
+            .select((messages::conversation_id, messages::content))
+            .load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, content)| (ConversationId(id), content))
+            .collect())
+    }
+
     /// Deletes one of the organization's conversations with its messages;
     /// `false` when it is not one of theirs.
     pub fn delete(

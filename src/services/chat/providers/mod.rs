@@ -1024,26 +1024,7 @@ fn upstream_message(body: &[u8]) -> Option<String> {
 
 /// One line, at most [`MAX_MESSAGE_CHARS`] characters.
 fn clip(message: &str) -> String {
-    let mut out = String::new();
-    let mut count = 0;
-    for word in message.split(|c: char| c.is_whitespace() || c.is_control()) {
-        if word.is_empty() {
-            continue;
-        }
-        for c in (!out.is_empty())
-            .then_some(' ')
-            .into_iter()
-            .chain(word.chars())
-        {
-            if count == MAX_MESSAGE_CHARS {
-                out.push('…');
-                return out;
-            }
-            out.push(c);
-            count += 1;
-        }
-    }
-    out
+    crate::domain::text::one_line(message, MAX_MESSAGE_CHARS)
 }
 
 fn estimate_tokens(chars: usize) -> u32 {
