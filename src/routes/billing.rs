@@ -109,6 +109,9 @@ pub async fn page(
         status: account.status.clone(),
         status_label: status_label(&account.status),
         period_end: account.current_period_end.map(day),
+        period_over: account
+            .current_period_end
+            .is_some_and(|end| end < crate::domain::now()),
         cancel_at_period_end: account.cancel_at_period_end,
         grace_until: e.grace_until.map(day),
         lapsed: account.stripe_subscription_id.is_some()

@@ -43,6 +43,8 @@ pub struct BillingPage {
     pub status: String,
     pub status_label: String,
     pub period_end: Option<String>,
+    /// The period ended and Stripe has not told of the next one yet.
+    pub period_over: bool,
     pub cancel_at_period_end: bool,
     pub grace_until: Option<String>,
     /// The subscription lapsed (past the grace period, unpaid, canceled).

@@ -1391,6 +1391,12 @@ async fn plan_limits_are_enforced_and_lifted_by_an_upgrade(backend: Backend) {
     assert_eq!(summary["agents"], json!({"used": 2, "limit": 5}));
     let res = say(&app, "harbor-bikes", "support", &chat, "Now?").await;
     assert_eq!(res.status(), 200);
+    // The fixture's period ended on 2025-12-24: not "renews" on a past day.
+    let (_, page) = owner.get("/app/billing").await;
+    assert!(
+        page.contains("Renewal was due on December 24, 2025") && !page.contains("Renews on"),
+        "{page}"
+    );
 
     // past_due keeps the plan during the grace period.
     apply(
