@@ -72,20 +72,20 @@ struct Addresses {
     former: HashMap<AgentId, Vec<String>>,
 }
 
-async fn addresses(state: &AppState, caller: &ApiCaller) -> AppResult<Addresses> {
-    let scope = caller.scope.clone();
-    state
-        .db(move |conn| {
-            let org_slug = crate::db::models::Organization::find(conn, scope.organization_id())?
-                .map(|o| o.slug)
-                .ok_or(AppError::NotFound)?;
-            let mut former: HashMap<AgentId, Vec<String>> = HashMap::new();
-            for (agent, slug) in AgentFormerSlug::of_organization(conn, &scope)? {
-                former.entry(agent).or_default().push(slug);
-            }
-            Ok(Addresses { org_slug, former })
-        })
-        .await
+/// Read in the same database call as the agents they address (one trip to
+/// the blocking pool per request, not two).
+fn addresses(
+    conn: &mut crate::db::DbConnection,
+    scope: &crate::domain::TenantScope,
+) -> AppResult<Addresses> {
+    let org_slug = crate::db::models::Organization::find(conn, scope.organization_id())?
+        .map(|o| o.slug)
+        .ok_or(AppError::NotFound)?;
+    let mut former: HashMap<AgentId, Vec<String>> = HashMap::new();
+    for (agent, slug) in AgentFormerSlug::of_organization(conn, scope)? {
+        former.entry(agent).or_default().push(slug);
+    }
+    Ok(Addresses { org_slug, former })
 }
 
 fn agent_json(a: Agent, addresses: &Addresses, base: &url::Url) -> AgentJson {
@@ -115,8 +115,9 @@ fn agent_json(a: Agent, addresses: &Addresses, base: &url::Url) -> AgentJson {
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", security(("api_key" = [])), responses((status = 200, body = List<AgentJson>)))]
 pub async fn list_agents(state: web::Data<AppState>, caller: ApiCaller) -> AppResult<HttpResponse> {
     let scope = caller.scope.clone();
-    let list = state.db(move |conn| Ok(Agent::list(conn, &scope)?)).await?;
-    let addresses = addresses(&state, &caller).await?;
+    let (list, addresses) = state
+        .db(move |conn| Ok((Agent::list(conn, &scope)?, addresses(conn, &scope)?)))
+        .await?;
     Ok(HttpResponse::Ok().json(List {
         data: list
             .into_iter()
@@ -137,13 +138,12 @@ pub async fn create_agent(
     let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
     let form = body.into_inner();
     let billing = state.config.stripe.clone();
-    let agent = state
+    let (agent, addresses) = state
         .db(move |conn| {
-            agents::create(conn, &scope, &actor(&scope, &label, &ip), &form, &billing)
-                .map_err(AppError::from)
+            let agent = agents::create(conn, &scope, &actor(&scope, &label, &ip), &form, &billing)?;
+            Ok((agent, addresses(conn, &scope)?))
         })
         .await?;
-    let addresses = addresses(&state, &caller).await?;
     Ok(HttpResponse::Created().json(agent_json(agent, &addresses, &state.config.base_url)))
 }
 
@@ -155,10 +155,12 @@ pub async fn get_agent(
     path: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let (scope, id) = (caller.scope.clone(), AgentId(path.into_inner()));
-    let agent = state
-        .db(move |conn| Agent::find(conn, &scope, id)?.ok_or(AppError::NotFound))
+    let (agent, addresses) = state
+        .db(move |conn| {
+            let agent = Agent::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            Ok((agent, addresses(conn, &scope)?))
+        })
         .await?;
-    let addresses = addresses(&state, &caller).await?;
     Ok(HttpResponse::Ok().json(agent_json(agent, &addresses, &state.config.base_url)))
 }
 
@@ -174,13 +176,12 @@ pub async fn update_agent(
     require(&caller, Permission::ManageSettings)?;
     let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
     let (id, form) = (AgentId(path.into_inner()), body.into_inner());
-    let agent = state
+    let (agent, addresses) = state
         .db(move |conn| {
-            agents::update(conn, &scope, &actor(&scope, &label, &ip), id, &form)
-                .map_err(AppError::from)
+            let agent = agents::update(conn, &scope, &actor(&scope, &label, &ip), id, &form)?;
+            Ok((agent, addresses(conn, &scope)?))
         })
         .await?;
-    let addresses = addresses(&state, &caller).await?;
     Ok(HttpResponse::Ok().json(agent_json(agent, &addresses, &state.config.base_url)))
 }
 
