@@ -759,7 +759,7 @@ pub async fn conversations(
     };
     filter.written_only = true;
     let scope = member.scope.clone();
-    let (mut rows, agents, questions) = state
+    let (mut rows, agents, mut questions) = state
         .db(move |conn| {
             let rows = Conversation::list(conn, &scope, &filter)?;
             // Until its summary is written, a conversation is told apart by
@@ -773,7 +773,6 @@ pub async fn conversations(
             Ok((rows, Agent::list(conn, &scope)?, questions))
         })
         .await?;
-    let mut questions: std::collections::HashMap<_, _> = questions.into_iter().collect();
     // A refused filter shows the unfiltered first page, at the default size.
     let (page, per_page) = if error.is_some() {
         (1, super::api_agents::DEFAULT_PER_PAGE)

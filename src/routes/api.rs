@@ -517,11 +517,16 @@ pub struct ApiDoc;
 
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(&*DOCUMENT)
+}
+
+/// The finished document, built once: it depends on nothing but the code.
+static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(|| {
     let mut doc = merged_document();
     document_common_errors(&mut doc);
     document_choices(&mut doc);
-    HttpResponse::Ok().json(doc)
-}
+    doc
+});
 
 /// Each documented operation's query parameters, by method and route
 /// pattern (`GET /api/v1/conversations`), read from the OpenAPI document once.
@@ -529,9 +534,8 @@ static QUERY_PARAMETERS: std::sync::LazyLock<
     std::collections::HashMap<(String, String), Vec<String>>,
 > = std::sync::LazyLock::new(|| {
     use utoipa::openapi::path::ParameterIn;
-    let doc = merged_document();
     let mut known = std::collections::HashMap::new();
-    for (path, item) in &doc.paths.paths {
+    for (path, item) in &DOCUMENT.paths.paths {
         let operations = [
             ("GET", &item.get),
             ("POST", &item.post),

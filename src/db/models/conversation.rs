@@ -264,7 +264,7 @@ impl Conversation {
         conn: &mut DbConnection,
         scope: &TenantScope,
         ids: &[ConversationId],
-    ) -> QueryResult<Vec<(ConversationId, String)>> {
+    ) -> QueryResult<std::collections::HashMap<ConversationId, String>> {
         let firsts: Vec<Option<i64>> = messages::table
             .filter(messages::organization_id.eq(scope.organization_id()))
             .filter(messages::conversation_id.eq_any(ids.iter().map(|id| id.0)))
