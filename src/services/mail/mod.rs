@@ -49,11 +49,38 @@ impl MailError {
             Self::Smtp(e) => {
                 e.is_permanent()
                     && e.status().is_some_and(|code| {
-                        matches!(code.to_string().as_str(), "550" | "551" | "552" | "553")
+                        let reply = std::error::Error::source(e)
+                            .map(ToString::to_string)
+                            .unwrap_or_default();
+                        refusal_is_final(&code.to_string(), &reply)
                     })
             }
             Self::File(_) => false,
         }
+    }
+}
+
+/// Whether a permanent SMTP reply refuses this one email rather than every
+/// email. The basic codes 550–553 are used for both ("no such user", "sender
+/// not authorized"), so the enhanced status code (RFC 3463) decides where the
+/// relay gives one: only addressing (5.1.x) and mailbox (5.2.x) problems are
+/// about the recipient; policy (5.7.x) and the rest pass once the relay or
+/// `MAIL_FROM` is mended.
+fn refusal_is_final(code: &str, reply: &str) -> bool {
+    if !matches!(code, "550" | "551" | "552" | "553") {
+        return false;
+    }
+    let enhanced = reply.split_whitespace().next().filter(|token| {
+        let parts: Vec<&str> = token.split('.').collect();
+        parts.len() == 3
+            && parts[0] == "5"
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    match enhanced {
+        Some(status) => status.starts_with("5.1.") || status.starts_with("5.2."),
+        None => true,
     }
 }
 
@@ -282,7 +309,23 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{MailTemplate, OutgoingEmail, build, percent_decode, private_dir, smtp_port};
+    use super::{
+        MailTemplate, OutgoingEmail, build, percent_decode, private_dir, refusal_is_final,
+        smtp_port,
+    };
+
+    #[test]
+    fn only_a_refused_recipient_gives_an_email_up() {
+        assert!(refusal_is_final("550", "5.1.1 no such user"));
+        assert!(refusal_is_final("552", "5.2.2 mailbox full"));
+        // No enhanced code: the basic code is all there is to go by.
+        assert!(refusal_is_final("550", "mailbox unavailable"));
+        // The relay's policy about us: every email fails alike until mended.
+        assert!(!refusal_is_final("550", "5.7.1 sender not authorized"));
+        assert!(!refusal_is_final("553", "5.7.1 sender address rejected"));
+        assert!(!refusal_is_final("554", "5.1.1 no such user"));
+        assert!(!refusal_is_final("535", "5.7.8 authentication failed"));
+    }
 
     #[test]
     fn the_port_is_the_urls_or_the_one_its_tls_mode_uses() {

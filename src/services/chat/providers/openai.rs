@@ -62,6 +62,13 @@ pub(super) fn request_body(
         "stream": true,
     });
     let limit = json!(request.max_tokens.max(1));
+    if dialect == Dialect::OpenAi && takes_no_temperature(model) {
+        // Refused with a 400 for any value but the default, which would turn
+        // every reply into the builtin fallback.
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("temperature");
+        }
+    }
     match dialect {
         Dialect::OpenAi => body["max_completion_tokens"] = limit,
         Dialect::Mistral | Dialect::Compatible => body["max_tokens"] = limit,
@@ -71,6 +78,16 @@ pub(super) fn request_body(
         body["stream_options"] = json!({"include_usage": true});
     }
     body
+}
+
+/// OpenAI's reasoning models (o1, o3, o4-mini, gpt-5 and its minis) take only
+/// the default temperature; the gpt-5 chat models take any.
+fn takes_no_temperature(model: &str) -> bool {
+    let reasoning_o = model
+        .strip_prefix('o')
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+    let gpt5 = model.starts_with("gpt-5") && !model.contains("-chat");
+    reasoning_o || gpt5
 }
 
 // Every field optional: compatible servers differ in what they fill in, and
@@ -251,6 +268,18 @@ mod tests {
         assert_eq!(openai["max_completion_tokens"], 256);
         assert!(openai.get("max_tokens").is_none());
         assert_eq!(openai["stream_options"]["include_usage"], true);
+        assert!(openai.get("temperature").is_none(), "{openai}");
+        for model in ["o1", "o3-mini", "o4-mini", "gpt-5"] {
+            let body = request_body(model, &request(), Dialect::OpenAi);
+            assert!(body.get("temperature").is_none(), "{model}");
+        }
+        for model in ["gpt-4o-mini", "gpt-5-chat-latest", "omni-local"] {
+            let body = request_body(model, &request(), Dialect::OpenAi);
+            assert!(body["temperature"].is_number(), "{model}");
+        }
+        // Elsewhere a model name means nothing about the fields it takes.
+        let ollama = request_body("o3-mini", &request(), Dialect::Compatible);
+        assert!(ollama["temperature"].is_number());
         let mistral = request_body("mistral-small-latest", &request(), Dialect::Mistral);
         assert_eq!(mistral["max_tokens"], 256);
         assert!(mistral.get("stream_options").is_none());
