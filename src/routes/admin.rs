@@ -4,7 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::auth::csrf::{self, CsrfForm};
 use crate::auth::extractors::{PlatformAdmin, client_ip};
-use crate::db::models::{Membership, Organization, SessionRow, User};
+use crate::db::models::user_token::{RESET_PASSWORD, VERIFY_EMAIL};
+use crate::db::models::{Membership, Organization, SessionRow, User, UserToken};
 use crate::db::write_transaction;
 use crate::domain::{OrganizationId, UserId};
 use crate::error::{AppError, AppResult};
@@ -159,6 +160,9 @@ pub async fn toggle_user(
                 if disable {
                     // A disabled account is signed out at once, everywhere.
                     SessionRow::delete_for_user(conn, id)?;
+                    // Nor can a reset link sent before choose the password the
+                    // account would have when enabled again.
+                    UserToken::discard_unused(conn, id, &[RESET_PASSWORD, VERIFY_EMAIL])?;
                 }
                 let actor = Actor {
                     user_id: Some(admin_id),

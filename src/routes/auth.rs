@@ -270,8 +270,13 @@ pub async fn login(
     session: Session,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> AppResult<HttpResponse> {
-    // Counted (and stored) as typed, less what no text column holds.
-    let typed = crate::domain::text::clean(form.email.trim(), false).to_lowercase();
+    // Counted (and stored) as the address it names when it names one, so no
+    // spelling of an account (control characters, case) gets fresh tries;
+    // otherwise as typed, less what no text column holds.
+    let cleaned = crate::domain::text::clean(form.email.trim(), false);
+    let typed = Email::parse(&cleaned)
+        .map_or_else(|_| cleaned.trim().to_string(), |e| e.as_str().to_string())
+        .to_lowercase();
     let page = |message: &str| -> AppResult<LoginPage> {
         let mut errors = FieldErrors::default();
         errors.add("form", message);
