@@ -1855,7 +1855,7 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
         return;
     };
     let api = Api { app: &app, key };
-    api.agent(json!({"name": "Support"})).await;
+    let support = api.agent(json!({"name": "Support"})).await;
     let chat = support_chat(&app).await;
     let mut limited = None;
     for n in 0..15 {
@@ -1953,6 +1953,25 @@ async fn a_flooding_visitor_is_rate_limited(backend: Backend) {
         .unwrap();
     assert!(remaining < 100, "{remaining}");
     assert!(read.headers().contains_key("x-ratelimit-reset"));
+
+    // The organization's own server, at the same address, speaks for many
+    // people: its messages spend its API key's budget, not the address's.
+    let (status, started) = api
+        .json(
+            Method::POST,
+            "/api/v1/conversations",
+            json!({"agentId": support["id"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let (status, reply) = api
+        .json(
+            Method::POST,
+            &format!("/api/v1/conversations/{}/messages", started["id"]),
+            json!({"content": "Hello from our backend"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
 }
 
 async fn messages_count_against_the_address_they_are_sent_from(backend: Backend) {
