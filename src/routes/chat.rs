@@ -653,15 +653,24 @@ fn event_stream(rx: mpsc::Receiver<ReplyEvent>) -> HttpResponse {
         // Explicit so the compression middleware does not buffer the stream.
         .insert_header((header::CONTENT_ENCODING, "identity"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(sse(rx))
+        .streaming(sse(rx, KEEP_ALIVE))
 }
+
+/// A provider may stay silent for a minute (timeouts and retries) before the
+/// fallback answer comes; proxies cut a stream idle for about that long
+/// (Heroku's router at 55 s, nginx at 60 s), so a comment line goes out when
+/// nothing else has for this long.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn sse(
     rx: mpsc::Receiver<ReplyEvent>,
+    keep_alive: std::time::Duration,
 ) -> impl futures_util::Stream<Item = Result<web::Bytes, Infallible>> {
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = rx.recv().await?;
-        let frame = match event {
+    futures_util::stream::unfold(rx, move |mut rx| async move {
+        let Ok(event) = tokio::time::timeout(keep_alive, rx.recv()).await else {
+            return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), rx));
+        };
+        let frame = match event? {
             ReplyEvent::Delta(text) => {
                 format!(
                     "event: delta\ndata: {}\n\n",
@@ -697,4 +706,33 @@ pub async fn escalate(
     Ok(HttpResponse::Ok().json(super::api_agents::StatusJson {
         status: "escalated",
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt as _;
+    use tokio::sync::mpsc;
+
+    use super::{ReplyEvent, sse};
+
+    #[actix_web::test]
+    async fn a_silent_reply_keeps_its_stream_alive_with_comments() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut stream = Box::pin(sse(rx, Duration::from_millis(40)));
+        let frame = |b: Option<Result<actix_web::web::Bytes, _>>| {
+            let bytes: actix_web::web::Bytes = b.expect("a frame").unwrap_or_else(|e| match e {});
+            String::from_utf8(bytes.to_vec()).unwrap_or_default()
+        };
+        // Nothing said yet: a comment, which every SSE reader skips.
+        assert_eq!(frame(stream.next().await), ": keep-alive\n\n");
+        tx.send(ReplyEvent::Delta("Hello".into())).await.unwrap();
+        assert_eq!(
+            frame(stream.next().await),
+            "event: delta\ndata: {\"text\":\"Hello\"}\n\n"
+        );
+        drop(tx);
+        assert!(stream.next().await.is_none(), "ends with its reply");
+    }
 }
