@@ -96,7 +96,16 @@ fn takes_no_temperature(model: &str) -> bool {
 struct Chunk {
     choices: Option<Vec<Choice>>,
     usage: Option<ChunkUsage>,
-    error: Option<ApiError>,
+    error: Option<ErrorField>,
+}
+
+/// OpenAI's object, or the bare message some compatible servers send
+/// (`{"error": "model not found"}`, as Ollama and LiteLLM do).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorField {
+    Detailed(ApiError),
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -148,13 +157,17 @@ impl super::Decoder for Decoder {
                 super::clip(&e.to_string())
             ))
         })?;
-        if let Some(error) = chunk.error {
-            // Some servers put the code where OpenAI puts the type.
-            let code = error.code.as_ref().and_then(serde_json::Value::as_str);
-            return Err(stream_error(
-                error.kind.as_deref().or(code),
-                error.message.as_deref(),
-            ));
+        match chunk.error {
+            Some(ErrorField::Detailed(error)) => {
+                // Some servers put the code where OpenAI puts the type.
+                let code = error.code.as_ref().and_then(serde_json::Value::as_str);
+                return Err(stream_error(
+                    error.kind.as_deref().or(code),
+                    error.message.as_deref(),
+                ));
+            }
+            Some(ErrorField::Text(message)) => return Err(stream_error(None, Some(&message))),
+            None => {}
         }
         if let Some(usage) = chunk.usage {
             self.input_tokens = usage
@@ -317,6 +330,10 @@ mod tests {
     #[test]
     fn decoder_cases() {
         assert!(matches!(decode("[DONE]"), Ok(Decoded::Done)));
+        assert!(matches!(
+            decode("{\"error\":\"model 'llama9' not found\"}"),
+            Err(ProviderError::Status { status: 500, message }) if message.contains("llama9")
+        ));
         assert!(matches!(decode(chunk("hi")[6..].trim()), Ok(Decoded::Text(t)) if t == "hi"));
         assert!(matches!(
             decode("{\"choices\":[{\"delta\":{\"content\":null}}]}"),
