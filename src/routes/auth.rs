@@ -576,7 +576,10 @@ pub async fn reset_password(
         .await?;
     match result {
         Ok(_) => {
-            session.purge();
+            // A new, empty session rather than none: a purged one would drop
+            // the message below.
+            session.clear();
+            session.renew();
             flash::set(
                 &session,
                 "success",

@@ -982,6 +982,11 @@ async fn wrong_passwords_from_elsewhere_do_not_shut_the_owner_out(backend: Backe
         post_reset(&elsewhere, &token, new_password).await.status(),
         303
     );
+    let (_, page) = elsewhere.get("/login").await;
+    assert!(
+        page.contains("Your password was changed. Sign in with the new one."),
+        "{page}"
+    );
     assert_eq!(
         elsewhere
             .login("target@acme.test", new_password)
