@@ -274,9 +274,10 @@ pub async fn login(
     // spelling of an account (control characters, case) gets fresh tries;
     // otherwise as typed, less what no text column holds.
     let cleaned = crate::domain::text::clean(form.email.trim(), false);
-    let typed = Email::parse(&cleaned)
-        .map_or_else(|_| cleaned.trim().to_string(), |e| e.as_str().to_string())
-        .to_lowercase();
+    let typed = Email::parse(&cleaned).map_or_else(
+        |_| cleaned.trim().to_lowercase(),
+        |e| e.as_str().to_lowercase(),
+    );
     let page = |message: &str| -> AppResult<LoginPage> {
         let mut errors = FieldErrors::default();
         errors.add("form", message);

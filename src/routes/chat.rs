@@ -432,11 +432,15 @@ pub async fn send(
     let (agent, conversation) = self::conversation(&req, &state, &org, &agent, id).await?;
     let content = body.into_inner().content;
     let ip = client_ip(&req);
-    let daily = match state.config.chat_messages_per_address_per_day {
-        0 => None,
-        n => Some(i64::from(n)),
+    let limits = AddressLimits {
+        per_minute: per_address_budget(&state),
+        per_day: match state.config.chat_messages_per_address_per_day {
+            0 => None,
+            n => Some(i64::from(n)),
+        },
     };
-    let accepted = accept_visitor_message(&state, conversation, content.clone(), ip, daily).await?;
+    let accepted =
+        accept_visitor_message(&state, conversation, content.clone(), ip, Some(limits)).await?;
     let standing = accepted.standing;
     let mut res = respond(&req, &state, accepted, agent, content).await?;
     crate::rate_limit::set_headers(res.headers_mut(), standing);
@@ -459,18 +463,26 @@ pub(crate) struct Accepted {
     pub team_has_it: bool,
 }
 
+/// What one address may send through the public chat.
+pub(crate) struct AddressLimits {
+    pub per_minute: i64,
+    /// What one address spends of the organization's messages in 24 hours:
+    /// fresh conversations are free to start, so without it one address could
+    /// use up a month's allowance in minutes.
+    pub per_day: Option<i64>,
+}
+
 /// Validates, rate-limits and stores a visitor's message; says where the
 /// visitor stands against the tighter of its two limits (per visitor, per address).
-/// `daily_per_address` caps what one address spends of the organization's
-/// messages in 24 hours (the public chat: fresh conversations are free to
-/// start, so without it one address could use up a month's allowance in
-/// minutes); the API, called by the organization's own servers, has none.
+/// `address_limits` are the public chat's; the API, called by the
+/// organization's own servers on behalf of many people, has none (its API key
+/// has a budget).
 pub(crate) async fn accept_visitor_message(
     state: &AppState,
     conversation: Conversation,
     content: String,
     ip: String,
-    daily_per_address: Option<i64>,
+    address_limits: Option<AddressLimits>,
 ) -> AppResult<Accepted> {
     let cleaned = crate::domain::text::clean(&content, true);
     let trimmed = cleaned.trim();
@@ -485,13 +497,8 @@ pub(crate) async fn accept_visitor_message(
     if conversation.status == RESOLVED {
         return Err(closed());
     }
-    // The API is called by the organization's own servers on behalf of many
-    // people: one address there is no flood (its API key has a budget).
-    let per_ip = if conversation.channel == conversation::API {
-        i64::MAX
-    } else {
-        per_address_budget(state)
-    };
+    let per_ip = address_limits.as_ref().map_or(i64::MAX, |l| l.per_minute);
+    let daily_per_address = address_limits.and_then(|l| l.per_day);
     // Counted where each message comes from, not where the conversation began:
     // conversations started from one address cannot carry another's flood.
     let address = crate::auth::extractors::address_bucket(&ip);

@@ -58,17 +58,14 @@ pub(super) fn request_body(
     let mut body = json!({
         "model": model,
         "messages": messages,
-        "temperature": clamp_temperature(request.temperature, 2.0),
         "stream": true,
     });
-    let limit = json!(request.max_tokens.max(1));
-    if dialect == Dialect::OpenAi && takes_no_temperature(model) {
-        // Refused with a 400 for any value but the default, which would turn
-        // every reply into the builtin fallback.
-        if let Some(fields) = body.as_object_mut() {
-            fields.remove("temperature");
-        }
+    // OpenAI's reasoning models refuse any temperature but the default with a
+    // 400, which would turn every reply into the builtin fallback.
+    if !(dialect == Dialect::OpenAi && takes_no_temperature(model)) {
+        body["temperature"] = json!(clamp_temperature(request.temperature, 2.0));
     }
+    let limit = json!(request.max_tokens.max(1));
     match dialect {
         Dialect::OpenAi => body["max_completion_tokens"] = limit,
         Dialect::Mistral | Dialect::Compatible => body["max_tokens"] = limit,
