@@ -92,7 +92,7 @@ impl AppError {
     }
 
     /// What the user may read. Internal causes stay in the log.
-    fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match self {
             Self::Internal(_) => default_message(StatusCode::INTERNAL_SERVER_ERROR).into(),
             // Only machines read this one (a page sends the browser to sign in).
@@ -102,6 +102,9 @@ impl AppError {
         }
     }
 }
+
+/// What a visitor reads who writes in a resolved (or erased) conversation.
+pub const CONVERSATION_CLOSED: &str = "This conversation is closed; please start a new one.";
 
 /// What a visitor reads while the database cannot be reached.
 pub const DATABASE_UNAVAILABLE: &str =
@@ -168,6 +171,21 @@ impl From<crate::services::knowledge::KnowledgeError> for AppError {
 impl From<crate::services::knowledge::TextError> for AppError {
     fn from(err: crate::services::knowledge::TextError) -> Self {
         crate::services::knowledge::KnowledgeError::Text(err).into()
+    }
+}
+
+impl From<crate::services::chat::ChatError> for AppError {
+    fn from(err: crate::services::chat::ChatError) -> Self {
+        use crate::services::chat::ChatError as E;
+        match err {
+            E::Erased => Self::Gone(CONVERSATION_CLOSED.into()),
+            // The database went away mid-reply: trying again can help.
+            E::Pool(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Self::Unavailable(DATABASE_UNAVAILABLE.into())
+            }
+            E::Db(e) => Self::internal(e),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{Either, HttpRequest, HttpResponse, web};
+use actix_web::{Either, HttpRequest, HttpResponse, ResponseError as _, web};
 
 use super::json::Json;
 use serde::{Deserialize, Serialize};
@@ -420,7 +420,7 @@ pub struct SendMessage {
 
 #[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/messages", tag = "chat",
     params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)), request_body = SendMessage,
-    responses((status = 200, description = "The reply: JSON, or Server-Sent Events (`delta`, `done`) with `Accept: text/event-stream`", body = ReplyOutcome),
+    responses((status = 200, description = "The reply: JSON, or Server-Sent Events (`delta` pieces, then `done` with this body, or `error` with the error shape if the reply failed) with `Accept: text/event-stream`", body = ReplyOutcome),
         (status = 402, body = ErrorJson), (status = 404, body = ErrorJson), (status = 410, description = "The conversation was resolved (or erased while its reply was written): start a new one", body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, description = "Too many messages from this visitor or address (a minute), or from this address today", body = ErrorJson)))]
 pub async fn send(
     req: HttpRequest,
@@ -449,7 +449,7 @@ pub async fn send(
 
 /// A resolved conversation takes no more from the visitor.
 fn closed() -> AppError {
-    AppError::Gone("This conversation is closed; please start a new one.".into())
+    AppError::Gone(crate::error::CONVERSATION_CLOSED.into())
 }
 
 /// A visitor's message, stored.
@@ -623,7 +623,7 @@ pub(crate) async fn respond(
         }
         let _ = tx.send(ReplyEvent::Done(outcome)).await;
         drop(tx);
-        return Ok(event_stream(rx));
+        return Ok(event_stream(rx, None));
     }
     let conversation = accepted.conversation;
     // The reply runs on its own: a visitor who closes the tab still gets an
@@ -637,30 +637,32 @@ pub(crate) async fn respond(
             Err(e @ chat::ChatError::Erased) => tracing::info!(error = %e, "reply not kept"),
             Err(e) => tracing::error!(error = %e, "reply failed"),
         }
-        reply
+        reply.map_err(AppError::from)
     });
     if wants_stream {
-        return Ok(event_stream(rx));
+        return Ok(event_stream(rx, Some(task)));
     }
     drop(rx);
     match task.await {
-        Ok(Ok(outcome)) => Ok(HttpResponse::Ok().json(outcome)),
-        Ok(Err(chat::ChatError::Erased)) => Err(closed()),
-        _ => Err(AppError::internal("the reply could not be produced")),
+        Ok(reply) => Ok(HttpResponse::Ok().json(reply?)),
+        Err(panicked) => Err(AppError::internal(panicked)),
     }
 }
 
 /// What a visitor reads when they write after the team took over.
 const TEAM_HAS_IT: &str = "Thanks, the team has your message and will answer here.";
 
-fn event_stream(rx: mpsc::Receiver<ReplyEvent>) -> HttpResponse {
+/// The task writing a reply; a stream dropped by its visitor leaves it running.
+type Reply = actix_web::rt::task::JoinHandle<AppResult<ReplyOutcome>>;
+
+fn event_stream(rx: mpsc::Receiver<ReplyEvent>, reply: Option<Reply>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         // Explicit so the compression middleware does not buffer the stream.
         .insert_header((header::CONTENT_ENCODING, "identity"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(sse(rx, KEEP_ALIVE))
+        .streaming(sse(rx, reply, KEEP_ALIVE))
 }
 
 /// A provider may stay silent for a minute (timeouts and retries) before the
@@ -669,27 +671,46 @@ fn event_stream(rx: mpsc::Receiver<ReplyEvent>) -> HttpResponse {
 /// nothing else has for this long.
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// The reply's events as SSE frames. The status line went out with the first
+/// byte, so a reply that fails after that says why in a last `error` event
+/// (the API's error shape) instead of just stopping.
 fn sse(
     rx: mpsc::Receiver<ReplyEvent>,
+    reply: Option<Reply>,
     keep_alive: std::time::Duration,
 ) -> impl futures_util::Stream<Item = Result<web::Bytes, Infallible>> {
-    futures_util::stream::unfold(rx, move |mut rx| async move {
+    futures_util::stream::unfold((rx, reply), move |(mut rx, mut reply)| async move {
         let Ok(event) = tokio::time::timeout(keep_alive, rx.recv()).await else {
-            return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), rx));
+            return Some((
+                Ok(web::Bytes::from_static(b": keep-alive\n\n")),
+                (rx, reply),
+            ));
         };
-        let frame = match event? {
-            ReplyEvent::Delta(text) => {
-                format!(
-                    "event: delta\ndata: {}\n\n",
-                    serde_json::json!({ "text": text })
-                )
-            }
-            ReplyEvent::Done(outcome) => format!(
+        let frame = match event {
+            Some(ReplyEvent::Delta(text)) => format!(
+                "event: delta\ndata: {}\n\n",
+                serde_json::json!({ "text": text })
+            ),
+            Some(ReplyEvent::Done(outcome)) => format!(
                 "event: done\ndata: {}\n\n",
                 serde_json::to_string(&outcome).unwrap_or_default()
             ),
+            // The reply is over: said in full, or failed and says why.
+            None => {
+                let Ok(Err(error)) = reply.take()?.await else {
+                    return None;
+                };
+                format!(
+                    "event: error\ndata: {}\n\n",
+                    serde_json::json!({
+                        "error": error.status_code().canonical_reason().unwrap_or("Error"),
+                        "code": error.code(),
+                        "message": error.public_message(),
+                    })
+                )
+            }
         };
-        Some((Ok(web::Bytes::from(frame)), rx))
+        Some((Ok(web::Bytes::from(frame)), (rx, reply)))
     })
 }
 
@@ -727,7 +748,7 @@ mod tests {
     #[actix_web::test]
     async fn a_silent_reply_keeps_its_stream_alive_with_comments() {
         let (tx, rx) = mpsc::channel(4);
-        let mut stream = Box::pin(sse(rx, Duration::from_millis(40)));
+        let mut stream = Box::pin(sse(rx, None, Duration::from_millis(40)));
         let frame = |b: Option<Result<actix_web::web::Bytes, _>>| {
             let bytes: actix_web::web::Bytes = b.expect("a frame").unwrap_or_else(|e| match e {});
             String::from_utf8(bytes.to_vec()).unwrap_or_default()
@@ -741,5 +762,34 @@ mod tests {
         );
         drop(tx);
         assert!(stream.next().await.is_none(), "ends with its reply");
+    }
+
+    #[actix_web::test]
+    async fn a_reply_that_fails_after_its_first_byte_ends_with_an_error_event() {
+        let (tx, rx) = mpsc::channel(4);
+        let failing = actix_web::rt::spawn(async {
+            Err(crate::error::AppError::Unavailable(
+                crate::error::DATABASE_UNAVAILABLE.into(),
+            ))
+        });
+        let mut stream = Box::pin(sse(rx, Some(failing), Duration::from_secs(5)));
+        tx.send(ReplyEvent::Delta("Half".into())).await.unwrap();
+        drop(tx);
+        let frames: Vec<String> = stream
+            .by_ref()
+            .map(|b| {
+                String::from_utf8(b.unwrap_or_else(|e| match e {}).to_vec()).unwrap_or_default()
+            })
+            .collect()
+            .await;
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        let error = frames[1]
+            .strip_prefix("event: error\ndata: ")
+            .and_then(|f| f.strip_suffix("\n\n"))
+            .expect("an error event");
+        let error: serde_json::Value = serde_json::from_str(error).unwrap();
+        assert_eq!(error["code"], "SERVICE_UNAVAILABLE");
+        assert_eq!(error["error"], "Service Unavailable");
+        assert_eq!(error["message"], crate::error::DATABASE_UNAVAILABLE);
     }
 }
