@@ -165,7 +165,7 @@ fn on(plan: &str, status: &str, subscription: &str) -> (String, String, String) 
 }
 
 fn link_customer(app: &TestApp, org: OrganizationId, customer: &str) {
-    BillingAccount::set_customer(&mut app.pool().get().unwrap(), org, customer).unwrap();
+    BillingAccount::claim_customer(&mut app.pool().get().unwrap(), org, customer).unwrap();
 }
 
 fn audit_count(app: &TestApp, action: &str) -> i64 {
@@ -792,12 +792,37 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
             "evt_all_5",
             "customer.subscription.trial_will_end",
             now(),
-            trial
+            trial.clone()
         )
         .await,
         "processed"
     );
     crate::accounts::wait_for_mail(&app.data_dir().join("mail"), OWNER, "trial ends").await;
+    assert_eq!(queued("evt_all_5"), 1);
+    // Paid early: the same news told again afterwards is none, and no email.
+    assert_eq!(
+        apply(
+            &app,
+            "evt_all_5a",
+            "customer.subscription.updated",
+            now() + 60,
+            subscription("sub_new", "cus_new", PRICE_PRO, "active")
+        )
+        .await,
+        "processed"
+    );
+    assert_eq!(
+        apply(
+            &app,
+            "evt_all_5b",
+            "customer.subscription.trial_will_end",
+            now() + 30,
+            trial
+        )
+        .await,
+        "ignored"
+    );
+    assert_eq!(queued("evt_all_5b"), 0);
 
     // Unknown types are stored and acknowledged; unknown customers are kept.
     assert_eq!(

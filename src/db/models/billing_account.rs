@@ -104,19 +104,32 @@ impl BillingAccount {
             .optional()
     }
 
-    /// Records the Stripe customer made for the organization.
-    pub fn set_customer(
+    /// Records `customer_id` as the organization's Stripe customer unless it
+    /// already has one. The condition sits in the `UPDATE` itself, so of two
+    /// racing callers (a Checkout and a webhook, or two instances) one links
+    /// and the other reads the winner. Returns the account and whether this
+    /// call linked it.
+    pub fn claim_customer(
         conn: &mut DbConnection,
         org: OrganizationId,
         customer_id: &str,
-    ) -> QueryResult<BillingAccount> {
+    ) -> QueryResult<(BillingAccount, bool)> {
         Self::insert_missing(conn, org)?;
-        diesel::update(billing_accounts::table.find(org))
-            .set((
-                billing_accounts::stripe_customer_id.eq(customer_id),
-                billing_accounts::updated_at.eq(crate::domain::now()),
-            ))
-            .get_result(conn)
+        let linked = diesel::update(
+            billing_accounts::table
+                .find(org)
+                .filter(billing_accounts::stripe_customer_id.is_null()),
+        )
+        .set((
+            billing_accounts::stripe_customer_id.eq(customer_id),
+            billing_accounts::updated_at.eq(crate::domain::now()),
+        ))
+        .get_result(conn)
+        .optional()?;
+        match linked {
+            Some(account) => Ok((account, true)),
+            None => Ok((Self::ensure(conn, org)?, false)),
+        }
     }
 
     pub fn apply(

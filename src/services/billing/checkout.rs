@@ -111,11 +111,11 @@ async fn customer(
     let buyer = buyer.clone();
     db(pool, move |conn| {
         crate::db::write_transaction(conn, |conn| {
-            let account = BillingAccount::ensure(conn, org)?;
-            if let Some(existing) = account.stripe_customer_id {
-                return Ok(existing);
+            let (account, linked) = BillingAccount::claim_customer(conn, org, &created)?;
+            if !linked {
+                // Another request or a webhook linked one first: keep theirs.
+                return Ok(account.stripe_customer_id.unwrap_or(created));
             }
-            BillingAccount::set_customer(conn, org, &created)?;
             audit(
                 conn,
                 Some(org),

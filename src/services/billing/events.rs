@@ -511,15 +511,29 @@ impl ProcessStripeEvent {
     ) -> Result<(), JobFailure> {
         let sub: Subscription = parse(envelope)?;
         let customer = sub.customer.0.clone();
-        let org = ctx
-            .db(move |conn| match_organization(conn, Some(&customer), None))
+        let (at, told) = (envelope.created, sub.clone());
+        let found = ctx
+            .db(move |conn| {
+                let Some(org) = match_organization(conn, Some(&customer), None)? else {
+                    return Ok(None);
+                };
+                let account = BillingAccount::ensure(conn, org)?;
+                Ok(Some((org, trial_over(&account, &told, at))))
+            })
             .await?;
-        let Some(org) = org else {
+        let Some((org, over)) = found else {
             let detail = format!("trial of subscription {} of an unknown customer", sub.id);
             return self
                 .finish(ctx, Outcome::Unmatched(detail), |_| Ok(()))
                 .await;
         };
+        if let Some(why) = over {
+            // Paid early or canceled since: "your trial ends" would mislead.
+            let detail = format!("trial of {}: {why}; the owners are not emailed", sub.id);
+            return self
+                .finish(ctx, Outcome::Ignored(Some(org), detail), |_| Ok(()))
+                .await;
+        }
         let ends = sub.trial_end.and_then(objects::timestamp).map_or_else(
             || "soon".to_string(),
             |t| t.format("%B %-d, %Y").to_string(),
@@ -547,6 +561,20 @@ impl ProcessStripeEvent {
         })
         .await
     }
+}
+
+const TRIALING: &str = "trialing";
+
+/// Why a trial's end, told at `at`, is no news any more; `None` while the
+/// trial goes on. The stored state only overrules the event when it is this
+/// subscription's and at least as recent.
+fn trial_over(account: &BillingAccount, sub: &Subscription, at: i64) -> Option<String> {
+    if sub.status != TRIALING {
+        return Some(format!("the subscription is {}", sub.status));
+    }
+    let ours = account.stripe_subscription_id.as_deref() == Some(sub.id.as_str());
+    (ours && account.status != TRIALING && account.stripe_state_at >= at)
+        .then(|| format!("the subscription is {} since", account.status))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, JobFailure> {
@@ -610,21 +638,19 @@ fn link_customer(
     org: OrganizationId,
     customer: &str,
 ) -> diesel::QueryResult<BillingAccount> {
-    let account = BillingAccount::ensure(conn, org)?;
-    if account.stripe_customer_id.is_some() {
-        return Ok(account);
-    }
     crate::db::write_transaction(conn, |conn| {
-        let linked = BillingAccount::set_customer(conn, org, customer)?;
-        audit(
-            conn,
-            Some(org),
-            &STRIPE,
-            "billing.customer_linked",
-            Some(customer),
-            None,
-        )?;
-        Ok(linked)
+        let (account, linked) = BillingAccount::claim_customer(conn, org, customer)?;
+        if linked {
+            audit(
+                conn,
+                Some(org),
+                &STRIPE,
+                "billing.customer_linked",
+                Some(customer),
+                None,
+            )?;
+        }
+        Ok(account)
     })
 }
 
@@ -793,6 +819,22 @@ mod tests {
     fn sub(id: &str, status: &str) -> Subscription {
         serde_json::from_value(serde_json::json!({"id": id, "customer": "cus_1", "status": status}))
             .unwrap()
+    }
+
+    #[test]
+    fn a_trial_end_is_told_only_while_the_trial_goes_on() {
+        let trialing = account(Some("sub_1"), "trialing", 200);
+        assert_eq!(trial_over(&trialing, &sub("sub_1", "trialing"), 300), None);
+        // Paid early since the event was sent: the stored state is newer.
+        let paid = account(Some("sub_1"), "active", 300);
+        assert!(trial_over(&paid, &sub("sub_1", "trialing"), 300).is_some());
+        // A stored state older than the event does not overrule it, nor does
+        // another subscription's.
+        assert_eq!(trial_over(&paid, &sub("sub_1", "trialing"), 400), None);
+        let other = account(Some("sub_2"), "canceled", 500);
+        assert_eq!(trial_over(&other, &sub("sub_1", "trialing"), 400), None);
+        // The event's own object says the trial is over.
+        assert!(trial_over(&trialing, &sub("sub_1", "canceled"), 300).is_some());
     }
 
     #[test]
