@@ -1,5 +1,5 @@
 /*
- * Frontdesk's pages work without JavaScript; this only adds three comforts:
+ * Frontdesk's pages work without JavaScript; this only adds four comforts:
  * - a question before a form does what cannot be undone (its data-confirm
  *   holds the question);
  * - a textarea marked data-draft keeps what was typed in it, for this tab,
@@ -9,7 +9,12 @@
  *   was accepted: the page it led to shows the textarea empty and unflagged;
  * - a button marked data-copy="ID" (hidden until this script shows it)
  *   copies the element with that id (an input's value, else its text): a new
- *   API key, the widget's embed snippet.
+ *   API key, the widget's embed snippet;
+ * - an element marked data-live="URL" (with an id) is replaced every few
+ *   seconds by the same element of the page at URL, until that one is no
+ *   longer live: a knowledge base being indexed shows its progress while the
+ *   forms around it keep what is being typed (a reload would wipe them, and
+ *   after a refused form would ask for a page that only takes POST).
  * Kept plain for build.rs's simple minifier: no modules, no regex literals, no
  * template literals, explicit semicolons.
  */
@@ -115,7 +120,47 @@
     }
   });
 
+  var LIVE_EVERY_MS = 3000;
+
+  function followLive(node) {
+    var source = node.getAttribute('data-live');
+    window.setTimeout(function () {
+      if (document.hidden) {
+        followLive(node); // asked again once the tab is looked at
+        return;
+      }
+      fetch(source, { credentials: 'same-origin', headers: { Accept: 'text/html' } }).then(function (res) {
+        // Signed out meanwhile (a redirect to sign in) or gone: the list
+        // stays as it was, its status line saying to reload.
+        if (res.redirected || (!res.ok && res.status < 500)) {
+          return null;
+        }
+        if (!res.ok) {
+          followLive(node); // the server is briefly unwell: try again
+          return null;
+        }
+        return res.text().then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, 'text/html').getElementById(node.id);
+          if (!fresh) {
+            return;
+          }
+          var next = document.importNode(fresh, true);
+          node.replaceWith(next);
+          if (next.hasAttribute('data-live')) {
+            followLive(next);
+          }
+        });
+      }).catch(function () {
+        followLive(node); // offline for a moment: try again
+      });
+    }, LIVE_EVERY_MS);
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
+    var live = document.querySelectorAll('[data-live][id]');
+    for (var l = 0; l < live.length; l++) {
+      followLive(live[l]);
+    }
     var copiers = document.querySelectorAll('button[data-copy]');
     for (var c = 0; c < copiers.length; c++) {
       copiers[c].hidden = false;

@@ -114,6 +114,37 @@ try {
   const agentLink = page.locator('main a[href^="/app/agents/"]').first();
   check((await agentLink.count()) === 1, 'the demo agent is listed');
   await Promise.all([page.waitForURL(/\/app\/agents\/\d+$/), agentLink.click()]);
+
+  // A document still indexing: the list follows it without reloading the
+  // page, so what is being typed in the agent's settings stays.
+  check((await page.locator('#knowledge[data-live]').count()) === 1, 'agent: a list still indexing is live');
+  await page.evaluate(() => {
+    window.frontdeskNotReloaded = true;
+  });
+  await page.fill('#agent-greeting', 'Typed while the list was indexing');
+  await page.locator('#knowledge').screenshot({ path: join(SCREENSHOT_DIR, 'tour-agent-indexing.png') });
+  const stuck = page.locator('#knowledge tr', { hasText: 'Stuck upload' });
+  const action = await stuck.locator('form[action$="/delete"]').getAttribute('action');
+  const csrf = await stuck.locator('input[name=csrf_token]').first().inputValue();
+  // Deleted from elsewhere (another tab, a teammate): the list must notice.
+  const removed = await desktop.context.request.post(url(action), {
+    form: { csrf_token: csrf },
+    headers: { Origin: ORIGIN, Referer: page.url() },
+  });
+  check(removed.ok(), 'agent: the unfinished document is deleted', `${removed.status()}`);
+  const settled = await page
+    .waitForFunction(
+      () => !document.querySelector('#knowledge[data-live]') && !document.querySelector('#knowledge').textContent.includes('Stuck upload'),
+      null,
+      { timeout: 15000 },
+    )
+    .then(() => true, () => false);
+  check(settled, 'agent: the live list shows the change and stops following');
+  check(
+    (await page.inputValue('#agent-greeting')) === 'Typed while the list was indexing' &&
+      (await page.evaluate(() => window.frontdeskNotReloaded === true)),
+    'agent: the page was not reloaded and the typed greeting stays',
+  );
   await page.fill('form.test-retrieval input[name=q]', 'How long does shipping take?');
   const [retrieval] = await Promise.all([
     page.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/app/agents/') && r.request().method() === 'GET'),

@@ -258,6 +258,33 @@ async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_c
         }
         actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // A document whose indexing has not finished, so the tour sees the agent
+    // page follow it (the tour deletes it to see the list change).
+    {
+        use frontdesk::db::schema::agents;
+        let mut conn = app.pool().get().unwrap();
+        let (agent, org): (i64, i64) = agents::table
+            .filter(agents::slug.eq(frontdesk::services::demo::AGENT_SLUG))
+            .select((agents::id, agents::organization_id))
+            .first(&mut conn)
+            .unwrap();
+        let now = frontdesk::domain::now();
+        diesel::insert_into(knowledge_documents::table)
+            .values((
+                knowledge_documents::organization_id.eq(org),
+                knowledge_documents::agent_id.eq(agent),
+                knowledge_documents::title.eq("Stuck upload"),
+                knowledge_documents::format.eq("text"),
+                knowledge_documents::size_bytes.eq(12),
+                knowledge_documents::content.eq("Still coming"),
+                knowledge_documents::status.eq("indexing"),
+                knowledge_documents::chunk_count.eq(0),
+                knowledge_documents::created_at.eq(now),
+                knowledge_documents::updated_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+    }
     // A platform admin too, so the tour takes in /admin.
     {
         use frontdesk::db::schema::users;
