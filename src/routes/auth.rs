@@ -717,29 +717,21 @@ pub async fn accept_invitation(
     let joiner_user = user.clone();
     let joiner_name = name.clone();
     let billing = state.config.stripe.clone();
-    let result = state.db(move |conn| {
-        if let Some(user) = &joiner_user {
-            let (invitation, _) = match accounts::find_invitation(conn, &token) {
-                Ok(found) => found,
-                Err(e) => return Ok(Err(e)),
+    let result = state
+        .db(move |conn| {
+            let joiner = match (&joiner_user, &hash) {
+                (Some(user), _) => Joiner::Existing(user),
+                (None, Some(hash)) => Joiner::New {
+                    name: &joiner_name,
+                    password_hash: hash,
+                },
+                (None, None) => return Ok(Err(AccountError::NotFound)),
             };
-            if invitation.email != user.email {
-                return Ok(Err(AccountError::Forbidden(
-                    "This invitation was sent to another email address: sign out and open the link again.",
-                )));
-            }
-        }
-        let joiner = match (&joiner_user, &hash) {
-            (Some(user), _) => Joiner::Existing(user),
-            (None, Some(hash)) => Joiner::New {
-                name: &joiner_name,
-                password_hash: hash,
-            },
-            (None, None) => return Ok(Err(AccountError::NotFound)),
-        };
-        Ok::<_, AppError>(accounts::accept_invitation(conn, &token, joiner, &ip, &billing))
-    })
-    .await?;
+            Ok::<_, AppError>(accounts::accept_invitation(
+                conn, &token, joiner, &ip, &billing,
+            ))
+        })
+        .await?;
     match result {
         Ok((user_id, org_id)) => {
             if user.is_some() {

@@ -978,6 +978,15 @@ pub fn accept_invitation(
 ) -> Result<(UserId, OrganizationId), AccountError> {
     crate::db::write_transaction(conn, |conn| {
         let (invitation, org) = find_invitation(conn, token)?;
+        // The link is the invitee's: someone signed in who got hold of it
+        // (a forwarded email) does not join in their place.
+        if let Joiner::Existing(user) = &joiner
+            && user.email != invitation.email
+        {
+            return Err(AccountError::Forbidden(
+                "This invitation was sent to another email address: sign out and open the link again.",
+            ));
+        }
         let joining = TenantScope::verified(org.id, None, invitation.role());
         limits::ensure_room(conn, billing, &joining, Resource::Joining)?;
         let email = Email::parse(&invitation.email).map_err(|_| AccountError::NotFound)?;

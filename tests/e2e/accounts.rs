@@ -1377,6 +1377,18 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
         page.contains("Open the app") && !page.contains("Start free"),
         "{page}"
     );
+    // Sent anyway (a forwarded link, a form kept open): refused, and the
+    // invitation is still the invitee's to accept.
+    let res = owner
+        .submit(&accept, "/invitations/accept", &[("token", &token)])
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("sent to another email address")
+    );
 
     let colin = Browser::new(&app);
     let (status, page) = colin.get(&accept).await;
