@@ -1719,6 +1719,52 @@ async fn embedding_sites_are_checked_against_allowed_origins(backend: Backend) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "FORBIDDEN");
 
+    // A conversation begun on the shop is not carried on from another site,
+    // even with its token: not written to, read, or handed to the team.
+    let chat: Value = start_chat(
+        &app,
+        "harbor-bikes",
+        "support",
+        Some("https://shop.example"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let conversation = format!(
+        "/api/v1/chat/harbor-bikes/support/conversations/{}",
+        chat["conversationId"]
+    );
+    let token = chat["token"].as_str().unwrap();
+    for (method, path) in [
+        (Method::POST, format!("{conversation}/messages")),
+        (Method::GET, format!("{conversation}/messages")),
+        (Method::POST, format!("{conversation}/escalate")),
+    ] {
+        let res = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .header("origin", "https://evil.example")
+            .header("x-conversation-token", token)
+            .json(&json!({"content": "Where is my order?"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{method} {path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "FORBIDDEN", "{method} {path}");
+    }
+    let transcript: Value = transcript(&app, &chat).await.json().await.unwrap();
+    assert_eq!(transcript["status"], "open", "not escalated from elsewhere");
+    assert!(
+        transcript["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["role"] != "visitor"),
+        "nothing written from elsewhere: {transcript}"
+    );
+
     let preflight = |origin: &'static str| {
         app.client
             .request(
