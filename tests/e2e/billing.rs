@@ -1584,3 +1584,45 @@ async fn a_state_stripe_gave_before_a_newer_event_does_not_overwrite_it(backend:
             >= 2
     );
 }
+
+/// An event the server cannot store is not acknowledged: while the database
+/// is out the webhook answers 503, so Stripe delivers it again, and the same
+/// delivery once the database is back is stored and applied once.
+#[actix_web::test]
+async fn an_event_that_cannot_be_stored_answers_503_and_is_kept_when_stripe_retries() {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(Backend::Postgres, &stripe, &[]).await else {
+        return;
+    };
+    let org = harbor_with_customer(&app, "cus_outage").await;
+    let body = event(
+        "evt_outage",
+        "customer.subscription.updated",
+        now(),
+        subscription("sub_outage", "cus_outage", PRICE_PRO, "active"),
+    );
+
+    app.db.set_reachable(false);
+    let res = deliver(&app, &body).await;
+    assert_eq!(res.status(), 503, "a retry can help: Stripe should retry");
+    let error: Value = res.json().await.unwrap();
+    assert_eq!(error["code"], "SERVICE_UNAVAILABLE");
+    app.db.set_reachable(true);
+
+    // Stripe's next attempt, once the pool has its connections again.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..100 {
+        status = deliver(&app, &body).await.status();
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(processed(&app, "evt_outage").await, "processed");
+    assert_eq!(deliver(&app, &body).await.status(), 200, "and once more");
+    assert_eq!(event_count(&app), 1);
+    let a = account(&app, org);
+    assert_eq!((a.plan.as_str(), a.status.as_str()), ("pro", "active"));
+    assert_eq!(audit_count(&app, "billing.subscription_changed"), 1);
+}
