@@ -657,9 +657,59 @@ fn decode_entity(s: &str) -> (Option<char>, usize) {
         "rarr" => '→',
         "larr" => '←',
         "check" => '✓',
-        _ => return (None, 1),
+        "szlig" => 'ß',
+        "AElig" => 'Æ',
+        "aelig" => 'æ',
+        "OElig" => 'Œ',
+        "oelig" => 'œ',
+        "Oslash" => 'Ø',
+        "oslash" => 'ø',
+        "ETH" => 'Ð',
+        "eth" => 'ð',
+        "THORN" => 'Þ',
+        "thorn" => 'þ',
+        "Lstrok" => 'Ł',
+        "lstrok" => 'ł',
+        "iexcl" => '¡',
+        "iquest" => '¿',
+        "ordf" => 'ª',
+        "ordm" => 'º',
+        "micro" => 'µ',
+        "sup2" => '²',
+        "sup3" => '³',
+        "dagger" => '†',
+        "permil" => '‰',
+        name => match accented(name) {
+            Some(c) => c,
+            None => return (None, 1),
+        },
     };
     (Some(c), name_len + 2)
+}
+
+/// A letter with a diacritic, named as HTML names them: the letter, then the
+/// mark (`eacute`, `Uuml`, `ccedil`, `scaron`, `odblac`), which covers the
+/// accented letters of the Latin scripts without a table of each.
+fn accented(name: &str) -> Option<char> {
+    let mut chars = name.chars();
+    let base = chars.next().filter(char::is_ascii_alphabetic)?;
+    let mark = match chars.as_str() {
+        "grave" => '\u{300}',
+        "acute" => '\u{301}',
+        "circ" => '\u{302}',
+        "tilde" => '\u{303}',
+        "macr" => '\u{304}',
+        "breve" => '\u{306}',
+        "dot" => '\u{307}',
+        "uml" => '\u{308}',
+        "ring" => '\u{30A}',
+        "dblac" => '\u{30B}',
+        "caron" => '\u{30C}',
+        "cedil" => '\u{327}',
+        "ogon" => '\u{328}',
+        _ => return None,
+    };
+    unicode_normalization::char::compose(base, mark)
 }
 
 fn heading_level(name: &str) -> Option<usize> {
@@ -2206,6 +2256,21 @@ mod tests {
         assert_eq!(
             html(page),
             "<script>alert(1)</script> &amp; \"q\" 's' a b ABC © &unknown; AT&T \u{FFFD} \u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn accented_letters_written_as_entities_are_letters() {
+        assert_eq!(
+            html(
+                "<p>Caf&eacute; M&uuml;ller &Agrave; la fa&ccedil;on, Stra&szlig;e, &scaron;kola, &Aring;se, Erd&odblac;s, &Lstrok;&oacute;d&zacute;</p>"
+            ),
+            "Café Müller À la façon, Straße, škola, Åse, Erdős, Łódź"
+        );
+        // A mark no letter takes, or no letter at all: left as written.
+        assert_eq!(
+            html("&qacute; &uml; &1acute; &eacutex;"),
+            "&qacute; &uml; &1acute; &eacutex;"
         );
     }
 
