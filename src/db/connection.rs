@@ -47,8 +47,11 @@ impl ConnectionManager {
                         reason: e.to_string(),
                     })?;
                 // busy_timeout first: the other pragmas may already need the lock.
+                // synchronous=FULL: in WAL mode NORMAL may lose the last commits
+                // to a power cut, and what was committed has been answered for
+                // (a Stripe event acknowledged with 200 is not sent again).
                 conn.batch_execute(&format!(
-                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
                 ))
                 .map_err(|e| DbError::SqliteOpen {
                     path: shown,

@@ -65,6 +65,12 @@ struct JournalMode {
     journal_mode: String,
 }
 
+#[derive(QueryableByName)]
+struct Synchronous {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    synchronous: i32,
+}
+
 async fn foreign_keys_and_uniqueness_are_enforced(backend: Backend) {
     let Some(app) = spawn_app(backend).start().await else {
         return;
@@ -94,6 +100,11 @@ async fn foreign_keys_and_uniqueness_are_enforced(backend: Backend) {
             .get_result(&mut *conn)
             .unwrap();
         assert_eq!(mode.journal_mode, "wal");
+        // FULL (2): a commit, once answered for, survives a power cut.
+        let sync: Synchronous = sql_query("PRAGMA synchronous")
+            .get_result(&mut *conn)
+            .unwrap();
+        assert_eq!(sync.synchronous, 2);
     }
     // The connection is still usable after the failed statements.
     conn.batch_execute("SELECT 1").unwrap();
