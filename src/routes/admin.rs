@@ -146,6 +146,9 @@ pub async fn toggle_user(
                 // Read under a lock: a double submit records one change, and
                 // a membership that joined meanwhile gives up its tickets too.
                 crate::db::lock_until_commit(conn, &format!("admin:user:{id}"))?;
+                // An owner demoting themselves counts on the others being
+                // active: that count and this change come one after the other.
+                accounts::lock_memberships_of(conn, id)?;
                 let user = User::find(conn, id)?.ok_or(AppError::NotFound)?;
                 let disable = form.disable;
                 if disable == user.disabled_at.is_some() {

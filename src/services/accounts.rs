@@ -397,20 +397,28 @@ pub fn delete_organization(
     })
 }
 
+/// Takes the membership lock of every organization `user` belongs to, as
+/// every membership change does, in one order so two callers cannot wait on
+/// each other. A change to the account that counts for "is another owner
+/// still active" (its deletion, an admin disabling it) then cannot interleave
+/// with a demotion counting on it; read the memberships again after this.
+pub fn lock_memberships_of(conn: &mut DbConnection, user: UserId) -> diesel::QueryResult<()> {
+    let mut orgs: Vec<_> = Membership::organizations_of(conn, user)?
+        .into_iter()
+        .map(|(org, _)| org.id)
+        .collect();
+    orgs.sort_by_key(|id| id.0);
+    for org in orgs {
+        crate::db::lock_until_commit(conn, &format!("memberships:{org}"))?;
+    }
+    Ok(())
+}
+
 /// Deletes the signed-in account (GDPR erasure). Refused while it is the only
 /// owner of an organization, which would be left with nobody in charge.
 pub fn delete_account(conn: &mut DbConnection, user: &User, ip: &str) -> Result<(), AccountError> {
     crate::db::write_transaction(conn, |conn| {
-        // As every membership change does (in one order, so two deletions
-        // cannot wait on each other); then read again under the locks.
-        let mut orgs: Vec<_> = Membership::organizations_of(conn, user.id)?
-            .into_iter()
-            .map(|(org, _)| org.id)
-            .collect();
-        orgs.sort_by_key(|id| id.0);
-        for org in orgs {
-            crate::db::lock_until_commit(conn, &format!("memberships:{org}"))?;
-        }
+        lock_memberships_of(conn, user.id)?;
         for (org, membership) in Membership::organizations_of(conn, user.id)? {
             if membership.role() != Role::Owner {
                 continue;
