@@ -829,6 +829,18 @@ async fn every_handled_event_type_is_applied(backend: Backend) {
         apply(&app, "evt_all_6", "plan.created", now(), fixture("price")).await,
         "ignored"
     );
+    // So are "thin" (API v2) events, whose time is text and which carry no data.
+    let thin = json!({
+        "id": "evt_all_thin",
+        "object": "v2.core.event",
+        "type": "v1.billing.meter.no_meter_found",
+        "created": "2026-12-07T06:20:52.246Z",
+        "livemode": false,
+        "related_object": {"id": "mtr_1", "type": "billing.meter", "url": "/v1/billing/meters/mtr_1"}
+    })
+    .to_string();
+    assert_eq!(deliver(&app, &thin).await.status(), 200);
+    assert_eq!(processed(&app, "evt_all_thin").await, "ignored");
     assert_eq!(
         apply(
             &app,

@@ -31,15 +31,37 @@ pub struct Envelope {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[serde(deserialize_with = "event_time")]
     pub created: i64,
     #[serde(default)]
     pub api_version: Option<String>,
     #[serde(default)]
     pub livemode: bool,
+    /// Absent from "thin" events, which only name what changed.
+    #[serde(default)]
     pub data: EventData,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// When Stripe made an event, in seconds: a number in the snapshot events
+/// this endpoint handles, an RFC 3339 string in the "thin" (API v2) events an
+/// endpoint may also be sent, which are stored and acknowledged like any
+/// other type Frontdesk does not use.
+pub fn event_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(i64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(secs) => Ok(secs),
+        Raw::Text(text) => chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.timestamp())
+            .map_err(|_| serde::de::Error::custom(format!("`created` is not a time: {text:?}"))),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct EventData {
     pub object: serde_json::Value,
 }
@@ -218,6 +240,19 @@ pub fn timestamp(secs: i64) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thin_event_reads_with_its_time_as_text_and_no_data() {
+        let thin: Envelope = serde_json::from_str(
+            r#"{"id":"evt_test_65R9Ijk8fwtdbbZDN3Z","object":"v2.core.event","type":"v1.billing.meter.no_meter_found","created":"2024-09-17T06:20:52.246Z","livemode":false,"related_object":{"id":"mtr_1","type":"billing.meter","url":"/v1/billing/meters/mtr_1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(thin.created, 1_726_554_052);
+        assert!(thin.data.object.is_null());
+        let bad =
+            serde_json::from_str::<Envelope>(r#"{"id":"evt_1","type":"x","created":"yesterday"}"#);
+        assert!(bad.unwrap_err().to_string().contains("not a time"));
+    }
 
     #[test]
     fn ids_may_be_strings_or_expanded_objects() {

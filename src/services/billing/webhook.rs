@@ -115,6 +115,7 @@ struct Head {
     id: String,
     #[serde(rename = "type")]
     event_type: String,
+    #[serde(deserialize_with = "super::objects::event_time")]
     created: i64,
     #[serde(default)]
     api_version: Option<String>,
