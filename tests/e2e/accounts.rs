@@ -255,6 +255,25 @@ pub(crate) async fn wait_for_mail(dir: &Path, to: &str, subject: &str) -> String
     }
 }
 
+/// Waits for a password reset email to `to` with a link not in `seen`;
+/// returns the link.
+async fn reset_link(app: &TestApp, to: &str, seen: &[&str]) -> String {
+    next_link(
+        &mail_dir(app),
+        to,
+        "Reset your Frontdesk password",
+        "/reset-password?token=",
+        seen,
+    )
+    .await
+}
+
+/// Asks for a password reset link for `email`, as the "forgot password" form does.
+async fn request_reset(b: &Browser, email: &str) -> reqwest::Response {
+    b.submit("/forgot-password", "/forgot-password", &[("email", email)])
+        .await
+}
+
 /// Posts the reset-password form: `token` and the new password, typed twice.
 async fn post_reset(b: &Browser, token: &str, password: &str) -> reqwest::Response {
     b.submit(
@@ -746,22 +765,8 @@ async fn links_sent_to_an_old_address_stop_working(backend: Backend) {
     assert!(page.contains("not valid"), "{page}");
 
     // A reset link is asked for, then the address changes.
-    Browser::new(&app)
-        .submit(
-            "/forgot-password",
-            "/forgot-password",
-            &[("email", "old@acme.test")],
-        )
-        .await;
-    let reset = link(
-        &wait_for_mail(
-            &mail_dir(&app),
-            "old@acme.test",
-            "Reset your Frontdesk password",
-        )
-        .await,
-        "/reset-password?token=",
-    );
+    request_reset(&Browser::new(&app), "old@acme.test").await;
+    let reset = reset_link(&app, "old@acme.test", &[]).await;
     let res = me
         .submit(
             "/app/account",
@@ -961,21 +966,9 @@ async fn wrong_passwords_from_elsewhere_do_not_shut_the_owner_out(backend: Backe
     );
 
     // ...until its owner resets the password, which proves who they are.
-    let res = elsewhere
-        .submit(
-            "/forgot-password",
-            "/forgot-password",
-            &[("email", "target@acme.test")],
-        )
-        .await;
+    let res = request_reset(&elsewhere, "target@acme.test").await;
     assert_eq!(res.status(), 200);
-    let mail = wait_for_mail(
-        &mail_dir(&app),
-        "target@acme.test",
-        "Reset your Frontdesk password",
-    )
-    .await;
-    let reset = link(&mail, "/reset-password?token=");
+    let reset = reset_link(&app, "target@acme.test", &[]).await;
     let token = reset.split("token=").nth(1).unwrap().to_string();
     let new_password = "a brand new passphrase 42";
     assert_eq!(
@@ -1057,20 +1050,8 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     assert_eq!(owner.signup("Acme", "reset@acme.test").await.status(), 303);
 
     let b = Browser::new(&app);
-    let known = b
-        .submit(
-            "/forgot-password",
-            "/forgot-password",
-            &[("email", "reset@acme.test")],
-        )
-        .await;
-    let unknown = b
-        .submit(
-            "/forgot-password",
-            "/forgot-password",
-            &[("email", "nobody@acme.test")],
-        )
-        .await;
+    let known = request_reset(&b, "reset@acme.test").await;
+    let unknown = request_reset(&b, "nobody@acme.test").await;
     assert_eq!(known.status(), 200);
     assert_eq!(unknown.status(), 200);
     let strip = |html: String, email: &str| {
@@ -1084,13 +1065,7 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
         "the answer does not reveal who has an account"
     );
 
-    let mail = wait_for_mail(
-        &mail_dir(&app),
-        "reset@acme.test",
-        "Reset your Frontdesk password",
-    )
-    .await;
-    let reset = link(&mail, "/reset-password?token=");
+    let reset = reset_link(&app, "reset@acme.test", &[]).await;
     let token = reset.split("token=").nth(1).unwrap().to_string();
     // Sent, the link is in the inbox only: the email's job keeps no copy.
     crate::helpers::eventually(
@@ -1137,26 +1112,13 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
             .execute(&mut app.pool().get().unwrap())
             .unwrap();
     }
-    let again = b
-        .submit(
-            "/forgot-password",
-            "/forgot-password",
-            &[("email", "reset@acme.test")],
-        )
-        .await;
+    let again = request_reset(&b, "reset@acme.test").await;
     assert_eq!(again.status(), 200);
     assert_eq!(live_links(), 1);
     assert_ne!(live_hash(), first_hash);
     let stale = post_reset(&b, &token, "a passphrase for the old link").await;
     assert_eq!(stale.status(), 422, "the earlier link was replaced");
-    let second = next_link(
-        &mail_dir(&app),
-        "reset@acme.test",
-        "Reset your Frontdesk password",
-        "/reset-password?token=",
-        &[reset.as_str()],
-    )
-    .await;
+    let second = reset_link(&app, "reset@acme.test", &[reset.as_str()]).await;
     let token = second.split("token=").nth(1).unwrap().to_string();
     let res = post_reset(&b, &token, "reset is what I did today").await;
     assert_eq!(
@@ -1197,26 +1159,13 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     assert!(again.text().await.unwrap().contains("already used"));
 
     // An expired link is refused.
-    b.submit(
-        "/forgot-password",
-        "/forgot-password",
-        &[("email", "reset@acme.test")],
-    )
-    .await;
+    request_reset(&b, "reset@acme.test").await;
     let mut conn = app.pool().get().unwrap();
     diesel::update(user_tokens::table.filter(user_tokens::used_at.is_null()))
         .set(user_tokens::expires_at.eq(frontdesk::domain::now() - chrono::TimeDelta::minutes(1)))
         .execute(&mut conn)
         .unwrap();
-    let subject = "Reset your Frontdesk password";
-    let expired = next_link(
-        &mail_dir(&app),
-        "reset@acme.test",
-        subject,
-        "/reset-password?token=",
-        &[&reset, &second],
-    )
-    .await;
+    let expired = reset_link(&app, "reset@acme.test", &[&reset, &second]).await;
     let (status, page) = b.get(&expired).await;
     assert_eq!(status, 422);
     assert!(page.contains("expired"), "{page}");
@@ -1226,20 +1175,8 @@ async fn password_reset_answers_the_same_and_links_work_once(backend: Backend) {
     assert!(res.text().await.unwrap().contains("expired"));
 
     // A link asked for before the password was changed no longer works after.
-    b.submit(
-        "/forgot-password",
-        "/forgot-password",
-        &[("email", "reset@acme.test")],
-    )
-    .await;
-    let pending = next_link(
-        &mail_dir(&app),
-        "reset@acme.test",
-        subject,
-        "/reset-password?token=",
-        &[&reset, &expired],
-    )
-    .await;
+    request_reset(&b, "reset@acme.test").await;
+    let pending = reset_link(&app, "reset@acme.test", &[&reset, &expired]).await;
     let signed_in = Browser::new(&app);
     assert_eq!(
         signed_in
@@ -1272,13 +1209,7 @@ async fn reset_emails_go_out_at_most_once_a_minute(backend: Backend) {
     assert_eq!(owner.signup("Acme", "flood@acme.test").await.status(), 303);
     let subject = "Reset your Frontdesk password";
     let ask = || async {
-        let res = Browser::new(&app)
-            .submit(
-                "/forgot-password",
-                "/forgot-password",
-                &[("email", "flood@acme.test")],
-            )
-            .await;
+        let res = request_reset(&Browser::new(&app), "flood@acme.test").await;
         assert_eq!(res.status(), 200);
         assert!(res.text().await.unwrap().contains("we sent it a link"));
     };
@@ -2992,21 +2923,9 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
     );
     // A reset link on its way when the account is disabled is spent with it.
     let holder = Browser::new(&app);
-    let res = holder
-        .submit(
-            "/forgot-password",
-            "/forgot-password",
-            &[("email", "user@victim.test")],
-        )
-        .await;
+    let res = request_reset(&holder, "user@victim.test").await;
     assert_eq!(res.status(), 200);
-    let mail = wait_for_mail(
-        &mail_dir(&app),
-        "user@victim.test",
-        "Reset your Frontdesk password",
-    )
-    .await;
-    let reset = link(&mail, "/reset-password?token=");
+    let reset = reset_link(&app, "user@victim.test", &[]).await;
     let token = reset.split("token=").nth(1).unwrap().to_string();
     assert_eq!(
         admin
