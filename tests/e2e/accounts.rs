@@ -2984,6 +2984,69 @@ async fn platform_admin_disables_accounts_and_organizations(backend: Backend) {
     assert!(res.text().await.unwrap().contains("disabled"));
 }
 
+/// What a client generator trips over: a `$ref` to nothing, a path parameter
+/// the operation does not declare (or declares and the path lacks), an
+/// operation without responses, two operations with one id.
+fn openapi_is_consistent(doc: &Value) {
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(doc, &mut found);
+    assert!(!found.is_empty());
+    for r in found {
+        let target = r.strip_prefix('#').and_then(|pointer| doc.pointer(pointer));
+        assert!(
+            target.is_some_and(Value::is_object),
+            "{r} points at nothing"
+        );
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let mut in_path: Vec<&str> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+            .collect();
+        in_path.sort_unstable();
+        for (method, op) in item.as_object().unwrap() {
+            let what = format!("{method} {path}");
+            assert!(
+                ["get", "post", "put", "patch", "delete"].contains(&method.as_str()),
+                "{what}: unexpected key"
+            );
+            let mut declared: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .inspect(|p| assert_eq!(p["required"], true, "{what}: {p}"))
+                        .filter_map(|p| p["name"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            declared.sort_unstable();
+            assert_eq!(declared, in_path, "{what}: path parameters");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{what}: no responses"
+            );
+            if let Some(id) = op["operationId"].as_str() {
+                assert!(ids.insert(id.to_string()), "{what}: operationId {id} twice");
+            }
+        }
+    }
+}
+
 async fn the_openapi_document_describes_the_api(backend: Backend) {
     let Some(app) = spawn_app(backend).start().await else {
         return;
@@ -3009,6 +3072,14 @@ async fn the_openapi_document_describes_the_api(backend: Backend) {
         "bearer"
     );
     assert!(doc["components"]["schemas"]["ErrorJson"]["properties"]["correlationId"].is_object());
+    openapi_is_consistent(&doc);
+    // The check itself sees a dangling reference.
+    let mut broken = doc.clone();
+    broken["components"]["schemas"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ErrorJson");
+    assert!(std::panic::catch_unwind(|| openapi_is_consistent(&broken)).is_err());
 
     // The answers a caller's own mistakes get are listed where they can happen.
     let responses = |path: &str, method: &str| -> Vec<String> {
