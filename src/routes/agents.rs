@@ -355,7 +355,6 @@ async fn agent_page(
                     heading: p.passage.heading.unwrap_or_default(),
                     content: p.passage.content,
                     score: format!("{:.2}", p.score),
-                    rank: format!("{:.3}", p.passage.rank),
                 })
                 .collect(),
         ),

@@ -357,10 +357,11 @@ pub struct PassageJson {
     title: String,
     heading: Option<String>,
     content: String,
-    /// Share of the question's words in the passage, 0 to 1.
+    /// Share of the question's words in the passage, 0 to 1. (The full-text
+    /// engine's own rank is not shown: on SQLite, bm25 weighs words by how
+    /// rare they are in every organization's passages, so it would tell one
+    /// organization about another's knowledge base.)
     score: f64,
-    /// The full-text engine's own rank (bm25 or ts_rank_cd).
-    rank: f64,
 }
 
 pub(crate) async fn search(
@@ -408,7 +409,6 @@ pub async fn search_agent(
                 heading: p.passage.heading,
                 content: p.passage.content,
                 score: p.score,
-                rank: p.passage.rank,
             })
             .collect(),
     }))

@@ -67,7 +67,6 @@ pub struct PassageRow {
     pub heading: String,
     pub content: String,
     pub score: String,
-    pub rank: String,
 }
 
 /// The agent's settings as shown in its form (what was typed, after an error).

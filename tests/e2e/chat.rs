@@ -45,7 +45,58 @@ backend_tests!(
     one_address_spends_a_bounded_share_of_an_organizations_messages_a_day,
     a_conversation_erased_while_its_reply_is_written_keeps_nothing,
     the_servers_provider_answers_with_the_models_the_operator_offers,
+    another_organizations_knowledge_does_not_change_what_a_search_shows,
 );
+
+/// Full-text engines weigh a word by how rare it is in the whole index, which
+/// holds every organization's passages: what a search shows must not move
+/// when another organization writes about the same thing.
+async fn another_organizations_knowledge_does_not_change_what_a_search_shows(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let ours = Api { app: &app, key };
+    let agent = ours.agent(json!({"name": "Support"})).await["id"]
+        .as_i64()
+        .unwrap();
+    for (title, body) in [
+        (
+            "Gears",
+            "# Gears\n\nOur zephyrine gears shift smoothly in the rain.",
+        ),
+        (
+            "Brakes",
+            "# Brakes\n\nDisc brakes and zephyrine pads stop the bike in the wet.",
+        ),
+    ] {
+        ours.indexed(agent, title, "text/markdown", body.as_bytes())
+            .await;
+    }
+    let search = format!("/api/v1/agents/{agent}/search?q=zephyrine");
+    let (status, before) = ours.get(&search).await;
+    assert_eq!(status, 200);
+    assert_eq!(before["data"].as_array().unwrap().len(), 2, "{before}");
+
+    let (_, other_key) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
+    let theirs = Api {
+        app: &app,
+        key: other_key,
+    };
+    let other = theirs.agent(json!({"name": "Support"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let body: String = (0..40)
+        .map(|n| {
+            format!("# Zephyrine {n}\n\nZephyrine gears and zephyrine rain covers, model {n}.\n\n")
+        })
+        .collect();
+    theirs
+        .indexed(other, "Catalogue", "text/markdown", body.as_bytes())
+        .await;
+
+    let (_, after) = ours.get(&search).await;
+    assert_eq!(after, before, "the same passages, scores and order");
+}
 
 async fn the_servers_provider_answers_with_the_models_the_operator_offers(backend: Backend) {
     let llm = fake_llm::spawn(Vec::new()).await;
