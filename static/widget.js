@@ -1212,6 +1212,9 @@
         }
         if (name === 'error') {
           finished = true;
+          if (data.code === 'GONE') {
+            forget(); // closed while it answered: the next message starts anew
+          }
           endStream(m, data.message ? String(data.message) : 'Something went wrong. Please try again.');
           return true;
         }

@@ -143,9 +143,10 @@ async fn a_conversation_erased_while_its_reply_is_written_keeps_nothing(backend:
         return;
     };
     let api = Api { app: &app, key };
-    let llm = fake_llm::spawn(vec![Reply::text(
-        "Our workshop fixes chains the same day, come by before six.",
-    )])
+    let llm = fake_llm::spawn(vec![
+        Reply::text("Our workshop fixes chains the same day, come by before six."),
+        Reply::text("Wheels are trued while you wait, most days in under an hour."),
+    ])
     .await;
     llm.set_piece_delay(std::time::Duration::from_millis(150));
     let (status, _) = api
@@ -195,6 +196,53 @@ async fn a_conversation_erased_while_its_reply_is_written_keeps_nothing(backend:
         .get_result(&mut app.pool().get().unwrap())
         .unwrap();
     assert_eq!(left, 0);
+
+    // Streamed, the answer had begun (200 and its first pieces): its last
+    // event says the conversation is gone, in the API's error shape.
+    let chat = support_chat(&app).await;
+    let streaming = app
+        .client
+        .post(app.url(&format!(
+            "/api/v1/chat/harbor-bikes/support/conversations/{}/messages",
+            chat["conversationId"]
+        )))
+        .header("x-conversation-token", chat["token"].as_str().unwrap())
+        .header("accept", "text/event-stream")
+        .json(&json!({"content": "And a wheel?"}))
+        .send();
+    let erasing = async {
+        assert_eq!(
+            llm.wait_for_requests(2, std::time::Duration::from_secs(10))
+                .await
+                .len(),
+            2
+        );
+        let res = app
+            .client
+            .delete(app.url(&format!("/api/v1/conversations/{}", chat["conversationId"])))
+            .bearer_auth(&api.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    };
+    let (res, ()) = futures_util::join!(streaming, erasing);
+    let res = res.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let error: Value = serde_json::from_str(
+        last.strip_prefix("event: error\ndata: ")
+            .unwrap_or_else(|| panic!("ends with an error event: {text}")),
+    )
+    .unwrap();
+    assert_eq!(error["code"], "GONE", "{text}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("start a new one")
+    );
 }
 
 async fn one_address_spends_a_bounded_share_of_an_organizations_messages_a_day(backend: Backend) {
