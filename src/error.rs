@@ -120,6 +120,7 @@ impl From<crate::db::DbError> for AppError {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable(DATABASE_UNAVAILABLE.into())
             }
+            E::Query(e) => e.into(),
             other => Self::internal(other),
         }
     }
@@ -133,7 +134,7 @@ impl From<crate::services::accounts::AccountError> for AppError {
             E::Limit(limit) => Self::PaymentRequired(limit.message),
             E::Forbidden(why) => Self::Forbidden(why.into()),
             e @ E::InviterUnverified => Self::Forbidden(e.to_string()),
-            E::Db(e) => Self::internal(e),
+            E::Db(e) => e.into(),
             other => Self::Validation(other.to_string()),
         }
     }
@@ -145,7 +146,7 @@ impl From<crate::services::tickets::TicketError> for AppError {
         match err {
             E::NotFound => Self::NotFound,
             E::Forbidden(why) => Self::Forbidden(why.into()),
-            E::Db(e) => Self::internal(e),
+            E::Db(e) => e.into(),
             other => Self::Validation(other.to_string()),
         }
     }
@@ -162,7 +163,7 @@ impl From<crate::services::knowledge::KnowledgeError> for AppError {
             E::TooLarge { .. } => Self::PayloadTooLarge(err.to_string()),
             E::NotFound => Self::NotFound,
             E::Limit(limit) => Self::PaymentRequired(limit.message),
-            E::Db(e) => Self::internal(e),
+            E::Db(e) => e.into(),
             other => Self::Validation(other.to_string()),
         }
     }
@@ -184,7 +185,7 @@ impl From<crate::services::chat::ChatError> for AppError {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::Unavailable(DATABASE_UNAVAILABLE.into())
             }
-            E::Db(e) => Self::internal(e),
+            E::Db(e) => e.into(),
         }
     }
 }
@@ -195,7 +196,7 @@ impl From<crate::services::agents::AgentError> for AppError {
         match err {
             E::NotFound => Self::NotFound,
             E::Limit(limit) => Self::PaymentRequired(limit.message),
-            E::Db(e) => Self::internal(e),
+            E::Db(e) => e.into(),
             other => Self::Validation(other.to_string()),
         }
     }
@@ -206,14 +207,23 @@ impl From<crate::services::billing::LimitError> for AppError {
         use crate::services::billing::LimitError as E;
         match err {
             E::Reached(limit) => Self::PaymentRequired(limit.message),
-            E::Db(e) => Self::internal(e),
+            E::Db(e) => e.into(),
         }
     }
 }
 
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
-        Self::internal(err)
+        use diesel::result::{DatabaseErrorKind, Error as E};
+        match err {
+            // The connection died under the query (a database restart or
+            // failover): the next attempt gets a fresh one, so 503, not 500.
+            E::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                tracing::warn!(error = %err, "database connection lost");
+                Self::Unavailable(DATABASE_UNAVAILABLE.into())
+            }
+            other => Self::internal(other),
+        }
     }
 }
 
@@ -694,6 +704,30 @@ mod tests {
         let status = res.status().as_u16();
         let body = test::read_body(res).await;
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[actix_web::test]
+    async fn a_connection_lost_mid_query_is_a_503_and_other_query_errors_a_500() {
+        use actix_web::ResponseError as _;
+        use diesel::result::{DatabaseErrorKind, Error};
+        let lost = Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("server closed the connection unexpectedly".to_string()),
+        );
+        assert_eq!(AppError::from(lost).status_code().as_u16(), 503);
+        let through_a_service = crate::services::tickets::TicketError::Db(Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("terminating connection due to administrator command".to_string()),
+        ));
+        assert_eq!(
+            AppError::from(through_a_service).status_code().as_u16(),
+            503
+        );
+        let broken = Error::DatabaseError(
+            DatabaseErrorKind::CheckViolation,
+            Box::new("CHECK constraint failed".to_string()),
+        );
+        assert_eq!(AppError::from(broken).status_code().as_u16(), 500);
     }
 
     #[actix_web::test]
