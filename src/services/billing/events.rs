@@ -638,6 +638,11 @@ fn link_customer(
     org: OrganizationId,
     customer: &str,
 ) -> diesel::QueryResult<BillingAccount> {
+    // Linked already (nearly always): no write, no write lock.
+    let account = BillingAccount::ensure(conn, org)?;
+    if account.stripe_customer_id.is_some() {
+        return Ok(account);
+    }
     crate::db::write_transaction(conn, |conn| {
         let (account, linked) = BillingAccount::claim_customer(conn, org, customer)?;
         if linked {
