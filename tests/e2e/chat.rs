@@ -167,24 +167,26 @@ async fn a_conversation_erased_while_its_reply_is_written_keeps_nothing(backend:
         &chat,
         "Can you fix a chain?",
     );
-    let erasing = async {
-        // The model is writing: erase the conversation (a visitor's request).
-        assert_eq!(
-            llm.wait_for_requests(1, std::time::Duration::from_secs(10))
+    // Once the model is writing its `nth` answer, the conversation is erased
+    // (a visitor's request).
+    let erase_while_answering = |chat: Value, nth: usize| {
+        let (app, api, llm) = (&app, &api, &llm);
+        async move {
+            let asked = llm
+                .wait_for_requests(nth, std::time::Duration::from_secs(10))
+                .await;
+            assert_eq!(asked.len(), nth);
+            let res = app
+                .client
+                .delete(app.url(&format!("/api/v1/conversations/{}", chat["conversationId"])))
+                .bearer_auth(&api.key)
+                .send()
                 .await
-                .len(),
-            1
-        );
-        let res = app
-            .client
-            .delete(app.url(&format!("/api/v1/conversations/{}", chat["conversationId"])))
-            .bearer_auth(&api.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 204);
+                .unwrap();
+            assert_eq!(res.status(), 204);
+        }
     };
-    let (res, ()) = futures_util::join!(asking, erasing);
+    let (res, ()) = futures_util::join!(asking, erase_while_answering(chat.clone(), 1));
     // The visitor hears the conversation is gone, not a server error; nothing
     // of it is written back.
     assert_eq!(res.status(), 410);
@@ -210,23 +212,7 @@ async fn a_conversation_erased_while_its_reply_is_written_keeps_nothing(backend:
         .header("accept", "text/event-stream")
         .json(&json!({"content": "And a wheel?"}))
         .send();
-    let erasing = async {
-        assert_eq!(
-            llm.wait_for_requests(2, std::time::Duration::from_secs(10))
-                .await
-                .len(),
-            2
-        );
-        let res = app
-            .client
-            .delete(app.url(&format!("/api/v1/conversations/{}", chat["conversationId"])))
-            .bearer_auth(&api.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 204);
-    };
-    let (res, ()) = futures_util::join!(streaming, erasing);
+    let (res, ()) = futures_util::join!(streaming, erase_while_answering(chat.clone(), 2));
     let res = res.unwrap();
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
