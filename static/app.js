@@ -125,8 +125,10 @@
   function followLive(node) {
     var source = node.getAttribute('data-live');
     window.setTimeout(function () {
-      if (document.hidden) {
-        followLive(node); // asked again once the tab is looked at
+      // Not while the tab is hidden, nor under the reader's keyboard focus
+      // (a button inside would lose it): asked again a moment later.
+      if (document.hidden || node.contains(document.activeElement)) {
+        followLive(node);
         return;
       }
       fetch(source, { credentials: 'same-origin', headers: { Accept: 'text/html' } }).then(function (res) {
