@@ -117,14 +117,7 @@ fn summary_transcript(history: &[Message], budget: usize) -> String {
 
 /// At most `max` bytes of `line`, cut at a character boundary.
 fn clipped(line: &str, max: usize) -> &str {
-    if line.len() <= max {
-        return line;
-    }
-    let mut end = max;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    &line[..end]
+    &line[..line.floor_char_boundary(max)]
 }
 
 /// The passages a model's answer refers to by `[n]` (or `[1, 2]`, as models
