@@ -6,7 +6,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage as _, HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError};
 use askama::Template as _;
 use serde::Serialize;
 
@@ -92,7 +92,7 @@ impl AppError {
     }
 
     /// What the user may read. Internal causes stay in the log.
-    pub(crate) fn public_message(&self) -> String {
+    fn public_message(&self) -> String {
         match self {
             Self::Internal(_) => default_message(StatusCode::INTERNAL_SERVER_ERROR).into(),
             // Only machines read this one (a page sends the browser to sign in).
@@ -279,6 +279,26 @@ impl ResponseError for AppError {
     }
 }
 
+impl AppError {
+    /// The API's error shape for this error, for an answer whose status line
+    /// already went out (the last event of a reply's stream).
+    pub fn body(&self, correlation_id: &str) -> serde_json::Value {
+        let status = self.status_code();
+        serde_json::to_value(ErrorBody {
+            error: status.canonical_reason().unwrap_or("Error"),
+            code: self.code(),
+            message: &self.public_message(),
+            correlation_id,
+            timestamp: error_timestamp(),
+        })
+        .unwrap_or_default()
+    }
+}
+
+fn error_timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 fn default_message(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "The request could not be understood.",
@@ -333,11 +353,7 @@ pub async fn render_errors(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
     // Read before routing: cloning the request itself would stop the router from
     // writing path parameters into it.
-    let correlation_id = req
-        .extensions()
-        .get::<CorrelationId>()
-        .map(|c| c.0.clone())
-        .unwrap_or_default();
+    let correlation_id = CorrelationId::of(&req);
     let production = req
         .app_data::<ErrorDetail>()
         .is_none_or(|d| !d.show_internal);
@@ -456,7 +472,7 @@ fn render(
             code,
             message: &message,
             correlation_id,
-            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            timestamp: error_timestamp(),
         })
     } else {
         let (back_href, back_label) = ErrorPage::back_for(path);

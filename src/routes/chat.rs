@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{Either, HttpRequest, HttpResponse, ResponseError as _, web};
+use actix_web::{Either, HttpRequest, HttpResponse, web};
 
 use super::json::Json;
 use serde::{Deserialize, Serialize};
@@ -640,7 +640,14 @@ pub(crate) async fn respond(
         reply.map_err(AppError::from)
     });
     if wants_stream {
-        return Ok(event_stream(rx, Some(task)));
+        let correlation_id = crate::telemetry::CorrelationId::of(req);
+        return Ok(event_stream(
+            rx,
+            Some(Reply {
+                task,
+                correlation_id,
+            }),
+        ));
     }
     drop(rx);
     match task.await {
@@ -652,8 +659,12 @@ pub(crate) async fn respond(
 /// What a visitor reads when they write after the team took over.
 const TEAM_HAS_IT: &str = "Thanks, the team has your message and will answer here.";
 
-/// The task writing a reply; a stream dropped by its visitor leaves it running.
-type Reply = actix_web::rt::task::JoinHandle<AppResult<ReplyOutcome>>;
+/// The task writing a reply (a stream dropped by its visitor leaves it
+/// running), and the request's correlation id for an error event.
+struct Reply {
+    task: actix_web::rt::task::JoinHandle<AppResult<ReplyOutcome>>,
+    correlation_id: String,
+}
 
 fn event_stream(rx: mpsc::Receiver<ReplyEvent>, reply: Option<Reply>) -> HttpResponse {
     HttpResponse::Ok()
@@ -697,17 +708,14 @@ fn sse(
             ),
             // The reply is over: said in full, or failed and says why.
             None => {
-                let Ok(Err(error)) = reply.take()?.await else {
+                let Reply {
+                    task,
+                    correlation_id,
+                } = reply.take()?;
+                let Ok(Err(error)) = task.await else {
                     return None;
                 };
-                format!(
-                    "event: error\ndata: {}\n\n",
-                    serde_json::json!({
-                        "error": error.status_code().canonical_reason().unwrap_or("Error"),
-                        "code": error.code(),
-                        "message": error.public_message(),
-                    })
-                )
+                format!("event: error\ndata: {}\n\n", error.body(&correlation_id))
             }
         };
         Some((Ok(web::Bytes::from(frame)), (rx, reply)))
@@ -767,11 +775,14 @@ mod tests {
     #[actix_web::test]
     async fn a_reply_that_fails_after_its_first_byte_ends_with_an_error_event() {
         let (tx, rx) = mpsc::channel(4);
-        let failing = actix_web::rt::spawn(async {
-            Err(crate::error::AppError::Unavailable(
-                crate::error::DATABASE_UNAVAILABLE.into(),
-            ))
-        });
+        let failing = super::Reply {
+            task: actix_web::rt::spawn(async {
+                Err(crate::error::AppError::Unavailable(
+                    crate::error::DATABASE_UNAVAILABLE.into(),
+                ))
+            }),
+            correlation_id: "c0ffee".into(),
+        };
         let mut stream = Box::pin(sse(rx, Some(failing), Duration::from_secs(5)));
         tx.send(ReplyEvent::Delta("Half".into())).await.unwrap();
         drop(tx);
@@ -791,5 +802,7 @@ mod tests {
         assert_eq!(error["code"], "SERVICE_UNAVAILABLE");
         assert_eq!(error["error"], "Service Unavailable");
         assert_eq!(error["message"], crate::error::DATABASE_UNAVAILABLE);
+        assert_eq!(error["correlationId"], "c0ffee");
+        assert!(error["timestamp"].is_string());
     }
 }

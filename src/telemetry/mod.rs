@@ -33,6 +33,14 @@ impl CorrelationId {
             .unwrap_or_else(Self::generate)
     }
 
+    /// The id given to `req` (empty outside the middleware that gives one).
+    pub fn of(req: &impl actix_web::HttpMessage) -> String {
+        req.extensions()
+            .get::<Self>()
+            .map(|c| c.0.clone())
+            .unwrap_or_default()
+    }
+
     pub fn generate() -> Self {
         Self(hex::encode(rand::random::<[u8; 16]>()))
     }
