@@ -134,6 +134,16 @@ impl From<crate::services::accounts::AccountError> for AppError {
             E::Limit(limit) => Self::PaymentRequired(limit.message),
             E::Forbidden(why) => Self::Forbidden(why.into()),
             e @ E::InviterUnverified => Self::Forbidden(e.to_string()),
+            // Well formed, but refused by the state things are in (someone
+            // has it already, nobody else is owner): the same request can
+            // succeed once that changes, so 409 rather than 422.
+            e @ (E::EmailTaken
+            | E::AlreadyMember
+            | E::AlreadyInvited
+            | E::SlugTaken
+            | E::LastOwner
+            | E::SoleOwner(_)
+            | E::LiveSubscription) => Self::Conflict(e.to_string()),
             E::Db(e) => e.into(),
             other => Self::Validation(other.to_string()),
         }
@@ -196,6 +206,7 @@ impl From<crate::services::agents::AgentError> for AppError {
         match err {
             E::NotFound => Self::NotFound,
             E::Limit(limit) => Self::PaymentRequired(limit.message),
+            e @ E::SlugTaken => Self::Conflict(e.to_string()),
             E::Db(e) => e.into(),
             other => Self::Validation(other.to_string()),
         }

@@ -161,9 +161,9 @@ pub async fn save_provider_key(
                 agents_page(&state, &member, NewAgentTyped::default(), errors, typed).await?;
             Ok(unprocessable(page, &req))
         }
-        Err(AgentError::NotFound) => Err(AppError::NotFound),
         Err(AgentError::Limit(limit)) => Ok(flash::limit(&member.session, &limit, "/app/agents")),
-        Err(AgentError::Db(e)) => Err(AppError::internal(e)),
+        // Not found, or the database failing: the one mapping to HTTP decides.
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -292,16 +292,16 @@ fn form_field(api: &'static str) -> &'static str {
 }
 
 fn sentence(e: &AgentError) -> String {
-    match e {
-        AgentError::Invalid { message, .. } => {
-            let mut m = message.clone();
-            if let Some(first) = m.get(..1) {
-                m = first.to_uppercase() + &m[1..];
-            }
-            format!("{m}.")
-        }
-        other => other.to_string(),
+    let message = match e {
+        AgentError::Invalid { message, .. } => message.as_str(),
+        AgentError::SlugTaken => agents::SLUG_TAKEN,
+        other => return other.to_string(),
+    };
+    let mut m = message.to_string();
+    if let Some(first) = m.get(..1) {
+        m = first.to_uppercase() + &m[1..];
     }
+    format!("{m}.")
 }
 
 #[derive(Deserialize, Default)]

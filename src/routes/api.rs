@@ -157,7 +157,7 @@ fn key_may_grant(caller: &ApiCaller, role: crate::domain::Role) -> AppResult<()>
 }
 
 #[utoipa::path(patch, path = "/api/v1/members/{id}", tag = "members", security(("api_key" = [])), params(("id" = i64, Path, description = "The membership id")), request_body = MemberUpdate,
-    responses((status = 200, body = MemberJson), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson, description = "Unknown role, or the last owner would be demoted")))]
+    responses((status = 200, body = MemberJson), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 409, body = ErrorJson, description = "The last owner would be demoted"), (status = 422, body = ErrorJson, description = "Unknown role")))]
 pub async fn update_member(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -192,7 +192,7 @@ fn owners_are_out_of_a_keys_reach(err: AppError, via_key: bool) -> AppError {
 
 /// Removes a member; a session caller removing their own membership leaves.
 #[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "members", security(("api_key" = [])), params(("id" = i64, Path, description = "The membership id")),
-    responses((status = 204), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson, description = "The last owner cannot leave or be removed")))]
+    responses((status = 204), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson), (status = 409, body = ErrorJson, description = "The last owner cannot leave or be removed")))]
 pub async fn remove_member(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -244,7 +244,7 @@ pub struct NewInvitation {
     role: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), request_body = NewInvitation, responses((status = 201, body = InvitationJson), (status = 402, body = ErrorJson, description = "The plan's seats are taken"), (status = 403, body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson, description = "More than 10 invitations a minute from one member or key")))]
+#[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations", security(("api_key" = [])), request_body = NewInvitation, responses((status = 201, body = InvitationJson), (status = 402, body = ErrorJson, description = "The plan's seats are taken"), (status = 403, body = ErrorJson), (status = 409, body = ErrorJson, description = "Already a member, or already invited"), (status = 422, body = ErrorJson), (status = 429, body = ErrorJson, description = "More than 10 invitations a minute from one member or key")))]
 pub async fn create_invitation(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -360,7 +360,7 @@ pub struct OrganizationUpdate {
 }
 
 #[utoipa::path(patch, path = "/api/v1/organization", tag = "organization", security(("api_key" = [])), request_body = OrganizationUpdate,
-    responses((status = 200, body = OrganizationJson), (status = 403, body = ErrorJson), (status = 422, body = ErrorJson)))]
+    responses((status = 200, body = OrganizationJson), (status = 403, body = ErrorJson), (status = 409, body = ErrorJson, description = "Another organization uses or used the slug"), (status = 422, body = ErrorJson)))]
 pub async fn update_organization(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -411,7 +411,7 @@ pub async fn list_api_keys(
 }
 
 /// What a key may do: read only, or read and write.
-const API_KEY_SCOPES: [&str; 2] = ["read", "write"];
+pub(super) const API_KEY_SCOPES: [&str; 2] = ["read", "write"];
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -515,252 +515,6 @@ impl utoipa::Modify for ApiKeyAuth {
 )]
 pub struct ApiDoc;
 
-/// `GET /api/v1/openapi.json`.
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(&*DOCUMENT)
-}
-
-/// The finished document, built once: it depends on nothing but the code.
-static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(|| {
-    let mut doc = merged_document();
-    document_common_errors(&mut doc);
-    document_choices(&mut doc);
-    doc
-});
-
-/// Each documented operation's query parameters, by method and route
-/// pattern (`GET /api/v1/conversations`), read from the OpenAPI document once.
-static QUERY_PARAMETERS: std::sync::LazyLock<
-    std::collections::HashMap<(String, String), Vec<String>>,
-> = std::sync::LazyLock::new(|| {
-    use utoipa::openapi::path::ParameterIn;
-    let mut known = std::collections::HashMap::new();
-    for (path, item) in &DOCUMENT.paths.paths {
-        let operations = [
-            ("GET", &item.get),
-            ("POST", &item.post),
-            ("PUT", &item.put),
-            ("PATCH", &item.patch),
-            ("DELETE", &item.delete),
-        ];
-        for (method, operation) in operations {
-            let Some(operation) = operation else { continue };
-            let names = operation
-                .parameters
-                .iter()
-                .flatten()
-                .filter(|p| matches!(p.parameter_in, ParameterIn::Query))
-                .map(|p| p.name.clone())
-                .collect();
-            known.insert((method.to_string(), path.clone()), names);
-        }
-    }
-    known
-});
-
-/// Refuses a query parameter the operation does not take: `?stauts=open`
-/// read as no filter at all would list (or a script act on) every
-/// conversation. Operations the document does not describe are left alone.
-pub async fn refuse_unknown_query_parameters(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<
-    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
-    actix_web::Error,
-> {
-    if !req.query_string().is_empty()
-        && let Some(pattern) = req.match_pattern()
-        && let Some(known) = QUERY_PARAMETERS.get(&(req.method().to_string(), pattern))
-    {
-        let unknown = url::form_urlencoded::parse(req.query_string().as_bytes())
-            .map(|(name, _)| name)
-            .find(|name| !known.iter().any(|k| k == name));
-        if let Some(name) = unknown {
-            let takes = if known.is_empty() {
-                "no query parameters".to_string()
-            } else {
-                known.join(", ")
-            };
-            // A response carrying the error, which `error::render_errors`
-            // gives the API's shape (an `Err` would skip it).
-            let error = AppError::BadRequest(format!(
-                "The query string is not valid: unknown parameter `{name}`; this endpoint takes {takes}."
-            ));
-            return Ok(req.error_response(error).map_into_right_body());
-        }
-    }
-    Ok(next.call(req).await?.map_into_left_body())
-}
-
-/// The API's parts, one document.
-fn merged_document() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi as _;
-    let mut doc = ApiDoc::openapi();
-    doc.merge(super::api_agents::AgentsApiDoc::openapi());
-    doc.merge(super::api_tickets::TicketsApiDoc::openapi());
-    doc
-}
-
-/// The fields that take one of a fixed set of words, with the constants the
-/// server checks them against: (schema, property, words).
-fn choices() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
-    use crate::db::models::{conversation, knowledge, ticket};
-    use crate::domain::Role;
-    use crate::services::chat::providers::ProviderKind;
-    let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
-    let providers: Vec<&str> = ProviderKind::ALL.iter().map(|p| p.as_str()).collect();
-    // A visitor starts on the page or in the widget; the API speaks for its own.
-    let visitor_channels = vec![conversation::PAGE, conversation::WIDGET];
-    let channels = vec![conversation::PAGE, conversation::WIDGET, conversation::API];
-    vec![
-        ("MemberUpdate", "role", roles.clone()),
-        ("NewInvitation", "role", roles.clone()),
-        ("MemberJson", "role", roles.clone()),
-        ("InvitationJson", "role", roles),
-        ("NewApiKey", "scope", API_KEY_SCOPES.to_vec()),
-        ("AgentForm", "provider", providers.clone()),
-        ("AgentJson", "provider", providers),
-        ("StartChat", "channel", visitor_channels),
-        ("ConversationJson", "channel", channels),
-        (
-            "ConversationStatus",
-            "status",
-            conversation::STATUSES.to_vec(),
-        ),
-        (
-            "ConversationJson",
-            "status",
-            conversation::STATUSES.to_vec(),
-        ),
-        ("StatusJson", "status", conversation::STATUSES.to_vec()),
-        ("TicketUpdate", "status", ticket::STATUSES.to_vec()),
-        ("TicketJson", "status", ticket::STATUSES.to_vec()),
-        ("MessageJson", "role", conversation::MESSAGE_ROLES.to_vec()),
-        (
-            "PublicMessage",
-            "role",
-            conversation::MESSAGE_ROLES.to_vec(),
-        ),
-        (
-            "PublicTranscript",
-            "status",
-            conversation::STATUSES.to_vec(),
-        ),
-        (
-            "DocumentJson",
-            "status",
-            knowledge::DOCUMENT_STATUSES.to_vec(),
-        ),
-    ]
-}
-
-/// Lists each field's words as its `enum` (with `null` where it is
-/// optional), so a generated client offers exactly what the server takes.
-/// Returns the fields it found no property for (none, a test checks).
-fn document_choices(doc: &mut utoipa::openapi::OpenApi) -> Vec<String> {
-    use utoipa::openapi::RefOr;
-    use utoipa::openapi::schema::{Schema, SchemaType, Type};
-    let mut missing = Vec::new();
-    let schemas = doc.components.as_mut().map(|c| &mut c.schemas);
-    let Some(schemas) = schemas else {
-        return vec!["components".into()];
-    };
-    for (schema, field, words) in choices() {
-        let property = match schemas.get_mut(schema) {
-            Some(RefOr::T(Schema::Object(object))) => object.properties.get_mut(field),
-            _ => None,
-        };
-        let Some(RefOr::T(Schema::Object(property))) = property else {
-            missing.push(format!("{schema}.{field}"));
-            continue;
-        };
-        let optional = matches!(&property.schema_type, SchemaType::Array(types) if types.contains(&Type::Null));
-        let mut values: Vec<serde_json::Value> = words.into_iter().map(Into::into).collect();
-        if optional {
-            values.push(serde_json::Value::Null);
-        }
-        property.enum_values = Some(values);
-    }
-    missing
-}
-
-/// Adds the answers any operation of a kind can get where it does not
-/// document them itself: a caller's own mistakes are met the same way
-/// everywhere (an unreadable body or query, a body too big or not JSON, no
-/// or a wrong key, a budget spent), so each operation lists them all.
-fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::path::ParameterIn;
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    let error = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorJson")))
-                    .build(),
-            )
-            .build()
-    };
-    for (path, item) in doc.paths.paths.iter_mut() {
-        let public_chat = path.starts_with("/api/v1/chat/");
-        let operations = [
-            (&mut item.get, false),
-            (&mut item.put, true),
-            (&mut item.post, true),
-            (&mut item.patch, true),
-            (&mut item.delete, true),
-        ];
-        for (operation, writes) in operations {
-            let Some(op) = operation.as_mut() else {
-                continue;
-            };
-            let params = op.parameters.iter().flatten();
-            let has_query = params
-                .clone()
-                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
-            let has_path = params
-                .clone()
-                .any(|p| matches!(p.parameter_in, ParameterIn::Path));
-            let has_body = op.request_body.is_some();
-            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-            let mut expected: Vec<(&str, &str)> = Vec::new();
-            if has_body || has_query {
-                expected.push(("400", "The request cannot be read: malformed JSON, a query parameter of the wrong type, or a body that is not what its Content-Encoding says"));
-            }
-            if has_body {
-                expected.push(("413", "The body is over the size limit"));
-                expected.push(("415", "The body is not JSON (`Content-Type: application/json`), or its Content-Encoding is not gzip, deflate or br"));
-                expected.push((
-                    "422",
-                    "The body does not fit the schema, or a value is out of range",
-                ));
-            }
-            if secured {
-                expected.push(("401", "Missing, unknown or revoked credentials"));
-                if writes {
-                    expected.push(("403", "A read-only key, or a role that does not allow this"));
-                }
-            }
-            if has_path {
-                expected.push(("404", "Not found in the caller's organization"));
-            }
-            if secured || public_chat {
-                expected.push((
-                    "429",
-                    "Over a rate limit: see `Retry-After` and `X-RateLimit-*`",
-                ));
-            }
-            for (status, description) in expected {
-                op.responses
-                    .responses
-                    .entry(status.to_string())
-                    .or_insert_with(|| error(description).into());
-            }
-        }
-    }
-}
-
 /// A name sent to the API, trimmed: 1 to `max` characters on one line (it
 /// travels into page titles, email subjects and the audit log).
 fn one_line_name(raw: &str, max: usize) -> AppResult<String> {
@@ -772,29 +526,4 @@ fn one_line_name(raw: &str, max: usize) -> AppResult<String> {
         )));
     }
     Ok(name.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_field_with_fixed_words_lists_them() {
-        let mut doc = super::merged_document();
-        assert_eq!(super::document_choices(&mut doc), Vec::<String>::new());
-        let doc = serde_json::to_value(&doc).unwrap();
-        let schemas = &doc["components"]["schemas"];
-        assert_eq!(
-            schemas["TicketUpdate"]["properties"]["status"]["enum"],
-            serde_json::json!(["open", "pending", "solved", null]),
-            "an optional field may also be null"
-        );
-        assert_eq!(
-            schemas["MemberUpdate"]["properties"]["role"]["enum"],
-            serde_json::json!(["owner", "admin", "agent", "viewer"])
-        );
-        assert_eq!(
-            schemas["ConversationJson"]["properties"]["channel"]["enum"],
-            serde_json::json!(["page", "widget", "api"]),
-            "what the API lists includes its own conversations"
-        );
-    }
 }

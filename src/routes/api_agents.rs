@@ -127,7 +127,7 @@ pub async fn list_agents(state: web::Data<AppState>, caller: ApiCaller) -> AppRe
 }
 
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", security(("api_key" = [])), request_body = AgentForm,
-    responses((status = 201, body = AgentJson), (status = 402, body = ErrorJson, description = "The plan's agent limit is reached"), (status = 422, body = ErrorJson)))]
+    responses((status = 201, body = AgentJson), (status = 402, body = ErrorJson, description = "The plan's agent limit is reached"), (status = 409, body = ErrorJson, description = "Another agent uses or used the slug"), (status = 422, body = ErrorJson)))]
 pub async fn create_agent(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -165,7 +165,7 @@ pub async fn get_agent(
 }
 
 #[utoipa::path(put, path = "/api/v1/agents/{id}", tag = "agents", security(("api_key" = [])), params(("id" = i64, Path)), request_body = AgentForm,
-    responses((status = 200, body = AgentJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
+    responses((status = 200, body = AgentJson), (status = 404, body = ErrorJson), (status = 409, body = ErrorJson, description = "Another agent uses or used the slug"), (status = 422, body = ErrorJson)))]
 pub async fn update_agent(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -260,7 +260,8 @@ pub struct UploadQuery {
 /// `POST /api/v1/agents/{id}/documents`: the file itself is the body, its type
 /// from `Content-Type` (or `?filename=`), its title from `?title=`.
 #[utoipa::path(post, path = "/api/v1/agents/{id}/documents", tag = "knowledge", security(("api_key" = [])),
-    params(("id" = i64, Path), ("title" = Option<String>, Query), ("filename" = Option<String>, Query)),
+    params(("id" = i64, Path), ("title" = Option<String>, Query, max_length = 200, description = "Up to 200 characters; by default the file's name without its extension"),
+        ("filename" = Option<String>, Query, description = "The file's name: its extension gives the type when `Content-Type` does not")),
     request_body(content = String, content_type = "text/plain", description = "The document: text/plain, text/markdown, text/html or application/pdf"),
     responses((status = 201, body = DocumentJson), (status = 402, body = ErrorJson, description = "The plan's knowledge storage is full"), (status = 413, body = ErrorJson), (status = 415, body = ErrorJson), (status = 422, body = ErrorJson)))]
 pub async fn upload_document(
@@ -279,8 +280,10 @@ pub async fn upload_document(
         .map(str::to_string);
     let query = query.into_inner();
     let format = SourceFormat::from_upload(query.filename.as_deref(), content_type.as_deref())?;
+    // A blank `?title=` is one left empty, not a title: the file's name names it.
     let title = query
         .title
+        .filter(|t| !t.trim().is_empty())
         .or_else(|| {
             query
                 .filename
@@ -331,7 +334,7 @@ pub async fn delete_document(
 }
 
 #[utoipa::path(post, path = "/api/v1/documents/{id}/reindex", tag = "knowledge", security(("api_key" = [])), params(("id" = i64, Path)),
-    responses((status = 202, body = StatusJson, description = "Queued: `{\"status\": \"pending\"}`; the document's status follows its indexing"), (status = 404, body = ErrorJson)))]
+    responses((status = 202, body = DocumentStatusJson, description = "Queued: `{\"status\": \"pending\"}`; the document's status follows its indexing"), (status = 404, body = ErrorJson)))]
 pub async fn reindex_document(
     state: web::Data<AppState>,
     caller: ApiCaller,
@@ -342,7 +345,9 @@ pub async fn reindex_document(
     state
         .db(move |conn| knowledge::reindex(conn, &scope, id).map_err(AppError::from))
         .await?;
-    Ok(HttpResponse::Accepted().json(StatusJson { status: "pending" }))
+    Ok(HttpResponse::Accepted().json(DocumentStatusJson {
+        status: crate::db::models::knowledge::PENDING,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -414,10 +419,16 @@ pub async fn search_agent(
     }))
 }
 
-/// The answer of a call that starts something: where it stands now.
+/// Where a conversation stands after a call that changed it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StatusJson {
     pub(crate) status: &'static str,
+}
+
+/// Where a document stands after a call that started its indexing.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DocumentStatusJson {
+    status: &'static str,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -559,7 +570,7 @@ impl ConversationQuery {
     params(("agent" = Option<i64>, Query, description = "An agent's id"), ("status" = Option<String>, Query, description = "`open`, `escalated` or `resolved`; empty for all"),
         ("from" = Option<String>, Query, format = Date, description = "Started on this day (UTC) or later, like 2026-11-23"), ("to" = Option<String>, Query, format = Date, description = "Started on this day (UTC) or earlier"),
         ("q" = Option<String>, Query, description = "Words in the messages (up to 8)"),
-        ("page" = Option<i64>, Query, description = "1-based; newest first"), ("per_page" = Option<i64>, Query, description = "1 to 200, default 50")),
+        ("page" = Option<i64>, Query, minimum = 1, maximum = 100000, description = "1-based; newest first"), ("per_page" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50")),
     responses((status = 200, body = ConversationPageJson), (status = 422, body = ErrorJson)))]
 pub async fn list_conversations(
     state: web::Data<AppState>,
@@ -870,8 +881,19 @@ pub struct ProviderKeyForm {
     pub base_url: Option<String>,
 }
 
+/// The providers a key can be stored for, as the OpenAPI document names them.
+/// Only described: the path is read as text, so a wrong name gets the
+/// settings' own message.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RemoteProvider {
+    OpenAi,
+    Anthropic,
+}
+
 #[utoipa::path(put, path = "/api/v1/provider-keys/{provider}", tag = "agents", security(("api_key" = [])),
-    params(("provider" = String, Path, description = "openai or anthropic")), request_body = ProviderKeyForm,
+    params(("provider" = RemoteProvider, Path)), request_body = ProviderKeyForm,
     responses((status = 200, body = ProviderKeyJson), (status = 422, body = ErrorJson)))]
 pub async fn put_provider_key(
     req: HttpRequest,
@@ -916,8 +938,8 @@ pub async fn put_provider_key(
         delete_document, reindex_document, search_agent, list_conversations, list_messages, start_conversation,
         send_message, set_conversation_status, delete_conversation, list_provider_keys, put_provider_key,
         super::chat::start, super::chat::transcript, super::chat::send, super::chat::escalate),
-    components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, StatusJson, ConversationJson, ConversationPageJson, MessageJson,
-        StartConversation, ApiMessage, ConversationStatus, ProviderKeyJson, ProviderKeyForm, Citation, crate::services::chat::ReplyOutcome,
+    components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, StatusJson, DocumentStatusJson, ConversationJson, ConversationPageJson, MessageJson,
+        StartConversation, ApiMessage, ConversationStatus, ProviderKeyJson, ProviderKeyForm, RemoteProvider, Citation, crate::services::chat::ReplyOutcome,
         super::chat::StartChat, super::chat::ChatStarted, super::chat::PublicTranscript, super::chat::PublicMessage,
         super::chat::SendMessage)),
     tags((name = "agents"), (name = "knowledge"), (name = "conversations"), (name = "chat", description = "Public, for the chat page and the widget: no API key, a conversation token instead."))

@@ -99,8 +99,8 @@ pub struct TicketDetailJson {
 
 #[utoipa::path(get, path = "/api/v1/tickets", tag = "tickets", security(("api_key" = [])),
     params(("status" = Option<String>, Query, description = "`open`, `pending`, `solved` or `all` (default)"),
-        ("assigned" = Option<String>, Query, description = "`anyone` (default), `nobody`, `me` (signed-in members) or a user id"),
-        ("page" = Option<i64>, Query), ("per_page" = Option<i64>, Query, description = "1 to 200, default 50")),
+        ("assigned" = Option<String>, Query, pattern = "^(anyone|nobody|me|[0-9]+)?$", description = "`anyone` (default), `nobody`, `me` (signed-in members) or a user id"),
+        ("page" = Option<i64>, Query, minimum = 1, maximum = 100000, description = "1-based"), ("per_page" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50")),
     responses((status = 200, body = TicketPageJson), (status = 422, body = ErrorJson)))]
 pub async fn list(
     state: web::Data<AppState>,

@@ -13,6 +13,7 @@ mod csp_reports;
 pub mod flash;
 mod json;
 mod metrics;
+mod openapi;
 mod pages;
 mod probes;
 pub use probes::{ChecksInFlight, QueueStatsCache, until_migrated};
@@ -206,7 +207,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
         .service(
             web::scope("/api/v1/chat/{org}/{agent}")
                 .wrap(actix_web::middleware::from_fn(
-                    api::refuse_unknown_query_parameters,
+                    openapi::refuse_unknown_query_parameters,
                 ))
                 // Inside CORS, so a refusal reaches the widget's script readable.
                 .wrap(actix_web::middleware::from_fn(
@@ -233,14 +234,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
         .service(
             web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(
-                    api::refuse_unknown_query_parameters,
+                    openapi::refuse_unknown_query_parameters,
                 ))
                 .wrap(actix_web::middleware::from_fn(crate::rate_limit::limit_api))
                 .wrap(actix_web::middleware::Condition::new(
                     !cors_origins.is_empty(),
                     api_cors(cors_origins),
                 ))
-                .service(web::resource("/openapi.json").get(api::openapi))
+                .service(web::resource("/openapi.json").get(openapi::document))
                 .service(
                     web::resource("/agents")
                         .get(api_agents::list_agents)

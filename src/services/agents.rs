@@ -62,6 +62,10 @@ pub enum AgentError {
         field: &'static str,
         message: String,
     },
+    /// Another agent of the organization answers at the slug, now or
+    /// through a former address.
+    #[error("slug {SLUG_TAKEN}")]
+    SlugTaken,
     #[error("not found")]
     NotFound,
     #[error(transparent)]
@@ -91,6 +95,7 @@ impl AgentError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::Invalid { field, .. } => Some(field),
+            Self::SlugTaken => Some("slug"),
             _ => None,
         }
     }
@@ -270,7 +275,7 @@ fn lock_slugs(conn: &mut DbConnection, scope: &TenantScope) -> Result<(), AgentE
     Ok(())
 }
 
-const SLUG_TAKEN: &str = "is taken by another agent (its address now or before)";
+pub const SLUG_TAKEN: &str = "is taken by another agent (its address now or before)";
 
 /// Refuses `slug` when another agent of the organization than `agent`
 /// answers at it, now or through a former address.
@@ -281,7 +286,7 @@ fn ensure_free(
     slug: &Slug,
 ) -> Result<(), AgentError> {
     if Agent::slug_taken(conn, scope, agent, slug)? {
-        return Err(AgentError::invalid("slug", SLUG_TAKEN));
+        return Err(AgentError::SlugTaken);
     }
     Ok(())
 }
@@ -292,7 +297,7 @@ fn or_taken<T>(written: diesel::QueryResult<T>) -> Result<T, AgentError> {
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
-        )) => Err(AgentError::invalid("slug", SLUG_TAKEN)),
+        )) => Err(AgentError::SlugTaken),
         other => Ok(other?),
     }
 }

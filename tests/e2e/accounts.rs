@@ -1638,7 +1638,9 @@ async fn api_keys_authenticate_are_scoped_and_revocable(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 422);
+    assert_eq!(res.status(), 409);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "CONFLICT", "{body}");
     // Ten invitations a minute per key (two spent above: a malformed address
     // is refused before it counts), then a wait.
     for n in 0..8 {
@@ -2013,7 +2015,7 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
             serde_json::json!({"role": "admin"}),
         )
         .await;
-    assert_eq!(res.status(), 422);
+    assert_eq!(res.status(), 409);
     let body: Value = res.json().await.unwrap();
     assert!(
         body["message"]
@@ -2029,7 +2031,7 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
             serde_json::Value::Null,
         )
         .await;
-    assert_eq!(res.status(), 422, "the last owner cannot leave");
+    assert_eq!(res.status(), 409, "the last owner cannot leave");
 
     let res = call(
         &write_key,
@@ -3121,7 +3123,14 @@ async fn the_openapi_document_describes_the_api(backend: Backend) {
     assert_eq!(
         doc["paths"]["/api/v1/documents/{id}/reindex"]["post"]["responses"]["202"]["content"]["application/json"]
             ["schema"]["$ref"],
-        "#/components/schemas/StatusJson"
+        "#/components/schemas/DocumentStatusJson"
+    );
+    // What reindexing answers is a document's status, not a conversation's.
+    let statuses =
+        &doc["components"]["schemas"]["DocumentStatusJson"]["properties"]["status"]["enum"];
+    assert!(
+        statuses.as_array().unwrap().contains(&"pending".into()),
+        "{statuses}"
     );
 
     // Every schema the document points at is in it (utoipa only lists the
@@ -3469,7 +3478,7 @@ async fn a_disabled_owner_does_not_count_as_someone_in_charge(backend: Backend) 
         let res = owner
             .api(method.clone(), &format!("/api/v1/members/{mine}"), body)
             .await;
-        assert_eq!(res.status(), 422, "{method}");
+        assert_eq!(res.status(), 409, "{method}");
     }
     // The disabled owner can be removed by the one who acts.
     let res = owner

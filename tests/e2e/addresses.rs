@@ -398,7 +398,7 @@ async fn an_agent_moves_and_its_old_address_keeps_working(backend: Backend) {
             json!({"name": "Sales", "slug": "support"}),
         )
         .await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 409, "{body}");
     assert!(body["message"].as_str().unwrap().contains("slug"), "{body}");
     let (status, body) = api
         .json(
@@ -521,8 +521,8 @@ async fn address_changes_are_checked_over_the_api(backend: Backend) {
         (json!({}), 422),
         (json!({"colour": "red"}), 422),
         (json!({"slug": "x"}), 422),
-        (json!({"slug": "rival-cycles"}), 422),
-        (json!({"slug": "rival-bikes"}), 422),
+        (json!({"slug": "rival-cycles"}), 409),
+        (json!({"slug": "rival-bikes"}), 409),
         (json!({"slug": "ok-slug", "name": ""}), 422),
         (json!({"slug": 7}), 422),
     ] {
@@ -586,8 +586,8 @@ async fn one_address_claimed_at_once_goes_to_one_organization(backend: Backend) 
     let answers = futures_util::future::join_all(claims).await;
     let statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
     assert!(
-        statuses.iter().all(|s| *s == 200 || *s == 422),
-        "taken answers 422, never 500: {statuses:?}"
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "taken answers 409, never 500: {statuses:?}"
     );
     let holders: Vec<String> = organizations::table
         .filter(organizations::slug.eq("contested"))

@@ -1588,7 +1588,7 @@ async fn bad_uploads_are_refused_with_a_clear_error(backend: Backend) {
             json!({"name": "Help", "slug": "support"}),
         )
         .await;
-    assert_eq!(status, 422, "the slug typed is taken");
+    assert_eq!(status, 409, "the slug typed is taken");
 
     // Messages: empty and over-long are refused, markup is stored as text.
     let chat = support_chat(&app).await;
