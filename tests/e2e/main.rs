@@ -13,6 +13,7 @@ mod chat;
 mod errors;
 mod fake_llm;
 mod fake_stripe;
+mod fuzz;
 mod headers;
 mod jobs;
 mod metrics;

@@ -1,0 +1,84 @@
+//! The API fuzzed from its own OpenAPI document by Schemathesis (pinned in
+//! `tests/fuzz/requirements.txt`, installed by `.ci/run`): thousands of
+//! generated requests, well formed and not, against the real server. None
+//! may get a 5xx or an answer the document does not describe (status,
+//! content type, headers, body), reach anything without the key, or find a
+//! deleted thing still there.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, spawn_app};
+
+backend_tests!(the_api_keeps_to_its_openapi_document_under_generated_requests);
+
+/// The fuzzer, or `None` (with a message) outside CI; in CI a missing fuzzer
+/// is a failure, never a skip.
+fn schemathesis() -> Option<PathBuf> {
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/.venv/bin/schemathesis");
+    let path = std::env::var_os("SCHEMATHESIS").map_or(installed, PathBuf::from);
+    if path.exists() {
+        return Some(path);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "CI=true but {} is missing (python3 -m venv tests/fuzz/.venv && tests/fuzz/.venv/bin/pip install -r tests/fuzz/requirements.txt)",
+        path.display()
+    );
+    eprintln!(
+        "skipping the API fuzzing test: {} is missing",
+        path.display()
+    );
+    None
+}
+
+async fn the_api_keeps_to_its_openapi_document_under_generated_requests(backend: Backend) {
+    let Some(fuzzer) = schemathesis() else {
+        return;
+    };
+    // Rate limits would answer most of the run with (documented) 429s.
+    let Some(app) = spawn_app(backend)
+        .env("RATE_LIMIT_PER_MINUTE", "1000000")
+        .start()
+        .await
+    else {
+        return;
+    };
+    let (_, key) =
+        crate::accounts::organization_with_key(&app, "Fuzz Roasters", "owner@fuzz.test").await;
+    let schema = app.url("/api/v1/openapi.json");
+    let work = tempfile::tempdir().unwrap();
+    let output = actix_web::rt::task::spawn_blocking(move || {
+        Command::new(fuzzer)
+            .current_dir(work.path())
+            .args(["run", &schema, "--no-color", "--workers", "2"])
+            .args(["--header", &format!("Authorization: Bearer {key}")])
+            // Every check but the two that want the document to state each
+            // cross-field rule (from before to, say) as a schema.
+            .args(["--checks", "all"])
+            .args([
+                "--exclude-checks",
+                "negative_data_rejection,positive_data_acceptance",
+            ])
+            // Revoking the key the run uses would end it early.
+            .args(["--exclude-path", "/api/v1/api-keys/{id}"])
+            .args(["--max-examples", "25", "--seed", "20261207"])
+            .args(["--generation-database", "none", "--request-timeout", "10"])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("schemathesis runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the fuzzer found answers the document does not allow:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("passed"),
+        "the fuzzer ran no test cases:\n{stdout}"
+    );
+}
