@@ -48,11 +48,47 @@ async fn the_api_keeps_to_its_openapi_document_under_generated_requests(backend:
     };
     let (_, key) =
         crate::accounts::organization_with_key(&app, "Fuzz Roasters", "owner@fuzz.test").await;
+    // An agent with knowledge, whose public chat the run talks to.
+    let agent: serde_json::Value = app
+        .client
+        .post(app.url("/api/v1/agents"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "Support"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!(
+            "/api/v1/agents/{}/documents?title=Returns",
+            agent["id"]
+        )))
+        .bearer_auth(&key)
+        .header("content-type", "text/markdown")
+        .body("# Returns\n\nBeans can be returned within 30 days.\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
     let schema = app.url("/api/v1/openapi.json");
     let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[parameters]\n\"path.org\" = \"fuzz-roasters\"\n\"path.agent\" = \"{}\"\n",
+            agent["slug"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
     let output = actix_web::rt::task::spawn_blocking(move || {
         Command::new(fuzzer)
             .current_dir(work.path())
+            .arg("--config-file")
+            .arg(&config)
             .args(["run", &schema, "--no-color", "--workers", "2"])
             .args(["--header", &format!("Authorization: Bearer {key}")])
             // Every check but the two that want the document to state each
