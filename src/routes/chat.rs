@@ -247,7 +247,14 @@ pub(crate) fn valid_visitor_id(id: &str) -> bool {
 
 #[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations", tag = "chat",
     params(("org" = String, Path), ("agent" = String, Path)), request_body = StartChat,
-    responses((status = 201, body = ChatStarted), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson)))]
+    responses((status = 201, body = ChatStarted, links(
+            ("transcript" = (operation_id = "transcript", description = "With the started conversation's id and token",
+                parameters(("org" = "$request.path.org"), ("agent" = "$request.path.agent"), ("id" = "$response.body#/conversationId"), ("X-Conversation-Token" = "$response.body#/token")))),
+            ("send" = (operation_id = "send", description = "With the started conversation's id and token",
+                parameters(("org" = "$request.path.org"), ("agent" = "$request.path.agent"), ("id" = "$response.body#/conversationId"), ("X-Conversation-Token" = "$response.body#/token")))),
+            ("escalate" = (operation_id = "escalate", description = "With the started conversation's id and token",
+                parameters(("org" = "$request.path.org"), ("agent" = "$request.path.agent"), ("id" = "$response.body#/conversationId"), ("X-Conversation-Token" = "$response.body#/token")))))),
+        (status = 403, body = ErrorJson), (status = 404, body = ErrorJson)))]
 pub async fn start(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -383,7 +390,7 @@ pub struct PublicTranscript {
 }
 
 #[utoipa::path(get, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/messages", tag = "chat",
-    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)),
+    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path), ("X-Conversation-Token" = String, Header, description = "The `token` the conversation started with")),
     responses((status = 200, body = PublicTranscript), (status = 404, body = ErrorJson)))]
 pub async fn transcript(
     req: HttpRequest,
@@ -419,7 +426,7 @@ pub struct SendMessage {
 }
 
 #[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/messages", tag = "chat",
-    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)), request_body = SendMessage,
+    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path), ("X-Conversation-Token" = String, Header, description = "The `token` the conversation started with")), request_body = SendMessage,
     responses((status = 200, description = "The reply: JSON, or Server-Sent Events (`delta` pieces, then `done` with this body, or `error` with the error shape if the reply failed) with `Accept: text/event-stream`", body = ReplyOutcome),
         (status = 402, body = ErrorJson), (status = 404, body = ErrorJson), (status = 410, description = "The conversation was resolved (or erased while its reply was written): start a new one", body = ErrorJson), (status = 422, body = ErrorJson), (status = 429, description = "Too many messages from this visitor or address (a minute), or from this address today", body = ErrorJson)))]
 pub async fn send(
@@ -723,7 +730,7 @@ fn sse(
 }
 
 #[utoipa::path(post, path = "/api/v1/chat/{org}/{agent}/conversations/{id}/escalate", tag = "chat",
-    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path)),
+    params(("org" = String, Path), ("agent" = String, Path), ("id" = i64, Path), ("X-Conversation-Token" = String, Header, description = "The `token` the conversation started with")),
     responses((status = 200, body = super::api_agents::StatusJson, description = "The team is asked: `{\"status\": \"escalated\"}`"), (status = 404, body = ErrorJson),
         (status = 410, body = ErrorJson, description = "The conversation is closed; start a new one")))]
 pub async fn escalate(

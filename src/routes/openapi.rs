@@ -10,7 +10,44 @@ use crate::error::AppError;
 
 /// `GET /api/v1/openapi.json`.
 pub async fn document() -> HttpResponse {
-    HttpResponse::Ok().json(&*DOCUMENT)
+    HttpResponse::Ok().json(&*SERVED)
+}
+
+/// The document as served. utoipa writes a link's fields as they are named
+/// in Rust (`operation_id`), which no OpenAPI reader knows: they are renamed
+/// to the specification's `operationId`, `operationRef` and `requestBody`.
+static SERVED: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+    let mut doc = serde_json::to_value(&*DOCUMENT).unwrap_or(serde_json::Value::Null);
+    rename_link_fields(&mut doc);
+    doc
+});
+
+fn rename_link_fields(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let responses = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+            for (from, to) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(value) = link.remove(from) {
+                    link.insert(to.into(), value);
+                }
+            }
+        }
+    }
 }
 
 /// The finished document, built once: it depends on nothing but the code.
@@ -471,5 +508,18 @@ mod tests {
         }
         let slug = &doc["components"]["schemas"]["OrganizationUpdate"]["properties"]["slug"];
         assert_eq!(slug["type"], "string", "null changes nothing: {slug}");
+    }
+
+    #[test]
+    fn links_are_written_as_the_specification_names_their_fields() {
+        let doc = &*super::SERVED;
+        let links = &doc["paths"]["/api/v1/chat/{org}/{agent}/conversations"]["post"]["responses"]
+            ["201"]["links"];
+        for name in ["transcript", "send", "escalate"] {
+            let link = &links[name];
+            assert_eq!(link["operationId"], name, "{link}");
+            assert!(link.get("operation_id").is_none(), "{link}");
+            assert_eq!(link["parameters"]["id"], "$response.body#/conversationId");
+        }
     }
 }

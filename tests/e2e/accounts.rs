@@ -3047,6 +3047,24 @@ fn openapi_is_consistent(doc: &Value) {
             }
         }
     }
+    // A link names an operation that is there, by the field the
+    // specification gives it.
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let responses = op["responses"].as_object().unwrap();
+            for link in responses
+                .values()
+                .filter_map(|r| r["links"].as_object())
+                .flat_map(|links| links.values())
+            {
+                let target = link["operationId"].as_str();
+                assert!(
+                    target.is_some_and(|id| ids.contains(id)),
+                    "a link to nothing: {link}"
+                );
+            }
+        }
+    }
 }
 
 async fn the_openapi_document_describes_the_api(backend: Backend) {
