@@ -46,7 +46,7 @@ backend_tests!(
     a_conversation_erased_while_its_reply_is_written_keeps_nothing,
     the_servers_provider_answers_with_the_models_the_operator_offers,
     another_organizations_knowledge_does_not_change_what_a_search_shows,
-    how_common_a_word_is_elsewhere_does_not_reorder_a_search,
+    a_rare_word_finds_its_passage_among_hundreds_holding_a_common_one,
 );
 
 /// Full-text engines weigh a word by how rare it is in the whole index, which
@@ -99,62 +99,36 @@ async fn another_organizations_knowledge_does_not_change_what_a_search_shows(bac
     assert_eq!(after, before, "the same passages, scores and order");
 }
 
-/// Ranking by how rare a word is must count the agent's own passages only:
-/// were the whole index counted, an organization could learn how common any
-/// word is in everybody else's knowledge from the order of its own results.
-async fn how_common_a_word_is_elsewhere_does_not_reorder_a_search(backend: Backend) {
+async fn a_rare_word_finds_its_passage_among_hundreds_holding_a_common_one(backend: Backend) {
     let Some((app, key)) = setup(backend, &[]).await else {
         return;
     };
-    let ours = Api { app: &app, key };
-    let agent = ours.agent(json!({"name": "Support"})).await["id"]
+    let api = Api { app: &app, key };
+    let agent = api.agent(json!({"name": "Support"})).await["id"]
         .as_i64()
         .unwrap();
-    // Each holds one of the two words; "Gears" holds its word twice.
-    for (title, body) in [
-        (
-            "Gears",
-            "# Gears\n\nZephyrine gears, zephyrine chains, all shifting well.",
-        ),
-        (
-            "Brakes",
-            "# Brakes\n\nQuillwort pads and discs, for stopping in the rain.",
-        ),
-    ] {
-        ours.indexed(agent, title, "text/markdown", body.as_bytes())
-            .await;
-    }
-    let search = format!("/api/v1/agents/{agent}/search?q=zephyrine+quillwort");
-    let titles = |body: &Value| -> Vec<String> {
-        body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["title"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let (status, before) = ours.get(&search).await;
-    assert_eq!(status, 200);
-    assert_eq!(titles(&before), ["Gears", "Brakes"], "{before}");
-
-    // Elsewhere one of the words becomes very common.
-    let (_, other_key) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
-    let theirs = Api {
-        app: &app,
-        key: other_key,
-    };
-    let other = theirs.agent(json!({"name": "Support"})).await["id"]
-        .as_i64()
-        .unwrap();
-    let body: String = (0..60)
-        .map(|n| format!("# Part {n}\n\nZephyrine frame number {n}.\n\n"))
+    // Every passage mentions the warranty; one, written late, the zebrawood.
+    let body: String = (0..700)
+        .map(|n| {
+            let wood = if n == 690 { "zebrawood" } else { "oak" };
+            format!("# Table {n}\n\nTable {n} in {wood} has a two-year warranty.\n\n")
+        })
         .collect();
-    theirs
-        .indexed(other, "Catalogue", "text/markdown", body.as_bytes())
+    api.indexed(agent, "Tables", "text/markdown", body.as_bytes())
         .await;
-
-    let (_, after) = ours.get(&search).await;
-    assert_eq!(titles(&after), titles(&before), "{after}");
+    let (status, found) = api
+        .get(&format!(
+            "/api/v1/agents/{agent}/search?q=warranty+on+the+zebrawood+table"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        found["data"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Table 690 in zebrawood"),
+        "{found}"
+    );
 }
 
 async fn the_servers_provider_answers_with_the_models_the_operator_offers(backend: Backend) {

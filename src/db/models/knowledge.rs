@@ -1,6 +1,5 @@
-//! Knowledge documents, their chunks, and full-text search over them: FTS5 on
-//! SQLite (matching only: see [`Found`]), a weighted tsvector with ts_rank_cd
-//! on PostgreSQL.
+//! Knowledge documents, their chunks, and full-text search over them: FTS5 with
+//! bm25 on SQLite, a weighted tsvector with ts_rank_cd on PostgreSQL.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -221,29 +220,6 @@ fn full_text_query(terms: &[String], matching: Matching, backend: Backend) -> St
     }
 }
 
-/// Most passages a SQLite search hands over for ranking. Past it, the
-/// earliest written are kept: what decides must be the agent's own passages,
-/// never the index's order over everyone's.
-pub const MAX_UNRANKED: i64 = 500;
-
-/// What a search found.
-#[derive(Debug)]
-pub enum Found {
-    /// Best first, at most the limit asked for. PostgreSQL's `ts_rank_cd`
-    /// weighs each passage on its own, so nothing of other organizations'
-    /// passages goes into the order.
-    Ranked(Vec<Passage>),
-    /// Every match (up to [`MAX_UNRANKED`]), unranked, with the number of
-    /// passages the agent has. SQLite's FTS5 has one index for all
-    /// organizations and its bm25 weighs a word by how rare it is across all
-    /// of it, so one organization's order would tell how common a word is in
-    /// the others' knowledge: the caller ranks with the agent's own counts.
-    Unranked {
-        passages: Vec<Passage>,
-        agent_passages: i64,
-    },
-}
-
 /// Full-text search in one agent's knowledge base (the agent was found in its
 /// organization first, so the pair is consistent). `terms` are plain words (the
 /// caller strips punctuation), so nothing a visitor types reaches the query syntax.
@@ -254,37 +230,26 @@ pub fn search(
     terms: &[String],
     matching: Matching,
     limit: i64,
-) -> QueryResult<Found> {
+) -> QueryResult<Vec<Passage>> {
     if terms.is_empty() {
-        return Ok(Found::Ranked(Vec::new()));
+        return Ok(Vec::new());
     }
     let query = full_text_query(terms, matching, conn.backend());
     match conn.backend() {
-        Backend::Sqlite => {
-            let passages = diesel::sql_query(
-                "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
-                 0.0 AS rank \
+        Backend::Sqlite => diesel::sql_query(
+            "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
+                 -bm25(knowledge_fts, 2.0, 1.0) AS rank \
                  FROM knowledge_fts \
                  JOIN knowledge_chunks c ON c.id = knowledge_fts.rowid \
                  JOIN knowledge_documents d ON d.id = c.document_id \
                  WHERE knowledge_fts MATCH $1 AND c.organization_id = $2 AND c.agent_id = $3 \
-                 ORDER BY c.id LIMIT $4",
-            )
-            .bind::<Text, _>(query)
-            .bind::<BigInt, _>(organization_id.0)
-            .bind::<BigInt, _>(agent_id.0)
-            .bind::<BigInt, _>(MAX_UNRANKED)
-            .load(conn)?;
-            let agent_passages = knowledge_chunks::table
-                .filter(knowledge_chunks::organization_id.eq(organization_id))
-                .filter(knowledge_chunks::agent_id.eq(agent_id))
-                .count()
-                .get_result(conn)?;
-            Ok(Found::Unranked {
-                passages,
-                agent_passages,
-            })
-        }
+                 ORDER BY rank DESC LIMIT $4",
+        )
+        .bind::<Text, _>(query)
+        .bind::<BigInt, _>(organization_id.0)
+        .bind::<BigInt, _>(agent_id.0)
+        .bind::<BigInt, _>(limit)
+        .load(conn),
         // Ranked against the plain any-word query: cover density over the
         // all-but-one query's nested groups costs about 30 µs per matching
         // passage (20 ms for a few hundred), the flat one a fifth of that, and
@@ -303,8 +268,7 @@ pub fn search(
         .bind::<BigInt, _>(organization_id.0)
         .bind::<BigInt, _>(agent_id.0)
         .bind::<BigInt, _>(limit)
-        .load(conn)
-        .map(Found::Ranked),
+        .load(conn),
     }
 }
 

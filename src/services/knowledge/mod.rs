@@ -1,13 +1,12 @@
 //! An agent's knowledge base: documents in, text extracted at upload, split and
 //! full-text indexed by a job, searched with scores the chat engine can trust.
 
-mod rank;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::StripeConfig;
-use crate::db::models::knowledge::{self, FAILED, Found, INDEXING, Matching, READY};
+use crate::db::models::knowledge::{self, FAILED, INDEXING, Matching, READY};
 use crate::db::models::{Agent, Document, Passage};
 use crate::db::{DbConnection, lock_until_commit, write_transaction};
 use crate::domain::{AgentId, DocumentId, OrganizationId, TenantScope};
@@ -258,27 +257,27 @@ pub fn retrieve(
     // Passages holding (nearly) every word of the question come first and cost
     // little to find; ranking every passage that holds any word is the fallback,
     // since common words can match most of a large knowledge base.
-    let mut search = |matching| -> diesel::QueryResult<Vec<Passage>> {
-        let found = knowledge::search(conn, organization_id, agent_id, &terms, matching, fetch)?;
-        Ok(match found {
-            Found::Ranked(passages) => passages,
-            Found::Unranked {
-                passages,
-                agent_passages,
-            } => {
-                let mut ranked = rank::bm25(&terms, passages, agent_passages);
-                ranked.truncate(usize::try_from(fetch).unwrap_or(32));
-                ranked
-            }
-        })
-    };
     let mut found = if (3..=MAX_FOCUSED_TERMS).contains(&terms.len()) {
-        search(Matching::AllButOne)?
+        knowledge::search(
+            conn,
+            organization_id,
+            agent_id,
+            &terms,
+            Matching::AllButOne,
+            fetch,
+        )?
     } else {
         Vec::new()
     };
     if found.is_empty() {
-        found = search(Matching::Any)?;
+        found = knowledge::search(
+            conn,
+            organization_id,
+            agent_id,
+            &terms,
+            Matching::Any,
+            fetch,
+        )?;
     }
     let mut scored: Vec<ScoredPassage> = found
         .into_iter()
