@@ -18,7 +18,9 @@
 //! address of its own, so the per-visitor and per-address limits count as they
 //! do for real traffic), are sent by `BENCH_CONCURRENCY` (default 8) clients as
 //! plain JSON requests, each timed from send to the complete reply (retrieval
-//! over the 10,000 passages, the builtin answer, both messages stored). Then
+//! over the 10,000 passages, the builtin answer, both messages stored), and
+//! counted as on topic when the reply's first citation is the passage about
+//! the product asked about (a fast wrong answer shows there). Then
 //! 200 questions are asked one at a time (the latency of a turn with nothing
 //! queued beside it), and 200 more one at a time with `Accept:
 //! text/event-stream`, timed to the first streamed byte.
@@ -315,13 +317,15 @@ async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> an
     let next = Arc::new(AtomicUsize::new(0));
     let samples = Arc::new(Mutex::new(Vec::with_capacity(knobs.turns)));
     let handoffs = Arc::new(AtomicUsize::new(0));
+    let on_topic = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..knobs.concurrency {
-        let (next, samples, handoffs, chats, client, chat_base) = (
+        let (next, samples, handoffs, on_topic, chats, client, chat_base) = (
             next.clone(),
             samples.clone(),
             handoffs.clone(),
+            on_topic.clone(),
             chats.clone(),
             client.clone(),
             chat_base.clone(),
@@ -352,6 +356,14 @@ async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> an
                 if reply["handoffOffered"] == true {
                     handoffs.fetch_add(1, Ordering::Relaxed);
                 }
+                // Fast and wrong would not count: the first citation must be
+                // the passage about the product asked about.
+                let cited = reply["citations"][0]["heading"]
+                    .as_str()
+                    .unwrap_or_default();
+                if cited.ends_with(&format!("The {}", product(product_n))) {
+                    on_topic.fetch_add(1, Ordering::Relaxed);
+                }
                 samples.lock().unwrap().push(took);
             }
         }));
@@ -363,7 +375,7 @@ async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> an
     let mut turns = std::mem::take(&mut *samples.lock().unwrap());
     turns.sort();
     println!(
-        "chat   {label:<8} {} builtin turns x{}: {:.0} turns/s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms ({} offered a person)",
+        "chat   {label:<8} {} builtin turns x{}: {:.0} turns/s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms ({} offered a person, {} cited the passage asked about)",
         knobs.turns,
         knobs.concurrency,
         knobs.turns as f64 / elapsed.as_secs_f64(),
@@ -371,6 +383,7 @@ async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> an
         ms(quantile(&turns, 0.95)),
         ms(quantile(&turns, 0.99)),
         handoffs.load(Ordering::Relaxed),
+        on_topic.load(Ordering::Relaxed),
     );
 
     // One turn at a time: the latency of a turn without other turns queued
