@@ -49,30 +49,19 @@ async fn the_api_keeps_to_its_openapi_document_under_generated_requests(backend:
     let (_, key) =
         crate::accounts::organization_with_key(&app, "Fuzz Roasters", "owner@fuzz.test").await;
     // An agent with knowledge, whose public chat the run talks to.
-    let agent: serde_json::Value = app
-        .client
-        .post(app.url("/api/v1/agents"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"name": "Support"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/api/v1/agents/{}/documents?title=Returns",
-            agent["id"]
-        )))
-        .bearer_auth(&key)
-        .header("content-type", "text/markdown")
-        .body("# Returns\n\nBeans can be returned within 30 days.\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    let api = crate::chat::Api {
+        app: &app,
+        key: key.clone(),
+    };
+    let agent = api.agent(serde_json::json!({"name": "Support"})).await;
+    let id = agent["id"].as_i64().unwrap();
+    api.indexed(
+        id,
+        "Returns",
+        "text/markdown",
+        b"# Returns\n\nBeans can be returned within 30 days.\n",
+    )
+    .await;
     let schema = app.url("/api/v1/openapi.json");
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("schemathesis.toml");
