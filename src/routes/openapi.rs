@@ -209,14 +209,40 @@ fn parameter_choices() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     ]
 }
 
+// The character ranges the patterns below are made of, once.
+/// Control characters (C0, DEL and C1).
+macro_rules! control {
+    () => {
+        r"\u0000-\u001f\u007f-\u009f"
+    };
+}
+/// The zero-width and bidirectional characters `text::clean` drops.
+macro_rules! invisible {
+    () => {
+        r"\u200b\u2060\u202a-\u202e"
+    };
+}
+
 /// Something visible once trimmed: a character that is neither a space nor
-/// one of those `text::clean` drops (control characters, the zero-width and
-/// bidirectional ones).
-const VISIBLE: &str = r"[^\s\u0000-\u001f\u007f-\u009f\u200b\u2060\u202a-\u202e]";
+/// one of those `text::clean` drops.
+const VISIBLE: &str = concat!(r"[^\s", control!(), invisible!(), "]");
 /// One word: no spaces, no control characters.
-const ONE_WORD: &str = r"^[^\s\u0000-\u001f\u007f-\u009f]*$";
+const ONE_WORD: &str = concat!(r"^[^\s", control!(), "]*$");
 /// One line (no control characters) with something visible on it.
-const ONE_LINE: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f\u200b\u2060\u202a-\u202e][^\u0000-\u001f\u007f-\u009f]*$";
+const ONE_LINE: &str = concat!(
+    "^[^",
+    control!(),
+    "]*",
+    r"[^\s",
+    control!(),
+    invisible!(),
+    "]",
+    "[^",
+    control!(),
+    "]*$"
+);
+/// Empty, or an http(s) URL without spaces or control characters.
+const URL_OR_EMPTY: &str = concat!(r"^(\s*https?://[^\s", control!(), r"]+)?\s*$");
 /// A site's origin: scheme, host (in ASCII: punycode for other scripts) and
 /// port, no path.
 const ORIGIN: &str = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$";
@@ -232,11 +258,7 @@ fn patterns() -> Vec<(&'static str, &'static str, &'static str)> {
         ("AgentForm", "model", ONE_WORD),
         ("AgentForm", "allowedOrigins[]", ORIGIN),
         ("OrganizationUpdate", "name", ONE_LINE),
-        (
-            "ProviderKeyForm",
-            "baseUrl",
-            r"^(\s*https?://[^\s\u0000-\u001f\u007f-\u009f]+)?\s*$",
-        ),
+        ("ProviderKeyForm", "baseUrl", URL_OR_EMPTY),
         // Sent as a request header, which carries visible ASCII only.
         ("ProviderKeyForm", "apiKey", "^[!-~]*$"),
     ]

@@ -35,9 +35,8 @@ pub fn browser_available() -> bool {
     if missing.is_empty() {
         return true;
     }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
     assert!(
-        !ci,
+        !crate::helpers::ci(),
         "CI=true but the browser tests cannot run: missing {}",
         missing.join(", ")
     );

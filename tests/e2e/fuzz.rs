@@ -21,9 +21,8 @@ fn schemathesis() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
     assert!(
-        !ci,
+        !crate::helpers::ci(),
         "CI=true but {} is missing (python3 -m venv tests/fuzz/.venv && tests/fuzz/.venv/bin/pip install -r tests/fuzz/requirements.txt)",
         path.display()
     );

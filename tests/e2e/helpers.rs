@@ -22,7 +22,8 @@ pub struct TestDb {
     pg: Option<(String, String)>,
 }
 
-fn ci() -> bool {
+/// Whether this is a CI run, where a missing tool fails instead of skipping.
+pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
