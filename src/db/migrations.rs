@@ -50,7 +50,17 @@ pub fn run_pending(
     if lock {
         conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))?;
     }
-    let result = apply_all(conn, &mut applied);
+    let result = apply_all(conn, &mut applied).and_then(|names| {
+        let index = super::models::knowledge_index::reconcile(conn)?;
+        if index != Default::default() {
+            tracing::info!(
+                built = index.built,
+                dropped = index.dropped,
+                "knowledge indexes reconciled"
+            );
+        }
+        Ok(names)
+    });
     if lock {
         conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))?;
     }
@@ -169,18 +179,24 @@ mod tests {
         sql_query(query).get_result::<Count>(conn).unwrap().n
     }
 
-    /// A database as the release before kept it: every migration up to
-    /// `IDS_NEVER_REUSED` applied.
-    fn before_ids_never_reused(path: &std::path::Path) -> SqliteConnection {
+    const INDEX_PER_AGENT: &str = "2026-12-07-000012_knowledge_index_per_agent";
+
+    /// A database as the release before `migration` kept it: every migration
+    /// up to it applied.
+    fn before(path: &std::path::Path, migration: &str) -> SqliteConnection {
         let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
         conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
-        for migration in conn.pending_migrations(super::SQLITE).unwrap() {
-            if migration.name().to_string() == IDS_NEVER_REUSED {
+        for pending in conn.pending_migrations(super::SQLITE).unwrap() {
+            if pending.name().to_string() == migration {
                 break;
             }
-            conn.run_migration(&migration).unwrap();
+            conn.run_migration(&pending).unwrap();
         }
         conn
+    }
+
+    fn before_ids_never_reused(path: &std::path::Path) -> SqliteConnection {
+        before(path, IDS_NEVER_REUSED)
     }
 
     const ROWS: &str = "
@@ -220,7 +236,7 @@ mod tests {
         );
 
         let applied = super::run_pending(&mut super::DbConnection::Sqlite(conn), |_| {}).unwrap();
-        assert_eq!(applied.last().map(String::as_str), Some(IDS_NEVER_REUSED));
+        assert!(applied.iter().any(|m| m == IDS_NEVER_REUSED), "{applied:?}");
         let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
         conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
 
@@ -243,12 +259,10 @@ mod tests {
             ),
             0
         );
-        // The knowledge index kept its passage and still follows the table.
-        let found = "SELECT count(*) AS n FROM knowledge_fts WHERE knowledge_fts MATCH 'returned'";
+        // The knowledge index kept its passage (in the agent's own index now).
+        let found =
+            "SELECT count(*) AS n FROM knowledge_fts_1 WHERE knowledge_fts_1 MATCH 'returned'";
         assert_eq!(count(&mut conn, found), 1);
-        conn.batch_execute("DELETE FROM knowledge_chunks WHERE id = 1")
-            .unwrap();
-        assert_eq!(count(&mut conn, found), 0, "the delete trigger is back");
 
         // Ids deleted before the upgrade, and after it, stay used.
         conn.batch_execute(
@@ -318,6 +332,99 @@ mod tests {
                 "SELECT foreign_keys AS n FROM pragma_foreign_keys"
             ),
             1
+        );
+    }
+
+    /// How many passages `table` finds for `word`.
+    fn matches(conn: &mut SqliteConnection, table: &str, word: &str) -> i64 {
+        count(
+            conn,
+            &format!("SELECT count(*) AS n FROM {table} WHERE {table} MATCH '{word}'"),
+        )
+    }
+
+    fn tables(conn: &mut SqliteConnection) -> Vec<String> {
+        let found: Vec<Definition> = sql_query(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
+             AND name LIKE 'knowledge_fts%' AND name NOT LIKE '%\\_%\\_%\\_%' ESCAPE '\\' \
+             ORDER BY name",
+        )
+        .load(conn)
+        .unwrap();
+        found.into_iter().map(|t| t.name).collect()
+    }
+
+    const TWO_TENANTS: &str = "
+        INSERT INTO organizations (id, slug, name, created_at, updated_at) VALUES
+            (1, 'bikes', 'Bikes', '2026-12-01 00:00:00', '2026-12-01 00:00:00'),
+            (2, 'boats', 'Boats', '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+        INSERT INTO agents (id, organization_id, name, slug, created_at, updated_at) VALUES
+            (1, 1, 'Support', 'support', '2026-12-01 00:00:00', '2026-12-01 00:00:00'),
+            (2, 2, 'Support', 'support', '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+        INSERT INTO knowledge_documents (id, organization_id, agent_id, title, format, size_bytes,
+            content, status, created_at, updated_at) VALUES
+            (1, 1, 1, 'Returns', 'text', 10, 'x', 'ready', '2026-12-01 00:00:00', '2026-12-01 00:00:00'),
+            (2, 2, 2, 'Returns', 'text', 10, 'x', 'ready', '2026-12-01 00:00:00', '2026-12-01 00:00:00');
+        INSERT INTO knowledge_chunks (id, organization_id, agent_id, document_id, ordinal, heading, content)
+            VALUES (1, 1, 1, 1, 0, 'Returns', 'Bikes can be returned within thirty days'),
+                   (2, 2, 2, 2, 0, 'Returns', 'Boats are returned to the marina');
+    ";
+
+    #[test]
+    fn the_upgrade_gives_every_agent_its_own_index_and_a_downgrade_and_upgrade_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let mut conn = before(&path, INDEX_PER_AGENT);
+        conn.batch_execute(TWO_TENANTS).unwrap();
+        assert_eq!(matches(&mut conn, "knowledge_fts", "returned"), 2);
+
+        let mut db = super::DbConnection::Sqlite(conn);
+        super::run_pending(&mut db, |_| {}).unwrap();
+        let super::DbConnection::Sqlite(conn) = &mut db else {
+            unreachable!()
+        };
+        assert_eq!(tables(conn), ["knowledge_fts_1", "knowledge_fts_2"]);
+        assert_eq!(matches(conn, "knowledge_fts_1", "bikes"), 1);
+        assert_eq!(
+            matches(conn, "knowledge_fts_1", "boats"),
+            0,
+            "the other tenant's"
+        );
+        assert_eq!(matches(conn, "knowledge_fts_2", "marina"), 1);
+
+        // Back to the shared index, and a passage added while there...
+        conn.revert_last_migration(super::SQLITE).unwrap();
+        assert_eq!(matches(conn, "knowledge_fts", "returned"), 2);
+        conn.batch_execute(
+            "INSERT INTO knowledge_chunks (id, organization_id, agent_id, document_id, ordinal, \
+             heading, content) VALUES (3, 1, 1, 1, 1, 'Helmets', 'Helmets are never returned')",
+        )
+        .unwrap();
+        assert_eq!(matches(conn, "knowledge_fts", "helmets"), 1);
+        // ...is in the agent's index after the next upgrade, though the
+        // downgrade left that index behind.
+        super::run_pending(&mut db, |_| {}).unwrap();
+        let super::DbConnection::Sqlite(conn) = &mut db else {
+            unreachable!()
+        };
+        assert_eq!(tables(conn), ["knowledge_fts_1", "knowledge_fts_2"]);
+        assert_eq!(matches(conn, "knowledge_fts_1", "helmets"), 1);
+        assert_eq!(matches(conn, "knowledge_fts_1", "returned"), 2);
+
+        // Later runs repair: a missing index is built, a dead agent's dropped.
+        conn.batch_execute("DROP TABLE knowledge_fts_1; DELETE FROM agents WHERE id = 2")
+            .unwrap();
+        let fixed = crate::db::models::knowledge_index::reconcile(&mut db).unwrap();
+        assert_eq!((fixed.built, fixed.dropped), (1, 1));
+        let super::DbConnection::Sqlite(conn) = &mut db else {
+            unreachable!()
+        };
+        assert_eq!(tables(conn), ["knowledge_fts_1"]);
+        assert_eq!(matches(conn, "knowledge_fts_1", "helmets"), 1);
+        assert_eq!(
+            crate::db::models::knowledge_index::reconcile(&mut db).unwrap(),
+            Default::default(),
+            "nothing left to do"
         );
     }
 }

@@ -363,9 +363,8 @@ pub struct PassageJson {
     heading: Option<String>,
     content: String,
     /// Share of the question's words in the passage, 0 to 1. (The full-text
-    /// engine's own rank is not shown: on SQLite, bm25 weighs words by how
-    /// rare they are in every organization's passages, so it would tell one
-    /// organization about another's knowledge base.)
+    /// engine's own rank only orders the passages: its scale differs by
+    /// backend and by knowledge base, so a threshold could not be set on it.)
     score: f64,
 }
 

@@ -2536,6 +2536,18 @@ async fn an_owner_deletes_the_organization_and_only_it(backend: Backend) {
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(chunks, 0);
+    let indexed: Vec<i64> = frontdesk::db::models::knowledge_index::indexed_agents(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.0)
+        .collect();
+    if backend == Backend::Sqlite {
+        assert_eq!(
+            indexed,
+            [kept_agent],
+            "the deleted agents' indexes went too"
+        );
+    }
     let (status, found) = bob
         .get(&format!("/app/agents/{kept_agent}?q=return%20a%20bike"))
         .await;

@@ -46,12 +46,13 @@ backend_tests!(
     a_conversation_erased_while_its_reply_is_written_keeps_nothing,
     the_servers_provider_answers_with_the_models_the_operator_offers,
     another_organizations_knowledge_does_not_change_what_a_search_shows,
+    deleted_documents_and_agents_leave_nothing_in_the_index,
     a_rare_word_finds_its_passage_among_hundreds_holding_a_common_one,
 );
 
-/// Full-text engines weigh a word by how rare it is in the whole index, which
-/// holds every organization's passages: what a search shows must not move
-/// when another organization writes about the same thing.
+/// Full-text engines weigh a word by how rare it is in the index: an index
+/// that held every organization's passages would let one organization's
+/// writing reorder another's results (and so tell it what the other writes).
 async fn another_organizations_knowledge_does_not_change_what_a_search_shows(backend: Backend) {
     let Some((app, key)) = setup(backend, &[]).await else {
         return;
@@ -60,24 +61,29 @@ async fn another_organizations_knowledge_does_not_change_what_a_search_shows(bac
     let agent = ours.agent(json!({"name": "Support"})).await["id"]
         .as_i64()
         .unwrap();
+    // Each passage holds one of the question's two words, so they tie on the
+    // score shown and the engine's ranking orders them: "zephyrine" is the
+    // rarer word in our knowledge base, so its passage comes first.
     for (title, body) in [
-        (
-            "Gears",
-            "# Gears\n\nOur zephyrine gears shift smoothly in the rain.",
-        ),
-        (
-            "Brakes",
-            "# Brakes\n\nDisc brakes and zephyrine pads stop the bike in the wet.",
-        ),
+        ("One", "Our zephyrine gears shift smoothly in the rain."),
+        ("Two", "Every saddle is stitched by hand in the workshop."),
+        ("Three", "A saddle cover keeps the seat dry in the rain."),
     ] {
-        ours.indexed(agent, title, "text/markdown", body.as_bytes())
+        ours.indexed(agent, title, "text/plain", body.as_bytes())
             .await;
     }
-    let search = format!("/api/v1/agents/{agent}/search?q=zephyrine");
+    let search = format!("/api/v1/agents/{agent}/search?q=zephyrine+saddle");
     let (status, before) = ours.get(&search).await;
     assert_eq!(status, 200);
-    assert_eq!(before["data"].as_array().unwrap().len(), 2, "{before}");
+    let found = before["data"].as_array().unwrap();
+    assert_eq!(found.len(), 3, "{before}");
+    if backend == Backend::Sqlite {
+        // (PostgreSQL's ts_rank_cd ignores rarity: its ties keep their own order.)
+        assert_eq!(found[0]["title"], "One", "{before}");
+    }
 
+    // Another organization writes "zephyrine" everywhere: were the index
+    // shared, that word would now be the common one, and the saddles first.
     let (_, other_key) = organization_with_key(&app, "Other Shop", "owner@other.test").await;
     let theirs = Api {
         app: &app,
@@ -87,16 +93,132 @@ async fn another_organizations_knowledge_does_not_change_what_a_search_shows(bac
         .as_i64()
         .unwrap();
     let body: String = (0..40)
-        .map(|n| {
-            format!("# Zephyrine {n}\n\nZephyrine gears and zephyrine rain covers, model {n}.\n\n")
-        })
+        .map(|n| format!("Zephyrine gears and zephyrine rain covers, model {n}.\n\n"))
         .collect();
     theirs
-        .indexed(other, "Catalogue", "text/markdown", body.as_bytes())
+        .indexed(other, "Catalogue", "text/plain", body.as_bytes())
         .await;
 
     let (_, after) = ours.get(&search).await;
     assert_eq!(after, before, "the same passages, scores and order");
+}
+
+/// The agents with a full-text table of their own (SQLite; none on PostgreSQL,
+/// where the index is a column of the passages).
+fn indexed_agents(app: &TestApp) -> Vec<i64> {
+    let mut conn = app.pool().get().unwrap();
+    frontdesk::db::models::knowledge_index::indexed_agents(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.0)
+        .collect()
+}
+
+async fn deleted_documents_and_agents_leave_nothing_in_the_index(backend: Backend) {
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let agent = api.agent(json!({"name": "Support"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let gears = api
+        .indexed(
+            agent,
+            "Gears",
+            "text/plain",
+            b"Zephyrine gears shift in the rain.",
+        )
+        .await;
+    let saddle = api
+        .indexed(
+            agent,
+            "Saddle",
+            "text/plain",
+            b"A saddle of zephyrine leather.",
+        )
+        .await;
+    let search = format!("/api/v1/agents/{agent}/search?q=zephyrine");
+    let titles = |found: &Value| -> Vec<String> {
+        found["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["title"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, found) = api.get(&search).await;
+    assert_eq!(titles(&found).len(), 2, "{found}");
+
+    // Re-indexing replaces the document's passages in the index too.
+    let (status, _) = api
+        .json(
+            Method::POST,
+            &format!("/api/v1/documents/{}/reindex", saddle["id"]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    for _ in 0..200 {
+        let (_, list) = api.get(&format!("/api/v1/agents/{agent}/documents")).await;
+        if list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "ready")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, found) = api.get(&search).await;
+    let mut both = titles(&found);
+    both.sort();
+    assert_eq!(both, ["Gears", "Saddle"], "{found}");
+
+    let (status, _) = api
+        .json(
+            Method::DELETE,
+            &format!("/api/v1/documents/{}", gears["id"]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, found) = api.get(&search).await;
+    assert_eq!(titles(&found), ["Saddle"], "{found}");
+
+    let other = api.agent(json!({"name": "Sales"})).await["id"]
+        .as_i64()
+        .unwrap();
+    api.indexed(
+        other,
+        "Prices",
+        "text/plain",
+        b"Zephyrine frames cost more.",
+    )
+    .await;
+    let sqlite = backend == Backend::Sqlite;
+    assert_eq!(
+        indexed_agents(&app),
+        if sqlite { vec![agent, other] } else { vec![] }
+    );
+    let (status, _) = api
+        .json(
+            Method::DELETE,
+            &format!("/api/v1/agents/{agent}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        indexed_agents(&app),
+        if sqlite { vec![other] } else { vec![] },
+        "the deleted agent's index went with it"
+    );
+    let (_, found) = api
+        .get(&format!("/api/v1/agents/{other}/search?q=zephyrine"))
+        .await;
+    assert_eq!(titles(&found), ["Prices"], "{found}");
 }
 
 async fn a_rare_word_finds_its_passage_among_hundreds_holding_a_common_one(backend: Backend) {
@@ -1092,7 +1214,6 @@ impl Api<'_> {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    /// Uploads and waits for the ingestion job to index it.
     /// The organization's key for `provider` at `base_url`, a "support" agent
     /// on it whose knowledge base holds [`RETURNS`] as `title`, and a visitor's chat.
     async fn remote_support_chat(
@@ -1123,6 +1244,7 @@ impl Api<'_> {
         support_chat(self.app).await
     }
 
+    /// Uploads and waits for the ingestion job to index it.
     pub(crate) async fn indexed(
         &self,
         agent: i64,

@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::knowledge_index::AgentIndex;
 use crate::db::DbConnection;
 use crate::db::schema::agents;
 use crate::domain::{AgentId, OrganizationId, Slug, TenantScope};
@@ -65,7 +66,11 @@ impl Agent {
                 agents::created_at.eq(now),
                 agents::updated_at.eq(now),
             ))
-            .get_result(conn)
+            .get_result::<Agent>(conn)
+            .and_then(|agent| {
+                AgentIndex::of(agent.id).create(conn)?;
+                Ok(agent)
+            })
     }
 
     pub fn list(conn: &mut DbConnection, scope: &TenantScope) -> QueryResult<Vec<Agent>> {
@@ -113,13 +118,17 @@ impl Agent {
     }
 
     pub fn delete(conn: &mut DbConnection, scope: &TenantScope, id: AgentId) -> QueryResult<bool> {
-        diesel::delete(
+        let deleted = diesel::delete(
             agents::table
                 .filter(agents::organization_id.eq(scope.organization_id()))
                 .filter(agents::id.eq(id)),
         )
-        .execute(conn)
-        .map(|n| n == 1)
+        .execute(conn)?
+            == 1;
+        if deleted {
+            AgentIndex::of(id).drop_table(conn)?;
+        }
+        Ok(deleted)
     }
 
     /// The agent answering at `slug` in the organization, now or through a

@@ -1,10 +1,11 @@
 //! Knowledge documents, their chunks, and full-text search over them: FTS5 with
-//! bm25 on SQLite, a weighted tsvector with ts_rank_cd on PostgreSQL.
+//! bm25 on SQLite (an index per agent, see `knowledge_index`), a weighted tsvector with ts_rank_cd on PostgreSQL.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
 
+use super::knowledge_index::AgentIndex;
 use crate::db::schema::{knowledge_chunks, knowledge_documents};
 use crate::db::{Backend, DbConnection};
 use crate::domain::{AgentId, DocumentId, OrganizationId, TenantScope};
@@ -128,7 +129,17 @@ impl Document {
         scope: &TenantScope,
         id: DocumentId,
     ) -> QueryResult<bool> {
-        // Chunks first: the FTS5 delete trigger needs their content.
+        let agent: Option<AgentId> = knowledge_documents::table
+            .filter(knowledge_documents::organization_id.eq(scope.organization_id()))
+            .filter(knowledge_documents::id.eq(id))
+            .select(knowledge_documents::agent_id)
+            .first(conn)
+            .optional()?;
+        let Some(agent) = agent else {
+            return Ok(false);
+        };
+        // The index first: it finds the passages by their rows.
+        AgentIndex::of(agent).remove_document(conn, id)?;
         diesel::delete(
             knowledge_chunks::table
                 .filter(knowledge_chunks::organization_id.eq(scope.organization_id()))
@@ -167,6 +178,8 @@ impl Document {
         doc: &Document,
         chunks: &[(Option<String>, String)],
     ) -> QueryResult<usize> {
+        let index = AgentIndex::of(doc.agent_id);
+        index.remove_document(conn, doc.id)?;
         diesel::delete(knowledge_chunks::table.filter(knowledge_chunks::document_id.eq(doc.id)))
             .execute(conn)?;
         for (ordinal, (heading, content)) in chunks.iter().enumerate() {
@@ -181,6 +194,7 @@ impl Document {
                 ))
                 .execute(conn)?;
         }
+        index.add_document(conn, doc.id)?;
         Ok(chunks.len())
     }
 }
@@ -236,15 +250,18 @@ pub fn search(
     }
     let query = full_text_query(terms, matching, conn.backend());
     match conn.backend() {
-        Backend::Sqlite => diesel::sql_query(
+        // The agent's own index ranks with the agent's own passages; the
+        // scope conditions stay as the second lock on the door.
+        Backend::Sqlite => diesel::sql_query(format!(
             "SELECT c.id AS chunk_id, c.document_id, d.title, c.heading, c.content, \
-                 -bm25(knowledge_fts, 2.0, 1.0) AS rank \
-                 FROM knowledge_fts \
-                 JOIN knowledge_chunks c ON c.id = knowledge_fts.rowid \
+                 -bm25({index}, 2.0, 1.0) AS rank \
+                 FROM {index} \
+                 JOIN knowledge_chunks c ON c.id = {index}.rowid \
                  JOIN knowledge_documents d ON d.id = c.document_id \
-                 WHERE knowledge_fts MATCH $1 AND c.organization_id = $2 AND c.agent_id = $3 \
+                 WHERE {index} MATCH $1 AND c.organization_id = $2 AND c.agent_id = $3 \
                  ORDER BY rank DESC LIMIT $4",
-        )
+            index = AgentIndex::of(agent_id).table()
+        ))
         .bind::<Text, _>(query)
         .bind::<BigInt, _>(organization_id.0)
         .bind::<BigInt, _>(agent_id.0)

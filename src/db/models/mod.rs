@@ -10,6 +10,7 @@ pub mod invitation;
 pub mod invoice;
 pub mod job;
 pub mod knowledge;
+pub mod knowledge_index;
 pub mod membership;
 pub mod organization;
 pub mod provider_credential;

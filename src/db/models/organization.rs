@@ -123,11 +123,13 @@ impl Organization {
             .execute(conn)
     }
 
-    /// Deletes the scope's organization and, by cascade, everything it owns.
+    /// Deletes the scope's organization and, by cascade, everything it owns;
+    /// its agents' search indexes are tables, which no cascade reaches.
     pub fn delete(
         conn: &mut DbConnection,
         scope: &crate::domain::TenantScope,
     ) -> QueryResult<usize> {
+        super::knowledge_index::drop_organization(conn, scope.organization_id())?;
         diesel::delete(organizations::table.find(scope.organization_id())).execute(conn)
     }
 
