@@ -24,6 +24,10 @@
 //! 200 questions are asked one at a time (the latency of a turn with nothing
 //! queued beside it), and 200 more one at a time with `Accept:
 //! text/event-stream`, timed to the first streamed byte.
+//!
+//! `BENCH_NEIGHBOURS` (default 0) more agents get the same knowledge base
+//! before the questions, none of them asked: what an agent's searches pay for
+//! the other knowledge bases on the instance.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -55,6 +59,7 @@ struct Knobs {
     sections: usize,
     turns: usize,
     concurrency: usize,
+    neighbours: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         sections: env_count("BENCH_SECTIONS", 500)?.max(1),
         turns: env_count("BENCH_TURNS", 2000)?,
         concurrency: env_count("BENCH_CONCURRENCY", 8)?.max(1),
+        neighbours: env_count("BENCH_NEIGHBOURS", 0)?,
     };
     support::quiet_logs();
     let tmp = tempfile::tempdir().context("creating a temp dir")?;
@@ -216,6 +222,54 @@ async fn api_key(base: &str) -> anyhow::Result<String> {
     Ok(key.to_string())
 }
 
+/// Uploads every document to the agent, then waits until all are indexed:
+/// the passages made, and the time from the first upload to the last indexed.
+async fn upload_and_index(
+    api: &impl Fn(reqwest::Method, &str) -> reqwest::RequestBuilder,
+    agent_id: i64,
+    docs: &[String],
+) -> anyhow::Result<(i64, Duration)> {
+    let started = Instant::now();
+    for (d, text) in docs.iter().enumerate() {
+        let res = api(
+            reqwest::Method::POST,
+            &format!("/api/v1/agents/{agent_id}/documents?title=Catalogue%20part%20{d}"),
+        )
+        .header("content-type", "text/markdown")
+        .body(text.clone())
+        .send()
+        .await?;
+        if res.status() != 201 {
+            bail!("upload answered {}: {}", res.status(), res.text().await?);
+        }
+    }
+    loop {
+        let list: Value = api(
+            reqwest::Method::GET,
+            &format!("/api/v1/agents/{agent_id}/documents"),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+        let data = list["data"].as_array().context("documents")?;
+        if let Some(failed) = data.iter().find(|d| d["status"] == "failed") {
+            bail!("indexing failed: {failed}");
+        }
+        if data.len() == docs.len() && data.iter().all(|d| d["status"] == "ready") {
+            let chunks = data
+                .iter()
+                .map(|d| d["chunkCount"].as_i64().unwrap_or(0))
+                .sum::<i64>();
+            return Ok((chunks, started.elapsed()));
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("indexing did not finish in 10 minutes");
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> anyhow::Result<()> {
     let config = config(database_url, &tmp.join(format!("data-{label}")))?;
     let (base, _, handle) = support::start_server(config, true).await?;
@@ -237,50 +291,11 @@ async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> an
         .await?;
     let agent_id = agent["id"].as_i64().context("agent id")?;
 
-    // Ingestion: upload every document, then wait until all are indexed.
     let docs: Vec<String> = (0..knobs.docs)
         .map(|d| document(d, knobs.sections))
         .collect();
     let bytes: usize = docs.iter().map(String::len).sum();
-    let started = Instant::now();
-    for (d, text) in docs.into_iter().enumerate() {
-        let res = api(
-            reqwest::Method::POST,
-            &format!("/api/v1/agents/{agent_id}/documents?title=Catalogue%20part%20{d}"),
-        )
-        .header("content-type", "text/markdown")
-        .body(text)
-        .send()
-        .await?;
-        if res.status() != 201 {
-            bail!("upload answered {}: {}", res.status(), res.text().await?);
-        }
-    }
-    let chunks = loop {
-        let list: Value = api(
-            reqwest::Method::GET,
-            &format!("/api/v1/agents/{agent_id}/documents"),
-        )
-        .send()
-        .await?
-        .json()
-        .await?;
-        let data = list["data"].as_array().context("documents")?;
-        if let Some(failed) = data.iter().find(|d| d["status"] == "failed") {
-            bail!("indexing failed: {failed}");
-        }
-        if data.len() == knobs.docs && data.iter().all(|d| d["status"] == "ready") {
-            break data
-                .iter()
-                .map(|d| d["chunkCount"].as_i64().unwrap_or(0))
-                .sum::<i64>();
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("indexing did not finish in 10 minutes");
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    };
-    let ingest = started.elapsed();
+    let (chunks, ingest) = upload_and_index(&api, agent_id, &docs).await?;
     println!(
         "ingest {label:<8} {} documents, {:.1} MB, {chunks} passages in {:.2} s = {:.2} MB/s",
         knobs.docs,
@@ -288,6 +303,20 @@ async fn bench(label: &str, database_url: &str, tmp: &Path, knobs: &Knobs) -> an
         ingest.as_secs_f64(),
         bytes as f64 / 1_048_576.0 / ingest.as_secs_f64()
     );
+    for n in 0..knobs.neighbours {
+        let neighbour: Value = api(reqwest::Method::POST, "/api/v1/agents")
+            .json(&json!({"name": format!("Neighbour {n}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = neighbour["id"].as_i64().context("neighbour id")?;
+        let (chunks, took) = upload_and_index(&api, id, &docs).await?;
+        println!(
+            "ingest {label:<8} neighbour {n}: the same {chunks} passages in {:.2} s",
+            took.as_secs_f64()
+        );
+    }
 
     // Conversations: a visitor may send 12 messages a minute, so each one
     // carries at most 10 questions.
