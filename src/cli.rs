@@ -27,8 +27,12 @@ pub enum Command {
     /// Apply pending database migrations, printing each one's name.
     Migrate {
         /// Only list the pending migrations; change nothing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "revert")]
         dry_run: bool,
+        /// Undo the newest applied migration, printing its name: run it with
+        /// this binary before going back to one older than that migration.
+        #[arg(long)]
+        revert: bool,
     },
     /// Validate configuration and connectivity (database, SMTP, Stripe key shape),
     /// print every problem at once, and exit non-zero if there is any.

@@ -113,7 +113,7 @@ fn list_pending(target: &str, pending: Result<Vec<String>, db::DbError>) -> Exit
     }
 }
 
-pub fn migrate(dry_run: bool) -> ExitCode {
+pub fn migrate(dry_run: bool, revert: bool) -> ExitCode {
     let config = match load_config() {
         Ok(c) => c,
         Err(code) => return code,
@@ -133,6 +133,19 @@ pub fn migrate(dry_run: bool) -> ExitCode {
     };
     if dry_run {
         return list_pending(&target, migrations::pending(&mut conn));
+    }
+    if revert {
+        return match migrations::revert_last(&mut conn) {
+            Ok(Some(name)) => {
+                println!("{target}: reverted {name}");
+                ExitCode::SUCCESS
+            }
+            Ok(None) => {
+                println!("{target}: no migration to revert");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
     }
     match migrations::run_pending(&mut conn, |name| println!("applied {name}")) {
         Ok(applied) if applied.is_empty() => {

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match Cli::parse().command() {
         Command::Serve(args) => commands::serve(args.migrate, args.demo),
         Command::Demo => commands::demo(),
-        Command::Migrate { dry_run } => commands::migrate(dry_run),
+        Command::Migrate { dry_run, revert } => commands::migrate(dry_run, revert),
         Command::Check => commands::check(),
         Command::Worker => commands::worker(),
         Command::Jobs { action } => commands::jobs(action),

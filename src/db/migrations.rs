@@ -46,11 +46,8 @@ pub fn run_pending(
     conn: &mut DbConnection,
     mut applied: impl FnMut(&str),
 ) -> Result<Vec<String>, DbError> {
-    let lock = matches!(conn, DbConnection::Postgres(_));
-    if lock {
-        conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))?;
-    }
-    let result = apply_all(conn, &mut applied).and_then(|names| {
+    with_migration_lock(conn, |conn| {
+        let names = apply_all(conn, &mut applied)?;
         let index = super::models::knowledge_index::reconcile(conn)?;
         if index != Default::default() {
             tracing::info!(
@@ -60,7 +57,48 @@ pub fn run_pending(
             );
         }
         Ok(names)
-    });
+    })
+}
+
+/// Undoes the newest applied migration (its `down.sql`) and returns its name,
+/// or `None` when none is applied: run with the newer binary before deploying
+/// an older one. Nothing else runs after it, so the schema is the one the older
+/// binary knows.
+pub fn revert_last(conn: &mut DbConnection) -> Result<Option<String>, DbError> {
+    macro_rules! revert {
+        ($c:expr, $source:expr, $db:ty) => {{
+            let error =
+                |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+            if $c.applied_migrations().map_err(error)?.is_empty() {
+                return Ok(None);
+            }
+            let version = $c.revert_last_migration($source).map_err(error)?;
+            let name = diesel::migration::MigrationSource::<$db>::migrations(&$source)
+                .map_err(error)?
+                .iter()
+                .map(|m| m.name().to_string())
+                .find(|name| name.replace('-', "").starts_with(&version.to_string()))
+                .unwrap_or_else(|| version.to_string());
+            Ok(Some(name))
+        }};
+    }
+    with_migration_lock(conn, |conn| match conn {
+        DbConnection::Sqlite(c) => revert!(c, SQLITE, diesel::sqlite::Sqlite),
+        DbConnection::Postgres(c) => revert!(c, POSTGRES, diesel::pg::Pg),
+    })
+}
+
+/// Runs `work` holding the lock that keeps instances sharing one PostgreSQL
+/// from migrating at once (SQLite's write lock does that there).
+fn with_migration_lock<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let lock = matches!(conn, DbConnection::Postgres(_));
+    if lock {
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))?;
+    }
+    let result = work(conn);
     if lock {
         conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))?;
     }

@@ -370,6 +370,21 @@ async fn migrate_lists_then_applies_each_migration(backend: Backend) {
     }
     assert!(run(&["migrate"]).contains("already up to date"));
     assert!(run(&["migrate", "--dry-run"]).contains("no pending migrations"));
+
+    // Before going back to an older binary: the newest migration is undone,
+    // and the next migrate applies it again.
+    let newest = names.last().unwrap();
+    let reverted = run(&["migrate", "--revert"]);
+    assert!(
+        reverted.contains(&format!("reverted {newest}")),
+        "{reverted}"
+    );
+    let pending = run(&["migrate", "--dry-run"]);
+    assert!(
+        pending.contains("1 pending migration(s)") && pending.contains(newest.as_str()),
+        "{pending}"
+    );
+    assert!(run(&["migrate"]).contains(&format!("applied {newest}")));
 }
 
 async fn check_reports_every_problem_at_once(backend: Backend) {
