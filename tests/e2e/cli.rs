@@ -605,6 +605,14 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut server = Server(cmd.spawn().unwrap());
+    // Read while it runs: every statement logs a line here, and a full pipe
+    // would stop the server mid-write.
+    let mut stdout = server.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut logs = String::new();
+        stdout.read_to_string(&mut logs).unwrap();
+        logs
+    });
     let deadline = Instant::now() + Duration::from_secs(20);
     while http_get(port, "/live").is_none() {
         assert!(Instant::now() < deadline, "server did not start");
@@ -640,14 +648,7 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
 
     signal(&server, "TERM");
     assert!(wait_exit(&mut server, Duration::from_secs(10)).success());
-    let mut logs = String::new();
-    server
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = reader.join().unwrap();
 
     let lines: Vec<serde_json::Value> = logs
         .lines()

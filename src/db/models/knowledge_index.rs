@@ -174,7 +174,9 @@ pub fn reconcile(conn: &mut DbConnection) -> QueryResult<Reconciled> {
     if conn.backend() != Backend::Sqlite {
         return Ok(Reconciled::default());
     }
-    conn.transaction(|conn| {
+    // Writing from the start: two processes starting at once on one file
+    // (a server and a worker) then take turns instead of one failing.
+    crate::db::write_transaction(conn, |conn| {
         let mut done = Reconciled::default();
         let tables = index_tables(conn)?;
         let upgrading = tables.iter().any(|t| t == SHARED);
