@@ -471,6 +471,24 @@ async function resolvedSite(browser) {
   );
   await ask(page, QUESTION, 'resolved, after the refusal');
   await shot(page, 'widget-resolved.png');
+
+  // Erased by the team while the page was away: a reload forgets it as well
+  // (the transcript answers 404) and the next question starts a new one.
+  must((await eraseOpen()) === 1, 'erased: the team erases the open conversation');
+  await page.reload({ waitUntil: 'load' });
+  if (!(await visible(panel, 3000))) await inWidget(page, '.fd-bubble').click();
+  must(await visible(inWidget(page, '.fd-message.fd-agent'), 15000), 'erased: the greeting appears');
+  await page.waitForTimeout(500);
+  check(
+    (await inWidget(page, '.fd-message.fd-visitor').count()) === 0,
+    'erased: a reload does not bring the erased conversation back',
+  );
+  check(
+    (await inWidget(page, '.fd-error').count()) === 0,
+    'erased: the fresh start shows no error',
+  );
+  await ask(page, QUESTION, 'erased, new conversation');
+  must((await eraseOpen()) === 1, 'erased: the question after it went to a new conversation');
 }
 
 async function teamSite(browser) {
@@ -592,6 +610,19 @@ async function resolveAll() {
       body: JSON.stringify({ status: 'resolved' }),
     });
     must(put.ok, `resolved: PUT status of conversation ${c.id}`, `got ${put.status}`);
+  }
+  return open.length;
+}
+
+/** Erases every conversation not resolved; returns how many there were. */
+async function eraseOpen() {
+  const auth = { Authorization: `Bearer ${API_KEY}` };
+  const res = await fetch(url('/api/v1/conversations?per_page=200'), { headers: auth });
+  must(res.ok, 'erased: GET /api/v1/conversations', `got ${res.status}`);
+  const open = (await res.json()).data.filter((c) => c.status !== 'resolved');
+  for (const c of open) {
+    const del = await fetch(url(`/api/v1/conversations/${c.id}`), { method: 'DELETE', headers: auth });
+    must(del.status === 204, `erased: DELETE conversation ${c.id}`, `got ${del.status}`);
   }
   return open.length;
 }
