@@ -1,5 +1,6 @@
 //! Knowledge documents, their chunks, and full-text search over them: FTS5 with
-//! bm25 on SQLite (an index per agent, see `knowledge_index`), a weighted tsvector with ts_rank_cd on PostgreSQL.
+//! bm25 on SQLite (an index per agent, see `knowledge_index`), a weighted
+//! tsvector with ts_rank_cd on PostgreSQL.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
