@@ -449,14 +449,7 @@ async function resolvedSite(browser) {
   must(await visible(panel), 'resolved: the panel opens');
   await ask(page, QUESTION, 'resolved, first conversation');
   must((await resolveAll()) >= 1, 'resolved: the team resolves the conversation');
-  await page.reload({ waitUntil: 'load' });
-  if (!(await visible(panel, 3000))) await inWidget(page, '.fd-bubble').click();
-  must(await visible(inWidget(page, '.fd-message.fd-agent'), 15000), 'resolved: the greeting appears');
-  await page.waitForTimeout(500);
-  check(
-    (await inWidget(page, '.fd-message.fd-visitor').count()) === 0,
-    'resolved: a reload does not bring the closed conversation back',
-  );
+  await reloadsAfresh(page, 'resolved', 'closed');
   await ask(page, QUESTION, 'resolved, new conversation');
 
   // Resolved while the page is open: the next message says so, the one after
@@ -475,20 +468,26 @@ async function resolvedSite(browser) {
   // Erased by the team while the page was away: a reload forgets it as well
   // (the transcript answers 404) and the next question starts a new one.
   must((await eraseOpen()) === 1, 'erased: the team erases the open conversation');
-  await page.reload({ waitUntil: 'load' });
-  if (!(await visible(panel, 3000))) await inWidget(page, '.fd-bubble').click();
-  must(await visible(inWidget(page, '.fd-message.fd-agent'), 15000), 'erased: the greeting appears');
-  await page.waitForTimeout(500);
-  check(
-    (await inWidget(page, '.fd-message.fd-visitor').count()) === 0,
-    'erased: a reload does not bring the erased conversation back',
-  );
+  await reloadsAfresh(page, 'erased', 'erased');
   check(
     (await inWidget(page, '.fd-error').count()) === 0,
     'erased: the fresh start shows no error',
   );
   await ask(page, QUESTION, 'erased, new conversation');
   must((await eraseOpen()) === 1, 'erased: the question after it went to a new conversation');
+}
+
+/** Reloads the page: the panel shows the greeting and none of the conversation
+ * the team ended (`how`: closed, erased). */
+async function reloadsAfresh(page, label, how) {
+  await page.reload({ waitUntil: 'load' });
+  if (!(await visible(inWidget(page, '.fd-panel'), 3000))) await inWidget(page, '.fd-bubble').click();
+  must(await visible(inWidget(page, '.fd-message.fd-agent'), 15000), `${label}: the greeting appears`);
+  await page.waitForTimeout(500);
+  check(
+    (await inWidget(page, '.fd-message.fd-visitor').count()) === 0,
+    `${label}: a reload does not bring the ${how} conversation back`,
+  );
 }
 
 async function teamSite(browser) {
@@ -598,33 +597,33 @@ async function solveTicket(conversationId, label) {
 }
 
 // Resolves every conversation not resolved yet, through the API; returns how many.
-async function resolveAll() {
+/** Calls `act(conversation)` on every conversation not resolved; returns how many. */
+async function eachOpen(label, act) {
   const auth = { Authorization: `Bearer ${API_KEY}` };
   const res = await fetch(url('/api/v1/conversations?per_page=200'), { headers: auth });
-  must(res.ok, 'resolved: GET /api/v1/conversations', `got ${res.status}`);
+  must(res.ok, `${label}: GET /api/v1/conversations`, `got ${res.status}`);
   const open = (await res.json()).data.filter((c) => c.status !== 'resolved');
-  for (const c of open) {
+  for (const c of open) await act(c, auth);
+  return open.length;
+}
+
+async function resolveAll() {
+  return eachOpen('resolved', async (c, auth) => {
     const put = await fetch(url(`/api/v1/conversations/${c.id}/status`), {
       method: 'PUT',
       headers: { ...auth, 'Content-Type': 'application/json' },
       body: JSON.stringify({ status: 'resolved' }),
     });
     must(put.ok, `resolved: PUT status of conversation ${c.id}`, `got ${put.status}`);
-  }
-  return open.length;
+  });
 }
 
 /** Erases every conversation not resolved; returns how many there were. */
 async function eraseOpen() {
-  const auth = { Authorization: `Bearer ${API_KEY}` };
-  const res = await fetch(url('/api/v1/conversations?per_page=200'), { headers: auth });
-  must(res.ok, 'erased: GET /api/v1/conversations', `got ${res.status}`);
-  const open = (await res.json()).data.filter((c) => c.status !== 'resolved');
-  for (const c of open) {
+  return eachOpen('erased', async (c, auth) => {
     const del = await fetch(url(`/api/v1/conversations/${c.id}`), { method: 'DELETE', headers: auth });
     must(del.status === 204, `erased: DELETE conversation ${c.id}`, `got ${del.status}`);
-  }
-  return open.length;
+  });
 }
 
 async function outageSite(browser) {
