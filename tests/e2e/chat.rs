@@ -159,18 +159,10 @@ async fn deleted_documents_and_agents_leave_nothing_in_the_index(backend: Backen
         )
         .await;
     assert_eq!(status, 202);
-    for _ in 0..200 {
-        let (_, list) = api.get(&format!("/api/v1/agents/{agent}/documents")).await;
-        if list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["status"] == "ready")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::eventually("the re-index to finish", Duration::from_secs(20), || {
+        indexing_jobs_left(&app) == 0
+    })
+    .await;
     let (_, found) = api.get(&search).await;
     let mut both = titles(&found);
     both.sort();
@@ -493,8 +485,19 @@ async fn a_provider_key_saved_several_times_at_once_is_one_key(backend: Backend)
     }
 }
 
+/// Indexing jobs not yet done (queued, running or waiting to retry).
+fn indexing_jobs_left(app: &TestApp) -> i64 {
+    use frontdesk::db::schema::jobs;
+    jobs::table
+        .filter(jobs::kind.eq("knowledge.index"))
+        .filter(jobs::state.ne("done"))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap()
+}
+
 async fn reindexing_one_document_at_once_never_duplicates_its_passages(backend: Backend) {
-    use frontdesk::db::schema::{jobs, knowledge_chunks};
+    use frontdesk::db::schema::knowledge_chunks;
     let Some((app, key)) = setup(backend, &[("WORKER_CONCURRENCY", "4")]).await else {
         return;
     };
@@ -519,16 +522,8 @@ async fn reindexing_one_document_at_once_never_duplicates_its_passages(backend: 
         futures_util::future::join_all((0..8).map(|_| api.json(Method::POST, &reindex, json!({}))))
             .await;
     assert!(statuses.iter().all(|(s, _)| *s == 202), "{statuses:?}");
-    let pending = || -> i64 {
-        jobs::table
-            .filter(jobs::kind.eq("knowledge.index"))
-            .filter(jobs::state.ne("done"))
-            .count()
-            .get_result(&mut app.pool().get().unwrap())
-            .unwrap()
-    };
     crate::helpers::eventually("the re-indexes to finish", Duration::from_secs(20), || {
-        pending() == 0
+        indexing_jobs_left(&app) == 0
     })
     .await;
     let stored: i64 = knowledge_chunks::table
