@@ -48,6 +48,7 @@ backend_tests!(
     another_organizations_knowledge_does_not_change_what_a_search_shows,
     deleted_documents_and_agents_leave_nothing_in_the_index,
     a_rare_word_finds_its_passage_among_hundreds_holding_a_common_one,
+    a_document_deleted_while_it_is_being_indexed_is_gone_without_an_error,
 );
 
 /// Full-text engines weigh a word by how rare it is in the index: an index
@@ -494,6 +495,76 @@ fn indexing_jobs_left(app: &TestApp) -> i64 {
         .count()
         .get_result(&mut app.pool().get().unwrap())
         .unwrap()
+}
+
+/// The indexing job writes the document's passages (each one pointing at the
+/// document) and then the document; a deletion that got to the document
+/// between the two would wait for the job while the job waited for it.
+async fn a_document_deleted_while_it_is_being_indexed_is_gone_without_an_error(backend: Backend) {
+    use frontdesk::db::schema::{jobs, knowledge_chunks, knowledge_documents};
+    let Some((app, key)) = setup(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let agent = api.agent(json!({"name": "Support"})).await["id"]
+        .as_i64()
+        .unwrap();
+    // Long enough that writing its passages takes a while.
+    let text: String = (1..=1500)
+        .map(|n| format!("# Part {n}\n\nSection {n} of the handbook covers day {n}.\n\n"))
+        .collect();
+    for round in 0..3 {
+        let (status, doc) = api
+            .upload(
+                agent,
+                "Handbook",
+                "text/markdown",
+                text.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 201, "{doc}");
+        let id = doc["id"].as_i64().unwrap();
+        let status_of = || -> Option<String> {
+            knowledge_documents::table
+                .find(id)
+                .select(knowledge_documents::status)
+                .first(&mut app.pool().get().unwrap())
+                .optional()
+                .unwrap()
+        };
+        crate::helpers::eventually("the indexing to start", Duration::from_secs(20), || {
+            status_of().as_deref() != Some("pending")
+        })
+        .await;
+        let (status, body) = api
+            .json(
+                Method::DELETE,
+                &format!("/api/v1/documents/{id}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 204, "round {round}: {body}");
+        crate::helpers::eventually("the indexing job to end", Duration::from_secs(20), || {
+            indexing_jobs_left(&app) == 0
+        })
+        .await;
+        assert_eq!(status_of(), None);
+        let passages: i64 = knowledge_chunks::table
+            .filter(knowledge_chunks::document_id.eq(id))
+            .count()
+            .get_result(&mut app.pool().get().unwrap())
+            .unwrap();
+        assert_eq!(passages, 0, "round {round}");
+        let errors: Vec<Option<String>> = jobs::table
+            .filter(jobs::kind.eq("knowledge.index"))
+            .select(jobs::last_error)
+            .load(&mut app.pool().get().unwrap())
+            .unwrap();
+        assert!(
+            errors.iter().all(Option::is_none),
+            "round {round}: {errors:?}"
+        );
+    }
 }
 
 async fn reindexing_one_document_at_once_never_duplicates_its_passages(backend: Backend) {

@@ -152,12 +152,23 @@ pub fn delete(
     id: DocumentId,
 ) -> Result<(), KnowledgeError> {
     write_transaction(conn, |conn| {
+        // Before any row: the indexing job holds this while it writes the
+        // document's passages (which lock the document row for it) and then
+        // the document; a deletion that locked the document in between would
+        // wait for the job while the job waited for it.
+        lock_document(conn, id)?;
         if Document::delete(conn, scope, id)? {
             Ok(())
         } else {
             Err(KnowledgeError::NotFound)
         }
     })
+}
+
+/// Serializes the writers of one document's passages (the indexing job and
+/// deletion) on PostgreSQL; SQLite's write transactions already take turns.
+fn lock_document(conn: &mut DbConnection, id: DocumentId) -> diesel::QueryResult<()> {
+    lock_until_commit(conn, &format!("document:{id}"))
 }
 
 fn enqueue_index(conn: &mut DbConnection, id: DocumentId) -> diesel::QueryResult<()> {
@@ -201,19 +212,29 @@ impl IndexDocument {
                 write_transaction(conn, |conn| {
                     // Two runs for one document at once (an upload's and a
                     // re-index's) would each delete only the chunks committed
-                    // before they started on PostgreSQL, and both insert.
-                    lock_until_commit(conn, &format!("document:{id}"))?;
+                    // before they started on PostgreSQL, and both insert; a
+                    // deletion in between would deadlock with this one.
+                    lock_document(conn, id)?;
+                    if Document::find_for_indexing(conn, id)?.is_none() {
+                        // Deleted while it was being split.
+                        return Ok(false);
+                    }
                     Document::replace_chunks(conn, &doc, &rows)?;
-                    Document::set_status(conn, id, READY, count, None)
+                    Document::set_status(conn, id, READY, count, None)?;
+                    Ok(true)
                 })
             })
             .await;
-        if let Err(e) = outcome {
-            let message = format!("indexing failed: {}", e.message);
-            let stored = message.clone();
-            ctx.db(move |conn| Document::set_status(conn, id, FAILED, 0, Some(&stored)))
-                .await?;
-            return Err(JobFailure::retry(message));
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                let message = format!("indexing failed: {}", e.message);
+                let stored = message.clone();
+                ctx.db(move |conn| Document::set_status(conn, id, FAILED, 0, Some(&stored)))
+                    .await?;
+                return Err(JobFailure::retry(message));
+            }
         }
         if let Err(e) = ctx.db(Document::prepare_for_search).await {
             // The index is right either way; only searches may be slower.
