@@ -48,7 +48,7 @@ backend_tests!(
     another_organizations_knowledge_does_not_change_what_a_search_shows,
     deleted_documents_and_agents_leave_nothing_in_the_index,
     a_rare_word_finds_its_passage_among_hundreds_holding_a_common_one,
-    a_document_deleted_while_it_is_being_indexed_is_gone_without_an_error,
+    a_document_or_agent_deleted_while_it_is_being_indexed_is_gone_without_an_error,
 );
 
 /// Full-text engines weigh a word by how rare it is in the index: an index
@@ -498,22 +498,29 @@ fn indexing_jobs_left(app: &TestApp) -> i64 {
 }
 
 /// The indexing job writes the document's passages (each one pointing at the
-/// document) and then the document; a deletion that got to the document
-/// between the two would wait for the job while the job waited for it.
-async fn a_document_deleted_while_it_is_being_indexed_is_gone_without_an_error(backend: Backend) {
+/// document, its agent and its organization) and then the document; a deletion
+/// that got to one of those rows between the two would wait for the job while
+/// the job waited for it, and one that committed first would leave the job
+/// writing passages of nothing.
+async fn a_document_or_agent_deleted_while_it_is_being_indexed_is_gone_without_an_error(
+    backend: Backend,
+) {
     use frontdesk::db::schema::{jobs, knowledge_chunks, knowledge_documents};
     let Some((app, key)) = setup(backend, &[]).await else {
         return;
     };
     let api = Api { app: &app, key };
-    let agent = api.agent(json!({"name": "Support"})).await["id"]
-        .as_i64()
-        .unwrap();
     // Long enough that writing its passages takes a while.
     let text: String = (1..=1500)
         .map(|n| format!("# Part {n}\n\nSection {n} of the handbook covers day {n}.\n\n"))
         .collect();
-    for round in 0..3 {
+    for (round, deleted) in ["document", "document", "document", "agent", "agent"]
+        .into_iter()
+        .enumerate()
+    {
+        let agent = api.agent(json!({"name": format!("Support {round}")})).await["id"]
+            .as_i64()
+            .unwrap();
         let (status, doc) = api
             .upload(
                 agent,
@@ -536,14 +543,12 @@ async fn a_document_deleted_while_it_is_being_indexed_is_gone_without_an_error(b
             status_of().as_deref() != Some("pending")
         })
         .await;
-        let (status, body) = api
-            .json(
-                Method::DELETE,
-                &format!("/api/v1/documents/{id}"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, 204, "round {round}: {body}");
+        let path = match deleted {
+            "document" => format!("/api/v1/documents/{id}"),
+            _ => format!("/api/v1/agents/{agent}"),
+        };
+        let (status, body) = api.json(Method::DELETE, &path, json!({})).await;
+        assert_eq!(status, 204, "round {round}, {deleted}: {body}");
         crate::helpers::eventually("the indexing job to end", Duration::from_secs(20), || {
             indexing_jobs_left(&app) == 0
         })
@@ -554,7 +559,7 @@ async fn a_document_deleted_while_it_is_being_indexed_is_gone_without_an_error(b
             .count()
             .get_result(&mut app.pool().get().unwrap())
             .unwrap();
-        assert_eq!(passages, 0, "round {round}");
+        assert_eq!(passages, 0, "round {round}, {deleted}");
         let errors: Vec<Option<String>> = jobs::table
             .filter(jobs::kind.eq("knowledge.index"))
             .select(jobs::last_error)
@@ -562,7 +567,7 @@ async fn a_document_deleted_while_it_is_being_indexed_is_gone_without_an_error(b
             .unwrap();
         assert!(
             errors.iter().all(Option::is_none),
-            "round {round}: {errors:?}"
+            "round {round}, {deleted}: {errors:?}"
         );
     }
 }
