@@ -497,6 +497,16 @@ fn indexing_jobs_left(app: &TestApp) -> i64 {
         .unwrap()
 }
 
+/// How many passages of the document are stored.
+fn passages_of(app: &TestApp, document: i64) -> i64 {
+    use frontdesk::db::schema::knowledge_chunks;
+    knowledge_chunks::table
+        .filter(knowledge_chunks::document_id.eq(document))
+        .count()
+        .get_result(&mut app.pool().get().unwrap())
+        .unwrap()
+}
+
 /// The indexing job writes the document's passages (each one pointing at the
 /// document, its agent and its organization) and then the document; a deletion
 /// that got to one of those rows between the two would wait for the job while
@@ -505,7 +515,7 @@ fn indexing_jobs_left(app: &TestApp) -> i64 {
 async fn a_document_or_agent_deleted_while_it_is_being_indexed_is_gone_without_an_error(
     backend: Backend,
 ) {
-    use frontdesk::db::schema::{jobs, knowledge_chunks, knowledge_documents};
+    use frontdesk::db::schema::{jobs, knowledge_documents};
     let Some((app, key)) = setup(backend, &[]).await else {
         return;
     };
@@ -554,12 +564,7 @@ async fn a_document_or_agent_deleted_while_it_is_being_indexed_is_gone_without_a
         })
         .await;
         assert_eq!(status_of(), None);
-        let passages: i64 = knowledge_chunks::table
-            .filter(knowledge_chunks::document_id.eq(id))
-            .count()
-            .get_result(&mut app.pool().get().unwrap())
-            .unwrap();
-        assert_eq!(passages, 0, "round {round}, {deleted}");
+        assert_eq!(passages_of(&app, id), 0, "round {round}, {deleted}");
         let errors: Vec<Option<String>> = jobs::table
             .filter(jobs::kind.eq("knowledge.index"))
             .select(jobs::last_error)
@@ -573,7 +578,6 @@ async fn a_document_or_agent_deleted_while_it_is_being_indexed_is_gone_without_a
 }
 
 async fn reindexing_one_document_at_once_never_duplicates_its_passages(backend: Backend) {
-    use frontdesk::db::schema::knowledge_chunks;
     let Some((app, key)) = setup(backend, &[("WORKER_CONCURRENCY", "4")]).await else {
         return;
     };
@@ -602,12 +606,11 @@ async fn reindexing_one_document_at_once_never_duplicates_its_passages(backend: 
         indexing_jobs_left(&app) == 0
     })
     .await;
-    let stored: i64 = knowledge_chunks::table
-        .filter(knowledge_chunks::document_id.eq(doc_id))
-        .count()
-        .get_result(&mut app.pool().get().unwrap())
-        .unwrap();
-    assert_eq!(stored, chunks, "each passage is indexed once");
+    assert_eq!(
+        passages_of(&app, doc_id),
+        chunks,
+        "each passage is indexed once"
+    );
 }
 
 async fn owners_and_admins_erase_a_conversation_with_its_messages(backend: Backend) {
