@@ -38,6 +38,12 @@ pub(crate) fn actor<'a>(
 
 fn require(caller: &ApiCaller, permission: Permission) -> AppResult<()> {
     caller.require_write()?;
+    may_read(caller, permission)
+}
+
+/// For reads only those who may change a thing see (a read-only key acts as a
+/// viewer).
+fn may_read(caller: &ApiCaller, permission: Permission) -> AppResult<()> {
     if caller.scope.role().can(permission) {
         Ok(())
     } else {
@@ -516,9 +522,13 @@ impl ConversationQuery {
         let day = |raw: &Option<String>, name: &str| -> AppResult<Option<chrono::NaiveDate>> {
             match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
                 None => Ok(None),
+                // chrono reads years BC and past 9999, which PostgreSQL's
+                // timestamps do not all reach: four-digit years only.
                 Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()
+                    .filter(|d| (1..=9999).contains(&chrono::Datelike::year(d)))
                     .map(Some)
-                    .map_err(|_| {
+                    .ok_or_else(|| {
                         AppError::Validation(format!("{name} must be a date like 2026-11-23"))
                     }),
             }
@@ -617,6 +627,25 @@ pub struct MessageJson {
     citations: Vec<Citation>,
     handoff_offered: bool,
     created_at: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = ConversationJson), (status = 404, body = ErrorJson)))]
+pub async fn get_conversation(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (scope, id) = (caller.scope.clone(), ConversationId(path.into_inner()));
+    let conversation = state
+        .db(move |conn| {
+            let c = Conversation::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
+            let agent = Agent::find(conn, &scope, c.agent_id)?
+                .ok_or_else(|| AppError::internal("a conversation without its agent"))?;
+            Ok(conversation_json(c, agent.name))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(conversation))
 }
 
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("api_key" = [])), params(("id" = i64, Path)),
@@ -849,11 +878,14 @@ pub struct ProviderKeyJson {
 }
 
 #[utoipa::path(get, path = "/api/v1/provider-keys", tag = "agents", security(("api_key" = [])),
-    responses((status = 200, body = List<ProviderKeyJson>)))]
+    responses((status = 200, body = List<ProviderKeyJson>), (status = 403, body = ErrorJson)))]
 pub async fn list_provider_keys(
     state: web::Data<AppState>,
     caller: ApiCaller,
 ) -> AppResult<HttpResponse> {
+    // The page shows them only to who may change them: a key's base URL can
+    // name a host inside the organization's network.
+    may_read(&caller, Permission::ManageSettings)?;
     let scope = caller.scope.clone();
     let keys = state
         .db(move |conn| Ok(ProviderCredential::list(conn, &scope)?))
@@ -935,7 +967,7 @@ pub async fn put_provider_key(
 #[openapi(
     paths(list_agents, create_agent, get_agent, update_agent, delete_agent, list_documents, upload_document,
         delete_document, reindex_document, search_agent, list_conversations, list_messages, start_conversation,
-        send_message, set_conversation_status, delete_conversation, list_provider_keys, put_provider_key,
+        send_message, set_conversation_status, get_conversation, delete_conversation, list_provider_keys, put_provider_key,
         super::chat::start, super::chat::transcript, super::chat::send, super::chat::escalate),
     components(schemas(AgentJson, AgentForm, DocumentJson, PassageJson, StatusJson, DocumentStatusJson, ConversationJson, ConversationPageJson, MessageJson,
         StartConversation, ApiMessage, ConversationStatus, ProviderKeyJson, ProviderKeyForm, RemoteProvider, Citation, crate::services::chat::ReplyOutcome,

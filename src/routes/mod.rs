@@ -275,7 +275,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                         .post(api_agents::send_message),
                 )
                 .service(
-                    web::resource("/conversations/{id}").delete(api_agents::delete_conversation),
+                    web::resource("/conversations/{id}")
+                        .get(api_agents::get_conversation)
+                        .delete(api_agents::delete_conversation),
                 )
                 .service(
                     web::resource("/conversations/{id}/status")

@@ -387,6 +387,10 @@ pub fn update(
         if slug.is_some() {
             lock_slugs(conn, scope)?;
         }
+        // A field the form leaves out keeps what `current` holds: on
+        // PostgreSQL two edits at once would otherwise each write back the
+        // other's field as it was before.
+        crate::db::lock_until_commit(conn, &format!("agent:{id}"))?;
         let current = Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)?;
         let settings = settings(form, Some(&current))?;
         Agent::update(conn, scope, id, &settings)?;

@@ -1580,6 +1580,15 @@ async fn documents_are_indexed_and_the_builtin_agent_answers_with_citations(back
         body["message"].as_str().unwrap().contains("after"),
         "{body}"
     );
+    // Dates chrono reads but PostgreSQL's timestamps do not reach.
+    for query in ["from=-5000-01-01", "to=-5000-01-01", "from=+200000-01-01"] {
+        let (status, body) = api.get(&format!("/api/v1/conversations?{query}")).await;
+        assert_eq!(status, 422, "{query}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("must be a date"),
+            "{body}"
+        );
+    }
     let (_, messages) = api
         .get(&format!(
             "/api/v1/conversations/{}/messages",
@@ -1880,6 +1889,7 @@ async fn another_organizations_agents_documents_and_conversations_answer_404(bac
             format!("/api/v1/documents/{doc}/reindex"),
             Some(json!({})),
         ),
+        (Method::GET, format!("/api/v1/conversations/{conv}"), None),
         (
             Method::GET,
             format!("/api/v1/conversations/{conv}/messages"),
@@ -2712,6 +2722,32 @@ async fn provider_keys_are_saved_on_the_agents_page_and_never_shown_again(backen
         .first(&mut app.pool().get().unwrap())
         .unwrap();
     assert!(!stored.contains(secret), "sealed, not stored in clear");
+
+    // Who may not change the keys sees none of them, as on the page: neither
+    // a viewer signed in nor a read-only key.
+    let (_, viewer) = crate::accounts::signed_in_member(
+        &app,
+        app.org_id("harbor-bikes"),
+        "viewer@harbor.test",
+        frontdesk::domain::Role::Viewer,
+    )
+    .await;
+    let (_, page) = viewer.get("/app/agents").await;
+    assert!(!page.contains("WXYZ"), "{page}");
+    let res = viewer
+        .api(Method::GET, "/api/v1/provider-keys", json!(null))
+        .await;
+    assert_eq!(res.status(), 403);
+    let read_key = owner.api_key("dash", "read").await;
+    let (status, body) = Api {
+        app: &app,
+        key: read_key,
+    }
+    .get("/api/v1/provider-keys")
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "FORBIDDEN", "{body}");
+    assert!(!body.to_string().contains("mistral"), "{body}");
 }
 
 async fn a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit(backend: Backend) {

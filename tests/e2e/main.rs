@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod addresses;
+mod agents;
 mod api_edge;
 mod assets;
 mod backup;

@@ -27,9 +27,10 @@ pub struct Agent {
     pub updated_at: NaiveDateTime,
 }
 
-/// The settings an owner or admin edits.
+/// The settings an owner or admin edits. `None` is a value here (the server's
+/// default provider or model), so it is written as NULL rather than skipped.
 #[derive(Debug, Clone, AsChangeset)]
-#[diesel(table_name = agents)]
+#[diesel(table_name = agents, treat_none_as_null = true)]
 pub struct AgentSettings {
     pub name: String,
     pub greeting: String,

@@ -291,6 +291,12 @@ impl ChatEngine {
             let mut listener = Listener::new(events);
             let mut text = String::new();
             while let Some(delta) = rx.recv().await {
+                // A model's text is stored and shown: no NUL (PostgreSQL
+                // refuses it) nor any other control or disguising character.
+                let delta = crate::domain::text::clean(&delta, true).into_owned();
+                if delta.is_empty() {
+                    continue;
+                }
                 text.push_str(&delta);
                 listener.tell(ReplyEvent::Delta(delta)).await;
             }
@@ -422,8 +428,9 @@ async fn summarize(
                     usage.output_tokens,
                 );
             }
-            if !summary.text.trim().is_empty() {
-                return summary.text;
+            let text = crate::domain::text::clean(&summary.text, true);
+            if !text.trim().is_empty() {
+                return text.into_owned();
             }
             tracing::warn!(
                 provider = provider.name(),

@@ -1,0 +1,167 @@
+//! Editing an agent's settings, and what a model's output may leave in its
+//! transcript, over HTTP on both backends.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::accounts::organization_with_key;
+use crate::backend_tests;
+use crate::chat::{Api, say, support_chat};
+use crate::fake_llm::{self, Reply};
+use crate::helpers::{Backend, TestApp, spawn_app};
+
+backend_tests!(
+    a_blank_provider_and_model_return_an_agent_to_the_servers_defaults,
+    edits_of_different_fields_sent_at_once_all_land,
+    control_characters_a_model_sends_never_reach_the_transcript,
+);
+
+async fn harbor(
+    backend: Backend,
+    env: &[(&'static str, &'static str)],
+) -> Option<(TestApp, String)> {
+    let mut spawn = spawn_app(backend);
+    for (k, v) in env {
+        spawn = spawn.env(k, v);
+    }
+    let app = spawn.start().await?;
+    let (_, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    Some((app, key))
+}
+
+async fn put_agent(api: &Api<'_>, id: i64, body: Value) -> Value {
+    let (status, agent) = api
+        .json(Method::PUT, &format!("/api/v1/agents/{id}"), body)
+        .await;
+    assert_eq!(status, 200, "{agent}");
+    agent
+}
+
+async fn a_blank_provider_and_model_return_an_agent_to_the_servers_defaults(backend: Backend) {
+    let Some((app, key)) = harbor(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let agent = api
+        .agent(json!({"name": "Support", "provider": "openai", "model": "gpt-4o"}))
+        .await;
+    let id = agent["id"].as_i64().unwrap();
+    assert_eq!(
+        (&agent["provider"], &agent["model"]),
+        (&json!("openai"), &json!("gpt-4o"))
+    );
+
+    // Left out: kept.
+    let kept = put_agent(&api, id, json!({"name": "Support", "greeting": "Hi!"})).await;
+    assert_eq!(
+        (&kept["provider"], &kept["model"]),
+        (&json!("openai"), &json!("gpt-4o"))
+    );
+
+    // Blank ("Server default" on the page): cleared, and stays cleared.
+    let cleared = put_agent(
+        &api,
+        id,
+        json!({"name": "Support", "provider": "", "model": ""}),
+    )
+    .await;
+    assert_eq!(cleared["provider"], Value::Null, "{cleared}");
+    assert_eq!(cleared["model"], Value::Null, "{cleared}");
+    let (_, read) = api.get(&format!("/api/v1/agents/{id}")).await;
+    assert_eq!(
+        (&read["provider"], &read["model"]),
+        (&Value::Null, &Value::Null),
+        "{read}"
+    );
+    assert_eq!(read["greeting"], "Hi!");
+}
+
+async fn edits_of_different_fields_sent_at_once_all_land(backend: Backend) {
+    let Some((app, key)) = harbor(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let id = api.agent(json!({"name": "Support"})).await["id"]
+        .as_i64()
+        .unwrap();
+    // Each edit names one field: the other's must not be written back as it
+    // was when this one read the agent.
+    for round in 0..8 {
+        let (greeting, instructions) = (format!("Hello #{round}"), format!("Be brief #{round}"));
+        let (a, b) = tokio::join!(
+            put_agent(&api, id, json!({"name": "Support", "greeting": greeting})),
+            put_agent(
+                &api,
+                id,
+                json!({"name": "Support", "instructions": instructions})
+            ),
+        );
+        assert_eq!(a["greeting"], greeting);
+        assert_eq!(b["instructions"], instructions);
+        let (_, now) = api.get(&format!("/api/v1/agents/{id}")).await;
+        assert_eq!(
+            (&now["greeting"], &now["instructions"]),
+            (&json!(greeting), &json!(instructions)),
+            "round {round}: {now}"
+        );
+    }
+}
+
+async fn control_characters_a_model_sends_never_reach_the_transcript(backend: Backend) {
+    let Some((app, key)) = harbor(backend, &[("CONVERSATION_IDLE_SECS", "0")]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    // A NUL is text to JSON but not to PostgreSQL; the escape and the
+    // right-to-left override would only garble or disguise what is shown.
+    let llm = fake_llm::spawn(vec![
+        Reply::Text(vec![
+            "Returns take\u{0} ".into(),
+            "30\u{1b}[2J days\u{202e}.".into(),
+        ]),
+        Reply::Text(vec!["Asked\u{0} about returns.".into()]),
+    ])
+    .await;
+    let (status, saved) = api
+        .json(
+            Method::PUT,
+            "/api/v1/provider-keys/openai",
+            json!({"apiKey": "sk-test-abcdef123456", "baseUrl": llm.base_url}),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    api.agent(json!({"name": "Support", "provider": "openai"}))
+        .await;
+    let chat = support_chat(&app).await;
+
+    let res = say(
+        &app,
+        "harbor-bikes",
+        "support",
+        &chat,
+        "How long do returns take?",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let reply: Value = res.json().await.unwrap();
+    assert_eq!(reply["provider"], "openai", "{reply}");
+    assert_eq!(reply["content"], "Returns take 30[2J days.", "{reply}");
+
+    let conversation = format!("/api/v1/conversations/{}", chat["conversationId"]);
+    let (_, messages) = api.get(&format!("{conversation}/messages")).await;
+    assert_eq!(
+        messages["data"][1]["content"], reply["content"],
+        "{messages}"
+    );
+    for _ in 0..100 {
+        let (_, read) = api.get(&conversation).await;
+        if let Some(summary) = read["summary"].as_str() {
+            assert_eq!(summary, "Asked about returns.");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no summary was written");
+}
