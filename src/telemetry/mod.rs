@@ -12,6 +12,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::LogFormat;
 
@@ -56,21 +59,70 @@ fn is_valid_id(value: &str) -> bool {
 /// Installs the global subscriber: JSON lines for machines, readable lines for people.
 pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+    let base = tracing_subscriber::registry().with(filter);
+    let not_dispatcher = filter_fn(|meta| !closed_by_dispatcher(meta));
     // A second init (tests start many apps in one process) is harmless.
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            // The request span carries the correlation id into every line
-            // logged while the request runs (a probe's failure, say).
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => base
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stdout)
+                    .json()
+                    .flatten_event(true)
+                    // The request span carries the correlation id into every line
+                    // logged while the request runs (a probe's failure, say).
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_filter(not_dispatcher),
+            )
+            .with(ClientFaults)
             .try_init(),
-        LogFormat::Pretty => builder.compact().with_target(false).try_init(),
+        LogFormat::Pretty => base
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stdout)
+                    .compact()
+                    .with_target(false)
+                    .with_filter(not_dispatcher),
+            )
+            .with(ClientFaults)
+            .try_init(),
     };
+}
+
+/// An ERROR of actix-http's connection loop: a request it could not parse, a
+/// client that hung up mid-body.
+fn closed_by_dispatcher(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == "actix_http::h1::dispatcher" && *meta.level() == tracing::Level::ERROR
+}
+
+/// actix-http logs at ERROR every connection it closes over a malformed
+/// request, answered 400 before any handler saw it: the client's doing, yet
+/// every port scanner would page whoever alerts on errors. Told again as WARN.
+/// It must come after the writing layer: an event logged from within another
+/// is only filtered right once the outer one was written.
+struct ClientFaults;
+
+impl<S: tracing::Subscriber> Layer<S> for ClientFaults {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if closed_by_dispatcher(event.metadata()) {
+            let mut message = Message::default();
+            event.record(&mut message);
+            tracing::warn!(reason = %message.0, "connection closed over a malformed request");
+        }
+    }
+}
+
+/// An event's `message` field, as text.
+#[derive(Default)]
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
 }
 
 /// Threshold for the slow-request warning, shared through app data.

@@ -646,6 +646,17 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 204"), "{response}");
 
+    // A request no parser can read: the client's fault, a WARN and not an ERROR.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+
     signal(&server, "TERM");
     assert!(wait_exit(&mut server, Duration::from_secs(10)).success());
     let logs = reader.join().unwrap();
@@ -673,6 +684,21 @@ fn production_logs_one_json_line_per_request_and_warns_when_slow() {
         .filter(|l| l["message"] == "content security policy violation")
         .count();
     assert_eq!(violations, 5, "{logs}");
+    let malformed = lines
+        .iter()
+        .find(|l| l["message"] == "connection closed over a malformed request")
+        .unwrap_or_else(|| panic!("the malformed request is not logged: {logs}"));
+    assert_eq!(malformed["level"], "WARN");
+    assert!(
+        malformed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("parse error")),
+        "{malformed}"
+    );
+    assert!(
+        lines.iter().all(|l| l["level"] != "ERROR"),
+        "nothing went wrong on our side: {logs}"
+    );
 
     // SLOW_QUERY_MS=0 makes every statement slow: logged with its SQL, never its values.
     let slow: Vec<_> = lines
