@@ -31,6 +31,7 @@ backend_tests!(
     plan_limits_are_enforced_and_lifted_by_an_upgrade,
     without_stripe_billing_is_off_and_unlimited,
     a_state_stripe_gave_before_a_newer_event_does_not_overwrite_it,
+    times_past_what_postgresql_holds_are_left_out_not_fatal,
 );
 
 const SECRET: &str = "whsec_test_current_0123456789";
@@ -279,6 +280,8 @@ async fn webhooks_refuse_bad_signatures_and_bodies_and_store_nothing(backend: Ba
         "not json",
         "{\"hello\": 1}",
         "{\"id\":\"nope\",\"type\":\"x\",\"created\":1}",
+        // JSON can carry a NUL; no id has one, and PostgreSQL cannot store it.
+        "{\"id\":\"evt_\\u0000x\",\"type\":\"invoice.paid\",\"created\":1}",
     ] {
         let (status, _, json) =
             refused(post_event(&app.address, junk, Some(signature(SECRET, t, junk))).await).await;
@@ -321,6 +324,20 @@ async fn webhooks_refuse_bad_signatures_and_bodies_and_store_nothing(backend: Ba
     assert_eq!(event_count(&app), 3);
     // The fixture's customer is nobody's: stored, acknowledged, kept as unmatched.
     assert_eq!(processed(&app, "evt_sig_1").await, "unmatched");
+    // A NUL in the type or API version is left out of what is stored, not
+    // a 500 for Stripe to retry for days.
+    let mut odd: Value = serde_json::from_str(&event(
+        "evt_sig_4",
+        "invoice.pa\u{0}id",
+        now(),
+        fixture("invoice"),
+    ))
+    .unwrap();
+    odd["api_version"] = json!("2025-\u{0}01");
+    let odd = odd.to_string();
+    let res = deliver(&app, &odd).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(event_count(&app), 4);
 }
 
 async fn a_replayed_event_is_applied_once_and_order_does_not_matter(backend: Backend) {
@@ -1595,6 +1612,34 @@ async fn a_state_stripe_gave_before_a_newer_event_does_not_overwrite_it(backend:
             .len()
             >= 2
     );
+}
+
+async fn times_past_what_postgresql_holds_are_left_out_not_fatal(backend: Backend) {
+    let stripe = FakeStripe::spawn().await;
+    let Some(app) = billing_app(backend, &stripe, &[]).await else {
+        return;
+    };
+    let org = harbor_with_customer(&app, "cus_harbor").await;
+    // Years 7537 BC and 11476: chrono reads them, PostgreSQL's timestamps stop
+    // at 4713 BC and a date that far out means nothing anyway.
+    let mut pro = subscription("sub_far", "cus_harbor", PRICE_PRO, "trialing");
+    pro["trial_end"] = json!(-300_000_000_000_i64);
+    pro["items"]["data"][0]["current_period_end"] = json!(300_000_000_000_i64);
+    assert_eq!(
+        apply(
+            &app,
+            "evt_far_1",
+            "customer.subscription.created",
+            now(),
+            pro
+        )
+        .await,
+        "processed"
+    );
+    assert_eq!(plan_of(&app, org), on("pro", "trialing", "sub_far"));
+    let a = account(&app, org);
+    assert_eq!((a.trial_end, a.current_period_end), (None, None));
+    assert!(a.current_period_start.is_some());
 }
 
 /// An event the server cannot store is not acknowledged: while the database

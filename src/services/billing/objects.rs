@@ -233,8 +233,12 @@ pub fn money(currency: &str, minor: i64) -> String {
     }
 }
 
+/// Stripe's Unix time as a date, if it falls in years 1 to 9999: chrono reaches
+/// further than PostgreSQL's timestamps, which would fail the whole event.
 pub fn timestamp(secs: i64) -> Option<NaiveDateTime> {
-    chrono::DateTime::from_timestamp(secs, 0).map(|t| t.naive_utc())
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.naive_utc())
+        .filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
 }
 
 #[cfg(test)]

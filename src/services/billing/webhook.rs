@@ -9,6 +9,7 @@ use super::events::ProcessStripeEvent;
 use crate::config::Secret;
 use crate::db::models::{NewStripeEvent, StripeEvent};
 use crate::db::{DbConnection, write_transaction};
+use crate::domain::text::clean;
 use crate::services::jobs::{self, EnqueueOptions};
 
 /// Stripe's own libraries accept signatures up to five minutes old.
@@ -136,7 +137,12 @@ pub struct Parsed {
 pub fn store(conn: &mut DbConnection, payload: &str) -> Result<Parsed, StoreError> {
     let head: Head = serde_json::from_str(payload)
         .map_err(|e| StoreError::Rejected(WebhookError::Malformed(e.to_string())))?;
-    if !head.id.starts_with("evt_") || head.id.len() > 255 {
+    // The id names the event in SQL, logs and URLs: plain ASCII only (a NUL,
+    // which JSON can carry, is one PostgreSQL cannot store).
+    if !head.id.starts_with("evt_")
+        || head.id.len() > 255
+        || !head.id.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(StoreError::Rejected(WebhookError::Malformed(
             "the event id must look like evt_…".into(),
         )));
@@ -146,8 +152,12 @@ pub fn store(conn: &mut DbConnection, payload: &str) -> Result<Parsed, StoreErro
             conn,
             &NewStripeEvent {
                 id: &head.id,
-                event_type: &head.event_type,
-                api_version: head.api_version.as_deref(),
+                event_type: &clean(&head.event_type, false),
+                api_version: head
+                    .api_version
+                    .as_deref()
+                    .map(|v| clean(v, false))
+                    .as_deref(),
                 livemode: head.livemode,
                 stripe_created: head.created,
                 payload,
