@@ -452,7 +452,9 @@ impl ProcessStripeEvent {
                 "paid"
             };
             // Stripe retries out of order: a failure reported after the
-            // invoice was paid is history, not news for the owners.
+            // invoice was paid is history, not news for the owners. The lock
+            // makes a `paid` being applied at this moment count as paid.
+            BillingAccount::lock(conn, org)?;
             let already_paid = crate::db::models::Invoice::status_of(conn, &invoice.id)?
                 .is_some_and(|s| s == "paid");
             crate::db::models::Invoice::upsert(
