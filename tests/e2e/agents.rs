@@ -1,5 +1,5 @@
-//! Editing an agent's settings, and what a model's output may leave in its
-//! transcript, over HTTP on both backends.
+//! Editing an agent's settings, what it finds for a question, and what a
+//! model's output may leave in its transcript, over HTTP on both backends.
 
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ backend_tests!(
     a_blank_provider_and_model_return_an_agent_to_the_servers_defaults,
     edits_of_different_fields_sent_at_once_all_land,
     control_characters_a_model_sends_never_reach_the_transcript,
+    the_section_that_answers_comes_before_one_that_only_shares_the_title,
 );
 
 async fn harbor(
@@ -164,4 +165,43 @@ async fn control_characters_a_model_sends_never_reach_the_transcript(backend: Ba
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no summary was written");
+}
+
+async fn the_section_that_answers_comes_before_one_that_only_shares_the_title(backend: Backend) {
+    let Some((app, key)) = harbor(backend, &[]).await else {
+        return;
+    };
+    let api = Api { app: &app, key };
+    let id = api.agent(json!({"name": "Support"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let policy = "# Shipping policy\n\nWe ship to Canada in 5 to 8 business days. Express \
+        shipping takes 2 to 3 days for a flat fee of $15.\n\n## Returns\n\nYou can return \
+        unused items within 30 days for a full refund. Email returns@acme.example with your \
+        order number.\n\n## Warranty\n\nAll widgets carry a two-year warranty against \
+        manufacturing defects.\n";
+    api.indexed(
+        id,
+        "Shipping and returns",
+        "text/markdown",
+        policy.as_bytes(),
+    )
+    .await;
+    // "returns" is in the title every passage carries: it must not make the
+    // warranty (which has "widgets") look like the whole answer.
+    let (_, found) = api
+        .get(&format!(
+            "/api/v1/agents/{id}/search?q=Can%20I%20return%20a%20widget%3F"
+        ))
+        .await;
+    let found = found["data"].as_array().unwrap();
+    assert_eq!(
+        found[0]["heading"], "Shipping policy › Returns",
+        "{found:?}"
+    );
+    let warranty = found
+        .iter()
+        .find(|p| p["heading"] == "Shipping policy › Warranty")
+        .unwrap_or_else(|| panic!("{found:?}"));
+    assert!(warranty["score"].as_f64().unwrap() < 0.51, "{warranty}");
 }

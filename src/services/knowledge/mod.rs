@@ -316,11 +316,16 @@ pub fn retrieve(
 /// Share of the terms found in the passage, matching word stems so "returns"
 /// finds "returned" as the full-text index itself does. A term matches the
 /// start of a word, never its middle: "art" is not in "spare parts".
+///
+/// The document's title stands in for a heading only where the passage has
+/// none. In a document with sections every passage carries the same title, so
+/// counting it would lift each passage that merely shares a word with it (the
+/// warranty section of "Shipping & returns", asked about returning a widget)
+/// over the section that answers, against the index's own ranking.
 fn coverage(terms: &[String], passage: &Passage) -> f64 {
     let haystack = text::search_fold(&format!(
-        "{} {} {}",
-        passage.title,
-        passage.heading.as_deref().unwrap_or_default(),
+        "{} {}",
+        passage.heading.as_deref().unwrap_or(&passage.title),
         passage.content
     ));
     let words: Vec<&str> = haystack
@@ -384,6 +389,20 @@ mod tests {
         );
         let p = passage("We sell art prints.");
         assert!(coverage(&terms, &p) > 0.99);
+    }
+
+    #[test]
+    fn a_title_counts_only_for_passages_without_a_heading() {
+        let terms = text::terms("Can I return a widget?");
+        let mut p = passage("All widgets carry a two-year warranty.");
+        p.title = "Shipping & returns".into();
+        assert!(
+            coverage(&terms, &p) > 0.99,
+            "no heading: the title is its context"
+        );
+        p.heading = Some("Shipping policy › Warranty".into());
+        let score = coverage(&terms, &p);
+        assert!(score < 0.51, "a heading of its own: {score}");
     }
 
     #[test]
