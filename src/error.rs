@@ -166,10 +166,7 @@ impl From<crate::services::knowledge::KnowledgeError> for AppError {
     fn from(err: crate::services::knowledge::KnowledgeError) -> Self {
         use crate::services::knowledge::{KnowledgeError as E, TextError};
         match err {
-            E::Text(TextError::Unsupported { .. }) => Self::UnsupportedMediaType(format!(
-                "{err} Accepted: {}.",
-                crate::services::knowledge::ACCEPTED.join(", ")
-            )),
+            E::Text(TextError::Unsupported { .. }) => Self::UnsupportedMediaType(err.to_string()),
             E::TooLarge { .. } => Self::PayloadTooLarge(err.to_string()),
             E::NotFound => Self::NotFound,
             E::Limit(limit) => Self::PaymentRequired(limit.message),
@@ -570,7 +567,7 @@ pub(crate) fn invalid_json(e: &serde_json::Error) -> AppError {
 
 /// A body that could not be read to its end: said plainly, without the
 /// I/O error's debug form that actix-web's own message carries.
-fn unreadable_body(err: &actix_web::error::PayloadError) -> AppError {
+pub(crate) fn unreadable_body(err: &actix_web::error::PayloadError) -> AppError {
     use actix_web::error::PayloadError as P;
     match err {
         P::Overflow => AppError::PayloadTooLarge("The body exceeds the size limit.".into()),

@@ -75,9 +75,29 @@ pub fn one_line(text: &str, max: usize) -> String {
     out
 }
 
+/// A size as people read it: "10.0 MB", "512 KB".
+pub fn human_bytes(bytes: u64) -> String {
+    const KB: u64 = 1024;
+    const MB: u64 = KB * 1024;
+    const GB: u64 = MB * 1024;
+    match bytes {
+        b if b >= GB => format!("{:.1} GB", b as f64 / GB as f64),
+        b if b >= MB => format!("{:.1} MB", b as f64 / MB as f64),
+        b if b >= KB => format!("{:.0} KB", b as f64 / KB as f64),
+        b => format!("{b} bytes"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{clean, undisguised};
+    use super::{clean, human_bytes, undisguised};
+
+    #[test]
+    fn bytes_read_like_a_person_writes_them() {
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MB");
+        assert_eq!(human_bytes(2048), "2 KB");
+        assert_eq!(human_bytes(12), "12 bytes");
+    }
 
     #[test]
     fn control_characters_go_line_breaks_stay_where_asked() {

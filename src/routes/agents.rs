@@ -557,11 +557,12 @@ async fn add_document(
             } else {
                 field
             };
-            let message = match &e {
-                KnowledgeError::Text(knowledge::TextError::Unsupported { .. }) => {
-                    format!("{e} Accepted: {}.", knowledge::ACCEPTED.join(", "))
+            let message = match e {
+                // Nothing was pasted: there is no file to speak of.
+                KnowledgeError::Text(knowledge::TextError::Empty) if pasted.is_some() => {
+                    "Paste the text to add.".to_string()
                 }
-                _ => e.to_string(),
+                e => e.to_string(),
             };
             errors.add(field, message);
             let mut page = agent_page(state, member, id, None, errors, None).await?;
@@ -621,8 +622,7 @@ pub async fn upload(
     let mut total = 0usize;
     let total_max = max.saturating_add(64 * 1024);
     while let Some(field) = payload.next().await {
-        let mut field = field
-            .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
+        let mut field = field.map_err(unreadable_upload)?;
         let name = field.name().unwrap_or_default().to_string();
         let filename = field
             .content_disposition()
@@ -631,8 +631,7 @@ pub async fn upload(
         let content_type = field.content_type().map(|m| m.essence_str().to_string());
         let mut bytes = Vec::new();
         while let Some(chunk) = field.next().await {
-            let chunk = chunk
-                .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
+            let chunk = chunk.map_err(unreadable_upload)?;
             total = total.saturating_add(chunk.len());
             if bytes.len() + chunk.len() > max || total > total_max {
                 too_large = true;
@@ -659,11 +658,10 @@ pub async fn upload(
         Ok::<_, AppError>(unprocessable(page, &req))
     };
     if too_large {
-        return fail(format!(
-            "The file is larger than the {} bytes this server accepts.",
-            state.config.max_upload_bytes
-        ))
-        .await;
+        let too_large = KnowledgeError::TooLarge {
+            limit: state.config.max_upload_bytes,
+        };
+        return fail(too_large.to_string()).await;
     }
     let Some((filename, content_type, bytes)) = file else {
         return fail("Choose a file to upload.".into()).await;
@@ -671,7 +669,7 @@ pub async fn upload(
     let format = match SourceFormat::from_upload(filename.as_deref(), content_type.as_deref()) {
         Ok(f) => f,
         Err(e) => {
-            return fail(format!("{e} Accepted: {}.", knowledge::ACCEPTED.join(", "))).await;
+            return fail(e.to_string()).await;
         }
     };
     let title = filename
@@ -692,6 +690,23 @@ pub async fn upload(
         None,
     )
     .await
+}
+
+/// actix-multipart's errors print as their variant names
+/// ("ContentTypeIncompatible"): said here in words.
+fn unreadable_upload(err: actix_multipart::MultipartError) -> AppError {
+    use actix_multipart::MultipartError as E;
+    let why = match err {
+        E::ContentTypeMissing
+        | E::ContentTypeParse
+        | E::ContentTypeIncompatible
+        | E::BoundaryMissing => {
+            "it must be sent as multipart/form-data, as the page's upload form does"
+        }
+        E::Incomplete | E::Payload(_) => "it ended before it was complete; please try again",
+        _ => "it is not a well-formed multipart/form-data body",
+    };
+    AppError::BadRequest(format!("The upload could not be read: {why}."))
 }
 
 pub async fn reindex(

@@ -276,9 +276,20 @@ pub async fn upload_document(
     caller: ApiCaller,
     path: web::Path<i64>,
     query: web::Query<UploadQuery>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> AppResult<HttpResponse> {
     require(&caller, Permission::ManageSettings)?;
+    // Too large is said with the limit, as the page says it.
+    let body = body.map_err(|e| match e.as_error::<actix_web::error::PayloadError>() {
+        Some(actix_web::error::PayloadError::Overflow) => {
+            crate::services::knowledge::KnowledgeError::TooLarge {
+                limit: state.config.max_upload_bytes,
+            }
+            .into()
+        }
+        Some(other) => crate::error::unreadable_body(other),
+        None => AppError::BadRequest(e.to_string()),
+    })?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

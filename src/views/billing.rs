@@ -89,10 +89,7 @@ pub fn plan_features(limits: crate::domain::Limits) -> Vec<String> {
             "messages a month",
         ),
         match limits.knowledge_bytes {
-            Some(b) => format!(
-                "{} of knowledge",
-                crate::services::billing::limits::human_bytes(b)
-            ),
+            Some(b) => format!("{} of knowledge", crate::domain::text::human_bytes(b)),
             None => "Unlimited knowledge".into(),
         },
     ]

@@ -1719,6 +1719,10 @@ async fn bad_uploads_are_refused_with_a_clear_error(backend: Backend) {
         .upload(id, "Huge", "text/plain", vec![b'a'; 10_000])
         .await;
     assert_eq!(status, 413, "{body}");
+    assert_eq!(
+        body["message"], "The file is larger than the 4 KB this server accepts.",
+        "{body}"
+    );
     let (status, body) = api
         .upload(
             id,
@@ -1752,8 +1756,16 @@ async fn bad_uploads_are_refused_with_a_clear_error(backend: Backend) {
     assert_eq!(status, 415);
     assert_eq!(body["code"], "UNSUPPORTED_MEDIA_TYPE");
     assert!(
-        body["message"].as_str().unwrap().contains(".pdf"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("Accepted: .txt, .md, .html, .pdf."),
         "lists what is accepted: {body}"
+    );
+    assert_eq!(
+        body["message"].as_str().unwrap().matches(".pdf").count(),
+        1,
+        "once: {body}"
     );
 
     let (_, docs) = api.get(&format!("/api/v1/agents/{id}/documents")).await;
@@ -3175,6 +3187,20 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     let (_, list) = owner.get("/app/agents").await;
     assert!(list.contains("/c/harbor-bikes/sales"), "{list}");
 
+    // Nothing pasted: asked for the text, the title kept.
+    let res = owner
+        .submit(
+            &page,
+            &format!("{page}/documents"),
+            &[("title", "Returns"), ("text", "  \n ")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Paste the text to add."), "{html}");
+    assert!(!html.contains("The file is empty"), "{html}");
+    assert!(html.contains("value=\"Returns\""), "{html}");
+
     // Paste, then upload a file through the multipart form.
     let res = owner
         .submit(
@@ -3211,7 +3237,27 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
         .await
         .unwrap();
     assert_eq!(res.status(), 422);
-    assert!(res.text().await.unwrap().contains("larger than"));
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("larger than the 10.0 MB this server accepts")
+    );
+    // Not multipart at all: said in words, not as a parser's variant name.
+    let res = owner
+        .client
+        .post(format!("{}{upload}", owner.base))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("must be sent as multipart/form-data"),
+        "{html}"
+    );
+    assert!(!html.contains("ContentType"), "{html}");
 
     // An unsupported file: the error sits beside the field, nothing is added.
     let sheet = b"PK\x03\x04".to_vec();
@@ -3225,7 +3271,9 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     assert_eq!(res.status(), 422);
     let html = res.text().await.unwrap();
     assert!(
-        html.contains("upload-file-error") && html.contains(".pdf"),
+        html.contains("upload-file-error")
+            && html.contains("Accepted: .txt, .md, .html, .pdf.")
+            && !html.contains("please upload a"),
         "{html}"
     );
 

@@ -173,9 +173,9 @@ pub fn ensure_room(
         ),
         Resource::Knowledge(_) => format!(
             "The {plan} plan includes {} of knowledge; {} is used and this file needs {}. Upgrade your plan or delete documents.",
-            human_bytes(limit),
-            human_bytes(used),
-            human_bytes(adding)
+            crate::domain::text::human_bytes(limit),
+            crate::domain::text::human_bytes(used),
+            crate::domain::text::human_bytes(adding)
         ),
     };
     Err(LimitError::Reached(LimitReached {
@@ -248,18 +248,6 @@ pub fn messages_used_up(
         &period_of(now),
     )?);
     Ok((used >= limit).then_some((e.plan, limit)))
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    const KB: u64 = 1024;
-    const MB: u64 = KB * 1024;
-    const GB: u64 = MB * 1024;
-    match bytes {
-        b if b >= GB => format!("{:.1} GB", b as f64 / GB as f64),
-        b if b >= MB => format!("{:.1} MB", b as f64 / MB as f64),
-        b if b >= KB => format!("{:.0} KB", b as f64 / KB as f64),
-        b => format!("{b} bytes"),
-    }
 }
 
 #[cfg(test)]
@@ -340,12 +328,5 @@ mod tests {
         );
         assert!(e.unlimited);
         assert_eq!(e.limits, Limits::UNLIMITED);
-    }
-
-    #[test]
-    fn bytes_read_like_a_person_writes_them() {
-        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MB");
-        assert_eq!(human_bytes(2048), "2 KB");
-        assert_eq!(human_bytes(12), "12 bytes");
     }
 }

@@ -23,7 +23,7 @@ pub const MAX_TITLE_CHARS: usize = 200;
 pub enum KnowledgeError {
     #[error(transparent)]
     Text(#[from] TextError),
-    #[error("the file is larger than the {limit} bytes this server accepts")]
+    #[error("The file is larger than the {} this server accepts.", crate::domain::text::human_bytes(*limit))]
     TooLarge { limit: u64 },
     #[error("A title is required (at most {MAX_TITLE_CHARS} characters).")]
     Title,

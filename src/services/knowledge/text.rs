@@ -96,7 +96,7 @@ pub const ACCEPTED: &[&str] = &[".txt", ".md", ".html", ".pdf"];
 /// who uploaded the file, so they say what to do and leak nothing about internals.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TextError {
-    #[error("Unsupported file type ({given}); please upload a .txt, .md, .html or .pdf file.")]
+    #[error("Unsupported file type ({given}). Accepted: .txt, .md, .html, .pdf.")]
     Unsupported { given: String },
     #[error("The file is empty or contains no readable text.")]
     Empty,
