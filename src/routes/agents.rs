@@ -82,6 +82,8 @@ async fn agents_page(
         can_edit,
         new_agent,
         errors,
+        // The hint shows a new agent's address as it will be, up to its slug.
+        chat_base: chat_url(state, &org, ""),
         provider_keys: keys
             .into_iter()
             .map(|k| ProviderKeyRow {

@@ -799,6 +799,11 @@ async fn confirm_password(
     user: &User,
     candidate: &str,
 ) -> AppResult<Result<(), String>> {
+    // Left empty is not a wrong guess: said so, and not counted against the
+    // throttle.
+    if candidate.is_empty() {
+        return Ok(Err("Enter your current password.".into()));
+    }
     let (user, ip) = (user.clone(), client_ip(req));
     let candidate = candidate.to_string();
     let check = state

@@ -165,6 +165,7 @@ pub async fn signup_page(session: Session) -> AppResult<HttpResponse> {
         name: String::new(),
         email: String::new(),
         errors: FieldErrors::default(),
+        email_taken: false,
     };
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
@@ -197,17 +198,18 @@ pub async fn signup(
         .map_err(|e| errors.add("password", e.0))
         .ok();
 
-    let page = |errors: FieldErrors| -> AppResult<SignupPage> {
+    let page = |errors: FieldErrors, email_taken: bool| -> AppResult<SignupPage> {
         Ok(SignupPage {
             csrf: csrf::token(&session)?,
             organization: organization.clone(),
             name: name.clone(),
             email: form.email.trim().to_string(),
             errors,
+            email_taken,
         })
     };
     let (Some(email), Some(password), true) = (email, password, errors.is_empty()) else {
-        return Ok(unprocessable(page(errors)?, &req));
+        return Ok(unprocessable(page(errors, false)?, &req));
     };
 
     let hash = hash_password(password).await?;
@@ -243,9 +245,9 @@ pub async fn signup(
             let mut errors = FieldErrors::default();
             errors.add(
                 "email",
-                "An account with this email address already exists. Sign in instead.",
+                "An account with this email address already exists.",
             );
-            Ok(unprocessable(page(errors)?, &req))
+            Ok(unprocessable(page(errors, true)?, &req))
         }
         Err(e) => Err(e.into()),
     }

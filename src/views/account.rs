@@ -39,6 +39,8 @@ pub struct SignupPage {
     pub name: String,
     pub email: String,
     pub errors: FieldErrors,
+    /// The email belongs to an account: the way to it is offered beside the field.
+    pub email_taken: bool,
 }
 
 #[derive(Template, WebTemplate)]

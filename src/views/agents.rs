@@ -24,6 +24,8 @@ pub struct AgentsPage {
     /// What was typed into the new-agent form.
     pub new_agent: NewAgentTyped,
     pub errors: FieldErrors,
+    /// A chat address without its last part: `https://…/c/{organization}/`.
+    pub chat_base: String,
     pub provider_keys: Vec<ProviderKeyRow>,
     /// What was typed into the provider key form (never the key itself).
     pub key_form: ProviderKeyTyped,

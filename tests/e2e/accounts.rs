@@ -424,6 +424,12 @@ async fn signup_rejects_bad_input_and_creates_nothing(backend: Backend) {
         let html = res.text().await.unwrap();
         assert!(html.contains(expected), "expected {expected:?} in the page");
         assert!(html.contains("value=\"Sam\""), "what was typed is kept");
+        // The way into the existing account is beside the field, as links.
+        assert_eq!(
+            html.contains(r#"<a href="/login">Sign in instead</a>"#),
+            expected == "already exists",
+            "{html}"
+        );
     }
     assert_eq!(
         (count(&app, "organizations"), count(&app, "users")),
@@ -2134,6 +2140,31 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
         html.contains("This is not your current password.") && !html.contains(">Dashboard<"),
         "{html}"
     );
+    // Left empty, on each form that asks for it: asked for, not called wrong.
+    let empty: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "/app/account/password",
+            &[
+                ("current_password", ""),
+                ("new_password", "a-new-and-longer-secret-43"),
+            ],
+        ),
+        (
+            "/app/account/email",
+            &[("current_password", ""), ("email", "elsewhere@crew.test")],
+        ),
+        ("/app/account/delete", &[("current_password", "")]),
+    ];
+    for (action, fields) in empty {
+        let res = colleague.submit("/app/account", action, fields).await;
+        assert_eq!(res.status(), 422, "{action}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("Enter your current password.")
+                && !html.contains("This is not your current password."),
+            "{action}: {html}"
+        );
+    }
     let res = colleague
         .submit("/app/welcome", "/app/welcome", &[("organization", "   ")])
         .await;

@@ -2671,6 +2671,11 @@ async fn provider_keys_are_saved_on_the_agents_page_and_never_shown_again(backen
     let api = Api { app: &app, key };
     let (_, page) = owner.get("/app/agents").await;
     assert!(page.contains("Model providers"), "{page}");
+    // The new agent's address as it will be, this organization's slug in it.
+    assert!(
+        page.contains("/c/harbor-bikes/<strong>address</strong>"),
+        "{page}"
+    );
 
     // A mistyped key: the error beside the field, the base URL kept, nothing saved.
     let res = owner
