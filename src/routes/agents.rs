@@ -720,6 +720,41 @@ pub async fn reindex(
     document_action(&state, &member, DocumentId(path.into_inner()), true).await
 }
 
+/// Deletes the agent with everything that hangs on it, once the box is ticked.
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<i64>,
+    CsrfForm(form): CsrfForm<ConfirmForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let id = AgentId(path.into_inner());
+    if form.confirm.as_deref() != Some("yes") {
+        flash::set(
+            &member.session,
+            "error",
+            "Tick the box to confirm: deleting an agent cannot be undone.",
+        );
+        return Ok(see_other(&format!("/app/agents/{id}")));
+    }
+    match act(&state, &member, &req, move |conn, scope, actor| {
+        agents::delete(conn, scope, actor, id)
+    })
+    .await?
+    {
+        Ok(()) => {
+            flash::set(
+                &member.session,
+                "success",
+                "The agent was deleted with its knowledge base, conversations and tickets.",
+            );
+            Ok(see_other("/app/agents"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn delete_document(
     state: web::Data<AppState>,
     member: Member,

@@ -132,6 +132,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                         .post(agents::paste),
                 )
                 .service(web::resource("/agents/{id}/upload").post(agents::upload))
+                .service(web::resource("/agents/{id}/delete").post(agents::delete))
                 .service(web::resource("/documents/{id}/reindex").post(agents::reindex))
                 .service(web::resource("/documents/{id}/delete").post(agents::delete_document))
                 .service(web::resource("/conversations").get(agents::conversations))

@@ -17,6 +17,7 @@ backend_tests!(
     edits_of_different_fields_sent_at_once_all_land,
     control_characters_a_model_sends_never_reach_the_transcript,
     the_section_that_answers_comes_before_one_that_only_shares_the_title,
+    an_agent_is_deleted_from_its_page_once_the_box_is_ticked,
 );
 
 async fn harbor(
@@ -204,4 +205,72 @@ async fn the_section_that_answers_comes_before_one_that_only_shares_the_title(ba
         .find(|p| p["heading"] == "Shipping policy › Warranty")
         .unwrap_or_else(|| panic!("{found:?}"));
     assert!(warranty["score"].as_f64().unwrap() < 0.51, "{warranty}");
+}
+
+async fn an_agent_is_deleted_from_its_page_once_the_box_is_ticked(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, key) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let api = Api { app: &app, key };
+    let id = api.agent(json!({"name": "Support"})).await["id"]
+        .as_i64()
+        .unwrap();
+    api.indexed(id, "Hours", "text/plain", b"We open at nine on weekdays.")
+        .await;
+    let chat = support_chat(&app).await;
+    assert_eq!(
+        say(&app, "harbor-bikes", "support", &chat, "When do you open?")
+            .await
+            .status(),
+        200
+    );
+    let page = format!("/app/agents/{id}");
+    let (_, html) = owner.get(&page).await;
+    assert!(
+        html.contains(&format!("action=\"{page}/delete\"")),
+        "{html}"
+    );
+
+    // Those who may only read see no such form, and cannot post it.
+    let (_, viewer) = crate::accounts::signed_in_member(
+        &app,
+        app.org_id("harbor-bikes"),
+        "viewer@harbor.test",
+        frontdesk::domain::Role::Viewer,
+    )
+    .await;
+    let (_, html) = viewer.get(&page).await;
+    assert!(!html.contains("/delete\""), "{html}");
+    let res = viewer
+        .submit(&page, &format!("{page}/delete"), &[("confirm", "yes")])
+        .await;
+    assert_eq!(res.status(), 403);
+
+    // Unticked: nothing happens, and the page says why.
+    let res = owner.submit(&page, &format!("{page}/delete"), &[]).await;
+    assert_eq!(res.status(), 303);
+    let (_, html) = owner.get(&page).await;
+    assert!(html.contains("Tick the box to confirm"), "{html}");
+    assert_eq!(api.get(&format!("/api/v1/agents/{id}")).await.0, 200);
+
+    let res = owner
+        .submit(&page, &format!("{page}/delete"), &[("confirm", "yes")])
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"].to_str().unwrap(), "/app/agents");
+    let (_, list) = owner.get("/app/agents").await;
+    assert!(list.contains("was deleted"), "{list}");
+    assert_eq!(api.get(&format!("/api/v1/agents/{id}")).await.0, 404);
+    assert_eq!(app.get("/c/harbor-bikes/support").await.status(), 404);
+    let (_, conversations) = api.get("/api/v1/conversations").await;
+    assert!(
+        conversations["data"].as_array().unwrap().is_empty(),
+        "{conversations}"
+    );
+    let (_, audit) = owner.get("/app/audit").await;
+    assert!(
+        audit.contains("agent.deleted") || audit.contains("Agent deleted"),
+        "{audit}"
+    );
 }

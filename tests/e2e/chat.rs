@@ -1994,6 +1994,7 @@ async fn another_organizations_page_actions_answer_404(backend: Backend) {
             format!("/app/conversations/{conv}/delete"),
             vec![("confirm", "yes")],
         ),
+        (format!("/app/agents/{id}/delete"), vec![("confirm", "yes")]),
     ] {
         let res = theirs.submit("/app/agents", &path, &fields).await;
         assert_eq!(res.status(), 404, "POST {path}");
