@@ -105,8 +105,16 @@ pub async fn list(
     member: Member,
     query: web::Query<TicketQuery>,
 ) -> AppResult<TicketsPage> {
-    let query = query.into_inner();
-    let filter = query.filter(Some(member.user.id), "open")?;
+    // A refused filter (an address edited by hand) shows the open tickets and
+    // says why, as the conversation list does.
+    let (query, filter, error) = match query.filter(Some(member.user.id), "open") {
+        Ok(filter) => (query.into_inner(), filter, None),
+        Err(e) => {
+            let plain = TicketQuery::default();
+            let filter = plain.filter(Some(member.user.id), "open")?;
+            (plain, filter, Some(e.to_string()))
+        }
+    };
     let scope = member.scope.clone();
     let (mut rows, counts) = state
         .db(move |conn| {
@@ -172,6 +180,7 @@ pub async fn list(
             })
             .collect(),
         pager,
+        error,
     })
 }
 

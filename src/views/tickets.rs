@@ -35,6 +35,8 @@ pub struct TicketsPage {
     pub assigned: String,
     pub rows: Vec<TicketRow>,
     pub pager: super::Pager,
+    /// Why the filters asked for were not applied.
+    pub error: Option<String>,
 }
 
 /// A member the ticket can be given to.

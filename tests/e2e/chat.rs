@@ -3348,6 +3348,13 @@ async fn the_app_pages_manage_agents_documents_and_conversations(backend: Backen
     );
     let (status, _) = owner.get("/app/conversations?from=yesterday").await;
     assert_eq!(status, 200, "a bad filter is a message, not an error page");
+    // Past the last page: said so, not "no conversations yet".
+    let (status, html) = owner.get("/app/conversations?page=99").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("No conversations on page 99.") && !html.contains("No conversations yet"),
+        "{html}"
+    );
     // The dashboard counts them, and points at those waiting for a person.
     let (_, dashboard) = owner.get("/app").await;
     assert!(dashboard.contains("Open conversations: 1"), "{dashboard}");

@@ -273,6 +273,13 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
     // An organization they do not belong to is not switched to.
     let (status, _) = boss.get(&format!("/app/tickets/{id}?org={harbor}")).await;
     assert_eq!(status, 404);
+    // A hand-edited filter: the open tickets, and why the filter was not used.
+    let (status, html) = colleague.get("/app/tickets?status=bogus").await;
+    assert_eq!(status, 200, "a bad filter is a message, not an error page");
+    assert!(
+        html.contains("status must be open, pending, solved or all"),
+        "{html}"
+    );
     let (_, mine) = colleague.get("/app/tickets?status=all&assigned=me").await;
     assert!(
         mine.contains(&format!("href=\"/app/tickets/{id}\"")),
