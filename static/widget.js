@@ -9,7 +9,7 @@
  *
  * Everything lives in an open shadow root on #frontdesk-widget, styled by
  * {script origin}/widget.css. Untrusted text (messages, names, errors) only ever
- * reaches the page as text nodes: the agent's Markdown is rendered by building
+ * reaches the page as text nodes: the agent's and the team's Markdown is built as
  * elements, never through innerHTML.
  *
  * Kept plain for build.rs's simple minifier: no modules, no regex literals, no
@@ -32,7 +32,8 @@
   // broken, this says why it is done.
   var TXT_HANDOFF_DONE = 'A person has been asked';
   var TXT_NOTE = 'A person from the team will follow up here.';
-  var TXT_CLOSED = 'The team closed this conversation. Write again to start a new one.';
+  var TXT_CLOSED = 'The team closed this conversation.';
+  var TXT_START_NEW = 'Start a new conversation';
   var TXT_REOPENED = 'The team wrote again: this conversation is open once more.';
   var TXT_READY = 'Usually replies instantly';
   var CONV_KEPT_MS = 24 * 60 * 60 * 1000;
@@ -570,6 +571,8 @@
     wrap.hidden = true;
     var reveal = function () {
       wrap.hidden = false;
+      // Hidden, the list could not be scrolled: the newest message was not in view.
+      scrollDown();
     };
     sheet.addEventListener('load', reveal);
     sheet.addEventListener('error', reveal);
@@ -701,11 +704,14 @@
       return append(el('div', 'fd-message fd-visitor', text), true);
     }
 
-    // A reply written by a person from the team: plain text, labelled.
+    // A reply written by a person from the team, labelled: Markdown, as the
+    // agent's replies are (built as elements), with no source chips.
     function addStaff(text) {
       var m = el('div', 'fd-message fd-staff');
       m.appendChild(el('span', 'fd-who', 'Team'));
-      m.appendChild(el('span', 'fd-staff-text', text));
+      var body = el('div', 'fd-body fd-staff-text');
+      body.appendChild(renderMarkdown(text, []));
+      m.appendChild(body);
       return append(m, false);
     }
 
@@ -780,8 +786,9 @@
     }
 
     function updateControls() {
-      var blocked = state === 'unavailable' || streaming;
+      var blocked = state === 'unavailable' || streaming || closedSince > 0;
       input.disabled = blocked;
+      input.placeholder = closedSince ? 'This conversation is closed' : 'Write a message\u2026';
       sendBtn.disabled = blocked || !input.value.trim();
       var footerLabel = handoffBtn && handoffBtn.querySelector('.fd-label');
       if (footerLabel) {
@@ -789,7 +796,7 @@
       }
       var buttons = root.querySelectorAll('.fd-handoff');
       for (var i = 0; i < buttons.length; i++) {
-        buttons[i].disabled = escalated || handoffBusy || state === 'unavailable';
+        buttons[i].disabled = escalated || handoffBusy || state === 'unavailable' || closedSince > 0;
       }
     }
 
@@ -851,6 +858,7 @@
       // The next conversation starts with no person asked for yet.
       escalated = false;
       closedSince = 0;
+      closedLine = null;
       staffShown = 0;
       stopPolling();
       updateControls();
@@ -866,6 +874,7 @@
     var CLOSED_FOLLOW_MS = 30 * 60 * 1000;
     // When the team closed the conversation (0: it is not closed).
     var closedSince = 0;
+    var closedLine = null;
     var pollDelay = POLL_MS;
     var staffShown = 0;
     var pollTimer = null;
@@ -914,23 +923,16 @@
         pollDelay = POLL_MS;
         showStaff(data.messages);
         if (data.gone || data.status === 'resolved') {
-          if (!closedSince) {
-            closedSince = Date.now();
-            append(el('div', 'fd-note', TXT_CLOSED), true);
-          }
+          showClosed();
           // Closed, it is still followed a while: a reply from the team opens
-          // it again. The visitor's next message starts a new one.
-          if (data.gone || Date.now() - closedSince > CLOSED_FOLLOW_MS) {
-            forget();
-          } else {
+          // it again. Erased, there is nothing more to follow.
+          if (!data.gone && Date.now() - closedSince <= CLOSED_FOLLOW_MS) {
             pollTimer = setTimeout(poll, CLOSED_POLL_MS);
           }
           return;
         }
         if (closedSince) {
-          closedSince = 0;
-          append(el('div', 'fd-note', TXT_REOPENED), true);
-          setStatus('Our team has been notified');
+          showReopened();
         }
         pollTimer = setTimeout(poll, pollDelay);
       }).catch(function () {
@@ -941,6 +943,46 @@
           pollTimer = setTimeout(poll, pollDelay);
         }
       });
+    }
+
+    // The team closed the conversation: it stays on screen to read, the
+    // message box rests, and a button starts a new one.
+    function showClosed() {
+      if (closedSince) {
+        return;
+      }
+      closedSince = Date.now();
+      closedLine = el('div', 'fd-closed');
+      closedLine.appendChild(el('div', 'fd-note fd-note-closed', TXT_CLOSED));
+      var again = button('fd-start', TXT_START_NEW);
+      again.addEventListener('click', startNew);
+      closedLine.appendChild(again);
+      append(closedLine, true);
+      setStatus('Conversation closed');
+      var inInput = root.activeElement === input;
+      updateControls();
+      if (inInput) {
+        again.focus({ preventScroll: true }); // the message box it was in rests
+      }
+    }
+
+    // The team wrote again, which opens it once more.
+    function showReopened() {
+      closedSince = 0;
+      var again = closedLine && closedLine.querySelector('.fd-start');
+      if (again) {
+        again.remove();
+      }
+      closedLine = null;
+      append(el('div', 'fd-note', TXT_REOPENED), true);
+      setStatus('Our team has been notified');
+      updateControls();
+    }
+
+    function startNew() {
+      forget();
+      list.textContent = '';
+      ensure();
     }
 
     function startPolling() {
@@ -982,12 +1024,15 @@
       updateControls();
     }
 
-    function markEscalated() {
+    // `noted`: the transcript already shows the note where it belongs.
+    function markEscalated(noted) {
       if (escalated) {
         return;
       }
       escalated = true;
-      append(el('div', 'fd-note', TXT_NOTE), true);
+      if (!noted) {
+        append(el('div', 'fd-note', TXT_NOTE), true);
+      }
       setStatus('Our team has been notified');
       updateControls();
       startPolling();
@@ -1002,7 +1047,26 @@
         addAgent(conv.greeting, [], true);
       }
       staffShown = 0;
-      msgs.forEach(function (m) {
+      // Where the visitor asked for a person. The transcript has no times: the
+      // note goes before the team's first reply, after the agent's answers
+      // before it (the agent answers until the team has replied), or last.
+      var firstStaff = -1;
+      var noteAt = 0;
+      for (var i = 0; i < msgs.length && firstStaff < 0; i++) {
+        if (msgs[i] && msgs[i].role === 'staff') {
+          firstStaff = i;
+        } else if (msgs[i] && msgs[i].role !== 'visitor') {
+          noteAt = i + 1;
+        }
+      }
+      var asked = data.status === 'escalated' || firstStaff >= 0;
+      var note = function () {
+        list.appendChild(el('div', 'fd-note', TXT_NOTE));
+      };
+      msgs.forEach(function (m, idx) {
+        if (asked && idx === noteAt) {
+          note();
+        }
         if (!m) {
           return;
         }
@@ -1015,13 +1079,19 @@
           addAgent(String(m.content || ''), m.citations, true);
         }
       });
-      if (data.status === 'escalated') {
-        markEscalated();
+      if (asked && noteAt >= msgs.length) {
+        note();
+      }
+      // Closed after the team answered, it is still followed: their next
+      // reply opens it again.
+      if (data.status === 'escalated' || (data.status === 'resolved' && firstStaff >= 0)) {
+        markEscalated(true);
       }
       scrollDown();
     }
 
-    // 'resumed'; 'gone' (closed, erased, or not this browser's: start anew);
+    // 'resumed' (closed by the team, it is shown to read, with a way to start
+    // anew); 'gone' (erased, or not this browser's: start anew);
     // or 'failed' (the server or network failed: keep it, try again later).
     function resume(saved) {
       return fetch(apiBase + '/' + encodeURIComponent(saved.id) + '/messages', {
@@ -1034,12 +1104,15 @@
           return 'failed';
         }
         return res.json().then(function (data) {
-          if (!data || !Array.isArray(data.messages) || data.status === 'resolved') {
+          if (!data || !Array.isArray(data.messages)) {
             return 'gone';
           }
           conv = saved;
           redraw(data);
           becomeReady();
+          if (data.status === 'resolved') {
+            showClosed();
+          }
           return 'resumed';
         });
       }).catch(function () {
@@ -1200,7 +1273,11 @@
           if (!m.text && typeof data.content === 'string') {
             m.text = data.content;
           }
-          finishAgent(m, data.citations);
+          var atEnd = nearBottom();
+          finishAgent(m, data.citations); // its sources come under it
+          if (atEnd) {
+            scrollDown();
+          }
           if (data.provider === 'team') {
             // A person has this conversation: their replies come by polling.
             markEscalated();
@@ -1231,14 +1308,11 @@
 
     function send() {
       var text = input.value.trim();
-      if (!text || streaming || state === 'unavailable') {
+      if (!text || streaming || state === 'unavailable' || closedSince) {
         return;
       }
       streaming = true; // blocks double sends while a conversation starts
       updateControls();
-      if (closedSince) {
-        forget(); // as the closing note says: a new conversation
-      }
       ensure().then(function () {
         if (state !== 'ready') {
           streaming = false;
@@ -1277,7 +1351,7 @@
     }
 
     function escalate() {
-      if (escalated || handoffBusy || state === 'unavailable') {
+      if (escalated || handoffBusy || state === 'unavailable' || closedSince) {
         return;
       }
       handoffBusy = true;

@@ -213,6 +213,15 @@ try {
     );
     await view.page.screenshot({ path: join(SCREENSHOT_DIR, `tour-ticket-${label}.png`), fullPage: true });
   }
+  // The ticket's conversation, whose transcript has a 4,000-character word.
+  const conversationPath = await page.locator('.page-head a[href^="/app/conversations/"]').first().getAttribute('href');
+  for (const [label, view] of [['desktop', desktop], ['phone', phone]]) {
+    const res = await view.page.goto(url(conversationPath), { waitUntil: 'load' });
+    check(res?.status() === 200, `${conversationPath} (${label}) answers 200`, `got ${res?.status()}`);
+    const wide = await overflow(view.page);
+    check(wide <= 0, `${conversationPath} (${label}): a very long word wraps in its bubble`, `${wide}px wider`);
+    await view.page.screenshot({ path: join(SCREENSHOT_DIR, `tour-conversation-${label}.png`), fullPage: true });
+  }
   await audit.page.goto(url(ticketPath), { waitUntil: 'load' });
   const ticketProblems = await accessibilityProblems(audit.page);
   check(

@@ -3,7 +3,10 @@
 // bubble, asks a question, watches the answer stream in with citations, tries to
 // inject HTML, and asks for a person. The same page on an origin the agent does not
 // allow must show the widget as unavailable. Finally the public chat page
-// /c/{org}/{agent} (page mode) must render under the server's CSP.
+// /c/{org}/{agent} (page mode) must render under the server's CSP, stay one
+// screen high with its messages scrolling inside, and (PARTS=team) show the
+// team's Markdown replies formatted, in time order, and a conversation the team
+// closed to read, with a button to start a new one.
 //
 //   BASE_URL=http://127.0.0.1:5098 ORG=harbor-bikes AGENT=support HOST_PORT=5099 \
 //     [QUESTION='Can I return a bike?'] [EXPECT_TEXT='30 days'] [EXPECT_CITATION='Returns policy'] \
@@ -449,7 +452,10 @@ async function resolvedSite(browser) {
   must(await visible(panel), 'resolved: the panel opens');
   await ask(page, QUESTION, 'resolved, first conversation');
   must((await resolveAll()) >= 1, 'resolved: the team resolves the conversation');
-  await reloadsAfresh(page, 'resolved', 'closed');
+  await page.reload({ waitUntil: 'load' });
+  if (!(await visible(panel, 3000))) await inWidget(page, '.fd-bubble').click();
+  await showsClosed(page, 'resolved', QUESTION);
+  await startsNew(page, 'resolved');
   await ask(page, QUESTION, 'resolved, new conversation');
 
   // Resolved while the page is open: the next message says so, the one after
@@ -477,8 +483,49 @@ async function resolvedSite(browser) {
   must((await eraseOpen()) === 1, 'erased: the question after it went to a new conversation');
 }
 
+/** The conversation the team closed, shown to read: its messages (`said` among
+ * them), a line saying it was closed, the message box at rest, and a button to
+ * start a new one. */
+async function showsClosed(page, label, said) {
+  must(
+    await visible(inWidget(page, '.fd-note', { hasText: 'closed this conversation' }), 15000),
+    `${label}: a reload shows the conversation was closed`,
+  );
+  check(
+    await visible(inWidget(page, '.fd-message.fd-visitor', { hasText: said }), 5000),
+    `${label}: the closed conversation is still there to read`,
+  );
+  check(await inWidget(page, '.fd-input').isDisabled(), `${label}: the closed conversation takes no more messages`);
+  check(
+    await visible(inWidget(page, '.fd-start', { hasText: 'Start a new conversation' }), 5000),
+    `${label}: a button starts a new conversation`,
+  );
+  const bottom = await page.evaluate(() => {
+    const l = document.getElementById('frontdesk-widget').shadowRoot.querySelector('.fd-messages');
+    return l.scrollHeight - l.scrollTop - l.clientHeight;
+  });
+  check(bottom <= 2, `${label}: the closing line is in view`, `${bottom}px below`);
+}
+
+/** "Start a new conversation": the closed one makes way for the greeting. */
+async function startsNew(page, label) {
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith('/conversations'), {
+      timeout: NAV_TIMEOUT,
+    }),
+    inWidget(page, '.fd-start').click(),
+  ]);
+  must(res.status() === 201, `${label}: "Start a new conversation" starts one`, `got ${res.status()}`);
+  must(await visible(inWidget(page, '.fd-message.fd-agent'), 10000), `${label}: the new conversation greets`);
+  check(
+    (await inWidget(page, '.fd-message.fd-visitor').count()) === 0 && (await inWidget(page, '.fd-note').count()) === 0,
+    `${label}: the new conversation starts empty`,
+  );
+  check(await inWidget(page, '.fd-input').isEnabled(), `${label}: the message box takes messages again`);
+}
+
 /** Reloads the page: the panel shows the greeting and none of the conversation
- * the team ended (`how`: closed, erased). */
+ * the team ended (`how`: erased). */
 async function reloadsAfresh(page, label, how) {
   await page.reload({ waitUntil: 'load' });
   if (!(await visible(inWidget(page, '.fd-panel'), 3000))) await inWidget(page, '.fd-bubble').click();
@@ -487,6 +534,54 @@ async function reloadsAfresh(page, label, how) {
   check(
     (await inWidget(page, '.fd-message.fd-visitor').count()) === 0,
     `${label}: a reload does not bring the ${how} conversation back`,
+  );
+}
+
+/** The newest team reply is formatted: bold text, a link that opens apart. */
+async function showsMarkdown(page, label) {
+  const staff = await page.evaluate(() => {
+    const all = document.getElementById('frontdesk-widget').shadowRoot.querySelectorAll('.fd-message.fd-staff');
+    const m = all[all.length - 1];
+    const a = m?.querySelector('a');
+    return {
+      text: m?.textContent || '',
+      strong: m?.querySelector('strong')?.textContent || '',
+      href: a?.href || '',
+      rel: a?.rel || '',
+      target: a?.target || '',
+    };
+  });
+  check(staff.strong === 'bring the bike in today', `${label}: the team's **bold** is bold`, JSON.stringify(staff));
+  check(!staff.text.includes('**'), `${label}: no Markdown markers are left in the team's reply`, staff.text);
+  check(
+    staff.href === 'https://harbor-bikes.example/hours' && staff.target === '_blank' && staff.rel.includes('noopener'),
+    `${label}: the team's bare link is a link, opening in a new tab`,
+    JSON.stringify(staff),
+  );
+}
+
+/** The conversation reads in time order: the agent's answers, then the note
+ * that a person was asked for, then the team's reply. */
+async function inTimeOrder(page, label) {
+  const order = await page.evaluate((note) => {
+    const items = [...document.getElementById('frontdesk-widget').shadowRoot.querySelector('.fd-messages').children];
+    const kind = (e) =>
+      e.classList.contains('fd-staff')
+        ? 'staff'
+        : e.classList.contains('fd-agent')
+          ? 'agent'
+          : e.classList.contains('fd-visitor')
+            ? 'visitor'
+            : e.textContent === note
+              ? 'note'
+              : 'other';
+    return items.map(kind);
+  }, NOTE);
+  const at = order.indexOf('note');
+  check(
+    at > order.lastIndexOf('agent') && at < order.indexOf('staff') && order.filter((k) => k === 'note').length === 1,
+    `${label}: the note that a person was asked comes once, after the agent's answers and before the team's reply`,
+    order.join(' '),
   );
 }
 
@@ -509,16 +604,29 @@ async function teamSite(browser) {
   must(Boolean(saved), 'team reply: the widget keeps its conversation');
   const conversationId = JSON.parse(saved).id;
   const auth = { Authorization: `Bearer ${API_KEY}` };
-  const REPLY = 'Hi, this is Sam from the shop: bring the bike in today.';
+  // Written in Markdown, as the team's reply box allows.
+  const REPLY = 'Hi, this is Sam from the shop: **bring the bike in today**. Hours: https://harbor-bikes.example/hours';
   await replyFromTicket(conversationId, REPLY, 'team reply');
   check(
-    await visible(inWidget(page, '.fd-message.fd-staff', { hasText: REPLY }), 15000),
+    await visible(inWidget(page, '.fd-message.fd-staff', { hasText: 'bring the bike in today' }), 15000),
     'team reply: the reply appears in the open widget, labelled as the team',
   );
+  await showsMarkdown(page, 'team reply');
   // The visitor answers the person: the agent does not talk over the team.
   const ack = await ask(page, 'Thanks, I will come by at 5.', 'team reply, answer');
   check(ack.text.includes('team has your message'), 'team reply: the agent leaves the answer to the team', JSON.stringify(ack.text));
   await shot(page, 'widget-team-reply.png');
+
+  // A reload draws the conversation in the order it happened: the note that
+  // a person was asked for comes before the team's reply, not after it.
+  await page.reload({ waitUntil: 'load' });
+  if (!(await visible(inWidget(page, '.fd-panel'), 3000))) await inWidget(page, '.fd-bubble').click();
+  must(
+    await visible(inWidget(page, '.fd-message.fd-staff', { hasText: 'bring the bike in today' }), 15000),
+    'team reply: a reload shows the team\'s reply',
+  );
+  await inTimeOrder(page, 'team reply, reloaded');
+  await showsMarkdown(page, 'team reply, reloaded');
 
   // Solved, the open widget says the conversation is closed; a later reply
   // from the team opens it again and appears in the same widget.
@@ -527,7 +635,11 @@ async function teamSite(browser) {
     await visible(inWidget(page, '.fd-note', { hasText: 'closed this conversation' }), 15000),
     'team reply: solving the ticket closes the conversation in the open widget',
   );
-  const AGAIN = 'Sam again: one more thing, we found your lock.';
+  check(await inWidget(page, '.fd-input').isDisabled(), 'team reply: the closed conversation takes no more messages');
+  check(await visible(inWidget(page, '.fd-start'), 5000), 'team reply: a button offers a new conversation');
+  await shot(page, 'widget-closed.png');
+  // Markup in the team's reply is shown as text, as the agent's is.
+  const AGAIN = `Sam again: one more thing, we found your lock. ${XSS}`;
   await replyFromTicket(conversationId, AGAIN, 'team reply after solving');
   check(
     await visible(inWidget(page, '.fd-message.fd-staff', { hasText: AGAIN }), 25000),
@@ -537,6 +649,12 @@ async function teamSite(browser) {
     await visible(inWidget(page, '.fd-note', { hasText: 'open once more' }), 5000),
     'team reply: the widget says the conversation is open again',
   );
+  check(
+    (await inWidget(page, '.fd-input').isEnabled()) && (await inWidget(page, '.fd-start').count()) === 0,
+    'team reply: open again, it takes messages and offers no new conversation',
+  );
+  const imgs = await page.evaluate(() => document.getElementById('frontdesk-widget').shadowRoot.querySelectorAll('img').length);
+  check(imgs === 0, 'team reply: HTML in the team\'s reply creates no element', `${imgs} <img>`);
   await shot(page, 'widget-reopened.png');
 
   // 8. The team takes a conversation over without the visitor asking: once the
@@ -562,6 +680,41 @@ async function teamSite(browser) {
     await visible(inWidget(other, '.fd-message.fd-staff', { hasText: TAKEOVER }), 15000),
     'team takeover: the team\'s reply appears without a reload',
   );
+
+  // 9. On the chat page: the visitor asks for a person, the team answers in
+  //    Markdown and solves the ticket; the visitor, coming back later, reads
+  //    the closed conversation and starts a new one.
+  const { page: visitor } = await newWatchedContext(browser, 'team on the chat page', { viewport: { width: 1280, height: 900 } });
+  const chatPath = `/c/${encodeURIComponent(ORG)}/${encodeURIComponent(AGENT)}`;
+  await gotoOk(visitor, url(chatPath), 'team on the chat page');
+  must(await visible(inWidget(visitor, '.fd-message.fd-agent'), 15000), 'chat page team: the greeting appears');
+  await ask(visitor, QUESTION, 'chat page team, question');
+  await Promise.all([
+    visitor.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith('/escalate'), {
+      timeout: NAV_TIMEOUT,
+    }),
+    inWidget(visitor, '.fd-footer .fd-handoff').click(),
+  ]);
+  const pageConv = JSON.parse(await visitor.evaluate((key) => localStorage.getItem(key), `frontdesk:conv:${ORG}/${AGENT}`)).id;
+  await replyFromTicket(pageConv, REPLY, 'chat page team');
+  must(
+    await visible(inWidget(visitor, '.fd-message.fd-staff', { hasText: 'bring the bike in today' }), 15000),
+    'chat page team: the team\'s reply appears on the chat page',
+  );
+  await showsMarkdown(visitor, 'chat page team');
+  await solveTicket(pageConv, 'chat page team');
+  await visitor.reload({ waitUntil: 'load' });
+  await showsClosed(visitor, 'chat page team, closed', QUESTION);
+  check(
+    await visible(inWidget(visitor, '.fd-message.fd-staff', { hasText: 'bring the bike in today' }), 5000),
+    'chat page team, closed: the team\'s reply is still there to read',
+  );
+  await showsMarkdown(visitor, 'chat page team, closed');
+  await inTimeOrder(visitor, 'chat page team, closed');
+  await shot(visitor, 'chat-page-closed.png', false);
+  await startsNew(visitor, 'chat page team');
+  await ask(visitor, QUESTION, 'chat page team, new conversation');
+  await shot(visitor, 'chat-page-new.png', false);
 }
 
 // The team answers the conversation's ticket through the API.
@@ -728,7 +881,65 @@ async function chatPage(browser) {
   check((await inWidget(page, '.fd-bubble').count()) === 0, 'chat page: no bubble in page mode');
   must(await visible(inWidget(page, '.fd-message.fd-agent'), 15000), 'chat page: the greeting appears');
   check(await inWidget(page, '.fd-input').isEnabled(), 'chat page: the message box is enabled');
+  const empty = await pageLayout(page);
   await shot(page, 'chat-page.png');
+
+  // Many messages, one a 4,000-character word: the chat stays one screen
+  // high and as wide as it was, its messages scroll inside, the newest in
+  // view, and the message box stays on screen.
+  await ask(page, 'y'.repeat(4000), 'chat page, a very long word');
+  for (const q of [QUESTION, 'Do you repair bikes?', QUESTION]) await ask(page, q, 'chat page, more messages');
+  await fitsTheScreen(page, 'chat page', empty);
+  await shot(page, 'chat-page-filled.png', false);
+  await page.reload({ waitUntil: 'load' });
+  must(await visible(inWidget(page, '.fd-message.fd-visitor'), 15000), 'chat page: a reload redraws the conversation');
+  await page.waitForTimeout(300);
+  await fitsTheScreen(page, 'chat page, reloaded', empty);
+
+  // A phone, with a conversation of its own.
+  const { page: phone } = await newWatchedContext(browser, 'chat page on a phone', {
+    viewport: { width: 390, height: 844 },
+    isMobile: true,
+    hasTouch: true,
+  });
+  await gotoOk(phone, url(path), 'chat page on a phone');
+  must(await visible(inWidget(phone, '.fd-message.fd-agent'), 15000), 'chat page on a phone: the greeting appears');
+  const phoneEmpty = await pageLayout(phone);
+  for (const q of [QUESTION, 'y'.repeat(4000), QUESTION]) await ask(phone, q, 'chat page on a phone');
+  await fitsTheScreen(phone, 'chat page on a phone', phoneEmpty);
+  await shot(phone, 'chat-page-phone.png', false);
+}
+
+// Where the chat page's parts are, in CSS pixels of the viewport.
+function pageLayout(page) {
+  return page.evaluate(() => {
+    const r = document.getElementById('frontdesk-widget').shadowRoot;
+    const list = r.querySelector('.fd-messages');
+    const panel = r.querySelector('.fd-panel').getBoundingClientRect();
+    const input = r.querySelector('.fd-input').getBoundingClientRect();
+    return {
+      pageHigh: document.documentElement.scrollHeight - window.innerHeight,
+      pageWide: document.documentElement.scrollWidth - window.innerWidth,
+      width: Math.round(panel.width),
+      panelBottom: panel.bottom - window.innerHeight,
+      inputTop: input.top,
+      inputBottom: input.bottom - window.innerHeight,
+      scrolls: list.scrollHeight - list.clientHeight,
+      belowNewest: list.scrollHeight - list.scrollTop - list.clientHeight,
+      listWide: list.scrollWidth - list.clientWidth,
+    };
+  });
+}
+
+async function fitsTheScreen(page, label, empty) {
+  const l = await pageLayout(page);
+  const detail = JSON.stringify(l);
+  check(l.pageHigh <= 0 && l.panelBottom <= 0, `${label}: the chat fits the screen, the page does not grow`, detail);
+  check(l.scrolls > 0, `${label}: the messages scroll inside the chat`, detail);
+  check(l.belowNewest <= 2, `${label}: the newest message is in view`, detail);
+  check(l.inputTop >= 0 && l.inputBottom <= 0, `${label}: the message box is on screen`, detail);
+  check(l.pageWide <= 0 && l.listWide <= 0, `${label}: a very long word wraps in its bubble`, detail);
+  check(Math.abs(l.width - empty.width) <= 1, `${label}: the chat keeps its width (${empty.width}px empty)`, detail);
 }
 
 async function part(name, fn, browser) {

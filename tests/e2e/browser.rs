@@ -328,6 +328,17 @@ async fn every_app_page_and_filter_form_works_on_desktop_and_phone_in_headless_c
     let escalated =
         crate::chat::escalate(&app, "lighthouse-coffee-roasters", "barista", &chat).await;
     assert_eq!(escalated, 200);
+    // A word longer than any screen (a key held down): the ticket and the
+    // transcript wrap it rather than widen the page.
+    let long_word = crate::chat::say(
+        &app,
+        "lighthouse-coffee-roasters",
+        "barista",
+        &chat,
+        &"y".repeat(4000),
+    )
+    .await;
+    assert_eq!(long_word.status(), 200);
     run_script(
         "tour.mjs",
         &app.address,
