@@ -247,7 +247,9 @@ async fn ticket_page(
                     "assigned" => format!("assigned it to {}", e.body),
                     "unassigned" if e.body.is_empty() => "unassigned it".to_string(),
                     "unassigned" => format!("unassigned it: {}", e.body),
-                    "status" => format!("set it to {}", e.body),
+                    "status" if staff => format!("set it to {}", e.body),
+                    // The visitor's message is what moved it.
+                    "status" => format!("wrote again, so it is {} again", e.body),
                     "note" => "noted".to_string(),
                     "reply" => "replied".to_string(),
                     other => other.to_string(),
@@ -257,8 +259,14 @@ async fn ticket_page(
                 } else {
                     String::new()
                 };
+                // Members by the name the rest of the app uses; a key, a
+                // visitor or a former member by the label kept at the time.
+                let who = e
+                    .actor_id
+                    .and_then(|id| members.iter().find(|m| m.user.id == id))
+                    .map_or(e.actor_label, name);
                 EventRow {
-                    who: e.actor_label,
+                    who,
                     what,
                     text,
                     when: when(e.created_at),

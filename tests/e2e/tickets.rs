@@ -181,6 +181,17 @@ async fn a_visitor_asks_for_a_person_and_the_team_answers_from_the_ticket(backen
     assert_eq!(messages.last().unwrap()["role"], "visitor");
     let (_, ticket) = api.get(&format!("/api/v1/tickets/{id}")).await;
     assert_eq!(ticket["status"], "open");
+    // The timeline names members as the app does, and says what the visitor did.
+    let (_, html) = owner.get(&page).await;
+    assert!(
+        html.contains("<strong>Test Person</strong> replied")
+            && !html.contains("<strong>owner@harbor.test</strong>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<strong>Visitor</strong> wrote again, so it is open again"),
+        "{html}"
+    );
 
     // Assigned to a colleague, who is emailed a link to the ticket.
     let (_, colleague) = signed_in_member(&app, org_id(&app), "sam@harbor.test", Role::Agent).await;
