@@ -193,6 +193,14 @@ pub struct PasswordForm {
 }
 
 #[derive(Deserialize)]
+pub struct NameForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
 pub struct ChangeEmailForm {
     #[serde(default)]
     csrf_token: String,
@@ -209,6 +217,7 @@ csrf_protected!(
     PlainForm,
     KeyForm,
     PasswordForm,
+    NameForm,
     ChangeEmailForm
 );
 
@@ -748,6 +757,7 @@ pub async fn account(holder: AccountHolder) -> AppResult<AccountPage> {
     let flash = flash::take(&holder.session);
     Ok(AccountPage {
         chrome: account_chrome(&holder, flash)?,
+        name: holder.user.name.clone(),
         email: String::new(),
         errors: FieldErrors::default(),
     })
@@ -761,10 +771,39 @@ async fn account_unprocessable(
 ) -> AppResult<HttpResponse> {
     let page = AccountPage {
         chrome: account_chrome(holder, None)?,
+        name: holder.user.name.clone(),
         email,
         errors,
     };
     Ok(unprocessable(page, req))
+}
+
+/// `POST /app/account/name`.
+pub async fn rename_account(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    holder: AccountHolder,
+    CsrfForm(form): CsrfForm<NameForm>,
+) -> AppResult<HttpResponse> {
+    let mut errors = FieldErrors::default();
+    let name = text_field(&mut errors, "name", "Your name", &form.name, NAME_MAX);
+    if !errors.is_empty() {
+        let page = AccountPage {
+            chrome: account_chrome(&holder, None)?,
+            name,
+            email: String::new(),
+            errors,
+        };
+        return Ok(unprocessable(page, &req));
+    }
+    if name != holder.user.name {
+        let (user, ip) = (holder.user.clone(), client_ip(&req));
+        state
+            .db(move |conn| Ok(accounts::rename_account(conn, &user, &name, &ip)?))
+            .await?;
+    }
+    flash::set(&holder.session, "success", "Name saved.");
+    Ok(see_other("/app/account"))
 }
 
 /// Spends one of the emails the person may have sent to addresses they type
@@ -976,6 +1015,7 @@ async fn welcome_page(
     Ok(WelcomePage {
         csrf: csrf::token(&signed_in.session)?,
         email: signed_in.user.email.clone(),
+        another: memberships.iter().any(|(o, _)| !o.is_disabled()),
         organization,
         disabled: memberships
             .into_iter()
@@ -1005,6 +1045,15 @@ pub async fn welcome(state: web::Data<AppState>, signed_in: SignedIn) -> AppResu
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(askama::Template::render(&page).map_err(AppError::internal)?))
+}
+
+/// `GET /app/organizations/new`: the same form for someone who already works
+/// in an organization and starts another (a second shop, a client's desk).
+pub async fn new_organization(
+    state: web::Data<AppState>,
+    signed_in: SignedIn,
+) -> AppResult<WelcomePage> {
+    welcome_page(&state, &signed_in, String::new(), FieldErrors::default()).await
 }
 
 /// `POST /app/welcome`: a new organization with the signed-in account as owner.

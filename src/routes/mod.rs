@@ -185,6 +185,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .service(web::resource("/account/delete").post(app::delete_account))
                 .service(web::resource("/account").get(app::account))
                 .service(web::resource("/account/password").post(app::change_password))
+                .service(web::resource("/account/name").post(app::rename_account))
+                .service(web::resource("/organizations/new").get(app::new_organization))
                 .service(web::resource("/account/email").post(app::change_email))
                 .service(
                     web::resource("/account/verification")

@@ -612,6 +612,20 @@ pub fn request_password_reset(
 /// Sets a new password chosen by its signed-in owner. Other browsers signed in
 /// with the old one are signed out, and a reset link asked for before no longer
 /// undoes the change.
+/// The name colleagues see: in member lists, ticket timelines, emails.
+pub fn rename_account(
+    conn: &mut DbConnection,
+    user: &User,
+    name: &str,
+    ip: &str,
+) -> Result<(), AccountError> {
+    crate::db::write_transaction(conn, |conn| {
+        User::set_name(conn, user.id, name)?;
+        audit_account(conn, user, ip, "account.renamed", Some(name))?;
+        Ok(())
+    })
+}
+
 pub fn change_password(
     conn: &mut DbConnection,
     user: &User,
@@ -1213,6 +1227,7 @@ pub fn revoke_api_key(
 pub const AUDIT_ACTIONS: &[(&str, &str)] = &[
     ("account.signup", "Signed up"),
     ("account.password_changed", "Password changed"),
+    ("account.renamed", "Name changed"),
     ("account.password_reset", "Password reset by email"),
     ("account.email_changed", "Email address changed"),
     ("account.signed_out_everywhere", "Signed out everywhere"),

@@ -67,6 +67,8 @@ pub struct ForgotPasswordPage {
 pub struct WelcomePage {
     pub csrf: String,
     pub email: String,
+    /// The account works in an active organization already: this is another.
+    pub another: bool,
     pub organization: String,
     /// Organizations the account still belongs to that are disabled.
     pub disabled: Vec<String>,
@@ -280,6 +282,8 @@ pub struct OrganizationPage {
 #[template(path = "app/account.html")]
 pub struct AccountPage {
     pub chrome: AppChrome,
+    /// The name as stored, or as typed when it was refused.
+    pub name: String,
     pub email: String,
     pub errors: FieldErrors,
 }

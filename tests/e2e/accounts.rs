@@ -48,7 +48,104 @@ backend_tests!(
     the_openapi_document_describes_the_api,
     account_changes_and_session_lifetimes,
     signed_out_form_pages_keep_few_short_sessions,
+    people_change_the_name_colleagues_see,
+    a_member_starts_another_organization_and_switches_between_them,
 );
+
+async fn people_change_the_name_colleagues_see(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, _) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let (_, page) = owner.get("/app/account").await;
+    assert!(page.contains(r#"value="Test Person""#), "{page}");
+
+    // Refused: the message beside the field, what was typed kept.
+    for (typed, message) in [
+        ("   ", "Your name is required."),
+        (
+            &*"n".repeat(121),
+            "Your name must be at most 120 characters.",
+        ),
+    ] {
+        let res = owner
+            .submit("/app/account", "/app/account/name", &[("name", typed)])
+            .await;
+        assert_eq!(res.status(), 422, "{typed:?}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("account-name-error") && html.contains(message),
+            "{html}"
+        );
+    }
+    let (_, page) = owner.get("/app/account").await;
+    assert!(
+        page.contains(r#"value="Test Person""#),
+        "nothing saved: {page}"
+    );
+
+    let res = owner
+        .submit(
+            "/app/account",
+            "/app/account/name",
+            &[("name", "  Dana Q. Person ")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = owner.get("/app/account").await;
+    assert!(page.contains("Name saved."), "{page}");
+    assert!(page.contains(r#"value="Dana Q. Person""#), "{page}");
+    let (_, members) = owner.get("/app/members").await;
+    assert!(members.contains("Dana Q. Person"), "{members}");
+    let (_, audit) = owner.get("/app/audit?action=account.renamed").await;
+    assert!(audit.contains("Dana Q. Person"), "{audit}");
+}
+
+async fn a_member_starts_another_organization_and_switches_between_them(backend: Backend) {
+    let Some(app) = spawn_app(backend).start().await else {
+        return;
+    };
+    let (owner, _) = organization_with_key(&app, "Harbor Bikes", "owner@harbor.test").await;
+    let (_, account) = owner.get("/app/account").await;
+    assert!(
+        account.contains(r#"href="/app/organizations/new""#),
+        "{account}"
+    );
+    let (status, page) = owner.get("/app/organizations/new").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Start another organization"), "{page}");
+    assert!(!page.contains("do not belong to any"), "{page}");
+
+    let res = owner
+        .submit(
+            "/app/organizations/new",
+            "/app/welcome",
+            &[("organization", " ")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("Organization name is required.") && html.contains("Start another"),
+        "{html}"
+    );
+    let res = owner
+        .submit(
+            "/app/organizations/new",
+            "/app/welcome",
+            &[("organization", "Harbor Rentals")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, dashboard) = owner.get("/app").await;
+    assert!(dashboard.contains("Harbor Rentals is ready"), "{dashboard}");
+    // Both are offered in the switcher, the new one current.
+    assert!(dashboard.contains(r#"id="org-switch""#), "{dashboard}");
+    assert!(
+        dashboard.contains("Harbor Bikes") && dashboard.contains("selected>Harbor Rentals"),
+        "{dashboard}"
+    );
+}
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 

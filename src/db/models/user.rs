@@ -92,6 +92,12 @@ impl User {
         .execute(conn)
     }
 
+    pub fn set_name(conn: &mut DbConnection, id: UserId, name: &str) -> QueryResult<usize> {
+        diesel::update(users::table.find(id))
+            .set((users::name.eq(name), users::updated_at.eq(domain::now())))
+            .execute(conn)
+    }
+
     pub fn set_password(
         conn: &mut DbConnection,
         id: UserId,
