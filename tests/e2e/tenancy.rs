@@ -124,9 +124,12 @@ fn payload(method: &Method, path: &str) -> Payload {
         ("POST", "/app/agents/{id}/documents") => Form(&[("title", "Pasted"), ("text", "Hello")]),
         ("POST", "/app/agents/{id}/upload") => Multipart,
         ("POST", "/app/documents/{id}/reindex") => Form(&[]),
-        ("POST", "/app/documents/{id}/delete" | "/app/conversations/{id}/delete") => {
-            Form(&[("confirm", "yes")])
-        }
+        (
+            "POST",
+            "/app/documents/{id}/delete"
+            | "/app/conversations/{id}/delete"
+            | "/app/agents/{id}/delete",
+        ) => Form(&[("confirm", "yes")]),
         ("POST", "/app/conversations/{id}/status") => Form(&[("status", "resolved")]),
         ("POST", "/app/tickets/{id}/reply") => Form(&[("content", "Hello")]),
         ("POST", "/app/tickets/{id}/notes") => Form(&[("note", "Hello")]),
