@@ -4,6 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::json::Json;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::extractors::{ApiCaller, client_ip};
@@ -132,12 +133,30 @@ fn member_json(m: MemberWithUser) -> MemberJson {
     }
 }
 
-/// Other fields (those `GET /api/v1/members` answers with) are ignored, so
-/// what was read can be sent back changed.
+/// The other fields `GET /api/v1/members` answers with are ignored, so what
+/// was read can be sent back changed; any other field is refused (422).
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// The `IgnoredAny` fields exist to be accepted, never read.
+#[allow(dead_code)]
 pub struct MemberUpdate {
     /// `owner`, `admin`, `agent` or `viewer`.
     role: String,
+    #[serde(default)]
+    #[schema(ignore)]
+    id: IgnoredAny,
+    #[serde(default)]
+    #[schema(ignore)]
+    user_id: IgnoredAny,
+    #[serde(default)]
+    #[schema(ignore)]
+    name: IgnoredAny,
+    #[serde(default)]
+    #[schema(ignore)]
+    email: IgnoredAny,
+    #[serde(default)]
+    #[schema(ignore)]
+    joined_at: IgnoredAny,
 }
 
 /// A key may bring in or promote people who answer conversations, never one
@@ -345,9 +364,12 @@ pub async fn get_organization(
     Ok(HttpResponse::Ok().json(org))
 }
 
-/// Other fields (those `GET` answers with) are ignored, so what was read can
-/// be sent back changed.
+/// The other fields `GET` answers with are ignored, so what was read can be
+/// sent back changed; any other field is refused (422).
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// The `IgnoredAny` fields exist to be accepted, never read.
+#[allow(dead_code)]
 pub struct OrganizationUpdate {
     /// 1 to 120 characters.
     #[schema(min_length = 1, max_length = 120)]
@@ -357,6 +379,15 @@ pub struct OrganizationUpdate {
     /// addresses in 30 days at most.
     #[schema(min_length = 2, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     slug: Option<String>,
+    #[serde(default)]
+    #[schema(ignore)]
+    id: IgnoredAny,
+    #[serde(default)]
+    #[schema(ignore)]
+    former_slugs: IgnoredAny,
+    #[serde(default)]
+    #[schema(ignore)]
+    created_at: IgnoredAny,
 }
 
 #[utoipa::path(patch, path = "/api/v1/organization", tag = "organization", security(("api_key" = [])), request_body = OrganizationUpdate,
@@ -368,7 +399,7 @@ pub async fn update_organization(
     body: Json<OrganizationUpdate>,
 ) -> AppResult<HttpResponse> {
     caller.require_write()?;
-    let OrganizationUpdate { name, slug } = body.into_inner();
+    let OrganizationUpdate { name, slug, .. } = body.into_inner();
     if name.is_none() && slug.is_none() {
         return Err(AppError::Validation("send name, slug or both".into()));
     }

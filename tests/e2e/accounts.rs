@@ -2074,6 +2074,35 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
     assert_eq!(body["role"], "viewer");
     assert_eq!(body["email"], "agent@crew.test");
     assert_eq!(body["id"], agent);
+    // What was read, sent back changed: its other fields are ignored; a field
+    // a member does not have is refused.
+    let mut read = body.clone();
+    read["role"] = serde_json::json!("agent");
+    for (sent, status) in [
+        (read, 200),
+        (serde_json::json!({"role": "viewer", "bogus": 1}), 422),
+    ] {
+        let res = call(
+            &write_key,
+            reqwest::Method::PATCH,
+            format!("/api/v1/members/{agent}"),
+        )
+        .json(&sent)
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(res.status(), status, "{sent}");
+    }
+    let res = call(
+        &write_key,
+        reqwest::Method::PATCH,
+        format!("/api/v1/members/{agent}"),
+    )
+    .json(&serde_json::json!({"role": "viewer"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
 
     for (key, role, status) in [(&read_key, "viewer", 403), (&write_key, "boss", 422)] {
         let res = call(

@@ -559,6 +559,15 @@ async fn address_changes_are_checked_over_the_api(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["name"], "Harbor Cycles");
     assert_eq!(body["formerSlugs"], json!(["harbor-bikes"]));
+    // A field GET does not answer with is a mistake, not something to ignore.
+    let (status, body) = patch(json!({"name": "Harbor Bicycles", "bogus": 1})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("bogus"),
+        "{body}"
+    );
+    let (_, body) = api.get("/api/v1/organization").await;
+    assert_eq!(body["name"], "Harbor Cycles", "nothing changed");
 }
 
 async fn one_address_claimed_at_once_goes_to_one_organization(backend: Backend) {
