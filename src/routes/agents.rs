@@ -110,6 +110,31 @@ csrf_protected!(ProviderKeyPageForm);
 
 /// `POST /app/provider-keys`: the organization's own key for a model provider,
 /// sealed under `ENCRYPTION_KEY`; only its last characters are shown again.
+/// `POST /app/provider-keys/{provider}/remove`.
+pub async fn remove_provider_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    member: Member,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm<TokenForm>,
+) -> AppResult<HttpResponse> {
+    require(&member, Permission::ManageSettings)?;
+    let provider = path.into_inner();
+    let removed = act(&state, &member, &req, move |conn, scope, actor| {
+        agents::remove_provider_key(conn, scope, actor, &provider)
+    })
+    .await??;
+    if !removed {
+        return Err(AppError::NotFound);
+    }
+    flash::set(
+        &member.session,
+        "success",
+        "Key removed: agents on that provider use the server's key again.",
+    );
+    Ok(see_other("/app/agents"))
+}
+
 pub async fn save_provider_key(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -974,9 +974,46 @@ pub async fn put_provider_key(
     }))
 }
 
+#[utoipa::path(delete, path = "/api/v1/provider-keys/{provider}", tag = "agents", security(("api_key" = [])), params(("provider" = String, Path, description = "`openai` or `anthropic`")),
+    responses((status = 204, description = "Removed: agents on this provider use the server's key again"), (status = 403, body = ErrorJson), (status = 404, body = ErrorJson)))]
+pub async fn delete_provider_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    require(&caller, Permission::ManageSettings)?;
+    let (scope, label, ip) = (caller.scope.clone(), caller.label.clone(), client_ip(&req));
+    let provider = path.into_inner();
+    let removed = state
+        .db(move |conn| {
+            agents::remove_provider_key(conn, &scope, &actor(&scope, &label, &ip), &provider)
+                .map_err(AppError::from)
+        })
+        .await?;
+    if !removed {
+        return Err(AppError::NotFound);
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/documents/{id}", tag = "knowledge", security(("api_key" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = DocumentJson, description = "Poll it after an upload or a re-index: `status` goes pending, indexing, ready (or failed)"), (status = 404, body = ErrorJson)))]
+pub async fn get_document(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let (scope, id) = (caller.scope.clone(), DocumentId(path.into_inner()));
+    let doc = state
+        .db(move |conn| Document::find(conn, &scope, id)?.ok_or(AppError::NotFound))
+        .await?;
+    Ok(HttpResponse::Ok().json(document_json(doc)))
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_agents, create_agent, get_agent, update_agent, delete_agent, list_documents, upload_document,
+    paths(list_agents, create_agent, get_agent, update_agent, delete_agent, list_documents, upload_document, get_document, delete_provider_key,
         delete_document, reindex_document, search_agent, list_conversations, list_messages, start_conversation,
         send_message, set_conversation_status, get_conversation, delete_conversation, list_provider_keys, put_provider_key,
         super::chat::start, super::chat::transcript, super::chat::send, super::chat::escalate),

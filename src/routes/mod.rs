@@ -113,6 +113,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .service(web::resource("/switch").post(app::switch))
                 .service(web::resource("/provider-keys").post(agents::save_provider_key))
                 .service(
+                    web::resource("/provider-keys/{provider}/remove")
+                        .post(agents::remove_provider_key),
+                )
+                .service(
                     web::resource("/agents")
                         .get(agents::list)
                         .post(agents::create),
@@ -263,7 +267,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                         .post(api_agents::upload_document),
                 )
                 .service(web::resource("/agents/{id}/search").get(api_agents::search_agent))
-                .service(web::resource("/documents/{id}").delete(api_agents::delete_document))
+                .service(
+                    web::resource("/documents/{id}")
+                        .get(api_agents::get_document)
+                        .delete(api_agents::delete_document),
+                )
                 .service(
                     web::resource("/documents/{id}/reindex").post(api_agents::reindex_document),
                 )
@@ -296,7 +304,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, upload_limit: usize, cors_origins
                 .service(web::resource("/tickets/{id}/notes").post(api_tickets::note))
                 .service(web::resource("/provider-keys").get(api_agents::list_provider_keys))
                 .service(
-                    web::resource("/provider-keys/{provider}").put(api_agents::put_provider_key),
+                    web::resource("/provider-keys/{provider}")
+                        .put(api_agents::put_provider_key)
+                        .delete(api_agents::delete_provider_key),
                 )
                 .service(web::resource("/csp-reports").post(csp_reports::receive))
                 .service(

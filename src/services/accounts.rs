@@ -1247,6 +1247,7 @@ pub const AUDIT_ACTIONS: &[(&str, &str)] = &[
     ("agent.deleted", "Agent deleted"),
     ("agent.address_changed", "Agent address changed"),
     ("provider_key.saved", "Provider key saved"),
+    ("provider_key.removed", "Provider key removed"),
     ("conversation.deleted", "Conversation erased"),
     ("billing.customer_created", "Stripe customer created"),
     ("billing.customer_linked", "Stripe customer linked"),

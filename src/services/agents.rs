@@ -431,6 +431,34 @@ pub fn delete(
     })
 }
 
+/// Forgets the organization's key for `provider`: its agents on that provider
+/// answer with the server's own key again (or the builtin engine without one).
+/// `false` when there was none.
+pub fn remove_provider_key(
+    conn: &mut DbConnection,
+    scope: &TenantScope,
+    actor: &Actor<'_>,
+    provider: &str,
+) -> Result<bool, AgentError> {
+    let kind = ProviderKind::parse(provider)
+        .filter(|k| *k != ProviderKind::Builtin)
+        .ok_or(AgentError::NotFound)?;
+    write_transaction(conn, |conn| {
+        let removed = ProviderCredential::delete(conn, scope, kind.as_str())?;
+        if removed {
+            audit(
+                conn,
+                Some(scope.organization_id()),
+                actor,
+                "provider_key.removed",
+                Some(kind.as_str()),
+                None,
+            )?;
+        }
+        Ok(removed)
+    })
+}
+
 /// Seals and stores the organization's key for a remote provider.
 #[allow(clippy::too_many_arguments)]
 pub fn save_provider_key(

@@ -1329,15 +1329,10 @@ impl Api<'_> {
         let (status, doc) = self.upload(agent, title, content_type, body.to_vec()).await;
         assert_eq!(status, 201, "{doc}");
         assert_eq!(doc["status"], "pending");
+        // Followed the way an integration would: the document itself, polled.
         for _ in 0..200 {
-            let (_, list) = self.get(&format!("/api/v1/agents/{agent}/documents")).await;
-            let found = list["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|d| d["id"] == doc["id"])
-                .cloned()
-                .unwrap();
+            let (status, found) = self.get(&format!("/api/v1/documents/{}", doc["id"])).await;
+            assert_eq!(status, 200, "{found}");
             match found["status"].as_str().unwrap() {
                 "ready" => return found,
                 "failed" => panic!("indexing failed: {found}"),
@@ -1456,6 +1451,11 @@ async fn documents_are_indexed_and_the_builtin_agent_answers_with_citations(back
     assert!(
         doc["chunkCount"].as_i64().unwrap() >= 2,
         "split along headings: {doc}"
+    );
+    let (_, listed) = api.get(&format!("/api/v1/agents/{id}/documents")).await;
+    assert_eq!(
+        listed["data"][0], doc,
+        "one document reads as the list shows it"
     );
     let html = b"<html><head><title>x</title><script>alert(1)</script></head><body><h1>Opening hours</h1><p>We open at 9 &amp; close at 18. Write &lt;script&gt; to test.</p></body></html>";
     api.indexed(id, "Hours", "text/html", html).await;
@@ -2766,6 +2766,48 @@ async fn provider_keys_are_saved_on_the_agents_page_and_never_shown_again(backen
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["code"], "FORBIDDEN", "{body}");
     assert!(!body.to_string().contains("mistral"), "{body}");
+    let res = viewer
+        .api(Method::DELETE, "/api/v1/provider-keys/openai", json!(null))
+        .await;
+    assert_eq!(res.status(), 403);
+
+    // Removed from the page: gone from the list, said so, audited.
+    let res = owner
+        .submit("/app/agents", "/app/provider-keys/openai/remove", &[])
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = owner.get("/app/agents").await;
+    assert!(
+        page.contains("Key removed") && !page.contains("WXYZ"),
+        "{page}"
+    );
+    let (_, keys) = api.get("/api/v1/provider-keys").await;
+    assert!(keys["data"].as_array().unwrap().is_empty(), "{keys}");
+    let (_, audit) = owner.get("/app/audit?action=provider_key.removed").await;
+    assert!(audit.contains("Provider key removed"), "{audit}");
+    // And through the API: 204, then 404 once there is none.
+    let (status, _) = api
+        .json(
+            Method::PUT,
+            "/api/v1/provider-keys/anthropic",
+            json!({"apiKey": "sk-ant-0123456789"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for expected in [204, 404] {
+        let res = app
+            .client
+            .delete(app.url("/api/v1/provider-keys/anthropic"))
+            .bearer_auth(&api.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), expected);
+    }
+    let res = owner
+        .submit("/app/agents", "/app/provider-keys/anthropic/remove", &[])
+        .await;
+    assert_eq!(res.status(), 404, "nothing left to remove");
 }
 
 async fn a_zero_budget_turns_the_address_limit_off_but_not_the_visitor_limit(backend: Backend) {
