@@ -19,8 +19,86 @@ pub async fn document() -> HttpResponse {
 static SERVED: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
     let mut doc = serde_json::to_value(&*DOCUMENT).unwrap_or(serde_json::Value::Null);
     rename_link_fields(&mut doc);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    {
+        list_items_by_reference(schemas);
+        mark_times(schemas);
+    }
+    describe_event_streams(&mut doc);
     doc
 });
+
+/// utoipa inlines a generic list's item (`List<AgentJson>`), without what the
+/// item's own schema was given afterwards (the fixed words of a field): the
+/// lists point at it instead.
+fn list_items_by_reference(schemas: &mut serde_json::Map<String, serde_json::Value>) {
+    let lists: Vec<(String, String)> = schemas
+        .keys()
+        .filter_map(|name| {
+            let item = name.strip_prefix("List_")?;
+            schemas
+                .contains_key(item)
+                .then(|| (name.clone(), item.to_string()))
+        })
+        .collect();
+    for (list, item) in lists {
+        if let Some(items) = schemas
+            .get_mut(&list)
+            .and_then(|l| l.pointer_mut("/properties/data/items"))
+        {
+            *items = serde_json::json!({ "$ref": format!("#/components/schemas/{item}") });
+        }
+    }
+}
+
+/// Every time the API answers with is RFC 3339 text, named `…At` (or the two
+/// billing dates): said so in the schema, as `format: date-time`.
+fn mark_times(schemas: &mut serde_json::Map<String, serde_json::Value>) {
+    let is_time =
+        |name: &str| name.ends_with("At") || matches!(name, "currentPeriodEnd" | "graceUntil");
+    let is_text = |p: &serde_json::Value| match &p["type"] {
+        serde_json::Value::String(t) => t == "string",
+        serde_json::Value::Array(types) => types.iter().any(|t| t == "string"),
+        _ => false,
+    };
+    for schema in schemas.values_mut() {
+        let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else {
+            continue;
+        };
+        for (name, property) in properties.iter_mut() {
+            if is_time(name) && is_text(property) && property.get("format").is_none() {
+                property["format"] = "date-time".into();
+            }
+        }
+    }
+}
+
+/// The reply operations answer with Server-Sent Events when asked: listed as
+/// the second way their 200 can come.
+fn describe_event_streams(doc: &mut serde_json::Value) {
+    for path in [
+        "/api/v1/conversations/{id}/messages",
+        "/api/v1/chat/{org}/{agent}/conversations/{id}/messages",
+    ] {
+        let pointer = format!(
+            "/paths/{}/post/responses/200/content",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        if let Some(content) = doc.pointer_mut(&pointer).and_then(|c| c.as_object_mut()) {
+            content.insert(
+                "text/event-stream".into(),
+                serde_json::json!({
+                    "schema": {
+                        "type": "string",
+                        "description": "`event: delta` lines with `{\"text\": …}` as the reply is written, then `event: done` with the reply as the JSON body above, or `event: error` with the error shape",
+                    }
+                }),
+            );
+        }
+    }
+}
 
 fn rename_link_fields(doc: &mut serde_json::Value) {
     let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
@@ -429,18 +507,14 @@ fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
                 continue;
             };
             let params = op.parameters.iter().flatten();
-            let has_query = params
-                .clone()
-                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
             let has_path = params
                 .clone()
                 .any(|p| matches!(p.parameter_in, ParameterIn::Path));
             let has_body = op.request_body.is_some();
             let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
             let mut expected: Vec<(&str, &str)> = Vec::new();
-            if has_body || has_query {
-                expected.push(("400", "The request cannot be read: malformed JSON, a query parameter of the wrong type, or a body that is not what its Content-Encoding says"));
-            }
+            // Any operation refuses a query parameter it does not take.
+            expected.push(("400", "The request cannot be read: malformed JSON, a query parameter it does not take or of the wrong type, or a body that is not what its Content-Encoding says"));
             if has_body {
                 expected.push(("413", "The body is over the size limit"));
                 expected.push(("415", "The body is not JSON (`Content-Type: application/json`), or its Content-Encoding is not gzip, deflate or br"));

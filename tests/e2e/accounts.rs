@@ -3261,6 +3261,32 @@ async fn the_openapi_document_describes_the_api(backend: Backend) {
         "bearer"
     );
     assert!(doc["components"]["schemas"]["ErrorJson"]["properties"]["correlationId"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    // A list's items are its item's schema, fixed words included.
+    assert_eq!(
+        schemas["List_AgentJson"]["properties"]["data"]["items"]["$ref"],
+        "#/components/schemas/AgentJson"
+    );
+    assert!(schemas["AgentJson"]["properties"]["provider"]["enum"].is_array());
+    // Times say they are times.
+    for (schema, field) in [
+        ("AgentJson", "createdAt"),
+        ("ApiKeyJson", "revokedAt"),
+        ("BillingJson", "currentPeriodEnd"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["format"], "date-time",
+            "{schema}.{field}"
+        );
+    }
+    // Every operation refuses a query parameter it does not take: 400 is listed.
+    assert!(doc["paths"]["/api/v1/agents"]["get"]["responses"]["400"].is_object());
+    // A reply can come as Server-Sent Events.
+    assert!(
+        doc["paths"]["/api/v1/conversations/{id}/messages"]["post"]["responses"]["200"]["content"]
+            ["text/event-stream"]
+            .is_object()
+    );
     openapi_is_consistent(&doc);
     // The check itself sees a dangling reference.
     let mut broken = doc.clone();
