@@ -105,6 +105,29 @@ pub struct LoginForm {
     email: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// `raw` if it is a path on this site: a sign-in link can bring someone back
+/// to where they were (an invitation), never send them to another site
+/// (`//evil.example`, `/\evil.example`, `https://…`).
+fn local_path(raw: &str) -> Option<&str> {
+    let plain = raw.len() <= 2048
+        && raw.starts_with('/')
+        && !raw.starts_with("//")
+        && raw.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    let base = url::Url::parse("http://frontdesk.invalid/").ok()?;
+    let stays = base
+        .join(raw)
+        .is_ok_and(|u| u.host_str() == Some("frontdesk.invalid"));
+    (plain && stays).then_some(raw)
 }
 
 #[derive(Deserialize)]
@@ -253,13 +276,22 @@ pub async fn signup(
     }
 }
 
-pub async fn login_page(session: Session) -> AppResult<Either<HttpResponse, LoginPage>> {
-    // Signed in already: the app, not the form again.
+pub async fn login_page(
+    session: Session,
+    query: web::Query<NextQuery>,
+) -> AppResult<Either<HttpResponse, LoginPage>> {
+    let next = local_path(&query.next).unwrap_or_default().to_string();
+    // Signed in already: the app (or where the link leads), not the form again.
     if is_signed_in(&session) {
-        return Ok(Either::Left(see_other("/app")));
+        return Ok(Either::Left(see_other(if next.is_empty() {
+            "/app"
+        } else {
+            &next
+        })));
     }
     Ok(Either::Right(LoginPage {
         csrf: csrf::token(&session)?,
+        next,
         email: String::new(),
         errors: FieldErrors::default(),
         flash: flash::take(&session),
@@ -285,6 +317,7 @@ pub async fn login(
         errors.add("form", message);
         Ok(LoginPage {
             csrf: csrf::token(&session)?,
+            next: local_path(&form.next).unwrap_or_default().to_string(),
             email: form.email.trim().to_string(),
             errors,
             flash: None,
@@ -349,6 +382,7 @@ pub async fn login(
     match outcome {
         Ok((user, landing)) => {
             sign_in(&session, user.id, None)?;
+            let landing = local_path(&form.next).unwrap_or(landing);
             signed_in_here(&state, see_other(landing), &device_email)
         }
         Err(LoginProblem::Throttled(wait)) => {
@@ -774,5 +808,34 @@ pub async fn accept_invitation(
             &req,
         )),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed_after_sign_in() {
+        for ok in [
+            "/app",
+            "/invitations/accept?token=abc-DEF_123",
+            "/app/tickets/7",
+        ] {
+            assert_eq!(local_path(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "app",
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://evil.example",
+            "/ space",
+            "/tab\there",
+            "javascript:alert(1)",
+            &format!("/{}", "a".repeat(2048)),
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
     }
 }

@@ -47,6 +47,8 @@ pub struct SignupPage {
 #[template(path = "auth/login.html")]
 pub struct LoginPage {
     pub csrf: String,
+    /// Where to go once signed in: a path of this site (see `local_path`).
+    pub next: String,
     pub email: String,
     pub errors: FieldErrors,
     pub flash: Option<Flash>,
@@ -110,6 +112,16 @@ pub struct AcceptInvitationPage {
     pub existing_user: bool,
     pub name: String,
     pub errors: FieldErrors,
+}
+
+impl AcceptInvitationPage {
+    /// Sign-in that comes back to this invitation.
+    pub fn sign_in_href(&self) -> String {
+        let back = format!("/invitations/accept?token={}", self.token);
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("next", &back);
+        format!("/login?{}", query.finish())
+    }
 }
 
 /// One entry of the organization switcher.

@@ -1504,6 +1504,62 @@ async fn invitations_are_accepted_once_and_expire(backend: Backend) {
         "the organization switcher lists both"
     );
 
+    // An existing user, signed out, signs in from the invitation and comes
+    // back to it; a sign-in link pointing elsewhere is not followed.
+    let fay = Browser::new(&app);
+    assert_eq!(fay.signup("Fay Co", "fay@fay.test").await.status(), 303);
+    let fay = Browser::new(&app);
+    owner
+        .submit(
+            "/app/members",
+            "/app/members/invite",
+            &[("email", "fay@fay.test"), ("role", "agent")],
+        )
+        .await;
+    let accept = invitation_link(&app, "fay@fay.test").await;
+    let back = accept[accept.find("/invitations/").unwrap()..].to_string();
+    let (_, page) = fay.get(&back).await;
+    let sign_in = format!(
+        "/login?next={}",
+        url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+    );
+    assert!(page.contains(&sign_in), "{page}");
+    let (_, login) = fay.get(&sign_in).await;
+    assert!(login.contains(r#"name="next""#), "{login}");
+    let res = fay
+        .submit(
+            &sign_in,
+            "/login",
+            &[
+                ("email", "fay@fay.test"),
+                ("password", PASSWORD),
+                ("next", &back),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), back);
+    let token = back.split("token=").nth(1).unwrap().to_string();
+    assert_eq!(
+        fay.submit(&back, "/invitations/accept", &[("token", &token)])
+            .await
+            .status(),
+        303
+    );
+    let elsewhere = Browser::new(&app);
+    let res = elsewhere
+        .submit(
+            "/login",
+            "/login",
+            &[
+                ("email", "fay@fay.test"),
+                ("password", PASSWORD),
+                ("next", "//evil.example/phish"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), "/app");
+
     // Revoked and expired invitations are refused.
     owner
         .submit(
