@@ -908,7 +908,15 @@ pub async fn change_email(
     let mut errors = FieldErrors::default();
     let email = Email::parse(&form.email)
         .map_err(|e| errors.add("email", format!("Email {e}.")))
-        .ok();
+        .ok()
+        .filter(|e| {
+            // Not another account's, and not a change at all.
+            let same = e.as_str().eq_ignore_ascii_case(&holder.user.email);
+            if same {
+                errors.add("email", "This is already your address.");
+            }
+            !same
+        });
     if let Err(message) =
         confirm_password(&state, &req, &holder.user, &form.current_password).await?
     {
@@ -1239,7 +1247,9 @@ pub async fn change_organization_address(
                     flash::set(&member.session, "success", &message);
                     return Ok(see_other("/app/organization"));
                 }
-                Err(e @ AccountError::SlugTaken) => e.to_string(),
+                Err(e @ (AccountError::SlugTaken | AccountError::SlugChangedTooOften)) => {
+                    e.to_string()
+                }
                 Err(e) => return Err(e.into()),
             }
         }

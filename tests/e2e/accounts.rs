@@ -3533,6 +3533,29 @@ async fn account_changes_and_session_lifetimes(backend: Backend) {
         )
         .await;
     assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Another account uses this address.")
+    );
+    // One's own address is no change, and not "another account's".
+    let res = me
+        .submit(
+            "/app/account",
+            "/app/account/email",
+            &[
+                ("email", "ME@acme.test"),
+                ("current_password", "a new long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("This is already your address.") && !html.contains("Another account uses"),
+        "{html}"
+    );
     let res = me
         .submit(
             "/app/account",

@@ -258,6 +258,11 @@ async fn former_addresses_are_nobody_elses_and_new_ones_are_bounded(backend: Bac
         html.contains("already changed 5 times in the last 30 days"),
         "{html}"
     );
+    // Beside the field, on the organization page, with what was typed.
+    assert!(
+        html.contains("slug-error") && html.contains(r#"value="harbor-5""#),
+        "{html}"
+    );
     // Taking one back reserves nothing new: still allowed.
     assert_eq!(move_to(&harbor, "harbor-bikes").await.status(), 303);
     for former in [
