@@ -489,7 +489,7 @@ pub async fn change_role(
         req,
         state,
         member,
-        "Role updated.",
+        "Role saved.",
         move |conn, scope, actor| accounts::change_role(conn, scope, actor, id, role).map(drop),
     )
     .await

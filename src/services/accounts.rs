@@ -1098,8 +1098,12 @@ pub fn change_role(
         {
             return Err(AccountError::LastOwner);
         }
-        Membership::set_role(conn, scope, id, role)?;
         let user = User::find(conn, membership.user_id)?.ok_or(AccountError::NotFound)?;
+        if membership.role() == role {
+            // Saved as it was: nothing to record, no one to notify.
+            return Ok(MemberWithUser { membership, user });
+        }
+        Membership::set_role(conn, scope, id, role)?;
         if membership.role().can(Permission::Respond) && !role.can(Permission::Respond) {
             let why = format!("can no longer answer (now {})", role.as_str());
             crate::services::tickets::release_assignments(

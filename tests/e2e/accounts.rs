@@ -2159,6 +2159,29 @@ async fn members_are_managed_over_the_api_and_anyone_can_leave(backend: Backend)
     .await
     .unwrap();
     assert_eq!(res.status(), 200);
+    // The same role again is no change: nothing more in the audit log.
+    let role_changes = || {
+        use frontdesk::db::schema::audit_log;
+        audit_log::table
+            .filter(audit_log::action.eq("member.role_changed"))
+            .count()
+            .get_result::<i64>(&mut app.pool().get().unwrap())
+            .unwrap()
+    };
+    let before = role_changes();
+    let res = call(
+        &write_key,
+        reqwest::Method::PATCH,
+        format!("/api/v1/members/{agent}"),
+    )
+    .json(&serde_json::json!({"role": "viewer"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["role"], "viewer");
+    assert_eq!(role_changes(), before);
 
     for (key, role, status) in [(&read_key, "viewer", 403), (&write_key, "boss", 422)] {
         let res = call(
@@ -2442,6 +2465,13 @@ async fn the_audit_log_pages_through_everything_it_recorded(backend: Backend) {
     assert!(all.contains("Older →"), "{all}");
     let (status, _) = owner.get("/app/audit?page=0").await;
     assert_eq!(status, 422);
+    // Past the last page: said so, not "nothing has been recorded".
+    let (status, past) = owner.get("/app/audit?page=9999").await;
+    assert_eq!(status, 200);
+    assert!(
+        past.contains("No entries on page 9999.") && !past.contains("Nothing has been recorded"),
+        "{past}"
+    );
 }
 
 async fn owners_and_admins_rename_the_organization_and_its_address_stays(backend: Backend) {
