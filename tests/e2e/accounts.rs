@@ -638,6 +638,16 @@ async fn a_new_api_key_is_never_readable_in_the_session_store(backend: Backend) 
         shown.contains("id=\"new-key\""),
         "the sealed key is shown once"
     );
+    let marker = "id=\"new-key\" type=\"text\" class=\"mono\" value=\"";
+    let start = shown.find(marker).unwrap() + marker.len();
+    let deploy = &shown[start..start + shown[start..].find('"').unwrap()];
+    assert_eq!(shown.matches(deploy).count(), 1, "in one place: {shown}");
+    // Keys of one name are told apart by their prefix when revoked.
+    let prefix: String = deploy.chars().take(10).collect();
+    assert!(
+        shown.contains(&format!("Revoke the key deploy ({prefix}…)")),
+        "{shown}"
+    );
 }
 
 async fn csrf_is_required_on_forms_and_cookie_authenticated_api_calls(backend: Backend) {
