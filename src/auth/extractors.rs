@@ -399,7 +399,14 @@ impl ApiCaller {
                 .headers()
                 .get(csrf::HEADER)
                 .and_then(|v| v.to_str().ok());
-            csrf::verify(&member.session, presented)?;
+            // Said for a program, not for someone looking at a form.
+            csrf::verify(&member.session, presented).map_err(|e| match e {
+                AppError::Forbidden(_) => AppError::Forbidden(
+                    "A write with a signed-in session needs the session's CSRF token in the X-CSRF-Token header (the one the app's forms carry); or call with an API key."
+                        .into(),
+                ),
+                other => other,
+            })?;
         }
         Ok(Self {
             can_write: true,

@@ -461,9 +461,13 @@ pub async fn verify_email(
         .db(move |conn| Ok::<_, AppError>(accounts::verify_email(conn, &token)))
         .await?;
     Ok(match result {
-        Ok(_) => message(
+        Ok(confirmed) => message(
             "Email confirmed",
-            "Thank you: your email address is confirmed.",
+            if confirmed == accounts::Confirmed::Already {
+                "Your email address is already confirmed: there is nothing more to do."
+            } else {
+                "Thank you: your email address is confirmed."
+            },
             "/app",
             "Continue",
         )

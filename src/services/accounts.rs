@@ -545,12 +545,37 @@ pub fn audit_account(
     Ok(())
 }
 
-pub fn verify_email(conn: &mut DbConnection, token: &str) -> Result<UserId, AccountError> {
+/// What a confirmation link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    Now,
+    /// A used link of an account whose address is confirmed: opened twice.
+    Already,
+}
+
+pub fn verify_email(conn: &mut DbConnection, token: &str) -> Result<Confirmed, AccountError> {
+    let hash = tokens::hash(token);
     crate::db::write_transaction(conn, |conn| {
-        let user_id = UserToken::consume(conn, VERIFY_EMAIL, &tokens::hash(token))?
-            .map_err(AccountError::Token)?;
-        User::mark_verified(conn, user_id)?;
-        Ok(user_id)
+        match UserToken::consume(conn, VERIFY_EMAIL, &hash)? {
+            Ok(user_id) => {
+                User::mark_verified(conn, user_id)?;
+                Ok(Confirmed::Now)
+            }
+            Err(TokenProblem::Used) => {
+                let verified = match UserToken::owner(conn, VERIFY_EMAIL, &hash)? {
+                    Some(id) => {
+                        User::find(conn, id)?.is_some_and(|u| u.email_verified_at.is_some())
+                    }
+                    None => false,
+                };
+                if verified {
+                    Ok(Confirmed::Already)
+                } else {
+                    Err(AccountError::Token(TokenProblem::Used))
+                }
+            }
+            Err(problem) => Err(AccountError::Token(problem)),
+        }
     })
 }
 
@@ -1211,6 +1236,10 @@ pub fn revoke_api_key(
     require(scope, Permission::ManageApiKeys)?;
     crate::db::write_transaction(conn, |conn| {
         let key = ApiKey::find(conn, scope, id)?.ok_or(AccountError::NotFound)?;
+        // Revoked already (the list still shows it): done, as asked.
+        if key.revoked_at.is_some() {
+            return Ok(());
+        }
         if !ApiKey::revoke(conn, scope, id)? {
             return Err(AccountError::NotFound);
         }

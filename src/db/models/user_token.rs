@@ -115,6 +115,20 @@ impl UserToken {
         Ok(Ok(token.user_id))
     }
 
+    /// Whose token this is, whatever its state.
+    pub fn owner(
+        conn: &mut DbConnection,
+        purpose: &str,
+        token_hash: &str,
+    ) -> QueryResult<Option<UserId>> {
+        user_tokens::table
+            .filter(user_tokens::token_hash.eq(token_hash))
+            .filter(user_tokens::purpose.eq(purpose))
+            .select(user_tokens::user_id)
+            .first(conn)
+            .optional()
+    }
+
     /// Looks a token up without using it (to show the reset form).
     pub fn check(
         conn: &mut DbConnection,
