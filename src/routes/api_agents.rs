@@ -36,6 +36,13 @@ pub(crate) fn actor<'a>(
     }
 }
 
+/// A 201 whose `Location` is where the new thing is read.
+fn created(location: &str) -> actix_web::HttpResponseBuilder {
+    let mut res = HttpResponse::Created();
+    res.insert_header((header::LOCATION, location.to_string()));
+    res
+}
+
 fn require(caller: &ApiCaller, permission: Permission) -> AppResult<()> {
     caller.require_write()?;
     may_read(caller, permission)
@@ -133,7 +140,7 @@ pub async fn list_agents(state: web::Data<AppState>, caller: ApiCaller) -> AppRe
 }
 
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", security(("api_key" = [])), request_body = AgentForm,
-    responses((status = 201, body = AgentJson), (status = 402, body = ErrorJson, description = "The plan's agent limit is reached"), (status = 409, body = ErrorJson, description = "Another agent uses or used the slug"), (status = 422, body = ErrorJson)))]
+    responses((status = 201, body = AgentJson, headers(("Location" = String, description = "`/api/v1/agents/{id}` of the new one"))), (status = 402, body = ErrorJson, description = "The plan's agent limit is reached"), (status = 409, body = ErrorJson, description = "Another agent uses or used the slug"), (status = 422, body = ErrorJson)))]
 pub async fn create_agent(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -150,7 +157,13 @@ pub async fn create_agent(
             Ok((agent, addresses(conn, &scope)?))
         })
         .await?;
-    Ok(HttpResponse::Created().json(agent_json(agent, &addresses, &state.config.base_url)))
+    Ok(
+        created(&format!("/api/v1/agents/{}", agent.id)).json(agent_json(
+            agent,
+            &addresses,
+            &state.config.base_url,
+        )),
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", security(("api_key" = [])), params(("id" = i64, Path)),
@@ -269,7 +282,7 @@ pub struct UploadQuery {
     params(("id" = i64, Path), ("title" = Option<String>, Query, max_length = 200, description = "Up to 200 characters; by default the file's name without its extension"),
         ("filename" = Option<String>, Query, description = "The file's name: its extension gives the type when `Content-Type` does not")),
     request_body(content = String, content_type = "text/plain", description = "The document: text/plain, text/markdown, text/html or application/pdf"),
-    responses((status = 201, body = DocumentJson), (status = 402, body = ErrorJson, description = "The plan's knowledge storage is full"), (status = 413, body = ErrorJson), (status = 415, body = ErrorJson), (status = 422, body = ErrorJson)))]
+    responses((status = 201, body = DocumentJson, headers(("Location" = String, description = "`/api/v1/documents/{id}` of the new one"))), (status = 402, body = ErrorJson, description = "The plan's knowledge storage is full"), (status = 413, body = ErrorJson), (status = 415, body = ErrorJson), (status = 422, body = ErrorJson)))]
 pub async fn upload_document(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -314,7 +327,7 @@ pub async fn upload_document(
         bytes: body.to_vec(),
     };
     let doc = add(&state, &caller, AgentId(path.into_inner()), upload).await?;
-    Ok(HttpResponse::Created().json(document_json(doc)))
+    Ok(created(&format!("/api/v1/documents/{}", doc.id)).json(document_json(doc)))
 }
 
 pub(crate) async fn add(
@@ -702,7 +715,7 @@ pub struct StartConversation {
 }
 
 #[utoipa::path(post, path = "/api/v1/conversations", tag = "conversations", security(("api_key" = [])), request_body = StartConversation,
-    responses((status = 201, body = ConversationJson), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
+    responses((status = 201, body = ConversationJson, headers(("Location" = String, description = "`/api/v1/conversations/{id}` of the new one"))), (status = 404, body = ErrorJson), (status = 422, body = ErrorJson)))]
 pub async fn start_conversation(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -747,7 +760,7 @@ pub async fn start_conversation(
             Ok(conversation_json(started, agent.name))
         })
         .await?;
-    Ok(HttpResponse::Created().json(conversation))
+    Ok(created(&format!("/api/v1/conversations/{}", conversation.id)).json(conversation))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -3387,6 +3387,11 @@ async fn the_openapi_document_describes_the_api(backend: Backend) {
     }
     // Every operation refuses a query parameter it does not take: 400 is listed.
     assert!(doc["paths"]["/api/v1/agents"]["get"]["responses"]["400"].is_object());
+    // What is created says where it is read.
+    assert!(
+        doc["paths"]["/api/v1/agents"]["post"]["responses"]["201"]["headers"]["Location"]
+            .is_object()
+    );
     // A reply can come as Server-Sent Events.
     assert!(
         doc["paths"]["/api/v1/conversations/{id}/messages"]["post"]["responses"]["200"]["content"]

@@ -18,6 +18,7 @@ backend_tests!(
     control_characters_a_model_sends_never_reach_the_transcript,
     the_section_that_answers_comes_before_one_that_only_shares_the_title,
     an_agent_is_deleted_from_its_page_once_the_box_is_ticked,
+    what_the_api_creates_says_where_it_is_read,
 );
 
 async fn harbor(
@@ -273,4 +274,59 @@ async fn an_agent_is_deleted_from_its_page_once_the_box_is_ticked(backend: Backe
         audit.contains("agent.deleted") || audit.contains("Agent deleted"),
         "{audit}"
     );
+}
+
+async fn what_the_api_creates_says_where_it_is_read(backend: Backend) {
+    let Some((app, key)) = harbor(backend, &[]).await else {
+        return;
+    };
+    let post = |path: &str| app.client.post(app.url(path)).bearer_auth(&key);
+    let follow = |res: reqwest::Response| async {
+        assert_eq!(res.status(), 201);
+        let location = res.headers()["location"].to_str().unwrap().to_string();
+        let created: Value = res.json().await.unwrap();
+        let read: Value = app
+            .client
+            .get(app.url(&location))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(read["id"], created["id"], "{location}");
+        (location, created)
+    };
+    let (at, agent) = follow(
+        post("/api/v1/agents")
+            .json(&json!({"name": "Support"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(at, format!("/api/v1/agents/{}", agent["id"]));
+    let (at, doc) = follow(
+        post(&format!(
+            "/api/v1/agents/{}/documents?title=Hours",
+            agent["id"]
+        ))
+        .header("content-type", "text/plain")
+        .body("We open at nine.")
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(at, format!("/api/v1/documents/{}", doc["id"]));
+    let (at, conversation) = follow(
+        post("/api/v1/conversations")
+            .json(&json!({"agentId": agent["id"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(at, format!("/api/v1/conversations/{}", conversation["id"]));
 }
