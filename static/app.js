@@ -1,5 +1,5 @@
 /*
- * Frontdesk's pages work without JavaScript; this only adds four comforts:
+ * Frontdesk's pages work without JavaScript; this only adds five comforts:
  * - a question before a form does what cannot be undone (its data-confirm
  *   holds the question);
  * - a textarea marked data-draft keeps what was typed in it, for this tab,
@@ -14,7 +14,9 @@
  *   seconds by the same element of the page at URL, until that one is no
  *   longer live: a knowledge base being indexed shows its progress while the
  *   forms around it keep what is being typed (a reload would wipe them, and
- *   after a refused form would ask for a page that only takes POST).
+ *   after a refused form would ask for a page that only takes POST);
+ * - the phone menu (a <details>) closes with Escape, and its button's label
+ *   says what pressing it does (open or close).
  * Kept plain for build.rs's simple minifier: no modules, no regex literals, no
  * template literals, explicit semicolons.
  */
@@ -186,4 +188,31 @@
       }
     }
   });
+
+  document.addEventListener('keydown', function (event) {
+    if (event.key !== 'Escape') {
+      return;
+    }
+    var open = document.querySelectorAll('details.nav-mobile[open]');
+    for (var i = 0; i < open.length; i++) {
+      open[i].removeAttribute('open');
+      var summary = open[i].querySelector('summary');
+      if (summary) {
+        summary.setAttribute('aria-label', 'Open menu');
+        summary.focus();
+      }
+    }
+  });
+
+  // A details element's toggle does not bubble: caught on its way down.
+  document.addEventListener('toggle', function (event) {
+    var menu = event.target;
+    if (!menu.classList || !menu.classList.contains('nav-mobile')) {
+      return;
+    }
+    var summary = menu.querySelector('summary');
+    if (summary) {
+      summary.setAttribute('aria-label', menu.open ? 'Close menu' : 'Open menu');
+    }
+  }, true);
 })();

@@ -157,12 +157,23 @@ async function phone(browser) {
   await startFree.waitFor({ state: 'visible', timeout: 5000 }).catch(() => {});
   check(await menu.evaluate((d) => d.open), 'phone: menu opens on summary click');
   check(await startFree.isVisible(), 'phone: "Start free" becomes visible in the open menu');
+  check(
+    (await menu.locator('summary').getAttribute('aria-label')) === 'Close menu',
+    'phone: the open menu\'s button says it closes it',
+  );
   const box = await page.locator('.nav-mobile-panel').boundingBox();
   check(
     box && box.x >= 0 && box.x + box.width <= 375,
     'phone: open menu panel is within the viewport',
     box ? `x=${box.x} width=${box.width}` : 'no box',
   );
+  await page.keyboard.press('Escape');
+  check(!(await menu.evaluate((d) => d.open)), 'phone: Escape closes the menu');
+  check(
+    (await menu.locator('summary').getAttribute('aria-label')) === 'Open menu',
+    'phone: the closed menu\'s button says it opens it',
+  );
+  await menu.locator('summary').click();
   await checkCommon(page, w, 'phone /');
   await shot(page, 'landing-phone.png');
   await ctx.close();
