@@ -474,6 +474,18 @@ pub struct ConversationJson {
     updated_at: String,
 }
 
+/// One conversation as the list shows it, its agent's name read.
+fn with_agent_name(
+    conn: &mut crate::db::DbConnection,
+    scope: &crate::domain::TenantScope,
+    c: Conversation,
+) -> AppResult<ConversationJson> {
+    // Its agent is there: deleting an agent deletes its conversations.
+    let agent = Agent::find(conn, scope, c.agent_id)?
+        .ok_or_else(|| AppError::internal("a conversation without its agent"))?;
+    Ok(conversation_json(c, agent.name))
+}
+
 fn conversation_json(c: Conversation, agent_name: String) -> ConversationJson {
     ConversationJson {
         id: c.id.0,
@@ -664,9 +676,7 @@ pub async fn get_conversation(
     let conversation = state
         .db(move |conn| {
             let c = Conversation::find(conn, &scope, id)?.ok_or(AppError::NotFound)?;
-            let agent = Agent::find(conn, &scope, c.agent_id)?
-                .ok_or_else(|| AppError::internal("a conversation without its agent"))?;
-            Ok(conversation_json(c, agent.name))
+            with_agent_name(conn, &scope, c)
         })
         .await?;
     Ok(HttpResponse::Ok().json(conversation))
@@ -799,10 +809,7 @@ pub async fn set_conversation_status(
                 status,
             )?
             .ok_or(AppError::NotFound)?;
-            // Its agent is there: deleting an agent deletes its conversations.
-            let agent = Agent::find(conn, &scope, conversation.agent_id)?
-                .ok_or_else(|| AppError::internal("a conversation without its agent"))?;
-            Ok(conversation_json(conversation, agent.name))
+            with_agent_name(conn, &scope, conversation)
         })
         .await?;
     Ok(HttpResponse::Ok().json(conversation))
