@@ -357,6 +357,12 @@ pub fn delete_organization(
         if confirmation.trim() != org.slug {
             return Err(AccountError::ConfirmationMismatch(org.slug));
         }
+        // Its agents go too: each is locked as its own deletion locks it, so
+        // an indexing job writing an agent's passages finishes first or finds
+        // it gone (before the billing lock, as an agent's edit takes them).
+        for agent in crate::db::models::Agent::list(conn, scope)? {
+            crate::db::models::Agent::lock(conn, agent.id)?;
+        }
         // Locked like a webhook that settles a subscription: one arriving
         // meanwhile waits for this deletion, or this one sees what it set.
         let billing = BillingAccount::lock(conn, scope.organization_id())?;

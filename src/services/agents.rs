@@ -387,10 +387,9 @@ pub fn update(
         if slug.is_some() {
             lock_slugs(conn, scope)?;
         }
-        // A field the form leaves out keeps what `current` holds: on
-        // PostgreSQL two edits at once would otherwise each write back the
-        // other's field as it was before.
-        crate::db::lock_until_commit(conn, &format!("agent:{id}"))?;
+        // A field the form leaves out keeps what `current` holds: two edits
+        // at once would otherwise each write back the other's as it was.
+        Agent::lock(conn, id)?;
         let current = Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)?;
         let settings = settings(form, Some(&current))?;
         Agent::update(conn, scope, id, &settings)?;
@@ -417,6 +416,7 @@ pub fn delete(
     id: AgentId,
 ) -> Result<(), AgentError> {
     write_transaction(conn, |conn| {
+        Agent::lock(conn, id)?;
         let agent = Agent::find(conn, scope, id)?.ok_or(AgentError::NotFound)?;
         Agent::delete(conn, scope, id)?;
         audit(

@@ -44,6 +44,17 @@ pub struct AgentSettings {
 }
 
 impl Agent {
+    /// Taken before an agent's row or what hangs on it is written, until
+    /// commit: on PostgreSQL its edits run one at a time (a field one leaves
+    /// out is not written back stale by another), and its deletion waits for
+    /// an indexing job writing its passages (whose foreign key would fail if
+    /// the agent went first) or comes before it, and the job finds it gone.
+    /// Taken before a document's lock, never after. SQLite runs one writer at
+    /// a time anyway.
+    pub fn lock(conn: &mut DbConnection, id: AgentId) -> QueryResult<()> {
+        crate::db::lock_until_commit(conn, &format!("agent:{id}"))
+    }
+
     pub fn create(
         conn: &mut DbConnection,
         scope: &TenantScope,

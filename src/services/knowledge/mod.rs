@@ -214,9 +214,12 @@ impl IndexDocument {
                     // re-index's) would each delete only the chunks committed
                     // before they started on PostgreSQL, and both insert; a
                     // deletion in between would deadlock with this one.
+                    // The agent first: its deletion, which takes no document's
+                    // lock, must not commit between the check and the inserts.
+                    Agent::lock(conn, doc.agent_id)?;
                     lock_document(conn, id)?;
                     if Document::find_for_indexing(conn, id)?.is_none() {
-                        // Deleted while it was being split.
+                        // Deleted (alone or with its agent) while it was split.
                         return Ok(false);
                     }
                     Document::replace_chunks(conn, &doc, &rows)?;
