@@ -255,6 +255,21 @@ pub struct ConfirmForm {
     confirm: Option<String>,
 }
 
+impl ConfirmForm {
+    /// Without its box ticked, the way back to `page`, told that deleting
+    /// `what` cannot be undone; `None` once ticked.
+    fn unticked(&self, member: &Member, what: &str, page: &str) -> Option<HttpResponse> {
+        (self.confirm.as_deref() != Some("yes")).then(|| {
+            flash::set(
+                &member.session,
+                "error",
+                &format!("Tick the box to confirm: deleting {what} cannot be undone."),
+            );
+            see_other(page)
+        })
+    }
+}
+
 csrf_protected!(
     NewAgentForm,
     SettingsForm,
@@ -755,13 +770,8 @@ pub async fn delete(
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::ManageSettings)?;
     let id = AgentId(path.into_inner());
-    if form.confirm.as_deref() != Some("yes") {
-        flash::set(
-            &member.session,
-            "error",
-            "Tick the box to confirm: deleting an agent cannot be undone.",
-        );
-        return Ok(see_other(&format!("/app/agents/{id}")));
+    if let Some(back) = form.unticked(&member, "an agent", &format!("/app/agents/{id}")) {
+        return Ok(back);
     }
     match act(&state, &member, &req, move |conn, scope, actor| {
         agents::delete(conn, scope, actor, id)
@@ -939,13 +949,9 @@ pub async fn delete_conversation(
 ) -> AppResult<HttpResponse> {
     require(&member, Permission::ManageSettings)?;
     let id = ConversationId(path.into_inner());
-    if form.confirm.as_deref() != Some("yes") {
-        flash::set(
-            &member.session,
-            "error",
-            "Tick the box to confirm: deleting a conversation cannot be undone.",
-        );
-        return Ok(see_other(&format!("/app/conversations/{}", id.0)));
+    let page = format!("/app/conversations/{}", id.0);
+    if let Some(back) = form.unticked(&member, "a conversation", &page) {
+        return Ok(back);
     }
     let deleted = act(&state, &member, &req, move |conn, scope, actor| {
         chat::delete_conversation(conn, scope, actor, id)
